@@ -1,0 +1,41 @@
+# One task runner for people and CI. Every dependency is installed from here.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install serve test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip setuptools wheel
+
+# torch first, pinned to the CPU wheel on this disk, so nothing pulls a CUDA build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e '.[model,bench,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(BIN)/engramdb serve --host 127.0.0.1 --port 8080
+
+lint: install
+	$(BIN)/ruff format --check engramdb tests bench
+	$(BIN)/ruff check engramdb tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/engramdb bench all --out bench/results
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""engramdb: long-term memory for AI agents (semantic, episodic and working memory)."""
+
+from engramdb._async_memory import AsyncMemory
+from engramdb.config import Settings
+from engramdb.embedders import Embedder, HashEmbedder, MiniLMEmbedder
+from engramdb.errors import (
+    BusyError,
+    ConflictError,
+    EmbedderMismatchError,
+    EmbeddingError,
+    EngramError,
+    LimitExceededError,
+    NotFoundError,
+    SchemaError,
+    SchemaTooNewError,
+    StoreError,
+    ValidationError,
+    WrongContextError,
+)
+from engramdb.memory import Memory
+from engramdb.models import (
+    AddResult,
+    Event,
+    HistoryEntry,
+    MemoryRecord,
+    RecordPage,
+    ScoreParts,
+    SearchHit,
+    SearchPage,
+    Slots,
+    Snapshot,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddResult",
+    "AsyncMemory",
+    "BusyError",
+    "ConflictError",
+    "Embedder",
+    "EmbedderMismatchError",
+    "EmbeddingError",
+    "EngramError",
+    "Event",
+    "HashEmbedder",
+    "HistoryEntry",
+    "LimitExceededError",
+    "Memory",
+    "MemoryRecord",
+    "MiniLMEmbedder",
+    "NotFoundError",
+    "RecordPage",
+    "SchemaError",
+    "SchemaTooNewError",
+    "ScoreParts",
+    "SearchHit",
+    "SearchPage",
+    "Settings",
+    "Slots",
+    "Snapshot",
+    "StoreError",
+    "ValidationError",
+    "WrongContextError",
+    "__version__",
+]

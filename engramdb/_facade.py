@@ -1,0 +1,98 @@
+"""What ``Memory`` and ``AsyncMemory`` share that does no I/O: construction and guards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from engramdb.config import Settings
+from engramdb.embedders.base import Embedder, resolve_embedder
+from engramdb.engine.core import Engine, open_store
+from engramdb.engine.validation import check_namespace
+from engramdb.errors import WrongContextError
+
+T = TypeVar("T")
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def shared_pool() -> ThreadPoolExecutor:
+    """The bounded thread pool that runs AsyncMemory's blocking work off the event loop."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=min(8, (os.cpu_count() or 2) * 2), thread_name_prefix="engramdb"
+            )
+        return _pool
+
+
+class _Shared:
+    """Construction shared by both faces: settings, embedder, store, namespace."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str | None = None,
+        embedder: str | Embedder | None = None,
+        settings: Settings | None = None,
+        _engine: Engine | None = None,
+    ) -> None:
+        if _engine is not None:
+            self._engine = _engine
+            self.namespace = check_namespace(namespace or _engine.settings.namespace)
+            self._owner = False
+            return
+        base = settings if settings is not None else Settings()
+        if url is not None:
+            base = base.model_copy(update={"url": url})
+        self.settings = base
+        self.namespace = check_namespace(namespace or base.namespace)
+        emb = resolve_embedder(embedder, base)
+        store = open_store(base)
+        try:
+            self._engine = Engine(base, emb, store)
+        except BaseException:
+            store.close()
+            raise
+        self._owner = True
+
+    @property
+    def engine(self) -> Engine:
+        """The engine shared by every face over this store."""
+        return self._engine
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder in use."""
+        return self._engine.embedder
+
+
+def guard_sync(method: str) -> None:
+    """Refuse a blocking call from the thread that runs an event loop (it would stall it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise WrongContextError(
+        f"Memory.{method}() blocks and was called on a thread running an event loop; "
+        f"use `await AsyncMemory.{method}(...)` instead",
+        method=method,
+    )
+
+
+def call_sync(method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run an engine call on the caller's thread after the event-loop guard."""
+    guard_sync(method)
+    return fn(*args, **kwargs)
+
+
+async def call_async(method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run an engine call in the shared pool so the event loop never blocks."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(shared_pool(), lambda: fn(*args, **kwargs))

@@ -1,0 +1,55 @@
+"""Settings: one class, read from arguments, then ``ENGRAM_*`` variables, then defaults."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable of engramdb. Limits are settings with safe defaults.
+
+    Example::
+
+        Settings(url="sqlite:///tmp/m.db", max_text_bytes=65536)
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ENGRAM_", extra="forbid")
+
+    url: str = Field("sqlite:///engram.db", description="Store URL: sqlite:///path, :memory:")
+    namespace: str = Field("default", description="Namespace used when none is given")
+    embedder: str = Field(
+        "minilm", description="Embedder: 'minilm' (local all-MiniLM-L6-v2) or 'hash' (no model)"
+    )
+    hash_dim: int = Field(384, ge=8, le=4096, description="Dimension of the hash embedder")
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="SQLite synchronous mode; NORMAL may lose the last commits on power loss",
+    )
+    busy_timeout_ms: int = Field(10_000, ge=0, description="How long a writer waits for the lock")
+    auto_migrate: bool = Field(True, description="Upgrade the schema on open")
+    max_text_bytes: int = Field(32 * 1024, ge=1, description="Largest record text (UTF-8 bytes)")
+    max_metadata_bytes: int = Field(16 * 1024, ge=2, description="Largest metadata (JSON bytes)")
+    max_metadata_depth: int = Field(8, ge=1, description="Deepest metadata nesting")
+    max_batch: int = Field(1000, ge=1, description="Most items in one add call")
+    max_top_k: int = Field(1000, ge=1, description="Largest top_k / limit")
+    max_tags: int = Field(64, ge=0, description="Most tags on one record")
+    max_filter_clauses: int = Field(256, ge=1, description="Most clauses in one filter")
+    max_chunk_tokens: int | None = Field(
+        None, ge=16, description="Chunk size in tokens; default: the embedder's max sequence length"
+    )
+    query_cache_size: int = Field(1024, ge=0, description="LRU entries of query embeddings")
+    embed_batch_size: int = Field(64, ge=1, description="Texts per embedder call")
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads for the local model")
+    ann_min_rows: int = Field(
+        20_000, ge=0, description="Scopes larger than this use the ANN index for unfiltered search"
+    )
+    ann_ef_search: int = Field(96, ge=8, description="ANN search breadth (recall vs speed)")
+    context_window: int = Field(
+        1, ge=0, description="Neighbouring thread turns indexed (keyword side) with a message"
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant")
+    host: str = Field("127.0.0.1", description="Service bind address")
+    port: int = Field(8080, ge=0, le=65535, description="Service port")

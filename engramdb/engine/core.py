@@ -1,0 +1,747 @@
+"""The engine: one implementation behind ``Memory``, ``AsyncMemory``, REST and the CLI.
+
+Write path: validate -> chunk -> embed -> one store transaction (dedup in the database).
+Read path: embed query -> candidates (exact vector scan + BM25) -> fuse (RRF) -> hydrate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from engramdb.config import Settings
+from engramdb.embedders.base import Embedder, check_vectors
+from engramdb.engine import validation as v
+from engramdb.engine.chunking import chunk_text
+from engramdb.engine.filters import Bool, Cmp, Live, Node, ValidAt, parse
+from engramdb.engine.fusion import rrf
+from engramdb.engine.ids import new_id
+from engramdb.engine.keyword import match_expression
+from engramdb.engine.timeutil import now_us, to_us
+from engramdb.errors import (
+    EmbeddingError,
+    EngramError,
+    NotFoundError,
+    ValidationError,
+)
+from engramdb.models import (
+    AddResult,
+    Event,
+    HistoryEntry,
+    MemoryRecord,
+    RecordPage,
+    ScoreParts,
+    SearchHit,
+    SearchPage,
+    Slots,
+    Snapshot,
+)
+from engramdb.stores.base import PreparedChunk, PreparedEvent, PreparedRecord, RecordChanges
+from engramdb.stores.sqlite import SQLiteStore
+
+Mode = Literal["hybrid", "vector", "keyword"]
+RECORD_FIELDS = {
+    "text",
+    "id",
+    "user_id",
+    "agent_id",
+    "thread_id",
+    "type",
+    "metadata",
+    "tags",
+    "source",
+    "importance",
+    "occurred_at",
+    "expires_at",
+    "valid_from",
+    "valid_to",
+}
+
+
+def open_store(settings: Settings) -> SQLiteStore:
+    """Open the store named by ``settings.url`` (``sqlite:///path`` or ``:memory:``)."""
+    url = settings.url
+    if url == ":memory:" or url == "sqlite://" or url == "sqlite:///:memory:":
+        path = ":memory:"
+    elif url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+    elif "://" not in url:
+        path = url
+    else:
+        raise ValidationError(
+            f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or :memory:",
+            field="url",
+        )
+    return SQLiteStore(
+        path,
+        synchronous=settings.synchronous,
+        busy_timeout_ms=settings.busy_timeout_ms,
+        auto_migrate=settings.auto_migrate,
+    )
+
+
+class Engine:
+    """Validation, chunking, embedding, retrieval and fusion over one store."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, store: SQLiteStore) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self._embed_lock = threading.Lock()
+        store.check_embedder(embedder.name, embedder.dim)
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def max_chunk_tokens(self) -> int:
+        """The chunk size: the setting, or the embedder's window."""
+        return self.settings.max_chunk_tokens or self.embedder.max_tokens
+
+    def embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """Embed texts in batches, checking the (untrusted) output of the embedder."""
+        if not texts:
+            return np.empty((0, self.embedder.dim), np.float32)
+        parts = []
+        step = self.settings.embed_batch_size * 8
+        for i in range(0, len(texts), step):
+            batch = list(texts[i : i + step])
+            try:
+                raw = self.embedder.embed(batch, query=query)
+            except EngramError:
+                raise
+            except Exception as exc:  # the embedder is outside code: wrap whatever it raises
+                raise EmbeddingError(
+                    f"embedder {self.embedder.name!r} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            parts.append(check_vectors(raw, len(batch), self.embedder.dim, self.embedder.name))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _time(self, value: Any, field: str) -> int | None:
+        return None if value is None else to_us(value, field)
+
+    def _prepare(self, item: dict[str, Any], defaults: dict[str, Any]) -> PreparedRecord:
+        unknown = set(item) - RECORD_FIELDS
+        if unknown:
+            raise ValidationError(
+                f"unknown record field(s) {sorted(unknown)}", fields=sorted(unknown)
+            )
+        f = {**defaults, **{k: val for k, val in item.items() if val is not None}}
+        s = self.settings
+        text = v.check_text(f.get("text"), s)
+        caller_id = f.get("id") is not None
+        rid = v.check_id(f["id"]) if caller_id else new_id()
+        metadata = v.check_metadata(f.get("metadata"), s)
+        tags = v.check_tags(f.get("tags"), s)
+        occurred = self._time(f.get("occurred_at"), "occurred_at") or now_us()
+        vf = self._time(f.get("valid_from"), "valid_from")
+        vt = self._time(f.get("valid_to"), "valid_to")
+        if vf is not None and vt is not None and vt <= vf:
+            raise ValidationError("valid_to must be after valid_from", field="valid_to")
+        return PreparedRecord(
+            id=rid,
+            caller_id=caller_id,
+            text=text,
+            content_hash=v.content_hash(text),
+            type=v.check_type(f.get("type") or "semantic"),
+            user_id=v.check_scope(f.get("user_id"), "user_id") or "",
+            agent_id=v.check_scope(f.get("agent_id"), "agent_id") or "",
+            thread_id=v.check_scope(f.get("thread_id"), "thread_id") or "",
+            metadata_json=json.dumps(metadata, ensure_ascii=False, allow_nan=False),
+            tags_json=json.dumps(tags, ensure_ascii=False),
+            source=v.check_source(f.get("source")) or "",
+            importance=v.check_importance(f.get("importance")),
+            occurred_at=occurred,
+            valid_from=vf,
+            valid_to=vt,
+            expires_at=self._time(f.get("expires_at"), "expires_at"),
+        )
+
+    def _chunk_and_embed(self, records: list[PreparedRecord]) -> None:
+        spans: list[tuple[PreparedRecord, int, int]] = []
+        counter = self.embedder.count_tokens if self.max_chunk_tokens else None
+        for rec in records:
+            for start, end in chunk_text(rec.text, self.max_chunk_tokens, counter or len):
+                spans.append((rec, start, end))
+        vectors = self.embed([r.text[s:e] for r, s, e in spans])
+        for (rec, s, e), vec in zip(spans, vectors, strict=True):
+            rec.chunks.append(PreparedChunk(s, e, vec, rec.text[s:e]))
+
+    # ------------------------------------------------------------------ records
+
+    def add(
+        self,
+        namespace: str,
+        items: str | dict[str, Any] | Sequence[str | dict[str, Any]],
+        defaults: dict[str, Any],
+        on_error: Literal["abort", "skip"] = "abort",
+    ) -> list[AddResult]:
+        """Validate, chunk, embed and store records in one transaction."""
+        v.check_namespace(namespace)
+        if on_error not in ("abort", "skip"):
+            raise ValidationError("on_error must be 'abort' or 'skip'", field="on_error")
+        if isinstance(items, str | dict):
+            items = [items]
+        if isinstance(items, bytes):
+            items = [items]
+        items = list(items)
+        if not items:
+            raise ValidationError("nothing to add: the list is empty", field="text")
+        if len(items) > self.settings.max_batch:
+            raise ValidationError(
+                f"{len(items)} items; the limit max_batch is {self.settings.max_batch}",
+                field="text",
+                limit="max_batch",
+            )
+        prepared: list[PreparedRecord | None] = []
+        rejected: dict[int, str] = {}
+        for i, item in enumerate(items):
+            try:
+                data = item if isinstance(item, dict) else {"text": item}
+                prepared.append(self._prepare(data, defaults))
+            except ValidationError as exc:
+                if on_error == "abort":
+                    exc.details["index"] = i
+                    exc.message = f"item {i}: {exc.message}"
+                    exc.args = (exc.message,)
+                    raise
+                rejected[i] = exc.message
+                prepared.append(None)
+        good = [p for p in prepared if p is not None]
+        self._chunk_and_embed(good)
+        stored = self.store.add_records(namespace, good, on_error) if good else []
+        out: list[AddResult] = []
+        it = iter(stored)
+        for i, p in enumerate(prepared):
+            if p is None:
+                out.append(AddResult(i, "rejected", None, rejected[i]))
+            else:
+                r = next(it)
+                r.index = i
+                out.append(r)
+        return out
+
+    def add_messages(
+        self,
+        namespace: str,
+        thread_id: str,
+        messages: Sequence[dict[str, Any]],
+        user_id: str | None,
+        agent_id: str | None,
+        remember: bool,
+    ) -> list[AddResult]:
+        """Append conversation turns as events and (optionally) as searchable records."""
+        v.check_namespace(namespace)
+        thread_id = v.check_scope(thread_id, "thread_id") or ""
+        if not thread_id:
+            raise ValidationError("thread_id is required", field="thread_id")
+        user = v.check_scope(user_id, "user_id") or ""
+        if not isinstance(messages, list | tuple) or not messages:
+            raise ValidationError("messages must be a non-empty list", field="messages")
+        if len(messages) > self.settings.max_batch:
+            raise ValidationError(
+                f"more than max_batch={self.settings.max_batch} messages", field="messages"
+            )
+        events: list[PreparedEvent] = []
+        records: list[PreparedRecord] = []
+        base = now_us()
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise ValidationError(f"message {i} must be an object", field="messages", index=i)
+            extra = set(m) - {"role", "content", "occurred_at", "metadata", "name"}
+            if extra:
+                raise ValidationError(f"message {i}: unknown field(s) {sorted(extra)}", index=i)
+            role = m.get("role")
+            if not isinstance(role, str) or not v.SCOPE_PATTERN.match(role):
+                raise ValidationError(f"message {i}: role must be a non-empty string", index=i)
+            text = v.check_text(m.get("content"), self.settings, field=f"messages[{i}].content")
+            ts = self._time(m.get("occurred_at"), "occurred_at") or base + i
+            meta = v.check_metadata(m.get("metadata"), self.settings)
+            name = m.get("name")
+            payload: dict[str, Any] = {"role": role, "content": text}
+            if name is not None:
+                payload["name"] = v.check_scope(name, "name")
+            if meta:
+                payload["metadata"] = meta
+            ev_id = new_id()
+            events.append(
+                PreparedEvent(
+                    ev_id,
+                    thread_id,
+                    user,
+                    role,
+                    "message",
+                    json.dumps(payload, ensure_ascii=False),
+                    ts,
+                )
+            )
+            if remember:
+                rec = self._prepare(
+                    {
+                        "text": text,
+                        "type": "message",
+                        "thread_id": thread_id,
+                        "user_id": user or None,
+                        "agent_id": agent_id,
+                        "metadata": {**meta, "role": role, **({"name": name} if name else {})},
+                        "occurred_at": m.get("occurred_at"),
+                    },
+                    {},
+                )
+                rec.occurred_at = ts
+                rec.event_id = ev_id
+                records.append(rec)
+        self._chunk_and_embed(records)
+        results = self.store.add_records(namespace, records, "abort", events=events)
+        if not remember:
+            return [AddResult(i, "written", None) for i in range(len(events))]
+        return results
+
+    def get(self, namespace: str, record_id: str) -> MemoryRecord:
+        """Return one record or raise NotFoundError."""
+        v.check_namespace(namespace)
+        found = self.store.get_records(namespace, [v.check_id(record_id)])
+        if not found:
+            raise NotFoundError(
+                f"record {record_id!r} not found in namespace {namespace!r}", id=record_id
+            )
+        return found[0]
+
+    def get_many(self, namespace: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        """Return the records that exist among ``ids``, in the order given."""
+        v.check_namespace(namespace)
+        if isinstance(ids, str) or not isinstance(ids, Sequence):
+            raise ValidationError("ids must be a list of record ids", field="ids")
+        if len(ids) > self.settings.max_top_k:
+            raise ValidationError(f"more than max_top_k={self.settings.max_top_k} ids", field="ids")
+        return self.store.get_records(namespace, [v.check_id(i) for i in ids])
+
+    def build_filter(
+        self,
+        filters: dict[str, Any] | None,
+        shortcuts: dict[str, Any],
+        valid_at: datetime | str | None,
+        include_expired: bool,
+    ) -> Node | None:
+        """Combine a filter object, scope shortcuts, valid_at and the expiry rule into one tree."""
+        node = parse(filters, self.settings.max_filter_clauses)
+        items: list[Node] = [] if node is None else [node]
+        for key, value in shortcuts.items():
+            if value is None:
+                continue
+            if key == "tags":
+                tags = v.check_tags(value if not isinstance(value, str) else [value], self.settings)
+                items.append(Cmp("tags", "tags", "$contains", tuple(tags)))
+            elif key == "type":
+                items.append(Cmp("str", "type", "$eq", v.check_type(value)))
+            else:
+                items.append(Cmp("str", key, "$eq", v.check_scope(value, key)))
+        if valid_at is not None:
+            items.append(ValidAt(to_us(valid_at, "valid_at")))
+        if not include_expired:
+            items.append(Live(now_us()))
+        if not items:
+            return None
+        return items[0] if len(items) == 1 else Bool("and", tuple(items))
+
+    def list_page(
+        self, namespace: str, node: Node | None, limit: int, cursor: str | None, descending: bool
+    ) -> RecordPage:
+        """Return a keyset page ordered by id (time-ordered ids: oldest first by default)."""
+        v.check_namespace(namespace)
+        limit = v.check_limit(limit, self.settings, "limit")
+        after = None if cursor is None else _decode_cursor(cursor, "a")
+        if after is not None:
+            after = v.check_id(after, "cursor")
+        rows = self.store.list_records(namespace, node, limit + 1, after, descending)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = _encode_cursor("a", rows[-1].id) if more and rows else None
+        return RecordPage(rows, nxt)
+
+    def count(self, namespace: str, node: Node | None) -> int:
+        """Count matching records."""
+        v.check_namespace(namespace)
+        return self.store.count_records(namespace, node)
+
+    def update(
+        self,
+        namespace: str,
+        record_id: str,
+        fields: dict[str, Any],
+        expected_version: int | None,
+    ) -> MemoryRecord:
+        """Change a record: re-embeds when the text changes; tags change atomically."""
+        v.check_namespace(namespace)
+        v.check_id(record_id)
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise ValidationError("expected_version must be an integer", field="expected_version")
+        s = self.settings
+        ch = RecordChanges()
+        clear: set[str] = set()
+        given = {k: val for k, val in fields.items() if val is not None}
+        if not given and not fields.get("clear"):
+            raise ValidationError("nothing to update: give text, metadata, tags or another field")
+        if "text" in given:
+            ch.text = v.check_text(given["text"], s)
+            ch.content_hash = v.content_hash(ch.text)
+            spans = chunk_text(ch.text, self.max_chunk_tokens, self.embedder.count_tokens)
+            vecs = self.embed([ch.text[a:b] for a, b in spans])
+            ch.chunks = [
+                PreparedChunk(a, b, vec, ch.text[a:b])
+                for (a, b), vec in zip(spans, vecs, strict=True)
+            ]
+        if "metadata" in given:
+            ch.metadata_json = json.dumps(
+                v.check_metadata(given["metadata"], s), ensure_ascii=False
+            )
+        if "add_tags" in given:
+            ch.add_tags = v.check_tags(given["add_tags"], s)
+        if "remove_tags" in given:
+            ch.remove_tags = v.check_tags(given["remove_tags"], s)
+        if "importance" in given:
+            ch.importance = v.check_importance(given["importance"])
+        if "type" in given:
+            ch.type = v.check_type(given["type"])
+        for tf in ("valid_from", "valid_to", "expires_at"):
+            if tf in given:
+                setattr(ch, tf, to_us(given[tf], tf))
+        for name in fields.get("clear") or ():
+            if name not in ("importance", "valid_from", "valid_to", "expires_at"):
+                raise ValidationError(f"cannot clear {name!r}", field="clear")
+            clear.add(name)
+        ch.clear = frozenset(clear)
+        return self.store.update_record(namespace, record_id, ch, expected_version)
+
+    def delete(self, namespace: str, record_id: str) -> None:
+        """Delete one record (tombstone in history) or raise NotFoundError."""
+        v.check_namespace(namespace)
+        if self.store.delete_records(namespace, [v.check_id(record_id)], None) == 0:
+            raise NotFoundError(
+                f"record {record_id!r} not found in namespace {namespace!r}", id=record_id
+            )
+
+    def delete_all(self, namespace: str, node: Node | None, everything: bool) -> int:
+        """Delete every record matching the filter; an empty filter needs ``everything``."""
+        v.check_namespace(namespace)
+        if node is None and not everything:
+            raise ValidationError(
+                "delete_all without a filter would delete the whole namespace; pass all=True",
+                field="filters",
+            )
+        return self.store.delete_records(namespace, None, node)
+
+    def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
+        """Return the change history of a record (also after it was deleted)."""
+        v.check_namespace(namespace)
+        entries = self.store.history(namespace, v.check_id(record_id))
+        if not entries:
+            raise NotFoundError(
+                f"no history for record {record_id!r} in namespace {namespace!r}", id=record_id
+            )
+        return entries
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        namespace: str,
+        query: str,
+        *,
+        top_k: int,
+        node: Node | None,
+        user_id: str | None,
+        mode: Mode,
+        threshold: float | None,
+        offset: int,
+        cursor: str | None,
+        query_vector: np.ndarray | None = None,
+    ) -> SearchPage:
+        """Hybrid / vector / keyword search with fusion, threshold and paging."""
+        v.check_namespace(namespace)
+        query = v.check_text(query, self.settings, field="query")
+        top_k = v.check_limit(top_k, self.settings)
+        if mode not in ("hybrid", "vector", "keyword"):
+            raise ValidationError(
+                f"mode must be hybrid, vector or keyword, not {mode!r}", field="mode"
+            )
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not -1.0 <= threshold <= 1.0
+        ):
+            raise ValidationError("threshold is a cosine similarity in [-1, 1]", field="threshold")
+        if cursor is not None:
+            offset = int(_decode_cursor(cursor, "o"))
+        offset = v.check_offset(offset)
+        need = offset + top_k
+        pool = max(need * 3, 50)
+        qvec = None
+        if mode != "keyword" or threshold is not None:
+            qvec = query_vector if query_vector is not None else self.embed([query], query=True)[0]
+        full = node
+        if user_id is not None:
+            uc: Node = Cmp("str", "user_id", "$eq", user_id)
+            full = uc if node is None else Bool("and", (uc, node))
+        vec_hits = []
+        kw_hits = []
+        if mode in ("hybrid", "vector"):
+            assert qvec is not None
+            vec_hits = self.store.vector_candidates(namespace, qvec, user_id, node, pool)
+        if mode in ("hybrid", "keyword"):
+            kw_hits = self.store.keyword_candidates(namespace, match_expression(query), full, pool)
+        chunk_ids = list({h.chunk_id for h in vec_hits} | {h.chunk_id for h in kw_hits})
+        rows = self.store.hydrate(namespace, chunk_ids, full)
+        vec_rank: list[str] = []
+        kw_rank: list[str] = []
+        best_chunk: dict[str, tuple[int, int, int]] = {}
+        vec_score: dict[str, float] = {}
+        kw_score: dict[str, float] = {}
+        for h in vec_hits:
+            if h.chunk_id not in rows:
+                continue
+            rec, s, e = rows[h.chunk_id]
+            if rec.id not in vec_score:
+                vec_score[rec.id] = h.score
+                vec_rank.append(rec.id)
+                best_chunk[rec.id] = (h.chunk_id, s, e)
+        for h in kw_hits:
+            if h.chunk_id not in rows:
+                continue
+            rec, s, e = rows[h.chunk_id]
+            if rec.id not in kw_score:
+                kw_score[rec.id] = h.score
+                kw_rank.append(rec.id)
+                best_chunk.setdefault(rec.id, (h.chunk_id, s, e))
+        records = {rows[c][0].id: rows[c][0] for c in rows}
+        if qvec is not None and mode != "vector":
+            missing = [rid for rid in kw_rank if rid not in vec_score]
+            if missing:
+                scores = self.store.vector_scores([best_chunk[r][0] for r in missing], qvec)
+                for rid, sc in zip(missing, scores, strict=True):
+                    vec_score[rid] = sc
+        if mode == "vector":
+            fused = {rid: vec_score[rid] for rid in vec_rank}
+        elif mode == "keyword":
+            fused = {rid: kw_score[rid] for rid in kw_rank}
+        else:
+            fused = rrf([vec_rank, kw_rank], k=self.settings.rrf_k)
+        vpos = {rid: i + 1 for i, rid in enumerate(vec_rank)}
+        kpos = {rid: i + 1 for i, rid in enumerate(kw_rank)}
+        ordered = sorted(fused, key=lambda rid: (-fused[rid], rid))
+        if threshold is not None:
+            ordered = [rid for rid in ordered if vec_score.get(rid, -2.0) >= threshold]
+        page = ordered[offset:need]
+        hits = []
+        for rid in page:
+            rec = records[rid]
+            _, s, e = best_chunk[rid]
+            parts = ScoreParts(
+                vector=vec_score.get(rid),
+                keyword=kw_score.get(rid),
+                fused=fused[rid],
+                vector_rank=vpos.get(rid),
+                keyword_rank=kpos.get(rid),
+            )
+            hits.append(SearchHit(rec, fused[rid], parts, rec.text[s:e]))
+        nxt = _encode_cursor("o", need) if len(ordered) > need else None
+        return SearchPage(hits, nxt)
+
+    # ------------------------------------------------------------------ episodic + slots
+
+    def log_event(
+        self,
+        namespace: str,
+        thread_id: str,
+        action: str,
+        payload: dict[str, Any] | None,
+        user_id: str | None,
+        actor: str | None,
+    ) -> Event:
+        """Append one event to a thread's log."""
+        v.check_namespace(namespace)
+        thread = v.check_scope(thread_id, "thread_id")
+        if not thread:
+            raise ValidationError("thread_id is required", field="thread_id")
+        if not isinstance(action, str) or not v.SCOPE_PATTERN.match(action):
+            raise ValidationError("action must be a non-empty string", field="action")
+        data = v.check_metadata(payload, self.settings)
+        ev = PreparedEvent(
+            new_id(),
+            thread,
+            v.check_scope(user_id, "user_id") or "",
+            v.check_scope(actor, "actor") or "",
+            action,
+            json.dumps(data, ensure_ascii=False),
+            now_us(),
+        )
+        return self.store.append_events(namespace, [ev])[0]
+
+    def events(
+        self, namespace: str, thread_id: str, since: datetime | str | None, limit: int
+    ) -> list[Event]:
+        """Return a thread's events in order."""
+        v.check_namespace(namespace)
+        thread = v.check_scope(thread_id, "thread_id") or ""
+        limit = v.check_limit(limit, self.settings, "limit")
+        return self.store.list_events(namespace, thread, self._time(since, "since"), limit)
+
+    def set_slots(
+        self,
+        namespace: str,
+        thread_id: str,
+        values: dict[str, Any],
+        expected_version: int | None,
+        user_id: str | None,
+    ) -> Slots:
+        """Compare-and-set a thread's working-memory slots."""
+        v.check_namespace(namespace)
+        thread = v.check_scope(thread_id, "thread_id")
+        if not thread:
+            raise ValidationError("thread_id is required", field="thread_id")
+        if not isinstance(values, dict) or not values:
+            raise ValidationError(
+                "slots must be a non-empty object of name -> value", field="values"
+            )
+        for name in values:
+            if not isinstance(name, str) or not v.SCOPE_PATTERN.match(name):
+                raise ValidationError(f"slot name {name!r} is invalid", field="values")
+        v.check_metadata(values, self.settings)
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise ValidationError("expected_version must be an integer", field="expected_version")
+        return self.store.set_slots(
+            namespace, thread, values, expected_version, v.check_scope(user_id, "user_id") or ""
+        )
+
+    def get_slots(self, namespace: str, thread_id: str) -> Slots:
+        """Return a thread's slots."""
+        v.check_namespace(namespace)
+        return self.store.get_slots(namespace, v.check_scope(thread_id, "thread_id") or "")
+
+    def snapshot(self, namespace: str, thread_id: str, limit: int = 1000) -> Snapshot:
+        """Return the thread's events and slots as data and as readable text."""
+        events = self.events(namespace, thread_id, None, limit)
+        slots = self.get_slots(namespace, thread_id)
+        lines = [f"Thread {thread_id} (namespace {namespace})"]
+        if slots.values:
+            lines.append(f"Working memory (version {slots.version}):")
+            for name, value in slots.values.items():
+                lines.append(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
+        lines.append(f"Events ({len(events)}):")
+        for e in events:
+            when = e.timestamp.isoformat(timespec="seconds")
+            if e.action == "message":
+                lines.append(f"  [{when}] {e.actor}: {e.payload.get('content', '')}")
+            else:
+                lines.append(
+                    f"  [{when}] {e.actor or '-'} {e.action} "
+                    f"{json.dumps(e.payload, ensure_ascii=False)}"
+                )
+        return Snapshot(namespace, thread_id, events, slots, "\n".join(lines))
+
+    # ------------------------------------------------------------------ admin
+
+    def forget(
+        self, namespace: str, user_id: str | None, thread_id: str | None, everything: bool
+    ) -> dict[str, int]:
+        """Erase a subject for good (records, history, events, slots)."""
+        v.check_namespace(namespace)
+        user = v.check_scope(user_id, "user_id")
+        thread = v.check_scope(thread_id, "thread_id")
+        if user is None and thread is None and not everything:
+            raise ValidationError("forget needs user_id, thread_id, or namespace=True")
+        return self.store.forget(namespace, user, thread, everything)
+
+    def health(self) -> dict[str, Any]:
+        """Check each component: the store answers, the embedder embeds."""
+        out: dict[str, Any] = {}
+        try:
+            self.store.count_records("default", None)
+            out["store"] = {"status": "ok", "backend": "sqlite"}
+        except EngramError as exc:
+            out["store"] = {"status": "error", "message": exc.message}
+        try:
+            self.embed(["health check"], query=True)
+            out["embedder"] = {"status": "ok", "name": self.embedder.name, "dim": self.embedder.dim}
+        except EngramError as exc:
+            out["embedder"] = {"status": "error", "message": exc.message}
+        out["status"] = "ok" if all(c["status"] == "ok" for c in out.values()) else "degraded"
+        return out
+
+    def export(
+        self,
+        path: str | Path,
+        namespace: str | None,
+        node: Node | None,
+        vectors: bool,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write records (with history), events and slots as versioned JSONL; return records."""
+        from engramdb.engine.transfer import export_jsonl
+
+        return export_jsonl(self, Path(path), namespace, node, vectors, progress)
+
+    def import_(
+        self,
+        path: str | Path,
+        namespace: str | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, int]:
+        """Read an export back (idempotent: same ids, same history)."""
+        from engramdb.engine.transfer import import_jsonl
+
+        return import_jsonl(self, Path(path), namespace, progress)
+
+    def reembed(
+        self, embedder: Embedder, batch: int = 256, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Re-embed every chunk with another embedder (resumable), then switch to it."""
+        from engramdb.engine.transfer import reembed
+
+        count = reembed(self, embedder, batch, progress)
+        self.embedder = embedder
+        return count
+
+
+def _encode_cursor(kind: str, value: Any) -> str:
+    raw = json.dumps({kind: value}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, kind: str) -> Any:
+    try:
+        if not isinstance(cursor, str) or len(cursor) > 512:
+            raise ValueError
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value = data[kind]
+        if kind == "o" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError
+        if kind == "a" and not isinstance(value, str):
+            raise ValueError
+        return value
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValidationError(
+            f"cursor {cursor!r} is invalid or from another call", field="cursor"
+        ) from exc
+
+
+def iter_batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    """Yield lists of at most ``size`` items."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

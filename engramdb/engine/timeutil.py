@@ -1,0 +1,57 @@
+"""Time conversions: the store keeps integer microseconds since the epoch, UTC."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from engramdb.errors import ValidationError
+
+
+def now_us() -> int:
+    """Return the current time in integer microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+def to_us(value: datetime | str | int | float, field: str) -> int:
+    """Convert an aware datetime or ISO 8601 string (with a zone) to epoch microseconds.
+
+    Raises:
+        ValidationError: naive datetimes, unparsable strings, bools and other types.
+    """
+    if isinstance(value, bool):
+        raise ValidationError(f"{field}: expected a datetime, got a boolean", field=field)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValidationError(
+                f"{field}: {value!r} is not an ISO 8601 datetime", field=field
+            ) from exc
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                f"{field}: naive datetime {value.isoformat()!r}; give a time zone (e.g. UTC)",
+                field=field,
+            )
+        delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    raise ValidationError(
+        f"{field}: expected a datetime or ISO 8601 string, got {type(value).__name__}", field=field
+    )
+
+
+def from_us(value: int | None) -> datetime | None:
+    """Convert epoch microseconds back to an aware UTC datetime (None stays None)."""
+    if value is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + _micro(value)
+
+
+def _micro(us: int) -> timedelta:
+    return timedelta(microseconds=us)
+
+
+def from_us_req(value: int) -> datetime:
+    """Convert epoch microseconds (never None) to an aware UTC datetime."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)

@@ -1,0 +1,236 @@
+"""Export, import and re-embedding: moving a store's data without losing any of it.
+
+Export format (JSONL, one object per line), version 1::
+
+    {"format": "engramdb-export", "version": 1, "embedder": {"name": ..., "dim": ...},
+     "vectors": true, "exported_at": "..."}
+    {"kind": "record", "record": {...}, "chunks": [{"start", "end", "index_text", "vector"?}],
+     "history": [{"op", "version", "before", "after", "at"}]}
+    {"kind": "event", ...}
+    {"kind": "slots", "namespace", "thread_id", "values", "version"}
+
+Import keeps ids, times, versions and history, so an export re-imported gives back the same
+data; re-importing is idempotent (existing ids are reported as unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engramdb.embedders.base import Embedder, check_vectors
+from engramdb.engine import validation as v
+from engramdb.engine.filters import Node
+from engramdb.engine.timeutil import to_us
+from engramdb.errors import ValidationError
+
+if TYPE_CHECKING:
+    from engramdb.engine.core import Engine
+
+FORMAT = "engramdb-export"
+VERSION = 1
+
+
+def export_jsonl(
+    engine: Engine,
+    path: Path,
+    namespace: str | None,
+    node: Node | None,
+    vectors: bool,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """Write the export file atomically; return the number of records written."""
+    store = engine.store
+    tmp = path.with_name(path.name + ".partial")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as out:
+        header = {
+            "format": FORMAT,
+            "version": VERSION,
+            "embedder": {"name": engine.embedder.name, "dim": engine.embedder.dim},
+            "vectors": vectors,
+            "namespace": namespace,
+            "exported_at": datetime.now(UTC).isoformat(),
+        }
+        out.write(json.dumps(header) + "\n")
+        for item in store.iter_all(namespace, node):
+            chunks = []
+            for start, end, blob, body in item["chunks"]:
+                ch: dict[str, Any] = {"start": start, "end": end, "index_text": body}
+                if vectors:
+                    ch["vector"] = np.frombuffer(blob, dtype=np.float32).tolist()
+                chunks.append(ch)
+            hist = [
+                {
+                    "op": op,
+                    "version": ver,
+                    "before": json.loads(b) if b else None,
+                    "after": json.loads(a) if a else None,
+                    "at": at,
+                }
+                for op, ver, b, a, at in item["history"]
+            ]
+            line = {
+                "kind": "record",
+                "record": item["record"].to_dict(),
+                "chunks": chunks,
+                "history": hist,
+            }
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            n += 1
+            if progress:
+                progress(1)
+        for row in store.iter_events_and_slots(namespace):
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+    tmp.replace(path)
+    return n
+
+
+def import_jsonl(
+    engine: Engine, path: Path, namespace: str | None, progress: Callable[[int], None] | None
+) -> dict[str, int]:
+    """Import an export file; ``namespace`` overrides the namespace of every line."""
+    if not path.exists():
+        raise ValidationError(f"import file {path} does not exist", field="path")
+    counts = {"written": 0, "unchanged": 0, "conflicts": 0, "events": 0, "slots": 0}
+    with open(path, encoding="utf-8") as f:
+        try:
+            header = json.loads(f.readline())
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"{path}: the first line is not JSON") from exc
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValidationError(f"{path} is not an engramdb export (no header line)")
+        if header.get("version") != VERSION:
+            raise ValidationError(
+                f"{path} has export format version {header.get('version')}, this engramdb "
+                f"reads version {VERSION}"
+            )
+        emb = header.get("embedder") or {}
+        same_embedder = (
+            emb.get("name") == engine.embedder.name and emb.get("dim") == engine.embedder.dim
+        )
+        batch: list[dict[str, Any]] = []
+        others: list[dict[str, Any]] = []
+        for lineno, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"{path}:{lineno}: not JSON: {exc}") from exc
+            if not isinstance(obj, dict) or obj.get("kind") not in ("record", "event", "slots"):
+                raise ValidationError(f"{path}:{lineno}: unknown line kind")
+            if obj["kind"] == "record":
+                batch.append(_prepare_import(engine, obj, namespace, same_embedder, lineno))
+                if len(batch) >= 256:
+                    _flush(engine, batch, counts, progress)
+                    batch = []
+            else:
+                if namespace:
+                    obj["namespace"] = namespace
+                others.append(obj)
+        _flush(engine, batch, counts, progress)
+        ev, sl = engine.store.import_events_and_slots(others)
+        counts["events"] += ev
+        counts["slots"] += sl
+    return counts
+
+
+def _prepare_import(
+    engine: Engine, obj: dict[str, Any], namespace: str | None, same_embedder: bool, lineno: int
+) -> dict[str, Any]:
+    rec = obj.get("record")
+    if not isinstance(rec, dict):
+        raise ValidationError(f"line {lineno}: record line without a record")
+    ns = v.check_namespace(namespace or rec.get("namespace"))
+    text = v.check_text(rec.get("text"), engine.settings)
+    chunks = obj.get("chunks") or [{"start": 0, "end": len(text), "index_text": text}]
+    spans = []
+    for ch in chunks:
+        start, end = int(ch["start"]), int(ch["end"])
+        if not 0 <= start < end <= len(text):
+            raise ValidationError(f"line {lineno}: chunk span {start}-{end} is outside the text")
+        spans.append((start, end, str(ch.get("index_text") or text[start:end]), ch.get("vector")))
+    if same_embedder and all(s[3] is not None for s in spans):
+        vecs = check_vectors(
+            [s[3] for s in spans], len(spans), engine.embedder.dim, engine.embedder.name
+        )
+    else:
+        vecs = engine.embed([text[s:e] for s, e, _, _ in spans])
+    times = {}
+    for f in ("occurred_at", "created_at", "updated_at", "valid_from", "valid_to", "expires_at"):
+        times[f] = None if rec.get(f) is None else to_us(rec[f], f)
+    return {
+        "namespace": ns,
+        "id": v.check_id(rec.get("id")),
+        "text": text,
+        "content_hash": v.content_hash(text),
+        "type": v.check_type(rec.get("type") or "semantic"),
+        "user_id": v.check_scope(rec.get("user_id"), "user_id") or "",
+        "agent_id": v.check_scope(rec.get("agent_id"), "agent_id") or "",
+        "thread_id": v.check_scope(rec.get("thread_id"), "thread_id") or "",
+        "metadata": json.dumps(
+            v.check_metadata(rec.get("metadata"), engine.settings), ensure_ascii=False
+        ),
+        "tags": json.dumps(v.check_tags(rec.get("tags"), engine.settings), ensure_ascii=False),
+        "source": v.check_source(rec.get("source")) or "",
+        "importance": v.check_importance(rec.get("importance")),
+        "version": int(rec.get("version") or 1),
+        "event_id": rec.get("event_id"),
+        **times,
+        "chunks": [(s, e, body, vec) for (s, e, body, _), vec in zip(spans, vecs, strict=True)],
+        "history": obj.get("history") or [],
+    }
+
+
+def _flush(
+    engine: Engine,
+    batch: list[dict[str, Any]],
+    counts: dict[str, int],
+    progress: Callable[[int], None] | None,
+) -> None:
+    if not batch:
+        return
+    result = engine.store.import_records(batch)
+    for k, n in result.items():
+        counts[k] = counts.get(k, 0) + n
+    if progress:
+        progress(len(batch))
+
+
+def reembed(
+    engine: Engine, embedder: Embedder, batch: int, progress: Callable[[int], None] | None
+) -> int:
+    """Compute every chunk's vector with ``embedder`` into a side table, then switch at once.
+
+    Resumable: vectors already computed for the same target embedder are kept when an
+    interrupted run is started again. Searches keep using the old vectors until the switch,
+    which happens in one transaction together with the new embedder name and dimension.
+    """
+    store = engine.store
+    target = f"{embedder.name}|{embedder.dim}"
+    store.reembed_begin(target)
+    done = 0
+    while True:
+        pending = store.reembed_pending(batch)
+        if not pending:
+            break
+        vecs = check_vectors(
+            embedder.embed([t for _, t in pending]), len(pending), embedder.dim, embedder.name
+        )
+        store.reembed_put([(cid, vec) for (cid, _), vec in zip(pending, vecs, strict=True)])
+        done += len(pending)
+        if progress:
+            progress(len(pending))
+
+    def embed_stragglers(texts: list[str]) -> np.ndarray:
+        return check_vectors(embedder.embed(texts), len(texts), embedder.dim, embedder.name)
+
+    store.reembed_finish(embedder.name, embedder.dim, embed_stragglers)
+    return done

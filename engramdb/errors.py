@@ -1,0 +1,138 @@
+"""The one exception tree of engramdb, and the table that maps it to every surface.
+
+::
+
+    EngramError
+     ├── ValidationError (ValueError)        bad input: 422, exit 2
+     │    └── LimitExceededError             a size or count limit: 413, exit 2
+     ├── NotFoundError (LookupError)         404, exit 3
+     ├── ConflictError                       stale version / id reused with other text: 409, exit 4
+     ├── EmbedderMismatchError               store built with another embedder: 409, exit 5
+     ├── EmbeddingError                      the embedder failed or returned garbage: 502, exit 6
+     ├── SchemaError                         store schema out of date / too new: 409, exit 7
+     │    └── SchemaTooNewError
+     ├── StoreError                          the storage layer failed: 503, exit 8
+     │    └── BusyError                      lock not acquired within busy_timeout: 503, exit 8
+     └── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
+
+Every error carries a message naming what was wrong and a ``details`` dict that the
+REST layer returns as ``{"error", "message", "details"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EngramError(Exception):
+    """Root of every error engramdb raises on purpose."""
+
+    code = "engram_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON error body used by REST and ``--json`` CLI output."""
+        return {"error": self.code, "message": self.message, "details": self.details}
+
+
+class ValidationError(EngramError, ValueError):
+    """An argument, record field or filter is invalid."""
+
+    code = "validation_error"
+
+
+class LimitExceededError(ValidationError):
+    """A configured limit (text size, metadata size, batch size, top_k...) was exceeded."""
+
+    code = "limit_exceeded"
+
+
+class NotFoundError(EngramError, LookupError):
+    """The record (or thread, or backup file) does not exist in this namespace."""
+
+    code = "not_found"
+
+
+class ConflictError(EngramError):
+    """A compare-and-set lost (stale expected_version) or an id was reused with other text."""
+
+    code = "conflict"
+
+
+class EmbedderMismatchError(EngramError):
+    """The store was built with another embedder (name or dimension)."""
+
+    code = "embedder_mismatch"
+
+
+class EmbeddingError(EngramError):
+    """The embedder failed, timed out, or returned vectors of the wrong shape or non-finite."""
+
+    code = "embedding_error"
+
+
+class SchemaError(EngramError):
+    """The store's schema is not at the version this code expects."""
+
+    code = "schema_error"
+
+
+class SchemaTooNewError(SchemaError):
+    """The store was written by a newer engramdb; refusing to touch it."""
+
+    code = "schema_too_new"
+
+
+class StoreError(EngramError):
+    """The storage layer failed (I/O error, corruption, unavailable server)."""
+
+    code = "store_error"
+
+
+class BusyError(StoreError):
+    """The database stayed locked by another writer longer than busy_timeout."""
+
+    code = "busy"
+
+
+class WrongContextError(EngramError, RuntimeError):
+    """A blocking sync method was called on the thread that runs an event loop."""
+
+    code = "wrong_context"
+
+
+# One table: error class -> (HTTP status, CLI exit code). Most specific classes first.
+ERROR_TABLE: list[tuple[type[EngramError], int, int]] = [
+    (LimitExceededError, 413, 2),
+    (ValidationError, 422, 2),
+    (NotFoundError, 404, 3),
+    (ConflictError, 409, 4),
+    (EmbedderMismatchError, 409, 5),
+    (EmbeddingError, 502, 6),
+    (SchemaTooNewError, 409, 7),
+    (SchemaError, 409, 7),
+    (BusyError, 503, 8),
+    (StoreError, 503, 8),
+    (WrongContextError, 500, 9),
+    (EngramError, 500, 1),
+]
+
+
+def status_for(exc: EngramError) -> int:
+    """Return the HTTP status for an engramdb error."""
+    for cls, status, _ in ERROR_TABLE:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def exit_code_for(exc: EngramError) -> int:
+    """Return the CLI exit code for an engramdb error."""
+    for cls, _, code in ERROR_TABLE:
+        if isinstance(exc, cls):
+            return code
+    return 1

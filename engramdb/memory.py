@@ -1,0 +1,492 @@
+"""``Memory``: the synchronous face of engramdb. ``AsyncMemory`` is generated from this file.
+
+Edit the methods between the markers here, then run ``python scripts/gen_async.py``; a test
+fails when ``engramdb/_async_memory.py`` is out of date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+from engramdb._facade import _Shared, call_sync
+from engramdb.embedders.base import Embedder, resolve_embedder
+from engramdb.models import (
+    AddResult,
+    Event,
+    HistoryEntry,
+    MemoryRecord,
+    RecordPage,
+    SearchPage,
+    Slots,
+    Snapshot,
+)
+
+T = TypeVar("T")
+Results = list[AddResult]
+Records = list[MemoryRecord]
+Events = list[Event]
+Changes = list[HistoryEntry]
+
+
+class Memory(_Shared):
+    """Long-term memory for agents over one store (a SQLite file by default).
+
+    Safe to share between threads. Example::
+
+        from engramdb import Memory
+        with Memory("sqlite:///agent.db") as mem:
+            mem.add("Alice moved to Lisbon in 2021", user_id="alice", tags=["profile"])
+            hits = mem.search("where does alice live?", user_id="alice", top_k=5)
+    """
+
+    def _call(self, method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return call_sync(method, fn, *args, **kwargs)
+
+    def with_namespace(self, namespace: str) -> Memory:
+        """Return a view of the same store scoped to another namespace (shares the engine)."""
+        return Memory(namespace=namespace, _engine=self._engine)
+
+    def close(self) -> None:
+        """Persist derived indexes and close the store (only the owner of the store closes it)."""
+        if self._owner:
+            self._engine.store.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- begin shared methods (AsyncMemory is generated from here to the end marker)
+
+    def add(
+        self,
+        text: str | dict[str, Any] | Sequence[str | dict[str, Any]],
+        *,
+        id: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        thread_id: str | None = None,
+        type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        source: str | None = None,
+        importance: float | None = None,
+        occurred_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        valid_from: datetime | str | None = None,
+        valid_to: datetime | str | None = None,
+        on_error: Literal["abort", "skip"] = "abort",
+    ) -> Results:
+        """Remember one text or a batch (strings, or dicts with per-item fields).
+
+        Keyword arguments are defaults for every item. The batch is one transaction. Same
+        text in the same scope (namespace, user, agent, thread, type) is stored once: the
+        existing record comes back with ``outcome="deduplicated"``. ``id`` makes a single
+        add idempotent. ``on_error="abort"`` raises on the first bad item and stores
+        nothing; ``"skip"`` stores the good items and reports the others as ``rejected``.
+
+        Raises:
+            ValidationError: bad input (the message names the field and item index).
+            ConflictError: ``id`` exists with a different text.
+            EmbeddingError: the embedder failed; nothing was stored.
+        """
+        defaults = {
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "thread_id": thread_id,
+            "type": type,
+            "metadata": metadata,
+            "tags": tags,
+            "source": source,
+            "importance": importance,
+            "occurred_at": occurred_at,
+            "expires_at": expires_at,
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+        }
+        if id is not None:
+            if not isinstance(text, str):
+                from engramdb.errors import ValidationError
+
+                raise ValidationError("id= applies to a single text; put ids in item dicts")
+            text = {"text": text, "id": id}
+        return self._call("add", self._engine.add, self.namespace, text, defaults, on_error)
+
+    def add_messages(
+        self,
+        thread_id: str,
+        messages: Sequence[dict[str, Any]],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        remember: bool = True,
+    ) -> Results:
+        """Append conversation turns (``{"role", "content", "occurred_at"?}``) to a thread.
+
+        The turns go to the thread's event log in order and, with ``remember``, each is also
+        stored as a searchable ``message`` record linked to its event, in one transaction.
+        """
+        return self._call(
+            "add_messages",
+            self._engine.add_messages,
+            self.namespace,
+            thread_id,
+            messages,
+            user_id,
+            agent_id,
+            remember,
+        )
+
+    def get(self, id: str) -> MemoryRecord:
+        """Return the record with this id.
+
+        Raises:
+            NotFoundError: no such record in this namespace.
+        """
+        return self._call("get", self._engine.get, self.namespace, id)
+
+    def get_many(self, ids: Sequence[str]) -> Records:
+        """Return the records among ``ids`` that exist, in the order given."""
+        return self._call("get_many", self._engine.get_many, self.namespace, ids)
+
+    def list(
+        self,
+        filters: dict[str, Any] | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        thread_id: str | None = None,
+        type: str | None = None,
+        tags: Sequence[str] | None = None,
+        valid_at: datetime | str | None = None,
+        include_expired: bool = False,
+    ) -> RecordPage:
+        """Return a page of records matching the filter, in id (creation) order.
+
+        Pass ``page.next_cursor`` as ``cursor`` for the next page.
+        """
+        node = self._engine.build_filter(
+            filters,
+            {
+                "user_id": user_id,
+                "agent_id": agent_id,
+                "thread_id": thread_id,
+                "type": type,
+                "tags": tags,
+            },
+            valid_at,
+            include_expired,
+        )
+        return self._call(
+            "list", self._engine.list_page, self.namespace, node, limit, cursor, descending
+        )
+
+    def count(
+        self,
+        filters: dict[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        thread_id: str | None = None,
+        type: str | None = None,
+        tags: Sequence[str] | None = None,
+        valid_at: datetime | str | None = None,
+        include_expired: bool = False,
+    ) -> int:
+        """Count records matching the filter."""
+        node = self._engine.build_filter(
+            filters,
+            {
+                "user_id": user_id,
+                "agent_id": agent_id,
+                "thread_id": thread_id,
+                "type": type,
+                "tags": tags,
+            },
+            valid_at,
+            include_expired,
+        )
+        return self._call("count", self._engine.count, self.namespace, node)
+
+    def update(
+        self,
+        id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        add_tags: Sequence[str] | None = None,
+        remove_tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        type: str | None = None,
+        valid_from: datetime | str | None = None,
+        valid_to: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        clear: Sequence[str] | None = None,
+        expected_version: int | None = None,
+    ) -> MemoryRecord:
+        """Change a record; every change bumps ``version`` and leaves a history row.
+
+        ``metadata`` replaces the metadata; tag changes are applied atomically in the store;
+        a new ``text`` is re-embedded. ``clear`` names optional fields to unset.
+
+        Raises:
+            NotFoundError: no such record.
+            ConflictError: ``expected_version`` is stale, or the new text duplicates another
+                record in the same scope.
+        """
+        fields = {
+            "text": text,
+            "metadata": metadata,
+            "add_tags": add_tags,
+            "remove_tags": remove_tags,
+            "importance": importance,
+            "type": type,
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+            "expires_at": expires_at,
+            "clear": clear,
+        }
+        return self._call(
+            "update", self._engine.update, self.namespace, id, fields, expected_version
+        )
+
+    def delete(self, id: str) -> None:
+        """Delete a record from every index; its before-image stays in history.
+
+        Raises:
+            NotFoundError: no such record.
+        """
+        return self._call("delete", self._engine.delete, self.namespace, id)
+
+    def delete_all(
+        self,
+        filters: dict[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        thread_id: str | None = None,
+        type: str | None = None,
+        tags: Sequence[str] | None = None,
+        all: bool = False,
+    ) -> int:
+        """Delete every record matching the filter; with no filter at all, ``all=True``."""
+        node = self._engine.build_filter(
+            filters,
+            {
+                "user_id": user_id,
+                "agent_id": agent_id,
+                "thread_id": thread_id,
+                "type": type,
+                "tags": tags,
+            },
+            None,
+            True,
+        )
+        return self._call("delete_all", self._engine.delete_all, self.namespace, node, all)
+
+    def history(self, id: str) -> Changes:
+        """Return every change of a record (add, update, delete), oldest first."""
+        return self._call("history", self._engine.history, self.namespace, id)
+
+    def search(
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        filters: dict[str, Any] | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        thread_id: str | None = None,
+        type: str | None = None,
+        tags: Sequence[str] | None = None,
+        mode: Literal["hybrid", "vector", "keyword"] = "hybrid",
+        threshold: float | None = None,
+        offset: int = 0,
+        cursor: str | None = None,
+        valid_at: datetime | str | None = None,
+        include_expired: bool = False,
+        query_vector: np.ndarray | None = None,
+    ) -> SearchPage:
+        """Find the records most relevant to ``query``.
+
+        ``mode="hybrid"`` fuses exact vector similarity and BM25 keyword relevance with
+        reciprocal-rank fusion; each hit carries its parts. ``threshold`` drops hits whose
+        vector cosine similarity is below it. Paging: ``offset`` or ``page.next_cursor``.
+        """
+        node = self._engine.build_filter(
+            filters,
+            {"agent_id": agent_id, "thread_id": thread_id, "type": type, "tags": tags},
+            valid_at,
+            include_expired,
+        )
+        if user_id is not None:
+            from engramdb.engine.validation import check_scope
+
+            check_scope(user_id, "user_id")
+        return self._call(
+            "search",
+            self._engine.search,
+            self.namespace,
+            query,
+            top_k=top_k,
+            node=node,
+            user_id=user_id,
+            mode=mode,
+            threshold=threshold,
+            offset=offset,
+            cursor=cursor,
+            query_vector=query_vector,
+        )
+
+    def log_event(
+        self,
+        thread_id: str,
+        action: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+        actor: str | None = None,
+    ) -> Event:
+        """Append an event (an action with a JSON payload) to a thread's log."""
+        return self._call(
+            "log_event",
+            self._engine.log_event,
+            self.namespace,
+            thread_id,
+            action,
+            payload,
+            user_id,
+            actor,
+        )
+
+    def events(
+        self, thread_id: str, *, since: datetime | str | None = None, limit: int = 1000
+    ) -> Events:
+        """Return a thread's events in the order they were appended."""
+        return self._call("events", self._engine.events, self.namespace, thread_id, since, limit)
+
+    def snapshot(self, thread_id: str) -> Snapshot:
+        """Return a readable, ordered account of a thread: its events and slots."""
+        return self._call("snapshot", self._engine.snapshot, self.namespace, thread_id)
+
+    def set_slots(
+        self,
+        thread_id: str,
+        values: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        user_id: str | None = None,
+    ) -> Slots:
+        """Write working-memory slots of a thread (None removes a slot); compare-and-set.
+
+        Raises:
+            ConflictError: ``expected_version`` is not the current version.
+        """
+        return self._call(
+            "set_slots",
+            self._engine.set_slots,
+            self.namespace,
+            thread_id,
+            values,
+            expected_version,
+            user_id,
+        )
+
+    def get_slots(self, thread_id: str) -> Slots:
+        """Return a thread's working-memory slots and their version."""
+        return self._call("get_slots", self._engine.get_slots, self.namespace, thread_id)
+
+    def forget(
+        self,
+        *,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        namespace: bool = False,
+    ) -> dict[str, int]:
+        """Erase a user's, a thread's or (``namespace=True``) the namespace's data for good.
+
+        Records, history, events and slots are removed with no before-image kept and the
+        space is overwritten; use it to honour deletion requests.
+        """
+        return self._call(
+            "forget", self._engine.forget, self.namespace, user_id, thread_id, namespace
+        )
+
+    def namespaces(self) -> dict[str, int]:
+        """Return every namespace with its record count."""
+        return self._call("namespaces", self._engine.store.namespaces)
+
+    def stats(self) -> dict[str, Any]:
+        """Return counts and sizes for this namespace and the whole store."""
+        return self._call(
+            "stats",
+            lambda: {
+                "namespace": self.namespace,
+                "namespace_stats": self._engine.store.stats(self.namespace),
+                "store": self._engine.store.stats(),
+                "embedder": {"name": self._engine.embedder.name, "dim": self._engine.embedder.dim},
+            },
+        )
+
+    def health(self) -> dict[str, Any]:
+        """Check each component (store, embedder): ``ok`` or an error message."""
+        return self._call("health", self._engine.health)
+
+    def doctor(self, *, repair: bool = False) -> dict[str, Any]:
+        """Check integrity and that every derived index agrees with the tables."""
+        return self._call("doctor", self._engine.store.doctor, repair)
+
+    def backup(self, path: str | Path) -> None:
+        """Write a consistent online copy of the whole store to ``path``."""
+        return self._call("backup", self._engine.store.backup, Path(path))
+
+    def restore(self, path: str | Path) -> None:
+        """Replace the store's content with a backup made by :meth:`backup`."""
+        return self._call("restore", self._engine.store.restore, Path(path))
+
+    def export(
+        self,
+        path: str | Path,
+        filters: dict[str, Any] | None = None,
+        *,
+        all_namespaces: bool = False,
+        vectors: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Export records (with history), events and slots to versioned JSONL."""
+        node = self._engine.build_filter(filters, {}, None, True)
+        ns = None if all_namespaces else self.namespace
+        return self._call("export", self._engine.export, path, ns, node, vectors, progress)
+
+    def import_(
+        self,
+        path: str | Path,
+        *,
+        keep_namespaces: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, int]:
+        """Import an export file into this namespace (or each line's own namespace)."""
+        ns = None if keep_namespaces else self.namespace
+        return self._call("import_", self._engine.import_, path, ns, progress)
+
+    def reembed(
+        self,
+        embedder: str | Embedder,
+        *,
+        batch: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Re-embed every chunk with another embedder (resumable), then switch to it."""
+        target = resolve_embedder(embedder, self._engine.settings)
+        return self._call("reembed", self._engine.reembed, target, batch, progress)
+
+    # --- end shared methods

@@ -1,0 +1,10 @@
+"""Schema migrations (Alembic), shared by every SQL store.
+
+``SCHEMA_REVISIONS`` lists every revision in order; a test checks it against Alembic's own
+script directory, so opening a store can compare versions without importing Alembic.
+"""
+
+from __future__ import annotations
+
+SCHEMA_REVISIONS = ["0001"]
+SCHEMA_HEAD = SCHEMA_REVISIONS[-1]

@@ -1,0 +1,237 @@
+"""The data model: records, search hits, events, slots and history entries.
+
+These are plain dataclasses (cheap to build in bulk on the write path); the REST layer has
+its own wire schemas. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Outcome = Literal["written", "deduplicated", "rejected", "unchanged"]
+
+
+@dataclass(slots=True)
+class MemoryRecord:
+    """One remembered text with its scope, metadata and lifecycle times."""
+
+    id: str
+    namespace: str
+    text: str
+    type: str = "semantic"
+    user_id: str | None = None
+    agent_id: str | None = None
+    thread_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    source: str | None = None
+    importance: float | None = None
+    occurred_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    expires_at: datetime | None = None
+    version: int = 1
+    content_hash: str = ""
+    event_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (datetimes as ISO 8601 strings)."""
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
+
+
+@dataclass(slots=True)
+class AddResult:
+    """The outcome of one item of an ``add`` call.
+
+    ``outcome`` is ``written`` (new record), ``deduplicated`` (the same text already existed in
+    the same scope; ``record`` is the existing one), ``unchanged`` (an idempotent re-add of the
+    same id and text) or ``rejected`` (``error`` says why; nothing was stored for this item).
+    """
+
+    index: int
+    outcome: Outcome
+    record: MemoryRecord | None = None
+    error: str | None = None
+
+    @property
+    def deduplicated(self) -> bool:
+        """True when the text already existed and the existing record was returned."""
+        return self.outcome in ("deduplicated", "unchanged")
+
+    @property
+    def id(self) -> str | None:
+        """The id of the stored (or existing) record, None when rejected."""
+        return self.record.id if self.record else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "index": self.index,
+            "outcome": self.outcome,
+            "deduplicated": self.deduplicated,
+            "record": self.record.to_dict() if self.record else None,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class ScoreParts:
+    """Why a hit scored what it did: each signal and the fused score."""
+
+    vector: float | None = None
+    keyword: float | None = None
+    fused: float = 0.0
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
+
+
+@dataclass(slots=True)
+class SearchHit:
+    """A record found by search, its score, the score's parts and the matching chunk."""
+
+    record: MemoryRecord
+    score: float
+    parts: ScoreParts
+    chunk: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "record": self.record.to_dict(),
+            "score": self.score,
+            "parts": asdict(self.parts),
+            "chunk": self.chunk,
+        }
+
+
+@dataclass(slots=True)
+class SearchPage:
+    """One page of search hits and the cursor of the next page (None at the end)."""
+
+    hits: list[SearchHit]
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Any:
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, i: int) -> SearchHit:
+        return self.hits[i]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {"hits": [h.to_dict() for h in self.hits], "next_cursor": self.next_cursor}
+
+
+@dataclass(slots=True)
+class RecordPage:
+    """One page of ``list`` results and the keyset cursor of the next page."""
+
+    records: list[MemoryRecord]
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Any:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> MemoryRecord:
+        return self.records[i]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {"records": [r.to_dict() for r in self.records], "next_cursor": self.next_cursor}
+
+
+@dataclass(slots=True)
+class Event:
+    """One append-only episodic event (a conversation message is an event too)."""
+
+    id: str
+    namespace: str
+    thread_id: str
+    action: str
+    payload: dict[str, Any]
+    user_id: str | None
+    actor: str | None
+    timestamp: datetime
+    seq: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
+
+
+@dataclass(slots=True)
+class Slots:
+    """The working memory of one thread: named values and a version for compare-and-set."""
+
+    namespace: str
+    thread_id: str
+    values: dict[str, Any]
+    version: int
+    updated_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    """One change to a record: add, update, delete or import, with before/after images."""
+
+    seq: int
+    record_id: str
+    namespace: str
+    op: str
+    version: int
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A readable, ordered account of a thread: its events and its slots."""
+
+    namespace: str
+    thread_id: str
+    events: list[Event]
+    slots: Slots
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "namespace": self.namespace,
+            "thread_id": self.thread_id,
+            "events": [e.to_dict() for e in self.events],
+            "slots": self.slots.to_dict(),
+            "text": self.text,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

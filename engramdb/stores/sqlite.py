@@ -1,0 +1,1430 @@
+"""The embedded store: one SQLite file in WAL mode, plus a derived in-process vector index.
+
+Concurrency (datasette's pattern): one writer connection per process behind a lock, every
+write in ``BEGIN IMMEDIATE`` with a busy timeout, read-only reader connections per thread.
+Several processes may share one file. After ``fork`` the child opens new connections (the
+inherited ones are abandoned, never used or closed, as SQLite requires).
+
+Everything a write touches (record, chunks with vectors, keyword index rows, history, events)
+is one transaction; the vector index is derived and caught up from the tables on the next
+read, so writes from other processes are visible to this process's next search.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engramdb.engine.filters import Bool, Live, Node, compile_sqlite
+from engramdb.engine.timeutil import from_us, from_us_req, now_us
+from engramdb.errors import (
+    BusyError,
+    ConflictError,
+    EmbedderMismatchError,
+    EngramError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
+from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
+from engramdb.stores.base import (
+    ChunkHit,
+    OnError,
+    PreparedChunk,
+    PreparedEvent,
+    PreparedRecord,
+    RecordChanges,
+)
+from engramdb.stores.sqlite_schema import ensure_schema
+from engramdb.stores.vector_index import VectorIndex
+
+COLS = (
+    "r.rid, r.id, r.namespace, r.user_id, r.agent_id, r.thread_id, r.type, r.text, "
+    "r.content_hash, r.metadata, r.tags, r.source, r.importance, r.occurred_at, r.created_at, "
+    "r.updated_at, r.valid_from, r.valid_to, r.expires_at, r.version, r.event_id"
+)
+NCOLS = 21
+_abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
+
+
+def row_to_record(row: sqlite3.Row | tuple[Any, ...], offset: int = 0) -> MemoryRecord:
+    """Build a MemoryRecord from a row selected with ``COLS`` starting at ``offset``."""
+    (
+        _,
+        rid,
+        ns,
+        user,
+        agent,
+        thread,
+        typ,
+        text,
+        chash,
+        meta,
+        tags,
+        source,
+        imp,
+        occ,
+        cre,
+        upd,
+        vf,
+        vt,
+        exp,
+        ver,
+        ev,
+    ) = row[offset : offset + NCOLS]
+    return MemoryRecord(
+        id=rid,
+        namespace=ns,
+        text=text,
+        type=typ,
+        user_id=user or None,
+        agent_id=agent or None,
+        thread_id=thread or None,
+        metadata=json.loads(meta),
+        tags=json.loads(tags),
+        source=source or None,
+        importance=imp,
+        occurred_at=from_us(occ),
+        created_at=from_us(cre),
+        updated_at=from_us(upd),
+        valid_from=from_us(vf),
+        valid_to=from_us(vt),
+        expires_at=from_us(exp),
+        version=ver,
+        content_hash=chash,
+        event_id=ev,
+    )
+
+
+def _image(record: MemoryRecord) -> str:
+    return json.dumps(record.to_dict(), ensure_ascii=False)
+
+
+class SQLiteStore:
+    """The embedded default store (see module docstring)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 10_000,
+        auto_migrate: bool = True,
+    ) -> None:
+        self._temp_dir: str | None = None
+        if str(path) == ":memory:":
+            self._temp_dir = tempfile.mkdtemp(prefix="engramdb-mem-")
+            path = Path(self._temp_dir) / "engram.db"
+        self.path = Path(path).resolve()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self._wlock = threading.RLock()
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._writer: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._index: VectorIndex | None = None
+        self._index_lock = threading.Lock()
+        self._sidecar = self.path.with_name(self.path.name + ".vindex")
+        try:
+            conn = self._writer_conn()
+            ensure_schema(self.path, conn, auto_migrate)
+            self._init_meta()
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "opening the store") from exc
+
+    # ------------------------------------------------------------------ connections
+
+    def _connect(self, readonly: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            str(self.path),
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.synchronous == 'FULL' else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA cache_size = -32000")
+        if readonly:
+            conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:
+            # Inherited connections must not be used or closed in the child.
+            if self._writer is not None:
+                _abandoned.append(self._writer)
+            _abandoned.extend(self._readers)
+            self._writer = None
+            self._readers = []
+            self._local = threading.local()
+            self._wlock = threading.RLock()
+            self._pid = os.getpid()
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        self._check_fork()
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._writer is None:
+            self._writer = self._connect(readonly=False)
+        return self._writer
+
+    def _reader(self) -> sqlite3.Connection:
+        self._check_fork()
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(readonly=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _discard_writer(self) -> None:
+        # After an I/O error never retry on the same handle (fsyncgate): reopen next time.
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except sqlite3.Error:
+                _abandoned.append(self._writer)
+            self._writer = None
+
+    @staticmethod
+    def _translate(exc: sqlite3.Error, doing: str) -> EngramError:
+        msg = str(exc)
+        if "locked" in msg or "busy" in msg:
+            return BusyError(f"database is busy while {doing}: {msg}")
+        return StoreError(f"storage failed while {doing}: {msg}")
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error."""
+        with self._wlock:
+            try:
+                conn = self._writer_conn()
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._discard_writer()
+                raise self._translate(exc, doing) from exc
+            try:
+                yield conn
+            except BaseException as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._discard_writer()
+                if isinstance(exc, sqlite3.Error):
+                    self._discard_writer()
+                    raise self._translate(exc, doing) from exc
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                self._discard_writer()
+                raise self._translate(exc, doing) from exc
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """A consistent read snapshot on this thread's reader connection."""
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, doing) from exc
+
+    # ------------------------------------------------------------------ meta
+
+    def _init_meta(self) -> None:
+        with self._write("initialising metadata") as c:
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('index_epoch', ?) ON CONFLICT DO NOTHING",
+                (uuid.uuid4().hex,),
+            )
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('store_id', ?) ON CONFLICT DO NOTHING",
+                (uuid.uuid4().hex,),
+            )
+
+    def _meta(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def embedder_info(self) -> tuple[str, int] | None:
+        """Return the (name, dim) recorded in the store, if any."""
+        with self._read("reading the embedder") as c:
+            name, dim = self._meta(c, "embedder_name"), self._meta(c, "embedder_dim")
+        return None if name is None or dim is None else (name, int(dim))
+
+    def check_embedder(self, name: str, dim: int) -> None:
+        """Record the embedder on first use; refuse a different one (invariant 7)."""
+        info = self.embedder_info()
+        if info is None:
+            with self._write("recording the embedder") as c:
+                c.execute(
+                    "INSERT INTO meta(key, value) VALUES ('embedder_name', ?), ('embedder_dim', ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (name, str(dim)),
+                )
+            info = self.embedder_info()
+        if info != (name, dim):
+            raise EmbedderMismatchError(
+                f"{self.path} was built with embedder {info[0]!r} (dim {info[1]}), "  # type: ignore[index]
+                f"not {name!r} (dim {dim}); open it with that embedder or run `engramdb reembed`",
+                stored_name=info[0] if info else None,
+                stored_dim=info[1] if info else None,
+                name=name,
+                dim=dim,
+            )
+
+    # ------------------------------------------------------------------ writes
+
+    def add_records(
+        self,
+        namespace: str,
+        items: list[PreparedRecord],
+        on_error: OnError,
+        events: list[PreparedEvent] | None = None,
+    ) -> list[AddResult]:
+        """Insert records (and events) in one transaction, deduplicating in the database.
+
+        With ``on_error="abort"`` the first failing item rolls back everything and its error
+        is raised (with ``details['index']``); with ``"skip"`` each item runs in a savepoint
+        and a failing one is reported as rejected while the others commit.
+        """
+        results: list[AddResult] = []
+        with self._write("adding records") as c:
+            now = now_us()
+            if events:
+                self._insert_events(c, namespace, events)
+            for i, item in enumerate(items):
+                if on_error == "skip":
+                    c.execute("SAVEPOINT item")
+                try:
+                    results.append(self._insert_one(c, namespace, item, now, i))
+                except ConflictError as exc:
+                    if on_error == "abort":
+                        exc.details["index"] = i
+                        raise
+                    c.execute("ROLLBACK TO item")
+                    c.execute("RELEASE item")
+                    results.append(AddResult(i, "rejected", None, exc.message))
+                    continue
+                if on_error == "skip":
+                    c.execute("RELEASE item")
+        return results
+
+    def _insert_one(
+        self, c: sqlite3.Connection, ns: str, it: PreparedRecord, now: int, index: int
+    ) -> AddResult:
+        row = c.execute(
+            "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
+            "content_hash, metadata, tags, source, importance, occurred_at, created_at, "
+            "updated_at, valid_from, valid_to, expires_at, version, event_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?) ON CONFLICT DO NOTHING RETURNING rid",
+            (
+                it.id,
+                ns,
+                it.user_id,
+                it.agent_id,
+                it.thread_id,
+                it.type,
+                it.text,
+                it.content_hash,
+                it.metadata_json,
+                it.tags_json,
+                it.source,
+                it.importance,
+                it.occurred_at,
+                now,
+                now,
+                it.valid_from,
+                it.valid_to,
+                it.expires_at,
+                it.event_id,
+            ),
+        ).fetchone()
+        if row is None:
+            if it.caller_id:
+                existing = self._select_one(c, ns, it.id)
+                if existing is not None:
+                    if existing.content_hash == it.content_hash:
+                        return AddResult(index, "unchanged", existing)
+                    raise ConflictError(
+                        f"record {it.id!r} already exists with a different text",
+                        id=it.id,
+                    )
+            dup = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = ? AND user_id = ? AND "
+                "agent_id = ? AND thread_id = ? AND type = ? AND content_hash = ?",
+                (ns, it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash),
+            ).fetchone()
+            if dup is None:  # pragma: no cover - a conflict must have a cause
+                raise ConflictError(f"record {it.id!r} conflicts with an existing record")
+            return AddResult(index, "deduplicated", row_to_record(dup))
+        rid = row[0]
+        self._insert_chunks(c, rid, it.chunks)
+        record = MemoryRecord(
+            id=it.id,
+            namespace=ns,
+            text=it.text,
+            type=it.type,
+            user_id=it.user_id or None,
+            agent_id=it.agent_id or None,
+            thread_id=it.thread_id or None,
+            metadata=json.loads(it.metadata_json),
+            tags=json.loads(it.tags_json),
+            source=it.source or None,
+            importance=it.importance,
+            occurred_at=from_us(it.occurred_at),
+            created_at=from_us(now),
+            updated_at=from_us(now),
+            valid_from=from_us(it.valid_from),
+            valid_to=from_us(it.valid_to),
+            expires_at=from_us(it.expires_at),
+            version=1,
+            content_hash=it.content_hash,
+            event_id=it.event_id,
+        )
+        c.execute(
+            "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, before, "
+            "after, at) VALUES (?,?,?,?,'add',1,NULL,?,?)",
+            (ns, it.id, it.user_id, it.thread_id, _image(record), now),
+        )
+        return AddResult(index, "written", record)
+
+    def _insert_chunks(self, c: sqlite3.Connection, rid: int, chunks: list[PreparedChunk]) -> None:
+        for ordinal, ch in enumerate(chunks):
+            cur = c.execute(
+                "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)",
+                (
+                    rid,
+                    ordinal,
+                    ch.start,
+                    ch.end,
+                    np.ascontiguousarray(ch.vector, np.float32).tobytes(),
+                ),
+            )
+            c.execute(
+                "INSERT INTO chunks_fts(rowid, body) VALUES (?, ?)", (cur.lastrowid, ch.index_text)
+            )
+
+    def _delete_chunks_of(self, c: sqlite3.Connection, rids: list[int]) -> None:
+        if not rids:
+            return
+        arr = json.dumps(rids)
+        c.execute(
+            "DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE rid IN "
+            "(SELECT value FROM json_each(?)))",
+            (arr,),
+        )
+        c.execute(
+            "INSERT INTO chunk_deletes(chunk_id) SELECT id FROM chunks WHERE rid IN "
+            "(SELECT value FROM json_each(?)) ORDER BY id",
+            (arr,),
+        )
+        c.execute("DELETE FROM chunks WHERE rid IN (SELECT value FROM json_each(?))", (arr,))
+
+    def _select_one(self, c: sqlite3.Connection, ns: str, record_id: str) -> MemoryRecord | None:
+        row = c.execute(
+            f"SELECT {COLS} FROM records r WHERE namespace = ? AND id = ?", (ns, record_id)
+        ).fetchone()
+        return None if row is None else row_to_record(row)
+
+    def update_record(
+        self,
+        namespace: str,
+        record_id: str,
+        changes: RecordChanges,
+        expected_version: int | None,
+    ) -> MemoryRecord:
+        """Apply changes in one transaction, bump the version and write a history row."""
+        with self._write("updating a record") as c:
+            row = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = ? AND id = ?",
+                (namespace, record_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"record {record_id!r} not found in namespace {namespace!r}", id=record_id
+                )
+            before = row_to_record(row)
+            rid = row[0]
+            if expected_version is not None and before.version != expected_version:
+                raise ConflictError(
+                    f"record {record_id!r} is at version {before.version}, "
+                    f"not the expected {expected_version}",
+                    id=record_id,
+                    version=before.version,
+                    expected_version=expected_version,
+                )
+            sets: list[str] = []
+            params: list[Any] = []
+            for col in (
+                "text",
+                "content_hash",
+                "type",
+                "importance",
+                "valid_from",
+                "valid_to",
+                "expires_at",
+            ):
+                value = getattr(changes, col)
+                if value is not None:
+                    sets.append(f"{col} = ?")
+                    params.append(value)
+                elif col in changes.clear:
+                    sets.append(f"{col} = NULL")
+            if changes.metadata_json is not None:
+                sets.append("metadata = ?")
+                params.append(changes.metadata_json)
+            if changes.add_tags or changes.remove_tags:
+                sets.append(
+                    "tags = (SELECT json_group_array(v) FROM ("
+                    "SELECT value AS v FROM json_each(records.tags) "
+                    "WHERE value NOT IN (SELECT value FROM json_each(?)) "
+                    "UNION SELECT value FROM json_each(?) "
+                    "WHERE value NOT IN (SELECT value FROM json_each(?)) ORDER BY 1))"
+                )
+                rm = json.dumps(changes.remove_tags or [])
+                params.extend([rm, json.dumps(changes.add_tags or []), rm])
+            now = now_us()
+            sets.append("version = version + 1")
+            sets.append("updated_at = ?")
+            params.append(now)
+            try:
+                c.execute(f"UPDATE records SET {', '.join(sets)} WHERE rid = ?", (*params, rid))
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(
+                    f"another record in the same scope already has this text ({record_id!r})",
+                    id=record_id,
+                ) from exc
+            if changes.chunks is not None:
+                self._delete_chunks_of(c, [rid])
+                self._insert_chunks(c, rid, changes.chunks)
+            after = self._select_one(c, namespace, record_id)
+            assert after is not None
+            c.execute(
+                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                "before, after, at) VALUES (?,?,?,?,'update',?,?,?,?)",
+                (
+                    namespace,
+                    record_id,
+                    before.user_id or "",
+                    before.thread_id or "",
+                    after.version,
+                    _image(before),
+                    _image(after),
+                    now,
+                ),
+            )
+            return after
+
+    def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:
+        """Delete by ids or filter from every index in one transaction, leaving history."""
+        with self._write("deleting records") as c:
+            if ids is not None:
+                rows = c.execute(
+                    f"SELECT {COLS} FROM records r WHERE namespace = ? AND id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (namespace, json.dumps(ids)),
+                ).fetchall()
+            else:
+                where, params = compile_sqlite(node)
+                rows = c.execute(
+                    f"SELECT {COLS} FROM records r WHERE r.namespace = ? AND {where}",
+                    (namespace, *params),
+                ).fetchall()
+            if not rows:
+                return 0
+            rids = [r[0] for r in rows]
+            now = now_us()
+            c.executemany(
+                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                "before, after, at) VALUES (?,?,?,?,'delete',?,?,NULL,?)",
+                [
+                    (
+                        namespace,
+                        rec.id,
+                        rec.user_id or "",
+                        rec.thread_id or "",
+                        rec.version + 1,
+                        _image(rec),
+                        now,
+                    )
+                    for rec in (row_to_record(r) for r in rows)
+                ],
+            )
+            self._delete_chunks_of(c, rids)
+            c.execute(
+                "DELETE FROM records WHERE rid IN (SELECT value FROM json_each(?))",
+                (json.dumps(rids),),
+            )
+            return len(rids)
+
+    # ------------------------------------------------------------------ reads
+
+    def get_records(self, namespace: str, ids: list[str]) -> list[MemoryRecord]:
+        """Return the records with these ids in the order asked; missing ones omitted."""
+        with self._read("reading records") as c:
+            rows = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = ? AND id IN "
+                "(SELECT value FROM json_each(?))",
+                (namespace, json.dumps(ids)),
+            ).fetchall()
+        by_id = {r[1]: row_to_record(r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list_records(
+        self, namespace: str, node: Node | None, limit: int, after: str | None, descending: bool
+    ) -> list[MemoryRecord]:
+        """Return one keyset page of matching records ordered by id."""
+        where, params = compile_sqlite(node)
+        cmp, order = ("<", "DESC") if descending else (">", "ASC")
+        sql = f"SELECT {COLS} FROM records r WHERE r.namespace = ? AND {where}"
+        args: list[Any] = [namespace, *params]
+        if after is not None:
+            sql += f" AND r.id {cmp} ?"
+            args.append(after)
+        sql += f" ORDER BY r.id {order} LIMIT ?"
+        args.append(limit)
+        with self._read("listing records") as c:
+            return [row_to_record(r) for r in c.execute(sql, args).fetchall()]
+
+    def count_records(self, namespace: str, node: Node | None) -> int:
+        """Count matching records."""
+        where, params = compile_sqlite(node)
+        with self._read("counting records") as c:
+            row = c.execute(
+                f"SELECT count(*) FROM records r WHERE r.namespace = ? AND {where}",
+                (namespace, *params),
+            ).fetchone()
+        return int(row[0])
+
+    def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
+        """Return every change of a record, oldest first."""
+        with self._read("reading history") as c:
+            rows = c.execute(
+                "SELECT seq, record_id, namespace, op, version, before, after, at FROM history "
+                "WHERE namespace = ? AND record_id = ? ORDER BY seq",
+                (namespace, record_id),
+            ).fetchall()
+        return [
+            HistoryEntry(
+                seq=r[0],
+                record_id=r[1],
+                namespace=r[2],
+                op=r[3],
+                version=r[4],
+                before=json.loads(r[5]) if r[5] else None,
+                after=json.loads(r[6]) if r[6] else None,
+                at=from_us_req(r[7]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ search
+
+    def _vector_index(self) -> VectorIndex:
+        """Return the vector index, caught up with every commit visible to this process."""
+        conn = self._reader()
+        with self._index_lock:
+            try:
+                dv = conn.execute("PRAGMA data_version").fetchone()[0]
+                if self._index is not None and getattr(self._local, "dv", None) == dv:
+                    return self._index
+                conn.execute("BEGIN")
+                try:
+                    epoch = self._meta(conn, "index_epoch") or ""
+                    dim_s = self._meta(conn, "embedder_dim")
+                    dim = int(dim_s) if dim_s else 0
+                    index = self._index
+                    if index is None or index.epoch != epoch or index.dim != dim:
+                        index = VectorIndex.load(self._sidecar, dim, epoch)
+                        if index is None:
+                            index = VectorIndex(dim=dim, epoch=epoch)
+                    inserts = conn.execute(
+                        "SELECT c.id, c.vector, r.namespace, r.user_id FROM chunks c "
+                        "JOIN records r ON r.rid = c.rid WHERE c.id > ? ORDER BY c.id",
+                        (index.max_chunk_id,),
+                    ).fetchall()
+                    deletes = conn.execute(
+                        "SELECT seq, chunk_id FROM chunk_deletes WHERE seq > ? ORDER BY seq",
+                        (index.delete_seq,),
+                    ).fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._translate(exc, "catching up the vector index") from exc
+            with index.lock:
+                index.apply(inserts, deletes)
+            self._index = index
+            self._local.dv = dv
+            return index
+
+    def vector_candidates(
+        self, namespace: str, query: np.ndarray, user_id: str | None, node: Node | None, limit: int
+    ) -> list[ChunkHit]:
+        """Return the best chunks by cosine similarity (exact) that pass the filter.
+
+        The scope's rows are scored exactly. Without a residual filter the top ``limit`` are
+        returned directly; with one, the best few are checked in SQL first, and if too many
+        fail, the exact set of qualifying chunks is fetched and used as a mask.
+        """
+        index = self._vector_index()
+        with index.lock:
+            ids, scores = index.scan(namespace, user_id, query)
+            ids = ids.copy()
+        if len(ids) == 0:
+            return []
+        if node is None:
+            return _top(ids, scores, limit)
+        probe = _top(ids, scores, max(limit * 2, 64))
+        passed = self._passing(namespace, [h.chunk_id for h in probe], node)
+        kept = [h for h in probe if h.chunk_id in passed]
+        if len(kept) >= limit or len(probe) == len(ids):
+            return kept[:limit]
+        where, params = compile_sqlite(node)
+        sql = (
+            f"SELECT c.id FROM chunks c JOIN records r ON r.rid = c.rid "
+            f"WHERE r.namespace = ? AND {where}"
+        )
+        args: list[Any] = [namespace, *params]
+        if user_id is not None:
+            sql += " AND r.user_id = ?"
+            args.append(user_id)
+        with self._read("filtering vector candidates") as c:
+            allowed = np.fromiter((r[0] for r in c.execute(sql, args)), dtype=np.int64)
+        mask = np.isin(ids, allowed)
+        return _top(ids[mask], scores[mask], limit)
+
+    def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:
+        """Return the cosine similarity of the query to each chunk (NaN when not indexed)."""
+        index = self._vector_index()
+        out = []
+        with index.lock:
+            for cid in chunk_ids:
+                loc = index.where.get(cid)
+                if loc is None:
+                    out.append(float("nan"))
+                else:
+                    block = index.blocks[loc[0]]
+                    out.append(float(block.mat[loc[1]] @ query))
+        return out
+
+    def _passing(self, namespace: str, chunk_ids: list[int], node: Node) -> set[int]:
+        where, params = compile_sqlite(node)
+        with self._read("filtering candidates") as c:
+            rows = c.execute(
+                f"SELECT c.id FROM chunks c JOIN records r ON r.rid = c.rid WHERE c.id IN "
+                f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
+                (json.dumps(chunk_ids), namespace, *params),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def keyword_candidates(
+        self, namespace: str, match: str, node: Node | None, limit: int
+    ) -> list[ChunkHit]:
+        """Return the best chunks by BM25 (negated so that higher is better)."""
+        if not match:
+            return []
+        where, params = compile_sqlite(node)
+        with self._read("keyword search") as c:
+            rows = c.execute(
+                "SELECT chunks_fts.rowid, c.rid, bm25(chunks_fts) AS s FROM chunks_fts "
+                "JOIN chunks c ON c.id = chunks_fts.rowid JOIN records r ON r.rid = c.rid "
+                f"WHERE chunks_fts MATCH ? AND r.namespace = ? AND {where} "
+                "ORDER BY s, chunks_fts.rowid LIMIT ?",
+                (match, namespace, *params, limit),
+            ).fetchall()
+        return [ChunkHit(r[0], r[1], -float(r[2])) for r in rows]
+
+    def hydrate(
+        self, namespace: str, chunk_ids: list[int], node: Node | None
+    ) -> dict[int, tuple[MemoryRecord, int, int]]:
+        """Map chunk id -> (record, start, end) for chunks that still exist and pass the filter."""
+        if not chunk_ids:
+            return {}
+        where, params = compile_sqlite(node)
+        with self._read("reading search hits") as c:
+            rows = c.execute(
+                f"SELECT c.id, c.start, c.end, {COLS} FROM chunks c JOIN records r ON "
+                "r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
+                f"r.namespace = ? AND {where}",
+                (json.dumps(chunk_ids), namespace, *params),
+            ).fetchall()
+        return {r[0]: (row_to_record(r, 3), r[1], r[2]) for r in rows}
+
+    # ------------------------------------------------------------------ episodic + slots
+
+    def _insert_events(
+        self, c: sqlite3.Connection, namespace: str, events: list[PreparedEvent]
+    ) -> list[Event]:
+        out = []
+        for e in events:
+            cur = c.execute(
+                "INSERT INTO events(id, namespace, thread_id, user_id, actor, action, payload, ts)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (e.id, namespace, e.thread_id, e.user_id, e.actor, e.action, e.payload_json, e.ts),
+            )
+            out.append(
+                Event(
+                    e.id,
+                    namespace,
+                    e.thread_id,
+                    e.action,
+                    json.loads(e.payload_json),
+                    e.user_id or None,
+                    e.actor or None,
+                    from_us_req(e.ts),
+                    cur.lastrowid or 0,
+                )
+            )
+        return out
+
+    def append_events(self, namespace: str, events: list[PreparedEvent]) -> list[Event]:
+        """Append events in order in one transaction."""
+        with self._write("appending events") as c:
+            return self._insert_events(c, namespace, events)
+
+    def list_events(
+        self, namespace: str, thread_id: str, since: int | None, limit: int
+    ) -> list[Event]:
+        """Return a thread's events in append order, optionally from a time on."""
+        sql = (
+            "SELECT id, namespace, thread_id, action, payload, user_id, actor, ts, seq "
+            "FROM events WHERE namespace = ? AND thread_id = ?"
+        )
+        args: list[Any] = [namespace, thread_id]
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        with self._read("reading events") as c:
+            rows = c.execute(sql, args).fetchall()
+        return [
+            Event(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                json.loads(r[4]),
+                r[5] or None,
+                r[6] or None,
+                from_us_req(r[7]),
+                r[8],
+            )
+            for r in rows
+        ]
+
+    def get_slots(self, namespace: str, thread_id: str) -> Slots:
+        """Return the thread's slots (an empty map at version 0 when never set)."""
+        with self._read("reading slots") as c:
+            return self._slots(c, namespace, thread_id)
+
+    def _slots(self, c: sqlite3.Connection, namespace: str, thread_id: str) -> Slots:
+        ver = c.execute(
+            "SELECT version, updated_at FROM slot_versions WHERE namespace = ? AND thread_id = ?",
+            (namespace, thread_id),
+        ).fetchone()
+        rows = c.execute(
+            "SELECT name, value FROM slots WHERE namespace = ? AND thread_id = ? ORDER BY name",
+            (namespace, thread_id),
+        ).fetchall()
+        return Slots(
+            namespace,
+            thread_id,
+            {n: json.loads(v) for n, v in rows},
+            ver[0] if ver else 0,
+            from_us(ver[1]) if ver else None,
+        )
+
+    def set_slots(
+        self,
+        namespace: str,
+        thread_id: str,
+        values: dict[str, Any],
+        expected_version: int | None,
+        user_id: str,
+    ) -> Slots:
+        """Compare-and-set: write values (None removes a slot) and bump the thread's version."""
+        with self._write("setting slots") as c:
+            row = c.execute(
+                "SELECT version FROM slot_versions WHERE namespace = ? AND thread_id = ?",
+                (namespace, thread_id),
+            ).fetchone()
+            current = row[0] if row else 0
+            if expected_version is not None and expected_version != current:
+                raise ConflictError(
+                    f"slots of thread {thread_id!r} are at version {current}, "
+                    f"not the expected {expected_version}",
+                    thread_id=thread_id,
+                    version=current,
+                    expected_version=expected_version,
+                )
+            for name, value in values.items():
+                if value is None:
+                    c.execute(
+                        "DELETE FROM slots WHERE namespace = ? AND thread_id = ? AND name = ?",
+                        (namespace, thread_id, name),
+                    )
+                else:
+                    c.execute(
+                        "INSERT INTO slots(namespace, thread_id, name, value) VALUES (?,?,?,?) "
+                        "ON CONFLICT(namespace, thread_id, name) DO UPDATE SET "
+                        "value = excluded.value",
+                        (namespace, thread_id, name, json.dumps(value, ensure_ascii=False)),
+                    )
+            c.execute(
+                "INSERT INTO slot_versions(namespace, thread_id, user_id, version, updated_at) "
+                "VALUES (?,?,?,1,?) ON CONFLICT(namespace, thread_id) DO UPDATE SET "
+                "version = version + 1, updated_at = excluded.updated_at",
+                (namespace, thread_id, user_id, now_us()),
+            )
+            return self._slots(c, namespace, thread_id)
+
+    # ------------------------------------------------------------------ erasure
+
+    def forget(
+        self, namespace: str, user_id: str | None, thread_id: str | None, everything: bool
+    ) -> dict[str, int]:
+        """Erase records, history, events and slots of a user, a thread or a namespace.
+
+        Unlike ``delete`` this keeps no before-image: the rows are removed with
+        ``secure_delete`` on, the keyword index is optimised and the WAL truncated, so the
+        text does not linger in free pages.
+        """
+        conds: list[str] = []
+        args: list[Any] = []
+        if user_id is not None:
+            conds.append("user_id = ?")
+            args.append(user_id)
+        if thread_id is not None:
+            conds.append("thread_id = ?")
+            args.append(thread_id)
+        if not conds and not everything:
+            raise EngramError("forget needs a user_id, a thread_id or the whole namespace")
+        cond = " AND ".join(["namespace = ?", *conds])
+        args = [namespace, *args]
+        counts: dict[str, int] = {}
+        with self._wlock:
+            w = self._writer_conn()
+            w.execute("PRAGMA secure_delete = ON")
+            try:
+                with self._write("forgetting") as c:
+                    rids = [r[0] for r in c.execute(f"SELECT rid FROM records WHERE {cond}", args)]
+                    self._delete_chunks_of(c, rids)
+                    counts["records"] = c.execute(
+                        f"DELETE FROM records WHERE {cond}", args
+                    ).rowcount
+                    counts["history"] = c.execute(
+                        f"DELETE FROM history WHERE {cond}", args
+                    ).rowcount
+                    counts["events"] = c.execute(f"DELETE FROM events WHERE {cond}", args).rowcount
+                    if user_id is None or thread_id is not None:
+                        slot_cond = cond.replace("user_id = ? AND ", "") if user_id else cond
+                        slot_args = [a for a in args if a != user_id] if user_id else args
+                        counts["slot_threads"] = c.execute(
+                            f"DELETE FROM slot_versions WHERE {slot_cond}", slot_args
+                        ).rowcount
+                        c.execute(f"DELETE FROM slots WHERE {slot_cond}", slot_args)
+                    else:
+                        threads = [
+                            r[0]
+                            for r in c.execute(
+                                "SELECT thread_id FROM slot_versions "
+                                "WHERE namespace = ? AND user_id = ?",
+                                (namespace, user_id),
+                            )
+                        ]
+                        for t in threads:
+                            c.execute(
+                                "DELETE FROM slots WHERE namespace = ? AND thread_id = ?",
+                                (namespace, t),
+                            )
+                            c.execute(
+                                "DELETE FROM slot_versions WHERE namespace = ? AND thread_id = ?",
+                                (namespace, t),
+                            )
+                        counts["slot_threads"] = len(threads)
+                    c.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+                w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise self._translate(exc, "forgetting") from exc
+            finally:
+                if self._writer is not None:
+                    self._writer.execute("PRAGMA secure_delete = OFF")
+        return counts
+
+    # ------------------------------------------------------------------ admin
+
+    def namespaces(self) -> dict[str, int]:
+        """Return record counts per namespace (namespaces with only events count 0)."""
+        with self._read("listing namespaces") as c:
+            rows = c.execute(
+                "SELECT namespace, sum(n) FROM (SELECT namespace, count(*) AS n FROM records "
+                "GROUP BY namespace UNION ALL SELECT DISTINCT namespace, 0 FROM events "
+                "UNION ALL SELECT DISTINCT namespace, 0 FROM slot_versions) "
+                "GROUP BY namespace ORDER BY namespace"
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def stats(self, namespace: str | None = None) -> dict[str, Any]:
+        """Return counts (for one namespace, or all) and file sizes."""
+        with self._read("reading stats") as c:
+
+            def one(sql: str, *a: Any) -> int:
+                return int(c.execute(sql, a).fetchone()[0])
+
+            if namespace is None:
+                out: dict[str, Any] = {
+                    "records": one("SELECT count(*) FROM records"),
+                    "chunks": one("SELECT count(*) FROM chunks"),
+                    "events": one("SELECT count(*) FROM events"),
+                    "history": one("SELECT count(*) FROM history"),
+                    "threads_with_slots": one("SELECT count(*) FROM slot_versions"),
+                }
+            else:
+                out = {
+                    "records": one("SELECT count(*) FROM records WHERE namespace = ?", namespace),
+                    "events": one("SELECT count(*) FROM events WHERE namespace = ?", namespace),
+                    "history": one("SELECT count(*) FROM history WHERE namespace = ?", namespace),
+                    "threads_with_slots": one(
+                        "SELECT count(*) FROM slot_versions WHERE namespace = ?", namespace
+                    ),
+                }
+        wal = self.path.with_name(self.path.name + "-wal")
+        out["backend"] = "sqlite"
+        out["path"] = str(self.path)
+        out["file_bytes"] = self.path.stat().st_size if self.path.exists() else 0
+        out["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
+        out["indexed_vectors"] = len(self._index) if self._index is not None else None
+        return out
+
+    def doctor(self, repair: bool = False) -> dict[str, Any]:
+        """Check SQLite integrity and that every derived index agrees with the tables.
+
+        With ``repair`` the in-process vector index and its sidecar are rebuilt from the
+        tables and the keyword index is rebuilt with FTS5's own ``rebuild``-free check.
+        """
+        problems: list[str] = []
+        with self._read("checking integrity") as c:
+            integrity = [r[0] for r in c.execute("PRAGMA integrity_check")]
+            fk = c.execute("PRAGMA foreign_key_check").fetchall()
+            chunks = {r[0] for r in c.execute("SELECT id FROM chunks")}
+            fts = {r[0] for r in c.execute("SELECT rowid FROM chunks_fts")}
+            orphan_records = int(
+                c.execute(
+                    "SELECT count(*) FROM records r WHERE NOT EXISTS "
+                    "(SELECT 1 FROM chunks c WHERE c.rid = r.rid)"
+                ).fetchone()[0]
+            )
+        if integrity != ["ok"]:
+            problems.append("integrity_check: " + "; ".join(integrity[:5]))
+        if fk:
+            problems.append(f"foreign_key_check: {len(fk)} violations")
+        if chunks != fts:
+            problems.append(f"keyword index has {len(fts)} rows for {len(chunks)} chunks")
+        if orphan_records:
+            problems.append(f"{orphan_records} records have no indexed chunk")
+        index = self._vector_index()
+        with index.lock:
+            indexed = index.chunk_ids()
+        index_ok = indexed == chunks
+        if not index_ok:
+            problems.append(f"vector index has {len(indexed)} rows for {len(chunks)} chunks")
+        repaired = []
+        if repair and not index_ok:
+            with self._index_lock:
+                self._index = None
+                shutil.rmtree(self._sidecar, ignore_errors=True)
+            self._local.dv = None
+            self._vector_index()
+            repaired.append("vector index rebuilt from the tables")
+        return {
+            "ok": not problems or (repair and problems == [p for p in problems if "vector" in p]),
+            "integrity_check": integrity[0] if integrity else "?",
+            "chunks": len(chunks),
+            "keyword_rows": len(fts),
+            "vector_rows": len(indexed),
+            "problems": problems,
+            "repaired": repaired,
+        }
+
+    def backup(self, path: Path) -> None:
+        """Write a consistent online snapshot with SQLite's backup API."""
+        path = Path(path)
+        if path.resolve() == self.path:
+            raise EngramError("the backup path is the store itself")
+        tmp = path.with_name(path.name + ".partial")
+        tmp.unlink(missing_ok=True)
+        try:
+            dst = sqlite3.connect(str(tmp))
+            try:
+                self._reader().backup(dst)
+                dst.execute("PRAGMA journal_mode = DELETE")
+                ok = dst.execute("PRAGMA integrity_check").fetchone()[0]
+            finally:
+                dst.close()
+            if ok != "ok":
+                raise StoreError(f"backup failed its integrity check: {ok}")
+            os.replace(tmp, path)
+        except sqlite3.Error as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._translate(exc, "backing up") from exc
+
+    def restore(self, path: Path) -> None:
+        """Replace the store's content with a backup (other processes must be stopped)."""
+        path = Path(path)
+        if not path.exists():
+            raise NotFoundError(f"backup file {path} does not exist")
+        try:
+            src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                ok = src.execute("PRAGMA integrity_check").fetchone()[0]
+                if ok != "ok":
+                    raise StoreError(f"backup {path} fails its integrity check: {ok}")
+                with self._wlock:
+                    dst = self._writer_conn()
+                    src.backup(dst)
+                    dst.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'index_epoch'", (uuid.uuid4().hex,)
+                    )
+            finally:
+                src.close()
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "restoring") from exc
+        with self._index_lock:
+            self._index = None
+            self._local.dv = None
+
+    def iter_all(self, namespace: str | None, node: Node | None) -> Iterator[dict[str, Any]]:
+        """Yield every matching record with its chunk vectors and history, for export."""
+        where, params = compile_sqlite(node)
+        ns_sql, ns_args = ("r.namespace = ?", [namespace]) if namespace else ("1", [])
+        conn = self._connect(readonly=True)
+        try:
+            conn.execute("BEGIN")
+            cur = conn.execute(
+                f"SELECT {COLS} FROM records r WHERE {ns_sql} AND {where} "
+                "ORDER BY r.namespace, r.id",
+                (*ns_args, *params),
+            )
+            for row in cur:
+                rec = row_to_record(row)
+                chunks = conn.execute(
+                    "SELECT c.start, c.end, c.vector, f.body FROM chunks c JOIN chunks_fts f "
+                    "ON f.rowid = c.id WHERE c.rid = ? ORDER BY c.ord",
+                    (row[0],),
+                ).fetchall()
+                hist = conn.execute(
+                    "SELECT op, version, before, after, at FROM history WHERE namespace = ? AND "
+                    "record_id = ? ORDER BY seq",
+                    (rec.namespace, rec.id),
+                ).fetchall()
+                yield {"record": rec, "chunks": chunks, "history": hist}
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def iter_events_and_slots(self, namespace: str | None) -> Iterator[dict[str, Any]]:
+        """Yield events and slot maps as export lines."""
+        ns_sql, args = ("WHERE namespace = ?", [namespace]) if namespace else ("", [])
+        with self._read("exporting events") as c:
+            events = c.execute(
+                "SELECT id, namespace, thread_id, user_id, actor, action, payload, ts FROM events "
+                f"{ns_sql} ORDER BY seq",
+                args,
+            ).fetchall()
+            versions = c.execute(
+                "SELECT namespace, thread_id, user_id, version, updated_at FROM slot_versions "
+                f"{ns_sql} ORDER BY namespace, thread_id",
+                args,
+            ).fetchall()
+            slot_rows = c.execute(
+                f"SELECT namespace, thread_id, name, value FROM slots {ns_sql}", args
+            ).fetchall()
+        for e in events:
+            yield {
+                "kind": "event",
+                "id": e[0],
+                "namespace": e[1],
+                "thread_id": e[2],
+                "user_id": e[3],
+                "actor": e[4],
+                "action": e[5],
+                "payload": json.loads(e[6]),
+                "ts": e[7],
+            }
+        values: dict[tuple[str, str], dict[str, Any]] = {}
+        for ns, thread, name, value in slot_rows:
+            values.setdefault((ns, thread), {})[name] = json.loads(value)
+        for ns, thread, user, version, updated in versions:
+            yield {
+                "kind": "slots",
+                "namespace": ns,
+                "thread_id": thread,
+                "user_id": user,
+                "version": version,
+                "updated_at": updated,
+                "values": values.get((ns, thread), {}),
+            }
+
+    def import_records(self, batch: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert exported records verbatim (ids, times, versions, history) in one transaction.
+
+        An id that already exists with the same text and version counts as unchanged; with
+        anything else it counts as a conflict and is left as it is.
+        """
+        counts = {"written": 0, "unchanged": 0, "conflicts": 0}
+        with self._write("importing records") as c:
+            for r in batch:
+                row = c.execute(
+                    "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
+                    "content_hash, metadata, tags, source, importance, occurred_at, created_at, "
+                    "updated_at, valid_from, valid_to, expires_at, version, event_id) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT DO NOTHING RETURNING rid",
+                    (
+                        r["id"],
+                        r["namespace"],
+                        r["user_id"],
+                        r["agent_id"],
+                        r["thread_id"],
+                        r["type"],
+                        r["text"],
+                        r["content_hash"],
+                        r["metadata"],
+                        r["tags"],
+                        r["source"],
+                        r["importance"],
+                        r["occurred_at"] or now_us(),
+                        r["created_at"] or now_us(),
+                        r["updated_at"] or now_us(),
+                        r["valid_from"],
+                        r["valid_to"],
+                        r["expires_at"],
+                        r["version"],
+                        r["event_id"],
+                    ),
+                ).fetchone()
+                if row is None:
+                    old = self._select_one(c, r["namespace"], r["id"])
+                    same = (
+                        old is not None
+                        and old.content_hash == r["content_hash"]
+                        and old.version == r["version"]
+                    )
+                    counts["unchanged" if same else "conflicts"] += 1
+                    continue
+                for ordinal, (start, end, body, vec) in enumerate(r["chunks"]):
+                    cur = c.execute(
+                        "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)",
+                        (row[0], ordinal, start, end, np.asarray(vec, np.float32).tobytes()),
+                    )
+                    c.execute(
+                        "INSERT INTO chunks_fts(rowid, body) VALUES (?, ?)", (cur.lastrowid, body)
+                    )
+                for h in r["history"]:
+                    c.execute(
+                        "INSERT INTO history(namespace, record_id, user_id, thread_id, op, "
+                        "version, before, after, at) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (
+                            r["namespace"],
+                            r["id"],
+                            r["user_id"],
+                            r["thread_id"],
+                            h["op"],
+                            h["version"],
+                            json.dumps(h["before"]) if h["before"] else None,
+                            json.dumps(h["after"]) if h["after"] else None,
+                            h["at"],
+                        ),
+                    )
+                counts["written"] += 1
+        return counts
+
+    def import_events_and_slots(self, lines: list[dict[str, Any]]) -> tuple[int, int]:
+        """Insert exported events (idempotent by id) and slot maps; return their counts."""
+        events = slots = 0
+        with self._write("importing events") as c:
+            for obj in lines:
+                try:
+                    if obj["kind"] == "event":
+                        cur = c.execute(
+                            "INSERT INTO events(id, namespace, thread_id, user_id, actor, action, "
+                            "payload, ts) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                            (
+                                obj["id"],
+                                obj["namespace"],
+                                obj["thread_id"],
+                                obj["user_id"],
+                                obj["actor"],
+                                obj["action"],
+                                json.dumps(obj["payload"]),
+                                obj["ts"],
+                            ),
+                        )
+                        events += cur.rowcount
+                    else:
+                        cur = c.execute(
+                            "INSERT INTO slot_versions(namespace, thread_id, user_id, version, "
+                            "updated_at) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                            (
+                                obj["namespace"],
+                                obj["thread_id"],
+                                obj.get("user_id") or "",
+                                obj["version"],
+                                obj["updated_at"],
+                            ),
+                        )
+                        if cur.rowcount:
+                            slots += 1
+                            c.executemany(
+                                "INSERT INTO slots(namespace, thread_id, name, value) "
+                                "VALUES (?,?,?,?)",
+                                [
+                                    (obj["namespace"], obj["thread_id"], k, json.dumps(val))
+                                    for k, val in obj["values"].items()
+                                ],
+                            )
+                except (KeyError, TypeError) as exc:
+                    raise ValidationError(f"malformed {obj.get('kind')} line: {exc}") from exc
+        return events, slots
+
+    # ------------------------------------------------------------------ re-embedding
+
+    def reembed_begin(self, target: str) -> None:
+        """Start (or resume) a re-embedding towards ``target``; a new target starts over."""
+        with self._write("starting re-embedding") as c:
+            if self._meta(c, "reembed_target") != target:
+                c.execute("DELETE FROM reembed_vectors")
+                c.execute(
+                    "INSERT INTO meta(key, value) VALUES ('reembed_target', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (target,),
+                )
+
+    def reembed_pending(self, limit: int) -> list[tuple[int, str]]:
+        """Return up to ``limit`` chunks without a new vector yet: (chunk id, chunk text)."""
+        with self._read("listing chunks to re-embed") as c:
+            rows = c.execute(
+                "SELECT c.id, substr(r.text, c.start + 1, c.end - c.start) FROM chunks c "
+                "JOIN records r ON r.rid = c.rid LEFT JOIN reembed_vectors n ON n.chunk_id = c.id "
+                "WHERE n.chunk_id IS NULL ORDER BY c.id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def reembed_put(self, rows: list[tuple[int, np.ndarray]]) -> None:
+        """Store new vectors for chunks (committed, so an interrupted run resumes here)."""
+        with self._write("storing re-embedded vectors") as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO reembed_vectors(chunk_id, vector) VALUES (?, ?)",
+                [(cid, np.asarray(vec, np.float32).tobytes()) for cid, vec in rows],
+            )
+
+    def reembed_finish(self, name: str, dim: int, embed: Callable[[list[str]], np.ndarray]) -> None:
+        """Switch every chunk to its new vector and the store to the new embedder, atomically."""
+        with self._write("switching embedder") as c:
+            late = c.execute(
+                "SELECT c.id, substr(r.text, c.start + 1, c.end - c.start) FROM chunks c "
+                "JOIN records r ON r.rid = c.rid LEFT JOIN reembed_vectors n ON n.chunk_id = c.id "
+                "WHERE n.chunk_id IS NULL"
+            ).fetchall()
+            if late:
+                vecs = embed([t for _, t in late])
+                c.executemany(
+                    "INSERT INTO reembed_vectors(chunk_id, vector) VALUES (?, ?)",
+                    [
+                        (cid, vec.astype(np.float32).tobytes())
+                        for (cid, _), vec in zip(late, vecs, strict=True)
+                    ],
+                )
+            c.execute(
+                "UPDATE chunks SET vector = (SELECT vector FROM reembed_vectors n "
+                "WHERE n.chunk_id = chunks.id)"
+            )
+            for key, value in (
+                ("embedder_name", name),
+                ("embedder_dim", str(dim)),
+                ("index_epoch", uuid.uuid4().hex),
+            ):
+                c.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = excluded.value",
+                    (key, value),
+                )
+            c.execute("DELETE FROM reembed_vectors")
+            c.execute("DELETE FROM meta WHERE key = 'reembed_target'")
+        with self._index_lock:
+            self._index = None
+        shutil.rmtree(self._sidecar, ignore_errors=True)
+
+    def close(self) -> None:
+        """Persist the vector index sidecar and close this process's connections."""
+        if self._closed:
+            return
+        if os.getpid() == self._pid and self._index is not None and len(self._index) > 0:
+            try:
+                with self._index.lock:
+                    self._index.save(self._sidecar)
+            except OSError:
+                pass
+        self._closed = True
+        if os.getpid() == self._pid:
+            for conn in [*self._readers, *([self._writer] if self._writer else [])]:
+                with suppress(sqlite3.Error):
+                    conn.close()
+        self._readers = []
+        self._writer = None
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+
+def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> list[ChunkHit]:
+    """Top-k by score descending, ties broken by chunk id (deterministic)."""
+    n = len(ids)
+    if n == 0:
+        return []
+    if k < n:
+        part = np.argpartition(-scores, k - 1)[:k]
+        # Include every row tied with the k-th score so the tie-break is by id, not by position.
+        kth = scores[part].min()
+        part = np.nonzero(scores >= kth)[0]
+    else:
+        part = np.arange(n)
+    order = np.lexsort((ids[part], -scores[part]))[:k]
+    sel = part[order]
+    return [ChunkHit(int(i), 0, float(s)) for i, s in zip(ids[sel], scores[sel], strict=True)]
+
+
+def is_live_only(node: Node | None) -> bool:
+    """True when the filter is nothing but the default expiry check."""
+    return isinstance(node, Live) or (
+        isinstance(node, Bool) and node.op == "and" and all(isinstance(n, Live) for n in node.items)
+    )
