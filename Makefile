@@ -23,14 +23,23 @@ serve: install
 	$(BIN)/engramdb serve --host 127.0.0.1 --port 8080
 
 lint: install
-	$(BIN)/ruff format --check engramdb tests bench
-	$(BIN)/ruff check engramdb tests bench
+	$(BIN)/ruff format --check engramdb tests bench scripts
+	$(BIN)/ruff check engramdb tests bench scripts
 
 typecheck: install
 	$(BIN)/mypy
 
+# Unit and contract tests run on 2 workers; fault-injection and slow suites run serially
+# after them. FAST=1 skips the slow ones locally (CI always runs everything).
+MARK_SERIAL := fault or slow
+ifeq ($(FAST),1)
+MARK_SERIAL := fault and not slow
+endif
+
 unit: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/gen_async.py --check
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 -m "not fault and not slow" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "$(MARK_SERIAL)" $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

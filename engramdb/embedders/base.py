@@ -73,7 +73,11 @@ def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedde
             raise ValidationError("embedder must be 'minilm', 'hash' or an Embedder object")
         return spec
     if spec == "minilm":
-        return MiniLMEmbedder(threads=settings.torch_threads)
+        return MiniLMEmbedder(
+            threads=settings.torch_threads,
+            batch_size=settings.embed_batch_size,
+            cache_size=settings.query_cache_size,
+        )
     if spec == "hash":
         return HashEmbedder(dim=settings.hash_dim)
     raise ValidationError(f"unknown embedder {spec!r}; use 'minilm' or 'hash'", field="embedder")

@@ -1,0 +1,314 @@
+"""Retrieval quality on LoCoMo: one memory per dialogue turn, each question a query.
+
+Every conversation is ingested through the engine the way an agent would: each session is
+one ``Memory.add_messages`` call on the conversation's thread (role = speaker, content =
+``"<speaker>: <text>"`` plus ``" [image: <caption>]"`` when the turn shared an image,
+``occurred_at`` = the session's date). Each question with evidence (category 5, adversarial,
+is skipped) is searched in its own thread with each mode (vector, keyword, hybrid) and scored
+against the evidence turns: Recall@1/5/10/20, all-evidence-found@10, NDCG@10 and MRR, overall
+and per category, plus end-to-end query latency (query embedding included).
+
+The data set is CC BY-NC 4.0: it is read from ``../shared/data/`` and never copied here.
+
+    python -m bench.locomo --data ../shared/data/locomo_dev.json --json bench/results/locomo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "locomo_dev.json"
+DEFAULT_OUT = ROOT / "bench" / "results" / "locomo.json"
+CACHE_DIR = ROOT / "bench" / ".cache"
+MODES = ("vector", "keyword", "hybrid")
+CATEGORIES = {1: "multi_hop", 2: "temporal", 3: "open_domain", 4: "single_hop"}
+KS = (1, 5, 10, 20)
+_DIA = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")
+
+
+def parse_session_date(text: str) -> datetime:
+    """Parse LoCoMo's ``"1:56 pm on 8 May, 2023"`` as an aware datetime (UTC)."""
+    return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC)
+
+
+def normalise_evidence(raw: Sequence[str], known: set[str]) -> list[str]:
+    """Split and normalise evidence strings; expand ranges; drop ids that name no turn.
+
+    Handles ``"D8:6; D9:17"``, ``"D9:1 D4:4"``, ``"D12:3-D12:5"``, ``"D5:3."``, ``"D:11:26"``
+    and zero padding (``"D30:05"``).
+    """
+    out: list[str] = []
+    for item in raw:
+        found = [(int(a), int(b)) for a, b in _DIA.findall(str(item))]
+        if "-" in str(item) and len(found) == 2 and found[0][0] == found[1][0]:
+            sess, lo, hi = found[0][0], found[0][1], found[1][1]
+            found = [(sess, n) for n in range(lo, hi + 1)]
+        for sess, turn in found:
+            did = f"D{sess}:{turn}"
+            if did in known and did not in out:
+                out.append(did)
+    return out
+
+
+def load_conversations(path: Path) -> list[dict[str, Any]]:
+    """Return each sample as turns (with dates and record texts) and scored questions."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    convs = []
+    for sample in data:
+        conv = sample["conversation"]
+        sessions = []
+        n = 1
+        while f"session_{n}" in conv:
+            turns = conv[f"session_{n}"]
+            if turns:
+                when = parse_session_date(conv[f"session_{n}_date_time"])
+                sessions.append((when, turns))
+            n += 1
+        known = {t["dia_id"] for _, turns in sessions for t in turns}
+        questions = []
+        for qa in sample["qa"]:
+            cat = qa.get("category")
+            if cat not in CATEGORIES:
+                continue
+            evidence = normalise_evidence(qa.get("evidence") or [], known)
+            if evidence:
+                questions.append({"question": qa["question"], "category": cat, "evidence": evidence})
+        convs.append({"id": sample["sample_id"], "sessions": sessions, "questions": questions})
+    return convs
+
+
+def turn_text(turn: dict[str, Any]) -> str:
+    """The memory text of one turn: ``"<speaker>: <text>"`` plus the image caption."""
+    text = f"{turn['speaker']}: {turn['text']}"
+    if turn.get("blip_caption"):
+        text += f" [image: {turn['blip_caption']}]"
+    return text
+
+
+class CachingEmbedder:
+    """Development aid: wraps an embedder and caches vectors on disk by text hash."""
+
+    def __init__(self, inner: Any, path: Path) -> None:
+        self.inner = inner
+        self.name: str = inner.name
+        self.dim: int = inner.dim
+        self.max_tokens: int = inner.max_tokens
+        self.path = path
+        self.vectors: dict[str, np.ndarray] = {}
+        if path.exists():
+            with np.load(path) as z:
+                self.vectors = dict(zip(z["keys"].tolist(), z["vecs"], strict=True))
+        self.dirty = False
+
+    def count_tokens(self, text: str) -> int:
+        """Delegate to the wrapped embedder."""
+        return int(self.inner.count_tokens(text))
+
+    def embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """Return cached vectors, embedding (and remembering) the missing texts."""
+        keys = [hashlib.sha1(f"{query}|{t}".encode()).hexdigest() for t in texts]
+        missing = [i for i, k in enumerate(keys) if k not in self.vectors]
+        if missing:
+            fresh = self.inner.embed([texts[i] for i in missing], query=query)
+            for i, vec in zip(missing, fresh, strict=True):
+                self.vectors[keys[i]] = np.asarray(vec, np.float32)
+            self.dirty = True
+        return np.stack([self.vectors[k] for k in keys])
+
+    def save(self) -> None:
+        """Write the cache if it grew."""
+        if self.dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            keys = np.array(list(self.vectors))
+            np.savez(self.path, keys=keys, vecs=np.stack(list(self.vectors.values())))
+
+
+def ingest(mem: Any, conv: dict[str, Any]) -> dict[str, str]:
+    """Add a conversation session by session; return dia_id -> record id."""
+    ids: dict[str, str] = {}
+    for when, turns in conv["sessions"]:
+        messages = [
+            {
+                "role": t["speaker"],
+                "content": turn_text(t),
+                "occurred_at": when + timedelta(seconds=i),
+            }
+            for i, t in enumerate(turns)
+        ]
+        results = mem.add_messages(conv["id"], messages)
+        for t, res in zip(turns, results, strict=True):
+            ids[t["dia_id"]] = res.record.id
+    return ids
+
+
+def ndcg(ranked: list[set[str]], evidence: set[str], k: int) -> float:
+    """Binary-relevance NDCG@k over ranked records (each covering a set of turn ids)."""
+    dcg = 0.0
+    seen: set[str] = set()
+    for pos, dias in enumerate(ranked[:k], start=1):
+        gain = len((dias & evidence) - seen)
+        if gain:
+            dcg += min(gain, 1) / math.log2(pos + 1)
+            seen |= dias
+    ideal = sum(1 / math.log2(p + 1) for p in range(1, min(len(evidence), k) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def score(ranked: list[set[str]], evidence: set[str]) -> dict[str, float]:
+    """All per-question figures for one ranking."""
+    out: dict[str, float] = {}
+    for k in KS:
+        found: set[str] = set().union(*ranked[:k]) if ranked[:k] else set()
+        out[f"recall_at_{k}"] = len(found & evidence) / len(evidence)
+    out["all_found_at_10"] = 1.0 if out["recall_at_10"] == 1.0 else 0.0
+    out["ndcg_at_10"] = ndcg(ranked, evidence, 10)
+    rr = 0.0
+    for pos, dias in enumerate(ranked, start=1):
+        if dias & evidence:
+            rr = 1.0 / pos
+            break
+    out["mrr"] = rr
+    return out
+
+
+def mean_figures(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Average each figure over questions."""
+    if not rows:
+        return {}
+    return {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of values, 0 when empty."""
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def run(data: Path, modes: Sequence[str], cache: bool, db: Path | None) -> dict[str, Any]:
+    """Ingest every conversation, run every question in every mode, return the report."""
+    from engramdb import Memory, MiniLMEmbedder
+
+    convs = load_conversations(data)
+    base = MiniLMEmbedder()
+    embedder: Any = CachingEmbedder(base, CACHE_DIR / "locomo_vectors.npz") if cache else base
+    tmp = tempfile.TemporaryDirectory(prefix="engram-locomo-")
+    path = db or Path(tmp.name) / "locomo.db"
+    per_mode: dict[str, list[tuple[int, dict[str, float]]]] = {m: [] for m in modes}
+    latency: dict[str, list[float]] = {m: [] for m in modes}
+    embedder.embed(["warm up"])
+    t0 = time.perf_counter()
+    with Memory(f"sqlite:///{path}", namespace="locomo", embedder=embedder) as mem:
+        mapping = {}
+        turns = 0
+        for conv in convs:
+            ids = ingest(mem, conv)
+            turns += len(ids)
+            mapping[conv["id"]] = ids
+        ingest_s = time.perf_counter() - t0
+        # The hybrid mode (the default) runs first, so its latency includes embedding the query.
+        order = sorted(modes, key=lambda m: m != "hybrid")
+        for conv in convs:
+            dias_of: dict[str, set[str]] = {}
+            for did, rid in mapping[conv["id"]].items():
+                dias_of.setdefault(rid, set()).add(did)
+            for q in conv["questions"]:
+                evidence = set(q["evidence"])
+                for mode in order:
+                    start = time.perf_counter()
+                    page = mem.search(q["question"], thread_id=conv["id"], top_k=20, mode=mode)
+                    latency[mode].append((time.perf_counter() - start) * 1000)
+                    ranked = [dias_of.get(h.record.id, set()) for h in page.hits]
+                    per_mode[mode].append((q["category"], score(ranked, evidence)))
+    if cache:
+        embedder.save()
+    tmp.cleanup()
+    report: dict[str, Any] = {
+        "data": str(data),
+        "conversations": len(convs),
+        "turns": turns,
+        "questions": len(per_mode[modes[0]]),
+        "ingest_seconds": round(ingest_s, 2),
+        "cached_vectors": cache,
+        "modes": {},
+    }
+    summary: dict[str, float] = {}
+    for mode in modes:
+        rows = per_mode[mode]
+        entry: dict[str, Any] = {"overall": mean_figures([r for _, r in rows]), "by_category": {}}
+        for cat, name in CATEGORIES.items():
+            sub = [r for c, r in rows if c == cat]
+            entry["by_category"][name] = {"questions": len(sub), **mean_figures(sub)}
+        entry["latency_ms"] = {
+            "p50": round(percentile(latency[mode], 50), 2),
+            "p95": round(percentile(latency[mode], 95), 2),
+        }
+        report["modes"][mode] = entry
+        for key, value in entry["overall"].items():
+            summary[f"{mode}_{key}"] = value
+        summary[f"{mode}_search_p50_ms"] = entry["latency_ms"]["p50"]
+        summary[f"{mode}_search_p95_ms"] = entry["latency_ms"]["p95"]
+    main_mode = "hybrid" if "hybrid" in modes else modes[0]
+    summary["search_p50_ms"] = summary[f"{main_mode}_search_p50_ms"]
+    summary["search_p95_ms"] = summary[f"{main_mode}_search_p95_ms"]
+    report["summary"] = summary
+    return report
+
+
+def main(argv: list[str]) -> int:
+    """Run the LoCoMo benchmark; write the JSON report and print the headline figures."""
+    parser = argparse.ArgumentParser(prog="engramdb bench locomo", description=__doc__)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="locomo JSON file")
+    parser.add_argument("--json", type=Path, default=DEFAULT_OUT, help="where to write results")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated: vector,keyword,hybrid"
+    )
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="development only: cache embeddings under bench/.cache/ (not for reported runs)",
+    )
+    parser.add_argument("--db", type=Path, default=None, help="keep the SQLite file here")
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        parser.error(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
+    if not args.data.exists():
+        parser.error(f"{args.data} not found (the LoCoMo file is read from ../shared/data/)")
+    report = run(args.data, modes, args.cache, args.db)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    s = report["summary"]
+    print(f"LoCoMo: {report['questions']} questions over {report['turns']} turns")
+    for mode in modes:
+        o = report["modes"][mode]["overall"]
+        cats = " ".join(
+            f"{name}={report['modes'][mode]['by_category'][name].get('recall_at_10', 0):.3f}"
+            for name in CATEGORIES.values()
+        )
+        print(
+            f"  {mode:8s} R@1 {o['recall_at_1']:.3f} R@5 {o['recall_at_5']:.3f} "
+            f"R@10 {o['recall_at_10']:.3f} R@20 {o['recall_at_20']:.3f} "
+            f"all@10 {o['all_found_at_10']:.3f} NDCG@10 {o['ndcg_at_10']:.3f} "
+            f"MRR {o['mrr']:.3f} | R@10 {cats}"
+        )
+    print(f"  search p50 {s['search_p50_ms']:.1f} ms, p95 {s['search_p95_ms']:.1f} ms")
+    print(f"  written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

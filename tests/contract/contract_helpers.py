@@ -1,0 +1,38 @@
+"""Helpers shared by the contract suite (no fixtures: those live in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engramdb import Memory, MemoryRecord
+
+
+def all_records(mem: Memory, **kwargs: Any) -> list[MemoryRecord]:
+    """Every record of the namespace (following cursors), expired ones included."""
+    kwargs.setdefault("include_expired", True)
+    out: list[MemoryRecord] = []
+    cursor = None
+    while True:
+        page = mem.list(limit=1000, cursor=cursor, **kwargs)
+        out.extend(page.records)
+        cursor = page.next_cursor
+        if cursor is None:
+            return out
+
+
+def state(mem: Memory) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+    """A comparable picture of a store: every record, the count and the namespace counts."""
+    recs = [r.to_dict() for r in all_records(mem)]
+    return recs, mem.count(include_expired=True), mem.namespaces()
+
+
+def brute_force(mem: Memory, query: str, records: list[MemoryRecord]) -> dict[str, float]:
+    """Cosine similarity of ``query`` to each record, computed from the embedder itself."""
+    emb = mem.embedder
+    q = np.asarray(emb.embed([query], query=True), np.float64)[0]
+    q /= np.linalg.norm(q)
+    vecs = np.asarray(emb.embed([r.text for r in records]), np.float64)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return {r.id: float(v @ q) for r, v in zip(records, vecs, strict=True)}
