@@ -86,7 +86,9 @@ def load_conversations(path: Path) -> list[dict[str, Any]]:
                 continue
             evidence = normalise_evidence(qa.get("evidence") or [], known)
             if evidence:
-                questions.append({"question": qa["question"], "category": cat, "evidence": evidence})
+                questions.append(
+                    {"question": qa["question"], "category": cat, "evidence": evidence}
+                )
         convs.append({"id": sample["sample_id"], "sessions": sessions, "questions": questions})
     return convs
 

@@ -45,14 +45,16 @@ class _Shared:
     ) -> None:
         if _engine is not None:
             self._engine = _engine
-            self.namespace = check_namespace(namespace or _engine.settings.namespace)
+            self.namespace = check_namespace(
+                _engine.settings.namespace if namespace is None else namespace
+            )
             self._owner = False
             return
         base = settings if settings is not None else Settings()
         if url is not None:
             base = base.model_copy(update={"url": url})
         self.settings = base
-        self.namespace = check_namespace(namespace or base.namespace)
+        self.namespace = check_namespace(base.namespace if namespace is None else namespace)
         emb = resolve_embedder(embedder, base)
         store = open_store(base)
         try:

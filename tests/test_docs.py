@@ -29,7 +29,7 @@ def _table_rows() -> dict[str, str]:
 
 def test_settings_table_lists_every_setting_with_its_default() -> None:
     rows = _table_rows()
-    assert set(rows) == set(Settings.model_fields)
+    assert set(rows) == set(Settings.model_fields), "run scripts/settings_table.py"
     for name, field in Settings.model_fields.items():
         assert rows[name] == str(field.default), name
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 
 def rrf(
@@ -15,3 +16,37 @@ def rrf(
         for rank, key in enumerate(ranking, start=1):
             scores[key] = scores.get(key, 0.0) + w / (k + rank)
     return scores
+
+
+def minmax(scores: Mapping[str, float]) -> dict[str, float]:
+    """Scale finite scores to [0, 1] over the candidates (all 1.0 when they are equal).
+
+    A missing or non-finite score (a chunk not yet in the vector index) becomes 0.
+    """
+    finite = [s for s in scores.values() if math.isfinite(s)]
+    if not finite:
+        return dict.fromkeys(scores, 0.0)
+    lo, hi = min(finite), max(finite)
+    span = hi - lo
+    return {
+        key: (1.0 if span == 0 else (s - lo) / span) if math.isfinite(s) else 0.0
+        for key, s in scores.items()
+    }
+
+
+def convex(
+    vector: Mapping[str, float], keyword: Mapping[str, float], vector_weight: float
+) -> dict[str, float]:
+    """Score fusion: ``w * minmax(vector) + (1 - w) * minmax(keyword)`` over all candidates.
+
+    Unlike RRF this keeps how far apart the scores are: a record far ahead on BM25 stays
+    ahead even when the vector side ranks it low. A candidate absent from one side scores 0
+    there. Measured on LoCoMo with contextual keyword indexing (Recall@10 / NDCG@10): plain
+    RRF 0.67 / 0.50, RRF weighted 0.5:1 0.70 / 0.52, this with ``w = 0.3`` 0.77 / 0.58.
+    """
+    nv = minmax(vector)
+    nk = minmax(keyword)
+    return {
+        key: vector_weight * nv.get(key, 0.0) + (1.0 - vector_weight) * nk.get(key, 0.0)
+        for key in nv.keys() | nk.keys()
+    }

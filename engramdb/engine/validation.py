@@ -134,7 +134,9 @@ def check_metadata(metadata: Any, settings: Settings) -> dict[str, Any]:
 
 
 def _check_json_value(value: Any, max_depth: int, depth: int, path: str) -> None:
-    if depth > max_depth:
+    # Depth counts containers (objects and arrays), not the scalar leaves inside them:
+    # with max_metadata_depth=8, eight nested objects holding a number are accepted.
+    if depth > max_depth and isinstance(value, dict | list):
         raise LimitExceededError(
             f"{path} nests deeper than max_metadata_depth={max_depth}",
             field="metadata",

@@ -7,7 +7,7 @@ Every method takes the namespace first: scoping happens inside the store's state
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -92,11 +92,27 @@ class ChunkHit:
     score: float
 
 
+@dataclass(slots=True)
+class ThreadTurn:
+    """A stored message of a thread, as contextual keyword indexing needs it."""
+
+    record_id: str
+    text: str
+    occurred_at: int
+    chunks: list[tuple[int, int, int]]  # (chunk id, start, end), in order
+
+
 OnError = Literal["abort", "skip"]
 
 
 class Store(Protocol):
-    """The storage backend protocol (SQLite today; PostgreSQL joins by implementing it)."""
+    """The storage backend protocol: what the engine and the facades call on a store.
+
+    Implemented by :class:`engramdb.stores.sqlite.SQLiteStore` and
+    :class:`engramdb.stores.postgres.PostgresStore`; the contract suite (``tests/contract``)
+    runs against both. Every method that touches records takes the namespace first and
+    scopes its statements by it. Times are epoch microseconds.
+    """
 
     def check_embedder(self, name: str, dim: int) -> None:
         """Record the embedder on first use; raise EmbedderMismatchError on a different one."""
@@ -109,7 +125,7 @@ class Store(Protocol):
     def add_records(
         self,
         namespace: str,
-        items: list[PreparedRecord | Exception],
+        items: list[PreparedRecord],
         on_error: OnError,
         events: list[PreparedEvent] | None = None,
     ) -> list[AddResult]:
@@ -150,16 +166,42 @@ class Store(Protocol):
         """Return the best chunks by cosine similarity, restricted to the filter."""
         ...
 
+    def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:
+        """Return the cosine similarity of the query to each chunk (NaN when it is gone)."""
+        ...
+
     def keyword_candidates(
         self, namespace: str, match: str, node: Node | None, limit: int
     ) -> list[ChunkHit]:
-        """Return the best chunks by keyword relevance (higher is better)."""
+        """Return the best chunks by keyword relevance (higher is better).
+
+        ``match`` is :func:`engramdb.engine.keyword.match_expression` output: quoted words
+        joined by ``OR``; a store translates it to its own query syntax.
+        """
         ...
 
     def hydrate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
     ) -> dict[int, tuple[MemoryRecord, int, int]]:
         """Map chunk id -> (record, span start, span end) for chunks passing the filter."""
+        ...
+
+    def thread_turns(
+        self, namespace: str, thread_id: str, start: int, end: int, margin: int
+    ) -> list[ThreadTurn]:
+        """Return a thread's ``message`` records around a time range, in thread order.
+
+        Every message with ``start <= occurred_at <= end``, plus the ``margin`` messages just
+        before ``start`` and the ``margin`` just after ``end``; ordered by (occurred_at,
+        insertion order).
+        """
+        ...
+
+    def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
+        """Replace the keyword-index text of chunks ``(chunk id, text)`` in one transaction.
+
+        Chunks that no longer exist (deleted meanwhile) are skipped.
+        """
         ...
 
     def append_events(self, namespace: str, events: list[PreparedEvent]) -> list[Event]:
@@ -197,11 +239,11 @@ class Store(Protocol):
         """Return record counts per namespace."""
         ...
 
-    def stats(self) -> dict[str, Any]:
-        """Return sizes and counts."""
+    def stats(self, namespace: str | None = None) -> dict[str, Any]:
+        """Return sizes and counts (of one namespace, or of the whole store)."""
         ...
 
-    def doctor(self, repair: bool) -> dict[str, Any]:
+    def doctor(self, repair: bool = False) -> dict[str, Any]:
         """Check integrity and that derived indexes agree with the tables."""
         ...
 
@@ -213,8 +255,40 @@ class Store(Protocol):
         """Replace the store's content by a backup."""
         ...
 
-    def iter_all(self, namespace: str, node: Node | None) -> Iterator[dict[str, Any]]:
-        """Yield records (with vectors and history) for export."""
+    def iter_all(self, namespace: str | None, node: Node | None) -> Iterator[dict[str, Any]]:
+        """Yield records for export: ``{"record", "chunks", "history"}``.
+
+        ``chunks`` are ``(start, end, float32 vector bytes, index text)`` tuples;
+        ``history`` rows are ``(op, version, before JSON, after JSON, at)``.
+        """
+        ...
+
+    def iter_events_and_slots(self, namespace: str | None) -> Iterator[dict[str, Any]]:
+        """Yield events and slot maps as export lines (``kind`` event or slots)."""
+        ...
+
+    def import_records(self, batch: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert exported records verbatim in one transaction; count the outcomes."""
+        ...
+
+    def import_events_and_slots(self, lines: list[dict[str, Any]]) -> tuple[int, int]:
+        """Insert exported events (idempotent by id) and slot maps; return their counts."""
+        ...
+
+    def reembed_begin(self, target: str) -> None:
+        """Start (or resume) a re-embedding towards ``target``; a new target starts over."""
+        ...
+
+    def reembed_pending(self, limit: int) -> list[tuple[int, str]]:
+        """Return up to ``limit`` chunks without a new vector yet: (chunk id, chunk text)."""
+        ...
+
+    def reembed_put(self, rows: list[tuple[int, np.ndarray]]) -> None:
+        """Store new vectors for chunks (committed, so an interrupted run resumes)."""
+        ...
+
+    def reembed_finish(self, name: str, dim: int, embed: Callable[[list[str]], np.ndarray]) -> None:
+        """Switch every chunk to its new vector and the store to the new embedder, atomically."""
         ...
 
     def close(self) -> None:

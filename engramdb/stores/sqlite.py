@@ -21,6 +21,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from engramdb.errors import (
     ValidationError,
 )
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
+from engramdb.stores.ann import SEARCH_K
 from engramdb.stores.base import (
     ChunkHit,
     OnError,
@@ -45,6 +47,7 @@ from engramdb.stores.base import (
     PreparedEvent,
     PreparedRecord,
     RecordChanges,
+    ThreadTurn,
 )
 from engramdb.stores.sqlite_schema import ensure_schema
 from engramdb.stores.vector_index import VectorIndex
@@ -55,6 +58,7 @@ COLS = (
     "r.updated_at, r.valid_from, r.valid_to, r.expires_at, r.version, r.event_id"
 )
 NCOLS = 21
+WAL_LIMIT = 64 * 1024 * 1024  # bytes of -wal before a TRUNCATE checkpoint is forced
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
 
@@ -107,8 +111,52 @@ def row_to_record(row: sqlite3.Row | tuple[Any, ...], offset: int = 0) -> Memory
     )
 
 
+_RECORD_FIELDS = tuple(MemoryRecord.__dataclass_fields__)
+_INSERT_RECORD = (
+    "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
+    "content_hash, metadata, tags, source, importance, occurred_at, created_at, "
+    "updated_at, valid_from, valid_to, expires_at, version, event_id) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?) ON CONFLICT DO NOTHING"
+)
+
+
+def _vector_bytes(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, np.float32).tobytes()
+
+
+def _new_record(ns: str, it: PreparedRecord, now: datetime) -> MemoryRecord:
+    """The MemoryRecord of a freshly inserted prepared row (version 1)."""
+    return MemoryRecord(
+        id=it.id,
+        namespace=ns,
+        text=it.text,
+        type=it.type,
+        user_id=it.user_id or None,
+        agent_id=it.agent_id or None,
+        thread_id=it.thread_id or None,
+        metadata=json.loads(it.metadata_json),
+        tags=json.loads(it.tags_json),
+        source=it.source or None,
+        importance=it.importance,
+        occurred_at=from_us(it.occurred_at),
+        created_at=now,
+        updated_at=now,
+        valid_from=from_us(it.valid_from),
+        valid_to=from_us(it.valid_to),
+        expires_at=from_us(it.expires_at),
+        version=1,
+        content_hash=it.content_hash,
+        event_id=it.event_id,
+    )
+
+
 def _image(record: MemoryRecord) -> str:
-    return json.dumps(record.to_dict(), ensure_ascii=False)
+    """The record as history JSON: the same output as ``to_dict`` without its deep copy."""
+    out: dict[str, Any] = {}
+    for name in _RECORD_FIELDS:
+        value = getattr(record, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return json.dumps(out, ensure_ascii=False)
 
 
 class SQLiteStore:
@@ -121,8 +169,13 @@ class SQLiteStore:
         synchronous: str = "FULL",
         busy_timeout_ms: int = 10_000,
         auto_migrate: bool = True,
+        ann_min_rows: int = 20_000,
+        ann_connectivity: int = 16,
+        ann_ef_search: int = 96,
+        ann_ef_add: int = 128,
     ) -> None:
         self._temp_dir: str | None = None
+        self._ann = (ann_min_rows, ann_connectivity, ann_ef_search, ann_ef_add)
         if str(path) == ":memory:":
             self._temp_dir = tempfile.mkdtemp(prefix="engramdb-mem-")
             path = Path(self._temp_dir) / "engram.db"
@@ -140,6 +193,7 @@ class SQLiteStore:
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
         self._sidecar = self.path.with_name(self.path.name + ".vindex")
+        self._wal_path = self.path.with_name(self.path.name + "-wal")
         try:
             conn = self._writer_conn()
             ensure_schema(self.path, conn, auto_migrate)
@@ -177,6 +231,10 @@ class SQLiteStore:
             self._local = threading.local()
             self._wlock = threading.RLock()
             self._pid = os.getpid()
+            # The parent's index may be mid-change under a lock no thread here will release,
+            # and its ANN worker thread does not exist here: reload from the sidecar.
+            self._index = None
+            self._index_lock = threading.Lock()
 
     def _writer_conn(self) -> sqlite3.Connection:
         self._check_fork()
@@ -242,6 +300,23 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                 self._discard_writer()
                 raise self._translate(exc, doing) from exc
+            self._bound_wal(conn)
+
+    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+        """Truncate the WAL once it passes WAL_LIMIT (a long reader can starve checkpoints).
+
+        SQLite's automatic checkpoint is PASSIVE and cannot reset the log while a reader holds
+        an old snapshot; our own reads are short transactions, so a TRUNCATE checkpoint after
+        a commit usually succeeds and keeps ``-wal`` bounded. Failure here is not an error:
+        the commit is already durable.
+        """
+        try:
+            size = os.stat(self._wal_path).st_size
+        except OSError:
+            return
+        if size > WAL_LIMIT:
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
@@ -320,6 +395,9 @@ class SQLiteStore:
             now = now_us()
             if events:
                 self._insert_events(c, namespace, events)
+            if len({it.id for it in items}) == len(items):
+                return self._insert_batch(c, namespace, items, now, on_error)
+            # Repeated ids in one batch: item by item, so each repeat sees the earlier ones.
             for i, item in enumerate(items):
                 if on_error == "skip":
                     c.execute("SAVEPOINT item")
@@ -368,53 +446,127 @@ class SQLiteStore:
             ),
         ).fetchone()
         if row is None:
-            if it.caller_id:
-                existing = self._select_one(c, ns, it.id)
-                if existing is not None:
-                    if existing.content_hash == it.content_hash:
-                        return AddResult(index, "unchanged", existing)
-                    raise ConflictError(
-                        f"record {it.id!r} already exists with a different text",
-                        id=it.id,
-                    )
-            dup = c.execute(
-                f"SELECT {COLS} FROM records r WHERE namespace = ? AND user_id = ? AND "
-                "agent_id = ? AND thread_id = ? AND type = ? AND content_hash = ?",
-                (ns, it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash),
-            ).fetchone()
-            if dup is None:  # pragma: no cover - a conflict must have a cause
-                raise ConflictError(f"record {it.id!r} conflicts with an existing record")
-            return AddResult(index, "deduplicated", row_to_record(dup))
+            return self._conflict_result(c, ns, it, index)
         rid = row[0]
         self._insert_chunks(c, rid, it.chunks)
-        record = MemoryRecord(
-            id=it.id,
-            namespace=ns,
-            text=it.text,
-            type=it.type,
-            user_id=it.user_id or None,
-            agent_id=it.agent_id or None,
-            thread_id=it.thread_id or None,
-            metadata=json.loads(it.metadata_json),
-            tags=json.loads(it.tags_json),
-            source=it.source or None,
-            importance=it.importance,
-            occurred_at=from_us(it.occurred_at),
-            created_at=from_us(now),
-            updated_at=from_us(now),
-            valid_from=from_us(it.valid_from),
-            valid_to=from_us(it.valid_to),
-            expires_at=from_us(it.expires_at),
-            version=1,
-            content_hash=it.content_hash,
-            event_id=it.event_id,
-        )
+        now_dt = from_us_req(now)
+        record = _new_record(ns, it, now_dt)
         c.execute(
             "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, before, "
             "after, at) VALUES (?,?,?,?,'add',1,NULL,?,?)",
             (ns, it.id, it.user_id, it.thread_id, _image(record), now),
         )
         return AddResult(index, "written", record)
+
+    def _conflict_result(
+        self, c: sqlite3.Connection, ns: str, it: PreparedRecord, index: int
+    ) -> AddResult:
+        """The outcome of an item whose INSERT hit a unique index (same id or same text)."""
+        if it.caller_id:
+            existing = self._select_one(c, ns, it.id)
+            if existing is not None:
+                if existing.content_hash == it.content_hash:
+                    return AddResult(index, "unchanged", existing)
+                raise ConflictError(
+                    f"record {it.id!r} already exists with a different text",
+                    id=it.id,
+                )
+        dup = c.execute(
+            f"SELECT {COLS} FROM records r WHERE namespace = ? AND user_id = ? AND "
+            "agent_id = ? AND thread_id = ? AND type = ? AND content_hash = ?",
+            (ns, it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash),
+        ).fetchone()
+        if dup is None:  # pragma: no cover - a conflict must have a cause
+            raise ConflictError(f"record {it.id!r} conflicts with an existing record")
+        return AddResult(index, "deduplicated", row_to_record(dup))
+
+    def _insert_batch(
+        self,
+        c: sqlite3.Connection,
+        ns: str,
+        items: list[PreparedRecord],
+        now: int,
+        on_error: OnError,
+    ) -> list[AddResult]:
+        """Insert a batch with distinct ids through ``executemany`` (the bulk-ingest path).
+
+        Dedup stays with the unique indexes: every row is offered with ``ON CONFLICT DO
+        NOTHING`` and the rows that went in are read back by rowid (AUTOINCREMENT assigns
+        increasing rowids in insertion order and we hold the write lock), so an item that is
+        absent hit a unique index and gets the same outcome as on the one-by-one path. A
+        rejected item (an id clash with a different text) inserted nothing, so no savepoint
+        is needed to skip it.
+        """
+        base_rid = c.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
+        c.executemany(
+            _INSERT_RECORD,
+            [
+                (
+                    it.id,
+                    ns,
+                    it.user_id,
+                    it.agent_id,
+                    it.thread_id,
+                    it.type,
+                    it.text,
+                    it.content_hash,
+                    it.metadata_json,
+                    it.tags_json,
+                    it.source,
+                    it.importance,
+                    it.occurred_at,
+                    now,
+                    now,
+                    it.valid_from,
+                    it.valid_to,
+                    it.expires_at,
+                    it.event_id,
+                )
+                for it in items
+            ],
+        )
+        rids = dict(c.execute("SELECT id, rid FROM records WHERE rid > ?", (base_rid,)).fetchall())
+        results: list[AddResult] = []
+        chunk_rows: list[tuple[int, int, int, int, bytes]] = []
+        bodies: list[str] = []
+        history: list[tuple[Any, ...]] = []
+        now_dt = from_us_req(now)
+        for i, it in enumerate(items):
+            rid = rids.get(it.id)
+            if rid is None:
+                try:
+                    results.append(self._conflict_result(c, ns, it, i))
+                except ConflictError as exc:
+                    if on_error == "abort":
+                        exc.details["index"] = i
+                        raise
+                    results.append(AddResult(i, "rejected", None, exc.message))
+                continue
+            for ordinal, ch in enumerate(it.chunks):
+                chunk_rows.append((rid, ordinal, ch.start, ch.end, _vector_bytes(ch.vector)))
+                bodies.append(ch.index_text)
+            record = _new_record(ns, it, now_dt)
+            history.append((ns, it.id, it.user_id, it.thread_id, _image(record), now))
+            results.append(AddResult(i, "written", record))
+        if chunk_rows:
+            base_cid = c.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
+            c.executemany(
+                "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)", chunk_rows
+            )
+            cids = [
+                r[0]
+                for r in c.execute("SELECT id FROM chunks WHERE id > ? ORDER BY id", (base_cid,))
+            ]
+            c.executemany(
+                "INSERT INTO chunks_fts(rowid, body) VALUES (?, ?)", zip(cids, bodies, strict=True)
+            )
+        if history:
+            c.executemany(
+                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                "before, after, at) VALUES (?,?,?,?,'add',1,NULL,?,?)",
+                history,
+            )
+        return results
 
     def _insert_chunks(self, c: sqlite3.Connection, rid: int, chunks: list[PreparedChunk]) -> None:
         for ordinal, ch in enumerate(chunks):
@@ -663,9 +815,12 @@ class SQLiteStore:
                     dim = int(dim_s) if dim_s else 0
                     index = self._index
                     if index is None or index.epoch != epoch or index.dim != dim:
+                        if index is not None:
+                            index.stop()
                         index = VectorIndex.load(self._sidecar, dim, epoch)
                         if index is None:
                             index = VectorIndex(dim=dim, epoch=epoch)
+                        index.configure(*self._ann)
                     inserts = conn.execute(
                         "SELECT c.id, c.vector, r.namespace, r.user_id FROM chunks c "
                         "JOIN records r ON r.rid = c.rid WHERE c.id > ? ORDER BY c.id",
@@ -695,6 +850,17 @@ class SQLiteStore:
         fail, the exact set of qualifying chunks is fetched and used as a mask.
         """
         index = self._vector_index()
+        if user_id is None and (node is None or is_live_only(node)):
+            # A large namespace without a residual filter: the HNSW graph (plus the exact
+            # tail it has not absorbed yet), when the background worker has it ready.
+            got = index.ann_scan(namespace, query, max(limit, SEARCH_K))
+            if got is not None:
+                probe = _top(got[0], got[1], len(got[0]))
+                if node is not None:
+                    passed = self._passing(namespace, [h.chunk_id for h in probe], node)
+                    probe = [h for h in probe if h.chunk_id in passed]
+                if len(probe) >= limit:
+                    return probe[:limit]
         with index.lock:
             ids, scores = index.scan(namespace, user_id, query)
             ids = ids.copy()
@@ -739,7 +905,9 @@ class SQLiteStore:
         where, params = compile_sqlite(node)
         with self._read("filtering candidates") as c:
             rows = c.execute(
-                f"SELECT c.id FROM chunks c JOIN records r ON r.rid = c.rid WHERE c.id IN "
+                # CROSS JOIN pins the join order: chunks by rowid first. With a plain JOIN the
+                # planner may walk every record of the namespace (seconds at 100k rows).
+                f"SELECT c.id FROM chunks c CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN "
                 f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
                 (json.dumps(chunk_ids), namespace, *params),
             ).fetchall()
@@ -771,12 +939,71 @@ class SQLiteStore:
         where, params = compile_sqlite(node)
         with self._read("reading search hits") as c:
             rows = c.execute(
-                f"SELECT c.id, c.start, c.end, {COLS} FROM chunks c JOIN records r ON "
+                f"SELECT c.id, c.start, c.end, {COLS} FROM chunks c CROSS JOIN records r ON "
                 "r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
                 f"r.namespace = ? AND {where}",
                 (json.dumps(chunk_ids), namespace, *params),
             ).fetchall()
         return {r[0]: (row_to_record(r, 3), r[1], r[2]) for r in rows}
+
+    def thread_turns(
+        self, namespace: str, thread_id: str, start: int, end: int, margin: int
+    ) -> list[ThreadTurn]:
+        """Return a thread's messages in ``[start, end]`` plus ``margin`` on each side."""
+        scope = "namespace = ? AND thread_id = ? AND type = 'message'"
+        with self._read("reading a thread") as c:
+            rids = [
+                r[0]
+                for r in c.execute(
+                    f"SELECT rid FROM records WHERE {scope} AND occurred_at < ? "
+                    "ORDER BY occurred_at DESC, rid DESC LIMIT ?",
+                    (namespace, thread_id, start, margin),
+                )
+            ]
+            rids += [
+                r[0]
+                for r in c.execute(
+                    f"SELECT rid FROM records WHERE {scope} AND occurred_at BETWEEN ? AND ?",
+                    (namespace, thread_id, start, end),
+                )
+            ]
+            rids += [
+                r[0]
+                for r in c.execute(
+                    f"SELECT rid FROM records WHERE {scope} AND occurred_at > ? "
+                    "ORDER BY occurred_at, rid LIMIT ?",
+                    (namespace, thread_id, end, margin),
+                )
+            ]
+            rows = c.execute(
+                "SELECT r.id, r.text, r.occurred_at, c.id, c.start, c.end FROM records r "
+                "JOIN chunks c ON c.rid = r.rid WHERE r.rid IN (SELECT value FROM json_each(?)) "
+                "ORDER BY r.occurred_at, r.rid, c.ord",
+                (json.dumps(rids),),
+            ).fetchall()
+        turns: list[ThreadTurn] = []
+        for record_id, text, occurred, cid, a, b in rows:
+            if not turns or turns[-1].record_id != record_id:
+                turns.append(ThreadTurn(record_id, text, occurred, []))
+            turns[-1].chunks.append((cid, a, b))
+        return turns
+
+    def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
+        """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""
+        if not texts:
+            return
+        with self._write("re-indexing a thread") as c:
+            live = {
+                r[0]
+                for r in c.execute(
+                    "SELECT c.id FROM chunks c JOIN records r ON r.rid = c.rid WHERE "
+                    "c.id IN (SELECT value FROM json_each(?)) AND r.namespace = ?",
+                    (json.dumps([cid for cid, _ in texts]), namespace),
+                )
+            }
+            rows = [(cid, body) for cid, body in texts if cid in live]
+            c.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(cid,) for cid, _ in rows])
+            c.executemany("INSERT INTO chunks_fts(rowid, body) VALUES (?, ?)", rows)
 
     # ------------------------------------------------------------------ episodic + slots
 
@@ -1389,6 +1616,8 @@ class SQLiteStore:
         """Persist the vector index sidecar and close this process's connections."""
         if self._closed:
             return
+        if os.getpid() == self._pid and self._index is not None:
+            self._index.stop()
         if os.getpid() == self._pid and self._index is not None and len(self._index) > 0:
             try:
                 with self._index.lock:

@@ -20,12 +20,16 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from engramdb.stores.ann import AnnGraph, AnnWorker
+
 BlockKey = tuple[str, str]
-SIDE_FORMAT = 1
+SIDE_FORMAT = 2
 
 
 @dataclass
@@ -70,9 +74,26 @@ class VectorIndex:
     max_chunk_id: int = 0
     delete_seq: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
+    ns_rows: dict[str, int] = field(default_factory=dict)
+    ann: dict[str, AnnGraph] = field(default_factory=dict)
+    ann_min_rows: int = 20_000
+    ann_connectivity: int = 16
+    ann_ef_search: int = 96
+    ann_ef_add: int = 128
+    worker: AnnWorker | None = None
 
     def __len__(self) -> int:
         return len(self.where)
+
+    def configure(self, min_rows: int, connectivity: int, ef_search: int, ef_add: int) -> None:
+        """Set the ANN parameters (from Settings)."""
+        self.ann_min_rows = min_rows
+        self.ann_connectivity = connectivity
+        self.ann_ef_search = ef_search
+        self.ann_ef_add = ef_add
+        for graph in self.ann.values():
+            graph.connectivity, graph.ef_add = connectivity, ef_add
+            graph.ef_search = max(graph.ef_search, ef_search) if graph.calibrated else ef_search
 
     def add(self, key: BlockKey, chunk_id: int, vec: np.ndarray) -> None:
         """Index one chunk vector under its scope (ignored when already present)."""
@@ -85,6 +106,11 @@ class VectorIndex:
         self.where[chunk_id] = (key, block.append(chunk_id, vec))
         if chunk_id > self.max_chunk_id:
             self.max_chunk_id = chunk_id
+        ns = key[0]
+        self.ns_rows[ns] = self.ns_rows.get(ns, 0) + 1
+        graph = self.ann.get(ns)
+        if graph is not None:
+            graph.pending.append(chunk_id)  # list.append is atomic; the worker drains the head
 
     def remove(self, chunk_id: int) -> None:
         """Drop one chunk (swap-remove keeps the block contiguous); unknown ids are ignored."""
@@ -92,6 +118,10 @@ class VectorIndex:
         if loc is None:
             return
         key, pos = loc
+        self.ns_rows[key[0]] -= 1
+        graph = self.ann.get(key[0])
+        if graph is not None:
+            graph.stale += 1
         block = self.blocks[key]
         block.make_owned()
         last = block.n - 1
@@ -126,6 +156,79 @@ class VectorIndex:
         """Return every indexed chunk id (for doctor)."""
         return set(self.where)
 
+    def namespace_chunk_ids(self, namespace: str) -> list[int]:
+        """Return the chunk ids of one namespace."""
+        out: list[int] = []
+        for (ns, _), block in self.blocks.items():
+            if ns == namespace:
+                out.extend(block.ids[: block.n].tolist())
+        return out
+
+    def vectors(self, chunk_ids: list[int]) -> np.ndarray:
+        """Return the vectors of indexed chunks as one (n, dim) matrix (caller holds the lock)."""
+        out = np.empty((len(chunk_ids), self.dim), np.float32)
+        where, blocks = self.where, self.blocks
+        for i, cid in enumerate(chunk_ids):
+            key, pos = where[cid]
+            out[i] = blocks[key].mat[pos]
+        return out
+
+    # ------------------------------------------------------------------ ANN
+
+    def ann_scan(
+        self, namespace: str, query: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return (chunk_ids, scores) of about the best ``k`` rows by ANN, or None.
+
+        None means "use the exact scan": the namespace is small, or its graph is not ready
+        yet (the background worker is loading or building it). The graph's hits are checked
+        against the exact index (deleted chunks dropped) and the pending tail is scored
+        exactly, so the result contains every chunk the exact index holds that ranks in the
+        top ``k`` with high probability and never a deleted one.
+        """
+        if self.ns_rows.get(namespace, 0) <= self.ann_min_rows:
+            return None
+        graph = self.ann.get(namespace)
+        if graph is None:
+            with self.lock:
+                graph = self.ann.get(namespace)
+                if graph is None:
+                    graph = AnnGraph(
+                        namespace,
+                        self.dim,
+                        self.ann_connectivity,
+                        self.ann_ef_search,
+                        self.ann_ef_add,
+                    )
+                    graph.pending = sorted(self.namespace_chunk_ids(namespace))
+                    self.ann[namespace] = graph
+        if graph.pending or graph.graph is None:
+            self.kick()
+        if not graph.ready:
+            return None
+        keys, scores, tail = graph.search(query, k)
+        with self.lock:
+            where = self.where
+            live = np.fromiter((int(c) in where for c in keys), dtype=bool, count=len(keys))
+            keys, scores = keys[live], scores[live]
+            tail = [c for c in tail if c in where]
+            if tail:
+                tail_scores = self.vectors(tail) @ query
+                keys = np.concatenate([keys, np.asarray(tail, np.int64)])
+                scores = np.concatenate([scores, tail_scores.astype(np.float32)])
+        return keys, scores
+
+    def kick(self) -> None:
+        """Start (or wake) the background worker that loads and extends the graphs."""
+        if self.worker is None:
+            self.worker = AnnWorker(self)
+        self.worker.kick()
+
+    def stop(self) -> None:
+        """Stop the background worker (before saving or closing)."""
+        if self.worker is not None:
+            self.worker.stop()
+
     # ------------------------------------------------------------ persistence
 
     def save(self, folder: Path) -> None:
@@ -143,16 +246,26 @@ class VectorIndex:
                 ids[off : off + b.n] = b.ids[: b.n]
                 table.append([k[0], k[1], off, b.n])
                 off += b.n
-            header = {
+            header: dict[str, Any] = {
                 "format": SIDE_FORMAT,
                 "dim": self.dim,
                 "epoch": self.epoch,
                 "max_chunk_id": self.max_chunk_id,
                 "delete_seq": self.delete_seq,
                 "blocks": table,
+                "ann": [],
             }
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+            try:
+                # Graphs are saved under the same lock as the blocks, so that the graph plus
+                # its pending list cover exactly the chunks the saved blocks hold.
+                for n, (ns, graph) in enumerate(sorted(self.ann.items())):
+                    entry = graph.save(tmp / f"ann-{n}.usearch")
+                    if entry is not None:
+                        header["ann"].append({"namespace": ns, **entry})
+            except (OSError, RuntimeError, ValueError):
+                header["ann"] = []  # a graph is derived: without it, it is rebuilt later
         try:
             np.save(tmp / "vectors.npy", mat)
             np.save(tmp / "ids.npy", ids)
@@ -180,11 +293,27 @@ class VectorIndex:
         index = cls(dim=dim, epoch=epoch)
         index.max_chunk_id = int(header["max_chunk_id"])
         index.delete_seq = int(header["delete_seq"])
+        where = index.where
         for ns, user, off, n in header["blocks"]:
             key = (ns, user)
             index.blocks[key] = Block(mat[off : off + n], ids[off : off + n], n, owned=False)
-            for pos, cid in enumerate(ids[off : off + n].tolist()):
-                index.where[cid] = (key, pos)
+            where.update(
+                zip(
+                    ids[off : off + n].tolist(),
+                    zip(repeat(key), range(n), strict=False),
+                    strict=True,
+                )
+            )
+            index.ns_rows[ns] = index.ns_rows.get(ns, 0) + n
+        for entry in header.get("ann", []):
+            graph = AnnGraph(entry["namespace"], dim, 16, 96, 128)
+            graph.file = folder / entry["file"]
+            graph.size = int(entry["size"])
+            graph.stale = int(entry["stale"])
+            graph.calibrated = bool(entry.get("calibrated", False))
+            graph.ef_search = int(entry.get("ef_search", 96))
+            graph.pending = [int(c) for c in entry["pending"]]
+            index.ann[entry["namespace"]] = graph
         return index
 
     def apply(

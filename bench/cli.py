@@ -1,0 +1,138 @@
+"""The benchmark command line: ``engramdb bench ...`` and ``python -m bench ...`` call :func:`main`.
+
+Subcommands:
+
+- ``store``: engramdb against Chroma on the same precomputed vectors (``store.json``);
+- ``ingest-embed``: ``Memory.add`` with the real MiniLM against the bare encoder, plus
+  end-to-end search latency and torch thread settings (``ingest_embed.json``);
+- ``locomo``: retrieval quality on LoCoMo (``locomo.json``; options are ``bench.locomo``'s);
+- ``all``: the three in sequence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from bench.common import RESULTS_DIR, log
+
+DEFAULT_RECORDS = 100_000
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="folder for the JSON results (default: bench/results)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small smoke configuration (5k records, 100 queries, 600 texts to embed)",
+    )
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--records",
+        type=int,
+        default=DEFAULT_RECORDS,
+        help="corpus size (default 100000; --quick caps it at 5000)",
+    )
+    p.add_argument("--users", type=int, default=None, help="users (default: 1000 per 100k records)")
+    p.add_argument(
+        "--queries", type=int, default=None, help="held-out queries (default 1000, quick 100)"
+    )
+    p.add_argument(
+        "--hash-vectors",
+        action="store_true",
+        help="model-free HashEmbedder vectors instead of MiniLM (smoke runs only)",
+    )
+
+
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--texts", type=int, default=3_000, help="texts to ingest (default 3000; quick 600)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``engramdb bench``."""
+    parser = argparse.ArgumentParser(
+        prog="engramdb bench",
+        description="Run engramdb's benchmarks and write JSON results (see bench/README.md).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "store",
+        help="store speed against Chroma (store.json)",
+        description="engramdb vs Chroma on the same precomputed MiniLM vectors: ingest, "
+        "single add, filtered/unfiltered top-10 search, recall@10, RSS, disk, cold open.",
+    )
+    _common(p)
+    _store_args(p)
+    p = sub.add_parser(
+        "ingest-embed",
+        help="ingest and search with the real MiniLM vs the bare encoder (ingest_embed.json)",
+        description="Memory.add throughput with MiniLMEmbedder vs bare SentenceTransformer."
+        "encode on the same texts; search p95 end to end vs one bare query encoding; torch "
+        "thread settings.",
+    )
+    _common(p)
+    _ingest_args(p)
+    sub.add_parser(
+        "locomo",
+        help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
+        add_help=False,
+    )
+    p = sub.add_parser(
+        "all",
+        help="store, ingest-embed and locomo in sequence",
+        description="Run every benchmark; each writes <out>/<name>.json.",
+    )
+    _common(p)
+    _store_args(p)
+    _ingest_args(p)
+    p.add_argument("--data", type=Path, default=None, help="LoCoMo JSON (default ../shared/...)")
+    return parser
+
+
+def _locomo(argv: list[str]) -> int:
+    from bench import locomo  # another module's options; imported only when asked for
+
+    return int(locomo.main(argv))
+
+
+def main(argv: list[str]) -> int:
+    """Parse ``argv`` (without the program name), run the benchmark(s); return an exit code."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if argv and argv[0] == "locomo":
+        return _locomo(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command in ("store", "all"):
+        from bench import store
+
+        store.main(
+            args.out,
+            args.records,
+            args.quick,
+            args.hash_vectors,
+            users=args.users,
+            queries=args.queries,
+        )
+    if args.command in ("ingest-embed", "all"):
+        from bench import ingest_embed
+
+        ingest_embed.main(args.out, min(args.texts, 600) if args.quick else args.texts)
+    if args.command == "all":
+        loc = ["--json", str(args.out / "locomo.json")]
+        if args.data is not None:
+            loc += ["--data", str(args.data)]
+        log("locomo")
+        rc = _locomo(loc)
+        if rc:
+            return rc
+    return 0

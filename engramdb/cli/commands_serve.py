@@ -1,0 +1,61 @@
+"""Long-running and delegated commands: ``serve`` (the REST service) and ``bench``."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+from typing import Any
+
+import click
+
+from engramdb.cli.context import global_options, state
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@global_options
+def serve_cmd(host: str, port: int, workers: int) -> None:
+    """Run the REST service over the store (OpenAPI docs at /docs)."""
+    settings = state().settings()
+    try:
+        run: Any = importlib.import_module("engramdb.server").run
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(f"the REST server is not available: {exc}") from exc
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"engramdb serving {settings.url} at http://{shown}:{port}", err=True)
+    click.echo(f"OpenAPI docs: http://{shown}:{port}/docs", err=True)
+    # uvicorn drains requests on SIGTERM, then re-raises the signal under the handler that was
+    # installed before it started: make that a clean exit 0 rather than death by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    run(settings, host, port, workers)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+@click.command(
+    "bench",
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    },
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_cmd(args: tuple[str, ...]) -> None:
+    """Run the benchmarks (arguments go to the bench tool; try `engramdb bench --help`)."""
+    try:
+        bench_cli: Any = importlib.import_module("bench.cli")
+        bench_main = bench_cli.main
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(
+            f"the benchmark package is not installed ({exc}); run it from a source checkout "
+            "with `pip install -e '.[bench]'`"
+        ) from exc
+    raise SystemExit(int(bench_main(list(args)) or 0))
+
+
+COMMANDS = [serve_cmd, bench_cmd]

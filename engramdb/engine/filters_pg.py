@@ -1,0 +1,147 @@
+"""Compiling the filter tree (:mod:`engramdb.engine.filters`) to PostgreSQL.
+
+Same semantics as :func:`engramdb.engine.filters.compile_sqlite`, over the PostgreSQL schema
+(JSONB ``metadata`` and ``tags``, epoch-microsecond times):
+
+* every predicate is two-valued (``COALESCE(…, false)``), so ``NOT``, ``$ne`` and ``$nin``
+  match records where the key is missing;
+* JSON equality compares JSONB values, which are typed: ``true`` never equals ``1`` and
+  ``"1"`` never equals ``1``, while ``1`` equals ``1.0`` (as in SQLite);
+* ranges on metadata apply to JSON numbers only (booleans are not numbers);
+* a metadata path walks objects only (``->`` with a text key), never array positions,
+  exactly like SQLite's quoted ``$."a"."b"`` paths.
+
+Only bound parameters (``%s``) carry values; the SQL text holds nothing but fixed column
+names from the filter module's field table. Metadata equality also adds a JSONB containment
+test (implied by the equality, so it changes no result) that the GIN index on
+``(namespace, metadata)`` can answer; tag tests are containment tests the tag index answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from engramdb.engine.filters import COMPARE, EMPTY_AS_NONE, Bool, Cmp, Live, Node, ValidAt
+from engramdb.errors import ValidationError
+
+_SQL_OP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_SEGMENT = re.compile(r'\."([A-Za-z0-9_\-]{1,64})"')
+
+
+def compile_postgres(node: Node | None, alias: str = "r") -> tuple[str, list[Any]]:
+    """Compile a filter tree to a PostgreSQL boolean expression over the records table.
+
+    Returns the SQL text (with ``%s`` placeholders) and its parameters, in order.
+    """
+    if node is None:
+        return "TRUE", []
+    params: list[Any] = []
+    return _pg(node, alias, params), params
+
+
+def meta_segments(path: str) -> list[str]:
+    """The segments of a compiled metadata path (``$."a"."b"`` -> ``["a", "b"]``)."""
+    segments = _SEGMENT.findall(path)
+    if "$" + "".join(f'."{s}"' for s in segments) != path or not segments:
+        raise ValidationError(f"invalid metadata path {path!r}", field="metadata")
+    return list(segments)
+
+
+def _pg(node: Node, a: str, p: list[Any]) -> str:
+    if isinstance(node, Bool):
+        if node.op == "not":
+            return f"(NOT {_pg(node.items[0], a, p)})"
+        joiner = " AND " if node.op == "and" else " OR "
+        return "(" + joiner.join(_pg(n, a, p) for n in node.items) + ")"
+    if isinstance(node, ValidAt):
+        p.extend([node.at_us, node.at_us])
+        return (
+            f"(({a}.valid_from IS NULL OR {a}.valid_from <= %s) AND "
+            f"({a}.valid_to IS NULL OR {a}.valid_to > %s))"
+        )
+    if isinstance(node, Live):
+        p.append(node.now_us)
+        return f"({a}.expires_at IS NULL OR {a}.expires_at > %s)"
+    return _cmp(node, a, p)
+
+
+def _cmp(c: Cmp, a: str, p: list[Any]) -> str:
+    op, v = c.op, c.value
+    if op == "$ne":
+        return f"(NOT {_cmp(Cmp(c.kind, c.field, '$eq', v), a, p)})"
+    if op == "$nin":
+        return f"(NOT {_cmp(Cmp(c.kind, c.field, '$in', v), a, p)})"
+    if op == "$in":
+        if not v:
+            return "FALSE"
+        return "(" + " OR ".join(_cmp(Cmp(c.kind, c.field, "$eq", x), a, p) for x in v) + ")"
+    if c.kind == "tags":
+        if op in ("$contains", "$eq"):
+            tags = list(v) if isinstance(v, tuple | list) else [v]
+            p.append(json.dumps(tags, ensure_ascii=False))
+            return f"({a}.tags @> %s::jsonb)"
+        if op == "$exists":
+            return f"(jsonb_array_length({a}.tags) {'>' if v else '='} 0)"
+        raise ValidationError(f"{op} does not apply to tags", field="tags")
+    if c.kind == "meta":
+        return _meta(c, a, p)
+    col = f"{a}.{c.field}"
+    if op == "$exists":
+        if c.field in EMPTY_AS_NONE:
+            return f"({col} {'<>' if v else '='} '')"
+        return f"({col} IS {'NOT ' if v else ''}NULL)"
+    if v is None:
+        if c.field in EMPTY_AS_NONE:
+            return f"({col} = '')"
+        return f"({col} IS NULL)"
+    p.append(v)
+    cast = "::text" if c.kind == "str" else ""
+    return f"COALESCE({col} {_SQL_OP[op]} %s{cast}, FALSE)"
+
+
+def _path_expr(a: str, segments: list[str], p: list[Any]) -> str:
+    p.extend(segments)
+    return f"{a}.metadata" + " -> %s::text" * len(segments)
+
+
+def _nested(segments: list[str], value: Any) -> str:
+    obj: Any = value
+    for seg in reversed(segments):
+        obj = {seg: obj}
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _meta(c: Cmp, a: str, p: list[Any]) -> str:
+    op, v = c.op, c.value
+    segs = meta_segments(c.field)
+    if op == "$exists":
+        return f"(({_path_expr(a, segs, p)}) IS {'NOT ' if v else ''}NULL)"
+    if op == "$contains":
+        x = _path_expr(a, segs, p)
+        x2 = _path_expr(a, segs, p)
+        if v is None:
+            inner = "jsonb_typeof(j.value) = 'null'"
+        else:
+            p.append(json.dumps(v, ensure_ascii=False))
+            inner = "j.value = %s::jsonb"
+        return (
+            f"COALESCE(jsonb_typeof({x}) = 'array' AND EXISTS "
+            f"(SELECT 1 FROM jsonb_array_elements({x2}) AS j WHERE {inner}), FALSE)"
+        )
+    if op in COMPARE:
+        x = _path_expr(a, segs, p)
+        x2 = _path_expr(a, segs, p)
+        p.append(v)
+        return (
+            f"COALESCE(CASE WHEN jsonb_typeof({x}) = 'number' "
+            f"THEN ({x2})::numeric {_SQL_OP[op]} %s ELSE FALSE END, FALSE)"
+        )
+    if v is None:  # equality with None: an explicit null or a missing key
+        x = _path_expr(a, segs, p)
+        return f"COALESCE(jsonb_typeof({x}) = 'null', TRUE)"
+    p.append(_nested(segs, v))
+    x = _path_expr(a, segs, p)
+    p.append(json.dumps(v, ensure_ascii=False))
+    return f"COALESCE({a}.metadata @> %s::jsonb AND ({x}) = %s::jsonb, FALSE)"

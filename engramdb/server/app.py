@@ -1,0 +1,73 @@
+"""The FastAPI application: ``create_app`` over a ``Memory``, and the env-driven factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from engramdb._async_memory import AsyncMemory
+from engramdb.config import Settings
+from engramdb.memory import Memory
+from engramdb.server.errors import install_error_handlers
+from engramdb.server.routes import admin, meta, records
+
+API_DESCRIPTION = """Long-term memory for AI agents over HTTP: the same verbs as the library.
+
+Every error answers `{"error", "message", "details"}`; a namespace in the URL is the tenant
+boundary. Request bodies refuse unknown and server-owned fields with 422.
+"""
+
+
+def create_app(memory: Memory | None = None, settings: Settings | None = None) -> FastAPI:
+    """Build the REST app over ``memory`` (or over a new ``Memory`` opened from ``settings``).
+
+    A ``Memory`` passed in stays the caller's: the app never closes it. One opened here is
+    closed when the app shuts down. Blocking work runs in ``AsyncMemory``'s bounded thread
+    pool, never on the event loop.
+
+    Example::
+
+        app = create_app(Memory("sqlite:///agent.db"))
+        # uvicorn.run(app, host="127.0.0.1", port=8080)
+    """
+    from engramdb import __version__
+
+    owned = memory is None
+    if memory is None:
+        memory = Memory(settings=settings if settings is not None else Settings())
+    if settings is None:
+        settings = memory.engine.settings
+    mem = memory
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            await run_in_threadpool(mem.close)
+
+    app = FastAPI(
+        title="engramdb",
+        version=__version__,
+        description=API_DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.memory = AsyncMemory(namespace=memory.namespace, _engine=memory.engine)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(records)
+    app.include_router(meta)
+    app.include_router(admin)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` and worker processes: settings from ``ENGRAM_*``.
+
+    Each worker process calls it and opens its own connections to the one store file.
+    """
+    return create_app(settings=Settings())

@@ -1,0 +1,1589 @@
+"""The PostgreSQL store: the same protocol as the SQLite store, on PostgreSQL + pgvector.
+
+Everything a write touches (record, chunks with their vector and tsvector, history, events)
+is one transaction on one pooled connection (psycopg 3 + psycopg_pool), rolled back on any
+exception. Deduplication is the same unique index as in SQLite with ``INSERT … ON CONFLICT
+DO NOTHING RETURNING``, so concurrent adds from several processes or machines dedupe in the
+database. Every statement is scoped by ``namespace``, and every index but the HNSW one leads
+with it.
+
+Retrieval:
+
+* vectors: pgvector ``vector(dim)`` column. A user-scoped search, or any search in a
+  namespace with at most ``ann_min_rows`` chunks, is an exact scan through the
+  ``(namespace, user_id)`` index (perfect recall, and faster than HNSW post-filtering for
+  small scopes); larger scopes use the HNSW index (cosine ops) with pgvector's iterative
+  scan, so filters never starve the result.
+* keywords: a ``tsvector`` per chunk (GIN on ``(namespace, fts)``) with an accent-folding,
+  English-stemming configuration without stop words (close to SQLite's FTS5 tokenizer),
+  ranked with ``ts_rank_cd``.
+* filters: :func:`engramdb.engine.filters_pg.compile_postgres`, pushed into the SQL.
+
+After ``fork`` the child abandons the inherited pool (never using or closing it: closing
+would end the parent's sessions) and opens its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import errors as pgerr
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from engramdb.engine.filters import Node
+from engramdb.engine.filters_pg import compile_postgres
+from engramdb.engine.timeutil import from_us, from_us_req, now_us
+from engramdb.errors import (
+    BusyError,
+    ConflictError,
+    EmbedderMismatchError,
+    EngramError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
+from engramdb.migrations import SCHEMA_HEAD
+from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
+from engramdb.stores.base import (
+    ChunkHit,
+    OnError,
+    PreparedChunk,
+    PreparedEvent,
+    PreparedRecord,
+    RecordChanges,
+    ThreadTurn,
+)
+from engramdb.stores.postgres_schema import current_revision, ensure_schema
+
+COLS = (
+    "r.rid, r.id, r.namespace, r.user_id, r.agent_id, r.thread_id, r.type, r.text, "
+    "r.content_hash, r.metadata_raw, r.tags, r.source, r.importance, r.occurred_at, r.created_at, "
+    "r.updated_at, r.valid_from, r.valid_to, r.expires_at, r.version, r.event_id"
+)
+NCOLS = 21
+HNSW_MAX_DIM = 2000  # pgvector's limit for an HNSW index on the vector type
+EMBEDDER_LOCK = 0x656E6772616D6465  # advisory-lock key: first recording of the embedder
+BACKUP_FORMAT = "engramdb-postgres-backup"
+BACKUP_TABLES = {
+    "meta": "key, value",
+    "records": (
+        "rid, id, namespace, user_id, agent_id, thread_id, type, text, content_hash, metadata, "
+        "metadata_raw, tags, source, importance, occurred_at, created_at, updated_at, "
+        "valid_from, valid_to, expires_at, version, event_id"
+    ),
+    "chunks": "id, rid, namespace, user_id, ord, start_pos, end_pos, body, fts, embedding",
+    "history": "seq, namespace, record_id, user_id, thread_id, op, version, before, after, at",
+    "events": "seq, id, namespace, thread_id, user_id, actor, action, payload, ts",
+    "slots": "namespace, thread_id, name, value",
+    "slot_versions": "namespace, thread_id, user_id, version, updated_at",
+    "reembed_vectors": "chunk_id, vector",
+}
+IDENTITIES = {"records": "rid", "chunks": "id", "history": "seq", "events": "seq"}
+_FTS_TERM = re.compile(r'"((?:[^"]|"")*)"')
+_abandoned: list[ConnectionPool[Any]] = []  # pools inherited across fork: never touched
+
+
+def row_to_record(row: tuple[Any, ...], offset: int = 0) -> MemoryRecord:
+    """Build a MemoryRecord from a row selected with ``COLS`` starting at ``offset``."""
+    (
+        _,
+        rid,
+        ns,
+        user,
+        agent,
+        thread,
+        typ,
+        text,
+        chash,
+        meta,
+        tags,
+        source,
+        imp,
+        occ,
+        cre,
+        upd,
+        vf,
+        vt,
+        exp,
+        ver,
+        ev,
+    ) = row[offset : offset + NCOLS]
+    return MemoryRecord(
+        id=rid,
+        namespace=ns,
+        text=text,
+        type=typ,
+        user_id=user or None,
+        agent_id=agent or None,
+        thread_id=thread or None,
+        metadata=json.loads(meta),
+        tags=tags,
+        source=source or None,
+        importance=imp,
+        occurred_at=from_us(occ),
+        created_at=from_us(cre),
+        updated_at=from_us(upd),
+        valid_from=from_us(vf),
+        valid_to=from_us(vt),
+        expires_at=from_us(exp),
+        version=ver,
+        content_hash=chash,
+        event_id=ev,
+    )
+
+
+def _image(record: MemoryRecord) -> str:
+    return json.dumps(record.to_dict(), ensure_ascii=False)
+
+
+def vector_text(vec: np.ndarray) -> str:
+    """pgvector's text form of a float32 vector (exact: each float32 printed as a double)."""
+    return json.dumps(np.asarray(vec, np.float32).tolist(), separators=(",", ":"))
+
+
+def parse_vector(text: str) -> np.ndarray:
+    """A float32 array from pgvector's text form."""
+    return np.asarray(json.loads(text), dtype=np.float32)
+
+
+def tsquery_text(match: str) -> str:
+    """Turn the engine's FTS5 expression (``"w1" OR "w2"``) into ``to_tsquery`` input.
+
+    Each quoted term becomes a quoted tsquery operand (the configuration still normalises
+    it), joined with ``|``; quotes and backslashes are escaped, so no operator in the
+    caller's text reaches the query parser.
+    """
+    terms = [t.replace('""', '"') for t in _FTS_TERM.findall(match)]
+    quoted = ["'" + t.replace("\\", "\\\\").replace("'", "\\'") + "'" for t in terms if t]
+    return " | ".join(quoted)
+
+
+def sqlalchemy_free_conninfo(url: str) -> str:
+    """The libpq connection string of a store URL (``postgresql+psycopg://`` accepted)."""
+    for prefix in ("postgresql+psycopg://", "postgres+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+class PostgresStore:
+    """The PostgreSQL store (see module docstring)."""
+
+    backend = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auto_migrate: bool = True,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        pool_timeout_s: float = 30.0,
+        ann_min_rows: int = 20_000,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 100,
+        hnsw_ef_search: int = 96,
+    ) -> None:
+        self.url = url
+        self.conninfo = sqlalchemy_free_conninfo(url)
+        self.ann_min_rows = int(ann_min_rows)
+        self.hnsw_m = int(hnsw_m)
+        self.hnsw_ef_construction = int(hnsw_ef_construction)
+        self.hnsw_ef_search = int(hnsw_ef_search)
+        self._pool_args = (int(pool_min), int(pool_max), float(pool_timeout_s))
+        self._pid = os.getpid()
+        self._closed = False
+        self._scope_cache: dict[str, tuple[float, int]] = {}
+        self._scope_lock = threading.Lock()
+        self._pool = self._open_pool()
+        try:
+            with self._pool.connection() as conn:
+                ensure_schema(self.conninfo, conn, auto_migrate, self._where())
+            self._init_meta()
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise self._translate(exc, "opening the store") from exc
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # ------------------------------------------------------------------ connections
+
+    def _where(self) -> str:
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self.conninfo)
+        except psycopg.Error:
+            return "the PostgreSQL database"
+        return f"PostgreSQL database {info.get('dbname', '?')!r} on {info.get('host', 'local')}"
+
+    def _open_pool(self) -> ConnectionPool[Any]:
+        lo, hi, timeout = self._pool_args
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "application_name" not in self.conninfo:
+            kwargs["application_name"] = "engramdb"
+        return ConnectionPool(
+            self.conninfo,
+            min_size=lo,
+            max_size=max(hi, lo),
+            timeout=timeout,
+            kwargs=kwargs,
+            name="engramdb",
+            open=True,
+        )
+
+    def _pool_now(self) -> ConnectionPool[Any]:
+        if os.getpid() != self._pid:
+            # The inherited pool's sockets belong to the parent's sessions: never touch them.
+            _abandoned.append(self._pool)
+            self._pool = self._open_pool()
+            self._pid = os.getpid()
+        if self._closed:
+            raise StoreError("the store is closed")
+        return self._pool
+
+    @staticmethod
+    def _translate(exc: Exception, doing: str) -> EngramError:
+        msg = str(exc).strip()
+        if isinstance(
+            exc, pgerr.SerializationFailure | pgerr.DeadlockDetected | pgerr.LockNotAvailable
+        ):
+            return BusyError(f"database is busy while {doing}: {msg}")
+        if isinstance(exc, pgerr.DataError | pgerr.UntranslatableCharacter):
+            return ValidationError(f"the database rejected a value while {doing}: {msg}")
+        if isinstance(exc, PoolTimeout):
+            return StoreError(f"PostgreSQL is unavailable while {doing}: {msg}")
+        return StoreError(f"storage failed while {doing}: {msg}")
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
+        """One write transaction: COMMIT on success, ROLLBACK on any exception."""
+        try:
+            with self._pool_now().connection() as conn, conn.transaction():
+                yield conn
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._translate(exc, doing) from exc
+
+    @contextmanager
+    def _read(self, doing: str, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for reads; ``snapshot`` makes several statements see one snapshot."""
+        try:
+            with self._pool_now().connection() as conn:
+                if snapshot:
+                    with conn.transaction():
+                        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        yield conn
+                else:
+                    yield conn
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._translate(exc, doing) from exc
+
+    # ------------------------------------------------------------------ meta
+
+    def _init_meta(self) -> None:
+        with self._write("initialising metadata") as c:
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('index_epoch', %s), ('store_id', %s) "
+                "ON CONFLICT DO NOTHING",
+                (uuid.uuid4().hex, uuid.uuid4().hex),
+            )
+
+    @staticmethod
+    def _meta(conn: psycopg.Connection[Any], key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def embedder_info(self) -> tuple[str, int] | None:
+        """Return the (name, dim) recorded in the store, if any."""
+        with self._read("reading the embedder", snapshot=True) as c:
+            name, dim = self._meta(c, "embedder_name"), self._meta(c, "embedder_dim")
+        return None if name is None or dim is None else (name, int(dim))
+
+    def check_embedder(self, name: str, dim: int) -> None:
+        """Record the embedder on first use; refuse a different one (invariant 7).
+
+        The first recording also gives the vector column its dimension and builds the HNSW
+        index (the dimension is unknown when the schema is created).
+        """
+        info = self.embedder_info()
+        if info is None:
+            with self._write("recording the embedder") as c:
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (EMBEDDER_LOCK,))
+                cur = c.execute(
+                    "INSERT INTO meta(key, value) VALUES ('embedder_name', %s), "
+                    "('embedder_dim', %s) ON CONFLICT DO NOTHING",
+                    (name, str(dim)),
+                )
+                if cur.rowcount == 2:
+                    self._set_vector_dim(c, int(dim))
+            info = self.embedder_info()
+        if info != (name, dim):
+            stored = info or ("?", 0)
+            raise EmbedderMismatchError(
+                f"{self._where()} was built with embedder {stored[0]!r} (dim {stored[1]}), "
+                f"not {name!r} (dim {dim}); open it with that embedder or run `engramdb reembed`",
+                stored_name=info[0] if info else None,
+                stored_dim=info[1] if info else None,
+                name=name,
+                dim=dim,
+            )
+
+    def _set_vector_dim(self, c: psycopg.Connection[Any], dim: int) -> None:
+        """Give ``chunks.embedding`` the dimension ``dim`` and (re)build its HNSW index."""
+        if not 1 <= dim <= 16_000:
+            raise ValidationError(f"vector dimension {dim} is out of range", field="dim")
+        c.execute("DROP INDEX IF EXISTS chunks_hnsw")
+        c.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
+        if dim <= HNSW_MAX_DIM:
+            c.execute(
+                "CREATE INDEX chunks_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+                f"WITH (m = {self.hnsw_m}, ef_construction = {self.hnsw_ef_construction})"
+            )
+
+    # ------------------------------------------------------------------ writes
+
+    def add_records(
+        self,
+        namespace: str,
+        items: list[PreparedRecord],
+        on_error: OnError,
+        events: list[PreparedEvent] | None = None,
+    ) -> list[AddResult]:
+        """Insert records (and events) in one transaction, deduplicating in the database.
+
+        With ``on_error="abort"`` the first conflicting item rolls back everything and its
+        error is raised (with ``details['index']``); with ``"skip"`` each item runs in a
+        savepoint and a conflicting one is reported as rejected while the others commit.
+        """
+        results: list[AddResult] = []
+        with self._write("adding records") as c:
+            now = now_us()
+            if events:
+                self._insert_events(c, namespace, events)
+            for i, item in enumerate(items):
+                if on_error == "skip":
+                    try:
+                        with c.transaction():
+                            results.append(self._insert_one(c, namespace, item, now, i))
+                    except ConflictError as exc:
+                        results.append(AddResult(i, "rejected", None, exc.message))
+                else:
+                    try:
+                        results.append(self._insert_one(c, namespace, item, now, i))
+                    except ConflictError as exc:
+                        exc.details["index"] = i
+                        raise
+        return results
+
+    def _insert_one(
+        self, c: psycopg.Connection[Any], ns: str, it: PreparedRecord, now: int, index: int
+    ) -> AddResult:
+        for _ in range(3):
+            row = c.execute(
+                "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
+                "content_hash, metadata, metadata_raw, tags, source, importance, occurred_at, "
+                "created_at, updated_at, valid_from, valid_to, expires_at, version, event_id) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s,%s,%s,%s,%s,%s,%s,%s,"
+                "1,%s) "
+                "ON CONFLICT DO NOTHING RETURNING rid",
+                (
+                    it.id,
+                    ns,
+                    it.user_id,
+                    it.agent_id,
+                    it.thread_id,
+                    it.type,
+                    it.text,
+                    it.content_hash,
+                    it.metadata_json,
+                    it.metadata_json,
+                    it.tags_json,
+                    it.source,
+                    it.importance,
+                    it.occurred_at,
+                    now,
+                    now,
+                    it.valid_from,
+                    it.valid_to,
+                    it.expires_at,
+                    it.event_id,
+                ),
+            ).fetchone()
+            if row is not None:
+                break
+            if it.caller_id:
+                existing = self._select_one(c, ns, it.id)
+                if existing is not None:
+                    if existing.content_hash == it.content_hash:
+                        return AddResult(index, "unchanged", existing)
+                    raise ConflictError(
+                        f"record {it.id!r} already exists with a different text", id=it.id
+                    )
+            dup = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = %s AND user_id = %s AND "
+                "agent_id = %s AND thread_id = %s AND type = %s AND content_hash = %s",
+                (ns, it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash),
+            ).fetchone()
+            if dup is not None:
+                return AddResult(index, "deduplicated", row_to_record(dup))
+            # The conflicting row was deleted by another transaction meanwhile: try again.
+        else:  # pragma: no cover - three lost races in a row
+            raise ConflictError(f"record {it.id!r} conflicts with an existing record", id=it.id)
+        rid = row[0]
+        self._insert_chunks(c, rid, ns, it.user_id, it.chunks)
+        record = MemoryRecord(
+            id=it.id,
+            namespace=ns,
+            text=it.text,
+            type=it.type,
+            user_id=it.user_id or None,
+            agent_id=it.agent_id or None,
+            thread_id=it.thread_id or None,
+            metadata=json.loads(it.metadata_json),
+            tags=json.loads(it.tags_json),
+            source=it.source or None,
+            importance=it.importance,
+            occurred_at=from_us(it.occurred_at),
+            created_at=from_us(now),
+            updated_at=from_us(now),
+            valid_from=from_us(it.valid_from),
+            valid_to=from_us(it.valid_to),
+            expires_at=from_us(it.expires_at),
+            version=1,
+            content_hash=it.content_hash,
+            event_id=it.event_id,
+        )
+        c.execute(
+            "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, before, "
+            "after, at) VALUES (%s,%s,%s,%s,'add',1,NULL,%s,%s)",
+            (ns, it.id, it.user_id, it.thread_id, _image(record), now),
+        )
+        return AddResult(index, "written", record)
+
+    def _insert_chunks(
+        self,
+        c: psycopg.Connection[Any],
+        rid: int,
+        ns: str,
+        user_id: str,
+        chunks: list[PreparedChunk],
+    ) -> None:
+        rows = [
+            (rid, ns, user_id, ordinal, ch.start, ch.end, ch.index_text, vector_text(ch.vector))
+            for ordinal, ch in enumerate(chunks)
+        ]
+        self._insert_chunk_rows(c, rows)
+
+    @staticmethod
+    def _insert_chunk_rows(c: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+        sql = (
+            "INSERT INTO chunks(rid, namespace, user_id, ord, start_pos, end_pos, body, fts, "
+            "embedding) VALUES (%s,%s,%s,%s,%s,%s,%s,to_tsvector('engram', %s),%s::vector)"
+        )
+        args = [(*r[:7], r[6], r[7]) for r in rows]
+        if len(args) == 1:
+            c.execute(sql, args[0])
+        elif args:
+            with c.cursor() as cur:
+                cur.executemany(sql, args)
+
+    def _select_one(
+        self, c: psycopg.Connection[Any], ns: str, record_id: str, lock: bool = False
+    ) -> MemoryRecord | None:
+        row = c.execute(
+            f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = %s"
+            + (" FOR UPDATE" if lock else ""),
+            (ns, record_id),
+        ).fetchone()
+        return None if row is None else row_to_record(row)
+
+    def update_record(
+        self,
+        namespace: str,
+        record_id: str,
+        changes: RecordChanges,
+        expected_version: int | None,
+    ) -> MemoryRecord:
+        """Apply changes in one transaction, bump the version and write a history row."""
+        with self._write("updating a record") as c:
+            row = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = %s FOR UPDATE",
+                (namespace, record_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"record {record_id!r} not found in namespace {namespace!r}", id=record_id
+                )
+            before = row_to_record(row)
+            rid = row[0]
+            if expected_version is not None and before.version != expected_version:
+                raise ConflictError(
+                    f"record {record_id!r} is at version {before.version}, "
+                    f"not the expected {expected_version}",
+                    id=record_id,
+                    version=before.version,
+                    expected_version=expected_version,
+                )
+            sets: list[str] = []
+            params: list[Any] = []
+            for col in (
+                "text",
+                "content_hash",
+                "type",
+                "importance",
+                "valid_from",
+                "valid_to",
+                "expires_at",
+            ):
+                value = getattr(changes, col)
+                if value is not None:
+                    sets.append(f"{col} = %s")
+                    params.append(value)
+                elif col in changes.clear:
+                    sets.append(f"{col} = NULL")
+            if changes.metadata_json is not None:
+                sets.append("metadata = %s::jsonb, metadata_raw = %s")
+                params.extend([changes.metadata_json, changes.metadata_json])
+            if changes.add_tags or changes.remove_tags:
+                # One statement: the new set is computed from the row's current tags.
+                sets.append(
+                    "tags = (SELECT COALESCE(jsonb_agg(v ORDER BY v COLLATE \"C\"), '[]'::jsonb) "
+                    "FROM (SELECT e.t AS v FROM jsonb_array_elements_text(records.tags) AS e(t) "
+                    "WHERE e.t <> ALL(%s::text[]) UNION SELECT a.t FROM unnest(%s::text[]) "
+                    "AS a(t) WHERE a.t <> ALL(%s::text[])) s)"
+                )
+                rm = list(changes.remove_tags or [])
+                params.extend([rm, list(changes.add_tags or []), rm])
+            now = now_us()
+            sets.append("version = version + 1")
+            sets.append("updated_at = %s")
+            params.append(now)
+            try:
+                with c.transaction():
+                    c.execute(
+                        f"UPDATE records SET {', '.join(sets)} WHERE rid = %s", (*params, rid)
+                    )
+            except pgerr.UniqueViolation as exc:
+                raise ConflictError(
+                    f"another record in the same scope already has this text ({record_id!r})",
+                    id=record_id,
+                ) from exc
+            if changes.chunks is not None:
+                c.execute("DELETE FROM chunks WHERE rid = %s", (rid,))
+                self._insert_chunks(c, rid, namespace, before.user_id or "", changes.chunks)
+            after = self._select_one(c, namespace, record_id)
+            assert after is not None
+            c.execute(
+                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                "before, after, at) VALUES (%s,%s,%s,%s,'update',%s,%s,%s,%s)",
+                (
+                    namespace,
+                    record_id,
+                    before.user_id or "",
+                    before.thread_id or "",
+                    after.version,
+                    _image(before),
+                    _image(after),
+                    now,
+                ),
+            )
+            return after
+
+    def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:
+        """Delete by ids or filter from every index in one transaction, leaving history."""
+        with self._write("deleting records") as c:
+            if ids is not None:
+                rows = c.execute(
+                    f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s) "
+                    "FOR UPDATE",
+                    (namespace, list(ids)),
+                ).fetchall()
+            else:
+                where, params = compile_postgres(node)
+                rows = c.execute(
+                    f"SELECT {COLS} FROM records r WHERE r.namespace = %s AND {where} FOR UPDATE",
+                    (namespace, *params),
+                ).fetchall()
+            if not rows:
+                return 0
+            rids = [r[0] for r in rows]
+            now = now_us()
+            with c.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                    "before, after, at) VALUES (%s,%s,%s,%s,'delete',%s,%s,NULL,%s)",
+                    [
+                        (
+                            namespace,
+                            rec.id,
+                            rec.user_id or "",
+                            rec.thread_id or "",
+                            rec.version + 1,
+                            _image(rec),
+                            now,
+                        )
+                        for rec in (row_to_record(r) for r in rows)
+                    ],
+                )
+            # Chunks (vectors and keyword rows) go with their record (ON DELETE CASCADE).
+            c.execute(
+                "DELETE FROM records WHERE namespace = %s AND rid = ANY(%s)", (namespace, rids)
+            )
+            return len(rids)
+
+    # ------------------------------------------------------------------ reads
+
+    def get_records(self, namespace: str, ids: list[str]) -> list[MemoryRecord]:
+        """Return the records with these ids in the order asked; missing ones omitted."""
+        with self._read("reading records") as c:
+            rows = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s)",
+                (namespace, list(ids)),
+            ).fetchall()
+        by_id = {r[1]: row_to_record(r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list_records(
+        self, namespace: str, node: Node | None, limit: int, after: str | None, descending: bool
+    ) -> list[MemoryRecord]:
+        """Return one keyset page of matching records ordered by id."""
+        where, params = compile_postgres(node)
+        cmp, order = ("<", "DESC") if descending else (">", "ASC")
+        sql = f"SELECT {COLS} FROM records r WHERE r.namespace = %s AND {where}"
+        args: list[Any] = [namespace, *params]
+        if after is not None:
+            sql += f" AND r.id {cmp} %s"
+            args.append(after)
+        sql += f" ORDER BY r.id {order} LIMIT %s"
+        args.append(limit)
+        with self._read("listing records") as c:
+            return [row_to_record(r) for r in c.execute(sql, args).fetchall()]
+
+    def count_records(self, namespace: str, node: Node | None) -> int:
+        """Count matching records."""
+        where, params = compile_postgres(node)
+        with self._read("counting records") as c:
+            row = c.execute(
+                f"SELECT count(*) FROM records r WHERE r.namespace = %s AND {where}",
+                (namespace, *params),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
+        """Return every change of a record, oldest first."""
+        with self._read("reading history") as c:
+            rows = c.execute(
+                "SELECT seq, record_id, namespace, op, version, before, after, at FROM history "
+                "WHERE namespace = %s AND record_id = %s ORDER BY seq",
+                (namespace, record_id),
+            ).fetchall()
+        return [
+            HistoryEntry(
+                seq=r[0],
+                record_id=r[1],
+                namespace=r[2],
+                op=r[3],
+                version=r[4],
+                before=json.loads(r[5]) if r[5] else None,
+                after=json.loads(r[6]) if r[6] else None,
+                at=from_us_req(r[7]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ search
+
+    def _scope_size(self, c: psycopg.Connection[Any], namespace: str) -> int:
+        """Chunks in the namespace (cached for a few seconds: it only picks a plan)."""
+        now = time.monotonic()
+        with self._scope_lock:
+            hit = self._scope_cache.get(namespace)
+            if hit is not None and now - hit[0] < 10.0:
+                return hit[1]
+        row = c.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM chunks WHERE namespace = %s LIMIT %s) s",
+            (namespace, self.ann_min_rows + 1),
+        ).fetchone()
+        n = int(row[0]) if row else 0
+        with self._scope_lock:
+            self._scope_cache[namespace] = (now, n)
+        return n
+
+    def vector_candidates(
+        self, namespace: str, query: np.ndarray, user_id: str | None, node: Node | None, limit: int
+    ) -> list[ChunkHit]:
+        """Return the best chunks by cosine similarity that pass the filter.
+
+        Exact for a user's scope and for namespaces up to ``ann_min_rows`` chunks: the
+        scope's chunks are scored once (a materialised step, through the
+        ``(namespace, user_id)`` index) and only then joined to their records for the
+        filter, so no plan can rescan the scope per record, even before the table has
+        statistics. Larger scopes use the HNSW index with an iterative scan in strict
+        order, so a selective filter still fills the page.
+        """
+        where, params = compile_postgres(node)
+        q = vector_text(query)
+        scope = "namespace = %s"
+        scope_args: list[Any] = [namespace]
+        if user_id is not None:
+            scope += " AND user_id = %s"
+            scope_args.append(user_id)
+        with self._read("vector search") as c:
+            exact = user_id is not None or self._scope_size(c, namespace) <= self.ann_min_rows
+            if exact:
+                rows = c.execute(
+                    "WITH s AS MATERIALIZED (SELECT id, rid, embedding <=> %s::vector AS d "
+                    f"FROM chunks WHERE {scope}) SELECT s.id, s.rid, 1 - s.d FROM s "
+                    f"JOIN records r ON r.rid = s.rid WHERE r.namespace = %s AND {where} "
+                    "ORDER BY s.d, s.id LIMIT %s",
+                    (q, *scope_args, namespace, *params, limit),
+                ).fetchall()
+            else:
+                with c.transaction():
+                    c.execute(f"SET LOCAL hnsw.ef_search = {max(self.hnsw_ef_search, limit)}")
+                    c.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                    rows = c.execute(
+                        "SELECT c.id, c.rid, 1 - (c.embedding <=> %s::vector) FROM chunks c "
+                        "JOIN records r ON r.rid = c.rid WHERE c.namespace = %s AND "
+                        f"r.namespace = %s AND {where} "
+                        "ORDER BY c.embedding <=> %s::vector LIMIT %s",
+                        (q, namespace, namespace, *params, q, limit),
+                    ).fetchall()
+        hits = [ChunkHit(int(r[0]), int(r[1]), float(r[2])) for r in rows]
+        hits.sort(key=lambda h: (-h.score, h.chunk_id))
+        return hits
+
+    def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:
+        """Return the cosine similarity of the query to each chunk (NaN when it is gone)."""
+        if not chunk_ids:
+            return []
+        with self._read("scoring chunks") as c:
+            rows = c.execute(
+                "SELECT id, 1 - (embedding <=> %s::vector) FROM chunks WHERE id = ANY(%s)",
+                (vector_text(query), list(chunk_ids)),
+            ).fetchall()
+        got = {int(r[0]): float(r[1]) for r in rows}
+        return [got.get(cid, float("nan")) for cid in chunk_ids]
+
+    def keyword_candidates(
+        self, namespace: str, match: str, node: Node | None, limit: int
+    ) -> list[ChunkHit]:
+        """Return the best chunks by ``ts_rank_cd`` (higher is better), ties by chunk id."""
+        tsq = tsquery_text(match)
+        if not tsq:
+            return []
+        where, params = compile_postgres(node)
+        with self._read("keyword search") as c:
+            # Matches come from the (namespace, fts) GIN index first, then meet their
+            # records (see vector_candidates for why the step is materialised).
+            rows = c.execute(
+                "WITH m AS MATERIALIZED (SELECT id, rid, "
+                "ts_rank_cd(fts, to_tsquery('engram', %s)) AS s FROM chunks "
+                "WHERE namespace = %s AND fts @@ to_tsquery('engram', %s)) "
+                "SELECT m.id, m.rid, m.s FROM m JOIN records r ON r.rid = m.rid "
+                f"WHERE r.namespace = %s AND {where} ORDER BY m.s DESC, m.id LIMIT %s",
+                (tsq, namespace, tsq, namespace, *params, limit),
+            ).fetchall()
+        return [ChunkHit(int(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+    def hydrate(
+        self, namespace: str, chunk_ids: list[int], node: Node | None
+    ) -> dict[int, tuple[MemoryRecord, int, int]]:
+        """Map chunk id -> (record, start, end) for chunks that still exist and pass the filter."""
+        if not chunk_ids:
+            return {}
+        where, params = compile_postgres(node)
+        with self._read("reading search hits") as c:
+            rows = c.execute(
+                f"SELECT c.id, c.start_pos, c.end_pos, {COLS} FROM chunks c JOIN records r ON "
+                f"r.rid = c.rid WHERE c.id = ANY(%s) AND c.namespace = %s AND "
+                f"r.namespace = %s AND {where}",
+                (list(chunk_ids), namespace, namespace, *params),
+            ).fetchall()
+        return {int(r[0]): (row_to_record(r, 3), r[1], r[2]) for r in rows}
+
+    def thread_turns(
+        self, namespace: str, thread_id: str, start: int, end: int, margin: int
+    ) -> list[ThreadTurn]:
+        """Return a thread's messages in ``[start, end]`` plus ``margin`` on each side."""
+        scope = "namespace = %s AND thread_id = %s AND type = 'message'"
+        with self._read("reading a thread", snapshot=True) as c:
+            rids = [
+                r[0]
+                for r in c.execute(
+                    f"SELECT rid FROM records WHERE {scope} AND occurred_at < %s "
+                    "ORDER BY occurred_at DESC, rid DESC LIMIT %s",
+                    (namespace, thread_id, start, margin),
+                ).fetchall()
+            ]
+            rids += [
+                r[0]
+                for r in c.execute(
+                    f"SELECT rid FROM records WHERE {scope} AND occurred_at BETWEEN %s AND %s",
+                    (namespace, thread_id, start, end),
+                ).fetchall()
+            ]
+            rids += [
+                r[0]
+                for r in c.execute(
+                    f"SELECT rid FROM records WHERE {scope} AND occurred_at > %s "
+                    "ORDER BY occurred_at, rid LIMIT %s",
+                    (namespace, thread_id, end, margin),
+                ).fetchall()
+            ]
+            rows = c.execute(
+                "SELECT r.id, r.text, r.occurred_at, c.id, c.start_pos, c.end_pos FROM records r "
+                "JOIN chunks c ON c.rid = r.rid WHERE r.rid = ANY(%s) "
+                "ORDER BY r.occurred_at, r.rid, c.ord",
+                (rids,),
+            ).fetchall()
+        turns: list[ThreadTurn] = []
+        for record_id, text, occurred, cid, a, b in rows:
+            if not turns or turns[-1].record_id != record_id:
+                turns.append(ThreadTurn(record_id, text, int(occurred), []))
+            turns[-1].chunks.append((int(cid), int(a), int(b)))
+        return turns
+
+    def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
+        """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""
+        if not texts:
+            return
+        with self._write("re-indexing a thread") as c, c.cursor() as cur:
+            cur.executemany(
+                "UPDATE chunks SET body = %s, fts = to_tsvector('engram', %s) "
+                "WHERE id = %s AND namespace = %s",
+                [(body, body, cid, namespace) for cid, body in texts],
+            )
+
+    # ------------------------------------------------------------------ episodic + slots
+
+    def _insert_events(
+        self, c: psycopg.Connection[Any], namespace: str, events: list[PreparedEvent]
+    ) -> list[Event]:
+        out = []
+        for e in events:
+            row = c.execute(
+                "INSERT INTO events(id, namespace, thread_id, user_id, actor, action, payload, ts)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) RETURNING seq",
+                (e.id, namespace, e.thread_id, e.user_id, e.actor, e.action, e.payload_json, e.ts),
+            ).fetchone()
+            out.append(
+                Event(
+                    e.id,
+                    namespace,
+                    e.thread_id,
+                    e.action,
+                    json.loads(e.payload_json),
+                    e.user_id or None,
+                    e.actor or None,
+                    from_us_req(e.ts),
+                    int(row[0]) if row else 0,
+                )
+            )
+        return out
+
+    def append_events(self, namespace: str, events: list[PreparedEvent]) -> list[Event]:
+        """Append events in order in one transaction."""
+        with self._write("appending events") as c:
+            return self._insert_events(c, namespace, events)
+
+    def list_events(
+        self, namespace: str, thread_id: str, since: int | None, limit: int
+    ) -> list[Event]:
+        """Return a thread's events in append order, optionally from a time on."""
+        sql = (
+            "SELECT id, namespace, thread_id, action, payload, user_id, actor, ts, seq "
+            "FROM events WHERE namespace = %s AND thread_id = %s"
+        )
+        args: list[Any] = [namespace, thread_id]
+        if since is not None:
+            sql += " AND ts >= %s"
+            args.append(since)
+        sql += " ORDER BY seq LIMIT %s"
+        args.append(limit)
+        with self._read("reading events") as c:
+            rows = c.execute(sql, args).fetchall()
+        return [
+            Event(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                json.loads(r[4]),
+                r[5] or None,
+                r[6] or None,
+                from_us_req(r[7]),
+                int(r[8]),
+            )
+            for r in rows
+        ]
+
+    def get_slots(self, namespace: str, thread_id: str) -> Slots:
+        """Return the thread's slots (an empty map at version 0 when never set)."""
+        with self._read("reading slots", snapshot=True) as c:
+            return self._slots(c, namespace, thread_id)
+
+    def _slots(self, c: psycopg.Connection[Any], namespace: str, thread_id: str) -> Slots:
+        ver = c.execute(
+            "SELECT version, updated_at FROM slot_versions WHERE namespace = %s AND thread_id = %s",
+            (namespace, thread_id),
+        ).fetchone()
+        rows = c.execute(
+            "SELECT name, value FROM slots WHERE namespace = %s AND thread_id = %s ORDER BY name",
+            (namespace, thread_id),
+        ).fetchall()
+        return Slots(
+            namespace,
+            thread_id,
+            {n: json.loads(v) for n, v in rows},
+            ver[0] if ver else 0,
+            from_us(ver[1]) if ver else None,
+        )
+
+    def set_slots(
+        self,
+        namespace: str,
+        thread_id: str,
+        values: dict[str, Any],
+        expected_version: int | None,
+        user_id: str,
+    ) -> Slots:
+        """Compare-and-set: write values (None removes a slot) and bump the thread's version.
+
+        The thread's version row is created if missing and then locked (``FOR UPDATE``), so
+        concurrent writers of one thread serialise and a stale version always conflicts.
+        """
+        with self._write("setting slots") as c:
+            c.execute(
+                "INSERT INTO slot_versions(namespace, thread_id, user_id, version, updated_at) "
+                "VALUES (%s,%s,%s,0,%s) ON CONFLICT DO NOTHING",
+                (namespace, thread_id, user_id, now_us()),
+            )
+            row = c.execute(
+                "SELECT version FROM slot_versions WHERE namespace = %s AND thread_id = %s "
+                "FOR UPDATE",
+                (namespace, thread_id),
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if expected_version is not None and expected_version != current:
+                raise ConflictError(
+                    f"slots of thread {thread_id!r} are at version {current}, "
+                    f"not the expected {expected_version}",
+                    thread_id=thread_id,
+                    version=current,
+                    expected_version=expected_version,
+                )
+            for name, value in values.items():
+                if value is None:
+                    c.execute(
+                        "DELETE FROM slots WHERE namespace = %s AND thread_id = %s AND name = %s",
+                        (namespace, thread_id, name),
+                    )
+                else:
+                    c.execute(
+                        "INSERT INTO slots(namespace, thread_id, name, value) "
+                        "VALUES (%s,%s,%s,%s) ON CONFLICT (namespace, thread_id, name) "
+                        "DO UPDATE SET value = excluded.value",
+                        (namespace, thread_id, name, json.dumps(value, ensure_ascii=False)),
+                    )
+            c.execute(
+                "UPDATE slot_versions SET version = version + 1, updated_at = %s "
+                "WHERE namespace = %s AND thread_id = %s",
+                (now_us(), namespace, thread_id),
+            )
+            return self._slots(c, namespace, thread_id)
+
+    # ------------------------------------------------------------------ erasure
+
+    def forget(
+        self, namespace: str, user_id: str | None, thread_id: str | None, everything: bool
+    ) -> dict[str, int]:
+        """Erase records, history, events and slots of a user, a thread or a namespace.
+
+        Unlike ``delete`` this keeps no before-image; afterwards the tables are vacuumed so
+        the dead rows' space is reclaimed and reused.
+        """
+        conds: list[str] = []
+        args: list[Any] = []
+        if user_id is not None:
+            conds.append("user_id = %s")
+            args.append(user_id)
+        if thread_id is not None:
+            conds.append("thread_id = %s")
+            args.append(thread_id)
+        if not conds and not everything:
+            raise EngramError("forget needs a user_id, a thread_id or the whole namespace")
+        cond = " AND ".join(["namespace = %s", *conds])
+        args = [namespace, *args]
+        counts: dict[str, int] = {}
+        with self._write("forgetting") as c:
+            counts["records"] = c.execute(f"DELETE FROM records WHERE {cond}", args).rowcount
+            counts["history"] = c.execute(f"DELETE FROM history WHERE {cond}", args).rowcount
+            counts["events"] = c.execute(f"DELETE FROM events WHERE {cond}", args).rowcount
+            if user_id is None or thread_id is not None:
+                slot_cond = ["namespace = %s"]
+                slot_args: list[Any] = [namespace]
+                if thread_id is not None:
+                    slot_cond.append("thread_id = %s")
+                    slot_args.append(thread_id)
+                sc = " AND ".join(slot_cond)
+                counts["slot_threads"] = c.execute(
+                    f"DELETE FROM slot_versions WHERE {sc}", slot_args
+                ).rowcount
+                c.execute(f"DELETE FROM slots WHERE {sc}", slot_args)
+            else:
+                threads = [
+                    r[0]
+                    for r in c.execute(
+                        "DELETE FROM slot_versions WHERE namespace = %s AND user_id = %s "
+                        "RETURNING thread_id",
+                        (namespace, user_id),
+                    ).fetchall()
+                ]
+                c.execute(
+                    "DELETE FROM slots WHERE namespace = %s AND thread_id = ANY(%s)",
+                    (namespace, threads),
+                )
+                counts["slot_threads"] = len(threads)
+        with self._read("reclaiming space") as c:
+            c.execute("VACUUM records, chunks, history, events, slots, slot_versions")
+        return counts
+
+    # ------------------------------------------------------------------ admin
+
+    def namespaces(self) -> dict[str, int]:
+        """Return record counts per namespace (namespaces with only events count 0)."""
+        with self._read("listing namespaces") as c:
+            rows = c.execute(
+                "SELECT namespace, sum(n) FROM (SELECT namespace, count(*) AS n FROM records "
+                "GROUP BY namespace UNION ALL SELECT DISTINCT namespace, 0 FROM events "
+                "UNION ALL SELECT DISTINCT namespace, 0 FROM slot_versions) s "
+                "GROUP BY namespace ORDER BY namespace"
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def stats(self, namespace: str | None = None) -> dict[str, Any]:
+        """Return counts (for one namespace, or all) and the database size."""
+        with self._read("reading stats", snapshot=True) as c:
+
+            def one(sql: str, *a: Any) -> int:
+                row = c.execute(sql, a).fetchone()
+                return int(row[0]) if row else 0
+
+            if namespace is None:
+                out: dict[str, Any] = {
+                    "records": one("SELECT count(*) FROM records"),
+                    "chunks": one("SELECT count(*) FROM chunks"),
+                    "events": one("SELECT count(*) FROM events"),
+                    "history": one("SELECT count(*) FROM history"),
+                    "threads_with_slots": one("SELECT count(*) FROM slot_versions"),
+                }
+            else:
+                out = {
+                    "records": one("SELECT count(*) FROM records WHERE namespace = %s", namespace),
+                    "events": one("SELECT count(*) FROM events WHERE namespace = %s", namespace),
+                    "history": one("SELECT count(*) FROM history WHERE namespace = %s", namespace),
+                    "threads_with_slots": one(
+                        "SELECT count(*) FROM slot_versions WHERE namespace = %s", namespace
+                    ),
+                }
+            out["database_bytes"] = one("SELECT pg_database_size(current_database())")
+        out["backend"] = "postgres"
+        out["url"] = self._where()
+        out["indexed_vectors"] = out.get("chunks")
+        return out
+
+    def doctor(self, repair: bool = False) -> dict[str, Any]:
+        """Check that every derived index agrees with the tables.
+
+        Keyword rows must equal the analysis of each chunk's text, every vector must have
+        the recorded dimension, every record must have a chunk, and the HNSW index must be
+        valid. With ``repair`` stale keyword rows are recomputed and the HNSW index rebuilt.
+        """
+        problems: list[str] = []
+        repaired: list[str] = []
+        with self._read("checking integrity", snapshot=True) as c:
+            dim_s = self._meta(c, "embedder_dim")
+            chunks = self._count(c, "SELECT count(*) FROM chunks")
+            stale_fts = self._count(
+                c, "SELECT count(*) FROM chunks WHERE fts <> to_tsvector('engram', body)"
+            )
+            bad_vec = (
+                self._count(
+                    c,
+                    "SELECT count(*) FROM chunks WHERE vector_dims(embedding) <> %s",
+                    int(dim_s),
+                )
+                if dim_s
+                else 0
+            )
+            orphan_records = self._count(
+                c,
+                "SELECT count(*) FROM records r WHERE NOT EXISTS "
+                "(SELECT 1 FROM chunks c WHERE c.rid = r.rid)",
+            )
+            row = c.execute(
+                "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = "
+                "to_regclass('chunks_hnsw')"
+            ).fetchone()
+        hnsw_ok = row is not None and bool(row[0])
+        needs_hnsw = dim_s is not None and int(dim_s) <= HNSW_MAX_DIM
+        if stale_fts:
+            problems.append(f"{stale_fts} keyword rows disagree with their chunk text")
+        if bad_vec:
+            problems.append(f"{bad_vec} vectors do not have the recorded dimension {dim_s}")
+        if orphan_records:
+            problems.append(f"{orphan_records} records have no indexed chunk")
+        if needs_hnsw and not hnsw_ok:
+            problems.append("the HNSW vector index is missing or invalid")
+        if repair:
+            if stale_fts:
+                with self._write("repairing the keyword index") as c:
+                    c.execute(
+                        "UPDATE chunks SET fts = to_tsvector('engram', body) "
+                        "WHERE fts <> to_tsvector('engram', body)"
+                    )
+                repaired.append("keyword rows recomputed from the chunk text")
+            if needs_hnsw and not hnsw_ok and dim_s is not None:
+                with self._write("rebuilding the vector index") as c:
+                    c.execute("DROP INDEX IF EXISTS chunks_hnsw")
+                    c.execute(
+                        "CREATE INDEX chunks_hnsw ON chunks USING hnsw "
+                        f"(embedding vector_cosine_ops) WITH (m = {self.hnsw_m}, "
+                        f"ef_construction = {self.hnsw_ef_construction})"
+                    )
+                repaired.append("HNSW vector index rebuilt")
+        fixable = {"keyword", "HNSW"}
+        return {
+            "ok": not problems or (repair and all(any(f in p for f in fixable) for p in problems)),
+            "integrity_check": "ok" if not problems else "problems",
+            "chunks": chunks,
+            "keyword_rows": chunks - stale_fts,
+            "vector_rows": chunks - bad_vec,
+            "problems": problems,
+            "repaired": repaired,
+        }
+
+    @staticmethod
+    def _count(c: psycopg.Connection[Any], sql: str, *args: Any) -> int:
+        row = c.execute(sql, args).fetchone()
+        return int(row[0]) if row else 0
+
+    def backup(self, path: Path) -> None:
+        """Write a consistent online snapshot: every table ``COPY``-ed from one snapshot.
+
+        The file is a tar archive of a JSON header (format, schema revision, row counts) and
+        one ``COPY`` text stream per table, written atomically (``.partial`` then rename).
+        It does not depend on ``pg_dump`` matching the server's version.
+        """
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.unlink(missing_ok=True)
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="engramdb-backup-") as work,
+                self._read("backing up", snapshot=True) as c,
+            ):
+                counts: dict[str, int] = {}
+                for table, cols in BACKUP_TABLES.items():
+                    counts[table] = 0
+                    with (
+                        open(Path(work) / f"{table}.copy", "wb") as out,
+                        c.cursor().copy(f"COPY (SELECT {cols} FROM {table}) TO STDOUT") as copy,
+                    ):
+                        for data in copy:
+                            out.write(data)
+                            counts[table] += bytes(data).count(b"\n")
+                header = {
+                    "format": BACKUP_FORMAT,
+                    "version": 1,
+                    "schema_revision": current_revision(c),
+                    "tables": {
+                        t: {"columns": cols, "rows": counts[t]} for t, cols in BACKUP_TABLES.items()
+                    },
+                    "embedder_dim": self._meta(c, "embedder_dim"),
+                    "taken_at_us": now_us(),
+                }
+                (Path(work) / "header.json").write_text(json.dumps(header))
+                with tarfile.open(tmp, "w") as tar:
+                    tar.add(Path(work) / "header.json", arcname="header.json")
+                    for table in BACKUP_TABLES:
+                        tar.add(Path(work) / f"{table}.copy", arcname=f"{table}.copy")
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def restore(self, path: Path) -> None:
+        """Replace the store's whole content with a backup, in one transaction."""
+        path = Path(path)
+        if not path.exists():
+            raise NotFoundError(f"backup file {path} does not exist")
+        if not tarfile.is_tarfile(path):
+            raise ValidationError(f"{path} is not an engramdb PostgreSQL backup")
+        with tarfile.open(path, "r") as tar:
+            header = self._backup_header(tar, path)
+            with self._write("restoring") as c:
+                c.execute("TRUNCATE " + ", ".join(BACKUP_TABLES) + " RESTART IDENTITY CASCADE")
+                dim = header.get("embedder_dim")
+                if dim:
+                    self._set_vector_dim(c, int(dim))
+                for table, spec in header["tables"].items():
+                    if table not in BACKUP_TABLES or spec["columns"] != BACKUP_TABLES[table]:
+                        raise ValidationError(f"backup {path}: unexpected table {table!r}")
+                    member = tar.extractfile(f"{table}.copy")
+                    if member is None:
+                        raise ValidationError(f"backup {path} lacks table {table!r}")
+                    with c.cursor().copy(
+                        f"COPY {table} ({BACKUP_TABLES[table]}) FROM STDIN"
+                    ) as copy:
+                        while data := member.read(1 << 20):
+                            copy.write(data)
+                for table, col in IDENTITIES.items():
+                    c.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', '{col}'), "
+                        f"COALESCE((SELECT max({col}) FROM {table}), 0) + 1, false)"
+                    )
+                c.execute(
+                    "UPDATE meta SET value = %s WHERE key = 'index_epoch'", (uuid.uuid4().hex,)
+                )
+        with self._scope_lock:
+            self._scope_cache.clear()
+
+    @staticmethod
+    def _backup_header(tar: tarfile.TarFile, path: Path) -> dict[str, Any]:
+        try:
+            member = tar.extractfile("header.json")
+            header: dict[str, Any] = json.loads(member.read()) if member else {}
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise ValidationError(f"{path} is not an engramdb PostgreSQL backup") from exc
+        if header.get("format") != BACKUP_FORMAT or header.get("version") != 1:
+            raise ValidationError(f"{path} is not an engramdb PostgreSQL backup (version 1)")
+        if header.get("schema_revision") != SCHEMA_HEAD:
+            raise ValidationError(
+                f"backup {path} has schema revision {header.get('schema_revision')!r}, "
+                f"this store is at {SCHEMA_HEAD!r}"
+            )
+        return header
+
+    # ------------------------------------------------------------------ export / import
+
+    def iter_all(self, namespace: str | None, node: Node | None) -> Iterator[dict[str, Any]]:
+        """Yield every matching record with its chunk vectors and history, for export.
+
+        One read-only snapshot; records stream through a server-side cursor in batches.
+        """
+        where, params = compile_postgres(node)
+        ns_sql, ns_args = ("r.namespace = %s", [namespace]) if namespace else ("TRUE", [])
+        try:
+            with self._pool_now().connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                with conn.cursor(name="engramdb_export") as cur:
+                    cur.itersize = 500
+                    cur.execute(
+                        f"SELECT {COLS} FROM records r WHERE {ns_sql} AND {where} "
+                        "ORDER BY r.namespace, r.id",
+                        (*ns_args, *params),
+                    )
+                    while True:
+                        batch = cur.fetchmany(500)
+                        if not batch:
+                            break
+                        yield from self._export_batch(conn, batch)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._translate(exc, "exporting") from exc
+
+    def _export_batch(
+        self, conn: psycopg.Connection[Any], batch: list[tuple[Any, ...]]
+    ) -> Iterator[dict[str, Any]]:
+        rids = [r[0] for r in batch]
+        chunks: dict[int, list[tuple[int, int, bytes, str]]] = {}
+        for rid, start, end, emb, body in conn.execute(
+            "SELECT rid, start_pos, end_pos, embedding::text, body FROM chunks "
+            "WHERE rid = ANY(%s) ORDER BY rid, ord",
+            (rids,),
+        ).fetchall():
+            chunks.setdefault(rid, []).append((start, end, parse_vector(emb).tobytes(), body))
+        keys = [(r[2], r[1]) for r in batch]
+        hist: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        for ns, rec_id, op, ver, before, after, at in conn.execute(
+            "SELECT h.namespace, h.record_id, h.op, h.version, h.before, h.after, h.at "
+            "FROM history h JOIN unnest(%s::text[], %s::text[]) AS k(ns, id) "
+            "ON h.namespace = k.ns AND h.record_id = k.id ORDER BY h.seq",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        ).fetchall():
+            hist.setdefault((ns, rec_id), []).append((op, ver, before, after, at))
+        for row in batch:
+            rec = row_to_record(row)
+            yield {
+                "record": rec,
+                "chunks": chunks.get(row[0], []),
+                "history": hist.get((rec.namespace, rec.id), []),
+            }
+
+    def iter_events_and_slots(self, namespace: str | None) -> Iterator[dict[str, Any]]:
+        """Yield events and slot maps as export lines."""
+        ns_sql, args = ("WHERE namespace = %s", [namespace]) if namespace else ("", [])
+        with self._read("exporting events", snapshot=True) as c:
+            events = c.execute(
+                "SELECT id, namespace, thread_id, user_id, actor, action, payload, ts FROM events "
+                f"{ns_sql} ORDER BY seq",
+                args,
+            ).fetchall()
+            versions = c.execute(
+                "SELECT namespace, thread_id, user_id, version, updated_at FROM slot_versions "
+                f"{ns_sql} ORDER BY namespace, thread_id",
+                args,
+            ).fetchall()
+            slot_rows = c.execute(
+                f"SELECT namespace, thread_id, name, value FROM slots {ns_sql}", args
+            ).fetchall()
+        for e in events:
+            yield {
+                "kind": "event",
+                "id": e[0],
+                "namespace": e[1],
+                "thread_id": e[2],
+                "user_id": e[3],
+                "actor": e[4],
+                "action": e[5],
+                "payload": json.loads(e[6]),
+                "ts": e[7],
+            }
+        values: dict[tuple[str, str], dict[str, Any]] = {}
+        for ns, thread, name, value in slot_rows:
+            values.setdefault((ns, thread), {})[name] = json.loads(value)
+        for ns, thread, user, version, updated in versions:
+            yield {
+                "kind": "slots",
+                "namespace": ns,
+                "thread_id": thread,
+                "user_id": user,
+                "version": version,
+                "updated_at": updated,
+                "values": values.get((ns, thread), {}),
+            }
+
+    def import_records(self, batch: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert exported records verbatim (ids, times, versions, history) in one transaction.
+
+        An id that already exists with the same text and version counts as unchanged; with
+        anything else it counts as a conflict and is left as it is.
+        """
+        counts = {"written": 0, "unchanged": 0, "conflicts": 0}
+        with self._write("importing records") as c:
+            for r in batch:
+                row = c.execute(
+                    "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
+                    "content_hash, metadata, metadata_raw, tags, source, importance, occurred_at, "
+                    "created_at, updated_at, valid_from, valid_to, expires_at, version, event_id) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s,%s,%s,%s,%s,%s,%s,"
+                    "%s,%s,%s) "
+                    "ON CONFLICT DO NOTHING RETURNING rid",
+                    (
+                        r["id"],
+                        r["namespace"],
+                        r["user_id"],
+                        r["agent_id"],
+                        r["thread_id"],
+                        r["type"],
+                        r["text"],
+                        r["content_hash"],
+                        r["metadata"],
+                        r["metadata"],
+                        r["tags"],
+                        r["source"],
+                        r["importance"],
+                        r["occurred_at"] or now_us(),
+                        r["created_at"] or now_us(),
+                        r["updated_at"] or now_us(),
+                        r["valid_from"],
+                        r["valid_to"],
+                        r["expires_at"],
+                        r["version"],
+                        r["event_id"],
+                    ),
+                ).fetchone()
+                if row is None:
+                    old = self._select_one(c, r["namespace"], r["id"])
+                    same = (
+                        old is not None
+                        and old.content_hash == r["content_hash"]
+                        and old.version == r["version"]
+                    )
+                    counts["unchanged" if same else "conflicts"] += 1
+                    continue
+                self._insert_chunk_rows(
+                    c,
+                    [
+                        (row[0], r["namespace"], r["user_id"], o, s, e, body, vector_text(vec))
+                        for o, (s, e, body, vec) in enumerate(r["chunks"])
+                    ],
+                )
+                if r["history"]:
+                    with c.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO history(namespace, record_id, user_id, thread_id, op, "
+                            "version, before, after, at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                            [
+                                (
+                                    r["namespace"],
+                                    r["id"],
+                                    r["user_id"],
+                                    r["thread_id"],
+                                    h["op"],
+                                    h["version"],
+                                    json.dumps(h["before"]) if h["before"] else None,
+                                    json.dumps(h["after"]) if h["after"] else None,
+                                    h["at"],
+                                )
+                                for h in r["history"]
+                            ],
+                        )
+                counts["written"] += 1
+        return counts
+
+    def import_events_and_slots(self, lines: list[dict[str, Any]]) -> tuple[int, int]:
+        """Insert exported events (idempotent by id) and slot maps; return their counts."""
+        events = slots = 0
+        with self._write("importing events") as c:
+            for obj in lines:
+                try:
+                    if obj["kind"] == "event":
+                        cur = c.execute(
+                            "INSERT INTO events(id, namespace, thread_id, user_id, actor, action, "
+                            "payload, ts) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                            (
+                                obj["id"],
+                                obj["namespace"],
+                                obj["thread_id"],
+                                obj["user_id"],
+                                obj["actor"],
+                                obj["action"],
+                                json.dumps(obj["payload"]),
+                                obj["ts"],
+                            ),
+                        )
+                        events += cur.rowcount
+                    else:
+                        cur = c.execute(
+                            "INSERT INTO slot_versions(namespace, thread_id, user_id, version, "
+                            "updated_at) VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                            (
+                                obj["namespace"],
+                                obj["thread_id"],
+                                obj.get("user_id") or "",
+                                obj["version"],
+                                obj["updated_at"],
+                            ),
+                        )
+                        if cur.rowcount:
+                            slots += 1
+                            with c.cursor() as cur2:
+                                cur2.executemany(
+                                    "INSERT INTO slots(namespace, thread_id, name, value) "
+                                    "VALUES (%s,%s,%s,%s)",
+                                    [
+                                        (obj["namespace"], obj["thread_id"], k, json.dumps(val))
+                                        for k, val in obj["values"].items()
+                                    ],
+                                )
+                except (KeyError, TypeError) as exc:
+                    raise ValidationError(f"malformed {obj.get('kind')} line: {exc}") from exc
+        return events, slots
+
+    # ------------------------------------------------------------------ re-embedding
+
+    def reembed_begin(self, target: str) -> None:
+        """Start (or resume) a re-embedding towards ``target``; a new target starts over."""
+        with self._write("starting re-embedding") as c:
+            if self._meta(c, "reembed_target") != target:
+                c.execute("DELETE FROM reembed_vectors")
+                c.execute(
+                    "INSERT INTO meta(key, value) VALUES ('reembed_target', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (target,),
+                )
+
+    def reembed_pending(self, limit: int) -> list[tuple[int, str]]:
+        """Return up to ``limit`` chunks without a new vector yet: (chunk id, chunk text)."""
+        with self._read("listing chunks to re-embed") as c:
+            rows = c.execute(
+                "SELECT c.id, substr(r.text, c.start_pos + 1, c.end_pos - c.start_pos) "
+                "FROM chunks c JOIN records r ON r.rid = c.rid "
+                "LEFT JOIN reembed_vectors n ON n.chunk_id = c.id "
+                "WHERE n.chunk_id IS NULL ORDER BY c.id LIMIT %s",
+                (limit,),
+            ).fetchall()
+        return [(int(r[0]), r[1]) for r in rows]
+
+    def reembed_put(self, rows: list[tuple[int, np.ndarray]]) -> None:
+        """Store new vectors for chunks (committed, so an interrupted run resumes here)."""
+        with self._write("storing re-embedded vectors") as c, c.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO reembed_vectors(chunk_id, vector) VALUES (%s, %s::vector) "
+                "ON CONFLICT (chunk_id) DO UPDATE SET vector = excluded.vector",
+                [(cid, vector_text(vec)) for cid, vec in rows],
+            )
+
+    def reembed_finish(self, name: str, dim: int, embed: Callable[[list[str]], np.ndarray]) -> None:
+        """Switch every chunk to its new vector and the store to the new embedder, atomically.
+
+        The vector column loses its dimension for the switch and gets the new one after it;
+        the HNSW index is rebuilt in the same transaction.
+        """
+        with self._write("switching embedder") as c:
+            late = c.execute(
+                "SELECT c.id, substr(r.text, c.start_pos + 1, c.end_pos - c.start_pos) "
+                "FROM chunks c JOIN records r ON r.rid = c.rid "
+                "LEFT JOIN reembed_vectors n ON n.chunk_id = c.id WHERE n.chunk_id IS NULL"
+            ).fetchall()
+            if late:
+                vecs = embed([t for _, t in late])
+                with c.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO reembed_vectors(chunk_id, vector) VALUES (%s, %s::vector)",
+                        [(cid, vector_text(v)) for (cid, _), v in zip(late, vecs, strict=True)],
+                    )
+            c.execute("DROP INDEX IF EXISTS chunks_hnsw")
+            c.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")
+            c.execute(
+                "UPDATE chunks SET embedding = n.vector FROM reembed_vectors n "
+                "WHERE n.chunk_id = chunks.id"
+            )
+            self._set_vector_dim(c, int(dim))
+            for key, value in (
+                ("embedder_name", name),
+                ("embedder_dim", str(dim)),
+                ("index_epoch", uuid.uuid4().hex),
+            ):
+                c.execute(
+                    "INSERT INTO meta(key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+                    "SET value = excluded.value",
+                    (key, value),
+                )
+            c.execute("DELETE FROM reembed_vectors")
+            c.execute("DELETE FROM meta WHERE key = 'reembed_target'")
+
+    def close(self) -> None:
+        """Close this process's pool (an inherited one is abandoned, never closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        if os.getpid() == self._pid:
+            with suppress(Exception):
+                self._pool.close()

@@ -1,0 +1,139 @@
+"""Contract: search modes, ranking against brute force, threshold, paging, chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from contract_helpers import all_records, brute_force
+
+from engramdb import Memory
+
+CORPUS = [
+    "the cat sat on the warm mat",
+    "a dog chased the cat around the garden",
+    "stock markets fell sharply on monday",
+    "the garden needs watering every morning",
+    "rain is expected over the weekend in the garden",
+    "she bought fresh bread at the bakery",
+    "the bakery opens early on monday morning",
+    "quantum computers use qubits",
+    "my cat likes fresh fish",
+    "weekend plans include hiking and fishing",
+    "the old dog sleeps all day",
+    "markets and bakeries are busy on the weekend",
+]
+
+
+@pytest.fixture
+def corpus(mem: Memory) -> list[str]:
+    return [r.id or "" for r in mem.add(CORPUS, user_id="u")]
+
+
+@pytest.mark.parametrize("query", ["cat garden", "monday morning bakery", "weekend", "zzz qq"])
+def test_vector_order_equals_brute_force(mem: Memory, corpus: list[str], query: str) -> None:
+    records = all_records(mem)
+    expected = brute_force(mem, query, records)
+    hits = mem.search(query, mode="vector", top_k=len(records)).hits
+    assert len(hits) == len(records)
+    got_scores = [h.score for h in hits]
+    # Each hit's score is its true cosine, and the order is by that score, best first.
+    for h in hits:
+        assert h.parts.vector == pytest.approx(expected[h.record.id], abs=1e-5)
+        assert h.score == pytest.approx(expected[h.record.id], abs=1e-5)
+    assert got_scores == sorted(got_scores, reverse=True)
+    ranked = sorted(expected.values(), reverse=True)
+    assert np.allclose(got_scores, ranked, atol=1e-5)
+    # top_k smaller than the corpus: the best k (up to ties at the boundary).
+    top3 = mem.search(query, mode="vector", top_k=3).hits
+    kth = ranked[2]
+    assert all(expected[h.record.id] >= kth - 1e-5 for h in top3)
+    assert [h.record.id for h in top3] == [h.record.id for h in hits[:3]]
+
+
+def test_keyword_mode_finds_exact_words(mem: Memory, corpus: list[str]) -> None:
+    hits = mem.search("bakery", mode="keyword", top_k=50).hits
+    texts = {h.record.text for h in hits}
+    # Every record with the exact word is found; stemming may add inflections, nothing else.
+    assert {t for t in CORPUS if "bakery" in t.split()} <= texts
+    assert texts <= {t for t in CORPUS if "baker" in t}
+    for h in hits:
+        assert h.parts.keyword is not None and h.parts.keyword_rank is not None
+    assert mem.search("xylophone", mode="keyword").hits == []
+
+
+def test_hybrid_returns_each_record_once_with_score_parts(mem: Memory, corpus: list[str]) -> None:
+    hits = mem.search("cat garden weekend", mode="hybrid", top_k=50).hits
+    ids = [h.record.id for h in hits]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(corpus)  # the vector side scans every record
+    for h in hits:
+        assert h.parts.fused == h.score
+        assert h.parts.vector is not None
+        assert h.chunk and h.chunk in h.record.text
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    both = [h for h in hits if h.parts.keyword is not None]
+    assert both and all(h.parts.keyword_rank is not None for h in both)
+
+
+def test_threshold_keeps_exactly_the_similar_ones(mem: Memory, corpus: list[str]) -> None:
+    records = all_records(mem)
+    expected = brute_force(mem, "cat garden", records)
+    for mode in ("vector", "hybrid"):
+        hits = mem.search("cat garden", mode=mode, threshold=0.2, top_k=50).hits
+        want = {rid for rid, s in expected.items() if s >= 0.2 + 1e-6}
+        got = {h.record.id for h in hits}
+        assert want <= got
+        assert all(expected[rid] >= 0.2 - 1e-5 for rid in got)
+    kw = mem.search("garden", mode="keyword", threshold=0.99, top_k=50).hits
+    assert kw == []
+
+
+def test_offset_and_cursor_paging_agree(mem: Memory, corpus: list[str]) -> None:
+    for mode in ("vector", "hybrid", "keyword"):
+        query = "the cat dog garden weekend bakery monday"
+        full = [h.record.id for h in mem.search(query, mode=mode, top_k=50).hits]
+        by_offset: list[str] = []
+        for off in range(0, len(full) + 3, 3):
+            by_offset += [h.record.id for h in mem.search(query, mode=mode, top_k=3, offset=off)]
+        assert by_offset == full
+        by_cursor: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            page = mem.search(query, mode=mode, top_k=3, cursor=cursor)
+            by_cursor += [h.record.id for h in page]
+            pages += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert by_cursor == full
+        assert len(set(by_cursor)) == len(by_cursor)
+        assert pages == -(-len(full) // 3)
+
+
+def test_search_respects_user_scope(mem: Memory, corpus: list[str]) -> None:
+    other = mem.add("the cat sat on the warm mat", user_id="v")[0].id
+    ids = [h.record.id for h in mem.search("cat", user_id="u", top_k=50)]
+    assert other not in ids and ids
+    for mode in ("hybrid", "vector", "keyword"):
+        got = [h.record.id for h in mem.search("cat mat", user_id="v", mode=mode)]
+        assert got == [other]
+
+
+def test_long_text_is_chunked_but_returned_whole(mem: Memory) -> None:
+    filler = " ".join(f"Sentence number {i} talks about ordinary weather today." for i in range(80))
+    needle = "The secret ingredient is saffron from Kashmir."
+    text = filler + " " + needle + " " + filler
+    assert mem.embedder.count_tokens(text) > mem.embedder.max_tokens
+    rid = mem.add(text, user_id="u")[0].id
+    mem.add("saffron is a spice", user_id="u")
+    assert mem.get(rid or "").text == text
+    for mode in ("hybrid", "vector", "keyword"):
+        hits = mem.search("saffron Kashmir ingredient", mode=mode, top_k=10).hits
+        ids = [h.record.id for h in hits]
+        assert ids.count(rid) == 1
+        hit = next(h for h in hits if h.record.id == rid)
+        assert hit.record.text == text
+        assert needle in hit.chunk and len(hit.chunk) < len(text)
+    stats = mem.stats()["store"]
+    assert stats["chunks"] > 2

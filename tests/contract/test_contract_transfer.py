@@ -1,0 +1,132 @@
+"""Contract: export/import, backup/restore, re-embedding and doctor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from contract_helpers import all_records
+
+from engramdb import EmbedderMismatchError, HashEmbedder, Memory, NotFoundError, Settings
+
+
+def _fill(mem: Memory) -> list[str]:
+    ids = [
+        r.id or ""
+        for r in mem.add(
+            [
+                {"text": "Alice lives in Lisbon", "user_id": "alice", "tags": ["home"]},
+                {"text": "Bob prefers green tea", "user_id": "bob", "type": "preference"},
+                {
+                    "text": "The launch is on Friday",
+                    "metadata": {"project": {"stage": "beta"}, "n": 3},
+                    "importance": 0.8,
+                    "occurred_at": "2024-05-01T12:00:00.123456+00:00",
+                    "valid_from": "2024-01-01T00:00:00+00:00",
+                },
+            ]
+        )
+    ]
+    mem.update(ids[0], add_tags=["profile"], text="Alice lives in Porto now")
+    mem.delete(mem.add("a record that is deleted", user_id="alice")[0].id or "")
+    mem.add_messages("chat", [{"role": "user", "content": "hello there"}])
+    mem.set_slots("chat", {"mood": "happy"})
+    return ids
+
+
+def _search(mem: Memory, query: str) -> list[tuple[str, float]]:
+    return [(h.record.id, round(h.score, 5)) for h in mem.search(query, top_k=20)]
+
+
+def test_export_import_round_trip(mem: Memory, tmp_path: Path, store_url: str) -> None:
+    ids = _fill(mem)
+    path = tmp_path / "export.jsonl"
+    assert mem.export(path) == 4
+    with Memory(
+        f"sqlite:///{tmp_path / 'copy.db'}", embedder=HashEmbedder(384), settings=Settings()
+    ) as copy:
+        counts = copy.import_(path)
+        assert counts["written"] == 4 and counts["conflicts"] == 0
+        assert counts["events"] == 1 and counts["slots"] == 1
+        before = [r.to_dict() for r in all_records(mem)]
+        after = [r.to_dict() for r in all_records(copy)]
+        assert after == before
+        for rid in ids:
+            assert [h.to_dict() for h in copy.history(rid)] == [
+                {**h.to_dict(), "seq": c.seq}
+                for h, c in zip(mem.history(rid), copy.history(rid), strict=True)
+            ]
+        for query in ("Alice Porto", "tea", "launch Friday", "hello"):
+            assert _search(copy, query) == _search(mem, query)
+        assert [e.to_dict() | {"seq": 0} for e in copy.events("chat")] == [
+            e.to_dict() | {"seq": 0} for e in mem.events("chat")
+        ]
+        assert copy.get_slots("chat").values == {"mood": "happy"}
+        again = copy.import_(path)
+        assert again["written"] == 0 and again["unchanged"] == 4 and again["conflicts"] == 0
+        assert copy.count(include_expired=True) == 4
+        assert copy.doctor()["ok"]
+
+
+def test_import_into_other_namespace(mem: Memory, tmp_path: Path) -> None:
+    _fill(mem)
+    path = tmp_path / "e.jsonl"
+    mem.export(path)
+    target = mem.with_namespace("restored")
+    target.import_(path)
+    assert target.count(include_expired=True) == mem.count(include_expired=True)
+    assert {r.text for r in all_records(target)} == {r.text for r in all_records(mem)}
+
+
+def test_backup_restore(mem: Memory, tmp_path: Path) -> None:
+    ids = _fill(mem)
+    before = [r.to_dict() for r in all_records(mem)]
+    backup = tmp_path / "backup.db"
+    mem.backup(backup)
+    mem.delete(ids[1])
+    mem.add("written after the backup")
+    mem.restore(backup)
+    assert [r.to_dict() for r in all_records(mem)] == before
+    assert ids[1] in [h.record.id for h in mem.search("green tea", mode="vector")]
+    assert "written after the backup" not in {h.record.text for h in mem.search("written after")}
+    assert mem.doctor()["ok"]
+    with pytest.raises(NotFoundError):
+        mem.restore(tmp_path / "missing.db")
+
+
+def test_reembed_switches_embedder(store_url: str) -> None:
+    with Memory(store_url, embedder=HashEmbedder(384), settings=Settings()) as mem:
+        _fill(mem)
+        n = mem.reembed(HashEmbedder(64))
+        assert n >= 4
+        assert mem.embedder.dim == 64
+        hits = mem.search("green tea", mode="vector")
+        assert hits.hits[0].record.text == "Bob prefers green tea"
+        assert hits.hits[0].parts.vector == pytest.approx(
+            float(
+                HashEmbedder(64).embed(["green tea"], query=True)[0]
+                @ HashEmbedder(64).embed(["Bob prefers green tea"])[0]
+            ),
+            abs=1e-5,
+        )
+        assert mem.doctor()["ok"]
+    with pytest.raises(EmbedderMismatchError) as err:
+        Memory(store_url, embedder=HashEmbedder(384), settings=Settings())
+    assert "hash-64" in str(err.value)
+    with Memory(store_url, embedder=HashEmbedder(64), settings=Settings()) as again:
+        assert again.search("Lisbon Porto", mode="keyword").hits
+
+
+def test_doctor_ok_and_reopen_keeps_everything(store_url: str) -> None:
+    with Memory(store_url, embedder=HashEmbedder(384), settings=Settings()) as mem:
+        _fill(mem)
+        report = mem.doctor()
+        assert report["ok"] and report["problems"] == []
+        assert report["chunks"] == report["keyword_rows"] == report["vector_rows"]
+        before = [r.to_dict() for r in all_records(mem)]
+        hits = _search(mem, "Alice Porto tea")
+    with Memory(store_url, embedder=HashEmbedder(384), settings=Settings()) as mem:
+        assert [r.to_dict() for r in all_records(mem)] == before
+        assert _search(mem, "Alice Porto tea") == hits
+        assert mem.doctor()["ok"]
+        assert mem.health()["status"] == "ok"

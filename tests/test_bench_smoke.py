@@ -1,0 +1,69 @@
+"""Smoke test of the store benchmark: a tiny model-free run writes a complete store.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("chromadb")
+pytest.importorskip("psutil")
+
+from bench.cli import build_parser, main  # noqa: E402
+
+REQUIRED = [
+    "engramdb_filtered_p95_ms",
+    "chroma_filtered_p95_ms",
+    "engramdb_unfiltered_p95_ms",
+    "chroma_unfiltered_p95_ms",
+    "engramdb_recall_at_10",
+    "chroma_recall_at_10",
+    "engramdb_ingest_rec_per_s",
+    "chroma_ingest_rec_per_s",
+    "engramdb_single_add_p50_ms",
+    "chroma_single_add_p50_ms",
+    "engramdb_cold_open_first_search_s",
+    "filtered_speedup_vs_chroma",
+    "unfiltered_speedup_vs_chroma",
+    "ingest_speedup_vs_chroma",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_store_bench_quick_hash_vectors(tmp_path: Path) -> None:
+    rc = main(
+        [
+            "store",
+            "--quick",
+            "--records",
+            "2000",
+            "--queries",
+            "30",
+            "--hash-vectors",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0
+    report = json.loads((tmp_path / "store.json").read_text())
+    summary = report["summary"]
+    missing = [k for k in REQUIRED if k not in summary]
+    assert not missing, missing
+    assert summary["records"] == 2000
+    # engramdb's search is exact: it must find exactly what brute force finds.
+    assert summary["engramdb_recall_at_10"] == 1.0
+    assert summary["engramdb_unfiltered_recall_at_10"] >= 0.98
+    assert report["workload"]["vectors"] == "hash"
+
+
+def test_every_subcommand_has_help() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        assert sub._choices_actions, name
+        assert p.prog.endswith(name)
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    assert set(helps) == {"store", "ingest-embed", "locomo", "all"}
+    assert all(helps.values())

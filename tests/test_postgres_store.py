@@ -1,0 +1,242 @@
+"""PostgreSQL-specific behaviour: migrations, the ANN path, concurrency, backup, doctor.
+
+The behaviour shared with SQLite is in tests/contract (parametrized over both backends);
+these tests cover what only the PostgreSQL store has.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from engramdb import HashEmbedder, Memory, Settings
+from engramdb.engine.filters import parse
+from engramdb.engine.filters_pg import compile_postgres
+from engramdb.engine.keyword import match_expression
+from engramdb.errors import ConflictError, SchemaError, SchemaTooNewError
+from engramdb.migrations import SCHEMA_HEAD
+from engramdb.stores.postgres import PostgresStore, tsquery_text
+
+
+def _open(url: str, **settings: Any) -> Memory:
+    return Memory(url, embedder=HashEmbedder(64), settings=Settings(**settings))
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[Memory]:
+    m = _open(postgres_url)
+    yield m
+    m.close()
+
+
+# ---------------------------------------------------------------- pure helpers (no server)
+
+
+def test_filter_values_travel_as_parameters_only() -> None:
+    evil = "x'); DROP TABLE records; --"
+    node = parse(
+        {
+            "metadata.a-b.c_d": evil,
+            "user_id": {"$in": [evil, "bob"]},
+            "tags": {"$contains": [evil]},
+            "metadata.n": {"$gte": 3},
+        }
+    )
+    sql, params = compile_postgres(node)
+    assert evil not in sql and "DROP" not in sql
+    assert sql.count("%s") == len(params)
+    assert any(evil in str(p) for p in params)
+
+
+def test_tsquery_text_quotes_every_term() -> None:
+    text = tsquery_text(match_expression("it's a \\ back'slash & !not | (x) <-> y:*"))
+    assert text.startswith("'") and text.endswith("'")
+    # Every operator character sits inside a quoted operand.
+    for term in text.split(" | "):
+        assert term.startswith("'") and term.endswith("'")
+
+
+# ---------------------------------------------------------------- server tests
+
+pytestmark_pg = pytest.mark.postgres
+
+
+@pytestmark_pg
+def test_open_applies_head_and_refuses_a_newer_revision(postgres_url: str) -> None:
+    m = _open(postgres_url)
+    m.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        assert row == (SCHEMA_HEAD,)
+        conn.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    with pytest.raises(SchemaTooNewError):
+        _open(postgres_url)
+
+
+@pytestmark_pg
+def test_auto_migrate_off_refuses_an_empty_database(postgres_url: str) -> None:
+    with pytest.raises(SchemaError, match="auto_migrate"):
+        PostgresStore(postgres_url, auto_migrate=False)
+
+
+@pytestmark_pg
+def test_concurrent_starts_migrate_once(postgres_url: str) -> None:
+    stores: list[PostgresStore] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            s = PostgresStore(postgres_url, pool_max=2)
+            s.check_embedder("hash-64", 64)
+            stores.append(s)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in stores:
+        s.close()
+    assert errors == [] and len(stores) == 4
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+        dims = conn.execute("SELECT value FROM meta WHERE key = 'embedder_dim'").fetchall()
+        assert dims == [("64",)]
+
+
+@pytestmark_pg
+def test_hnsw_path_matches_exact_search(postgres_url: str) -> None:
+    texts = [f"note {i} about topic {i % 17} and item {i * 7 % 31}" for i in range(400)]
+    exact = _open(postgres_url)
+    exact.add(texts[:200], user_id="u1")
+    exact.add(texts[200:], user_id="u2", tags=["late"])
+    ann = _open(postgres_url, ann_min_rows=0)
+    try:
+        for q in ("topic 3 item 5", "note 250", "about topic 16"):
+            want = [h.record.id for h in exact.search(q, mode="vector", top_k=10)]
+            got = [h.record.id for h in ann.search(q, mode="vector", top_k=10)]
+            assert len(set(want) & set(got)) >= 9
+            # A filter that rejects most rows still fills the page (iterative scan).
+            hits = ann.search(q, mode="vector", top_k=10, tags=["late"])
+            assert len(hits) == 10 and all("late" in h.record.tags for h in hits)
+    finally:
+        ann.close()
+        exact.close()
+
+
+@pytestmark_pg
+def test_concurrent_adds_of_one_text_dedupe_to_one_record(postgres_url: str) -> None:
+    mems = [_open(postgres_url) for _ in range(4)]
+    ids: list[str | None] = []
+    barrier = threading.Barrier(len(mems))
+
+    def add(m: Memory) -> None:
+        barrier.wait()
+        ids.append(m.add("the same words at once", user_id="u")[0].id)
+
+    threads = [threading.Thread(target=add, args=(m,)) for m in mems]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert len(ids) == 4 and len(set(ids)) == 1
+        assert mems[0].count() == 1
+    finally:
+        for m in mems:
+            m.close()
+
+
+@pytestmark_pg
+def test_slot_compare_and_set_has_one_winner(pg: Memory) -> None:
+    wins: list[int] = []
+    conflicts: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def cas(i: int) -> None:
+        barrier.wait()
+        try:
+            pg.set_slots("t", {"owner": i}, expected_version=0)
+            wins.append(i)
+        except ConflictError:
+            conflicts.append(i)
+
+    threads = [threading.Thread(target=cas, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(wins) == 1 and len(conflicts) == 5
+    slots = pg.get_slots("t")
+    assert slots.version == 1 and slots.values == {"owner": wins[0]}
+
+
+@pytestmark_pg
+def test_backup_and_restore_give_back_the_same_store(pg: Memory, tmp_path: Path) -> None:
+    a = pg.add(["alpha fact", "beta fact"], user_id="u", metadata={"big": 1.2e16})
+    pg.update(a[0].id or "", text="alpha fact, revised")
+    pg.delete(a[1].id or "")
+    pg.add_messages("th", [{"role": "user", "content": "hello there"}], user_id="u")
+    pg.set_slots("th", {"goal": "test"})
+    before = (
+        [r.to_dict() for r in pg.list(limit=100, include_expired=True).records],
+        pg.history(a[1].id or ""),
+        pg.events("th"),
+        pg.get_slots("th"),
+    )
+    path = tmp_path / "pg.backup"
+    pg.backup(path)
+    pg.add("written after the backup")
+    pg.forget(user_id="u")
+    pg.restore(path)
+    after = (
+        [r.to_dict() for r in pg.list(limit=100, include_expired=True).records],
+        pg.history(a[1].id or ""),
+        pg.events("th"),
+        pg.get_slots("th"),
+    )
+    assert after == before
+    assert [h.record.id for h in pg.search("alpha revised", user_id="u")][0] == a[0].id
+    # New writes after a restore get fresh internal ids (sequences were reset past the max).
+    assert pg.add("after restore")[0].outcome == "written"
+    assert pg.doctor()["ok"]
+
+
+@pytestmark_pg
+def test_doctor_finds_and_repairs_derived_indexes(pg: Memory, postgres_url: str) -> None:
+    pg.add(["one small fact", "another small fact"])
+    assert pg.doctor()["ok"]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE chunks SET fts = to_tsvector('simple', 'garbage')")
+        conn.execute("DROP INDEX chunks_hnsw")
+    report = pg.doctor()
+    assert not report["ok"] and len(report["problems"]) == 2
+    repaired = pg.doctor(repair=True)
+    assert repaired["ok"] and len(repaired["repaired"]) == 2
+    assert pg.doctor()["ok"]
+    assert len(pg.search("another", mode="keyword")) == 1
+
+
+@pytestmark_pg
+def test_user_scoped_vector_search_is_exact_through_the_scope_index(
+    pg: Memory, postgres_url: str
+) -> None:
+    pg.add([f"user fact number {i}" for i in range(50)], user_id="alice")
+    pg.add([f"other fact number {i}" for i in range(50)], user_id="bob")
+    q = np.asarray(pg.embedder.embed(["fact number 7"], query=True), np.float32)[0]
+    hits = pg.search("fact number 7", mode="vector", user_id="alice", top_k=50)
+    assert len(hits) == 50 and all(h.record.user_id == "alice" for h in hits)
+    recs = [h.record for h in hits]
+    vecs = np.asarray(pg.embedder.embed([r.text for r in recs]), np.float32)
+    sims = vecs @ q / np.linalg.norm(vecs, axis=1) / np.linalg.norm(q)
+    assert np.all(np.diff(sims) <= 1e-5)

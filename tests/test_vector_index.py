@@ -1,0 +1,209 @@
+"""The derived vector index: exact blocks, the ANN graph, its tail, deletes and the sidecar."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engramdb import Memory, Settings
+from engramdb.stores.sqlite import SQLiteStore
+from engramdb.stores.vector_index import VectorIndex
+
+DIM = 64
+N = 3000
+NS = "default"
+
+
+class TableEmbedder:
+    """Texts of the form ``v<i>`` map to row i of a fixed random matrix (no model needed)."""
+
+    name = "table-64"
+    dim = DIM
+    max_tokens = 256
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(7)
+        vecs = rng.standard_normal((N + 500, DIM)).astype(np.float32)
+        self.vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    def count_tokens(self, text: str) -> int:
+        return 1
+
+    def embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        return self.vecs[[int(t[1:]) for t in texts]]
+
+
+def _settings(url: str) -> Settings:
+    return Settings(url=url, ann_min_rows=500, ann_ef_search=160)
+
+
+def _open(path: Path) -> Memory:
+    return Memory(f"sqlite:///{path}", embedder=TableEmbedder(), settings=_settings(str(path)))
+
+
+def _store(mem: Memory) -> SQLiteStore:
+    store = mem.engine.store
+    assert isinstance(store, SQLiteStore)
+    return store
+
+
+def _wait_ann(mem: Memory, timeout: float = 30.0) -> VectorIndex:
+    """Search once (which starts the worker) and wait until the graph is ready and drained."""
+    q = TableEmbedder().vecs[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        mem.search("q", query_vector=q, mode="vector", top_k=1)
+        index = _store(mem)._vector_index()
+        graph = index.ann.get(NS)
+        if graph is not None and graph.ready and not graph.pending:
+            return index
+        assert time.monotonic() < deadline, "the ANN graph was not built in time"
+        time.sleep(0.05)
+
+
+def _fill(mem: Memory, n: int = N) -> None:
+    for start in range(0, n, 1000):
+        mem.add([f"v{i}" for i in range(start, min(n, start + 1000))], user_id="u")
+
+
+def _exact_top(vecs: np.ndarray, q: np.ndarray, k: int) -> list[str]:
+    return [f"v{i}" for i in np.argsort(-(vecs @ q), kind="stable")[:k]]
+
+
+def _hits(mem: Memory, q: np.ndarray, k: int = 10) -> list[str]:
+    return [h.record.text for h in mem.search("q", query_vector=q, mode="vector", top_k=k).hits]
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Path:
+    """A file with N records whose ANN graph is built and saved in the sidecar."""
+    path = tmp_path / "ann.db"
+    mem = _open(path)
+    _fill(mem)
+    _wait_ann(mem)
+    mem.close()
+    return path
+
+
+def test_ann_recall_against_exact(built: Path) -> None:
+    mem = _open(built)
+    try:
+        index = _wait_ann(mem)
+        assert index.ann[NS].size == N
+        emb = TableEmbedder()
+        queries = np.random.default_rng(3).standard_normal((50, DIM)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        recall = np.mean(
+            [len(set(_hits(mem, q)) & set(_exact_top(emb.vecs[:N], q, 10))) / 10 for q in queries]
+        )
+        assert recall >= 0.98
+    finally:
+        mem.close()
+
+
+def test_sidecar_round_trip_keeps_the_graph(built: Path) -> None:
+    sidecar = built.with_name(built.name + ".vindex")
+    assert list(sidecar.glob("ann-*.usearch"))
+    mem = _open(built)
+    try:
+        index = _store(mem)._vector_index()
+        graph = index.ann[NS]
+        assert graph.file is not None and graph.size == N and not graph.pending
+        index = _wait_ann(mem)
+        assert index.ann[NS].size == N  # loaded, not rebuilt
+        q = TableEmbedder().vecs[17]
+        assert _hits(mem, q, 1) == ["v17"]
+    finally:
+        mem.close()
+
+
+CHILD = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_vector_index import _open
+mem = _open({path!r})
+mem.add(["v{n}", "v{n1}"], user_id="other")
+for rec in mem.list(filters={{"user_id": "u"}}, limit=5).records:
+    mem.delete(rec.id)
+    print(rec.text)
+mem.close()
+"""
+
+
+def test_tail_and_deletes_from_another_process(built: Path) -> None:
+    mem = _open(built)
+    try:
+        _wait_ann(mem)
+        code = textwrap.dedent(
+            CHILD.format(tests=str(Path(__file__).parent), path=str(built), n=N, n1=N + 1)
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.split()
+        assert len(out) == 5
+        emb = TableEmbedder()
+        # Written by the other process: not in the graph yet, found by the exact tail.
+        assert _hits(mem, emb.vecs[N], 1) == [f"v{N}"]
+        assert _hits(mem, emb.vecs[N + 1], 1) == [f"v{N + 1}"]
+        # Deleted by the other process: still in the graph, never returned.
+        for text in out:
+            hits = _hits(mem, emb.vecs[int(text[1:])], 20)
+            assert text not in hits
+            assert len(hits) == 20
+    finally:
+        mem.close()
+
+
+def test_missing_or_stale_sidecar_is_rebuilt(built: Path) -> None:
+    emb = TableEmbedder()
+    queries = [emb.vecs[i] for i in (0, 5, 99, 2999)]
+    sidecar = built.with_name(built.name + ".vindex")
+    shutil.rmtree(sidecar)
+    mem = _open(built)
+    try:
+        assert [_hits(mem, q, 1) for q in queries] == [["v0"], ["v5"], ["v99"], ["v2999"]]
+        _wait_ann(mem)
+        assert [_hits(mem, q, 1) for q in queries] == [["v0"], ["v5"], ["v99"], ["v2999"]]
+    finally:
+        mem.close()
+    assert sidecar.exists()
+    # A sidecar from another epoch (e.g. after a restore) must be ignored, not trusted.
+    conn = sqlite3.connect(built)
+    with conn:
+        conn.execute("UPDATE meta SET value = 'another-epoch' WHERE key = 'index_epoch'")
+        conn.execute(
+            "DELETE FROM chunks_fts WHERE rowid IN (SELECT c.id FROM chunks c JOIN records r "
+            "ON r.rid = c.rid WHERE r.text = 'v5')"
+        )
+        conn.execute("DELETE FROM records WHERE text = 'v5'")
+    conn.close()
+    mem = _open(built)
+    try:
+        index = _store(mem)._vector_index()
+        assert index.epoch == "another-epoch"
+        assert len(index) == N - 1
+        assert _hits(mem, emb.vecs[5], 1) != ["v5"]
+        assert _hits(mem, emb.vecs[99], 1) == ["v99"]
+    finally:
+        mem.close()
+
+
+def test_small_namespace_uses_exact_scan(tmp_path: Path) -> None:
+    mem = _open(tmp_path / "small.db")
+    try:
+        _fill(mem, 300)
+        emb = TableEmbedder()
+        assert _hits(mem, emb.vecs[42], 1) == ["v42"]
+        assert NS not in _store(mem)._vector_index().ann
+    finally:
+        mem.close()
