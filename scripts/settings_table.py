@@ -26,6 +26,7 @@ def table() -> str:
 
 
 def main() -> int:
+    """Replace the table between the README markers; return the exit status."""
     text = README.read_text()
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)

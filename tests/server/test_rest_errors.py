@@ -10,7 +10,7 @@ import httpx
 import pytest
 from server_helpers import MAX_TEXT, assert_error
 
-from engramdb import HashEmbedder, Memory, Settings
+from engramdb import HashEmbedder, Memory
 from engramdb.server import create_app
 
 NS = "/v1/namespaces/errs"
