@@ -207,3 +207,29 @@ def test_small_namespace_uses_exact_scan(tmp_path: Path) -> None:
         assert NS not in _store(mem)._vector_index().ann
     finally:
         mem.close()
+
+
+def test_namespace_scan_matches_brute_force_through_adds_and_removes() -> None:
+    """The contiguous namespace copy never serves a deleted row nor misses an added one."""
+    rng = np.random.default_rng(3)
+    index = VectorIndex(dim=DIM)
+    live: dict[int, np.ndarray] = {}
+    next_id = 1
+    for step in range(6):
+        for _ in range(200):  # appends spread over 40 users and two namespaces
+            vec = rng.standard_normal(DIM).astype(np.float32)
+            ns = "a" if next_id % 5 else "b"
+            index.add((ns, f"u{next_id % 40}"), next_id, vec)
+            if ns == "a":
+                live[next_id] = vec
+            next_id += 1
+        if step % 2:
+            for cid in rng.choice(sorted(live), size=50, replace=False).tolist():
+                index.remove(cid)
+                del live[cid]
+        q = rng.standard_normal(DIM).astype(np.float32)
+        ids, scores = index.scan("a", None, q)
+        assert sorted(ids.tolist()) == sorted(live)
+        want = {cid: float(vec @ q) for cid, vec in live.items()}
+        got = dict(zip(ids.tolist(), scores.tolist(), strict=True))
+        assert all(abs(got[c] - want[c]) < 1e-4 for c in want)

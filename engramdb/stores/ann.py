@@ -19,7 +19,9 @@ or when a graph must be saved.
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,6 +213,11 @@ class AnnWorker:
         self.stopped = False
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        # A daemon thread killed inside usearch's C++ code at interpreter exit aborts the
+        # process ("terminate called without an active exception"): stop it first.
+        ref = weakref.ref(self)
+        self._exit_hook = lambda: _stop_if_alive(ref)
+        atexit.register(self._exit_hook)
 
     def kick(self) -> None:
         """Make sure the worker runs (starting it after a fork or after it went idle)."""
@@ -225,6 +232,7 @@ class AnnWorker:
         """Stop after the current step and wait for the thread."""
         self.stopped = True
         self.wake.set()
+        atexit.unregister(self._exit_hook)
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join()
 
@@ -245,3 +253,9 @@ class AnnWorker:
                 self.wake.clear()
                 if not self.wake.wait(timeout=5.0):
                     return
+
+
+def _stop_if_alive(ref: weakref.ref[AnnWorker]) -> None:
+    worker = ref()
+    if worker is not None:
+        worker.stop()

@@ -25,10 +25,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from engramdb.stores.ann import AnnGraph, AnnWorker
 
 BlockKey = tuple[str, str]
+_BLAS: ThreadpoolController | None = None
+
+
+def one_blas_thread() -> Any:
+    """Run a large matrix-vector product on one BLAS thread (a context manager).
+
+    Why: on a busy 2-core machine OpenBLAS's second thread waits for a core and stretches the
+    tail of every whole-namespace scan; one thread costs nothing at the median. Limiting
+    costs ~10 us, so it is done per scan rather than process-wide (the host application's
+    own numpy keeps its setting).
+    """
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 SIDE_FORMAT = 2
 
 
@@ -81,6 +99,10 @@ class VectorIndex:
     ann_ef_search: int = 96
     ann_ef_add: int = 128
     worker: AnnWorker | None = None
+    # One contiguous copy of each namespace's rows for exact whole-namespace scans: one
+    # matrix-vector product instead of one per user block (1,000 small products cost ~40x
+    # more). Built on the first such scan, extended by appends, dropped by a delete.
+    flat: dict[str, Block] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.where)
@@ -108,6 +130,9 @@ class VectorIndex:
             self.max_chunk_id = chunk_id
         ns = key[0]
         self.ns_rows[ns] = self.ns_rows.get(ns, 0) + 1
+        flat = self.flat.get(ns)
+        if flat is not None:
+            flat.append(chunk_id, vec)
         graph = self.ann.get(ns)
         if graph is not None:
             graph.pending.append(chunk_id)  # list.append is atomic; the worker drains the head
@@ -119,6 +144,7 @@ class VectorIndex:
             return
         key, pos = loc
         self.ns_rows[key[0]] -= 1
+        self.flat.pop(key[0], None)
         graph = self.ann.get(key[0])
         if graph is not None:
             graph.stale += 1
@@ -143,14 +169,27 @@ class VectorIndex:
             if block is None or block.n == 0:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
             return block.ids[: block.n], block.mat[: block.n] @ query
-        ids, scores = [], []
-        for (ns, _), block in self.blocks.items():
-            if ns == namespace and block.n:
-                ids.append(block.ids[: block.n])
-                scores.append(block.mat[: block.n] @ query)
-        if not ids:
+        flat = self.flat.get(namespace)
+        if flat is None:
+            flat = self._flatten(namespace)
+        if flat.n == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        return np.concatenate(ids), np.concatenate(scores)
+        with one_blas_thread():
+            return flat.ids[: flat.n], flat.mat[: flat.n] @ query
+
+    def _flatten(self, namespace: str) -> Block:
+        """Build the namespace's contiguous copy (caller holds the lock)."""
+        parts = [b for (ns, _), b in self.blocks.items() if ns == namespace and b.n]
+        n = sum(b.n for b in parts)
+        cap = max(16, n + n // 8)
+        flat = Block(np.empty((cap, self.dim), np.float32), np.empty(cap, np.int64), n)
+        off = 0
+        for b in parts:
+            flat.mat[off : off + b.n] = b.mat[: b.n]
+            flat.ids[off : off + b.n] = b.ids[: b.n]
+            off += b.n
+        self.flat[namespace] = flat
+        return flat
 
     def chunk_ids(self) -> set[int]:
         """Return every indexed chunk id (for doctor)."""
