@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint typecheck unit bench clean
+.PHONY: install system-deps serve test lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,10 +14,20 @@ $(BIN)/python:
 # torch first, pinned to the CPU wheel on this disk, so nothing pulls a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[model,bench,dev,postgres]'
+	$(BIN)/python -m pip install -e '.[model,bench,dev,postgres,cache]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Debian packages the tests use: redis-server for the cache tier's tests (CI is a fresh
+# Debian machine running as root; elsewhere install it yourself or run as root).
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+		else \
+			echo "redis-server is missing: install the Debian package redis-server" >&2; exit 1; \
+		fi; }
+
+install: $(STAMP) system-deps
 
 serve: install
 	$(BIN)/engramdb serve --host 127.0.0.1 --port 8080

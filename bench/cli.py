@@ -6,7 +6,9 @@ Subcommands:
 - ``ingest-embed``: ``Memory.add`` with the real MiniLM against the bare encoder, plus
   end-to-end search latency and torch thread settings (``ingest_embed.json``);
 - ``locomo``: retrieval quality on LoCoMo (``locomo.json``; options are ``bench.locomo``'s);
-- ``all``: the three in sequence.
+- ``postgres``: engramdb's PostgreSQL store against a plain pgvector table, plus the bulk
+  load of ``migrate``, on a server the benchmark starts itself (``postgres.json``);
+- ``all``: every one in sequence.
 """
 
 from __future__ import annotations
@@ -82,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     _ingest_args(p)
+    p = sub.add_parser(
+        "postgres",
+        help="PostgreSQL store against a plain pgvector table (postgres.json)",
+        description="engramdb's PostgresStore vs a pgvector table (HNSW m=16, "
+        "ef_construction=100, ef_search=64) on the store workload, on a PostgreSQL started "
+        "for the run: ingest, single add, filtered/unfiltered top-10, recall@10, and the "
+        "bulk load of `engramdb migrate`.",
+    )
+    _common(p)
+    _store_args(p)
     sub.add_parser(
         "locomo",
         help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
@@ -89,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "all",
-        help="store, ingest-embed and locomo in sequence",
+        help="store, postgres, ingest-embed and locomo in sequence",
         description="Run every benchmark; each writes <out>/<name>.json.",
     )
     _common(p)
@@ -116,6 +128,17 @@ def main(argv: list[str]) -> int:
         from bench import store
 
         store.main(
+            args.out,
+            args.records,
+            args.quick,
+            args.hash_vectors,
+            users=args.users,
+            queries=args.queries,
+        )
+    if args.command in ("postgres", "all"):
+        from bench import postgres
+
+        postgres.main(
             args.out,
             args.records,
             args.quick,

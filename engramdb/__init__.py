@@ -5,6 +5,7 @@ from engramdb.config import Settings
 from engramdb.embedders import Embedder, HashEmbedder, MiniLMEmbedder
 from engramdb.errors import (
     BusyError,
+    CommitUnknownError,
     ConflictError,
     EmbedderMismatchError,
     EmbeddingError,
@@ -14,6 +15,7 @@ from engramdb.errors import (
     SchemaError,
     SchemaTooNewError,
     StoreError,
+    StoreUnavailableError,
     ValidationError,
     WrongContextError,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "AddResult",
     "AsyncMemory",
     "BusyError",
+    "CommitUnknownError",
     "ConflictError",
     "Embedder",
     "EmbedderMismatchError",
@@ -60,6 +63,7 @@ __all__ = [
     "Slots",
     "Snapshot",
     "StoreError",
+    "StoreUnavailableError",
     "ValidationError",
     "WrongContextError",
     "__version__",

@@ -52,7 +52,7 @@ class AsyncMemory(_Shared):
     async def aclose(self) -> None:
         """Persist derived indexes and close the store (only the owner of the store closes it)."""
         if self._owner:
-            await call_async("aclose", self._engine.store.close)
+            await call_async("aclose", self._engine.close)
 
     async def __aenter__(self) -> AsyncMemory:
         return self
@@ -91,6 +91,11 @@ class AsyncMemory(_Shared):
             ValidationError: bad input (the message names the field and item index).
             ConflictError: ``id`` exists with a different text.
             EmbeddingError: the embedder failed; nothing was stored.
+            StoreUnavailableError: the database server stayed unreachable for
+                ``store_retry_s``; nothing was stored.
+            CommitUnknownError: (PostgreSQL) the connection was lost after COMMIT was sent;
+                the batch may or may not be stored. Adding it again with the ids in
+                ``details["ids"]`` is safe: existing ones come back ``unchanged``.
         """
         defaults = {
             "user_id": user_id,
@@ -432,6 +437,7 @@ class AsyncMemory(_Shared):
                 "namespace_stats": self._engine.store.stats(self.namespace),
                 "store": self._engine.store.stats(),
                 "embedder": {"name": self._engine.embedder.name, "dim": self._engine.embedder.dim},
+                "cache": self._engine.cache.stats(),
             },
         )
 

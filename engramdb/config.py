@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +30,20 @@ class Settings(BaseSettings):
     )
     busy_timeout_ms: int = Field(10_000, ge=0, description="How long a writer waits for the lock")
     auto_migrate: bool = Field(True, description="Upgrade the schema on open")
+    store_retry_s: float = Field(
+        10.0,
+        ge=0,
+        description="PostgreSQL: how long a call retries a lost server before giving up",
+    )
+    store_connect_timeout_s: float = Field(
+        5.0, ge=2, description="PostgreSQL: how long one connection attempt may take"
+    )
+    store_io_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="PostgreSQL: longest wait for a reply in a retried call before the "
+        "connection is presumed hung and dropped",
+    )
     max_text_bytes: int = Field(32 * 1024, ge=1, description="Largest record text (UTF-8 bytes)")
     max_metadata_bytes: int = Field(16 * 1024, ge=2, description="Largest metadata (JSON bytes)")
     max_metadata_depth: int = Field(8, ge=1, description="Deepest metadata nesting")
@@ -42,7 +56,14 @@ class Settings(BaseSettings):
     )
     query_cache_size: int = Field(1024, ge=0, description="LRU entries of query embeddings")
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedder call")
-    torch_threads: int = Field(1, ge=1, description="torch intra-op threads for the local model")
+    torch_threads: int = Field(
+        1, ge=1, description="torch intra-op threads for single queries with the local model"
+    )
+    torch_batch_threads: int = Field(
+        0,
+        ge=0,
+        description="torch threads for batches; 0 picks 1 or all cores by measured throughput",
+    )
     ann_min_rows: int = Field(
         20_000, ge=0, description="Scopes larger than this use the ANN index for unfiltered search"
     )
@@ -69,5 +90,21 @@ class Settings(BaseSettings):
         100, ge=10, description="Fewest candidates fetched from each retriever in a search"
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant")
+    cache_url: SecretStr | None = Field(
+        None,
+        description="Optional Redis cache tier, redis://host:port/db (unset: no cache)",
+    )
+    cache_ttl_s: int = Field(
+        300, ge=1, description="Lifetime of cached records, slots and thread events (seconds)"
+    )
+    cache_search_ttl_s: int = Field(
+        60, ge=1, description="Lifetime of cached search results (seconds)"
+    )
+    cache_timeout_ms: int = Field(
+        50, ge=1, le=10_000, description="Redis socket timeout: the most a slow cache adds"
+    )
+    cache_prefix: str = Field(
+        "engram", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="Prefix of every cache key"
+    )
     host: str = Field("127.0.0.1", description="Service bind address")
     port: int = Field(8080, ge=0, le=65535, description="Service port")

@@ -12,7 +12,9 @@
      ├── SchemaError                         store schema out of date / too new: 409, exit 7
      │    └── SchemaTooNewError
      ├── StoreError                          the storage layer failed: 503, exit 8
-     │    └── BusyError                      lock not acquired within busy_timeout: 503, exit 8
+     │    ├── BusyError                      lock not acquired within busy_timeout: 503, exit 8
+     │    └── StoreUnavailableError          server unreachable within store_retry_s: 503, exit 8
+     │         └── CommitUnknownError        connection lost after COMMIT: outcome unknown
      └── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
 
 Every error carries a message naming what was wrong and a ``details`` dict that the
@@ -99,6 +101,27 @@ class BusyError(StoreError):
     code = "busy"
 
 
+class StoreUnavailableError(StoreError):
+    """The database server could not be reached (or answered) within the retry window.
+
+    The message names the server (host:port, never the password) and what was being done.
+    Nothing was committed: the call can be retried once the server is back.
+    """
+
+    code = "store_unavailable"
+
+
+class CommitUnknownError(StoreUnavailableError):
+    """The connection was lost after COMMIT was sent: the write may or may not be applied.
+
+    ``details["outcome"]`` is ``"unknown"``; for adds ``details["ids"]`` lists the record
+    ids of the batch. Retrying the add with those ids (``add(..., id=…)``) is safe: an add
+    whose id exists with the same text returns the existing record instead of a copy.
+    """
+
+    code = "commit_unknown"
+
+
 class WrongContextError(EngramError, RuntimeError):
     """A blocking sync method was called on the thread that runs an event loop."""
 
@@ -116,6 +139,8 @@ ERROR_TABLE: list[tuple[type[EngramError], int, int]] = [
     (SchemaTooNewError, 409, 7),
     (SchemaError, 409, 7),
     (BusyError, 503, 8),
+    (CommitUnknownError, 503, 8),
+    (StoreUnavailableError, 503, 8),
     (StoreError, 503, 8),
     (WrongContextError, 500, 9),
     (EngramError, 500, 1),

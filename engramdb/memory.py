@@ -54,7 +54,7 @@ class Memory(_Shared):
     def close(self) -> None:
         """Persist derived indexes and close the store (only the owner of the store closes it)."""
         if self._owner:
-            self._engine.store.close()
+            self._engine.close()
 
     def __enter__(self) -> Memory:
         return self
@@ -95,6 +95,11 @@ class Memory(_Shared):
             ValidationError: bad input (the message names the field and item index).
             ConflictError: ``id`` exists with a different text.
             EmbeddingError: the embedder failed; nothing was stored.
+            StoreUnavailableError: the database server stayed unreachable for
+                ``store_retry_s``; nothing was stored.
+            CommitUnknownError: (PostgreSQL) the connection was lost after COMMIT was sent;
+                the batch may or may not be stored. Adding it again with the ids in
+                ``details["ids"]`` is safe: existing ones come back ``unchanged``.
         """
         defaults = {
             "user_id": user_id,
@@ -434,6 +439,7 @@ class Memory(_Shared):
                 "namespace_stats": self._engine.store.stats(self.namespace),
                 "store": self._engine.store.stats(),
                 "embedder": {"name": self._engine.embedder.name, "dim": self._engine.embedder.dim},
+                "cache": self._engine.cache.stats(),
             },
         )
 

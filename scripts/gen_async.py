@@ -67,7 +67,7 @@ class AsyncMemory(_Shared):
     async def aclose(self) -> None:
         """Persist derived indexes and close the store (only the owner of the store closes it)."""
         if self._owner:
-            await call_async("aclose", self._engine.store.close)
+            await call_async("aclose", self._engine.close)
 
     async def __aenter__(self) -> AsyncMemory:
         return self

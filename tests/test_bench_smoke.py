@@ -65,5 +65,5 @@ def test_every_subcommand_has_help() -> None:
         assert sub._choices_actions, name
         assert p.prog.endswith(name)
     helps = {a.dest: a.help for a in sub._choices_actions}
-    assert set(helps) == {"store", "ingest-embed", "locomo", "all"}
+    assert set(helps) == {"store", "postgres", "ingest-embed", "locomo", "all"}
     assert all(helps.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -21,6 +22,7 @@ from engramdb.stores.vector_index import VectorIndex
 DIM = 64
 N = 3000
 NS = "default"
+_OUT: dict[str, object] = {"capture_output": True, "text": True, "check": True}
 
 
 class TableEmbedder:
@@ -233,3 +235,26 @@ def test_namespace_scan_matches_brute_force_through_adds_and_removes() -> None:
         want = {cid: float(vec @ q) for cid, vec in live.items()}
         got = dict(zip(ids.tolist(), scores.tolist(), strict=True))
         assert all(abs(got[c] - want[c]) < 1e-4 for c in want)
+
+
+def test_orphaned_sidecar_copies_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    """A kill during a sidecar save leaves temp folders; the next open removes them."""
+    path = tmp_path / "orph.db"
+    mem = _open(path)
+    _fill(mem, 50)
+    mem.close()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **_OUT)
+    dead_pid = int(dead.stdout)
+    orphans = [
+        tmp_path / f"orph.db.vindex.tmp{dead_pid}-abc",
+        tmp_path / f"orph.db.vindex.old{dead_pid}",
+    ]
+    live = tmp_path / f"orph.db.vindex.tmp{os.getpid()}-xyz"
+    for folder in [*orphans, live]:
+        folder.mkdir()
+        (folder / "vectors.npy").write_bytes(b"partial")
+    mem = _open(path)
+    assert len(_hits(mem, TableEmbedder().vecs[3], k=3)) == 3
+    mem.close()
+    assert not any(p.exists() for p in orphans)
+    assert live.exists()  # a save in progress in a live process is left alone

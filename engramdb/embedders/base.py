@@ -75,6 +75,7 @@ def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedde
     if spec == "minilm":
         return MiniLMEmbedder(
             threads=settings.torch_threads,
+            batch_threads=settings.torch_batch_threads,
             batch_size=settings.embed_batch_size,
             cache_size=settings.query_cache_size,
         )

@@ -1,15 +1,22 @@
 """all-MiniLM-L6-v2 through sentence-transformers, loaded offline from its PyPI package.
 
-The model is loaded lazily on first use. torch's thread count is set per call: one thread
-for single queries (on a busy 2-core machine two threads gave p95 spikes of ~0.5 s while one
-thread stayed at ~11 ms) and ``batch_threads`` (default 2: 340 texts/s vs 214 with one
-thread, measured with bench/) for batches.
+The model is loaded lazily on first use. torch's thread count is set per call:
+
+* single queries use ``threads`` (default 1): on a busy 2-core machine two threads gave
+  p95 spikes of 0.5-0.8 s while one thread stayed at 30-55 ms (``engramdb bench
+  ingest-embed``, figures ``single_query_*``);
+* batches use ``batch_threads``, by default chosen by measurement (:class:`ThreadChooser`):
+  on an idle machine two threads encoded 340 texts/s vs 214 with one, on a busy one
+  51-68 texts/s vs 89-104. Which holds depends on what else the machine runs, so the
+  embedder keeps a running texts/s per thread count and uses the faster, re-trying the
+  other every tenth batch.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -41,10 +48,11 @@ class MiniLMEmbedder:
     max_tokens = 256
 
     def __init__(
-        self, threads: int = 1, batch_threads: int = 2, batch_size: int = 64, cache_size: int = 1024
+        self, threads: int = 1, batch_threads: int = 0, batch_size: int = 64, cache_size: int = 1024
     ) -> None:
         self.threads = threads
-        self.batch_threads = batch_threads
+        self.batch_threads = batch_threads  # 0: chosen by measurement
+        self.chooser = ThreadChooser(sorted({1, max(1, os.cpu_count() or 1)}))
         self.batch_size = batch_size
         self._model: Any = None
         self._load_lock = threading.Lock()
@@ -83,7 +91,10 @@ class MiniLMEmbedder:
         import torch
 
         with self._run_lock:
-            torch.set_num_threads(self.threads if len(texts) <= 4 else self.batch_threads)
+            single = len(texts) <= 4
+            threads = self.threads if single else self.batch_threads or self.chooser.pick()
+            torch.set_num_threads(threads)
+            started = time.perf_counter()
             with torch.inference_mode():
                 out = model.encode(
                     list(texts),
@@ -92,9 +103,47 @@ class MiniLMEmbedder:
                     convert_to_numpy=True,
                     show_progress_bar=False,
                 )
+            if not single and not self.batch_threads:
+                self.chooser.record(threads, len(texts), time.perf_counter() - started)
         arr = np.asarray(out, dtype=np.float32)
         if query and len(texts) == 1 and self._cache_size:
             self._cache[texts[0]] = arr[0].copy()
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return arr
+
+
+class ThreadChooser:
+    """Choose a thread count by measured throughput: the best so far, others now and then.
+
+    Pure bookkeeping (no torch): ``pick`` returns the option to use for the next batch and
+    ``record`` feeds back how fast it went. Each option is tried once first; afterwards the
+    best running rate (exponentially weighted) wins, and every ``explore_every``-th pick
+    tries another option so that a change in the machine's load is noticed.
+    """
+
+    def __init__(self, options: Sequence[int], explore_every: int = 10) -> None:
+        self.options = list(options)
+        self.explore_every = explore_every
+        self.rates: dict[int, float] = {}
+        self.picks = 0
+
+    def pick(self) -> int:
+        """Return the thread count to use for the next batch."""
+        self.picks += 1
+        for option in self.options:
+            if option not in self.rates:
+                return option
+        best = max(self.options, key=lambda o: self.rates[o])
+        if len(self.options) > 1 and self.picks % self.explore_every == 0:
+            others = [o for o in self.options if o != best]
+            return others[(self.picks // self.explore_every) % len(others)]
+        return best
+
+    def record(self, option: int, items: int, seconds: float) -> None:
+        """Fold one batch's throughput (items per second) into the option's running rate."""
+        if seconds <= 0 or items <= 0:
+            return
+        rate = items / seconds
+        old = self.rates.get(option)
+        self.rates[option] = rate if old is None else 0.7 * old + 0.3 * rate

@@ -504,6 +504,7 @@ class StatsOut(_Response):
     namespace_stats: dict[str, Any]
     store: dict[str, Any]
     embedder: dict[str, Any]
+    cache: dict[str, Any] | None = None
 
 
 class HealthOut(_Response):

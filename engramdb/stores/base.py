@@ -104,6 +104,27 @@ class ThreadTurn:
 
 OnError = Literal["abort", "skip"]
 
+# The per-namespace write generation (migration 0002): ``{p}`` is the driver's placeholder.
+# A namespace's generation is its own row plus the store-wide row ``''`` (bumped by imports,
+# re-embedding, repairs and restore), so it rises with every write that can change a read.
+GENERATION_SQL = (
+    "SELECT COALESCE(SUM(generation), 0) FROM namespace_generations WHERE namespace IN ({p}, '')"
+)
+BUMP_GENERATION_SQL = (
+    "INSERT INTO namespace_generations(namespace, generation) VALUES ({p}, 1) "
+    "ON CONFLICT (namespace) DO UPDATE SET generation = namespace_generations.generation + 1"
+)
+# After a restore: the store-wide row jumps past every generation seen before it.
+RESTORE_GENERATION_SQL = (
+    "INSERT INTO namespace_generations(namespace, generation) VALUES ('', {p}) "
+    "ON CONFLICT (namespace) DO UPDATE SET generation = excluded.generation"
+)
+NEXT_EXPIRY_SQL = "SELECT MIN(expires_at) FROM records WHERE namespace = {p} AND expires_at > {p}"
+MAX_GENERATION_SQL = (
+    "SELECT COALESCE(MAX(generation), 0) + COALESCE((SELECT generation FROM "
+    "namespace_generations WHERE namespace = ''), 0) FROM namespace_generations"
+)
+
 
 class Store(Protocol):
     """The storage backend protocol: what the engine and the facades call on a store.
@@ -180,10 +201,14 @@ class Store(Protocol):
         """
         ...
 
-    def hydrate(
+    def locate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
-    ) -> dict[int, tuple[MemoryRecord, int, int]]:
-        """Map chunk id -> (record, span start, span end) for chunks passing the filter."""
+    ) -> dict[int, tuple[str, int, int, int]]:
+        """Map chunk id -> (record id, record version, span start, span end), filter applied.
+
+        The light half of hydration: search ranks and fuses on ids, then reads only the
+        records of the page it returns.
+        """
         ...
 
     def thread_turns(
@@ -202,6 +227,26 @@ class Store(Protocol):
 
         Chunks that no longer exist (deleted meanwhile) are skipped.
         """
+        ...
+
+    def generation(self, namespace: str) -> int:
+        """Return the namespace's write generation (it rises in every write transaction).
+
+        Owned by the store so that it moves with the data: the cache tier
+        (:mod:`engramdb.cache`) reads it before a store read and never serves an entry
+        tagged with an older one, even for writes made while the cache was unreachable.
+        """
+        ...
+
+    def next_expiry(self, namespace: str, after: int) -> int | None:
+        """Return the earliest ``expires_at`` later than ``after`` in the namespace, if any.
+
+        Until then a search that hides expired records keeps its answer (absent writes).
+        """
+        ...
+
+    def store_id(self) -> str:
+        """Return the store's identity (a cache shared by several stores keys by it)."""
         ...
 
     def append_events(self, namespace: str, events: list[PreparedEvent]) -> list[Event]:
@@ -255,11 +300,32 @@ class Store(Protocol):
         """Replace the store's content by a backup."""
         ...
 
-    def iter_all(self, namespace: str | None, node: Node | None) -> Iterator[dict[str, Any]]:
+    def iter_all(
+        self, namespace: str | None, node: Node | None, after: tuple[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield records for export: ``{"record", "chunks", "history"}``.
 
-        ``chunks`` are ``(start, end, float32 vector bytes, index text)`` tuples;
-        ``history`` rows are ``(op, version, before JSON, after JSON, at)``.
+        Ordered by (namespace, id); ``after`` starts past that (namespace, id), which is how
+        an interrupted ``migrate`` resumes. ``chunks`` are ``(start, end, float32 vector
+        bytes, index text)`` tuples; ``history`` rows are ``(op, version, before JSON,
+        after JSON, at)``.
+        """
+        ...
+
+    def iter_digests(self, namespace: str) -> Iterator[tuple[str, int, str]]:
+        """Yield ``(id, version, content_hash)`` of a namespace's records in id order.
+
+        What ``migrate`` compares and checksums on both sides (ids order bytewise in both
+        stores: SQLite's BINARY collation, PostgreSQL's "C").
+        """
+        ...
+
+    def iter_orphan_history(self, after_seq: int, limit: int) -> list[tuple[Any, ...]]:
+        """Return history rows of records that no longer exist (deleted), in ``seq`` order.
+
+        Rows are ``(seq, namespace, record_id, user_id, thread_id, op, version, before JSON,
+        after JSON, at)`` with ``seq > after_seq``; ``iter_all`` carries the history of the
+        records that exist, this the rest, so ``migrate`` loses none.
         """
         ...
 

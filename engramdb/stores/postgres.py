@@ -19,12 +19,18 @@ Retrieval:
   ranked with ``ts_rank_cd``.
 * filters: :func:`engramdb.engine.filters_pg.compile_postgres`, pushed into the SQL.
 
+Faults (:mod:`engramdb.stores.pg_faults`): calls that surely did not commit are retried
+within ``retry_s`` when the server goes away, then fail with ``StoreUnavailableError``; a
+connection lost while COMMIT was in flight raises ``CommitUnknownError``; a hung server is
+cut off by a watchdog after ``io_timeout_s``.
+
 After ``fork`` the child abandons the inherited pool (never using or closing it: closing
 would end the parent's sessions) and opens its own.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -33,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -48,16 +54,23 @@ from engramdb.engine.filters_pg import compile_postgres
 from engramdb.engine.timeutil import from_us, from_us_req, now_us
 from engramdb.errors import (
     BusyError,
+    CommitUnknownError,
     ConflictError,
     EmbedderMismatchError,
     EngramError,
     NotFoundError,
     StoreError,
+    StoreUnavailableError,
     ValidationError,
 )
 from engramdb.migrations import SCHEMA_HEAD
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 from engramdb.stores.base import (
+    BUMP_GENERATION_SQL,
+    GENERATION_SQL,
+    MAX_GENERATION_SQL,
+    NEXT_EXPIRY_SQL,
+    RESTORE_GENERATION_SQL,
     ChunkHit,
     OnError,
     PreparedChunk,
@@ -65,6 +78,17 @@ from engramdb.stores.base import (
     PreparedRecord,
     RecordChanges,
     ThreadTurn,
+)
+from engramdb.stores.pg_faults import (
+    WATCHDOG,
+    RetryableBusy,
+    RetryableUnavailable,
+    RetryPolicy,
+    in_retry,
+    is_connection_failure,
+    is_serialization_failure,
+    remaining,
+    retried,
 )
 from engramdb.stores.postgres_schema import current_revision, ensure_schema
 
@@ -74,6 +98,7 @@ COLS = (
     "r.updated_at, r.valid_from, r.valid_to, r.expires_at, r.version, r.event_id"
 )
 NCOLS = 21
+RECONNECT_S = 0.5  # pool reconnect attempts give up after this; callers' waits renew them
 HNSW_MAX_DIM = 2000  # pgvector's limit for an HNSW index on the vector type
 EMBEDDER_LOCK = 0x656E6772616D6465  # advisory-lock key: first recording of the embedder
 BACKUP_FORMAT = "engramdb-postgres-backup"
@@ -149,9 +174,26 @@ def _image(record: MemoryRecord) -> str:
     return json.dumps(record.to_dict(), ensure_ascii=False)
 
 
+def _json_text(value: Any) -> str | None:
+    """A history image as stored: JSON text kept verbatim, a parsed value dumped, None kept."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _vector_format(dim: int) -> str:
+    return "[" + ",".join(["%.9g"] * dim) + "]"
+
+
 def vector_text(vec: np.ndarray) -> str:
-    """pgvector's text form of a float32 vector (exact: each float32 printed as a double)."""
-    return json.dumps(np.asarray(vec, np.float32).tolist(), separators=(",", ":"))
+    """pgvector's text form of a float32 vector.
+
+    Exact: nine significant digits always read back as the same float32. One ``%``
+    format per vector is about 3x faster than ``json.dumps`` (it shows in bulk loads).
+    """
+    values = np.asarray(vec, np.float32).ravel().tolist()
+    return _vector_format(len(values)) % tuple(values)
 
 
 def parse_vector(text: str) -> np.ndarray:
@@ -196,8 +238,14 @@ class PostgresStore:
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 100,
         hnsw_ef_search: int = 96,
+        retry_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        io_timeout_s: float = 30.0,
     ) -> None:
         self.url = url
+        self.retry_policy = RetryPolicy(
+            float(retry_s), float(io_timeout_s), float(connect_timeout_s)
+        )
         self.conninfo = sqlalchemy_free_conninfo(url)
         self.ann_min_rows = int(ann_min_rows)
         self.hnsw_m = int(hnsw_m)
@@ -210,7 +258,7 @@ class PostgresStore:
         self._scope_lock = threading.Lock()
         self._pool = self._open_pool()
         try:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 ensure_schema(self.conninfo, conn, auto_migrate, self._where())
             self._init_meta()
         except psycopg.Error as exc:
@@ -229,9 +277,40 @@ class PostgresStore:
             return "the PostgreSQL database"
         return f"PostgreSQL database {info.get('dbname', '?')!r} on {info.get('host', 'local')}"
 
+    def _server(self) -> str:
+        """``host:port`` of the server, for error messages (never the password)."""
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self.conninfo)
+        except psycopg.Error:
+            return "the PostgreSQL server"
+        host = str(info.get("hostaddr") or info.get("host") or "localhost")
+        return f"{host}:{info.get('port') or 5432}"
+
+    def _check_connection(self, conn: psycopg.Connection[Any]) -> None:
+        """Checkout check: one empty round trip, cut off after the connect timeout.
+
+        Connections broken by a server restart are discarded here instead of failing the
+        caller's first statement; a hung (blackholed) one cannot stall the checkout.
+        """
+        limit = self.retry_policy.connect_timeout_s
+        token = WATCHDOG.arm(conn, limit)
+        try:
+            conn.execute("")
+        except psycopg.OperationalError as exc:
+            if WATCHDOG.disarm(token):
+                raise psycopg.OperationalError(
+                    f"no reply to a connection check within store_connect_timeout_s={limit:g} s"
+                ) from exc
+            raise
+        finally:
+            WATCHDOG.disarm(token)
+
     def _open_pool(self) -> ConnectionPool[Any]:
         lo, hi, timeout = self._pool_args
         kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in self.conninfo:
+            # libpq's bound on one connection attempt (whole seconds, at least 2).
+            kwargs["connect_timeout"] = max(2, round(self.retry_policy.connect_timeout_s))
         if "application_name" not in self.conninfo:
             kwargs["application_name"] = "engramdb"
         return ConnectionPool(
@@ -240,6 +319,7 @@ class PostgresStore:
             max_size=max(hi, lo),
             timeout=timeout,
             kwargs=kwargs,
+            reconnect_timeout=RECONNECT_S,
             name="engramdb",
             open=True,
         )
@@ -254,33 +334,131 @@ class PostgresStore:
             raise StoreError("the store is closed")
         return self._pool
 
-    @staticmethod
-    def _translate(exc: Exception, doing: str) -> EngramError:
-        msg = str(exc).strip()
+    def _translate(self, exc: Exception, doing: str, committing: bool = False) -> EngramError:
+        """The engramdb error for a driver error raised while ``doing``.
+
+        Inside a retried call, failures that surely did not commit come back as the
+        retryable private classes of :mod:`engramdb.stores.pg_faults`; a connection lost
+        while COMMIT was in flight is :class:`CommitUnknownError`, never retried.
+        """
+        msg = str(exc).strip() or type(exc).__name__
+        server = self._server()
+        if is_connection_failure(exc):
+            if committing:
+                return CommitUnknownError(
+                    f"the connection to PostgreSQL at {server} was lost after COMMIT was sent "
+                    f"while {doing}: the outcome is unknown (it may or may not be applied); "
+                    f"retrying an add with the same record ids is safe: {msg}",
+                    outcome="unknown",
+                    server=server,
+                    doing=doing,
+                )
+            cls = RetryableUnavailable if in_retry() else StoreUnavailableError
+            return cls(
+                f"PostgreSQL at {server} is unavailable while {doing}: {msg}",
+                server=server,
+                doing=doing,
+            )
+        if is_serialization_failure(exc) and in_retry():
+            return RetryableBusy(f"database is busy while {doing}: {msg}", doing=doing)
         if isinstance(
             exc, pgerr.SerializationFailure | pgerr.DeadlockDetected | pgerr.LockNotAvailable
         ):
             return BusyError(f"database is busy while {doing}: {msg}")
         if isinstance(exc, pgerr.DataError | pgerr.UntranslatableCharacter):
             return ValidationError(f"the database rejected a value while {doing}: {msg}")
-        if isinstance(exc, PoolTimeout):
-            return StoreError(f"PostgreSQL is unavailable while {doing}: {msg}")
         return StoreError(f"storage failed while {doing}: {msg}")
 
     @contextmanager
-    def _write(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
-        """One write transaction: COMMIT on success, ROLLBACK on any exception."""
+    def _write(self, doing: str, bump: Iterable[str] = ()) -> Iterator[psycopg.Connection[Any]]:
+        """One write transaction: COMMIT on success, ROLLBACK on any exception.
+
+        ``bump``: namespaces whose write generation rises in the same transaction (``''`` is
+        the store-wide one). The rows are bumped last, in sorted order, so their row locks
+        are held only until COMMIT and concurrent writers cannot deadlock on them.
+        """
+        committing = False  # a connection lost once COMMIT is in flight: outcome unknown
         try:
-            with self._pool_now().connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 yield conn
+                if bump:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            BUMP_GENERATION_SQL.format(p="%s"), [(ns,) for ns in sorted(set(bump))]
+                        )
+                committing = True
         except (psycopg.Error, PoolTimeout) as exc:
-            raise self._translate(exc, doing) from exc
+            raise self._translate(exc, doing, committing) from exc
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, waited for at most the rest of the retry window.
+
+        Inside a retried call the watchdog cuts the connection if the server has not
+        answered within ``io_timeout_s`` (a hung server must not hang the caller).
+        """
+        pool = self._pool_now()
+        conn = self._checkout(pool)
+        try:
+            with conn:
+                if not in_retry():
+                    yield conn
+                    return
+                limit = self.retry_policy.io_timeout_s
+                token = WATCHDOG.arm(conn, limit)
+                try:
+                    yield conn
+                except psycopg.OperationalError as exc:
+                    if WATCHDOG.disarm(token):
+                        raise psycopg.OperationalError(
+                            f"no reply within store_io_timeout_s={limit:g} s; "
+                            "the connection was dropped"
+                        ) from exc
+                    raise
+                finally:
+                    WATCHDOG.disarm(token)
+        finally:
+            pool.putconn(conn)
+
+    def _checkout(self, pool: ConnectionPool[Any]) -> psycopg.Connection[Any]:
+        """A checked connection from ``pool``; broken ones are discarded, the next tried at once.
+
+        (The pool's own ``check`` would sleep a second of backoff after each broken
+        connection, so after a restart each of them would cost the caller a second.) The
+        wait is cut in slices of :data:`RECONNECT_S`: the pool gives up reconnecting on its
+        own after that long, and each new wait makes it try again, so the first connection
+        after an outage is made within about that time of the server coming back (the
+        pool's own backoff would double its delay up to minutes).
+        """
+        total = remaining(self._pool_args[2])
+        deadline = time.monotonic() + total
+        failures = 0
+        while True:
+            try:
+                conn: psycopg.Connection[Any] = pool.getconn(
+                    timeout=max(0.05, min(RECONNECT_S, deadline - time.monotonic()))
+                )
+            except PoolTimeout as exc:
+                if time.monotonic() < deadline:
+                    continue
+                raise PoolTimeout(f"no usable connection within {total:.1f} s") from exc
+            try:
+                self._check_connection(conn)
+            except psycopg.Error:
+                pool.putconn(conn)  # broken: the pool discards it and opens a replacement
+                failures += 1
+                if time.monotonic() >= deadline:
+                    raise
+                if failures > 2:
+                    time.sleep(min(0.2, 0.01 * failures))
+                continue
+            return conn
 
     @contextmanager
     def _read(self, doing: str, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
         """A connection for reads; ``snapshot`` makes several statements see one snapshot."""
         try:
-            with self._pool_now().connection() as conn:
+            with self._connection() as conn:
                 if snapshot:
                     with conn.transaction():
                         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -305,12 +483,14 @@ class PostgresStore:
         row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    @retried
     def embedder_info(self) -> tuple[str, int] | None:
         """Return the (name, dim) recorded in the store, if any."""
         with self._read("reading the embedder", snapshot=True) as c:
             name, dim = self._meta(c, "embedder_name"), self._meta(c, "embedder_dim")
         return None if name is None or dim is None else (name, int(dim))
 
+    @retried
     def check_embedder(self, name: str, dim: int) -> None:
         """Record the embedder on first use; refuse a different one (invariant 7).
 
@@ -354,6 +534,7 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ writes
 
+    @retried
     def add_records(
         self,
         namespace: str,
@@ -366,9 +547,26 @@ class PostgresStore:
         With ``on_error="abort"`` the first conflicting item rolls back everything and its
         error is raised (with ``details['index']``); with ``"skip"`` each item runs in a
         savepoint and a conflicting one is reported as rejected while the others commit.
+
+        Raises:
+            CommitUnknownError: the connection was lost after COMMIT was sent; its
+                ``details["ids"]`` are the batch's ids, safe to add again (idempotent add).
         """
+        try:
+            return self._insert_records(namespace, items, on_error, events)
+        except CommitUnknownError as exc:
+            exc.details["ids"] = [it.id for it in items]
+            raise
+
+    def _insert_records(
+        self,
+        namespace: str,
+        items: list[PreparedRecord],
+        on_error: OnError,
+        events: list[PreparedEvent] | None,
+    ) -> list[AddResult]:
         results: list[AddResult] = []
-        with self._write("adding records") as c:
+        with self._write("adding records", [namespace]) as c:
             now = now_us()
             if events:
                 self._insert_events(c, namespace, events)
@@ -509,6 +707,7 @@ class PostgresStore:
         ).fetchone()
         return None if row is None else row_to_record(row)
 
+    @retried
     def update_record(
         self,
         namespace: str,
@@ -517,7 +716,7 @@ class PostgresStore:
         expected_version: int | None,
     ) -> MemoryRecord:
         """Apply changes in one transaction, bump the version and write a history row."""
-        with self._write("updating a record") as c:
+        with self._write("updating a record", [namespace]) as c:
             row = c.execute(
                 f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = %s FOR UPDATE",
                 (namespace, record_id),
@@ -601,9 +800,10 @@ class PostgresStore:
             )
             return after
 
+    @retried
     def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:
         """Delete by ids or filter from every index in one transaction, leaving history."""
-        with self._write("deleting records") as c:
+        with self._write("deleting records", [namespace]) as c:
             if ids is not None:
                 rows = c.execute(
                     f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s) "
@@ -645,6 +845,7 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ reads
 
+    @retried
     def get_records(self, namespace: str, ids: list[str]) -> list[MemoryRecord]:
         """Return the records with these ids in the order asked; missing ones omitted."""
         with self._read("reading records") as c:
@@ -655,6 +856,7 @@ class PostgresStore:
         by_id = {r[1]: row_to_record(r) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
+    @retried
     def list_records(
         self, namespace: str, node: Node | None, limit: int, after: str | None, descending: bool
     ) -> list[MemoryRecord]:
@@ -671,6 +873,7 @@ class PostgresStore:
         with self._read("listing records") as c:
             return [row_to_record(r) for r in c.execute(sql, args).fetchall()]
 
+    @retried
     def count_records(self, namespace: str, node: Node | None) -> int:
         """Count matching records."""
         where, params = compile_postgres(node)
@@ -681,6 +884,7 @@ class PostgresStore:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    @retried
     def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
         """Return every change of a record, oldest first."""
         with self._read("reading history") as c:
@@ -721,6 +925,7 @@ class PostgresStore:
             self._scope_cache[namespace] = (now, n)
         return n
 
+    @retried
     def vector_candidates(
         self, namespace: str, query: np.ndarray, user_id: str | None, node: Node | None, limit: int
     ) -> list[ChunkHit]:
@@ -765,6 +970,7 @@ class PostgresStore:
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
         return hits
 
+    @retried
     def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:
         """Return the cosine similarity of the query to each chunk (NaN when it is gone)."""
         if not chunk_ids:
@@ -777,6 +983,7 @@ class PostgresStore:
         got = {int(r[0]): float(r[1]) for r in rows}
         return [got.get(cid, float("nan")) for cid in chunk_ids]
 
+    @retried
     def keyword_candidates(
         self, namespace: str, match: str, node: Node | None, limit: int
     ) -> list[ChunkHit]:
@@ -798,22 +1005,24 @@ class PostgresStore:
             ).fetchall()
         return [ChunkHit(int(r[0]), int(r[1]), float(r[2])) for r in rows]
 
-    def hydrate(
+    @retried
+    def locate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
-    ) -> dict[int, tuple[MemoryRecord, int, int]]:
-        """Map chunk id -> (record, start, end) for chunks that still exist and pass the filter."""
+    ) -> dict[int, tuple[str, int, int, int]]:
+        """Map chunk id -> (record id, version, start, end) for chunks passing the filter."""
         if not chunk_ids:
             return {}
         where, params = compile_postgres(node)
-        with self._read("reading search hits") as c:
+        with self._read("locating search hits") as c:
             rows = c.execute(
-                f"SELECT c.id, c.start_pos, c.end_pos, {COLS} FROM chunks c JOIN records r ON "
-                f"r.rid = c.rid WHERE c.id = ANY(%s) AND c.namespace = %s AND "
+                "SELECT c.id, r.id, r.version, c.start_pos, c.end_pos FROM chunks c JOIN records r "
+                "ON r.rid = c.rid WHERE c.id = ANY(%s) AND c.namespace = %s AND "
                 f"r.namespace = %s AND {where}",
                 (list(chunk_ids), namespace, namespace, *params),
             ).fetchall()
-        return {int(r[0]): (row_to_record(r, 3), r[1], r[2]) for r in rows}
+        return {int(r[0]): (r[1], int(r[2]), r[3], r[4]) for r in rows}
 
+    @retried
     def thread_turns(
         self, namespace: str, thread_id: str, start: int, end: int, margin: int
     ) -> list[ThreadTurn]:
@@ -856,11 +1065,12 @@ class PostgresStore:
             turns[-1].chunks.append((int(cid), int(a), int(b)))
         return turns
 
+    @retried
     def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
         """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""
         if not texts:
             return
-        with self._write("re-indexing a thread") as c, c.cursor() as cur:
+        with self._write("re-indexing a thread", [namespace]) as c, c.cursor() as cur:
             cur.executemany(
                 "UPDATE chunks SET body = %s, fts = to_tsvector('engram', %s) "
                 "WHERE id = %s AND namespace = %s",
@@ -868,6 +1078,26 @@ class PostgresStore:
             )
 
     # ------------------------------------------------------------------ episodic + slots
+
+    @retried
+    def generation(self, namespace: str) -> int:
+        """Return the namespace's write generation (see ``Store.generation``)."""
+        with self._read("reading the write generation") as c:
+            row = c.execute(GENERATION_SQL.format(p="%s"), (namespace,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @retried
+    def next_expiry(self, namespace: str, after: int) -> int | None:
+        """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""
+        with self._read("reading the next expiry") as c:
+            row = c.execute(NEXT_EXPIRY_SQL.format(p="%s"), (namespace, after)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    @retried
+    def store_id(self) -> str:
+        """Return this store's identity (kept by ``restore``)."""
+        with self._read("reading the store id") as c:
+            return self._meta(c, "store_id") or ""
 
     def _insert_events(
         self, c: psycopg.Connection[Any], namespace: str, events: list[PreparedEvent]
@@ -894,11 +1124,13 @@ class PostgresStore:
             )
         return out
 
+    @retried
     def append_events(self, namespace: str, events: list[PreparedEvent]) -> list[Event]:
         """Append events in order in one transaction."""
-        with self._write("appending events") as c:
+        with self._write("appending events", [namespace]) as c:
             return self._insert_events(c, namespace, events)
 
+    @retried
     def list_events(
         self, namespace: str, thread_id: str, since: int | None, limit: int
     ) -> list[Event]:
@@ -930,6 +1162,7 @@ class PostgresStore:
             for r in rows
         ]
 
+    @retried
     def get_slots(self, namespace: str, thread_id: str) -> Slots:
         """Return the thread's slots (an empty map at version 0 when never set)."""
         with self._read("reading slots", snapshot=True) as c:
@@ -952,6 +1185,7 @@ class PostgresStore:
             from_us(ver[1]) if ver else None,
         )
 
+    @retried
     def set_slots(
         self,
         namespace: str,
@@ -965,7 +1199,7 @@ class PostgresStore:
         The thread's version row is created if missing and then locked (``FOR UPDATE``), so
         concurrent writers of one thread serialise and a stale version always conflicts.
         """
-        with self._write("setting slots") as c:
+        with self._write("setting slots", [namespace]) as c:
             c.execute(
                 "INSERT INTO slot_versions(namespace, thread_id, user_id, version, updated_at) "
                 "VALUES (%s,%s,%s,0,%s) ON CONFLICT DO NOTHING",
@@ -1028,7 +1262,7 @@ class PostgresStore:
         cond = " AND ".join(["namespace = %s", *conds])
         args = [namespace, *args]
         counts: dict[str, int] = {}
-        with self._write("forgetting") as c:
+        with self._write("forgetting", [namespace]) as c:
             counts["records"] = c.execute(f"DELETE FROM records WHERE {cond}", args).rowcount
             counts["history"] = c.execute(f"DELETE FROM history WHERE {cond}", args).rowcount
             counts["events"] = c.execute(f"DELETE FROM events WHERE {cond}", args).rowcount
@@ -1063,6 +1297,7 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ admin
 
+    @retried
     def namespaces(self) -> dict[str, int]:
         """Return record counts per namespace (namespaces with only events count 0)."""
         with self._read("listing namespaces") as c:
@@ -1074,6 +1309,7 @@ class PostgresStore:
             ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
+    @retried
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
         """Return counts (for one namespace, or all) and the database size."""
         with self._read("reading stats", snapshot=True) as c:
@@ -1150,14 +1386,14 @@ class PostgresStore:
             problems.append("the HNSW vector index is missing or invalid")
         if repair:
             if stale_fts:
-                with self._write("repairing the keyword index") as c:
+                with self._write("repairing the keyword index", [""]) as c:
                     c.execute(
                         "UPDATE chunks SET fts = to_tsvector('engram', body) "
                         "WHERE fts <> to_tsvector('engram', body)"
                     )
                 repaired.append("keyword rows recomputed from the chunk text")
             if needs_hnsw and not hnsw_ok and dim_s is not None:
-                with self._write("rebuilding the vector index") as c:
+                with self._write("rebuilding the vector index", [""]) as c:
                     c.execute("DROP INDEX IF EXISTS chunks_hnsw")
                     c.execute(
                         "CREATE INDEX chunks_hnsw ON chunks USING hnsw "
@@ -1238,6 +1474,11 @@ class PostgresStore:
         with tarfile.open(path, "r") as tar:
             header = self._backup_header(tar, path)
             with self._write("restoring") as c:
+                # Same store, older content: keep its identity; namespace_generations is not
+                # in the backup and its store-wide row jumps past every value seen before,
+                # so no cached read of the replaced content is ever served again.
+                store_id = self._meta(c, "store_id")
+                top = c.execute(MAX_GENERATION_SQL).fetchone()
                 c.execute("TRUNCATE " + ", ".join(BACKUP_TABLES) + " RESTART IDENTITY CASCADE")
                 dim = header.get("embedder_dim")
                 if dim:
@@ -1261,6 +1502,8 @@ class PostgresStore:
                 c.execute(
                     "UPDATE meta SET value = %s WHERE key = 'index_epoch'", (uuid.uuid4().hex,)
                 )
+                c.execute("UPDATE meta SET value = %s WHERE key = 'store_id'", (store_id,))
+                c.execute(RESTORE_GENERATION_SQL.format(p="%s"), (int(top[0] if top else 0) + 1,))
         with self._scope_lock:
             self._scope_cache.clear()
 
@@ -1282,15 +1525,21 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ export / import
 
-    def iter_all(self, namespace: str | None, node: Node | None) -> Iterator[dict[str, Any]]:
+    def iter_all(
+        self, namespace: str | None, node: Node | None, after: tuple[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield every matching record with its chunk vectors and history, for export.
 
         One read-only snapshot; records stream through a server-side cursor in batches.
+        ``after`` (namespace, id) starts after that record: how ``migrate`` resumes.
         """
         where, params = compile_postgres(node)
         ns_sql, ns_args = ("r.namespace = %s", [namespace]) if namespace else ("TRUE", [])
+        if after is not None:
+            ns_sql += " AND (r.namespace, r.id) > (%s, %s)"
+            ns_args = [*ns_args, *after]
         try:
-            with self._pool_now().connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 with conn.cursor(name="engramdb_export") as cur:
                     cur.itersize = 500
@@ -1334,6 +1583,39 @@ class PostgresStore:
                 "chunks": chunks.get(row[0], []),
                 "history": hist.get((rec.namespace, rec.id), []),
             }
+
+    def iter_orphan_history(self, after_seq: int, limit: int) -> list[tuple[Any, ...]]:
+        """Return history rows of records that no longer exist, in ``seq`` order."""
+        with self._read("reading history") as c:
+            return [
+                tuple(r)
+                for r in c.execute(
+                    "SELECT h.seq, h.namespace, h.record_id, h.user_id, h.thread_id, h.op, "
+                    "h.version, h.before, h.after, h.at FROM history h WHERE h.seq > %s AND NOT "
+                    "EXISTS (SELECT 1 FROM records r WHERE r.namespace = h.namespace AND "
+                    "r.id = h.record_id) ORDER BY h.seq LIMIT %s",
+                    (after_seq, limit),
+                ).fetchall()
+            ]
+
+    def iter_digests(self, namespace: str) -> Iterator[tuple[str, int, str]]:
+        """Yield ``(id, version, content_hash)`` of a namespace's records in id order."""
+        try:
+            with (
+                self._connection() as conn,
+                conn.transaction(),
+                conn.cursor(name="engramdb_digests") as cur,
+            ):
+                cur.itersize = 5000
+                cur.execute(
+                    "SELECT id, version, content_hash FROM records WHERE namespace = %s "
+                    "ORDER BY id",
+                    (namespace,),
+                )
+                for row in cur:
+                    yield str(row[0]), int(row[1]), str(row[2])
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._translate(exc, "reading record digests") from exc
 
     def iter_events_and_slots(self, namespace: str | None) -> Iterator[dict[str, Any]]:
         """Yield events and slot maps as export lines."""
@@ -1385,7 +1667,7 @@ class PostgresStore:
         anything else it counts as a conflict and is left as it is.
         """
         counts = {"written": 0, "unchanged": 0, "conflicts": 0}
-        with self._write("importing records") as c:
+        with self._write("importing records", [""]) as c:
             for r in batch:
                 row = c.execute(
                     "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
@@ -1460,7 +1742,7 @@ class PostgresStore:
     def import_events_and_slots(self, lines: list[dict[str, Any]]) -> tuple[int, int]:
         """Insert exported events (idempotent by id) and slot maps; return their counts."""
         events = slots = 0
-        with self._write("importing events") as c:
+        with self._write("importing events", [""]) as c:
             for obj in lines:
                 try:
                     if obj["kind"] == "event":
@@ -1506,6 +1788,271 @@ class PostgresStore:
                     raise ValidationError(f"malformed {obj.get('kind')} line: {exc}") from exc
         return events, slots
 
+    # ------------------------------------------------------------------ bulk load (migrate)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold a session advisory lock named ``name`` (per schema) for the ``with`` body.
+
+        A dedicated connection (outside the pool) holds it, so the lock ends with the
+        process even on kill -9; a second holder waits until the first is done.
+        """
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise self._translate(exc, f"taking the {name} lock") from exc
+        try:
+            conn.execute(
+                "SELECT pg_advisory_lock(hashtext(%s || current_schema())::bigint)",
+                (f"engramdb:{name}:",),
+            )
+            yield
+        finally:
+            conn.close()  # ends the session: the lock goes with it
+
+    @retried
+    def existing_digests(self, namespace: str, ids: list[str]) -> dict[str, tuple[int, str]]:
+        """Map each of ``ids`` already stored in ``namespace`` to its (version, content hash)."""
+        with self._read("comparing records") as c:
+            rows = c.execute(
+                "SELECT id, version, content_hash FROM records WHERE namespace = %s "
+                "AND id = ANY(%s)",
+                (namespace, ids),
+            ).fetchall()
+        return {str(r[0]): (int(r[1]), str(r[2])) for r in rows}
+
+    @retried
+    def read_meta(self, key: str) -> str | None:
+        """Return one ``meta`` value (None when unset)."""
+        with self._read("reading metadata") as c:
+            return self._meta(c, key)
+
+    @retried
+    def write_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) one ``meta`` value."""
+        with self._write("writing metadata") as c:
+            self._put_meta(c, key, value)
+
+    @staticmethod
+    def _put_meta(c: psycopg.Connection[Any], key: str, value: str | None) -> None:
+        if value is None:
+            c.execute("DELETE FROM meta WHERE key = %s", (key,))
+        else:
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def load_records(
+        self, batch: list[dict[str, Any]], meta: dict[str, str | None] | None = None
+    ) -> dict[str, int]:
+        """Bulk-insert exported records through COPY, and ``meta`` values, in one transaction.
+
+        The batch has :meth:`import_records`' shape (history ``before``/``after`` may be the
+        JSON text itself, kept verbatim). Records stream into ``records`` with COPY; chunks
+        go through a session-local staging table (COPY) and one ``INSERT … SELECT`` that
+        computes each chunk's tsvector and joins the new row ids; history rows are copied
+        as they are. ``meta`` rides in the same transaction so a caller's checkpoint commits
+        exactly with the rows it covers (resume never duplicates).
+
+        Ids already present with the same version and content hash count as unchanged.
+
+        Raises:
+            ConflictError: an id is present with another version or text, or another id
+                holds the same text in the same scope (nothing of the batch is written).
+        """
+        counts = {"written": 0, "unchanged": 0}
+        by_ns: dict[str, list[dict[str, Any]]] = {}
+        for r in batch:
+            by_ns.setdefault(r["namespace"], []).append(r)
+        # Cached searches of these namespaces must not outlive the load (cache tier).
+        with self._write("bulk-loading records", bump=list(by_ns)) as c:
+            fresh: list[dict[str, Any]] = []
+            for ns, items in by_ns.items():
+                have = {
+                    str(row[0]): (int(row[1]), str(row[2]))
+                    for row in c.execute(
+                        "SELECT id, version, content_hash FROM records WHERE namespace = %s "
+                        "AND id = ANY(%s)",
+                        (ns, [r["id"] for r in items]),
+                    ).fetchall()
+                }
+                for r in items:
+                    old = have.get(r["id"])
+                    if old is None:
+                        fresh.append(r)
+                    elif old == (int(r["version"]), r["content_hash"]):
+                        counts["unchanged"] += 1
+                    else:
+                        raise ConflictError(
+                            f"the target already holds record {r['id']!r} of namespace "
+                            f"{ns!r} with different data (version {old[0]}, content hash "
+                            f"{old[1][:12]}…; the source has version {r['version']}, "
+                            f"{r['content_hash'][:12]}…)",
+                            id=r["id"],
+                            namespace=ns,
+                        )
+            if fresh:
+                try:
+                    self._copy_records(c, fresh)
+                except pgerr.UniqueViolation as exc:
+                    raise ConflictError(
+                        "the target already holds a record with the same text and scope under "
+                        f"another id: {str(exc).strip()}"
+                    ) from exc
+            counts["written"] = len(fresh)
+            for key, value in (meta or {}).items():
+                self._put_meta(c, key, value)
+        return counts
+
+    def load_history(
+        self, rows: list[tuple[Any, ...]], meta: dict[str, str | None] | None = None
+    ) -> int:
+        """Copy history rows (``iter_orphan_history``'s shape, seq ignored) and ``meta``
+        values in one transaction; return how many were new.
+
+        A row already present (same namespace, record, op, version and time) is skipped,
+        so copying the same rows twice leaves one of each.
+        """
+        with (
+            self._write("bulk-loading history", bump={r[1] for r in rows}) as c,
+            c.cursor() as cur,
+        ):
+            cur.execute(
+                'CREATE TEMP TABLE IF NOT EXISTS engram_load_history (namespace text COLLATE "C", '
+                'record_id text COLLATE "C", user_id text COLLATE "C", thread_id text '
+                'COLLATE "C", op text, version int, before text, after text, at bigint) '
+                "ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(
+                "COPY engram_load_history(namespace, record_id, user_id, thread_id, op, version, "
+                "before, after, at) FROM STDIN"
+            ) as cp:
+                for r in rows:
+                    cp.write_row(r[1:10])
+            cur.execute(
+                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                "before, after, at) SELECT s.* FROM engram_load_history s WHERE NOT EXISTS "
+                "(SELECT 1 FROM history h WHERE h.namespace = s.namespace AND h.record_id = "
+                "s.record_id AND h.op = s.op AND h.version = s.version AND h.at = s.at)"
+            )
+            added = cur.rowcount
+            for key, value in (meta or {}).items():
+                self._put_meta(c, key, value)
+        return max(added, 0)
+
+    @staticmethod
+    def _copy_records(c: psycopg.Connection[Any], batch: list[dict[str, Any]]) -> None:
+        now = now_us()
+        with c.cursor() as cur:
+            with cur.copy(
+                "COPY records(id, namespace, user_id, agent_id, thread_id, type, text, "
+                "content_hash, metadata, metadata_raw, tags, source, importance, occurred_at, "
+                "created_at, updated_at, valid_from, valid_to, expires_at, version, event_id) "
+                "FROM STDIN"
+            ) as cp:
+                for r in batch:
+                    cp.write_row(
+                        (
+                            r["id"],
+                            r["namespace"],
+                            r["user_id"],
+                            r["agent_id"],
+                            r["thread_id"],
+                            r["type"],
+                            r["text"],
+                            r["content_hash"],
+                            r["metadata"],
+                            r["metadata"],
+                            r["tags"],
+                            r["source"],
+                            r["importance"],
+                            r["occurred_at"] or now,
+                            r["created_at"] or now,
+                            r["updated_at"] or now,
+                            r["valid_from"],
+                            r["valid_to"],
+                            r["expires_at"],
+                            r["version"],
+                            r["event_id"],
+                        )
+                    )
+            # Temporary and emptied at commit: the staging area of this session only.
+            cur.execute(
+                'CREATE TEMP TABLE IF NOT EXISTS engram_load_chunks (namespace text COLLATE "C", '
+                'id text COLLATE "C", ord int, start_pos int, end_pos int, body text, '
+                "embedding vector) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(
+                "COPY engram_load_chunks(namespace, id, ord, start_pos, end_pos, body, "
+                "embedding) FROM STDIN"
+            ) as cp:
+                for r in batch:
+                    for o, (s, e, body, vec) in enumerate(r["chunks"]):
+                        cp.write_row((r["namespace"], r["id"], o, s, e, body, vector_text(vec)))
+            cur.execute(
+                "INSERT INTO chunks(rid, namespace, user_id, ord, start_pos, end_pos, body, fts, "
+                "embedding) SELECT r.rid, s.namespace, r.user_id, s.ord, s.start_pos, s.end_pos, "
+                "s.body, to_tsvector('engram', s.body), s.embedding FROM engram_load_chunks s "
+                "JOIN records r ON r.namespace = s.namespace AND r.id = s.id "
+                "ORDER BY r.rid, s.ord"
+            )
+            with cur.copy(
+                "COPY history(namespace, record_id, user_id, thread_id, op, version, before, "
+                "after, at) FROM STDIN"
+            ) as cp:
+                for r in batch:
+                    for h in r["history"]:
+                        cp.write_row(
+                            (
+                                r["namespace"],
+                                r["id"],
+                                r["user_id"],
+                                r["thread_id"],
+                                h["op"],
+                                h["version"],
+                                _json_text(h["before"]),
+                                _json_text(h["after"]),
+                                h["at"],
+                            )
+                        )
+
+    def vector_index_exists(self) -> bool:
+        """Whether the HNSW index on ``chunks.embedding`` exists."""
+        with self._read("checking the vector index") as c:
+            row = c.execute("SELECT to_regclass('chunks_hnsw') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+
+    def drop_vector_index(self) -> None:
+        """Drop the HNSW index before a bulk load into an empty store (rebuilt after)."""
+        with self._write("dropping the vector index") as c:
+            c.execute("DROP INDEX IF EXISTS chunks_hnsw")
+
+    def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
+        """(Re)build the HNSW index in one pass over the loaded rows, then ANALYZE.
+
+        Building once after a bulk load is several times faster than maintaining the graph
+        row by row; ``maintenance_work_mem`` is raised for this transaction only, so the
+        graph is built in memory (pgvector warns and slows down when it does not fit).
+        """
+        if not re.fullmatch(r"[0-9]{1,6}(kB|MB|GB)", maintenance_work_mem):
+            raise ValidationError(
+                f"maintenance_work_mem {maintenance_work_mem!r} is not like '512MB'",
+                field="maintenance_work_mem",
+            )
+        with self._write("building the vector index") as c:
+            dim = self._meta(c, "embedder_dim")
+            c.execute(f"SET LOCAL maintenance_work_mem = '{maintenance_work_mem}'")
+            c.execute("DROP INDEX IF EXISTS chunks_hnsw")
+            if dim is not None and int(dim) <= HNSW_MAX_DIM:
+                c.execute(
+                    "CREATE INDEX chunks_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+                    f"WITH (m = {self.hnsw_m}, ef_construction = {self.hnsw_ef_construction})"
+                )
+        with self._write("analyzing tables") as c:
+            c.execute("ANALYZE records, chunks, history, events, slot_versions")
+
     # ------------------------------------------------------------------ re-embedding
 
     def reembed_begin(self, target: str) -> None:
@@ -1519,6 +2066,7 @@ class PostgresStore:
                     (target,),
                 )
 
+    @retried
     def reembed_pending(self, limit: int) -> list[tuple[int, str]]:
         """Return up to ``limit`` chunks without a new vector yet: (chunk id, chunk text)."""
         with self._read("listing chunks to re-embed") as c:
@@ -1546,7 +2094,7 @@ class PostgresStore:
         The vector column loses its dimension for the switch and gets the new one after it;
         the HNSW index is rebuilt in the same transaction.
         """
-        with self._write("switching embedder") as c:
+        with self._write("switching embedder", [""]) as c:
             late = c.execute(
                 "SELECT c.id, substr(r.text, c.start_pos + 1, c.end_pos - c.start_pos) "
                 "FROM chunks c JOIN records r ON r.rid = c.rid "

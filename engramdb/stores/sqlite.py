@@ -19,7 +19,7 @@ import sqlite3
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -35,12 +35,19 @@ from engramdb.errors import (
     EmbedderMismatchError,
     EngramError,
     NotFoundError,
+    SchemaTooNewError,
     StoreError,
     ValidationError,
 )
+from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 from engramdb.stores.ann import SEARCH_K
 from engramdb.stores.base import (
+    BUMP_GENERATION_SQL,
+    GENERATION_SQL,
+    MAX_GENERATION_SQL,
+    NEXT_EXPIRY_SQL,
+    RESTORE_GENERATION_SQL,
     ChunkHit,
     OnError,
     PreparedChunk,
@@ -49,7 +56,7 @@ from engramdb.stores.base import (
     RecordChanges,
     ThreadTurn,
 )
-from engramdb.stores.sqlite_schema import ensure_schema
+from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgrade
 from engramdb.stores.vector_index import VectorIndex
 
 COLS = (
@@ -59,6 +66,7 @@ COLS = (
 )
 NCOLS = 21
 WAL_LIMIT = 64 * 1024 * 1024  # bytes of -wal before a TRUNCATE checkpoint is forced
+BUMP_GENERATION = BUMP_GENERATION_SQL.format(p="?")
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
 
@@ -134,8 +142,8 @@ def _new_record(ns: str, it: PreparedRecord, now: datetime) -> MemoryRecord:
         user_id=it.user_id or None,
         agent_id=it.agent_id or None,
         thread_id=it.thread_id or None,
-        metadata=json.loads(it.metadata_json),
-        tags=json.loads(it.tags_json),
+        metadata=json.loads(it.metadata_json) if it.metadata_json != "{}" else {},
+        tags=json.loads(it.tags_json) if it.tags_json != "[]" else [],
         source=it.source or None,
         importance=it.importance,
         occurred_at=from_us(it.occurred_at),
@@ -273,8 +281,13 @@ class SQLiteStore:
         return StoreError(f"storage failed while {doing}: {msg}")
 
     @contextmanager
-    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error."""
+    def _write(self, doing: str, bump: Iterable[str] = ()) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error.
+
+        ``bump``: namespaces whose write generation (``generation``) rises in the same
+        transaction, just before COMMIT (``''`` is the store-wide generation); the cache tier
+        never serves an entry tagged with an older generation.
+        """
         with self._wlock:
             try:
                 conn = self._writer_conn()
@@ -294,6 +307,8 @@ class SQLiteStore:
                     raise self._translate(exc, doing) from exc
                 raise
             try:
+                if bump:
+                    conn.executemany(BUMP_GENERATION, [(ns,) for ns in sorted(set(bump))])
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 with suppress(sqlite3.Error):
@@ -391,7 +406,7 @@ class SQLiteStore:
         and a failing one is reported as rejected while the others commit.
         """
         results: list[AddResult] = []
-        with self._write("adding records") as c:
+        with self._write("adding records", [namespace]) as c:
             now = now_us()
             if events:
                 self._insert_events(c, namespace, events)
@@ -614,7 +629,7 @@ class SQLiteStore:
         expected_version: int | None,
     ) -> MemoryRecord:
         """Apply changes in one transaction, bump the version and write a history row."""
-        with self._write("updating a record") as c:
+        with self._write("updating a record", [namespace]) as c:
             row = c.execute(
                 f"SELECT {COLS} FROM records r WHERE namespace = ? AND id = ?",
                 (namespace, record_id),
@@ -697,7 +712,7 @@ class SQLiteStore:
 
     def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:
         """Delete by ids or filter from every index in one transaction, leaving history."""
-        with self._write("deleting records") as c:
+        with self._write("deleting records", [namespace]) as c:
             if ids is not None:
                 rows = c.execute(
                     f"SELECT {COLS} FROM records r WHERE namespace = ? AND id IN "
@@ -850,6 +865,8 @@ class SQLiteStore:
         fail, the exact set of qualifying chunks is fetched and used as a mask.
         """
         index = self._vector_index()
+        if node is not None and is_live_only(node) and not self._any_expired(namespace, node):
+            node = None  # nothing has expired: the expiry check would pass every chunk
         if user_id is None and (node is None or is_live_only(node)):
             # A large namespace without a residual filter: the HNSW graph (plus the exact
             # tail it has not absorbed yet), when the background worker has it ready.
@@ -886,6 +903,32 @@ class SQLiteStore:
             allowed = np.fromiter((r[0] for r in c.execute(sql, args)), dtype=np.int64)
         mask = np.isin(ids, allowed)
         return _top(ids[mask], scores[mask], limit)
+
+    def _any_expired(self, namespace: str, node: Node) -> bool:
+        """True when some record of the namespace has expired by the filter's ``now``.
+
+        One probe of the ``(namespace, expires_at)`` index; when it says no, a search skips
+        checking its candidates against the expiry filter in SQL (~1 ms per search).
+        """
+        # The earliest expiry of the namespace only changes with a write, so it is kept per
+        # reader connection until the connection's data_version moves.
+        cache: dict[str, tuple[int, int | None]] = getattr(self._local, "first_expiry", {})
+        self._local.first_expiry = cache
+        dv = getattr(self._local, "dv", None)
+        hit = cache.get(namespace)
+        if dv is not None and hit is not None and hit[0] == dv:
+            first = hit[1]
+        else:
+            with self._read("checking expiry") as c:
+                row = c.execute(
+                    "SELECT MIN(expires_at) FROM records WHERE namespace = ? "
+                    "AND expires_at IS NOT NULL",
+                    (namespace,),
+                ).fetchone()
+            first = None if row[0] is None else int(row[0])
+            if dv is not None:
+                cache[namespace] = (dv, first)
+        return first is not None and first <= _live_now(node)
 
     def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:
         """Return the cosine similarity of the query to each chunk (NaN when not indexed)."""
@@ -930,21 +973,21 @@ class SQLiteStore:
             ).fetchall()
         return [ChunkHit(r[0], r[1], -float(r[2])) for r in rows]
 
-    def hydrate(
+    def locate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
-    ) -> dict[int, tuple[MemoryRecord, int, int]]:
-        """Map chunk id -> (record, start, end) for chunks that still exist and pass the filter."""
+    ) -> dict[int, tuple[str, int, int, int]]:
+        """Map chunk id -> (record id, version, start, end) for chunks passing the filter."""
         if not chunk_ids:
             return {}
         where, params = compile_sqlite(node)
-        with self._read("reading search hits") as c:
+        with self._read("locating search hits") as c:
             rows = c.execute(
-                f"SELECT c.id, c.start, c.end, {COLS} FROM chunks c CROSS JOIN records r ON "
-                "r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
+                "SELECT c.id, r.id, r.version, c.start, c.end FROM chunks c CROSS JOIN records r "
+                "ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
                 f"r.namespace = ? AND {where}",
                 (json.dumps(chunk_ids), namespace, *params),
             ).fetchall()
-        return {r[0]: (row_to_record(r, 3), r[1], r[2]) for r in rows}
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     def thread_turns(
         self, namespace: str, thread_id: str, start: int, end: int, margin: int
@@ -992,7 +1035,7 @@ class SQLiteStore:
         """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""
         if not texts:
             return
-        with self._write("re-indexing a thread") as c:
+        with self._write("re-indexing a thread", [namespace]) as c:
             live = {
                 r[0]
                 for r in c.execute(
@@ -1006,6 +1049,22 @@ class SQLiteStore:
             c.executemany("INSERT INTO chunks_fts(rowid, body) VALUES (?, ?)", rows)
 
     # ------------------------------------------------------------------ episodic + slots
+
+    def generation(self, namespace: str) -> int:
+        """Return the namespace's write generation (see ``Store.generation``)."""
+        with self._read("reading the write generation") as c:
+            return int(c.execute(GENERATION_SQL.format(p="?"), (namespace,)).fetchone()[0])
+
+    def next_expiry(self, namespace: str, after: int) -> int | None:
+        """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""
+        with self._read("reading the next expiry") as c:
+            row = c.execute(NEXT_EXPIRY_SQL.format(p="?"), (namespace, after)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def store_id(self) -> str:
+        """Return this store's identity (kept by ``restore``; a ``backup`` copy gets its own)."""
+        with self._read("reading the store id") as c:
+            return self._meta(c, "store_id") or ""
 
     def _insert_events(
         self, c: sqlite3.Connection, namespace: str, events: list[PreparedEvent]
@@ -1034,7 +1093,7 @@ class SQLiteStore:
 
     def append_events(self, namespace: str, events: list[PreparedEvent]) -> list[Event]:
         """Append events in order in one transaction."""
-        with self._write("appending events") as c:
+        with self._write("appending events", [namespace]) as c:
             return self._insert_events(c, namespace, events)
 
     def list_events(
@@ -1099,7 +1158,7 @@ class SQLiteStore:
         user_id: str,
     ) -> Slots:
         """Compare-and-set: write values (None removes a slot) and bump the thread's version."""
-        with self._write("setting slots") as c:
+        with self._write("setting slots", [namespace]) as c:
             row = c.execute(
                 "SELECT version FROM slot_versions WHERE namespace = ? AND thread_id = ?",
                 (namespace, thread_id),
@@ -1162,7 +1221,7 @@ class SQLiteStore:
             w = self._writer_conn()
             w.execute("PRAGMA secure_delete = ON")
             try:
-                with self._write("forgetting") as c:
+                with self._write("forgetting", [namespace]) as c:
                     rids = [r[0] for r in c.execute(f"SELECT rid FROM records WHERE {cond}", args)]
                     self._delete_chunks_of(c, rids)
                     counts["records"] = c.execute(
@@ -1314,6 +1373,10 @@ class SQLiteStore:
             try:
                 self._reader().backup(dst)
                 dst.execute("PRAGMA journal_mode = DELETE")
+                # A copy opened as a store of its own is another store: its cache keys must
+                # not be this one's (restore keeps the identity of the store it replaces).
+                dst.execute("UPDATE meta SET value = ? WHERE key = 'store_id'", (uuid.uuid4().hex,))
+                dst.commit()
                 ok = dst.execute("PRAGMA integrity_check").fetchone()[0]
             finally:
                 dst.close()
@@ -1329,30 +1392,83 @@ class SQLiteStore:
         path = Path(path)
         if not path.exists():
             raise NotFoundError(f"backup file {path} does not exist")
+        staging: Path | None = None
         try:
             src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
                 ok = src.execute("PRAGMA integrity_check").fetchone()[0]
                 if ok != "ok":
                     raise StoreError(f"backup {path} fails its integrity check: {ok}")
+                if current_revision(src) != SCHEMA_HEAD:
+                    # A backup from an older engramdb: upgrade a staged copy, never the
+                    # backup itself, then restore from the copy.
+                    src, staging = self._staged_upgrade(path, src)
                 with self._wlock:
                     dst = self._writer_conn()
+                    # Same store, older content: keep its identity and move every namespace's
+                    # write generation past all values seen before, so no cached read of the
+                    # replaced content (or of the backup's era) is ever served again.
+                    store_id = self._meta(dst, "store_id")
+                    top = int(dst.execute(MAX_GENERATION_SQL).fetchone()[0])
                     src.backup(dst)
                     dst.execute(
                         "UPDATE meta SET value = ? WHERE key = 'index_epoch'", (uuid.uuid4().hex,)
                     )
+                    dst.execute("UPDATE meta SET value = ? WHERE key = 'store_id'", (store_id,))
+                    dst.execute(RESTORE_GENERATION_SQL.format(p="?"), (top + 1,))
             finally:
                 src.close()
         except sqlite3.Error as exc:
             raise self._translate(exc, "restoring") from exc
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
         with self._index_lock:
             self._index = None
             self._local.dv = None
 
-    def iter_all(self, namespace: str | None, node: Node | None) -> Iterator[dict[str, Any]]:
-        """Yield every matching record with its chunk vectors and history, for export."""
+    @staticmethod
+    def _staged_upgrade(path: Path, src: sqlite3.Connection) -> tuple[sqlite3.Connection, Path]:
+        """Copy an older backup to a temp folder and upgrade the copy to the head schema.
+
+        Raises:
+            SchemaTooNewError: the backup was written by a newer engramdb.
+            StoreError: the file is not an engramdb store.
+        """
+        rev = current_revision(src)
+        if rev is None:
+            src.close()
+            raise StoreError(f"{path} is not an engramdb store (no schema revision)")
+        if rev not in SCHEMA_REVISIONS:
+            src.close()
+            raise SchemaTooNewError(
+                f"backup {path} has schema revision {rev!r}, newer than this engramdb knows "
+                f"(head {SCHEMA_HEAD!r}); upgrade engramdb",
+                revision=rev,
+            )
+        staging = Path(tempfile.mkdtemp(prefix="engramdb-restore-"))
+        staged = staging / "staged.db"
+        copy = sqlite3.connect(staged)
+        try:
+            src.backup(copy)
+        finally:
+            copy.close()
+            src.close()
+        upgrade(staged)
+        return sqlite3.connect(f"file:{staged}?mode=ro", uri=True), staging
+
+    def iter_all(
+        self, namespace: str | None, node: Node | None, after: tuple[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every matching record with its chunk vectors and history, for export.
+
+        ``after`` (namespace, id) starts after that record: how ``migrate`` resumes.
+        """
         where, params = compile_sqlite(node)
         ns_sql, ns_args = ("r.namespace = ?", [namespace]) if namespace else ("1", [])
+        if after is not None:
+            ns_sql += " AND (r.namespace, r.id) > (?, ?)"
+            ns_args = [*ns_args, *after]
         conn = self._connect(readonly=True)
         try:
             conn.execute("BEGIN")
@@ -1375,6 +1491,31 @@ class SQLiteStore:
                 ).fetchall()
                 yield {"record": rec, "chunks": chunks, "history": hist}
             conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def iter_orphan_history(self, after_seq: int, limit: int) -> list[tuple[Any, ...]]:
+        """Return history rows of records that no longer exist, in ``seq`` order."""
+        with self._read("reading history") as c:
+            return [
+                tuple(r)
+                for r in c.execute(
+                    "SELECT h.seq, h.namespace, h.record_id, h.user_id, h.thread_id, h.op, "
+                    "h.version, h.before, h.after, h.at FROM history h WHERE h.seq > ? AND NOT "
+                    "EXISTS (SELECT 1 FROM records r WHERE r.namespace = h.namespace AND "
+                    "r.id = h.record_id) ORDER BY h.seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
+            ]
+
+    def iter_digests(self, namespace: str) -> Iterator[tuple[str, int, str]]:
+        """Yield ``(id, version, content_hash)`` of a namespace's records in id order."""
+        conn = self._connect(readonly=True)
+        try:
+            yield from conn.execute(
+                "SELECT id, version, content_hash FROM records WHERE namespace = ? ORDER BY id",
+                (namespace,),
+            )
         finally:
             conn.close()
 
@@ -1428,7 +1569,7 @@ class SQLiteStore:
         anything else it counts as a conflict and is left as it is.
         """
         counts = {"written": 0, "unchanged": 0, "conflicts": 0}
-        with self._write("importing records") as c:
+        with self._write("importing records", [""]) as c:
             for r in batch:
                 row = c.execute(
                     "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
@@ -1498,7 +1639,7 @@ class SQLiteStore:
     def import_events_and_slots(self, lines: list[dict[str, Any]]) -> tuple[int, int]:
         """Insert exported events (idempotent by id) and slot maps; return their counts."""
         events = slots = 0
-        with self._write("importing events") as c:
+        with self._write("importing events", [""]) as c:
             for obj in lines:
                 try:
                     if obj["kind"] == "event":
@@ -1577,7 +1718,7 @@ class SQLiteStore:
 
     def reembed_finish(self, name: str, dim: int, embed: Callable[[list[str]], np.ndarray]) -> None:
         """Switch every chunk to its new vector and the store to the new embedder, atomically."""
-        with self._write("switching embedder") as c:
+        with self._write("switching embedder", [""]) as c:
             late = c.execute(
                 "SELECT c.id, substr(r.text, c.start + 1, c.end - c.start) FROM chunks c "
                 "JOIN records r ON r.rid = c.rid LEFT JOIN reembed_vectors n ON n.chunk_id = c.id "
@@ -1650,6 +1791,14 @@ def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> list[ChunkHit]:
     order = np.lexsort((ids[part], -scores[part]))[:k]
     sel = part[order]
     return [ChunkHit(int(i), 0, float(s)) for i, s in zip(ids[sel], scores[sel], strict=True)]
+
+
+def _live_now(node: Node) -> int:
+    """The ``now`` of a live-only filter (see :func:`is_live_only`)."""
+    if isinstance(node, Live):
+        return node.now_us
+    assert isinstance(node, Bool)
+    return max(n.now_us for n in node.items if isinstance(n, Live))
 
 
 def is_live_only(node: Node | None) -> bool:

@@ -295,7 +295,8 @@ class VectorIndex:
                 "ann": [],
             }
             folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+            prefix = f"{folder.name}.tmp{os.getpid()}-"
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=folder.parent))
             try:
                 # Graphs are saved under the same lock as the blocks, so that the graph plus
                 # its pending list cover exactly the chunks the saved blocks hold.
@@ -309,6 +310,7 @@ class VectorIndex:
             np.save(tmp / "vectors.npy", mat)
             np.save(tmp / "ids.npy", ids)
             (tmp / "index.json").write_text(json.dumps(header))
+            _fsync_folder(tmp)  # the rename below must never publish unwritten blocks
             old = folder.with_name(folder.name + f".old{os.getpid()}")
             if folder.exists():
                 os.replace(folder, old)
@@ -321,6 +323,7 @@ class VectorIndex:
     @classmethod
     def load(cls, folder: Path, dim: int, epoch: str) -> VectorIndex | None:
         """Load a sidecar written by :meth:`save`; None when absent, damaged or stale."""
+        remove_orphans(folder)
         try:
             header = json.loads((folder / "index.json").read_text())
             if header["format"] != SIDE_FORMAT or header["dim"] != dim or header["epoch"] != epoch:
@@ -367,3 +370,43 @@ class VectorIndex:
             self.remove(chunk_id)
             if seq > self.delete_seq:
                 self.delete_seq = seq
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk."""
+    for path in folder.iterdir():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_orphans(folder: Path) -> None:
+    """Remove temp and old copies of the sidecar left by processes that died mid-save.
+
+    Each is named after the pid that wrote it; one whose process is gone is garbage (a save
+    in progress in a live process is left alone).
+    """
+    for path in folder.parent.glob(f"{folder.name}.*"):
+        rest = path.name[len(folder.name) + 1 :]
+        digits = rest.removeprefix("tmp").removeprefix("old").split("-", 1)[0]
+        if rest[:3] not in ("tmp", "old") or not digits.isdigit():
+            continue
+        if not _pid_alive(int(digits)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -236,6 +237,19 @@ def test_valid_at(mem: Memory) -> None:
         mem.list(valid_at="2012-06-01T00:00:00")
     with pytest.raises(ValidationError):
         mem.add("bad interval", valid_from="2020-01-01T00:00Z", valid_to="2019-01-01T00:00Z")
+
+
+def test_record_disappears_when_it_expires_without_any_write(mem: Memory) -> None:
+    """Expiry is a function of time, not of writes: nothing cached may outlive it."""
+    soon = datetime.now(UTC) + timedelta(seconds=1.5)
+    mem.add("ephemeral note about herons", id="eph", expires_at=soon)
+    mem.add("lasting note about herons", id="keep")
+    for mode in ("hybrid", "vector", "keyword"):
+        assert {h.record.id for h in mem.search("herons note", mode=mode)} == {"eph", "keep"}
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
+    for mode in ("hybrid", "vector", "keyword"):
+        assert {h.record.id for h in mem.search("herons note", mode=mode)} == {"keep"}
+    assert {r.id for r in mem.list()} == {"keep"}
 
 
 def test_expired_records_hidden_unless_asked(mem: Memory) -> None:

