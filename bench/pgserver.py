@@ -217,3 +217,43 @@ def fresh_schema(db_url: str) -> Iterator[str]:
                 (f"engram_{name}",),
             )
             conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def start_replica(primary: LocalPostgres, role: str = "replicator") -> LocalPostgres:
+    """A streaming replica of ``primary``: ``pg_basebackup -R`` into a new folder, started.
+
+    ``primary`` needs ``wal_level=replica`` (the default) and a role with REPLICATION
+    (``role``, created here when missing); initdb's ``pg_hba.conf`` already trusts
+    replication connections from 127.0.0.1. Returns once the replica is streaming.
+    """
+    import time
+
+    import psycopg
+
+    with psycopg.connect(primary.admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            conn.execute(f'CREATE ROLE "{role}" WITH REPLICATION LOGIN')
+    root = Path(tempfile.mkdtemp(prefix="engramdb-pg-replica-", dir="/tmp"))
+    if primary.user is not None:
+        info = pwd.getpwnam(primary.user)
+        os.chown(root, info.pw_uid, info.pw_gid)
+    os.chmod(root, 0o700)
+    replica = LocalPostgres(root=root, port=free_port(), user=primary.user, bin=primary.bin)
+    try:
+        replica._run(
+            "pg_basebackup", "-D", str(replica.data), "-R", "-X", "stream", "-c", "fast",
+            "-h", "127.0.0.1", "-p", str(primary.port), "-U", role,
+        )  # fmt: skip
+        replica.start()
+        deadline = time.monotonic() + 30
+        while True:
+            with psycopg.connect(replica.admin_url, autocommit=True) as conn:
+                row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+            if row and row[0] == "streaming":
+                return replica
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica in {root} did not start streaming within 30 s")
+            time.sleep(0.1)
+    except BaseException:
+        remove(replica)
+        raise

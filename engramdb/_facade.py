@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Callable
@@ -95,6 +96,11 @@ def call_sync(method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T
 
 
 async def call_async(method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run an engine call in the shared pool so the event loop never blocks."""
+    """Run an engine call in the shared pool so the event loop never blocks.
+
+    The call runs in a copy of the caller's context, so context variables set for a request
+    (the REST read floor of :func:`engramdb.stores.pg_replica.read_at_least`) reach it.
+    """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(shared_pool(), lambda: fn(*args, **kwargs))
+    ctx = contextvars.copy_context()
+    return await loop.run_in_executor(shared_pool(), lambda: ctx.run(fn, *args, **kwargs))

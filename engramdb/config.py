@@ -44,6 +44,14 @@ class Settings(BaseSettings):
         description="PostgreSQL: longest wait for a reply in a retried call before the "
         "connection is presumed hung and dropped",
     )
+    read_url: str | None = Field(
+        None,
+        description="PostgreSQL: optional streaming-replica URL for reads and searches "
+        "(read-your-writes kept per Memory; unset: every read on the primary)",
+    )
+    read_max_lag_s: float = Field(
+        30.0, gt=0, description="PostgreSQL: a replica further behind than this is not read"
+    )
     max_text_bytes: int = Field(32 * 1024, ge=1, description="Largest record text (UTF-8 bytes)")
     max_metadata_bytes: int = Field(16 * 1024, ge=2, description="Largest metadata (JSON bytes)")
     max_metadata_depth: int = Field(8, ge=1, description="Deepest metadata nesting")

@@ -83,7 +83,17 @@ def open_store(settings: Settings) -> Store:
     needed: ``pip install engramdb[postgres]``).
     """
     url = settings.url
-    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+    pg_schemes = ("postgresql://", "postgres://", "postgresql+psycopg://")
+    if settings.read_url is not None and not (
+        url.startswith(pg_schemes) and settings.read_url.startswith(pg_schemes)
+    ):
+        raise ValidationError(
+            "read_url (a read replica) needs a PostgreSQL store and a postgresql:// replica "
+            f"URL; got url scheme {url.split('://')[0]!r} and read_url scheme "
+            f"{settings.read_url.split('://')[0]!r}",
+            field="read_url",
+        )
+    if url.startswith(pg_schemes):
         from engramdb.stores.postgres import PostgresStore
 
         return PostgresStore(
@@ -96,6 +106,8 @@ def open_store(settings: Settings) -> Store:
             retry_s=settings.store_retry_s,
             connect_timeout_s=settings.store_connect_timeout_s,
             io_timeout_s=settings.store_io_timeout_s,
+            read_url=settings.read_url,
+            read_max_lag_s=settings.read_max_lag_s,
         )
     if url == ":memory:" or url == "sqlite://" or url == "sqlite:///:memory:":
         path = ":memory:"

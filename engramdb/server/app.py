@@ -12,6 +12,7 @@ from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
 from engramdb.server.errors import install_error_handlers
+from engramdb.server.lsn import ReadFloorMiddleware
 from engramdb.server.routes import admin, meta, records
 
 API_DESCRIPTION = """Long-term memory for AI agents over HTTP: the same verbs as the library.
@@ -59,6 +60,11 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.state.memory = AsyncMemory(namespace=memory.namespace, _engine=memory.engine)
     app.state.settings = settings
     install_error_handlers(app)
+    store = memory.engine.store
+    app.add_middleware(
+        ReadFloorMiddleware,
+        last_write_lsn=lambda: getattr(store, "last_write_lsn", lambda: None)(),
+    )
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)

@@ -90,6 +90,14 @@ from engramdb.stores.pg_faults import (
     remaining,
     retried,
 )
+from engramdb.stores.pg_replica import (
+    CHECKOUT_S,
+    INSERT_LSN_SQL,
+    PROBE_SQL,
+    ReplicaRouter,
+    format_lsn,
+    parse_lsn,
+)
 from engramdb.stores.postgres_schema import current_revision, ensure_schema
 
 COLS = (
@@ -241,6 +249,8 @@ class PostgresStore:
         retry_s: float = 10.0,
         connect_timeout_s: float = 5.0,
         io_timeout_s: float = 30.0,
+        read_url: str | None = None,
+        read_max_lag_s: float = 30.0,
     ) -> None:
         self.url = url
         self.retry_policy = RetryPolicy(
@@ -257,10 +267,16 @@ class PostgresStore:
         self._scope_cache: dict[str, tuple[float, int]] = {}
         self._scope_lock = threading.Lock()
         self._pool = self._open_pool()
+        # Optional streaming replica for routed reads (engramdb.stores.pg_replica).
+        self.read_conninfo = sqlalchemy_free_conninfo(read_url) if read_url else None
+        self._router = ReplicaRouter(read_max_lag_s) if read_url else None
+        self._rpool: ConnectionPool[Any] | None = None
         try:
             with self._connection() as conn:
                 ensure_schema(self.conninfo, conn, auto_migrate, self._where())
             self._init_meta()
+            if self.read_conninfo is not None:
+                self._rpool = self._open_pool(self.read_conninfo, "engramdb-replica")
         except psycopg.Error as exc:
             self._pool.close()
             raise self._translate(exc, "opening the store") from exc
@@ -305,22 +321,25 @@ class PostgresStore:
         finally:
             WATCHDOG.disarm(token)
 
-    def _open_pool(self) -> ConnectionPool[Any]:
+    def _open_pool(
+        self, conninfo: str | None = None, name: str = "engramdb"
+    ) -> ConnectionPool[Any]:
         lo, hi, timeout = self._pool_args
+        conninfo = self.conninfo if conninfo is None else conninfo
         kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in self.conninfo:
+        if "connect_timeout" not in conninfo:
             # libpq's bound on one connection attempt (whole seconds, at least 2).
             kwargs["connect_timeout"] = max(2, round(self.retry_policy.connect_timeout_s))
-        if "application_name" not in self.conninfo:
-            kwargs["application_name"] = "engramdb"
+        if "application_name" not in conninfo:
+            kwargs["application_name"] = name
         return ConnectionPool(
-            self.conninfo,
+            conninfo,
             min_size=lo,
             max_size=max(hi, lo),
             timeout=timeout,
             kwargs=kwargs,
             reconnect_timeout=RECONNECT_S,
-            name="engramdb",
+            name=name,
             open=True,
         )
 
@@ -329,6 +348,9 @@ class PostgresStore:
             # The inherited pool's sockets belong to the parent's sessions: never touch them.
             _abandoned.append(self._pool)
             self._pool = self._open_pool()
+            if self._rpool is not None and self.read_conninfo is not None:
+                _abandoned.append(self._rpool)
+                self._rpool = self._open_pool(self.read_conninfo, "engramdb-replica")
             self._pid = os.getpid()
         if self._closed:
             raise StoreError("the store is closed")
@@ -379,16 +401,40 @@ class PostgresStore:
         """
         committing = False  # a connection lost once COMMIT is in flight: outcome unknown
         try:
-            with self._connection() as conn, conn.transaction():
-                yield conn
-                if bump:
-                    with conn.cursor() as cur:
-                        cur.executemany(
-                            BUMP_GENERATION_SQL.format(p="%s"), [(ns,) for ns in sorted(set(bump))]
-                        )
-                committing = True
+            with self._connection() as conn:
+                with conn.transaction():
+                    yield conn
+                    if bump:
+                        with conn.cursor() as cur:
+                            cur.executemany(
+                                BUMP_GENERATION_SQL.format(p="%s"),
+                                [(ns,) for ns in sorted(set(bump))],
+                            )
+                    committing = True
+                committing = False
+                if self._router is not None:
+                    self._note_commit(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._translate(exc, doing, committing) from exc
+
+    def _note_commit(self, conn: psycopg.Connection[Any]) -> None:
+        """Remember the WAL position just after a commit (read-your-writes, see pg_replica).
+
+        ``pg_current_wal_insert_lsn()`` read after COMMIT returned is at or past the end of
+        the commit record even with ``synchronous_commit=off``. A failure here cannot undo
+        the commit: the router then reads the primary for ``read_max_lag_s`` instead.
+        """
+        assert self._router is not None
+        try:
+            row = conn.execute(INSERT_LSN_SQL).fetchone()
+            self._router.note_write(parse_lsn(str(row[0])) if row else 0)
+        except (psycopg.Error, ValidationError):
+            self._router.note_unknown_write()
+
+    def last_write_lsn(self) -> str | None:
+        """The WAL position of this store's last committed write (None without a replica)."""
+        last = self._router.last_write() if self._router is not None else None
+        return format_lsn(last) if last is not None else None
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -398,7 +444,14 @@ class PostgresStore:
         answered within ``io_timeout_s`` (a hung server must not hang the caller).
         """
         pool = self._pool_now()
-        conn = self._checkout(pool)
+        with self._using(pool, self._checkout(pool)) as conn:
+            yield conn
+
+    @contextmanager
+    def _using(
+        self, pool: ConnectionPool[Any], conn: psycopg.Connection[Any]
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """Use ``conn`` (watched inside a retried call), then give it back to ``pool``."""
         try:
             with conn:
                 if not in_retry():
@@ -455,18 +508,80 @@ class PostgresStore:
             return conn
 
     @contextmanager
-    def _read(self, doing: str, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
-        """A connection for reads; ``snapshot`` makes several statements see one snapshot."""
+    def _read(
+        self, doing: str, snapshot: bool = False, route: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for reads; ``snapshot`` makes several statements see one snapshot.
+
+        ``route``: the read may be served by the replica (``read_url``) when the router
+        finds it fresh enough (:mod:`engramdb.stores.pg_replica`); a replica connection
+        failing mid-read marks the replica down and the retried call re-runs on the primary.
+        """
+        replica = self._replica_conn() if route and self._router is not None else None
+        if route and self._router is not None:
+            self._router.served(replica is not None)
         try:
-            with self._connection() as conn:
-                if snapshot:
-                    with conn.transaction():
-                        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if replica is None:
+                with self._connection() as conn:
+                    if snapshot:
+                        with conn.transaction():
+                            conn.execute(
+                                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                            )
+                            yield conn
+                    else:
                         yield conn
-                else:
-                    yield conn
+            else:
+                try:
+                    with self._using(*replica) as conn:
+                        if snapshot:
+                            with conn.transaction():
+                                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                                yield conn
+                        else:
+                            yield conn
+                except psycopg.Error as exc:
+                    if is_connection_failure(exc) and self._router is not None:
+                        self._router.mark_down(str(exc).strip() or type(exc).__name__)
+                    raise
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._translate(exc, doing) from exc
+
+    def _replica_conn(self) -> tuple[ConnectionPool[Any], psycopg.Connection[Any]] | None:
+        """A replica connection for one routed read, or None to read the primary."""
+        self._pool_now()  # after fork: reopen both pools
+        router, pool = self._router, self._rpool
+        if router is None or pool is None:
+            return None
+        plan = router.plan()
+        if plan == "primary":
+            return None
+        try:
+            conn: psycopg.Connection[Any] = pool.getconn(timeout=min(CHECKOUT_S, remaining(30.0)))
+        except PoolTimeout as exc:
+            router.mark_down(f"no connection within {CHECKOUT_S:g} s: {exc}")
+            return None
+        try:
+            if plan == "probe":
+                token = WATCHDOG.arm(conn, self.retry_policy.connect_timeout_s)
+                try:
+                    row = conn.execute(PROBE_SQL).fetchone()
+                finally:
+                    WATCHDOG.disarm(token)
+                usable = bool(row and row[0]) and router.after_probe(
+                    parse_lsn(str(row[0])) if row else 0, float(row[1]) if row else 0.0
+                )
+            else:
+                self._check_connection(conn)
+                usable = True
+        except psycopg.Error as exc:
+            pool.putconn(conn)
+            router.mark_down(str(exc).strip() or type(exc).__name__)
+            return None
+        if not usable:
+            pool.putconn(conn)
+            return None
+        return pool, conn
 
     # ------------------------------------------------------------------ meta
 
@@ -848,7 +963,7 @@ class PostgresStore:
     @retried
     def get_records(self, namespace: str, ids: list[str]) -> list[MemoryRecord]:
         """Return the records with these ids in the order asked; missing ones omitted."""
-        with self._read("reading records") as c:
+        with self._read("reading records", route=True) as c:
             rows = c.execute(
                 f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s)",
                 (namespace, list(ids)),
@@ -870,14 +985,14 @@ class PostgresStore:
             args.append(after)
         sql += f" ORDER BY r.id {order} LIMIT %s"
         args.append(limit)
-        with self._read("listing records") as c:
+        with self._read("listing records", route=True) as c:
             return [row_to_record(r) for r in c.execute(sql, args).fetchall()]
 
     @retried
     def count_records(self, namespace: str, node: Node | None) -> int:
         """Count matching records."""
         where, params = compile_postgres(node)
-        with self._read("counting records") as c:
+        with self._read("counting records", route=True) as c:
             row = c.execute(
                 f"SELECT count(*) FROM records r WHERE r.namespace = %s AND {where}",
                 (namespace, *params),
@@ -887,7 +1002,7 @@ class PostgresStore:
     @retried
     def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
         """Return every change of a record, oldest first."""
-        with self._read("reading history") as c:
+        with self._read("reading history", route=True) as c:
             rows = c.execute(
                 "SELECT seq, record_id, namespace, op, version, before, after, at FROM history "
                 "WHERE namespace = %s AND record_id = %s ORDER BY seq",
@@ -945,7 +1060,7 @@ class PostgresStore:
         if user_id is not None:
             scope += " AND user_id = %s"
             scope_args.append(user_id)
-        with self._read("vector search") as c:
+        with self._read("vector search", route=True) as c:
             exact = user_id is not None or self._scope_size(c, namespace) <= self.ann_min_rows
             if exact:
                 rows = c.execute(
@@ -975,7 +1090,7 @@ class PostgresStore:
         """Return the cosine similarity of the query to each chunk (NaN when it is gone)."""
         if not chunk_ids:
             return []
-        with self._read("scoring chunks") as c:
+        with self._read("scoring chunks", route=True) as c:
             rows = c.execute(
                 "SELECT id, 1 - (embedding <=> %s::vector) FROM chunks WHERE id = ANY(%s)",
                 (vector_text(query), list(chunk_ids)),
@@ -992,7 +1107,7 @@ class PostgresStore:
         if not tsq:
             return []
         where, params = compile_postgres(node)
-        with self._read("keyword search") as c:
+        with self._read("keyword search", route=True) as c:
             # Matches come from the (namespace, fts) GIN index first, then meet their
             # records (see vector_candidates for why the step is materialised).
             rows = c.execute(
@@ -1013,7 +1128,7 @@ class PostgresStore:
         if not chunk_ids:
             return {}
         where, params = compile_postgres(node)
-        with self._read("locating search hits") as c:
+        with self._read("locating search hits", route=True) as c:
             rows = c.execute(
                 "SELECT c.id, r.id, r.version, c.start_pos, c.end_pos FROM chunks c JOIN records r "
                 "ON r.rid = c.rid WHERE c.id = ANY(%s) AND c.namespace = %s AND "
@@ -1028,7 +1143,7 @@ class PostgresStore:
     ) -> list[ThreadTurn]:
         """Return a thread's messages in ``[start, end]`` plus ``margin`` on each side."""
         scope = "namespace = %s AND thread_id = %s AND type = 'message'"
-        with self._read("reading a thread", snapshot=True) as c:
+        with self._read("reading a thread", snapshot=True, route=True) as c:
             rids = [
                 r[0]
                 for r in c.execute(
@@ -1082,14 +1197,20 @@ class PostgresStore:
     @retried
     def generation(self, namespace: str) -> int:
         """Return the namespace's write generation (see ``Store.generation``)."""
-        with self._read("reading the write generation") as c:
+        with self._read("reading the write generation", route=True) as c:
             row = c.execute(GENERATION_SQL.format(p="%s"), (namespace,)).fetchone()
+            if self._router is not None and not self._router.on_replica():
+                # Served by the primary: the data reads this generation guards (and the
+                # cache entries stored under it) must not come from an older replica.
+                pos = c.execute(INSERT_LSN_SQL).fetchone()
+                if pos:
+                    self._router.note_thread_floor(parse_lsn(str(pos[0])))
         return int(row[0]) if row else 0
 
     @retried
     def next_expiry(self, namespace: str, after: int) -> int | None:
         """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""
-        with self._read("reading the next expiry") as c:
+        with self._read("reading the next expiry", route=True) as c:
             row = c.execute(NEXT_EXPIRY_SQL.format(p="%s"), (namespace, after)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
@@ -1145,7 +1266,7 @@ class PostgresStore:
             args.append(since)
         sql += " ORDER BY seq LIMIT %s"
         args.append(limit)
-        with self._read("reading events") as c:
+        with self._read("reading events", route=True) as c:
             rows = c.execute(sql, args).fetchall()
         return [
             Event(
@@ -1165,7 +1286,7 @@ class PostgresStore:
     @retried
     def get_slots(self, namespace: str, thread_id: str) -> Slots:
         """Return the thread's slots (an empty map at version 0 when never set)."""
-        with self._read("reading slots", snapshot=True) as c:
+        with self._read("reading slots", snapshot=True, route=True) as c:
             return self._slots(c, namespace, thread_id)
 
     def _slots(self, c: psycopg.Connection[Any], namespace: str, thread_id: str) -> Slots:
@@ -1339,6 +1460,8 @@ class PostgresStore:
         out["backend"] = "postgres"
         out["url"] = self._where()
         out["indexed_vectors"] = out.get("chunks")
+        if namespace is None and self._router is not None:
+            out["replica"] = self._router.stats()
         return out
 
     def doctor(self, repair: bool = False) -> dict[str, Any]:
@@ -2135,3 +2258,6 @@ class PostgresStore:
         if os.getpid() == self._pid:
             with suppress(Exception):
                 self._pool.close()
+            if self._rpool is not None:
+                with suppress(Exception):
+                    self._rpool.close()
