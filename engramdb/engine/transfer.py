@@ -8,6 +8,8 @@ Export format (JSONL, one object per line), version 1::
      "history": [{"op", "version", "before", "after", "at"}]}
     {"kind": "event", ...}
     {"kind": "slots", "namespace", "thread_id", "values", "version"}
+    {"kind": "history", "namespace", "record_id", "user_id", "thread_id", "op", "version",
+     "before", "after", "at"}       (the history of deleted records: their tombstones)
 
 Import keeps ids, times, versions and history, so an export re-imported gives back the same
 data; re-importing is idempotent (existing ids are reported as unchanged).
@@ -87,6 +89,9 @@ def export_jsonl(
                 progress(1)
         for row in store.iter_events_and_slots(namespace):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if node is None:  # a filtered export selects live records; tombstones match nothing
+            for hist_line in _orphan_history(store, namespace):
+                out.write(json.dumps(hist_line, ensure_ascii=False) + "\n")
         out.flush()
     tmp.replace(path)
     return n
@@ -117,6 +122,7 @@ def import_jsonl(
         )
         batch: list[dict[str, Any]] = []
         others: list[dict[str, Any]] = []
+        tombstones: list[tuple[Any, ...]] = []
         for lineno, line in enumerate(f, start=2):
             if not line.strip():
                 continue
@@ -124,9 +130,11 @@ def import_jsonl(
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValidationError(f"{path}:{lineno}: not JSON: {exc}") from exc
-            if not isinstance(obj, dict) or obj.get("kind") not in ("record", "event", "slots"):
+            if not isinstance(obj, dict) or obj.get("kind") not in KINDS:
                 raise ValidationError(f"{path}:{lineno}: unknown line kind")
-            if obj["kind"] == "record":
+            if obj["kind"] == "history":
+                tombstones.append(_history_row(obj, namespace, lineno))
+            elif obj["kind"] == "record":
                 batch.append(_prepare_import(engine, obj, namespace, same_embedder, lineno))
                 if len(batch) >= 256:
                     _flush(engine, batch, counts, progress)
@@ -139,7 +147,59 @@ def import_jsonl(
         ev, sl = engine.store.import_events_and_slots(others)
         counts["events"] += ev
         counts["slots"] += sl
+        counts["deleted_history"] = 0
+        for i in range(0, len(tombstones), 1000):
+            counts["deleted_history"] += engine.store.load_history(tombstones[i : i + 1000])
     return counts
+
+
+KINDS = ("record", "event", "slots", "history")
+_HISTORY_FIELDS = ("record_id", "user_id", "thread_id", "op", "version", "before", "after", "at")
+
+
+def _orphan_history(store: Any, namespace: str | None) -> Any:
+    """Yield export lines for the history of deleted records (of one namespace or all)."""
+    after = 0
+    while True:
+        rows = store.iter_orphan_history(after, 1000)
+        if not rows:
+            return
+        for seq, ns, *rest in rows:
+            after = seq
+            if namespace is None or ns == namespace:
+                line: dict[str, Any] = {"kind": "history", "namespace": ns}
+                line.update(zip(_HISTORY_FIELDS, rest, strict=True))
+                for image in ("before", "after"):
+                    line[image] = json.loads(line[image]) if line[image] else None
+                yield line
+
+
+def _history_row(obj: dict[str, Any], namespace: str | None, lineno: int) -> tuple[Any, ...]:
+    """Validate one ``history`` line into ``load_history``'s row shape."""
+    try:
+        ns = v.check_namespace(namespace or obj.get("namespace"))
+        op = obj["op"]
+        if op not in ("add", "update", "delete"):
+            raise ValidationError(f"line {lineno}: unknown history op {op!r}")
+        images = [
+            None if obj.get(k) is None else json.dumps(obj[k], ensure_ascii=False)
+            for k in ("before", "after")
+        ]
+        return (
+            0,
+            ns,
+            v.check_id(obj.get("record_id"), "record_id"),
+            v.check_scope(obj.get("user_id") or None, "user_id") or "",
+            v.check_scope(obj.get("thread_id") or None, "thread_id") or "",
+            op,
+            int(obj["version"]),
+            *images,
+            int(obj["at"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        raise ValidationError(f"line {lineno}: malformed history line: {exc}") from exc
 
 
 def _prepare_import(

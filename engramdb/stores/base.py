@@ -320,6 +320,17 @@ class Store(Protocol):
         """
         ...
 
+    def load_history(
+        self, rows: list[tuple[Any, ...]], meta: dict[str, str | None] | None = None
+    ) -> int:
+        """Insert history rows (``iter_orphan_history``'s shape, seq ignored) in one transaction.
+
+        A row already present (same namespace, record, op, version and time) is skipped, so
+        loading the same rows twice leaves one of each; returns how many were new. ``meta``
+        values are written in the same transaction (a checkpoint).
+        """
+        ...
+
     def iter_orphan_history(self, after_seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Return history rows of records that no longer exist (deleted), in ``seq`` order.
 

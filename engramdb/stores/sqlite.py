@@ -1494,6 +1494,29 @@ class SQLiteStore:
         finally:
             conn.close()
 
+    def load_history(
+        self, rows: list[tuple[Any, ...]], meta: dict[str, str | None] | None = None
+    ) -> int:
+        """Insert history rows unless already present (see ``Store.load_history``)."""
+        added = 0
+        with self._write("loading history", bump={r[1] for r in rows}) as c:
+            for r in rows:
+                cur = c.execute(
+                    "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                    "before, after, at) SELECT ?,?,?,?,?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM "
+                    "history h WHERE h.namespace = ? AND h.record_id = ? AND h.op = ? AND "
+                    "h.version = ? AND h.at = ?)",
+                    (*r[1:10], r[1], r[2], r[5], r[6], r[9]),
+                )
+                added += cur.rowcount
+            for key, value in (meta or {}).items():
+                c.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = excluded.value",
+                    (key, value),
+                )
+        return added
+
     def iter_orphan_history(self, after_seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Return history rows of records that no longer exist, in ``seq`` order."""
         with self._read("reading history") as c:

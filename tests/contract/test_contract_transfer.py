@@ -28,7 +28,9 @@ def _fill(mem: Memory) -> list[str]:
         )
     ]
     mem.update(ids[0], add_tags=["profile"], text="Alice lives in Porto now")
-    mem.delete(mem.add("a record that is deleted", user_id="alice")[0].id or "")
+    gone = mem.add("a record that is deleted", user_id="alice", id="gone-1")[0].id or ""
+    mem.update(gone, add_tags=["doomed"])
+    mem.delete(gone)
     mem.add_messages("chat", [{"role": "user", "content": "hello there"}])
     mem.set_slots("chat", {"mood": "happy"})
     return ids
@@ -62,8 +64,16 @@ def test_export_import_round_trip(mem: Memory, tmp_path: Path, store_url: str) -
             e.to_dict() | {"seq": 0} for e in mem.events("chat")
         ]
         assert copy.get_slots("chat").values == {"mood": "happy"}
+        # The deleted record's history (its tombstone) travels too: nothing is lost.
+        assert counts["deleted_history"] == 3
+        assert [h.to_dict() | {"seq": 0} for h in copy.history("gone-1")] == [
+            h.to_dict() | {"seq": 0} for h in mem.history("gone-1")
+        ]
+        assert [h.op for h in copy.history("gone-1")] == ["add", "update", "delete"]
         again = copy.import_(path)
         assert again["written"] == 0 and again["unchanged"] == 4 and again["conflicts"] == 0
+        assert again["deleted_history"] == 0  # idempotent
+        assert len(copy.history("gone-1")) == 3
         assert copy.count(include_expired=True) == 4
         assert copy.doctor()["ok"]
 
