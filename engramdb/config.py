@@ -18,7 +18,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ENGRAM_", extra="forbid")
 
-    url: str = Field("sqlite:///engram.db", description="Store URL: sqlite:///path, :memory:")
+    url: str = Field(
+        "sqlite:///engram.db",
+        description="Store URL: sqlite:///path, :memory: or postgresql://user@host/db",
+    )
     namespace: str = Field("default", description="Namespace used when none is given")
     embedder: str = Field(
         "minilm", description="Embedder: 'minilm' (local all-MiniLM-L6-v2) or 'hash' (no model)"
