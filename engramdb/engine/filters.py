@@ -371,3 +371,22 @@ def _json_equals(type_sql: str, value_sql: str, v: Any, p: list[Any]) -> str:
     if isinstance(v, str):
         return f"({type_sql} = 'text' AND {value_sql} = ?)"
     return f"({type_sql} IN ('integer', 'real') AND {value_sql} = ?)"
+
+
+def live_now(node: Node) -> int:
+    """The ``now`` of a live-only filter (see :func:`is_live_only`)."""
+    if isinstance(node, Live):
+        return node.now_us
+    assert isinstance(node, Bool)
+    return max(n.now_us for n in node.items if isinstance(n, Live))
+
+
+def is_live_only(node: Node | None) -> bool:
+    """True when the filter is nothing but the default expiry check.
+
+    Stores use it to skip the per-candidate expiry check when nothing in the namespace has
+    expired yet (one probe of the ``(namespace, expires_at)`` index).
+    """
+    return isinstance(node, Live) or (
+        isinstance(node, Bool) and node.op == "and" and all(isinstance(n, Live) for n in node.items)
+    )

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from engramdb.engine.filters import Bool, Live, Node, compile_sqlite
+from engramdb.engine.filters import Node, compile_sqlite, is_live_only, live_now
 from engramdb.engine.timeutil import from_us, from_us_req, now_us
 from engramdb.errors import (
     BusyError,
@@ -928,7 +928,7 @@ class SQLiteStore:
             first = None if row[0] is None else int(row[0])
             if dv is not None:
                 cache[namespace] = (dv, first)
-        return first is not None and first <= _live_now(node)
+        return first is not None and first <= live_now(node)
 
     def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:
         """Return the cosine similarity of the query to each chunk (NaN when not indexed)."""
@@ -1814,18 +1814,3 @@ def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> list[ChunkHit]:
     order = np.lexsort((ids[part], -scores[part]))[:k]
     sel = part[order]
     return [ChunkHit(int(i), 0, float(s)) for i, s in zip(ids[sel], scores[sel], strict=True)]
-
-
-def _live_now(node: Node) -> int:
-    """The ``now`` of a live-only filter (see :func:`is_live_only`)."""
-    if isinstance(node, Live):
-        return node.now_us
-    assert isinstance(node, Bool)
-    return max(n.now_us for n in node.items if isinstance(n, Live))
-
-
-def is_live_only(node: Node | None) -> bool:
-    """True when the filter is nothing but the default expiry check."""
-    return isinstance(node, Live) or (
-        isinstance(node, Bool) and node.op == "and" and all(isinstance(n, Live) for n in node.items)
-    )
