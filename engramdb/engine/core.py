@@ -612,7 +612,23 @@ class Engine:
             raise NotFoundError(
                 f"no history for record {record_id!r} in namespace {namespace!r}", id=record_id
             )
+        self._fill_add_images(namespace, record_id, entries)
         return entries
+
+    def _fill_add_images(self, namespace: str, record_id: str, entries: list[HistoryEntry]) -> None:
+        """Derive the after-image of ``add`` rows stored without one.
+
+        The SQLite store does not write it (it is the record as inserted): it equals the
+        before-image of the next change, or, when there was none, the live record.
+        """
+        for i, entry in enumerate(entries):
+            if entry.op != "add" or entry.after is not None:
+                continue
+            if i + 1 < len(entries):
+                entry.after = entries[i + 1].before
+            else:
+                live = self.store.get_records(namespace, [record_id])
+                entry.after = live[0].to_dict() if live else None
 
     # ------------------------------------------------------------------ search
 

@@ -468,8 +468,8 @@ class SQLiteStore:
         record = _new_record(ns, it, now_dt)
         c.execute(
             "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, before, "
-            "after, at) VALUES (?,?,?,?,'add',1,NULL,?,?)",
-            (ns, it.id, it.user_id, it.thread_id, _image(record), now),
+            "after, at) VALUES (?,?,?,?,'add',1,NULL,NULL,?)",
+            (ns, it.id, it.user_id, it.thread_id, now),
         )
         return AddResult(index, "written", record)
 
@@ -561,7 +561,7 @@ class SQLiteStore:
                 chunk_rows.append((rid, ordinal, ch.start, ch.end, _vector_bytes(ch.vector)))
                 bodies.append(ch.index_text)
             record = _new_record(ns, it, now_dt)
-            history.append((ns, it.id, it.user_id, it.thread_id, _image(record), now))
+            history.append((ns, it.id, it.user_id, it.thread_id, now))
             results.append(AddResult(i, "written", record))
         if chunk_rows:
             base_cid = c.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
@@ -576,9 +576,12 @@ class SQLiteStore:
                 "INSERT INTO chunks_fts(rowid, body) VALUES (?, ?)", zip(cids, bodies, strict=True)
             )
         if history:
+            # No after-image: it equals the record as inserted, which the next history row's
+            # before-image (or the live record) holds; Engine.history derives it. Writing it
+            # cost ~20% of bulk ingest and ~20% of the file.
             c.executemany(
                 "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
-                "before, after, at) VALUES (?,?,?,?,'add',1,NULL,?,?)",
+                "before, after, at) VALUES (?,?,?,?,'add',1,NULL,NULL,?)",
                 history,
             )
         return results

@@ -200,6 +200,31 @@ def test_delete_all_needs_a_filter_or_all(mem: Memory) -> None:
     assert mem.count() == 0
 
 
+def test_add_history_holds_the_record_as_inserted(mem: Memory) -> None:
+    """The add row's after-image is exactly the record the add returned, on every backend
+    (SQLite derives it from the next change or the live record; it is not stored)."""
+    results = mem.add(
+        [
+            {"text": "kept as is", "metadata": {"k": [1, 2]}, "tags": ["a"], "importance": 0.5},
+            {"text": "changed later", "user_id": "u1"},
+            {"text": "deleted later", "thread_id": "t1"},
+        ]
+    )
+    inserted = {r.id: r.record.to_dict() for r in results if r.record is not None}
+    kept, changed, deleted = (r.id for r in results)
+    single = mem.add("added alone", agent_id="bot")[0]
+    assert single.record is not None
+    inserted[single.id] = single.record.to_dict()
+    mem.update(changed, text="changed later, indeed", add_tags=["z"])
+    mem.delete(deleted)
+    for rid, image in inserted.items():
+        first = mem.history(rid)[0]
+        assert first.op == "add" and first.before is None
+        assert first.after == image, rid
+    assert mem.history(changed)[1].before == inserted[changed]
+    assert mem.history(deleted)[-1].before == inserted[deleted]
+
+
 def test_history_records_each_change(mem: Memory) -> None:
     rid = mem.add("a versioned fact")[0].id
     mem.update(rid, text="a versioned fact, revised")
