@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -272,38 +273,59 @@ def compile_sqlite(node: Node | None, alias: str = "r") -> tuple[str, list[Any]]
     if node is None:
         return "1", []
     params: list[Any] = []
-    sql = _sq(node, alias, params)
+    sql = compile_tree(node, alias, params, _cmp_sqlite, "?")
     return sql, params
 
 
-def _sq(node: Node, a: str, p: list[Any]) -> str:
+Leaf = Callable[[Cmp, str, list[Any]], str]
+
+
+def compile_tree(node: Node, a: str, p: list[Any], leaf: Leaf, ph: str) -> str:
+    """Compile the dialect-neutral part of a tree (and/or/not, valid_at, expiry).
+
+    Both stores' compilers share it; ``leaf`` compiles one comparison in the dialect and
+    ``ph`` is its parameter placeholder (``?`` or ``%s``).
+    """
     if isinstance(node, Bool):
         if node.op == "not":
-            return f"(NOT {_sq(node.items[0], a, p)})"
+            return f"(NOT {compile_tree(node.items[0], a, p, leaf, ph)})"
         joiner = " AND " if node.op == "and" else " OR "
-        return "(" + joiner.join(_sq(n, a, p) for n in node.items) + ")"
+        return "(" + joiner.join(compile_tree(n, a, p, leaf, ph) for n in node.items) + ")"
     if isinstance(node, ValidAt):
         p.extend([node.at_us, node.at_us])
         return (
-            f"(({a}.valid_from IS NULL OR {a}.valid_from <= ?) AND "
-            f"({a}.valid_to IS NULL OR {a}.valid_to > ?))"
+            f"(({a}.valid_from IS NULL OR {a}.valid_from <= {ph}) AND "
+            f"({a}.valid_to IS NULL OR {a}.valid_to > {ph}))"
         )
     if isinstance(node, Live):
         p.append(node.now_us)
-        return f"({a}.expires_at IS NULL OR {a}.expires_at > ?)"
-    return _cmp_sqlite(node, a, p)
+        return f"({a}.expires_at IS NULL OR {a}.expires_at > {ph})"
+    return leaf(node, a, p)
+
+
+def compile_set_ops(c: Cmp, a: str, p: list[Any], leaf: Leaf, false_sql: str) -> str | None:
+    """Rewrite ``$ne``/``$nin``/``$in`` into ``$eq`` comparisons; None for other operators.
+
+    Shared by both dialects so that the documented missing-value semantics (a missing key
+    matches ``$ne``/``$nin``) come from one place.
+    """
+    op, v = c.op, c.value
+    if op == "$ne":
+        return f"(NOT {leaf(Cmp(c.kind, c.field, '$eq', v), a, p)})"
+    if op == "$nin":
+        return f"(NOT {leaf(Cmp(c.kind, c.field, '$in', v), a, p)})"
+    if op == "$in":
+        if not v:
+            return false_sql
+        return "(" + " OR ".join(leaf(Cmp(c.kind, c.field, "$eq", x), a, p) for x in v) + ")"
+    return None
 
 
 def _cmp_sqlite(c: Cmp, a: str, p: list[Any]) -> str:
+    done = compile_set_ops(c, a, p, _cmp_sqlite, "0")
+    if done is not None:
+        return done
     op, v = c.op, c.value
-    if op == "$ne":
-        return f"(NOT {_cmp_sqlite(Cmp(c.kind, c.field, '$eq', v), a, p)})"
-    if op == "$nin":
-        return f"(NOT {_cmp_sqlite(Cmp(c.kind, c.field, '$in', v), a, p)})"
-    if op == "$in":
-        if not v:
-            return "0"
-        return "(" + " OR ".join(_cmp_sqlite(Cmp(c.kind, c.field, "$eq", x), a, p) for x in v) + ")"
     if c.kind == "tags":
         if op == "$contains":
             parts = []

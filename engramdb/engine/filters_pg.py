@@ -23,7 +23,14 @@ import json
 import re
 from typing import Any
 
-from engramdb.engine.filters import COMPARE, EMPTY_AS_NONE, Bool, Cmp, Live, Node, ValidAt
+from engramdb.engine.filters import (
+    COMPARE,
+    EMPTY_AS_NONE,
+    Cmp,
+    Node,
+    compile_set_ops,
+    compile_tree,
+)
 from engramdb.errors import ValidationError
 
 _SQL_OP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -38,7 +45,7 @@ def compile_postgres(node: Node | None, alias: str = "r") -> tuple[str, list[Any
     if node is None:
         return "TRUE", []
     params: list[Any] = []
-    return _pg(node, alias, params), params
+    return compile_tree(node, alias, params, _cmp, "%s"), params
 
 
 def meta_segments(path: str) -> list[str]:
@@ -49,34 +56,11 @@ def meta_segments(path: str) -> list[str]:
     return list(segments)
 
 
-def _pg(node: Node, a: str, p: list[Any]) -> str:
-    if isinstance(node, Bool):
-        if node.op == "not":
-            return f"(NOT {_pg(node.items[0], a, p)})"
-        joiner = " AND " if node.op == "and" else " OR "
-        return "(" + joiner.join(_pg(n, a, p) for n in node.items) + ")"
-    if isinstance(node, ValidAt):
-        p.extend([node.at_us, node.at_us])
-        return (
-            f"(({a}.valid_from IS NULL OR {a}.valid_from <= %s) AND "
-            f"({a}.valid_to IS NULL OR {a}.valid_to > %s))"
-        )
-    if isinstance(node, Live):
-        p.append(node.now_us)
-        return f"({a}.expires_at IS NULL OR {a}.expires_at > %s)"
-    return _cmp(node, a, p)
-
-
 def _cmp(c: Cmp, a: str, p: list[Any]) -> str:
+    done = compile_set_ops(c, a, p, _cmp, "FALSE")
+    if done is not None:
+        return done
     op, v = c.op, c.value
-    if op == "$ne":
-        return f"(NOT {_cmp(Cmp(c.kind, c.field, '$eq', v), a, p)})"
-    if op == "$nin":
-        return f"(NOT {_cmp(Cmp(c.kind, c.field, '$in', v), a, p)})"
-    if op == "$in":
-        if not v:
-            return "FALSE"
-        return "(" + " OR ".join(_cmp(Cmp(c.kind, c.field, "$eq", x), a, p) for x in v) + ")"
     if c.kind == "tags":
         if op in ("$contains", "$eq"):
             tags = list(v) if isinstance(v, tuple | list) else [v]
