@@ -7,7 +7,8 @@ Every method takes the namespace first: scoping happens inside the store's state
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -371,3 +372,41 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections and persist derived indexes."""
         ...
+
+
+def event_and_slot_lines(
+    events: Sequence[Sequence[Any]],
+    versions: Sequence[Sequence[Any]],
+    slot_rows: Sequence[Sequence[Any]],
+) -> Iterator[dict[str, Any]]:
+    """Turn exported event, slot-version and slot rows into export lines (both stores).
+
+    Rows: events ``(id, namespace, thread_id, user_id, actor, action, payload JSON, ts)``,
+    versions ``(namespace, thread_id, user_id, version, updated_at)``, slots
+    ``(namespace, thread_id, name, value JSON)``.
+    """
+    for e in events:
+        yield {
+            "kind": "event",
+            "id": e[0],
+            "namespace": e[1],
+            "thread_id": e[2],
+            "user_id": e[3],
+            "actor": e[4],
+            "action": e[5],
+            "payload": json.loads(e[6]),
+            "ts": e[7],
+        }
+    values: dict[tuple[str, str], dict[str, Any]] = {}
+    for ns, thread, name, value in slot_rows:
+        values.setdefault((ns, thread), {})[name] = json.loads(value)
+    for ns, thread, user, version, updated in versions:
+        yield {
+            "kind": "slots",
+            "namespace": ns,
+            "thread_id": thread,
+            "user_id": user,
+            "version": version,
+            "updated_at": updated,
+            "values": values.get((ns, thread), {}),
+        }

@@ -78,6 +78,7 @@ from engramdb.stores.base import (
     PreparedRecord,
     RecordChanges,
     ThreadTurn,
+    event_and_slot_lines,
 )
 from engramdb.stores.pg_faults import (
     WATCHDOG,
@@ -1774,31 +1775,7 @@ class PostgresStore:
             slot_rows = c.execute(
                 f"SELECT namespace, thread_id, name, value FROM slots {ns_sql}", args
             ).fetchall()
-        for e in events:
-            yield {
-                "kind": "event",
-                "id": e[0],
-                "namespace": e[1],
-                "thread_id": e[2],
-                "user_id": e[3],
-                "actor": e[4],
-                "action": e[5],
-                "payload": json.loads(e[6]),
-                "ts": e[7],
-            }
-        values: dict[tuple[str, str], dict[str, Any]] = {}
-        for ns, thread, name, value in slot_rows:
-            values.setdefault((ns, thread), {})[name] = json.loads(value)
-        for ns, thread, user, version, updated in versions:
-            yield {
-                "kind": "slots",
-                "namespace": ns,
-                "thread_id": thread,
-                "user_id": user,
-                "version": version,
-                "updated_at": updated,
-                "values": values.get((ns, thread), {}),
-            }
+        yield from event_and_slot_lines(events, versions, slot_rows)
 
     def import_records(self, batch: list[dict[str, Any]]) -> dict[str, int]:
         """Insert exported records verbatim (ids, times, versions, history) in one transaction.

@@ -55,6 +55,7 @@ from engramdb.stores.base import (
     PreparedRecord,
     RecordChanges,
     ThreadTurn,
+    event_and_slot_lines,
 )
 from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgrade
 from engramdb.stores.vector_index import VectorIndex
@@ -130,6 +131,31 @@ _INSERT_RECORD = (
 
 def _vector_bytes(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, np.float32).tobytes()
+
+
+def _record_params(ns: str, it: PreparedRecord, now: int) -> tuple[Any, ...]:
+    """The parameters of ``_INSERT_RECORD`` for one prepared record."""
+    return (
+        it.id,
+        ns,
+        it.user_id,
+        it.agent_id,
+        it.thread_id,
+        it.type,
+        it.text,
+        it.content_hash,
+        it.metadata_json,
+        it.tags_json,
+        it.source,
+        it.importance,
+        it.occurred_at,
+        now,
+        now,
+        it.valid_from,
+        it.valid_to,
+        it.expires_at,
+        it.event_id,
+    )
 
 
 def _new_record(ns: str, it: PreparedRecord, now: datetime) -> MemoryRecord:
@@ -434,31 +460,8 @@ class SQLiteStore:
         self, c: sqlite3.Connection, ns: str, it: PreparedRecord, now: int, index: int
     ) -> AddResult:
         row = c.execute(
-            "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
-            "content_hash, metadata, tags, source, importance, occurred_at, created_at, "
-            "updated_at, valid_from, valid_to, expires_at, version, event_id) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?) ON CONFLICT DO NOTHING RETURNING rid",
-            (
-                it.id,
-                ns,
-                it.user_id,
-                it.agent_id,
-                it.thread_id,
-                it.type,
-                it.text,
-                it.content_hash,
-                it.metadata_json,
-                it.tags_json,
-                it.source,
-                it.importance,
-                it.occurred_at,
-                now,
-                now,
-                it.valid_from,
-                it.valid_to,
-                it.expires_at,
-                it.event_id,
-            ),
+            _INSERT_RECORD + " RETURNING rid",
+            _record_params(ns, it, now),
         ).fetchone()
         if row is None:
             return self._conflict_result(c, ns, it, index)
@@ -513,33 +516,7 @@ class SQLiteStore:
         is needed to skip it.
         """
         base_rid = c.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
-        c.executemany(
-            _INSERT_RECORD,
-            [
-                (
-                    it.id,
-                    ns,
-                    it.user_id,
-                    it.agent_id,
-                    it.thread_id,
-                    it.type,
-                    it.text,
-                    it.content_hash,
-                    it.metadata_json,
-                    it.tags_json,
-                    it.source,
-                    it.importance,
-                    it.occurred_at,
-                    now,
-                    now,
-                    it.valid_from,
-                    it.valid_to,
-                    it.expires_at,
-                    it.event_id,
-                )
-                for it in items
-            ],
-        )
+        c.executemany(_INSERT_RECORD, [_record_params(ns, it, now) for it in items])
         rids = dict(c.execute("SELECT id, rid FROM records WHERE rid > ?", (base_rid,)).fetchall())
         results: list[AddResult] = []
         chunk_rows: list[tuple[int, int, int, int, bytes]] = []
@@ -1562,31 +1539,7 @@ class SQLiteStore:
             slot_rows = c.execute(
                 f"SELECT namespace, thread_id, name, value FROM slots {ns_sql}", args
             ).fetchall()
-        for e in events:
-            yield {
-                "kind": "event",
-                "id": e[0],
-                "namespace": e[1],
-                "thread_id": e[2],
-                "user_id": e[3],
-                "actor": e[4],
-                "action": e[5],
-                "payload": json.loads(e[6]),
-                "ts": e[7],
-            }
-        values: dict[tuple[str, str], dict[str, Any]] = {}
-        for ns, thread, name, value in slot_rows:
-            values.setdefault((ns, thread), {})[name] = json.loads(value)
-        for ns, thread, user, version, updated in versions:
-            yield {
-                "kind": "slots",
-                "namespace": ns,
-                "thread_id": thread,
-                "user_id": user,
-                "version": version,
-                "updated_at": updated,
-                "values": values.get((ns, thread), {}),
-            }
+        yield from event_and_slot_lines(events, versions, slot_rows)
 
     def import_records(self, batch: list[dict[str, Any]]) -> dict[str, int]:
         """Insert exported records verbatim (ids, times, versions, history) in one transaction.
