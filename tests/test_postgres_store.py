@@ -135,6 +135,60 @@ def test_hnsw_path_matches_exact_search(postgres_url: str) -> None:
 
 
 @pytestmark_pg
+def test_large_user_scope_uses_hnsw_with_a_user_filter(postgres_url: str) -> None:
+    """A user above the exact-scan size is searched through HNSW, filtered to that user."""
+    texts = [f"memo {i} on subject {i % 13} with detail {i * 5 % 29}" for i in range(600)]
+    exact = _open(postgres_url)
+    exact.add(texts[:300], user_id="big")
+    exact.add(texts[300:], user_id="other", tags=["x"])
+    exact.add(["memo 7 on subject 7 tagged rare"], user_id="big", tags=["rare"])
+    ann = _open(postgres_url)
+    store = ann.engine.store
+    assert isinstance(store, PostgresStore)
+    store.exact_max_user_rows = 50
+    try:
+        for q in ("subject 3 detail 5", "memo 42", "with detail 28"):
+            want = [h.record.id for h in exact.search(q, user_id="big", mode="vector", top_k=10)]
+            hits = ann.search(q, user_id="big", mode="vector", top_k=10)
+            assert len(hits) == 10 and all(h.record.user_id == "big" for h in hits)
+            assert len(set(want) & {h.record.id for h in hits}) >= 9
+            scores = [h.score for h in hits]
+            assert scores == sorted(scores, reverse=True)
+            # A filter on the records side still applies, and a page wider than the
+            # search breadth (top_k > ann_ef_search) is still filled.
+            rare = ann.search(q, user_id="big", mode="vector", top_k=10, tags=["rare"])
+            assert [h.record.tags for h in rare] == [["rare"]]
+            wide = ann.search(q, user_id="big", mode="vector", top_k=150)
+            assert len(wide) == 150 and all(h.record.user_id == "big" for h in wide)
+        assert store._scope_cache[(ann.namespace, "big")][1] > 50
+    finally:
+        ann.close()
+        exact.close()
+
+
+@pytestmark_pg
+def test_chunk_vectors_stay_inline_not_in_toast(postgres_url: str) -> None:
+    """Rows just over 2 kB (a 384-d vector plus its keyword text) are not toasted (0003)."""
+    mem = Memory(postgres_url, embedder=HashEmbedder(384))
+    try:
+        mem.add([f"entry {i} " + "with a longer body of words " * 12 for i in range(20)])
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            size, opts = conn.execute(
+                "SELECT avg(pg_column_size(c.*)), (SELECT reloptions FROM pg_class "
+                "WHERE oid = 'chunks'::regclass) FROM chunks c"
+            ).fetchone()
+            assert size > 2100  # above the default toast threshold
+            assert "toast_tuple_target=8160" in opts
+            toast = conn.execute(
+                "SELECT pg_relation_size(reltoastrelid) FROM pg_class "
+                "WHERE oid = 'chunks'::regclass"
+            ).fetchone()
+            assert toast == (0,)
+    finally:
+        mem.close()
+
+
+@pytestmark_pg
 def test_concurrent_adds_of_one_text_dedupe_to_one_record(postgres_url: str) -> None:
     mems = [_open(postgres_url) for _ in range(4)]
     ids: list[str | None] = []

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from engramdb.engine.filters import Node
+from engramdb.engine.timeutil import from_us
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 
 
@@ -410,3 +412,29 @@ def event_and_slot_lines(
             "updated_at": updated,
             "values": values.get((ns, thread), {}),
         }
+
+
+def inserted_record(ns: str, it: PreparedRecord, now: datetime) -> MemoryRecord:
+    """The MemoryRecord of a freshly inserted prepared row (version 1); both stores use it."""
+    return MemoryRecord(
+        id=it.id,
+        namespace=ns,
+        text=it.text,
+        type=it.type,
+        user_id=it.user_id or None,
+        agent_id=it.agent_id or None,
+        thread_id=it.thread_id or None,
+        metadata=json.loads(it.metadata_json) if it.metadata_json != "{}" else {},
+        tags=json.loads(it.tags_json) if it.tags_json != "[]" else [],
+        source=it.source or None,
+        importance=it.importance,
+        occurred_at=from_us(it.occurred_at),
+        created_at=now,
+        updated_at=now,
+        valid_from=from_us(it.valid_from),
+        valid_to=from_us(it.valid_to),
+        expires_at=from_us(it.expires_at),
+        version=1,
+        content_hash=it.content_hash,
+        event_id=it.event_id,
+    )

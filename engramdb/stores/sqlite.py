@@ -56,6 +56,7 @@ from engramdb.stores.base import (
     RecordChanges,
     ThreadTurn,
     event_and_slot_lines,
+    inserted_record,
 )
 from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgrade
 from engramdb.stores.vector_index import VectorIndex
@@ -155,32 +156,6 @@ def _record_params(ns: str, it: PreparedRecord, now: int) -> tuple[Any, ...]:
         it.valid_to,
         it.expires_at,
         it.event_id,
-    )
-
-
-def _new_record(ns: str, it: PreparedRecord, now: datetime) -> MemoryRecord:
-    """The MemoryRecord of a freshly inserted prepared row (version 1)."""
-    return MemoryRecord(
-        id=it.id,
-        namespace=ns,
-        text=it.text,
-        type=it.type,
-        user_id=it.user_id or None,
-        agent_id=it.agent_id or None,
-        thread_id=it.thread_id or None,
-        metadata=json.loads(it.metadata_json) if it.metadata_json != "{}" else {},
-        tags=json.loads(it.tags_json) if it.tags_json != "[]" else [],
-        source=it.source or None,
-        importance=it.importance,
-        occurred_at=from_us(it.occurred_at),
-        created_at=now,
-        updated_at=now,
-        valid_from=from_us(it.valid_from),
-        valid_to=from_us(it.valid_to),
-        expires_at=from_us(it.expires_at),
-        version=1,
-        content_hash=it.content_hash,
-        event_id=it.event_id,
     )
 
 
@@ -468,7 +443,7 @@ class SQLiteStore:
         rid = row[0]
         self._insert_chunks(c, rid, it.chunks)
         now_dt = from_us_req(now)
-        record = _new_record(ns, it, now_dt)
+        record = inserted_record(ns, it, now_dt)
         c.execute(
             "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, before, "
             "after, at) VALUES (?,?,?,?,'add',1,NULL,NULL,?)",
@@ -537,7 +512,7 @@ class SQLiteStore:
             for ordinal, ch in enumerate(it.chunks):
                 chunk_rows.append((rid, ordinal, ch.start, ch.end, _vector_bytes(ch.vector)))
                 bodies.append(ch.index_text)
-            record = _new_record(ns, it, now_dt)
+            record = inserted_record(ns, it, now_dt)
             history.append((ns, it.id, it.user_id, it.thread_id, now))
             results.append(AddResult(i, "written", record))
         if chunk_rows:
