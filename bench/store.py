@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -91,32 +92,43 @@ def recall_at_k(retrieved: list[int], cand_rows: np.ndarray, cand_scores: np.nda
     return min(good, n) / n
 
 
-def wait_for_ann(mem: Any, query: np.ndarray, timeout_s: float = 900.0) -> dict[str, Any]:
-    """Wait until the background ANN graph of the namespace is built and calibrated.
+def wait_for_ann(
+    mem: Any, query: np.ndarray, users: Sequence[str] = (), timeout_s: float = 900.0
+) -> dict[str, Any]:
+    """Wait until the background ANN graphs are built and calibrated.
 
-    Why: the graph is built off the write path after a bulk load; until it is ready,
-    unfiltered searches use the exact scan. Chroma builds its graph inside ``add``, so the
-    time engramdb's takes is reported beside the ingest rate, and searches are measured
-    once it is ready (or once the worker gave up, e.g. on random vectors, where the
-    calibration's recall target cannot be met and the scan stays exact).
+    Why: the graphs are built off the write path after a bulk load; until one is ready,
+    its scope's searches use the exact scan. Chroma builds its graph inside ``add``, so the
+    time engramdb's take is reported beside the ingest rate, and searches are measured
+    once they are ready (or once the worker gave up, e.g. on random vectors, where the
+    calibration's recall target cannot be met and the scan stays exact). One search per
+    user in ``users`` creates the graphs of the users above ``ann_min_user_rows``.
     """
     from engramdb.stores.sqlite import SQLiteStore
 
     store = mem.engine.store
     assert isinstance(store, SQLiteStore)
     t0 = time.perf_counter()
-    graph = None
+    for user in dict.fromkeys(users):
+        mem.search("warm", top_k=K, mode="vector", query_vector=query, user_id=user)
+    graphs: dict[Any, Any] = {}
     while time.perf_counter() - t0 < timeout_s:
         mem.search("warm", top_k=K, mode="vector", query_vector=query)
-        graph = store._vector_index().ann.get(mem.namespace)
-        if graph is None or graph.failures >= 3 or (graph.ready and not graph.pending):
+        graphs = dict(store._vector_index().ann)
+        if all(g.failures >= 3 or (g.ready and not g.pending) for g in graphs.values()):
             break
         time.sleep(0.5)
+    graph = graphs.get((mem.namespace, None))
     return {
         "ready": bool(graph is not None and graph.ready),
         "build_s": round(time.perf_counter() - t0, 2),
         "ef_search": None if graph is None else graph.ef_search,
         "gave_up": bool(graph is not None and graph.failures >= 3),
+        "user_graphs": {
+            user: {"ready": g.ready, "size": g.size, "ef_search": g.ef_search}
+            for (_, user), g in graphs.items()
+            if user is not None
+        },
     }
 
 
@@ -264,7 +276,7 @@ def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) 
         t0 = time.perf_counter()
         e_search(0, True)
         e_first = time.perf_counter() - t0
-        ann = wait_for_ann(mem, w.query_vectors[0])
+        ann = wait_for_ann(mem, w.query_vectors[0], [w.user_name(u) for u in w.query_users])
         log(f"ann: {ann}")
         t0 = time.perf_counter()
         c_search(0, True)

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     ann_min_rows: int = Field(
         20_000, ge=0, description="Scopes larger than this use the ANN index for unfiltered search"
     )
+    ann_min_user_rows: int = Field(
+        5_000,
+        ge=0,
+        description="A user scope larger than this is searched through an ANN graph "
+        "(SQLite: its own graph; PostgreSQL: HNSW with a user filter)",
+    )
     ann_ef_search: int = Field(96, ge=8, description="ANN search breadth (recall vs speed)")
     ann_connectivity: int = Field(
         16, ge=4, le=128, description="ANN graph degree (HNSW M): recall and memory vs speed"

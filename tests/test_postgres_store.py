@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,15 +143,17 @@ def test_large_user_scope_uses_hnsw_with_a_user_filter(postgres_url: str) -> Non
     exact.add(texts[:300], user_id="big")
     exact.add(texts[300:], user_id="other", tags=["x"])
     exact.add(["memo 7 on subject 7 tagged rare"], user_id="big", tags=["rare"])
-    ann = _open(postgres_url)
+    gone = datetime.now(UTC) - timedelta(minutes=1)
+    exact.add("subject 3 detail 5", user_id="big", id="expired", expires_at=gone)
+    ann = _open(postgres_url, ann_min_user_rows=50)
     store = ann.engine.store
     assert isinstance(store, PostgresStore)
-    store.exact_max_user_rows = 50
     try:
         for q in ("subject 3 detail 5", "memo 42", "with detail 28"):
             want = [h.record.id for h in exact.search(q, user_id="big", mode="vector", top_k=10)]
             hits = ann.search(q, user_id="big", mode="vector", top_k=10)
             assert len(hits) == 10 and all(h.record.user_id == "big" for h in hits)
+            assert "expired" not in {h.record.id for h in hits}
             assert len(set(want) & {h.record.id for h in hits}) >= 9
             scores = [h.score for h in hits]
             assert scores == sorted(scores, reverse=True)

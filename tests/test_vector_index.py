@@ -44,12 +44,13 @@ class TableEmbedder:
         return self.vecs[[int(t[1:]) for t in texts]]
 
 
-def _settings(url: str) -> Settings:
-    return Settings(url=url, ann_min_rows=500, ann_ef_search=160)
+def _settings(url: str, **more: int) -> Settings:
+    return Settings(url=url, ann_min_rows=500, ann_ef_search=160, **more)
 
 
-def _open(path: Path) -> Memory:
-    return Memory(f"sqlite:///{path}", embedder=TableEmbedder(), settings=_settings(str(path)))
+def _open(path: Path, **more: int) -> Memory:
+    settings = _settings(str(path), **more)
+    return Memory(f"sqlite:///{path}", embedder=TableEmbedder(), settings=settings)
 
 
 def _store(mem: Memory) -> SQLiteStore:
@@ -58,14 +59,15 @@ def _store(mem: Memory) -> SQLiteStore:
     return store
 
 
-def _wait_ann(mem: Memory, timeout: float = 30.0) -> VectorIndex:
-    """Search once (which starts the worker) and wait until the graph is ready and drained."""
+def _wait_ann(mem: Memory, timeout: float = 30.0, user: str | None = None) -> VectorIndex:
+    """Search once (which starts the worker) and wait until the graph of the scope (the
+    namespace, or ``user``) is ready and drained."""
     q = TableEmbedder().vecs[0]
     deadline = time.monotonic() + timeout
     while True:
-        mem.search("q", query_vector=q, mode="vector", top_k=1)
+        mem.search("q", query_vector=q, mode="vector", top_k=1, user_id=user)
         index = _store(mem)._vector_index()
-        graph = index.ann.get(NS)
+        graph = index.ann.get((NS, user))
         if graph is not None and graph.ready and not graph.pending:
             return index
         assert time.monotonic() < deadline, "the ANN graph was not built in time"
@@ -100,7 +102,7 @@ def test_ann_recall_against_exact(built: Path) -> None:
     mem = _open(built)
     try:
         index = _wait_ann(mem)
-        assert index.ann[NS].size == N
+        assert index.ann[(NS, None)].size == N
         emb = TableEmbedder()
         queries = np.random.default_rng(3).standard_normal((50, DIM)).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -118,10 +120,10 @@ def test_sidecar_round_trip_keeps_the_graph(built: Path) -> None:
     mem = _open(built)
     try:
         index = _store(mem)._vector_index()
-        graph = index.ann[NS]
+        graph = index.ann[(NS, None)]
         assert graph.file is not None and graph.size == N and not graph.pending
         index = _wait_ann(mem)
-        assert index.ann[NS].size == N  # loaded, not rebuilt
+        assert index.ann[(NS, None)].size == N  # loaded, not rebuilt
         q = TableEmbedder().vecs[17]
         assert _hits(mem, q, 1) == ["v17"]
     finally:
@@ -200,13 +202,59 @@ def test_missing_or_stale_sidecar_is_rebuilt(built: Path) -> None:
         mem.close()
 
 
+def test_large_user_gets_its_own_graph(tmp_path: Path) -> None:
+    """A user above ann_min_user_rows is searched through its own graph: recall, scope,
+    the exact tail, deletes and the sidecar round trip hold as for a namespace graph."""
+    path = tmp_path / "users.db"
+    emb = TableEmbedder()
+    mem = _open(path, ann_min_user_rows=500)
+    try:
+        _fill(mem, 2000)  # user "u"
+        mem.add([f"v{i}" for i in range(2000, 2400)], user_id="small")
+        index = _wait_ann(mem, user="u")
+        assert index.ann[(NS, "u")].size == 2000
+        assert (NS, "small") not in index.ann  # below the threshold: exact
+        queries = np.random.default_rng(5).standard_normal((40, DIM)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        recall = []
+        for q in queries:
+            got = mem.search("q", query_vector=q, mode="vector", top_k=10, user_id="u")
+            assert all(h.record.user_id == "u" for h in got)
+            want = set(_exact_top(emb.vecs[:2000], q, 10))
+            recall.append(len({h.record.text for h in got} & want) / 10)
+        assert np.mean(recall) >= 0.99
+
+        def user_hits(i: int, k: int = 1) -> list[str]:
+            page = mem.search("q", query_vector=emb.vecs[i], mode="vector", top_k=k, user_id="u")
+            return [h.record.text for h in page]
+
+        mem.add(f"v{N + 7}", user_id="u")  # after the build: found through the exact tail
+        assert user_hits(N + 7) == [f"v{N + 7}"]
+        gone = [h.record.id for h in mem.search("q", query_vector=emb.vecs[11], top_k=1)]
+        mem.delete(gone[0])  # "v11": still in the graph, never returned
+        assert "v11" not in user_hits(11, 20) and len(user_hits(11, 20)) == 20
+    finally:
+        mem.close()
+    mem = _open(path, ann_min_user_rows=500)
+    try:
+        graph = _store(mem)._vector_index().ann[(NS, "u")]
+        assert graph.file is not None and graph.size >= 2000  # loaded from the sidecar
+        _wait_ann(mem, user="u")
+        q = emb.vecs[1234]
+        assert [h.record.text for h in mem.search("q", query_vector=q, top_k=1, user_id="u")] == [
+            "v1234"
+        ]
+    finally:
+        mem.close()
+
+
 def test_small_namespace_uses_exact_scan(tmp_path: Path) -> None:
     mem = _open(tmp_path / "small.db")
     try:
         _fill(mem, 300)
         emb = TableEmbedder()
         assert _hits(mem, emb.vecs[42], 1) == ["v42"]
-        assert NS not in _store(mem)._vector_index().ann
+        assert (NS, None) not in _store(mem)._vector_index().ann
     finally:
         mem.close()
 

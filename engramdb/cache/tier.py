@@ -52,6 +52,10 @@ T = TypeVar("T")
 class Cache(Protocol):
     """What the engine calls: read-through lookups, invalidation and counters."""
 
+    # False when nothing is kept: the engine then skips work that only a cached answer
+    # needs (the expiry horizon of a search).
+    keeps_answers: bool
+
     def records(
         self, namespace: str, ids: list[str], load: Callable[[list[str]], list[MemoryRecord]]
     ) -> list[MemoryRecord]:
@@ -92,6 +96,8 @@ class Cache(Protocol):
 
 class NullCache:
     """No cache configured: every call goes to the store."""
+
+    keeps_answers = False
 
     def records(
         self, namespace: str, ids: list[str], load: Callable[[list[str]], list[MemoryRecord]]
@@ -151,6 +157,8 @@ def _plain(value: Any) -> Any:
 
 class RedisCache:
     """The Redis cache tier (see the module docstring for the design)."""
+
+    keeps_answers = True
 
     def __init__(
         self,

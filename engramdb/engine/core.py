@@ -100,6 +100,7 @@ def open_store(settings: Settings) -> Store:
             url,
             auto_migrate=settings.auto_migrate,
             ann_min_rows=settings.ann_min_rows,
+            ann_min_user_rows=settings.ann_min_user_rows,
             hnsw_m=settings.ann_connectivity,
             hnsw_ef_construction=settings.ann_ef_add,
             hnsw_ef_search=settings.ann_ef_search,
@@ -127,6 +128,7 @@ def open_store(settings: Settings) -> Store:
         busy_timeout_ms=settings.busy_timeout_ms,
         auto_migrate=settings.auto_migrate,
         ann_min_rows=settings.ann_min_rows,
+        ann_min_user_rows=settings.ann_min_user_rows,
         ann_connectivity=settings.ann_connectivity,
         ann_ef_search=settings.ann_ef_search,
         ann_ef_add=settings.ann_ef_add,
@@ -687,7 +689,9 @@ class Engine:
         def load() -> tuple[SearchPage, int | None]:
             # Read before the search: an answer hiding expired records holds until the next
             # record of the namespace expires (a change of expires_at is a write).
-            horizon = None if cutoff is None else self.store.next_expiry(namespace, cutoff)
+            horizon = None
+            if cutoff is not None and self.cache.keeps_answers:
+                horizon = self.store.next_expiry(namespace, cutoff)
             page = self._search(
                 namespace, query, top_k, node, user_id, mode, threshold, offset, query_vector
             )

@@ -174,10 +174,43 @@ SELECT id, rid FROM ins
 
 
 # A user's scope up to this many chunks is searched exactly (through the (namespace,
-# user_id) index); a larger one through HNSW with a filter. Measured on the 100k benchmark:
-# exact costs grow with the scope (13k chunks: p50 12.6 ms) while the filtered HNSW scan
-# stays near 5 ms once a user holds a few percent of the namespace.
-EXACT_USER_MAX_ROWS = 4_000
+# user_id) index); a larger one through HNSW with a user filter. Measured on the 100k
+# benchmark table, warm, top-20 p50: exact grows with the scope (1k chunks 2.8 ms, 3.3k
+# 7.6 ms, 6.7k 14.3 ms, 13k 26 ms: each chunk is a heap visit) while the filtered HNSW scan
+# falls as the user's share grows (1k 32 ms, 3.3k 13 ms, 6.7k 8.9 ms, 13k 7.5 ms; recall@10
+# 0.99); they cross near 5k.
+EXACT_USER_MAX_ROWS = 5_000
+
+
+def _record_check(alias: str, namespace: str, node: Node | None) -> tuple[str, list[Any]]:
+    """SQL that keeps a chunk (``alias``) whose record passes ``node``, with its arguments.
+
+    The default live-only filter first asks, once per statement, whether anything in the
+    namespace has expired at all: the namespace's earliest ``expires_at``, an InitPlan that
+    reads one entry of the ``(namespace, expires_at)`` index (written as ``min()`` because
+    the planner always answers that from the index; a ``NOT EXISTS (... expires_at <= $n)``
+    probe became a 100k-row sequential scan in the generic plan of the prepared statement).
+    While nothing has expired, the per-chunk record lookup is never evaluated (for a user
+    with 13k chunks the join cost more than the distances), and folding the probe into the
+    search statement saves the round trip a separate query cost. ``OFFSET 0`` keeps the
+    record check a per-chunk primary-key lookup: without it PostgreSQL 18 may turn the
+    ``EXISTS`` into a hashed subplan, which reads every record of the namespace once
+    anything has expired.
+    """
+    if node is None:
+        return "TRUE", []
+    where, params = compile_postgres(node)
+    exists = (
+        f"EXISTS (SELECT 1 FROM records r WHERE r.rid = {alias}.rid AND r.namespace = %s "
+        f"AND {where} OFFSET 0)"
+    )
+    if not is_live_only(node):
+        return exists, [namespace, *params]
+    return (
+        "(COALESCE((SELECT min(x.expires_at) FROM records x WHERE x.namespace = %s) > %s, "
+        f"TRUE) OR {exists})",
+        [namespace, live_now(node), namespace, *params],
+    )
 
 
 def row_to_record(row: tuple[Any, ...], offset: int = 0) -> MemoryRecord:
@@ -294,6 +327,7 @@ class PostgresStore:
         pool_max: int = 10,
         pool_timeout_s: float = 30.0,
         ann_min_rows: int = 20_000,
+        ann_min_user_rows: int = EXACT_USER_MAX_ROWS,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 100,
         hnsw_ef_search: int = 96,
@@ -316,7 +350,7 @@ class PostgresStore:
         self._pid = os.getpid()
         self._closed = False
         self._scope_cache: dict[tuple[str, str | None], tuple[float, int]] = {}
-        self.exact_max_user_rows = EXACT_USER_MAX_ROWS  # tests lower it to reach the HNSW path
+        self.exact_max_user_rows = int(ann_min_user_rows)
         self._scope_lock = threading.Lock()
         self._pool = self._open_pool()
         # Optional streaming replica for routed reads (engramdb.stores.pg_replica).
@@ -1183,16 +1217,14 @@ class PostgresStore:
     ) -> list[ChunkHit]:
         """Return the best chunks by cosine similarity that pass the filter.
 
-        Exact for a user's scope of up to ``exact_max_user_rows`` chunks and for namespaces
+        Exact for a user's scope of up to ``ann_min_user_rows`` chunks and for namespaces
         up to ``ann_min_rows`` chunks: the scope's chunks are scored once (a materialised
         step, through the ``(namespace, user_id)`` index) and only then joined to their
         records for the filter, so no plan can rescan the scope per record, even before the
         table has statistics. Larger scopes use the HNSW index with pgvector's iterative
-        scan, so a selective filter still fills the page. Either way the records are joined
-        only when a filter is left to check (the live-only check is dropped when nothing in
-        the namespace has expired).
+        scan, so a selective filter still fills the page. One statement either way: the
+        filter is a per-chunk check of its record (:func:`_record_check`).
         """
-        where, params = compile_postgres(node)
         q = vector_text(query)
         scope = "namespace = %s"
         scope_args: list[Any] = [namespace]
@@ -1201,37 +1233,21 @@ class PostgresStore:
             scope_args.append(user_id)
         with self._read("vector search", route=True) as c:
             if user_id is None:
-                exact = self._scope_size(c, namespace, None, self.ann_min_rows) <= self.ann_min_rows
+                cap = self.ann_min_rows
+                exact = self._scope_size(c, namespace, None, cap) <= cap
             else:
                 cap = self.exact_max_user_rows
                 exact = self._scope_size(c, namespace, user_id, cap) <= cap
-            if node is not None and is_live_only(node):
-                first = c.execute(
-                    "SELECT MIN(expires_at) FROM records WHERE namespace = %s "
-                    "AND expires_at IS NOT NULL",
-                    (namespace,),
-                ).fetchone()
-                if first is None or first[0] is None or int(first[0]) > live_now(node):
-                    node = None  # nothing has expired: the check would pass every chunk
-            if exact and node is None:
-                # No filter to apply: rank the scope's chunks without joining their records
-                # (for a user with 13k chunks the join cost more than the distances).
-                rows = c.execute(
-                    "WITH s AS MATERIALIZED (SELECT id, rid, embedding <=> %s::vector AS d "
-                    f"FROM chunks WHERE {scope}) SELECT s.id, s.rid, 1 - s.d FROM s "
-                    "ORDER BY s.d, s.id LIMIT %s",
-                    (q, *scope_args, limit),
-                ).fetchall()
-            elif exact:
-                rows = c.execute(
-                    "WITH s AS MATERIALIZED (SELECT id, rid, embedding <=> %s::vector AS d "
-                    f"FROM chunks WHERE {scope}) SELECT s.id, s.rid, 1 - s.d FROM s "
-                    f"JOIN records r ON r.rid = s.rid WHERE r.namespace = %s AND {where} "
-                    "ORDER BY s.d, s.id LIMIT %s",
-                    (q, *scope_args, namespace, *params, limit),
-                ).fetchall()
-            else:
+            if not exact:
                 rows = self._ann_candidates(c, q, namespace, user_id, node, limit)
+            else:
+                check, check_args = _record_check("s", namespace, node)
+                rows = c.execute(
+                    "WITH s AS MATERIALIZED (SELECT id, rid, embedding <=> %s::vector AS d "
+                    f"FROM chunks WHERE {scope}) SELECT s.id, s.rid, 1 - s.d FROM s "
+                    f"WHERE {check} ORDER BY s.d, s.id LIMIT %s",
+                    (q, *scope_args, *check_args, limit),
+                ).fetchall()
         hits = [ChunkHit(int(r[0]), int(r[1]), float(r[2])) for r in rows]
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
         return hits
@@ -1249,25 +1265,18 @@ class PostgresStore:
 
         The user condition is written ``user_id || '' = %s`` on purpose: it keeps the
         planner off the ``(namespace, user_id)`` btree, which would read and sort the whole
-        scope (measured on a 13k-chunk user of the 100k benchmark: p50 12.6 ms exact, 4.8 ms
-        through HNSW with the iterative scan, recall@10 0.99).
+        scope (see :data:`EXACT_USER_MAX_ROWS` for the measured costs of both plans).
+        Relaxed order is enough: every returned score is exact and the caller sorts.
         """
         user_sql = "" if user_id is None else " AND c.user_id || '' = %s"
         user_args: list[Any] = [] if user_id is None else [user_id]
-        if node is None:
-            sql = (
-                "SELECT c.id, c.rid, 1 - (c.embedding <=> %s::vector) FROM chunks c "
-                f"WHERE c.namespace = %s{user_sql} ORDER BY c.embedding <=> %s::vector LIMIT %s"
-            )
-            args: list[Any] = [q, namespace, *user_args, q, limit]
-        else:
-            where, params = compile_postgres(node)
-            sql = (
-                "SELECT c.id, c.rid, 1 - (c.embedding <=> %s::vector) FROM chunks c "
-                f"JOIN records r ON r.rid = c.rid WHERE c.namespace = %s{user_sql} AND "
-                f"r.namespace = %s AND {where} ORDER BY c.embedding <=> %s::vector LIMIT %s"
-            )
-            args = [q, namespace, *user_args, namespace, *params, q, limit]
+        check, check_args = _record_check("c", namespace, node)
+        sql = (
+            "SELECT c.id, c.rid, 1 - (c.embedding <=> %s::vector) FROM chunks c "
+            f"WHERE c.namespace = %s{user_sql} AND {check} "
+            "ORDER BY c.embedding <=> %s::vector LIMIT %s"
+        )
+        args = [q, namespace, *user_args, *check_args, q, limit]
         if limit <= self.hnsw_ef_search:
             return c.execute(sql, args).fetchall()
         with c.transaction():  # a page larger than the search breadth: widen it for this query

@@ -179,12 +179,13 @@ class SQLiteStore:
         busy_timeout_ms: int = 10_000,
         auto_migrate: bool = True,
         ann_min_rows: int = 20_000,
+        ann_min_user_rows: int = 5_000,
         ann_connectivity: int = 16,
         ann_ef_search: int = 96,
         ann_ef_add: int = 128,
     ) -> None:
         self._temp_dir: str | None = None
-        self._ann = (ann_min_rows, ann_connectivity, ann_ef_search, ann_ef_add)
+        self._ann = (ann_min_rows, ann_min_user_rows, ann_connectivity, ann_ef_search, ann_ef_add)
         if str(path) == ":memory:":
             self._temp_dir = tempfile.mkdtemp(prefix="engramdb-mem-")
             path = Path(self._temp_dir) / "engram.db"
@@ -822,10 +823,11 @@ class SQLiteStore:
         index = self._vector_index()
         if node is not None and is_live_only(node) and not self._any_expired(namespace, node):
             node = None  # nothing has expired: the expiry check would pass every chunk
-        if user_id is None and (node is None or is_live_only(node)):
-            # A large namespace without a residual filter: the HNSW graph (plus the exact
-            # tail it has not absorbed yet), when the background worker has it ready.
-            got = index.ann_scan(namespace, query, max(limit, SEARCH_K))
+        if node is None or is_live_only(node):
+            # A large scope (namespace, or one user with many chunks) without a residual
+            # filter: its HNSW graph (plus the exact tail it has not absorbed yet), when the
+            # background worker has it ready.
+            got = index.ann_scan(namespace, query, max(limit, SEARCH_K), user_id)
             if got is not None:
                 probe = _top(got[0], got[1], len(got[0]))
                 if node is not None:

@@ -30,6 +30,8 @@ from threadpoolctl import ThreadpoolController
 from engramdb.stores.ann import AnnGraph, AnnWorker
 
 BlockKey = tuple[str, str]
+# An ANN scope: (namespace, None) for the whole namespace, (namespace, user) for one user.
+ScopeKey = tuple[str, str | None]
 _BLAS: ThreadpoolController | None = None
 
 
@@ -93,8 +95,9 @@ class VectorIndex:
     delete_seq: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     ns_rows: dict[str, int] = field(default_factory=dict)
-    ann: dict[str, AnnGraph] = field(default_factory=dict)
+    ann: dict[ScopeKey, AnnGraph] = field(default_factory=dict)
     ann_min_rows: int = 20_000
+    ann_min_user_rows: int = 5_000
     ann_connectivity: int = 16
     ann_ef_search: int = 96
     ann_ef_add: int = 128
@@ -107,9 +110,12 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self.where)
 
-    def configure(self, min_rows: int, connectivity: int, ef_search: int, ef_add: int) -> None:
+    def configure(
+        self, min_rows: int, min_user_rows: int, connectivity: int, ef_search: int, ef_add: int
+    ) -> None:
         """Set the ANN parameters (from Settings)."""
         self.ann_min_rows = min_rows
+        self.ann_min_user_rows = min_user_rows
         self.ann_connectivity = connectivity
         self.ann_ef_search = ef_search
         self.ann_ef_add = ef_add
@@ -133,9 +139,10 @@ class VectorIndex:
         flat = self.flat.get(ns)
         if flat is not None:
             flat.append(chunk_id, vec)
-        graph = self.ann.get(ns)
-        if graph is not None:
-            graph.pending.append(chunk_id)  # list.append is atomic; the worker drains the head
+        for scope in ((ns, None), key):
+            graph = self.ann.get(scope)
+            if graph is not None:
+                graph.pending.append(chunk_id)  # atomic; the worker drains the head
 
     def remove(self, chunk_id: int) -> None:
         """Drop one chunk (swap-remove keeps the block contiguous); unknown ids are ignored."""
@@ -145,9 +152,10 @@ class VectorIndex:
         key, pos = loc
         self.ns_rows[key[0]] -= 1
         self.flat.pop(key[0], None)
-        graph = self.ann.get(key[0])
-        if graph is not None:
-            graph.stale += 1
+        for scope in ((key[0], None), key):
+            graph = self.ann.get(scope)
+            if graph is not None:
+                graph.stale += 1
         block = self.blocks[key]
         block.make_owned()
         last = block.n - 1
@@ -195,8 +203,11 @@ class VectorIndex:
         """Return every indexed chunk id (for doctor)."""
         return set(self.where)
 
-    def namespace_chunk_ids(self, namespace: str) -> list[int]:
-        """Return the chunk ids of one namespace."""
+    def scope_chunk_ids(self, namespace: str, user_id: str | None) -> list[int]:
+        """Return the chunk ids of a namespace (``user_id`` None) or of one of its users."""
+        if user_id is not None:
+            block = self.blocks.get((namespace, user_id))
+            return [] if block is None else block.ids[: block.n].tolist()
         out: list[int] = []
         for (ns, _), block in self.blocks.items():
             if ns == namespace:
@@ -215,32 +226,40 @@ class VectorIndex:
     # ------------------------------------------------------------------ ANN
 
     def ann_scan(
-        self, namespace: str, query: np.ndarray, k: int
+        self, namespace: str, query: np.ndarray, k: int, user_id: str | None = None
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Return (chunk_ids, scores) of about the best ``k`` rows by ANN, or None.
 
-        None means "use the exact scan": the namespace is small, or its graph is not ready
-        yet (the background worker is loading or building it). The graph's hits are checked
-        against the exact index (deleted chunks dropped) and the pending tail is scored
-        exactly, so the result contains every chunk the exact index holds that ranks in the
-        top ``k`` with high probability and never a deleted one.
+        The scope is the namespace (``user_id`` None) or one of its users. None means "use
+        the exact scan": the scope is small, or its graph is not ready yet (the background
+        worker is loading or building it). The graph's hits are checked against the exact
+        index (deleted chunks, and chunks no longer in the scope, dropped) and the pending
+        tail is scored exactly, so the result contains every chunk the exact index holds
+        that ranks in the top ``k`` with high probability and never a deleted one.
         """
-        if self.ns_rows.get(namespace, 0) <= self.ann_min_rows:
-            return None
-        graph = self.ann.get(namespace)
+        if user_id is None:
+            if self.ns_rows.get(namespace, 0) <= self.ann_min_rows:
+                return None
+        else:
+            block = self.blocks.get((namespace, user_id))
+            if block is None or block.n <= self.ann_min_user_rows:
+                return None
+        scope: ScopeKey = (namespace, user_id)
+        graph = self.ann.get(scope)
         if graph is None:
             with self.lock:
-                graph = self.ann.get(namespace)
+                graph = self.ann.get(scope)
                 if graph is None:
                     graph = AnnGraph(
                         namespace,
+                        user_id,
                         self.dim,
                         self.ann_connectivity,
                         self.ann_ef_search,
                         self.ann_ef_add,
                     )
-                    graph.pending = sorted(self.namespace_chunk_ids(namespace))
-                    self.ann[namespace] = graph
+                    graph.pending = sorted(self.scope_chunk_ids(namespace, user_id))
+                    self.ann[scope] = graph
         if graph.pending or graph.graph is None:
             self.kick()
         if not graph.ready:
@@ -248,7 +267,13 @@ class VectorIndex:
         keys, scores, tail = graph.search(query, k)
         with self.lock:
             where = self.where
-            live = np.fromiter((int(c) in where for c in keys), dtype=bool, count=len(keys))
+            if user_id is None:
+                live = np.fromiter((int(c) in where for c in keys), bool, count=len(keys))
+            else:
+                key = (namespace, user_id)
+                live = np.fromiter(
+                    (where.get(int(c), (None,))[0] == key for c in keys), bool, count=len(keys)
+                )
             keys, scores = keys[live], scores[live]
             tail = [c for c in tail if c in where]
             if tail:
@@ -300,10 +325,11 @@ class VectorIndex:
             try:
                 # Graphs are saved under the same lock as the blocks, so that the graph plus
                 # its pending list cover exactly the chunks the saved blocks hold.
-                for n, (ns, graph) in enumerate(sorted(self.ann.items())):
+                scopes = sorted(self.ann.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+                for n, ((ns, user), graph) in enumerate(scopes):
                     entry = graph.save(tmp / f"ann-{n}.usearch")
                     if entry is not None:
-                        header["ann"].append({"namespace": ns, **entry})
+                        header["ann"].append({"namespace": ns, "user": user, **entry})
             except (OSError, RuntimeError, ValueError):
                 header["ann"] = []  # a graph is derived: without it, it is rebuilt later
         try:
@@ -348,14 +374,15 @@ class VectorIndex:
             )
             index.ns_rows[ns] = index.ns_rows.get(ns, 0) + n
         for entry in header.get("ann", []):
-            graph = AnnGraph(entry["namespace"], dim, 16, 96, 128)
+            user = entry.get("user")  # absent in sidecars written before user graphs
+            graph = AnnGraph(entry["namespace"], user, dim, 16, 96, 128)
             graph.file = folder / entry["file"]
             graph.size = int(entry["size"])
             graph.stale = int(entry["stale"])
             graph.calibrated = bool(entry.get("calibrated", False))
             graph.ef_search = int(entry.get("ef_search", 96))
             graph.pending = [int(c) for c in entry["pending"]]
-            index.ann[entry["namespace"]] = graph
+            index.ann[(entry["namespace"], user)] = graph
         return index
 
     def apply(
