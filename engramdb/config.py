@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(16 * 1024, ge=2, description="Largest metadata (JSON bytes)")
     max_metadata_depth: int = Field(8, ge=1, description="Deepest metadata nesting")
     max_batch: int = Field(1000, ge=1, description="Most items in one add call")
+    namespace_max_records: int = Field(
+        0,
+        ge=0,
+        description="Quota: most records one namespace may hold (0: no quota); an add past "
+        "it fails whole with QuotaExceededError",
+    )
     max_top_k: int = Field(1000, ge=1, description="Largest top_k / limit")
     max_tags: int = Field(64, ge=0, description="Most tags on one record")
     max_filter_clauses: int = Field(256, ge=1, description="Most clauses in one filter")

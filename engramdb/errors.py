@@ -65,6 +65,16 @@ class ConflictError(EngramError):
     code = "conflict"
 
 
+class QuotaExceededError(ConflictError):
+    """The write would take a namespace past ``namespace_max_records``; nothing was written.
+
+    ``details``: ``namespace``, ``limit``, ``records`` (live before the write) and
+    ``adding`` (new records the write would have added, duplicates not counted).
+    """
+
+    code = "quota_exceeded"
+
+
 class EmbedderMismatchError(EngramError):
     """The store was built with another embedder (name or dimension)."""
 

@@ -101,6 +101,7 @@ def open_store(settings: Settings) -> Store:
             auto_migrate=settings.auto_migrate,
             ann_min_rows=settings.ann_min_rows,
             ann_min_user_rows=settings.ann_min_user_rows,
+            namespace_max_records=settings.namespace_max_records,
             hnsw_m=settings.ann_connectivity,
             hnsw_ef_construction=settings.ann_ef_add,
             hnsw_ef_search=settings.ann_ef_search,
@@ -132,6 +133,7 @@ def open_store(settings: Settings) -> Store:
         ann_connectivity=settings.ann_connectivity,
         ann_ef_search=settings.ann_ef_search,
         ann_ef_add=settings.ann_ef_add,
+        namespace_max_records=settings.namespace_max_records,
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from engramdb.engine.filters import Node
 from engramdb.engine.timeutil import from_us
+from engramdb.errors import QuotaExceededError
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 
 
@@ -438,3 +439,24 @@ def inserted_record(ns: str, it: PreparedRecord, now: datetime) -> MemoryRecord:
         content_hash=it.content_hash,
         event_id=it.event_id,
     )
+
+
+def check_quota(namespace: str, limit: int, before: int, results: list[AddResult]) -> None:
+    """Raise when the records a write added take the namespace past its quota.
+
+    Called inside the write's transaction after its inserts (so duplicates, which add
+    nothing, never count); raising rolls the whole write back.
+
+    Raises:
+        QuotaExceededError: ``before`` plus the written records exceed ``limit`` (> 0).
+    """
+    adding = sum(1 for r in results if r.outcome == "written")
+    if limit and before + adding > limit:
+        raise QuotaExceededError(
+            f"namespace {namespace!r} holds {before} records; adding {adding} would pass its "
+            f"quota namespace_max_records={limit}; nothing was written",
+            namespace=namespace,
+            limit=limit,
+            records=before,
+            adding=adding,
+        )

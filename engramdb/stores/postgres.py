@@ -78,6 +78,7 @@ from engramdb.stores.base import (
     PreparedRecord,
     RecordChanges,
     ThreadTurn,
+    check_quota,
     event_and_slot_lines,
     inserted_record,
 )
@@ -328,6 +329,7 @@ class PostgresStore:
         pool_timeout_s: float = 30.0,
         ann_min_rows: int = 20_000,
         ann_min_user_rows: int = EXACT_USER_MAX_ROWS,
+        namespace_max_records: int = 0,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 100,
         hnsw_ef_search: int = 96,
@@ -351,6 +353,7 @@ class PostgresStore:
         self._closed = False
         self._scope_cache: dict[tuple[str, str | None], tuple[float, int]] = {}
         self.exact_max_user_rows = int(ann_min_user_rows)
+        self.namespace_max_records = int(namespace_max_records)
         self._scope_lock = threading.Lock()
         self._pool = self._open_pool()
         # Optional streaming replica for routed reads (engramdb.stores.pg_replica).
@@ -782,10 +785,13 @@ class PostgresStore:
         results: list[AddResult] = []
         with self._write("adding records", [namespace]) as c:
             now = now_us()
+            before = self._quota_count(c, namespace)
             if events:
                 self._insert_events(c, namespace, events)
             if len({it.id for it in items}) == len(items):
-                return self._insert_batch(c, namespace, items, now, on_error)
+                results = self._insert_batch(c, namespace, items, now, on_error)
+                check_quota(namespace, self.namespace_max_records, before, results)
+                return results
             # Repeated ids in one batch: item by item, so each repeat sees the earlier ones.
             for i, item in enumerate(items):
                 if on_error == "skip":
@@ -800,7 +806,29 @@ class PostgresStore:
                     except ConflictError as exc:
                         exc.details["index"] = i
                         raise
+            check_quota(namespace, self.namespace_max_records, before, results)
         return results
+
+    def _quota_count(self, c: psycopg.Connection[Any], namespace: str) -> int:
+        """Records of the namespace, when a quota is set (0 otherwise: nothing to check).
+
+        Concurrent adds to one namespace would each count the same total and together pass
+        the quota (write skew), so the count is taken under a lock on the namespace's
+        generation row: the upsert below locks it until COMMIT (the write bumps that row
+        at the end anyway), and adds to the namespace queue behind each other. Under READ
+        COMMITTED the count, a new statement, sees what the previous holder committed.
+        """
+        if not self.namespace_max_records:
+            return 0
+        c.execute(
+            "INSERT INTO namespace_generations(namespace, generation) VALUES (%s, 0) "
+            "ON CONFLICT (namespace) DO UPDATE SET generation = namespace_generations.generation",
+            (namespace,),
+        )
+        row = c.execute(
+            "SELECT count(*) FROM records WHERE namespace = %s", (namespace,)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def _insert_batch(
         self,

@@ -55,6 +55,7 @@ from engramdb.stores.base import (
     PreparedRecord,
     RecordChanges,
     ThreadTurn,
+    check_quota,
     event_and_slot_lines,
     inserted_record,
 )
@@ -183,8 +184,10 @@ class SQLiteStore:
         ann_connectivity: int = 16,
         ann_ef_search: int = 96,
         ann_ef_add: int = 128,
+        namespace_max_records: int = 0,
     ) -> None:
         self._temp_dir: str | None = None
+        self.namespace_max_records = int(namespace_max_records)
         self._ann = (ann_min_rows, ann_min_user_rows, ann_connectivity, ann_ef_search, ann_ef_add)
         if str(path) == ":memory:":
             self._temp_dir = tempfile.mkdtemp(prefix="engramdb-mem-")
@@ -410,10 +413,13 @@ class SQLiteStore:
         results: list[AddResult] = []
         with self._write("adding records", [namespace]) as c:
             now = now_us()
+            before = self._quota_count(c, namespace)
             if events:
                 self._insert_events(c, namespace, events)
             if len({it.id for it in items}) == len(items):
-                return self._insert_batch(c, namespace, items, now, on_error)
+                results = self._insert_batch(c, namespace, items, now, on_error)
+                check_quota(namespace, self.namespace_max_records, before, results)
+                return results
             # Repeated ids in one batch: item by item, so each repeat sees the earlier ones.
             for i, item in enumerate(items):
                 if on_error == "skip":
@@ -430,7 +436,22 @@ class SQLiteStore:
                     continue
                 if on_error == "skip":
                     c.execute("RELEASE item")
+            check_quota(namespace, self.namespace_max_records, before, results)
         return results
+
+    def _quota_count(self, c: sqlite3.Connection, namespace: str) -> int:
+        """Records of the namespace, when a quota is set (0 otherwise: nothing to check).
+
+        The write transaction (BEGIN IMMEDIATE) holds the file's only write lock, so no
+        other writer can add between this count and the commit.
+        """
+        if not self.namespace_max_records:
+            return 0
+        return int(
+            c.execute("SELECT count(*) FROM records WHERE namespace = ?", (namespace,)).fetchone()[
+                0
+            ]
+        )
 
     def _insert_one(
         self, c: sqlite3.Connection, ns: str, it: PreparedRecord, now: int, index: int

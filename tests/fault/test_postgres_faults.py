@@ -25,6 +25,7 @@ from engramdb import (
     HashEmbedder,
     Memory,
     NotFoundError,
+    QuotaExceededError,
     Settings,
     StoreUnavailableError,
 )
@@ -555,3 +556,64 @@ def test_k5_serialization_failures_are_retried(url: str, sqlstate: str) -> None:
     assert sequence_value(url) == 5
     assert mem.get_slots("t").version == 2  # nothing of the failed attempts stuck
     mem.close()
+
+
+def test_k5_namespace_quota_holds_under_concurrent_writers(url: str) -> None:
+    """K5 write-skew bait: 6 writers race to fill a 60-record quota, one record per add,
+    while forced serialization failures make some attempts roll back and retry. Each add
+    counts the namespace under a lock on its generation row, so the quota is met exactly,
+    never passed, and every acknowledged add is stored once."""
+    quota = 60
+    mems = [open_mem(url, namespace_max_records=quota) for _ in range(6)]
+    warm = mems[0].add("warm up")[0].id  # the namespace's generation row exists from here
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SEQUENCE IF EXISTS k5_quota_faults")
+        conn.execute("CREATE SEQUENCE k5_quota_faults")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION k5_quota_fail() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF nextval('k5_quota_faults') % 7 = 0 THEN "
+            "RAISE EXCEPTION 'forced 40001' USING ERRCODE = '40001'; END IF; "
+            # At the boundary, hold each add between its count and its commit: without the
+            # lock, every writer then counts one free place and they all take it.
+            f"IF (SELECT count(*) FROM records) >= {quota - 1} THEN PERFORM pg_sleep(0.2); "
+            "END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER k5_quota_fail BEFORE INSERT ON records "
+            "FOR EACH STATEMENT EXECUTE FUNCTION k5_quota_fail()"
+        )
+    acked: list[list[str]] = [[] for _ in mems]
+    refused = [0] * len(mems)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(mems))
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        for i in range(40):
+            try:
+                acked[n].append(mems[n].add(f"writer {n} record {i}")[0].id or "")
+            except QuotaExceededError:
+                refused[n] += 1
+                return
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(len(mems))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        assert errors == []
+        stored = {r.id for r in mems[0].list(limit=1000).records}
+        written = [rid for ids in acked for rid in ids]
+        assert len(written) == len(set(written)) == quota - 1  # "warm up" took one place
+        assert stored == set(written) | {warm} and mems[0].count() == quota
+        assert refused == [1] * len(mems)  # each writer stopped at its first refusal
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT last_value FROM k5_quota_faults").fetchone()
+            assert row is not None and int(row[0]) > quota  # failures were forced and retried
+    finally:
+        for m in mems:
+            m.close()
