@@ -921,11 +921,15 @@ class Engine:
     def health(self) -> dict[str, Any]:
         """Check each component: the store answers, the embedder embeds."""
         out: dict[str, Any] = {}
+        backend = "postgresql" if type(self.store).__name__ == "PostgresStore" else "sqlite"
         try:
             self.store.count_records("default", None)
-            out["store"] = {"status": "ok", "backend": "sqlite"}
+            out["store"] = {"status": "ok", "backend": backend}
         except EngramError as exc:
-            out["store"] = {"status": "error", "message": exc.message}
+            out["store"] = {"status": "error", "backend": backend, "message": exc.message}
+        breaker = getattr(self.store, "breaker", None)
+        if breaker is not None:  # PostgreSQL: is the server known to be down (see pg_faults)
+            out["store"]["breaker"] = breaker.state()
         try:
             self.embed(["health check"], query=True)
             out["embedder"] = {"status": "ok", "name": self.embedder.name, "dim": self.embedder.dim}

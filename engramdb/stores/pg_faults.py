@@ -19,6 +19,10 @@ hang a call forever nor apply a write twice. Three small pieces, used by
   marks an error retryable when the transaction surely did not commit: every read, and a
   write that failed before COMMIT was sent. A write whose connection died after COMMIT
   was sent is never retried here: it raises :class:`~engramdb.errors.CommitUnknownError`.
+* :class:`Breaker` remembers that the server is down: once a call has used up its window
+  and failed, later calls get a shorter one (at most :data:`OPEN_WINDOW_S`) until a call
+  succeeds, so a known outage answers 503 within seconds instead of every caller waiting
+  ``retry_s``; its state shows in ``Memory.health()`` and the service's ``/health``.
 
 Nested calls (a retried method calling another) retry only at the outermost level, so
 windows do not multiply.
@@ -48,6 +52,7 @@ CONNECTION_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "57P05"})
 # serialization_failure, deadlock_detected: the server rolled the transaction back.
 CONFLICT_STATES = frozenset({"40001", "40P01"})
 MAX_CONFLICT_ATTEMPTS = 5
+OPEN_WINDOW_S = 5.0  # the retry window of a call while the breaker is open (at most)
 FIRST_DELAY_S = 0.05
 MAX_DELAY_S = 1.0
 
@@ -108,10 +113,61 @@ def remaining(default: float) -> float:
     return max(0.05, _ctx.deadline - time.monotonic())
 
 
+class Breaker:
+    """A circuit breaker over the server's availability (one per store).
+
+    Open from the first call that failed after its whole retry window until the next call
+    that succeeds. While open, calls are not refused (the first one after the server is
+    back must get through, and a breaker that blocks would need its own probing); they only
+    retry for a shorter window, ``min(retry_s, OPEN_WINDOW_S)``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.opened_at: float | None = None  # wall-clock time the breaker opened
+        self.failures = 0  # calls failed in a row since it opened
+        self.last_error: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True while the last call that settled the server's state failed."""
+        return self.opened_at is not None
+
+    def window(self, policy: RetryPolicy) -> float:
+        """The retry window of the next call."""
+        return min(policy.retry_s, OPEN_WINDOW_S) if self.is_open else policy.retry_s
+
+    def failed(self, exc: StoreUnavailableError) -> None:
+        """A call used up its window: open (or keep open) the breaker."""
+        with self._lock:
+            if self.opened_at is None:
+                self.opened_at = time.time()
+            self.failures += 1
+            self.last_error = exc.message
+
+    def succeeded(self) -> None:
+        """A call reached the server: close the breaker."""
+        if self.opened_at is None and not self.failures:
+            return
+        with self._lock:
+            self.opened_at, self.failures, self.last_error = None, 0, None
+
+    def state(self) -> dict[str, Any]:
+        """The breaker as health reports it."""
+        with self._lock:
+            return {
+                "state": "open" if self.opened_at is not None else "closed",
+                "opened_at": self.opened_at,
+                "failed_calls": self.failures,
+                "last_error": self.last_error,
+            }
+
+
 class HasRetryPolicy(Protocol):
     """A store whose methods :func:`retried` can wrap."""
 
     retry_policy: RetryPolicy
+    breaker: Breaker
 
 
 S = TypeVar("S", bound=HasRetryPolicy)
@@ -129,14 +185,18 @@ def retried(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
         if _ctx.deadline is not None:
             return method(self, *args, **kwargs)
         policy = self.retry_policy
+        breaker = self.breaker
+        window = breaker.window(policy)
         start = time.monotonic()
-        _ctx.deadline = start + policy.retry_s
+        _ctx.deadline = start + window
         attempts = conflicts = 0
         try:
             while True:
                 attempts += 1
                 try:
-                    return method(self, *args, **kwargs)
+                    result = method(self, *args, **kwargs)
+                    breaker.succeeded()
+                    return result
                 except RetryableBusy as exc:
                     conflicts += 1
                     if conflicts >= MAX_CONFLICT_ATTEMPTS:
@@ -152,13 +212,21 @@ def retried(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
                     delay = _delay(attempts)
                     elapsed = time.monotonic() - start
                     if time.monotonic() + delay > _ctx.deadline:
-                        raise StoreUnavailableError(
+                        note = (
+                            f"store_retry_s={policy.retry_s:g}"
+                            if window == policy.retry_s
+                            else f"shortened to {window:g} s: the server was already "
+                            "unavailable for an earlier call"
+                        )
+                        failure = StoreUnavailableError(
                             f"{exc.message} (gave up after {attempts} attempts in "
-                            f"{elapsed:.1f} s; store_retry_s={policy.retry_s:g})",
+                            f"{elapsed:.1f} s; {note})",
                             **exc.details,
                             attempts=attempts,
                             elapsed_s=round(elapsed, 3),
-                        ) from exc
+                        )
+                        breaker.failed(failure)
+                        raise failure from exc
                 time.sleep(delay)
         finally:
             _ctx.deadline = None

@@ -84,6 +84,7 @@ from engramdb.stores.base import (
 )
 from engramdb.stores.pg_faults import (
     WATCHDOG,
+    Breaker,
     RetryableBusy,
     RetryableUnavailable,
     RetryPolicy,
@@ -340,6 +341,7 @@ class PostgresStore:
         read_max_lag_s: float = 30.0,
     ) -> None:
         self.url = url
+        self.breaker = Breaker()
         self.retry_policy = RetryPolicy(
             float(retry_s), float(io_timeout_s), float(connect_timeout_s)
         )

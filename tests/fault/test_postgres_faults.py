@@ -29,6 +29,7 @@ from engramdb import (
     Settings,
     StoreUnavailableError,
 )
+from engramdb.stores.pg_faults import OPEN_WINDOW_S
 
 from .proxy import FaultProxy
 
@@ -309,6 +310,43 @@ def test_d1_outage_longer_than_the_window_fails_within_the_bound(pg: Any, url: s
     print(f"\nD1 first call after start: {time.monotonic() - up:.3f}s")
     with pytest.raises(NotFoundError):
         mem.get("during")
+    mem.close()
+
+
+def test_d1_breaker_shortens_the_window_while_the_server_is_known_down(pg: Any, url: str) -> None:
+    """After one call used its whole window and failed, the breaker is open: health says so,
+    and later calls fail within OPEN_WINDOW_S instead of store_retry_s; the first call after
+    the server is back succeeds and closes it."""
+    mem = open_mem(url, store_retry_s=OPEN_WINDOW_S + 3.0)
+    mem.add("before the outage", id="before")
+    assert mem.health()["store"]["breaker"]["state"] == "closed"
+    pg.stop("fast")
+    try:
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            mem.add("during", id="during")
+        assert time.monotonic() - start >= OPEN_WINDOW_S + 2.0  # the whole 8 s window first
+        report = mem.health()
+        assert report["status"] == "degraded"
+        breaker = report["store"]["breaker"]
+        assert breaker["state"] == "open" and breaker["failed_calls"] >= 1
+        assert "unavailable" in breaker["last_error"]
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as info:
+            mem.search("anything")
+        # A correctness bound: the full window ends after at least 7.5 s (jitter), the
+        # shortened one after 5 s; 1.5 s of slack for a loaded machine.
+        assert time.monotonic() - start < OPEN_WINDOW_S + 1.5
+        assert "shortened to 5 s" in info.value.message
+    finally:
+        pg.start()
+    assert mem.get("before").text == "before the outage"  # goes through while open
+    assert mem.health()["store"]["breaker"] == {
+        "state": "closed",
+        "opened_at": None,
+        "failed_calls": 0,
+        "last_error": None,
+    }
     mem.close()
 
 
