@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 RECALL_TARGET = 0.98  # recall@10 against exact a namespace graph must reach before use
 USER_RECALL_TARGET = 0.99  # the same for a user's graph (the filtered search's target)
 TIE_EPS = 1e-5  # scores this close to the exact 10th best count as ties
+CALIBRATION_QUERIES = 48  # sample queries per calibration (one exact scan each)
 SEARCH_K = 64  # neighbours asked of the graph at least (see SQLiteStore.vector_candidates)
 STEP = 2048  # vectors added to a graph per lock hold: searches wait at most one step
 TAIL_MAX = 4096  # above this many pending chunks a search uses the exact scan instead
@@ -160,9 +161,15 @@ class AnnGraph:
         """Pick the smallest ``ef`` that reaches the recall target against the exact scan.
 
         Why: HNSW recall depends on the data (clustered sentence embeddings are easy, random
-        high-dimensional vectors nearly hopeless). Sample queries mix two stored vectors; the
-        search breadth doubles (from the setting up to 1024) until recall@10 is met. A graph
-        that never meets it is not used: the scope stays on the exact scan.
+        high-dimensional vectors nearly hopeless). Each sample query is a stored vector
+        pulled halfway towards another (``v1 + 0.5 v2``): near stored content, as a real
+        query is. The search breadth doubles (from the setting up to 1024) until recall@10
+        is met. A graph that never meets it is not used: the scope stays on the exact scan.
+
+        Measured on the 100k store benchmark's graph (recall@10 at ef 64 / 96 / 192): its
+        1,000 real queries 0.9975 / 0.9985 / 0.9985; these samples 0.998 / 0.998 / 1.0;
+        the midpoints of two stored vectors used before, 0.90 / 0.94 / 0.98, which held the
+        graph at ef 192 (search ~40% slower) for a recall real queries reach at 64.
         """
         rng = np.random.default_rng(0)
         with index.lock:
@@ -170,8 +177,10 @@ class AnnGraph:
             if len(ids) < 20:
                 self.calibrated = True
                 return
-            pick = rng.choice(len(ids), size=(24, 2))
-            qs = index.vectors([ids[i] for i in pick.ravel()]).reshape(24, 2, self.dim).sum(1)
+            pick = rng.choice(len(ids), size=(CALIBRATION_QUERIES, 2))
+            pairs = index.vectors([ids[i] for i in pick.ravel()])
+            pairs = pairs.reshape(CALIBRATION_QUERIES, 2, self.dim)
+            qs = pairs[:, 0] + 0.5 * pairs[:, 1]
             qs /= np.linalg.norm(qs, axis=1, keepdims=True)
             exact = []
             for q in qs:

@@ -34,6 +34,7 @@ import functools
 import json
 import os
 import re
+import struct
 import tarfile
 import tempfile
 import threading
@@ -47,6 +48,9 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg import errors as pgerr
+from psycopg.adapt import Dumper, PyFormat
+from psycopg.pq import Format
+from psycopg.types import TypeInfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from engramdb.engine.filters import Node, is_live_only, live_now
@@ -136,7 +140,7 @@ _abandoned: list[ConnectionPool[Any]] = []  # pools inherited across fork: never
 # The batch insert of records, their chunks and their history rows in one statement: each
 # column arrives as an array (binary: no text escaping of every element); chunks name their
 # record by id and meet the rid it got.
-_BATCH_INSERT_SQL = """
+_BATCH_INSERT_TEMPLATE = """
 WITH new AS (
     SELECT * FROM unnest(
         %(id)b::text[], %(user)b::text[], %(agent)b::text[], %(thread)b::text[],
@@ -162,7 +166,7 @@ WITH new AS (
         to_tsvector('engram', u.body), u.vec::vector
     FROM unnest(
         %(c_id)b::text[], %(c_ord)b::int4[], %(c_start)b::int4[], %(c_end)b::int4[],
-        %(c_body)b::text[], %(c_vec)b::text[]
+        %(c_body)b::text[], %(c_vec)b::{vec_array}
     ) WITH ORDINALITY AS u(id, ord, start_pos, end_pos, body, vec, n)
     JOIN ins ON ins.id = u.id
     ORDER BY u.n
@@ -173,6 +177,30 @@ WITH new AS (
 )
 SELECT id, rid FROM ins
 """
+# Vectors travel in pgvector's binary form once the connection knows the type (no text
+# formatting of 384 floats per chunk on our side, no parsing on the server's); the text
+# form is the fallback for a connection opened before the extension existed.
+_BATCH_INSERT_SQL = _BATCH_INSERT_TEMPLATE.replace("{vec_array}", "vector[]")
+_BATCH_INSERT_TEXT_SQL = _BATCH_INSERT_TEMPLATE.replace("{vec_array}", "text[]")
+
+
+class _Vector:
+    """A float32 vector to send in pgvector's binary form (see :class:`_VectorDumper`)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+
+class _VectorDumper(Dumper):
+    """pgvector's binary input (``vector_recv``): dimension, a zero, big-endian float4s."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: _Vector) -> bytes:
+        values = np.asarray(obj.values, dtype=">f4").ravel()
+        return struct.pack(">HH", values.shape[0], 0) + values.tobytes()
 
 
 # A user's scope up to this many chunks is searched exactly (through the (namespace,
@@ -342,6 +370,7 @@ class PostgresStore:
     ) -> None:
         self.url = url
         self.breaker = Breaker()
+        self._vector_type: TypeInfo | None = None  # pgvector's type, for binary vectors
         self.retry_policy = RetryPolicy(
             float(retry_s), float(io_timeout_s), float(connect_timeout_s)
         )
@@ -849,12 +878,14 @@ class PostgresStore:
         different text) inserted nothing, so skipping it needs no savepoint. An item whose
         conflicting row was deleted by another transaction meanwhile is retried alone.
         """
+        binary = self._binary_vectors(c)
         chunk_cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
         for it in items:
             for ordinal, ch in enumerate(it.chunks):
+                vec: Any = _Vector(ch.vector) if binary else vector_text(ch.vector)
                 for col, value in zip(
                     chunk_cols,
-                    (it.id, ordinal, ch.start, ch.end, ch.index_text, vector_text(ch.vector)),
+                    (it.id, ordinal, ch.start, ch.end, ch.index_text, vec),
                     strict=True,
                 ):
                     col.append(value)
@@ -884,7 +915,8 @@ class PostgresStore:
             "c_body": chunk_cols[4],
             "c_vec": chunk_cols[5],
         }
-        rids = {str(r[0]): int(r[1]) for r in c.execute(_BATCH_INSERT_SQL, params).fetchall()}
+        sql = _BATCH_INSERT_SQL if binary else _BATCH_INSERT_TEXT_SQL
+        rids = {str(r[0]): int(r[1]) for r in c.execute(sql, params).fetchall()}
         results: list[AddResult] = []
         now_dt = from_us_req(now)
         for i, it in enumerate(items):
@@ -901,6 +933,26 @@ class PostgresStore:
                     raise
                 results.append(AddResult(i, "rejected", None, exc.message))
         return results
+
+    def _binary_vectors(self, c: psycopg.Connection[Any]) -> bool:
+        """Teach ``c`` to send :class:`_Vector` in binary; False when pgvector is not there.
+
+        The type's oid is looked up once per store (one query), then registered on each
+        connection locally.
+        """
+        try:
+            c.adapters.get_dumper(_Vector, PyFormat.BINARY)
+            return True
+        except psycopg.ProgrammingError:
+            pass
+        if self._vector_type is None:
+            self._vector_type = TypeInfo.fetch(c, "vector")
+            if self._vector_type is None:
+                return False
+        self._vector_type.register(c)
+        dumper = type("VectorDumper", (_VectorDumper,), {"oid": self._vector_type.oid})
+        c.adapters.register_dumper(_Vector, dumper)
+        return True
 
     def _conflict_outcome(
         self, c: psycopg.Connection[Any], ns: str, it: PreparedRecord, index: int
