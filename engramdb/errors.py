@@ -143,6 +143,7 @@ ERROR_TABLE: list[tuple[type[EngramError], int, int]] = [
     (LimitExceededError, 413, 2),
     (ValidationError, 422, 2),
     (NotFoundError, 404, 3),
+    (QuotaExceededError, 409, 4),
     (ConflictError, 409, 4),
     (EmbedderMismatchError, 409, 5),
     (EmbeddingError, 502, 6),
