@@ -106,8 +106,8 @@ def row_to_record(row: sqlite3.Row | tuple[Any, ...], offset: int = 0) -> Memory
         user_id=user or None,
         agent_id=agent or None,
         thread_id=thread or None,
-        metadata=json.loads(meta),
-        tags=json.loads(tags),
+        metadata={} if meta == "{}" else json.loads(meta),
+        tags=[] if tags == "[]" else json.loads(tags),
         source=source or None,
         importance=imp,
         occurred_at=from_us(occ),
@@ -348,6 +348,17 @@ class SQLiteStore:
                 yield conn
             finally:
                 conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, doing) from exc
+
+    def _query(self, doing: str, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        """Run one SELECT on this thread's reader connection and return its rows.
+
+        One statement is its own snapshot in autocommit mode, so the BEGIN/COMMIT of
+        :meth:`_read` (two more calls per read, on every search) is only for several.
+        """
+        try:
+            return self._reader().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise self._translate(exc, doing) from exc
 
@@ -733,12 +744,12 @@ class SQLiteStore:
 
     def get_records(self, namespace: str, ids: list[str]) -> list[MemoryRecord]:
         """Return the records with these ids in the order asked; missing ones omitted."""
-        with self._read("reading records") as c:
-            rows = c.execute(
-                f"SELECT {COLS} FROM records r WHERE namespace = ? AND id IN "
-                "(SELECT value FROM json_each(?))",
-                (namespace, json.dumps(ids)),
-            ).fetchall()
+        rows = self._query(
+            "reading records",
+            f"SELECT {COLS} FROM records r WHERE namespace = ? AND id IN "
+            "(SELECT value FROM json_each(?))",
+            (namespace, json.dumps(ids)),
+        )
         by_id = {r[1]: row_to_record(r) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -958,13 +969,13 @@ class SQLiteStore:
         if not chunk_ids:
             return {}
         where, params = compile_sqlite(node)
-        with self._read("locating search hits") as c:
-            rows = c.execute(
-                "SELECT c.id, r.id, r.version, c.start, c.end FROM chunks c CROSS JOIN records r "
-                "ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
-                f"r.namespace = ? AND {where}",
-                (json.dumps(chunk_ids), namespace, *params),
-            ).fetchall()
+        rows = self._query(
+            "locating search hits",
+            "SELECT c.id, r.id, r.version, c.start, c.end FROM chunks c CROSS JOIN records r "
+            "ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
+            f"r.namespace = ? AND {where}",
+            (json.dumps(chunk_ids), namespace, *params),
+        )
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     def thread_turns(
