@@ -138,9 +138,10 @@ _abandoned: list[ConnectionPool[Any]] = []  # pools inherited across fork: never
 
 
 # The batch insert of records, their chunks and their history rows in one statement: each
-# column arrives as an array (binary: no text escaping of every element); chunks name their
-# record by id and meet the rid it got.
-_BATCH_INSERT_TEMPLATE = """
+# column arrives as an array (binary: no text escaping of every element, and vectors in
+# pgvector's own binary form: no formatting of 384 floats per chunk on our side, no parsing
+# on the server's); chunks name their record by id and meet the rid it got.
+_BATCH_INSERT_SQL = """
 WITH new AS (
     SELECT * FROM unnest(
         %(id)b::text[], %(user)b::text[], %(agent)b::text[], %(thread)b::text[],
@@ -166,7 +167,7 @@ WITH new AS (
         to_tsvector('engram', u.body), u.vec::vector
     FROM unnest(
         %(c_id)b::text[], %(c_ord)b::int4[], %(c_start)b::int4[], %(c_end)b::int4[],
-        %(c_body)b::text[], %(c_vec)b::{vec_array}
+        %(c_body)b::text[], %(c_vec)b::vector[]
     ) WITH ORDINALITY AS u(id, ord, start_pos, end_pos, body, vec, n)
     JOIN ins ON ins.id = u.id
     ORDER BY u.n
@@ -177,11 +178,6 @@ WITH new AS (
 )
 SELECT id, rid FROM ins
 """
-# Vectors travel in pgvector's binary form once the connection knows the type (no text
-# formatting of 384 floats per chunk on our side, no parsing on the server's); the text
-# form is the fallback for a connection opened before the extension existed.
-_BATCH_INSERT_SQL = _BATCH_INSERT_TEMPLATE.replace("{vec_array}", "vector[]")
-_BATCH_INSERT_TEXT_SQL = _BATCH_INSERT_TEMPLATE.replace("{vec_array}", "text[]")
 
 
 class _Vector:
@@ -878,14 +874,13 @@ class PostgresStore:
         different text) inserted nothing, so skipping it needs no savepoint. An item whose
         conflicting row was deleted by another transaction meanwhile is retried alone.
         """
-        binary = self._binary_vectors(c)
+        self._send_vectors_binary(c)
         chunk_cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
         for it in items:
             for ordinal, ch in enumerate(it.chunks):
-                vec: Any = _Vector(ch.vector) if binary else vector_text(ch.vector)
                 for col, value in zip(
                     chunk_cols,
-                    (it.id, ordinal, ch.start, ch.end, ch.index_text, vec),
+                    (it.id, ordinal, ch.start, ch.end, ch.index_text, _Vector(ch.vector)),
                     strict=True,
                 ):
                     col.append(value)
@@ -915,8 +910,7 @@ class PostgresStore:
             "c_body": chunk_cols[4],
             "c_vec": chunk_cols[5],
         }
-        sql = _BATCH_INSERT_SQL if binary else _BATCH_INSERT_TEXT_SQL
-        rids = {str(r[0]): int(r[1]) for r in c.execute(sql, params).fetchall()}
+        rids = {str(r[0]): int(r[1]) for r in c.execute(_BATCH_INSERT_SQL, params).fetchall()}
         results: list[AddResult] = []
         now_dt = from_us_req(now)
         for i, it in enumerate(items):
@@ -934,25 +928,27 @@ class PostgresStore:
                 results.append(AddResult(i, "rejected", None, exc.message))
         return results
 
-    def _binary_vectors(self, c: psycopg.Connection[Any]) -> bool:
-        """Teach ``c`` to send :class:`_Vector` in binary; False when pgvector is not there.
+    def _send_vectors_binary(self, c: psycopg.Connection[Any]) -> None:
+        """Teach ``c`` to send :class:`_Vector` in pgvector's binary form.
 
-        The type's oid is looked up once per store (one query), then registered on each
-        connection locally.
+        The type's oid is looked up once per store (one query; the schema's migrations
+        created the extension), then registered on each connection locally.
+
+        Raises:
+            StoreError: the database has no ``vector`` type.
         """
         try:
             c.adapters.get_dumper(_Vector, PyFormat.BINARY)
-            return True
+            return
         except psycopg.ProgrammingError:
             pass
         if self._vector_type is None:
             self._vector_type = TypeInfo.fetch(c, "vector")
             if self._vector_type is None:
-                return False
+                raise StoreError("the database has no 'vector' type: is pgvector installed?")
         self._vector_type.register(c)
         dumper = type("VectorDumper", (_VectorDumper,), {"oid": self._vector_type.oid})
         c.adapters.register_dumper(_Vector, dumper)
-        return True
 
     def _conflict_outcome(
         self, c: psycopg.Connection[Any], ns: str, it: PreparedRecord, index: int
