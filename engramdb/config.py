@@ -131,3 +131,21 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Service bind address")
     port: int = Field(8080, ge=0, le=65535, description="Service port")
+
+
+def url_without_password(url: str, mask: str = "") -> str:
+    """``url`` with its password removed (``mask`` empty) or replaced by ``mask``.
+
+    Logs, banners, summaries and checkpoint keys must never hold a password; a URL without
+    one is returned unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    if not sep or "@" not in authority:
+        return url
+    userinfo, _, host = authority.rpartition("@")
+    if ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    secret = f":{mask}" if mask else ""
+    return f"{scheme}://{user}{secret}@{host}{slash}{tail}"

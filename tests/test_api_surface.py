@@ -182,3 +182,15 @@ async def test_async_round_trip_does_not_block_the_loop(tmp_path: Path) -> None:
         assert await other.count() == 0
         await asyncio.gather(*(amem.add(f"concurrent {i}") for i in range(5)))
         assert await amem.count() == 6
+
+
+def test_url_without_password_drops_or_masks_only_the_password() -> None:
+    from engramdb.config import url_without_password
+
+    url = "postgresql://app:p%40ss@db.internal:5432/engram?sslmode=require"
+    assert url_without_password(url) == "postgresql://app@db.internal:5432/engram?sslmode=require"
+    assert url_without_password(url, "***") == (
+        "postgresql://app:***@db.internal:5432/engram?sslmode=require"
+    )
+    for plain in ("postgresql://app@db/engram", "sqlite:///./engram.db", ":memory:"):
+        assert url_without_password(plain) == plain == url_without_password(plain, "***")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from engramdb.cli.context import global_options, state
+from engramdb.config import url_without_password
 
 
 @click.command("serve")
@@ -25,25 +26,14 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
         raise click.ClickException(f"the REST server is not available: {exc}") from exc
     shown = f"[{host}]" if ":" in host else host
     click.echo(
-        f"engramdb serving {_without_password(settings.url)} at http://{shown}:{port}", err=True
+        f"engramdb serving {url_without_password(settings.url, '***')} at http://{shown}:{port}",
+        err=True,
     )
     click.echo(f"OpenAPI docs: http://{shown}:{port}/docs", err=True)
     # uvicorn drains requests on SIGTERM, then re-raises the signal under the handler that was
     # installed before it started: make that a clean exit 0 rather than death by signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     run(settings, host, port, workers)
-
-
-def _without_password(url: str) -> str:
-    """The store URL as the banner prints it: a service log must never hold a password."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, tail = rest.partition("/")
-    if not sep or "@" not in authority:
-        return url
-    userinfo, _, host = authority.rpartition("@")
-    if ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{slash}{tail}"
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

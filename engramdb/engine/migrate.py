@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engramdb.config import Settings
+from engramdb.config import Settings, url_without_password
 from engramdb.engine.timeutil import to_us
 from engramdb.errors import StoreError, ValidationError
 
@@ -104,7 +104,7 @@ def migrate_store(
             return {
                 "dry_run": True,
                 "source": source_url,
-                "target": _redact(target_url),
+                "target": url_without_password(target_url),
                 "embedder": _embedder(src),
                 "namespaces": counts,
                 "would_copy": _totals(counts),
@@ -122,7 +122,7 @@ def migrate_store(
     report.update(
         {
             "source": source_url,
-            "target": _redact(target_url),
+            "target": url_without_password(target_url),
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
@@ -148,13 +148,13 @@ def _check_urls(source_url: str, target_url: str) -> str:
     if not isinstance(target_url, str) or not target_url.startswith(PG_SCHEMES):
         raise ValidationError(
             f"the target must be a PostgreSQL URL (postgresql://user@host:port/db), not "
-            f"{_redact(str(target_url))!r}",
+            f"{url_without_password(str(target_url))!r}",
             field="target_url",
         )
     if source_url.startswith(PG_SCHEMES):
         if source_url == target_url:
             raise ValidationError("the source and the target are the same store", field="url")
-        return _redact(source_url)
+        return url_without_password(source_url)
     if source_url in (":memory:", "sqlite://", "sqlite:///:memory:"):
         raise ValidationError("an in-memory store cannot be migrated", field="source_url")
     if source_url.startswith("sqlite:///"):
@@ -172,15 +172,6 @@ def _check_urls(source_url: str, target_url: str) -> str:
     return "sqlite:///" + str(path.resolve())
 
 
-def _redact(url: str) -> str:
-    """The URL without a password (summaries and checkpoint keys must not carry one)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    auth, _, host = rest.partition("@")
-    return f"{scheme}://{auth.split(':', 1)[0]}@{host}"
-
-
 def _open_target(base: Settings, url: str) -> PostgresStore:
     from engramdb.engine.core import open_store
     from engramdb.stores.postgres import PostgresStore
@@ -188,7 +179,9 @@ def _open_target(base: Settings, url: str) -> PostgresStore:
     store = open_store(base.model_copy(update={"url": url}))
     if not isinstance(store, PostgresStore):  # pragma: no cover - the URL was checked
         store.close()
-        raise ValidationError(f"{_redact(url)!r} is not a PostgreSQL store", field="target_url")
+        raise ValidationError(
+            f"{url_without_password(url)!r} is not a PostgreSQL store", field="target_url"
+        )
     return store
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from engramdb.engine.filters import Node
 from engramdb.engine.timeutil import from_us
-from engramdb.errors import QuotaExceededError
+from engramdb.errors import ConflictError, QuotaExceededError
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 
 
@@ -460,3 +460,17 @@ def check_quota(namespace: str, limit: int, before: int, results: list[AddResult
             records=before,
             adding=adding,
         )
+
+
+def existing_id_outcome(existing: MemoryRecord, it: PreparedRecord, index: int) -> AddResult:
+    """The outcome of an add whose caller-given id is already stored (both stores).
+
+    The same text makes the add idempotent (``unchanged``, the stored record): retrying an
+    add after an unknown commit outcome is safe. Other text under that id is a conflict.
+
+    Raises:
+        ConflictError: the id exists with a different text.
+    """
+    if existing.content_hash == it.content_hash:
+        return AddResult(index, "unchanged", existing)
+    raise ConflictError(f"record {it.id!r} already exists with a different text", id=it.id)

@@ -84,6 +84,7 @@ from engramdb.stores.base import (
     ThreadTurn,
     check_quota,
     event_and_slot_lines,
+    existing_id_outcome,
     inserted_record,
 )
 from engramdb.stores.pg_faults import (
@@ -963,11 +964,7 @@ class PostgresStore:
         if it.caller_id:
             existing = self._select_one(c, ns, it.id)
             if existing is not None:
-                if existing.content_hash == it.content_hash:
-                    return AddResult(index, "unchanged", existing)
-                raise ConflictError(
-                    f"record {it.id!r} already exists with a different text", id=it.id
-                )
+                return existing_id_outcome(existing, it, index)
         dup = c.execute(
             f"SELECT {COLS} FROM records r WHERE namespace = %s AND user_id = %s AND "
             "agent_id = %s AND thread_id = %s AND type = %s AND content_hash = %s",

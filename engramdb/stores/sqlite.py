@@ -57,6 +57,7 @@ from engramdb.stores.base import (
     ThreadTurn,
     check_quota,
     event_and_slot_lines,
+    existing_id_outcome,
     inserted_record,
 )
 from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgrade
@@ -491,12 +492,7 @@ class SQLiteStore:
         if it.caller_id:
             existing = self._select_one(c, ns, it.id)
             if existing is not None:
-                if existing.content_hash == it.content_hash:
-                    return AddResult(index, "unchanged", existing)
-                raise ConflictError(
-                    f"record {it.id!r} already exists with a different text",
-                    id=it.id,
-                )
+                return existing_id_outcome(existing, it, index)
         dup = c.execute(
             f"SELECT {COLS} FROM records r WHERE namespace = ? AND user_id = ? AND "
             "agent_id = ? AND thread_id = ? AND type = ? AND content_hash = ?",
