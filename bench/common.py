@@ -79,3 +79,12 @@ def write_report(report: dict[str, Any], out_dir: Path, name: str) -> Path:
 def log(msg: str) -> None:
     """Progress to stderr (stdout carries the summary)."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def finish(report: dict[str, Any], out_dir: Path, name: str, quick: bool) -> dict[str, Any]:
+    """Write ``<name>.json`` (noting ``quick``), print its summary and return the report."""
+    report["config"]["quick"] = quick
+    path = write_report(report, out_dir, name)
+    print(json.dumps(report["summary"], indent=2))
+    log(f"wrote {path}")
+    return report

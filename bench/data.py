@@ -280,6 +280,28 @@ def _save(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def store_config(
+    records: int,
+    quick: bool,
+    hash_vectors: bool,
+    users: int | None = None,
+    queries: int | None = None,
+) -> DataConfig:
+    """The store benchmarks' workload from CLI-level options (``bench store`` and
+    ``bench postgres`` run the same one): 1,000 users per 100k records, 1,000 queries;
+    ``quick`` caps it at 5,000 records and 100 queries."""
+    if quick:
+        records = min(records, 5_000)
+    n_users = users or max(10, round(1_000 * records / 100_000))
+    return DataConfig(
+        records=records,
+        users=min(n_users, records),
+        queries=queries or (100 if quick else 1_000),
+        single_adds=50 if quick else 200,
+        hash_vectors=hash_vectors,
+    )
+
+
 def load_workload(cfg: DataConfig, cache_dir: Path = CACHE_DIR) -> Workload:
     """Build the workload, embedding once and caching the vectors by config hash."""
     gen = make_texts(cfg)

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import latency, log, machine, ratio, write_report
-from bench.data import DataConfig, load_workload
+from bench.common import finish, latency, log, machine, ratio
+from bench.data import DataConfig, load_workload, store_config
 from bench.data import describe as describe_workload
 from bench.store import BATCH, K, LookupEmbedder, embedder_name, recall_at_k
 
@@ -392,19 +392,5 @@ def main(
     queries: int | None = None,
 ) -> dict[str, Any]:
     """Run with CLI-level options, write ``postgres.json`` and print the summary."""
-    if quick:
-        records = min(records, 5_000)
-    n_users = users or max(10, round(1_000 * records / 100_000))
-    cfg = DataConfig(
-        records=records,
-        users=min(n_users, records),
-        queries=queries or (100 if quick else 1_000),
-        single_adds=50 if quick else 200,
-        hash_vectors=hash_vectors,
-    )
-    report = run(cfg)
-    report["config"]["quick"] = quick
-    path = write_report(report, out_dir, "postgres")
-    print(json.dumps(report["summary"], indent=2))
-    log(f"wrote {path}")
-    return report
+    cfg = store_config(records, quick, hash_vectors, users, queries)
+    return finish(run(cfg), out_dir, "postgres", quick)

@@ -32,14 +32,14 @@ import numpy as np
 from bench.common import (
     ROOT,
     dir_size_mb,
+    finish,
     latency,
     log,
     machine,
     ratio,
     rss_mb,
-    write_report,
 )
-from bench.data import DataConfig, Workload, describe, load_workload
+from bench.data import DataConfig, Workload, describe, load_workload, store_config
 
 BATCH = 1_000
 K = 10
@@ -499,20 +499,5 @@ def main(
     queries: int | None = None,
 ) -> dict[str, Any]:
     """Run with CLI-level options, write ``store.json`` and print the summary."""
-    if quick:
-        records = min(records, 5_000)
-    n_users = users or max(10, round(1_000 * records / 100_000))
-    n_queries = queries or (100 if quick else 1_000)
-    cfg = DataConfig(
-        records=records,
-        users=min(n_users, records),
-        queries=n_queries,
-        single_adds=50 if quick else 200,
-        hash_vectors=hash_vectors,
-    )
-    report = run(cfg, cold_runs=1 if quick else 3)
-    report["config"]["quick"] = quick
-    path = write_report(report, out_dir, "store")
-    print(json.dumps(report["summary"], indent=2))
-    log(f"wrote {path}")
-    return report
+    cfg = store_config(records, quick, hash_vectors, users, queries)
+    return finish(run(cfg, cold_runs=1 if quick else 3), out_dir, "store", quick)

@@ -18,7 +18,7 @@ import numpy as np
 
 from engramdb.engine.filters import Node
 from engramdb.engine.timeutil import from_us
-from engramdb.errors import ConflictError, QuotaExceededError
+from engramdb.errors import ConflictError, NotFoundError, QuotaExceededError
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 
 
@@ -474,3 +474,53 @@ def existing_id_outcome(existing: MemoryRecord, it: PreparedRecord, index: int) 
     if existing.content_hash == it.content_hash:
         return AddResult(index, "unchanged", existing)
     raise ConflictError(f"record {it.id!r} already exists with a different text", id=it.id)
+
+
+def checked_for_update(
+    row_record: MemoryRecord | None, namespace: str, record_id: str, expected_version: int | None
+) -> MemoryRecord:
+    """The record an update starts from, after the checks both stores make.
+
+    Raises:
+        NotFoundError: no such record in the namespace.
+        ConflictError: ``expected_version`` is given and the record is at another one.
+    """
+    if row_record is None:
+        raise NotFoundError(
+            f"record {record_id!r} not found in namespace {namespace!r}", id=record_id
+        )
+    if expected_version is not None and row_record.version != expected_version:
+        raise ConflictError(
+            f"record {record_id!r} is at version {row_record.version}, "
+            f"not the expected {expected_version}",
+            id=record_id,
+            version=row_record.version,
+            expected_version=expected_version,
+        )
+    return row_record
+
+
+UPDATABLE_COLUMNS = (
+    "text",
+    "content_hash",
+    "type",
+    "importance",
+    "valid_from",
+    "valid_to",
+    "expires_at",
+)
+
+
+def scalar_set_clauses(changes: RecordChanges, ph: str) -> tuple[list[str], list[Any]]:
+    """The ``SET`` clauses (with the driver's placeholder ``ph``) of an update's plain
+    columns: a given value is set, a cleared column becomes NULL."""
+    sets: list[str] = []
+    params: list[Any] = []
+    for col in UPDATABLE_COLUMNS:
+        value = getattr(changes, col)
+        if value is not None:
+            sets.append(f"{col} = {ph}")
+            params.append(value)
+        elif col in changes.clear:
+            sets.append(f"{col} = NULL")
+    return sets, params

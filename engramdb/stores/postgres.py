@@ -83,9 +83,11 @@ from engramdb.stores.base import (
     RecordChanges,
     ThreadTurn,
     check_quota,
+    checked_for_update,
     event_and_slot_lines,
     existing_id_outcome,
     inserted_record,
+    scalar_set_clauses,
 )
 from engramdb.stores.pg_faults import (
     WATCHDOG,
@@ -1076,37 +1078,12 @@ class PostgresStore:
                 f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = %s FOR UPDATE",
                 (namespace, record_id),
             ).fetchone()
-            if row is None:
-                raise NotFoundError(
-                    f"record {record_id!r} not found in namespace {namespace!r}", id=record_id
-                )
-            before = row_to_record(row)
+            before = checked_for_update(
+                None if row is None else row_to_record(row), namespace, record_id, expected_version
+            )
+            assert row is not None  # checked_for_update raised otherwise
             rid = row[0]
-            if expected_version is not None and before.version != expected_version:
-                raise ConflictError(
-                    f"record {record_id!r} is at version {before.version}, "
-                    f"not the expected {expected_version}",
-                    id=record_id,
-                    version=before.version,
-                    expected_version=expected_version,
-                )
-            sets: list[str] = []
-            params: list[Any] = []
-            for col in (
-                "text",
-                "content_hash",
-                "type",
-                "importance",
-                "valid_from",
-                "valid_to",
-                "expires_at",
-            ):
-                value = getattr(changes, col)
-                if value is not None:
-                    sets.append(f"{col} = %s")
-                    params.append(value)
-                elif col in changes.clear:
-                    sets.append(f"{col} = NULL")
+            sets, params = scalar_set_clauses(changes, "%s")
             if changes.metadata_json is not None:
                 sets.append("metadata = %s::jsonb, metadata_raw = %s")
                 params.extend([changes.metadata_json, changes.metadata_json])

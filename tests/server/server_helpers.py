@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
+import subprocess
+import time
+from pathlib import Path
 
 import httpx
+import pytest
 
 MAX_TEXT = 2048
 # What must never leak from an error body: SQL, tracebacks, driver names, file paths.
@@ -34,3 +40,54 @@ def assert_error(resp: httpx.Response, status: int, error: str | None = None) ->
         assert body["error"] == error, body
     assert not LEAKS.search(resp.text), resp.text
     return body
+
+
+STARTUP_TIMEOUT = 90.0  # a spawned worker imports the whole stack on a loaded machine
+
+
+class ServerProcess:
+    """A service subprocess on a free loopback port: its base URL, its log, readiness and a
+    graceful stop. Subclasses choose the command line."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._log_fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
+
+    @staticmethod
+    def clean_env(**extra: str) -> dict[str, str]:
+        """This process's environment without ENGRAM_* settings, offline, plus ``extra``."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+        env.update(HF_HUB_OFFLINE="1", **extra)
+        return env
+
+    def tail(self, lines: int = 40) -> str:
+        """The end of the service's log, for failure messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_ready(self, base: str, deadline: float | None = None) -> None:
+        """Wait until ``/health`` answers 200 (fail the test if the process exits first)."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT if deadline is None else deadline
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"{self.name} not ready in {STARTUP_TIMEOUT}s:\n{self.tail()}")
+
+    def stop(self) -> int:
+        """SIGTERM (the graceful drain), then SIGKILL after 30 s; return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log_fh.close()
+        return self.proc.returncode

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -30,45 +29,24 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psutil
 import pytest
-from server_helpers import free_port
+from server_helpers import STARTUP_TIMEOUT, ServerProcess, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-STARTUP_TIMEOUT = 90.0
 WORKERS = 4
 
 
-class Service:
+class Service(ServerProcess):
     """An ``engramdb serve`` subprocess on a free loopback port, its base URL and its log."""
 
     def __init__(self, name: str, url: str, workers: int, log: Path) -> None:
-        self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-        env.update(HF_HUB_OFFLINE="1", ENGRAM_URL=url, ENGRAM_EMBEDDER="hash")
+        env = self.clean_env(ENGRAM_URL=url, ENGRAM_EMBEDDER="hash")
         cli = Path(sys.executable).with_name("engramdb")
         argv = [str(cli)] if cli.exists() else [sys.executable, "-m", "engramdb.cli"]
         argv += ["serve", "--port", str(self.port), "--workers", str(workers)]
-        self._log_fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
-
-    def tail(self, lines: int = 40) -> str:
-        """The end of the service's log, for failure messages."""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"{self.name} not ready in {STARTUP_TIMEOUT}s:\n{self.tail()}")
+        super().__init__(name, argv, env, log)
 
     def workers(self) -> set[int]:
         """The pids of the supervisor's live worker processes (uvicorn spawns them)."""
@@ -86,17 +64,6 @@ class Service:
             except psutil.NoSuchProcess:
                 continue
         return out
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._log_fh.close()
-        return self.proc.returncode
 
 
 def with_password(url: str) -> tuple[str, str]:
@@ -129,8 +96,8 @@ def services(
         b = Service("B", url, 1, logs / "b.log")
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
-            a.wait_ready(deadline)
-            b.wait_ready(deadline)
+            a.wait_ready(a.base, deadline)
+            b.wait_ready(b.base, deadline)
             while len(a.workers()) < WORKERS and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert len(a.workers()) == WORKERS, a.tail()

@@ -3,69 +3,38 @@
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import free_port
+from server_helpers import ServerProcess, free_port
 
 from engramdb import Settings, ValidationError
 from engramdb.server import run
 from engramdb.server.runner import settings_to_env
 
-STARTUP_TIMEOUT = 90.0
 
-
-class Served:
+class Served(ServerProcess):
     """A ``run(...)`` in a subprocess, its base URL and its log."""
 
     def __init__(self, db: Path, workers: int, log: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
         code = (
             "from engramdb import Settings\n"
             "from engramdb.server import run\n"
             f"run(Settings(url={f'sqlite:///{db}'!r}, embedder='hash', hash_dim=64),"
             f" '127.0.0.1', {self.port}, {workers})\n"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-        env["HF_HUB_OFFLINE"] = "1"
-        self._log_fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], env=env, stdout=self._log_fh, stderr=subprocess.STDOUT
-        )
+        super().__init__("server", [sys.executable, "-c", code], self.clean_env(), log)
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"server not ready in {STARTUP_TIMEOUT}s:\n{self.log.read_text()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._log_fh.close()
-        return self.proc.returncode
+    def wait_ready(self, base: str | None = None, deadline: float | None = None) -> None:
+        """Wait for this server's ``/health``."""
+        super().wait_ready(self.base if base is None else base, deadline)
 
 
 @pytest.fixture
