@@ -38,7 +38,14 @@ import numpy as np
 from bench.common import finish, latency, log, machine, ratio
 from bench.data import DataConfig, load_workload, store_config
 from bench.data import describe as describe_workload
-from bench.store import BATCH, K, LookupEmbedder, embedder_name, recall_at_k
+from bench.store import (
+    BATCH,
+    K,
+    LookupEmbedder,
+    embedder_name,
+    recall_at_k,
+    timed_search,
+)
 
 HNSW = {"m": 16, "ef_construction": 100, "ef_search": 64}
 # shared_buffers holds the whole 100k table of either system (~300 MB of heap with inline
@@ -200,17 +207,7 @@ def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
         qtext = [_vec(q) for q in w.query_vectors[:nq]]
 
         def e_search(i: int, filtered: bool) -> tuple[float, list[int]]:
-            uid = w.user_name(w.query_users[i]) if filtered else None
-            t0 = time.perf_counter()
-            page = mem.search(
-                w.query_texts[i],
-                top_k=K,
-                user_id=uid,
-                mode="vector",
-                query_vector=w.query_vectors[i],
-            )
-            dt = time.perf_counter() - t0
-            return dt, [row_of_text.get(h.record.text, -1) for h in page.hits]
+            return timed_search(mem, w, row_of_text, i, filtered)
 
         def p_search(i: int, filtered: bool) -> tuple[float, list[int]]:
             t0 = time.perf_counter()

@@ -92,6 +92,20 @@ def recall_at_k(retrieved: list[int], cand_rows: np.ndarray, cand_scores: np.nda
     return min(good, n) / n
 
 
+def timed_search(
+    mem: Any, w: Workload, row_of_text: dict[str, int], i: int, filtered: bool
+) -> tuple[float, list[int]]:
+    """Run query ``i`` on engramdb (vector mode, precomputed vector; filtered to the asking
+    user or not); return its seconds and the workload rows of its hits (-1: unknown)."""
+    uid = w.user_name(w.query_users[i]) if filtered else None
+    t0 = time.perf_counter()
+    page = mem.search(
+        w.query_texts[i], top_k=K, user_id=uid, mode="vector", query_vector=w.query_vectors[i]
+    )
+    dt = time.perf_counter() - t0
+    return dt, [row_of_text.get(h.record.text, -1) for h in page.hits]
+
+
 def wait_for_ann(
     mem: Any, query: np.ndarray, users: Sequence[str] = (), timeout_s: float = 900.0
 ) -> dict[str, Any]:
@@ -249,17 +263,7 @@ def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) 
             rows_of_user[u] = order[bounds[u] : bounds[u + 1]]
 
         def e_search(i: int, filtered: bool) -> tuple[float, list[int]]:
-            uid = w.user_name(w.query_users[i]) if filtered else None
-            t0 = time.perf_counter()
-            page = mem.search(
-                w.query_texts[i],
-                top_k=K,
-                user_id=uid,
-                mode="vector",
-                query_vector=w.query_vectors[i],
-            )
-            dt = time.perf_counter() - t0
-            return dt, [row_of_text.get(h.record.text, -1) for h in page.hits]
+            return timed_search(mem, w, row_of_text, i, filtered)
 
         def c_search(i: int, filtered: bool) -> tuple[float, list[int]]:
             where = {"user_id": w.user_name(w.query_users[i])} if filtered else None

@@ -524,3 +524,40 @@ def scalar_set_clauses(changes: RecordChanges, ph: str) -> tuple[list[str], list
         elif col in changes.clear:
             sets.append(f"{col} = NULL")
     return sets, params
+
+
+# The record a deduplicated add met: the dedup index's key (``{p}``: the driver's placeholder).
+DEDUP_LOOKUP_SQL = (
+    "SELECT {cols} FROM records r WHERE namespace = {p} AND user_id = {p} AND "
+    "agent_id = {p} AND thread_id = {p} AND type = {p} AND content_hash = {p}"
+)
+
+
+def dedup_key(ns: str, it: PreparedRecord) -> tuple[str, ...]:
+    """The arguments of :data:`DEDUP_LOOKUP_SQL` for one prepared record."""
+    return (ns, it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash)
+
+
+def record_params(ns: str, it: PreparedRecord, now: int) -> tuple[Any, ...]:
+    """A new record's column values in the stores' insert order (created = updated = now)."""
+    return (
+        it.id,
+        ns,
+        it.user_id,
+        it.agent_id,
+        it.thread_id,
+        it.type,
+        it.text,
+        it.content_hash,
+        it.metadata_json,
+        it.tags_json,
+        it.source,
+        it.importance,
+        it.occurred_at,
+        now,
+        now,
+        it.valid_from,
+        it.valid_to,
+        it.expires_at,
+        it.event_id,
+    )

@@ -71,6 +71,7 @@ from engramdb.migrations import SCHEMA_HEAD
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 from engramdb.stores.base import (
     BUMP_GENERATION_SQL,
+    DEDUP_LOOKUP_SQL,
     GENERATION_SQL,
     MAX_GENERATION_SQL,
     NEXT_EXPIRY_SQL,
@@ -84,9 +85,11 @@ from engramdb.stores.base import (
     ThreadTurn,
     check_quota,
     checked_for_update,
+    dedup_key,
     event_and_slot_lines,
     existing_id_outcome,
     inserted_record,
+    record_params,
     scalar_set_clauses,
 )
 from engramdb.stores.pg_faults import (
@@ -967,16 +970,13 @@ class PostgresStore:
             existing = self._select_one(c, ns, it.id)
             if existing is not None:
                 return existing_id_outcome(existing, it, index)
-        dup = c.execute(
-            f"SELECT {COLS} FROM records r WHERE namespace = %s AND user_id = %s AND "
-            "agent_id = %s AND thread_id = %s AND type = %s AND content_hash = %s",
-            (ns, it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash),
-        ).fetchone()
+        dup = c.execute(DEDUP_LOOKUP_SQL.format(cols=COLS, p="%s"), dedup_key(ns, it)).fetchone()
         return None if dup is None else AddResult(index, "deduplicated", row_to_record(dup))
 
     def _insert_one(
         self, c: psycopg.Connection[Any], ns: str, it: PreparedRecord, now: int, index: int
     ) -> AddResult:
+        params = record_params(ns, it, now)
         for _ in range(3):
             row = c.execute(
                 "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
@@ -985,28 +985,8 @@ class PostgresStore:
                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s,%s,%s,%s,%s,%s,%s,%s,"
                 "1,%s) "
                 "ON CONFLICT DO NOTHING RETURNING rid",
-                (
-                    it.id,
-                    ns,
-                    it.user_id,
-                    it.agent_id,
-                    it.thread_id,
-                    it.type,
-                    it.text,
-                    it.content_hash,
-                    it.metadata_json,
-                    it.metadata_json,
-                    it.tags_json,
-                    it.source,
-                    it.importance,
-                    it.occurred_at,
-                    now,
-                    now,
-                    it.valid_from,
-                    it.valid_to,
-                    it.expires_at,
-                    it.event_id,
-                ),
+                # metadata goes in twice: as JSONB and as the exact text given
+                (*params[:9], it.metadata_json, *params[9:]),
             ).fetchone()
             if row is not None:
                 break

@@ -44,6 +44,7 @@ from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 from engramdb.stores.ann import SEARCH_K
 from engramdb.stores.base import (
     BUMP_GENERATION_SQL,
+    DEDUP_LOOKUP_SQL,
     GENERATION_SQL,
     MAX_GENERATION_SQL,
     NEXT_EXPIRY_SQL,
@@ -57,9 +58,11 @@ from engramdb.stores.base import (
     ThreadTurn,
     check_quota,
     checked_for_update,
+    dedup_key,
     event_and_slot_lines,
     existing_id_outcome,
     inserted_record,
+    record_params,
     scalar_set_clauses,
 )
 from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgrade
@@ -73,6 +76,7 @@ COLS = (
 NCOLS = 21
 WAL_LIMIT = 64 * 1024 * 1024  # bytes of -wal before a TRUNCATE checkpoint is forced
 BUMP_GENERATION = BUMP_GENERATION_SQL.format(p="?")
+_DEDUP_LOOKUP = DEDUP_LOOKUP_SQL.format(cols=COLS, p="?")
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
 
@@ -136,31 +140,6 @@ _INSERT_RECORD = (
 
 def _vector_bytes(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, np.float32).tobytes()
-
-
-def _record_params(ns: str, it: PreparedRecord, now: int) -> tuple[Any, ...]:
-    """The parameters of ``_INSERT_RECORD`` for one prepared record."""
-    return (
-        it.id,
-        ns,
-        it.user_id,
-        it.agent_id,
-        it.thread_id,
-        it.type,
-        it.text,
-        it.content_hash,
-        it.metadata_json,
-        it.tags_json,
-        it.source,
-        it.importance,
-        it.occurred_at,
-        now,
-        now,
-        it.valid_from,
-        it.valid_to,
-        it.expires_at,
-        it.event_id,
-    )
 
 
 def _image(record: MemoryRecord) -> str:
@@ -472,7 +451,7 @@ class SQLiteStore:
     ) -> AddResult:
         row = c.execute(
             _INSERT_RECORD + " RETURNING rid",
-            _record_params(ns, it, now),
+            record_params(ns, it, now),
         ).fetchone()
         if row is None:
             return self._conflict_result(c, ns, it, index)
@@ -495,11 +474,7 @@ class SQLiteStore:
             existing = self._select_one(c, ns, it.id)
             if existing is not None:
                 return existing_id_outcome(existing, it, index)
-        dup = c.execute(
-            f"SELECT {COLS} FROM records r WHERE namespace = ? AND user_id = ? AND "
-            "agent_id = ? AND thread_id = ? AND type = ? AND content_hash = ?",
-            (ns, it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash),
-        ).fetchone()
+        dup = c.execute(_DEDUP_LOOKUP, dedup_key(ns, it)).fetchone()
         if dup is None:  # pragma: no cover - a conflict must have a cause
             raise ConflictError(f"record {it.id!r} conflicts with an existing record")
         return AddResult(index, "deduplicated", row_to_record(dup))
@@ -522,7 +497,7 @@ class SQLiteStore:
         is needed to skip it.
         """
         base_rid = c.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
-        c.executemany(_INSERT_RECORD, [_record_params(ns, it, now) for it in items])
+        c.executemany(_INSERT_RECORD, [record_params(ns, it, now) for it in items])
         rids = dict(c.execute("SELECT id, rid FROM records WHERE rid > ?", (base_rid,)).fetchall())
         results: list[AddResult] = []
         chunk_rows: list[tuple[int, int, int, int, bytes]] = []
