@@ -297,3 +297,91 @@ def test_user_scoped_vector_search_is_exact_through_the_scope_index(
     vecs = np.asarray(pg.embedder.embed([r.text for r in recs]), np.float32)
     sims = vecs @ q / np.linalg.norm(vecs, axis=1) / np.linalg.norm(q)
     assert np.all(np.diff(sims) <= 1e-5)
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, store: PostgresStore, names: list[str]) -> dict:
+    """Count calls of the named store methods (the real methods still run)."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        real = getattr(store, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, counted)
+    return calls
+
+
+@pytestmark_pg
+def test_vector_search_reads_hits_and_their_records_in_one_statement(
+    pg: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vector mode needs neither ``locate`` nor ``get_records``: the candidate statement
+    returns each hit's location and record; hybrid mode skips ``locate`` only."""
+    pg.add([f"harbour note {i} about boats {i % 7}" for i in range(40)], user_id="ann")
+    pg.add([f"garden note {i} about roses {i % 5}" for i in range(40)], user_id="bob")
+    expired = datetime.now(UTC) - timedelta(seconds=1)
+    pg.add("harbour note about boats 3 expired", user_id="ann", expires_at=expired)
+    store = pg.engine.store
+    assert isinstance(store, PostgresStore)
+    calls = _count_calls(monkeypatch, store, ["locate", "get_records"])
+    for user in (None, "ann"):
+        calls.update(locate=0, get_records=0)
+        hits = pg.search("harbour boats 3", mode="vector", user_id=user, top_k=8)
+        assert len(hits) == 8 and calls == {"locate": 0, "get_records": 0}
+        assert all(user in (None, h.record.user_id) for h in hits)
+        assert all("expired" not in h.record.text for h in hits)
+        for h in hits:
+            assert h.record == pg.get(h.record.id)
+            assert h.chunk == h.record.text  # one chunk each: the whole text
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+    calls.update(locate=0, get_records=0)
+    hybrid = pg.search("harbour boats 3", mode="hybrid", user_id="ann", top_k=8)
+    assert len(hybrid) == 8 and calls == {"locate": 0, "get_records": 1}
+    assert all(h.record == pg.get(h.record.id) for h in hybrid)
+
+
+@pytestmark_pg
+def test_a_fresh_connection_skips_the_check_and_a_dead_one_is_retried(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection used a moment ago is handed out without the empty round trip; if its
+    backend died in that moment, the call's statement fails and the call is retried."""
+    import engramdb.stores.postgres as pg_module
+    from engramdb.engine.core import Engine
+
+    # One pooled connection: every call gets the same one back.
+    store = PostgresStore(postgres_url, pool_min=1, pool_max=1)
+    pg = Memory(_engine=Engine(Settings(url=postgres_url), HashEmbedder(64), store))
+    try:
+        pg.add([f"line {i} of the log" for i in range(20)], user_id="u")
+        want = [h.record.id for h in pg.search("line 4", mode="vector", top_k=5)]
+        calls = _count_calls(monkeypatch, store, ["_check_connection"])
+        assert [h.record.id for h in pg.search("line 4", mode="vector", top_k=5)] == want
+        assert calls["_check_connection"] == 0  # used a moment ago: no check
+        monkeypatch.setattr(pg_module, "FRESH_S", 0.0)
+        pg.search("line 4", mode="vector", top_k=5)
+        assert calls["_check_connection"] == 1  # not fresh any more: checked
+        monkeypatch.setattr(pg_module, "FRESH_S", 60.0)
+        with store._read("finding the backend") as c:
+            pid = c.info.backend_pid
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        calls["_check_connection"] = 0
+        handed: list[int | None] = []
+        checkout = store._checkout
+
+        def recording(pool: Any) -> Any:
+            conn = checkout(pool)
+            handed.append(None if conn.closed else conn.info.backend_pid)
+            return conn
+
+        monkeypatch.setattr(store, "_checkout", recording)
+        assert [h.record.id for h in pg.search("line 4", mode="vector", top_k=5)] == want
+        # The dead connection went out unchecked, failed, and was replaced (then checked).
+        assert handed[0] == pid and len(handed) >= 2 and handed[-1] != pid
+        assert calls["_check_connection"] >= 1
+    finally:
+        store.close()

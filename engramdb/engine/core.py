@@ -733,13 +733,23 @@ class Engine:
         kw_hits = []
         if mode in ("hybrid", "vector"):
             assert qvec is not None
-            vec_hits = self.store.vector_candidates(namespace, qvec, user_id, node, pool)
+            # Vector mode needs no fusion: the page's records may come with the candidates.
+            vec_hits = self.store.vector_candidates(
+                namespace, qvec, user_id, node, pool, with_records=mode == "vector"
+            )
         if mode in ("hybrid", "keyword"):
             kw_hits = self.store.keyword_candidates(namespace, match_expression(query), full, pool)
         # Rank and fuse on ids; read whole records only for the page returned (hydrating
         # every candidate of both pools cost ~40% of a hybrid search).
-        chunk_ids = list({h.chunk_id for h in vec_hits} | {h.chunk_id for h in kw_hits})
-        rows = self.store.locate(namespace, chunk_ids, full)
+        rows: dict[int, tuple[str, int, int, int]] = {}
+        unlocated: set[int] = set()
+        for h in (*vec_hits, *kw_hits):
+            if h.located is None:
+                unlocated.add(h.chunk_id)
+            else:
+                rows[h.chunk_id] = h.located
+        if unlocated:
+            rows.update(self.store.locate(namespace, list(unlocated), full))
         vec_rank: list[str] = []
         kw_rank: list[str] = []
         best_chunk: dict[str, tuple[int, int, int, int]] = {}
@@ -785,7 +795,17 @@ class Engine:
         if threshold is not None:
             ordered = [rid for rid in ordered if vec_score.get(rid, -2.0) >= threshold]
         page = ordered[offset:need]
-        records = {r.id: r for r in self.store.get_records(namespace, page)}
+        # Records the store read with the candidates are built here, for the page only.
+        records: dict[str, MemoryRecord] = {}
+        wanted = set(page)
+        for h in vec_hits:
+            if h.record is not None and h.located is not None:
+                rid = h.located[0]
+                if rid in wanted and rid not in records:
+                    records[rid] = h.record()
+        unread = [rid for rid in page if rid not in records]
+        if unread:
+            records.update((r.id, r) for r in self.store.get_records(namespace, unread))
         hits = []
         for rid in page:
             rec = records.get(rid)

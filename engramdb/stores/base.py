@@ -89,11 +89,21 @@ class RecordChanges:
 
 @dataclass(slots=True)
 class ChunkHit:
-    """A candidate from one retriever: chunk, record row, and the retriever's raw score."""
+    """A candidate from one retriever: chunk, record row, and the retriever's raw score.
+
+    ``located`` is what :meth:`Store.locate` would return for the chunk (record id,
+    version, span start, span end), when the retriever already read it in the same
+    statement and already applied the search's filter (a store over the network saves the
+    locate round trip that way); None leaves the chunk to ``locate``. ``record`` builds the
+    chunk's whole record as read in that statement (asked for with ``with_records``; built
+    only for the records that land on the page), sparing the engine ``get_records``.
+    """
 
     chunk_id: int
     rid: int
     score: float
+    located: tuple[str, int, int, int] | None = None
+    record: Callable[[], MemoryRecord] | None = None
 
 
 @dataclass(slots=True)
@@ -186,9 +196,19 @@ class Store(Protocol):
         ...
 
     def vector_candidates(
-        self, namespace: str, query: np.ndarray, user_id: str | None, node: Node | None, limit: int
+        self,
+        namespace: str,
+        query: np.ndarray,
+        user_id: str | None,
+        node: Node | None,
+        limit: int,
+        with_records: bool = False,
     ) -> list[ChunkHit]:
-        """Return the best chunks by cosine similarity, restricted to the filter."""
+        """Return the best chunks by cosine similarity, restricted to the filter.
+
+        ``with_records`` invites the store to attach each hit's record (``ChunkHit.record``)
+        when that saves a round trip; a store with local reads may ignore it.
+        """
         ...
 
     def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:

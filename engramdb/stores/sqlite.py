@@ -791,13 +791,20 @@ class SQLiteStore:
             return index
 
     def vector_candidates(
-        self, namespace: str, query: np.ndarray, user_id: str | None, node: Node | None, limit: int
+        self,
+        namespace: str,
+        query: np.ndarray,
+        user_id: str | None,
+        node: Node | None,
+        limit: int,
+        with_records: bool = False,
     ) -> list[ChunkHit]:
         """Return the best chunks by cosine similarity (exact) that pass the filter.
 
         The scope's rows are scored exactly. Without a residual filter the top ``limit`` are
         returned directly; with one, the best few are checked in SQL first, and if too many
         fail, the exact set of qualifying chunks is fetched and used as a mask.
+        ``with_records`` is ignored: reading the page's records afterwards is a local read.
         """
         index = self._vector_index()
         if node is not None and is_live_only(node) and not self._any_expired(namespace, node):
