@@ -44,6 +44,7 @@ from bench.store import (
     LookupEmbedder,
     embedder_name,
     recall_at_k,
+    search_in_blocks,
     timed_search,
 )
 
@@ -221,27 +222,18 @@ def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
             for f in (True, False):
                 e_search(i, f)
                 p_search(i, f)
-        lat: dict[str, list[float]] = {k: [] for k in ("e_f", "p_f", "e_u", "p_u")}
-        rec: dict[str, list[float]] = {k: [] for k in lat}
         log(f"search: {nq} queries, filtered and unfiltered, both systems")
-        for i in range(nq):
+        lat, got = search_in_blocks(("e", e_search), ("p", p_search), nq, log)
+        rec: dict[str, list[float]] = {k: [] for k in lat}
+        for i in range(nq):  # exact truth for recall, after the timed runs
             q = w.query_vectors[i]
             cand = rows_of_user[int(w.query_users[i])]
             f_scores = w.vectors[cand] @ q
             all_scores = w.vectors @ q
-            steps = [("e_f", e_search, True), ("p_f", p_search, True)]
-            steps += [("e_u", e_search, False), ("p_u", p_search, False)]
-            if i % 2:
-                steps = [steps[1], steps[0], steps[3], steps[2]]
-            for key, fn, filtered in steps:
-                dt, got = fn(i, filtered)
-                lat[key].append(dt)
-                if filtered:
-                    rec[key].append(recall_at_k(got, cand, f_scores))
-                else:
-                    rec[key].append(recall_at_k(got, all_rows, all_scores))
-            if i and i % 200 == 0:
-                log(f"  {i} queries")
+            for key in ("e_f", "p_f"):
+                rec[key].append(recall_at_k(got[key][i], cand, f_scores))
+            for key in ("e_u", "p_u"):
+                rec[key].append(recall_at_k(got[key][i], all_rows, all_scores))
         names = {"e_f": "engramdb_filtered", "p_f": "pgvector_filtered"}
         names |= {"e_u": "engramdb_unfiltered", "p_u": "pgvector_unfiltered"}
         search: dict[str, Any] = {names[k]: latency(v) for k, v in lat.items()}
