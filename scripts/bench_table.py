@@ -43,11 +43,24 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("locomo", "search_p95_ms", "LoCoMo hybrid search p95, ms (incl. query embedding)", ""),
     ("postgres", "engramdb_filtered_p95_ms", "PostgreSQL filtered p95, ms (engramdb)", "≤ 8"),
     ("postgres", "pgvector_filtered_p95_ms", "PostgreSQL filtered p95, ms (raw pgvector)", ""),
+    (
+        "postgres",
+        "filtered_p95_ratio_vs_pgvector",
+        "PostgreSQL filtered p95 / pgvector's",
+        "≤ 0.5",
+    ),
     ("postgres", "engramdb_unfiltered_p95_ms", "PostgreSQL unfiltered p95, ms (engramdb)", ""),
     ("postgres", "pgvector_unfiltered_p95_ms", "PostgreSQL unfiltered p95, ms (pgvector)", ""),
+    (
+        "postgres",
+        "unfiltered_p95_ratio_vs_pgvector",
+        "PostgreSQL unfiltered p95 / pgvector's",
+        "≤ 1.5",
+    ),
     ("postgres", "engramdb_recall_at_10", "PostgreSQL recall@10 (engramdb)", "≥ 0.99"),
     ("postgres", "engramdb_ingest_rec_per_s", "PostgreSQL ingest, rec/s (engramdb)", ""),
     ("postgres", "pgvector_ingest_rec_per_s", "PostgreSQL ingest, rec/s (pgvector)", ""),
+    ("postgres", "ingest_ratio_vs_pgvector", "PostgreSQL ingest / pgvector's", "≥ 1.0"),
     ("postgres", "bulk_load_rec_per_s", "PostgreSQL bulk load incl. index, rec/s", "≥ 3,000"),
 ]
 

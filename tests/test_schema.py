@@ -31,6 +31,24 @@ def test_fresh_file_is_migrated_to_head(tmp_path: Path) -> None:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
 
 
+def test_new_files_get_8k_pages_and_old_files_keep_theirs(tmp_path: Path) -> None:
+    from engramdb.stores.sqlite import PAGE_SIZE
+
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:  # a file made with SQLite's default 4 KB pages
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("VACUUM")
+    for path in (new, old):
+        with Memory(f"sqlite:///{path}", embedder=HashEmbedder(16)) as m:
+            m.add([f"fact {i}" for i in range(50)], user_id="u")
+            assert m.search("fact 7", user_id="u", top_k=1)[0].record.text == "fact 7"
+        with sqlite3.connect(path) as conn:
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert size == (PAGE_SIZE if path == new else 4096)
+    assert PAGE_SIZE == 8192
+
+
 def test_file_from_newer_version_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)).close()
