@@ -137,3 +137,33 @@ def test_long_text_is_chunked_but_returned_whole(mem: Memory) -> None:
         assert needle in hit.chunk and len(hit.chunk) < len(text)
     stats = mem.stats()["store"]
     assert stats["chunks"] > 2
+
+
+def test_locate_agrees_with_what_candidates_carry(mem: Memory, corpus: list[str]) -> None:
+    """``Store.locate`` (the engine's fallback for hits a store did not locate) maps each
+    chunk to its record id, version and span, and drops chunks the filter rejects; where a
+    store's candidates already carry ``located``, it is the same answer."""
+    from engramdb.engine.filters import Cmp
+
+    store = mem.engine.store
+    ns = mem.namespace
+    q = np.asarray(mem.embedder.embed(["cat garden"], query=True), np.float32)[0]
+    hits = store.vector_candidates(ns, q, None, None, 20)
+    assert hits
+    located = store.locate(ns, [h.chunk_id for h in hits], None)
+    assert set(located) == {h.chunk_id for h in hits}
+    for h in hits:
+        rid, version, start, end = located[h.chunk_id]
+        rec = mem.get(rid)
+        assert version == rec.version and rec.text[start:end] == rec.text
+        if h.located is not None:
+            assert h.located == located[h.chunk_id]
+    mem.update(corpus[0], text="the cat sat on the cold mat")
+    mem.add("a cat in another user's garden", user_id="v")
+    again = store.vector_candidates(ns, q, None, None, 20)
+    ids = [h.chunk_id for h in again]
+    every = store.locate(ns, ids, None)
+    only_u = store.locate(ns, ids, Cmp("str", "user_id", "$eq", "u"))
+    assert set(only_u) < set(every) and len(only_u) == len(every) - 1
+    assert all(mem.get(rid).user_id == "u" for rid, *_ in only_u.values())
+    assert {rid: version for rid, version, *_ in every.values()}[corpus[0]] == 2
