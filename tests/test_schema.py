@@ -124,3 +124,23 @@ def test_restore_refuses_a_backup_from_a_newer_engramdb(tmp_path: Path) -> None:
         with pytest.raises(SchemaTooNewError, match="ffff"):
             mem.restore(backup)
         assert [r.id for r in mem.list()] == ["cur"]  # nothing replaced
+
+
+def test_add_rows_written_by_earlier_versions_are_returned_once(tmp_path: Path) -> None:
+    """Files written before adds stopped leaving history rows keep theirs; history() returns
+    the stored row (with its own seq) instead of deriving a second one."""
+    db = tmp_path / "legacy.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        rid = mem.add("an old fact", user_id="u")[0].id
+        created = mem.get(rid).created_at
+        with sqlite3.connect(db) as conn:  # the row an earlier engramdb wrote on add
+            conn.execute(
+                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                "before, after, at) VALUES ('default', ?, 'u', '', 'add', 1, NULL, NULL, ?)",
+                (rid, int(created.timestamp() * 1_000_000)),
+            )
+        mem.update(rid, text="an old fact, updated")
+        hist = mem.history(rid)
+        assert [h.op for h in hist] == ["add", "update"]
+        assert hist[0].seq > 0 and hist[0].after is not None
+        assert hist[0].after["text"] == "an old fact" and hist[0].at == created

@@ -611,19 +611,32 @@ class Engine:
     def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
         """Return the change history of a record (also after it was deleted)."""
         v.check_namespace(namespace)
-        entries = self.store.history(namespace, v.check_id(record_id))
+        record_id = v.check_id(record_id)
+        entries = self.store.history(namespace, record_id)
+        live: list[MemoryRecord] | None = None
+        if not entries or entries[0].op != "add":
+            live = self.store.get_records(namespace, [record_id])
+            first = entries[0].before if entries else (live[0].to_dict() if live else None)
+            if first is not None:
+                entries.insert(0, _derived_add(namespace, record_id, first))
         if not entries:
             raise NotFoundError(
                 f"no history for record {record_id!r} in namespace {namespace!r}", id=record_id
             )
-        self._fill_add_images(namespace, record_id, entries)
+        self._fill_add_images(namespace, record_id, entries, live)
         return entries
 
-    def _fill_add_images(self, namespace: str, record_id: str, entries: list[HistoryEntry]) -> None:
-        """Derive the after-image of ``add`` rows stored without one.
+    def _fill_add_images(
+        self,
+        namespace: str,
+        record_id: str,
+        entries: list[HistoryEntry],
+        live: list[MemoryRecord] | None,
+    ) -> None:
+        """Derive the after-image of ``add`` entries stored (or derived) without one.
 
-        The SQLite store does not write it (it is the record as inserted): it equals the
-        before-image of the next change, or, when there was none, the live record.
+        It is the record as inserted: the before-image of the next change, or, when there
+        was none, the live record (``live``: already read, or None to read it here).
         """
         for i, entry in enumerate(entries):
             if entry.op != "add" or entry.after is not None:
@@ -631,7 +644,8 @@ class Engine:
             if i + 1 < len(entries):
                 entry.after = entries[i + 1].before
             else:
-                live = self.store.get_records(namespace, [record_id])
+                if live is None:
+                    live = self.store.get_records(namespace, [record_id])
                 entry.after = live[0].to_dict() if live else None
 
     # ------------------------------------------------------------------ search
@@ -1057,3 +1071,24 @@ def iter_batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+def _derived_add(namespace: str, record_id: str, first: dict[str, Any]) -> HistoryEntry:
+    """The ``add`` entry of a record whose add left no history row.
+
+    Adds write no history row (the record as inserted is the before-image of its first
+    change, or the live record; its time is ``created_at``): that row was a third of the
+    write path's random index inserts. Stores written before that keep their ``add`` rows,
+    which are returned as stored. The derived entry has ``seq`` 0 (before every stored row)
+    and the version of the first image (1 unless the record was imported at a later one).
+    """
+    return HistoryEntry(
+        seq=0,
+        record_id=record_id,
+        namespace=namespace,
+        op="add",
+        version=int(first.get("version") or 1),
+        before=None,
+        after=None,
+        at=datetime.fromisoformat(first["created_at"]),
+    )

@@ -152,7 +152,7 @@ _FTS_TERM = re.compile(r'"((?:[^"]|"")*)"')
 _abandoned: list[ConnectionPool[Any]] = []  # pools inherited across fork: never touched
 
 
-# The batch insert of records, their chunks and their history rows in one statement: each
+# The batch insert of records and their chunks in one statement: each
 # column arrives as an array (binary: no text escaping of every element, and vectors in
 # pgvector's own binary form: no formatting of 384 floats per chunk on our side, no parsing
 # on the server's); chunks name their record by id and meet the rid it got.
@@ -175,7 +175,7 @@ WITH new AS (
         %(now)s, valid_from, valid_to, expires_at, 1, event_id
     FROM new ORDER BY n
     ON CONFLICT DO NOTHING
-    RETURNING id, rid, user_id, thread_id
+    RETURNING id, rid, user_id
 ), chunk_rows AS (
     INSERT INTO chunks(rid, namespace, user_id, ord, start_pos, end_pos, body, fts, embedding)
     SELECT ins.rid, %(ns)s, ins.user_id, u.ord, u.start_pos, u.end_pos, u.body,
@@ -186,10 +186,6 @@ WITH new AS (
     ) WITH ORDINALITY AS u(id, ord, start_pos, end_pos, body, vec, n)
     JOIN ins ON ins.id = u.id
     ORDER BY u.n
-), history_rows AS (
-    INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, before, after, at)
-    SELECT %(ns)s, ins.id, ins.user_id, ins.thread_id, 'add', 1, NULL, NULL, %(now)s
-    FROM ins ORDER BY ins.rid
 )
 SELECT id, rid FROM ins
 """
@@ -956,7 +952,7 @@ class PostgresStore:
     ) -> list[AddResult]:
         """Insert a batch with distinct ids in one statement (the online-ingest path).
 
-        Records, chunks and history rows go in through one data-modifying CTE over arrays
+        Records and chunks go in through one data-modifying CTE over arrays
         (one round trip for the whole batch instead of three per record). Dedup stays with
         the unique indexes: an item missing from the statement's RETURNING hit one, and gets
         the same outcome as on the one-by-one path; a rejected item (an id clash with a
@@ -1081,14 +1077,8 @@ class PostgresStore:
             raise ConflictError(f"record {it.id!r} conflicts with an existing record", id=it.id)
         rid = row[0]
         self._insert_chunks(c, rid, ns, it.user_id, it.chunks)
-        record = inserted_record(ns, it, from_us_req(now))
-        # No after-image, as in the batch path: Engine.history derives it.
-        c.execute(
-            "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, before, "
-            "after, at) VALUES (%s,%s,%s,%s,'add',1,NULL,NULL,%s)",
-            (ns, it.id, it.user_id, it.thread_id, now),
-        )
-        return AddResult(index, "written", record)
+        # No history row, as in the batch path: Engine.history derives the add.
+        return AddResult(index, "written", inserted_record(ns, it, from_us_req(now)))
 
     def _insert_chunks(
         self,

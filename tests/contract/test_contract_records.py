@@ -223,6 +223,12 @@ def test_add_history_holds_the_record_as_inserted(mem: Memory) -> None:
         assert first.after == image, rid
     assert mem.history(changed)[1].before == inserted[changed]
     assert mem.history(deleted)[-1].before == inserted[deleted]
+    # The add entry is derived, not stored: only the update and the delete wrote rows.
+    assert mem.stats()["namespace_stats"]["history"] == 2
+    for rid, image in inserted.items():
+        first = mem.history(rid)[0]
+        assert first.version == 1 and first.at.isoformat() == image["created_at"]
+        assert first.seq < min([h.seq for h in mem.history(rid)[1:]], default=1)
 
 
 def test_history_records_each_change(mem: Memory) -> None:
