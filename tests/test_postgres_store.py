@@ -399,14 +399,16 @@ def _indexes(url: str) -> set[str]:
 @pytestmark_pg
 def test_user_scope_vectors_come_from_the_covering_index(postgres_url: str) -> None:
     """A user's exact search is an index-only scan of the (namespace, user_id) btree that
-    carries the vectors; doctor checks and rebuilds it, and migration 0004 adds it."""
-    from engramdb.stores.postgres import COVER_INDEX
+    carries the vectors; doctor checks and rebuilds it, migration 0004 adds it, and the
+    plain user index it replaces is not kept beside it (migration 0005 drops it)."""
+    from engramdb.stores.postgres import COVER_INDEX, USER_INDEX
 
     m = _open(postgres_url)
     try:
         m.add([f"alice fact {i} about {i % 9}" for i in range(60)], user_id="alice")
         m.add([f"bob fact {i} about {i % 4}" for i in range(60)], user_id="bob")
         assert COVER_INDEX in _indexes(postgres_url)
+        assert USER_INDEX not in _indexes(postgres_url)
         want = [h.record.id for h in m.search("fact 3", user_id="alice", mode="vector")]
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE chunks")
@@ -431,27 +433,35 @@ def test_user_scope_vectors_come_from_the_covering_index(postgres_url: str) -> N
         assert COVER_INDEX in _indexes(postgres_url)
     finally:
         m.close()
-    # A store from before revision 0004 gets the index when it is upgraded.
+    # A store from before revision 0004 gets the index when it is upgraded, and loses the
+    # plain one it had.
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"DROP INDEX {COVER_INDEX}")
+        conn.execute(f"CREATE INDEX {USER_INDEX} ON chunks (namespace, user_id, id)")
         conn.execute("UPDATE alembic_version SET version_num = '0003'")
     _open(postgres_url).close()
     assert COVER_INDEX in _indexes(postgres_url)
+    assert USER_INDEX not in _indexes(postgres_url)
 
 
 @pytestmark_pg
 def test_vectors_too_wide_for_a_btree_entry_go_without_the_covering_index(
     postgres_url: str,
 ) -> None:
-    from engramdb.stores.postgres import COVER_INDEX, COVER_MAX_DIM
+    from engramdb.stores.postgres import COVER_INDEX, COVER_MAX_DIM, USER_INDEX
 
     m = Memory(postgres_url, embedder=HashEmbedder(COVER_MAX_DIM + 60), settings=Settings())
     try:
         m.add([f"wide fact {i}" for i in range(30)], user_id="carol")
         assert COVER_INDEX not in _indexes(postgres_url)
-        assert "chunks_hnsw" in _indexes(postgres_url)
+        assert {"chunks_hnsw", USER_INDEX} <= _indexes(postgres_url)
         hits = m.search("wide fact 7", user_id="carol", mode="vector", top_k=3)
         assert hits[0].record.text == "wide fact 7"
         assert m.doctor()["ok"]
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP INDEX {USER_INDEX}")
+        report = m.doctor()
+        assert not report["ok"] and any(USER_INDEX in p for p in report["problems"])
+        assert m.doctor(repair=True)["ok"] and USER_INDEX in _indexes(postgres_url)
     finally:
         m.close()

@@ -131,6 +131,11 @@ HNSW_MAX_DIM = 2000  # pgvector's limit for an HNSW index on the vector type
 # A btree entry holds at most ~2.7 kB, so vectors above COVER_MAX_DIM go without it.
 COVER_MAX_DIM = 640
 COVER_INDEX = "chunks_user_vectors"
+# The plain (namespace, user_id, id) btree on chunks: a user's scope where the covering index
+# cannot be built (wide vectors, or no embedder recorded yet). Where the covering index
+# exists it answers everything this one did, so the two are never kept together: one btree
+# less to maintain per chunk written (migration 0005 drops it from existing stores).
+USER_INDEX = "chunks_ns_user"
 EMBEDDER_LOCK = 0x656E6772616D6465  # advisory-lock key: first recording of the embedder
 BACKUP_FORMAT = "engramdb-postgres-backup"
 BACKUP_TABLES = {
@@ -219,30 +224,34 @@ class _VectorDumper(Dumper):
 EXACT_USER_MAX_ROWS = 5_000
 
 
-def vector_index_ddl(dim: int, m: int, ef_construction: int) -> list[str]:
+def vector_index_ddl(dim: int | None, m: int, ef_construction: int) -> list[str]:
     """The statements creating the derived vector indexes for vectors of ``dim``.
 
-    The HNSW graph (unfiltered and large-scope search) and, for vectors small enough, the
-    covering ``(namespace, user_id)`` btree (exact search of a user's scope, see
-    :data:`COVER_MAX_DIM`); the same set in every place that (re)builds them.
+    The HNSW graph (unfiltered and large-scope search) and the user-scope btree: the
+    covering one for vectors small enough (exact search of a user's scope, see
+    :data:`COVER_MAX_DIM`), else the plain :data:`USER_INDEX` (also while no embedder is
+    recorded, ``dim`` None); the same set in every place that (re)builds them.
     """
     ddl = []
-    if dim <= HNSW_MAX_DIM:
+    if dim is not None and dim <= HNSW_MAX_DIM:
         ddl.append(
             "CREATE INDEX chunks_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
             f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
         )
-    if dim <= COVER_MAX_DIM:
+    if dim is not None and dim <= COVER_MAX_DIM:
         ddl.append(
             f"CREATE INDEX {COVER_INDEX} ON chunks (namespace, user_id) "
             "INCLUDE (id, rid, start_pos, end_pos, embedding)"
         )
+    else:
+        ddl.append(f"CREATE INDEX {USER_INDEX} ON chunks (namespace, user_id, id)")
     return ddl
 
 
 DROP_VECTOR_INDEXES = [
     "DROP INDEX IF EXISTS chunks_hnsw",
     f"DROP INDEX IF EXISTS {COVER_INDEX}",
+    f"DROP INDEX IF EXISTS {USER_INDEX}",
 ]
 
 
@@ -1822,7 +1831,10 @@ class PostgresStore:
             }
         hnsw_ok = "chunks_hnsw" in valid
         needs_hnsw = dim_s is not None and int(dim_s) <= HNSW_MAX_DIM
-        cover_ok = COVER_INDEX in valid or dim_s is None or int(dim_s) > COVER_MAX_DIM
+        user_index = (
+            COVER_INDEX if dim_s is not None and int(dim_s) <= COVER_MAX_DIM else USER_INDEX
+        )
+        cover_ok = user_index in valid
         if stale_fts:
             problems.append(f"{stale_fts} keyword rows disagree with their chunk text")
         if bad_vec:
@@ -1832,7 +1844,7 @@ class PostgresStore:
         if needs_hnsw and not hnsw_ok:
             problems.append("the HNSW vector index is missing or invalid")
         if not cover_ok:
-            problems.append(f"the vector index {COVER_INDEX} is missing or invalid")
+            problems.append(f"the user index {user_index} is missing or invalid")
         if repair:
             if stale_fts:
                 with self._write("repairing the keyword index", [""]) as c:
@@ -1841,16 +1853,18 @@ class PostgresStore:
                         "WHERE fts <> to_tsvector('engram', body)"
                     )
                 repaired.append("keyword rows recomputed from the chunk text")
-            if ((needs_hnsw and not hnsw_ok) or not cover_ok) and dim_s is not None:
+            if (needs_hnsw and not hnsw_ok) or not cover_ok:
                 with self._write("rebuilding the vector indexes", [""]) as c:
                     for statement in DROP_VECTOR_INDEXES:
                         c.execute(statement)
                     for statement in vector_index_ddl(
-                        int(dim_s), self.hnsw_m, self.hnsw_ef_construction
+                        None if dim_s is None else int(dim_s),
+                        self.hnsw_m,
+                        self.hnsw_ef_construction,
                     ):
                         c.execute(statement)
                 repaired.append("vector indexes rebuilt")
-        fixable = {"keyword", "HNSW", COVER_INDEX}
+        fixable = {"keyword", "HNSW", COVER_INDEX, USER_INDEX}
         return {
             "ok": not problems or (repair and all(any(f in p for f in fixable) for p in problems)),
             "integrity_check": "ok" if not problems else "problems",
@@ -2479,9 +2493,10 @@ class PostgresStore:
             c.execute(f"SET LOCAL maintenance_work_mem = '{maintenance_work_mem}'")
             for statement in DROP_VECTOR_INDEXES:
                 c.execute(statement)
-            if dim is not None:
-                for statement in vector_index_ddl(int(dim), self.hnsw_m, self.hnsw_ef_construction):
-                    c.execute(statement)
+            for statement in vector_index_ddl(
+                None if dim is None else int(dim), self.hnsw_m, self.hnsw_ef_construction
+            ):
+                c.execute(statement)
         with self._write("analyzing tables") as c:
             c.execute("ANALYZE records, chunks, history, events, slot_versions")
 
