@@ -84,8 +84,21 @@ def test_concurrent_first_opens_apply_the_schema_once(tmp_path: Path) -> None:
         assert mem.count() == 4
 
 
+def _as_revision_0005(db: Path) -> None:
+    """Put a file back in the shape revision 0005 left it in (dedup on six columns)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP INDEX records_dedup")
+        conn.execute("ALTER TABLE records DROP COLUMN dedup")
+        conn.execute(
+            "CREATE UNIQUE INDEX records_dedup ON records("
+            "namespace, user_id, agent_id, thread_id, type, content_hash)"
+        )
+        conn.execute("UPDATE alembic_version SET version_num = '0005'")
+
+
 def _as_revision_0001(path: Path) -> None:
     """Turn a head-schema file into what engramdb at revision 0001 wrote (0002 only adds)."""
+    _as_revision_0005(path)
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE namespace_generations")
         conn.execute("DROP INDEX records_ns_expires")
@@ -144,3 +157,70 @@ def test_add_rows_written_by_earlier_versions_are_returned_once(tmp_path: Path) 
         assert [h.op for h in hist] == ["add", "update"]
         assert hist[0].seq > 0 and hist[0].after is not None
         assert hist[0].after["text"] == "an old fact" and hist[0].at == created
+
+
+def test_migration_0006_keys_existing_records_for_dedup(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        first = mem.add(["a fact of alice", "another fact"], user_id="alice")
+        mem.add("a fact of alice", user_id="bob")
+    _as_revision_0005(db)
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        again = mem.add("a  fact of alice", user_id="alice")[0]
+        assert again.outcome == "deduplicated" and again.id == first[0].id
+        assert mem.add("a fact of alice", user_id="carol")[0].outcome == "written"
+        assert mem.count() == 4 and mem.doctor()["ok"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
+        cols = conn.execute(
+            "SELECT name FROM pragma_index_info('records_dedup') ORDER BY seqno"
+        ).fetchall()
+        assert [c[0] for c in cols] == ["namespace", "dedup"]
+
+
+def test_doctor_finds_and_repairs_a_stale_dedup_key(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        rid = mem.add("a fact", user_id="u")[0].id
+        with sqlite3.connect(db) as conn:  # e.g. a row written by another tool
+            conn.execute("UPDATE records SET dedup = x'00' WHERE id = ?", (rid,))
+        report = mem.doctor()
+        assert not report["ok"] and any("dedup key" in p for p in report["problems"])
+        assert mem.doctor(repair=True)["ok"] and mem.doctor()["ok"]
+        assert mem.add("a fact", user_id="u")[0].outcome == "deduplicated"
+        # A stale key lets a duplicate in; the repair then cannot succeed and says why.
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE records SET dedup = x'00' WHERE id = ?", (rid,))
+        assert mem.add("a fact", user_id="u")[0].outcome == "written"
+        failed = mem.doctor(repair=True)
+        assert not failed["ok"]
+        assert any("same text" in p for p in failed["problems"]), failed["problems"]
+        assert mem.count() == 2
+
+
+def test_checkpoints_run_off_the_write_path(tmp_path: Path) -> None:
+    """Commits leave the checkpoint to the store's checkpointer thread: the writer's automatic
+    checkpoint is off, yet the database file alone (without ``-wal``) soon holds every
+    committed record, and closing the store ends the thread."""
+    import shutil
+    import time
+
+    db = tmp_path / "a.db"
+    mem = Memory(f"sqlite:///{db}", embedder=HashEmbedder(16))
+    store = mem._engine.store
+    checkpointer = store._checkpointer
+    try:
+        assert store._writer_conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        before = checkpointer.runs
+        mem.add([f"fact number {i}" for i in range(500)])
+        deadline = time.monotonic() + 30
+        while checkpointer.runs == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpointer.runs > before and checkpointer.error is None
+        copy = tmp_path / "main-file-only.db"
+        shutil.copy(db, copy)
+        with sqlite3.connect(copy) as conn:
+            assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == 500
+    finally:
+        mem.close()
+    assert checkpointer._thread is not None and not checkpointer._thread.is_alive()

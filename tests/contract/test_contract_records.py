@@ -276,6 +276,21 @@ def test_same_text_other_scope_is_distinct(mem: Memory, other: dict[str, str]) -
     assert a.id != b.id and mem.count() == 2
 
 
+def test_dedup_follows_updates_of_text_and_type(mem: Memory) -> None:
+    """An update moves the record's dedup key: its new text and type dedupe, the old ones
+    are free again."""
+    a = mem.add("old words", user_id="u")[0].id
+    mem.update(a, text="new words")
+    again = mem.add("new  words", user_id="u")[0]
+    assert again.outcome == "deduplicated" and again.id == a
+    assert mem.add("old words", user_id="u")[0].outcome == "written"
+    mem.update(a, type="preference")
+    assert mem.add("new words", user_id="u")[0].outcome == "written"
+    same = mem.add("new words", user_id="u", type="preference")[0]
+    assert same.outcome == "deduplicated" and same.id == a
+    assert mem.count() == 3 and mem.doctor()["ok"]
+
+
 def test_dedup_within_one_batch(mem: Memory) -> None:
     res = mem.add(["same  thing", "same thing", "other thing"])
     assert [r.outcome for r in res] == ["written", "deduplicated", "written"]
