@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -153,13 +154,21 @@ MONTHS = (
     "December",
 )
 CONTEXT_CHARS = 1000
+DAY_US = 86_400_000_000
 
 
 def date_words(when_us: int) -> str:
     """Return a UTC date in words (``"8 May 2023"``) so month and year names are searchable."""
+    return _day_words(when_us // DAY_US)
+
+
+@lru_cache(maxsize=4096)
+def _day_words(day: int) -> str:
+    """The words of one UTC day (days since the epoch): cached, as a batch of records
+    mostly shares a few days and building the date costs a third of ``index_text``."""
     from engramdb.engine.timeutil import from_us_req
 
-    when = from_us_req(when_us)
+    when = from_us_req(day * DAY_US)
     return f"{when.day} {MONTHS[when.month - 1]} {when.year}"
 
 

@@ -119,3 +119,20 @@ def test_astral_text_round_trips_and_is_searchable(mem: Memory) -> None:
     assert mem.count({"metadata.big": 2**63 - 1}) == 1
     assert mem.count({"metadata.neg": {"$lt": 0}}) == 1
     assert [h.record.id for h in mem.search("owl", mode="keyword")] == [rid]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(blacklist_categories=["Cs"]), max_size=60))
+def test_dedup_normalisation_is_nfc_and_collapsed_whitespace(raw: str) -> None:
+    """``normalize_text`` (the notion of "same text" for dedup) is exactly NFC, then every
+    run of ``\\s`` collapsed to one space, then stripped: its faster ``split``-based form must
+    never drift from that definition, or stored content hashes would stop matching."""
+    import re
+    import unicodedata
+
+    from engramdb.engine.validation import normalize_text
+
+    spaced = raw + "\u2003 \t\x1c\x85\u3000" + raw[::-1]  # Unicode spaces, separators
+    for s in (raw, spaced):
+        want = re.sub(r"\s+", " ", unicodedata.normalize("NFC", s)).strip()
+        assert normalize_text(s) == want
