@@ -25,6 +25,12 @@ from collections.abc import Callable
 from contextlib import suppress
 
 IDLE_S = 5.0  # the thread ends after this long without a commit (started again by the next)
+# At most one checkpoint per this interval. Each checkpoint writes every page changed since
+# the last one and fsyncs the database file, so one per small commit (single adds) would
+# rewrite hot pages (index roots, the FTS structure) and fsync far more often than SQLite's
+# own every-1,000-pages policy; a 1,000-record batch commits every ~50 ms, so the WAL holds
+# a few batches (well under WAL_LIMIT) between checkpoints.
+MIN_INTERVAL_S = 0.2
 
 
 class Checkpointer:
@@ -33,6 +39,7 @@ class Checkpointer:
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
         self._wake = threading.Event()
+        self._halt = threading.Event()
         self._lock = threading.Lock()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -57,6 +64,7 @@ class Checkpointer:
     def stop(self) -> None:
         """Finish the checkpoint in progress, if any, and end the thread."""
         self._stopped = True
+        self._halt.set()
         self._wake.set()
         atexit.unregister(self._exit_hook)
         thread = self._thread
@@ -77,6 +85,7 @@ class Checkpointer:
                         conn = self._connect()
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.runs += 1
+                    self._halt.wait(MIN_INTERVAL_S)  # commits meanwhile wait for the next
                 except sqlite3.Error as exc:  # busy, or I/O: the writer's bound still holds
                     self.error = exc
                     if conn is not None:
