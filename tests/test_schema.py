@@ -229,4 +229,4 @@ def test_checkpoints_run_off_the_write_path(tmp_path: Path) -> None:
         assert checkpointer.runs >= 1 and checkpointer.error is None
     finally:
         mem.close()
-    assert checkpointer._thread is not None and not checkpointer._thread.is_alive()
+    assert checkpointer.thread is not None and not checkpointer.thread.is_alive()

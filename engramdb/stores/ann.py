@@ -23,13 +23,13 @@ or when a graph must be saved.
 
 from __future__ import annotations
 
-import atexit
 import threading
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from engramdb.stores.background import BackgroundWorker
 
 if TYPE_CHECKING:
     from engramdb.stores.vector_index import VectorIndex
@@ -239,37 +239,15 @@ class AnnGraph:
             }
 
 
-class AnnWorker:
+class AnnWorker(BackgroundWorker):
     """One daemon thread per store that loads, builds and extends the scopes' graphs."""
 
+    thread_name = "engramdb-ann"
+
     def __init__(self, index: VectorIndex) -> None:
+        super().__init__()
         self.index = index
-        self.wake = threading.Event()
-        self.stopped = False
-        self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
-        # A daemon thread killed inside usearch's C++ code at interpreter exit aborts the
-        # process ("terminate called without an active exception"): stop it first.
-        ref = weakref.ref(self)
-        self._exit_hook = lambda: _stop_if_alive(ref)
-        atexit.register(self._exit_hook)
-
-    def kick(self) -> None:
-        """Make sure the worker runs (starting it after a fork or after it went idle)."""
-        if self.stopped:
-            return
-        self.wake.set()
-        if self.thread is None or not self.thread.is_alive():
-            self.thread = threading.Thread(target=self._run, name="engramdb-ann", daemon=True)
-            self.thread.start()
-
-    def stop(self) -> None:
-        """Stop after the current step and wait for the thread."""
-        self.stopped = True
-        self.wake.set()
-        atexit.unregister(self._exit_hook)
-        if self.thread is not None and self.thread is not threading.current_thread():
-            self.thread.join()
 
     def _run(self) -> None:
         while not self.stopped:
@@ -288,9 +266,3 @@ class AnnWorker:
                 self.wake.clear()
                 if not self.wake.wait(timeout=5.0):
                     return
-
-
-def _stop_if_alive(ref: weakref.ref[AnnWorker]) -> None:
-    worker = ref()
-    if worker is not None:
-        worker.stop()

@@ -341,7 +341,7 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                 self._discard_writer()
                 raise self._translate(exc, doing) from exc
-            self._checkpointer.poke()
+            self._checkpointer.kick()
             self._bound_wal(conn)
 
     def _bound_wal(self, conn: sqlite3.Connection) -> None:

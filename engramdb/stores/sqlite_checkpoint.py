@@ -17,12 +17,11 @@ fails costs speed, never space.
 
 from __future__ import annotations
 
-import atexit
 import sqlite3
-import threading
-import weakref
 from collections.abc import Callable
 from contextlib import suppress
+
+from engramdb.stores.background import BackgroundWorker
 
 IDLE_S = 5.0  # the thread ends after this long without a commit (started again by the next)
 # At most one checkpoint per this interval. Each checkpoint writes every page changed since
@@ -33,59 +32,32 @@ IDLE_S = 5.0  # the thread ends after this long without a commit (started again 
 MIN_INTERVAL_S = 0.2
 
 
-class Checkpointer:
-    """One daemon thread per store process that checkpoints after commits."""
+class Checkpointer(BackgroundWorker):
+    """One daemon thread per store process that checkpoints after commits (``kick``)."""
+
+    thread_name = "engramdb-checkpoint"
 
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__()
         self._connect = connect
-        self._wake = threading.Event()
-        self._halt = threading.Event()
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._thread: threading.Thread | None = None
         self.runs = 0  # checkpoints completed (stats and tests)
         self.error: BaseException | None = None  # the last failure (the store goes on)
-        ref = weakref.ref(self)
-        self._exit_hook = lambda: _stop_if_alive(ref)
-        atexit.register(self._exit_hook)
-
-    def poke(self) -> None:
-        """Ask for a checkpoint soon (called after each commit; cheap)."""
-        if self._stopped:
-            return
-        self._wake.set()
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="engramdb-checkpoint", daemon=True
-                )
-                self._thread.start()
-
-    def stop(self) -> None:
-        """Finish the checkpoint in progress, if any, and end the thread."""
-        self._stopped = True
-        self._halt.set()
-        self._wake.set()
-        atexit.unregister(self._exit_hook)
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         try:
-            while not self._stopped:
-                if not self._wake.wait(timeout=IDLE_S):
+            while not self.stopped:
+                if not self.wake.wait(timeout=IDLE_S):
                     return
-                self._wake.clear()
-                if self._stopped:
+                self.wake.clear()
+                if self.stopped:
                     return
                 try:
                     if conn is None:
                         conn = self._connect()
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.runs += 1
-                    self._halt.wait(MIN_INTERVAL_S)  # commits meanwhile wait for the next
+                    self.halt.wait(MIN_INTERVAL_S)  # commits meanwhile wait for the next
                 except sqlite3.Error as exc:  # busy, or I/O: the writer's bound still holds
                     self.error = exc
                     if conn is not None:
@@ -96,9 +68,3 @@ class Checkpointer:
             if conn is not None:
                 with suppress(sqlite3.Error):
                     conn.close()
-
-
-def _stop_if_alive(ref: weakref.ref[Checkpointer]) -> None:
-    checkpointer = ref()
-    if checkpointer is not None:
-        checkpointer.stop()
