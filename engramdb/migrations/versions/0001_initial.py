@@ -2,6 +2,8 @@
 
 from alembic import op
 
+from engramdb.migrations.steps import forward_only
+
 revision = "0001"
 down_revision = None
 
@@ -231,4 +233,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("engramdb schemas are upgraded forward only; restore a backup")
+    forward_only()

@@ -10,7 +10,7 @@ The index on ``(namespace, expires_at)`` answers "when does the next record of t
 expire" in one probe: a cached search answer is served only until then.
 """
 
-from alembic import op
+from engramdb.migrations.steps import forward_only, run_statements
 
 revision = "0002"
 down_revision = "0001"
@@ -33,10 +33,8 @@ POSTGRES = [
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    for statement in POSTGRES if bind.dialect.name == "postgresql" else SQLITE:
-        op.execute(statement)
+    run_statements(sqlite=SQLITE, postgres=POSTGRES)
 
 
 def downgrade() -> None:
-    raise NotImplementedError("engramdb schemas are upgraded forward only; restore a backup")
+    forward_only()

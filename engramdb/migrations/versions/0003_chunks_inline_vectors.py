@@ -10,7 +10,7 @@ chunks) are still toasted. Rows written before this revision stay where they are
 table is rewritten (``VACUUM FULL chunks``, see docs/deploy.md). SQLite: nothing to do.
 """
 
-from alembic import op
+from engramdb.migrations.steps import forward_only, run_statements
 
 revision = "0003"
 down_revision = "0002"
@@ -19,10 +19,8 @@ POSTGRES = ["ALTER TABLE chunks SET (toast_tuple_target = 8160)"]
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for statement in POSTGRES:
-            op.execute(statement)
+    run_statements(postgres=POSTGRES)
 
 
 def downgrade() -> None:
-    raise NotImplementedError("engramdb schemas are upgraded forward only; restore a backup")
+    forward_only()

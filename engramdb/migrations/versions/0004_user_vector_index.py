@@ -9,7 +9,7 @@ at most ``COVER_MAX_DIM`` dimensions; a store whose embedder is not recorded yet
 with its first vectors (``PostgresStore._set_vector_dim``). SQLite: nothing to do.
 """
 
-from alembic import op
+from engramdb.migrations.steps import forward_only, run_statements
 
 revision = "0004"
 down_revision = "0003"
@@ -28,10 +28,8 @@ POSTGRES = [
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for statement in POSTGRES:
-            op.execute(statement)
+    run_statements(postgres=POSTGRES)
 
 
 def downgrade() -> None:
-    raise NotImplementedError("engramdb schemas are upgraded forward only; restore a backup")
+    forward_only()

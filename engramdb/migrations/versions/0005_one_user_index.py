@@ -6,7 +6,7 @@ answers nothing it does not, and costs one more btree insert per chunk written. 
 wider vectors, or with no embedder recorded yet, keep it. SQLite: nothing to do.
 """
 
-from alembic import op
+from engramdb.migrations.steps import forward_only, run_statements
 
 revision = "0005"
 down_revision = "0004"
@@ -24,10 +24,8 @@ POSTGRES = [
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for statement in POSTGRES:
-            op.execute(statement)
+    run_statements(postgres=POSTGRES)
 
 
 def downgrade() -> None:
-    raise NotImplementedError("engramdb schemas are upgraded forward only; restore a backup")
+    forward_only()

@@ -13,6 +13,8 @@ import hashlib
 
 from alembic import op
 
+from engramdb.migrations.steps import forward_only
+
 revision = "0006"
 down_revision = "0005"
 
@@ -40,4 +42,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("engramdb schemas are upgraded forward only; restore a backup")
+    forward_only()
