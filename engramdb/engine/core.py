@@ -210,11 +210,9 @@ class Engine:
         return None if value is None else to_us(value, field)
 
     def _prepare(self, item: dict[str, Any], defaults: dict[str, Any]) -> PreparedRecord:
-        unknown = set(item) - RECORD_FIELDS
-        if unknown:
-            raise ValidationError(
-                f"unknown record field(s) {sorted(unknown)}", fields=sorted(unknown)
-            )
+        if not RECORD_FIELDS.issuperset(item):
+            unknown = sorted(set(item) - RECORD_FIELDS)
+            raise ValidationError(f"unknown record field(s) {unknown}", fields=unknown)
         f = {**defaults, **{k: val for k, val in item.items() if val is not None}}
         s = self.settings
         text = v.check_text(f.get("text"), s)
