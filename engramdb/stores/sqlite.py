@@ -161,12 +161,14 @@ def dedup_digest(user_id: str, agent_id: str, thread_id: str, type_: str, chash:
     return hashlib.blake2b(key, digest_size=16).digest()
 
 
+def _dedup_of(it: PreparedRecord) -> bytes:
+    """The dedup key of a prepared record."""
+    return dedup_digest(it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash)
+
+
 def _record_row(ns: str, it: PreparedRecord, now: int) -> tuple[Any, ...]:
     """The values of :data:`_INSERT_RECORD` for one prepared record."""
-    return (
-        *record_params(ns, it, now),
-        dedup_digest(it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash),
-    )
+    return (*record_params(ns, it, now), _dedup_of(it))
 
 
 def _vector_bytes(vec: np.ndarray) -> bytes:
@@ -220,7 +222,7 @@ class SQLiteStore:
         self._index_lock = threading.Lock()
         self._sidecar = self.path.with_name(self.path.name + ".vindex")
         self._wal_path = self.path.with_name(self.path.name + "-wal")
-        self._checkpointer = Checkpointer(lambda: self._connect(readonly=False))
+        self._checkpointer = self._new_checkpointer()
         try:
             conn = self._writer_conn()
             ensure_schema(self.path, conn, auto_migrate)
@@ -266,7 +268,11 @@ class SQLiteStore:
             # and its ANN worker thread does not exist here: reload from the sidecar.
             self._index = None
             self._index_lock = threading.Lock()
-            self._checkpointer = Checkpointer(lambda: self._connect(readonly=False))
+            self._checkpointer = self._new_checkpointer()
+
+    def _new_checkpointer(self) -> Checkpointer:
+        """This process's checkpointer (a forked child makes its own), on its own connection."""
+        return Checkpointer(lambda: self._connect(readonly=False))
 
     def _writer_conn(self) -> sqlite3.Connection:
         self._check_fork()
@@ -509,10 +515,7 @@ class SQLiteStore:
             existing = self._select_one(c, ns, it.id)
             if existing is not None:
                 return existing_id_outcome(existing, it, index)
-        dup = c.execute(
-            _DEDUP_LOOKUP,
-            (ns, dedup_digest(it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash)),
-        ).fetchone()
+        dup = c.execute(_DEDUP_LOOKUP, (ns, _dedup_of(it))).fetchone()
         if dup is None:  # pragma: no cover - a conflict must have a cause
             raise ConflictError(f"record {it.id!r} conflicts with an existing record")
         return AddResult(index, "deduplicated", row_to_record(dup))
@@ -1340,7 +1343,8 @@ class SQLiteStore:
             self._local.dv = None
             self._vector_index()
             repaired.append("vector index rebuilt from the tables")
-        repair_failed = False
+        # Problems a repair cannot fix; the vector index and dedup keys are derived.
+        unfixable = integrity != ["ok"] or bool(fk) or chunks != fts or bool(orphan_records)
         if repair and stale_dedup:
             try:
                 with self._write("recomputing dedup keys") as c:
@@ -1350,17 +1354,13 @@ class SQLiteStore:
                     )
                 repaired.append("dedup keys recomputed from the records")
             except StoreError as exc:  # the corrected keys make two records the same
-                repair_failed = True
+                unfixable = True
                 problems.append(
                     "could not recompute the deduplication keys: two records in one scope have "
                     f"the same text; delete one and repair again ({exc.message})"
                 )
-        fixable = ("vector", "dedup key")
         return {
-            "ok": not problems
-            or (
-                repair and not repair_failed and all(any(f in p for f in fixable) for p in problems)
-            ),
+            "ok": not problems or (repair and not unfixable),
             "integrity_check": integrity[0] if integrity else "?",
             "chunks": len(chunks),
             "keyword_rows": len(fts),
