@@ -215,6 +215,36 @@ def test_concurrent_adds_of_one_text_dedupe_to_one_record(postgres_url: str) -> 
 
 
 @pytestmark_pg
+def test_scope_filters_compile_to_index_conditions(pg: Memory, postgres_url: str) -> None:
+    """A user or thread filter reaches PostgreSQL as a bare comparison its indexes answer.
+
+    Wrapped in COALESCE (as nullable columns are) the predicate hid ``user_id`` from the
+    planner, so a user-scoped list or count read the whole namespace. With sequential scans
+    priced out, the plan shows whether an index condition on the column is possible at all.
+    """
+    pg.add(
+        [
+            {"text": f"fact {i}", "user_id": f"u{i % 30}", "thread_id": f"u{i % 20}"}
+            for i in range(600)
+        ]
+    )
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ANALYZE records")
+        conn.execute("SET enable_seqscan = off")
+        for field in ("user_id", "thread_id"):
+            sql, params = compile_postgres(parse({field: "u1"}))
+            plan = "\n".join(
+                str(r[0])
+                for r in conn.execute(
+                    f"EXPLAIN SELECT count(*) FROM records r WHERE r.namespace = %s AND {sql}",
+                    ["default", *params],
+                )
+            )
+            index_conds = [ln for ln in plan.splitlines() if "Index Cond" in ln]
+            assert any(field in ln for ln in index_conds), plan
+
+
+@pytestmark_pg
 def test_slot_compare_and_set_has_one_winner(pg: Memory) -> None:
     wins: list[int] = []
     conflicts: list[int] = []

@@ -48,6 +48,21 @@ NUMBER_FIELDS = {"importance", "version"}
 TIME_FIELDS = {"occurred_at", "created_at", "updated_at", "valid_from", "valid_to", "expires_at"}
 # Scope columns are stored as '' when absent so that the dedup unique index can see them.
 EMPTY_AS_NONE = {"user_id", "agent_id", "thread_id", "source"}
+# Columns NOT NULL in both stores' schemas: a comparison on them is already two-valued, so the
+# compilers emit it bare. Wrapped in COALESCE it would hide the column from the planner, and
+# a list or count scoped to one user would walk the whole namespace instead of its index.
+NOT_NULL_FIELDS = {
+    "id",
+    "user_id",
+    "agent_id",
+    "thread_id",
+    "type",
+    "source",
+    "version",
+    "occurred_at",
+    "created_at",
+    "updated_at",
+}
 SEGMENT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 MAX_DEPTH = 16
 COMPARE = ("$gt", "$gte", "$lt", "$lte")
@@ -351,6 +366,8 @@ def _cmp_sqlite(c: Cmp, a: str, p: list[Any]) -> str:
             return f"({col} = '')"
         return f"({col} IS NULL)"
     p.append(v)
+    if c.field in NOT_NULL_FIELDS:
+        return f"({col} {_SQL_OP[op]} ?)"
     return f"COALESCE({col} {_SQL_OP[op]} ?, 0)"
 
 

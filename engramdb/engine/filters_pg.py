@@ -3,7 +3,8 @@
 Same semantics as :func:`engramdb.engine.filters.compile_sqlite`, over the PostgreSQL schema
 (JSONB ``metadata`` and ``tags``, epoch-microsecond times):
 
-* every predicate is two-valued (``COALESCE(…, false)``), so ``NOT``, ``$ne`` and ``$nin``
+* every predicate is two-valued (``COALESCE(…, false)``, or bare on the NOT NULL columns of
+  ``NOT_NULL_FIELDS`` so that their indexes stay usable), so ``NOT``, ``$ne`` and ``$nin``
   match records where the key is missing;
 * JSON equality compares JSONB values, which are typed: ``true`` never equals ``1`` and
   ``"1"`` never equals ``1``, while ``1`` equals ``1.0`` (as in SQLite);
@@ -26,6 +27,7 @@ from typing import Any
 from engramdb.engine.filters import (
     COMPARE,
     EMPTY_AS_NONE,
+    NOT_NULL_FIELDS,
     Cmp,
     Node,
     compile_set_ops,
@@ -82,6 +84,8 @@ def _cmp(c: Cmp, a: str, p: list[Any]) -> str:
         return f"({col} IS NULL)"
     p.append(v)
     cast = "::text" if c.kind == "str" else ""
+    if c.field in NOT_NULL_FIELDS:
+        return f"({col} {_SQL_OP[op]} %s{cast})"
     return f"COALESCE({col} {_SQL_OP[op]} %s{cast}, FALSE)"
 
 
