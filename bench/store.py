@@ -364,6 +364,15 @@ def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) 
                 rec[key].append(recall_at_k(got[key][i], cand, f_scores))
             for key in ("e_u", "c_u"):
                 rec[key].append(recall_at_k(got[key][i], all_rows, all_scores))
+        # engramdb's default mode (vector + keyword, fused), the query vector still given:
+        # no alternative here has a keyword side, so these figures stand alone.
+        log(f"hybrid search: {nq} queries, filtered and unfiltered, engramdb")
+        for i in range(nq):
+            for filtered, key in ((True, "h_f"), (False, "h_u")):
+                uid = w.user_name(w.query_users[i]) if filtered else None
+                t0 = time.perf_counter()
+                mem.search(w.query_texts[i], top_k=K, user_id=uid, query_vector=w.query_vectors[i])
+                lat.setdefault(key, []).append(time.perf_counter() - t0)
         search = {
             "engramdb_ann": ann,
             "engramdb_first_search_after_ingest_ms": round(e_first * 1000, 2),
@@ -372,6 +381,8 @@ def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) 
             "chroma_filtered": latency(lat["c_f"]),
             "engramdb_unfiltered": latency(lat["e_u"]),
             "chroma_unfiltered": latency(lat["c_u"]),
+            "engramdb_hybrid_filtered": latency(lat["h_f"]),
+            "engramdb_hybrid_unfiltered": latency(lat["h_u"]),
             "numpy_exact_filtered": latency(lat["np_f"]),
             "numpy_exact_unfiltered": latency(lat["np_u"]),
             "numpy_exact_filtered_1_blas_thread": latency(lat["np_f1"]),
@@ -448,6 +459,8 @@ def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) 
         "engramdb_unfiltered_p95_ms": search["engramdb_unfiltered"]["p95_ms"],
         "chroma_unfiltered_p50_ms": search["chroma_unfiltered"]["p50_ms"],
         "chroma_unfiltered_p95_ms": search["chroma_unfiltered"]["p95_ms"],
+        "engramdb_hybrid_filtered_p95_ms": search["engramdb_hybrid_filtered"]["p95_ms"],
+        "engramdb_hybrid_unfiltered_p95_ms": search["engramdb_hybrid_unfiltered"]["p95_ms"],
         "numpy_exact_unfiltered_p95_ms": search["numpy_exact_unfiltered"]["p95_ms"],
         "numpy_exact_unfiltered_1_blas_thread_p95_ms": search[
             "numpy_exact_unfiltered_1_blas_thread"

@@ -25,6 +25,8 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("store", "engramdb_unfiltered_p95_ms", "unfiltered top-10 p95, ms (engramdb)", "≤ 3"),
     ("store", "chroma_unfiltered_p95_ms", "unfiltered top-10 p95, ms (Chroma)", ""),
     ("store", "numpy_exact_unfiltered_p95_ms", "unfiltered exact numpy scan p95, ms", ""),
+    ("store", "engramdb_hybrid_filtered_p95_ms", "hybrid (vector + keyword) filtered p95, ms", ""),
+    ("store", "engramdb_hybrid_unfiltered_p95_ms", "hybrid unfiltered p95, ms", ""),
     ("store", "engramdb_unfiltered_recall_at_10", "unfiltered recall@10 (engramdb)", "≥ 0.98"),
     ("store", "engramdb_ingest_rec_per_s", "batch ingest, records/s (engramdb)", "≥ 25,000"),
     ("store", "chroma_ingest_rec_per_s", "batch ingest, records/s (Chroma)", ""),

@@ -84,8 +84,22 @@ def test_concurrent_first_opens_apply_the_schema_once(tmp_path: Path) -> None:
         assert mem.count() == 4
 
 
+def _as_revision_0006(db: Path) -> None:
+    """Put a file back in the shape revision 0006 left it in (keyword rows without scope)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE VIRTUAL TABLE old_fts USING fts5("
+            "body, tokenize = 'porter unicode61 remove_diacritics 2')"
+        )
+        conn.execute("INSERT INTO old_fts(rowid, body) SELECT rowid, body FROM chunks_fts")
+        conn.execute("DROP TABLE chunks_fts")
+        conn.execute("ALTER TABLE old_fts RENAME TO chunks_fts")
+        conn.execute("UPDATE alembic_version SET version_num = '0006'")
+
+
 def _as_revision_0005(db: Path) -> None:
     """Put a file back in the shape revision 0005 left it in (dedup on six columns)."""
+    _as_revision_0006(db)
     with sqlite3.connect(db) as conn:
         conn.execute("DROP INDEX records_dedup")
         conn.execute("ALTER TABLE records DROP COLUMN dedup")
@@ -273,3 +287,36 @@ def test_scoped_lists_and_counts_read_their_scope_index(
                         str(row[3]) for row in plain.execute("EXPLAIN QUERY PLAN " + reads[-1])
                     )
                     assert index in plan, (reads[-1], plan)
+
+
+def test_migration_0007_gives_existing_keyword_rows_their_user_scope(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        alice = mem.add(["alice grows tomatoes", "alice bakes bread"], user_id="alice")
+        bob = mem.add("bob grows tomatoes", user_id="bob")[0]
+        mem.add("nobody grows tomatoes")
+    _as_revision_0006(db)
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        assert mem.doctor()["ok"]
+        hits = mem.search("tomatoes bread", mode="keyword", user_id="alice").hits
+        assert {h.record.id for h in hits} == {r.id for r in alice}
+        assert [h.record.id for h in mem.search("tomatoes", mode="keyword", user_id="bob")] == [
+            bob.id
+        ]
+        assert len(mem.search("tomatoes", mode="keyword").hits) == 3
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
+
+
+def test_doctor_finds_and_repairs_a_stale_keyword_scope(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        rid = mem.add("carol plants roses", user_id="carol")[0].id
+        with sqlite3.connect(db) as conn:  # e.g. a row written by another tool
+            conn.execute("UPDATE chunks_fts SET scope = 'qq'")
+        assert mem.search("roses", mode="keyword", user_id="carol").hits == []
+        report = mem.doctor()
+        assert not report["ok"] and any("user scope" in p for p in report["problems"])
+        assert mem.doctor(repair=True)["ok"] and mem.doctor()["ok"]
+        hits = mem.search("roses", mode="keyword", user_id="carol").hits
+        assert [h.record.id for h in hits] == [rid]

@@ -120,6 +120,33 @@ def test_search_respects_user_scope(mem: Memory, corpus: list[str]) -> None:
         assert got == [other]
 
 
+def test_user_scoped_keyword_ranking_is_the_unscoped_ranking_of_that_user(mem: Memory) -> None:
+    """Narrowing to one user before ranking (SQLite's scope token) changes no score or order.
+
+    Also after the paths that rewrite keyword rows: a text update re-chunks a record and a
+    thread message re-indexes its neighbours.
+    """
+    words = ["cat", "garden", "bakery", "monday", "weekend", "fish"]
+    items = [
+        {"text": f"{words[i % 6]} {words[(i * 5) % 6]} note {i}", "user_id": f"u{i % 3}"}
+        for i in range(60)
+    ]
+    ids = [r.id for r in mem.add(items)]
+    mem.update(ids[4], text="the garden cat had fish on monday")
+    mem.add_messages(
+        "t1",
+        [{"role": "user", "content": "my garden cat"}, {"role": "user", "content": "and fish"}],
+        user_id="u1",
+    )
+    query = "garden cat fish monday"
+    everyone = mem.search(query, mode="keyword", top_k=200).hits
+    assert len(everyone) > 40
+    for user in ("u0", "u1", "u2"):
+        scoped = [h.record.id for h in mem.search(query, mode="keyword", user_id=user, top_k=200)]
+        expected = [h.record.id for h in everyone if h.record.user_id == user]
+        assert scoped == expected and scoped, user
+
+
 def test_long_text_is_chunked_but_returned_whole(mem: Memory) -> None:
     filler = " ".join(f"Sentence number {i} talks about ordinary weather today." for i in range(80))
     needle = "The secret ingredient is saffron from Kashmir."
