@@ -292,7 +292,10 @@ def test_scoped_lists_and_counts_read_their_scope_index(
 def test_migration_0007_gives_existing_keyword_rows_their_user_scope(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
-        alice = mem.add(["alice grows tomatoes", "alice bakes bread"], user_id="alice")
+        alice = mem.add(
+            [{"text": "alice grows tomatoes", "thread_id": "garden"}, "alice bakes bread"],
+            user_id="alice",
+        )
         bob = mem.add("bob grows tomatoes", user_id="bob")[0]
         mem.add("nobody grows tomatoes")
     _as_revision_0006(db)
@@ -304,6 +307,8 @@ def test_migration_0007_gives_existing_keyword_rows_their_user_scope(tmp_path: P
             bob.id
         ]
         assert len(mem.search("tomatoes", mode="keyword").hits) == 3
+        in_thread = mem.search("tomatoes bread", mode="keyword", thread_id="garden").hits
+        assert [h.record.id for h in in_thread] == [alice[0].id]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
 

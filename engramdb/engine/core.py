@@ -750,9 +750,7 @@ class Engine:
                 namespace, qvec, user_id, node, pool, with_records=mode == "vector"
             )
         if mode in ("hybrid", "keyword"):
-            kw_hits = self.store.keyword_candidates(
-                namespace, match_expression(query), full, pool, user_id
-            )
+            kw_hits = self.store.keyword_candidates(namespace, match_expression(query), full, pool)
         # Rank and fuse on ids; read whole records only for the page returned (hydrating
         # every candidate of both pools cost ~40% of a hybrid search).
         rows: dict[int, tuple[str, int, int, int]] = {}

@@ -412,6 +412,24 @@ def _json_equals(type_sql: str, value_sql: str, v: Any, p: list[Any]) -> str:
     return f"({type_sql} IN ('integer', 'real') AND {value_sql} = ?)"
 
 
+def required_equalities(node: Node | None, fields: frozenset[str]) -> set[tuple[str, str]]:
+    """The ``(field, value)`` conditions every match of the filter must meet (top-level ANDs).
+
+    A store can narrow its search to them before evaluating the rest of the filter (SQLite
+    intersects a keyword query with a user's or thread's scope token). Empty values are left
+    out (they mean "no user", which no token names).
+    """
+    found: set[tuple[str, str]] = set()
+    stack = [] if node is None else [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Bool) and n.op == "and":
+            stack.extend(n.items)
+        elif isinstance(n, Cmp) and n.op == "$eq" and n.field in fields and n.value:
+            found.add((n.field, str(n.value)))
+    return found
+
+
 def live_now(node: Node) -> int:
     """The ``now`` of a live-only filter (see :func:`is_live_only`)."""
     if isinstance(node, Live):

@@ -216,19 +216,13 @@ class Store(Protocol):
         ...
 
     def keyword_candidates(
-        self,
-        namespace: str,
-        match: str,
-        node: Node | None,
-        limit: int,
-        user_id: str | None = None,
+        self, namespace: str, match: str, node: Node | None, limit: int
     ) -> list[ChunkHit]:
         """Return the best chunks by keyword relevance (higher is better).
 
         ``match`` is :func:`engramdb.engine.keyword.match_expression` output: quoted words
-        joined by ``OR``; a store translates it to its own query syntax. ``node`` holds the
-        whole filter (the user too); ``user_id`` repeats the user scope for a store whose
-        keyword index can narrow to it before ranking.
+        joined by ``OR``; a store translates it to its own query syntax. ``node`` is the
+        whole filter, the user scope included.
         """
         ...
 

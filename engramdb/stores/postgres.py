@@ -1428,17 +1428,9 @@ class PostgresStore:
 
     @retried
     def keyword_candidates(
-        self,
-        namespace: str,
-        match: str,
-        node: Node | None,
-        limit: int,
-        user_id: str | None = None,
+        self, namespace: str, match: str, node: Node | None, limit: int
     ) -> list[ChunkHit]:
-        """Return the best chunks by ``ts_rank_cd`` (higher is better), ties by chunk id.
-
-        ``user_id`` is not used: the user condition in ``node`` applies to the matches.
-        """
+        """Return the best chunks by ``ts_rank_cd`` (higher is better), ties by chunk id."""
         tsq = tsquery_text(match)
         if not tsq:
             return []

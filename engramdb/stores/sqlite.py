@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from engramdb.engine.filters import Node, compile_sqlite, is_live_only, live_now
+from engramdb.engine.filters import (
+    Node,
+    compile_sqlite,
+    is_live_only,
+    live_now,
+    required_equalities,
+)
 from engramdb.engine.timeutil import from_us, from_us_req, now_us
 from engramdb.errors import (
     BusyError,
@@ -88,7 +94,8 @@ _STALE_DEDUP = "dedup IS NOT engram_dedup(user_id, agent_id, thread_id, type, co
 # Keyword rows whose scope token disagrees with their record (see scope_token).
 _STALE_SCOPE = (
     "SELECT f.rowid FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
-    "JOIN records r ON r.rid = c.rid WHERE f.scope IS NOT engram_scope(r.namespace, r.user_id)"
+    "JOIN records r ON r.rid = c.rid "
+    "WHERE f.scope IS NOT engram_scope(r.namespace, r.user_id, r.thread_id)"
 )
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
@@ -167,21 +174,32 @@ def dedup_digest(user_id: str, agent_id: str, thread_id: str, type_: str, chash:
     return hashlib.blake2b(key, digest_size=16).digest()
 
 
-def scope_token(namespace: str, user_id: str) -> str:
-    """The keyword-index token naming a chunk's (namespace, user): ``q`` + 16 hex digits + ``q``.
+def scope_token(namespace: str, field: str, value: str) -> str:
+    """The keyword-index token naming one scope of a chunk: ``q`` + 16 hex digits + ``q``.
 
-    It sits in the ``scope`` column of ``chunks_fts`` (migration 0007), and a user-scoped
-    keyword search ANDs it into its MATCH, so FTS5 intersects the query's words with the
-    user's short list instead of ranking every match in the file and dropping the other
-    users' afterwards (at 100k records: 50 ms -> 2-8 ms per user-scoped keyword search).
-    The ``q`` ends keep the Porter stemmer from touching it; a collision (2^-64) would only
-    add candidates, which the search's ``user_id`` condition still removes. Registered as
-    the SQL function ``engram_scope`` on every connection (migration 0007 keeps its own copy).
+    ``field`` is ``user_id`` or ``thread_id``. The tokens sit in the ``scope`` column of
+    ``chunks_fts`` (migration 0007), and a keyword search whose filter requires a user or a
+    thread ANDs the token into its MATCH, so FTS5 intersects the query's words with that
+    scope's short list instead of ranking every match in the file and dropping the rest
+    afterwards (at 100k records: 50 ms -> 2-8 ms per user-scoped keyword search). The ``q``
+    ends keep the Porter stemmer off it; a collision (2^-64) would only add candidates,
+    which the search's filter still removes.
     """
-    key = f"{namespace}\x1f{user_id}".encode()
+    key = f"{field}\x1f{namespace}\x1f{value}".encode()
     return "q" + hashlib.blake2b(key, digest_size=8).hexdigest() + "q"
 
 
+def scope_text(namespace: str, user_id: str, thread_id: str) -> str:
+    """The ``scope`` column of a chunk: its user's token, and its thread's when it has one.
+
+    Registered as the SQL function ``engram_scope`` on every connection, for ``doctor``
+    (migration 0007 keeps its own copy).
+    """
+    user = scope_token(namespace, "user_id", user_id)
+    return f"{user} {scope_token(namespace, 'thread_id', thread_id)}" if thread_id else user
+
+
+SCOPE_FIELDS = frozenset({"user_id", "thread_id"})
 # The keyword weights of chunks_fts's columns: the scope token must not move a score.
 _BM25 = "bm25(chunks_fts, 1.0, 0.0)"
 _INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
@@ -275,7 +293,7 @@ class SQLiteStore:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA cache_size = -32000")
         conn.create_function("engram_dedup", 5, dedup_digest, deterministic=True)
-        conn.create_function("engram_scope", 2, scope_token, deterministic=True)
+        conn.create_function("engram_scope", 3, scope_text, deterministic=True)
         if readonly:
             conn.execute("PRAGMA query_only = ON")
         return conn
@@ -529,7 +547,7 @@ class SQLiteStore:
         if row is None:
             return self._conflict_result(c, ns, it, index)
         rid = row[0]
-        self._insert_chunks(c, rid, it.chunks, scope_token(ns, it.user_id))
+        self._insert_chunks(c, rid, it.chunks, scope_text(ns, it.user_id, it.thread_id))
         now_dt = from_us_req(now)
         # No history row: Engine.history derives the add (see engine.core._derived_add).
         return AddResult(index, "written", inserted_record(ns, it, now_dt))
@@ -570,7 +588,7 @@ class SQLiteStore:
         results: list[AddResult] = []
         chunk_rows: list[tuple[int, int, int, int, bytes]] = []
         bodies: list[tuple[str, str]] = []
-        scopes: dict[str, str] = {}
+        scopes: dict[tuple[str, str], str] = {}
         now_dt = from_us_req(now)
         for i, it in enumerate(items):
             rid = rids.get(it.id)
@@ -583,9 +601,10 @@ class SQLiteStore:
                         raise
                     results.append(AddResult(i, "rejected", None, exc.message))
                 continue
-            scope = scopes.get(it.user_id)
+            key = (it.user_id, it.thread_id)
+            scope = scopes.get(key)
             if scope is None:
-                scope = scopes[it.user_id] = scope_token(ns, it.user_id)
+                scope = scopes[key] = scope_text(ns, it.user_id, it.thread_id)
             for ordinal, ch in enumerate(it.chunks):
                 chunk_rows.append((rid, ordinal, ch.start, ch.end, _vector_bytes(ch.vector)))
                 bodies.append((ch.index_text, scope))
@@ -703,7 +722,10 @@ class SQLiteStore:
             if changes.chunks is not None:
                 self._delete_chunks_of(c, [rid])
                 self._insert_chunks(
-                    c, rid, changes.chunks, scope_token(namespace, before.user_id or "")
+                    c,
+                    rid,
+                    changes.chunks,
+                    scope_text(namespace, before.user_id or "", before.thread_id or ""),
                 )
             after = self._select_one(c, namespace, record_id)
             assert after is not None
@@ -978,17 +1000,12 @@ class SQLiteStore:
         return {r[0] for r in rows}
 
     def keyword_candidates(
-        self,
-        namespace: str,
-        match: str,
-        node: Node | None,
-        limit: int,
-        user_id: str | None = None,
+        self, namespace: str, match: str, node: Node | None, limit: int
     ) -> list[ChunkHit]:
         """Return the best chunks by BM25 (negated so that higher is better).
 
-        With ``user_id`` (also in ``node``) the MATCH requires the user's scope token, so
-        FTS5 walks the intersection of the words with that user's chunks. Without one, the
+        When the filter requires a user or a thread, the MATCH requires its scope tokens,
+        so FTS5 walks the intersection of the words with that scope's chunks. Without one, the
         best matches are ranked in FTS5 alone first and only those meet their records: a
         join of every match to its record and the filter cost ~2/3 of a 75 ms keyword
         search at 100k records. When too few of them pass the filter (another namespace
@@ -996,11 +1013,12 @@ class SQLiteStore:
         """
         if not match:
             return []
-        if user_id is not None:
-            match = f'({match}) AND scope:"{scope_token(namespace, user_id)}"'
+        scopes = required_equalities(node, SCOPE_FIELDS)
+        for field, value in sorted(scopes):
+            match = f'({match}) AND scope:"{scope_token(namespace, field, value)}"'
         where, params = compile_sqlite(node)
         with self._read("keyword search") as c:
-            if user_id is None:
+            if not scopes:
                 probe = max(limit * 4, KEYWORD_PROBE)
                 ranked = c.execute(
                     f"SELECT rowid, {_BM25} AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
@@ -1438,7 +1456,8 @@ class SQLiteStore:
         if repair and stale_scope:
             with self._write("recomputing keyword scopes") as c:
                 c.execute(
-                    "UPDATE chunks_fts SET scope = (SELECT engram_scope(r.namespace, r.user_id) "
+                    "UPDATE chunks_fts SET scope = (SELECT "
+                    "engram_scope(r.namespace, r.user_id, r.thread_id) "
                     "FROM chunks c JOIN records r ON r.rid = c.rid WHERE c.id = chunks_fts.rowid) "
                     "WHERE rowid IN (SELECT value FROM json_each(?))",
                     (json.dumps(stale_scope),),
@@ -1715,7 +1734,11 @@ class SQLiteStore:
                     )
                     c.execute(
                         _INSERT_FTS,
-                        (cur.lastrowid, body, scope_token(r["namespace"], r["user_id"])),
+                        (
+                            cur.lastrowid,
+                            body,
+                            scope_text(r["namespace"], r["user_id"], r["thread_id"]),
+                        ),
                     )
                 for h in r["history"]:
                     c.execute(

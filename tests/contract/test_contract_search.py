@@ -121,14 +121,19 @@ def test_search_respects_user_scope(mem: Memory, corpus: list[str]) -> None:
 
 
 def test_user_scoped_keyword_ranking_is_the_unscoped_ranking_of_that_user(mem: Memory) -> None:
-    """Narrowing to one user before ranking (SQLite's scope token) changes no score or order.
+    """Narrowing to a user or thread before ranking (SQLite's scope tokens) changes no score
+    or order.
 
     Also after the paths that rewrite keyword rows: a text update re-chunks a record and a
     thread message re-indexes its neighbours.
     """
     words = ["cat", "garden", "bakery", "monday", "weekend", "fish"]
     items = [
-        {"text": f"{words[i % 6]} {words[(i * 5) % 6]} note {i}", "user_id": f"u{i % 3}"}
+        {
+            "text": f"{words[i % 6]} {words[(i * 5) % 6]} note {i}",
+            "user_id": f"u{i % 3}",
+            "thread_id": f"t{i % 4}",
+        }
         for i in range(60)
     ]
     ids = [r.id for r in mem.add(items)]
@@ -138,13 +143,23 @@ def test_user_scoped_keyword_ranking_is_the_unscoped_ranking_of_that_user(mem: M
         [{"role": "user", "content": "my garden cat"}, {"role": "user", "content": "and fish"}],
         user_id="u1",
     )
-    query = "garden cat fish monday"
+    query = "garden cat fish monday bakery"
     everyone = mem.search(query, mode="keyword", top_k=200).hits
     assert len(everyone) > 40
     for user in ("u0", "u1", "u2"):
         scoped = [h.record.id for h in mem.search(query, mode="keyword", user_id=user, top_k=200)]
         expected = [h.record.id for h in everyone if h.record.user_id == user]
         assert scoped == expected and scoped, user
+        for thread in ("t0", "t1"):  # both scopes at once, one given as a filter
+            both = mem.search(
+                query, mode="keyword", filters={"user_id": user}, thread_id=thread, top_k=200
+            )
+            expected = [
+                h.record.id
+                for h in everyone
+                if h.record.user_id == user and h.record.thread_id == thread
+            ]
+            assert [h.record.id for h in both] == expected and expected, (user, thread)
 
 
 def test_long_text_is_chunked_but_returned_whole(mem: Memory) -> None:

@@ -284,3 +284,17 @@ def test_filters_match_reference(
         )
         assert {h.record.id for h in hits} == want, flt
         assert len(hits) == len(want)
+
+
+def test_required_equalities_are_only_the_conditions_every_match_meets() -> None:
+    from engramdb.engine.filters import parse, required_equalities
+
+    scopes = frozenset({"user_id", "thread_id"})
+    both = parse({"$and": [{"user_id": "a"}, {"$and": [{"thread_id": "t"}, {"type": "x"}]}]})
+    assert required_equalities(both, scopes) == {("user_id", "a"), ("thread_id", "t")}
+    either = parse({"$or": [{"user_id": "a"}, {"user_id": "b"}]})
+    assert required_equalities(either, scopes) == set()
+    assert required_equalities(parse({"$not": {"user_id": "a"}}), scopes) == set()
+    assert required_equalities(parse({"user_id": {"$ne": "a"}}), scopes) == set()
+    assert required_equalities(parse({"user_id": None}), scopes) == set()
+    assert required_equalities(None, scopes) == set()
