@@ -200,7 +200,8 @@ def scope_text(namespace: str, user_id: str, thread_id: str) -> str:
 
 
 SCOPE_FIELDS = frozenset({"user_id", "thread_id"})
-# The keyword weights of chunks_fts's columns: the scope token must not move a score.
+# The keyword weights of chunks_fts's columns: a match on a scope token adds nothing to a
+# score (FTS5 still counts the tokens in a row's length, which BM25 normalises by).
 _BM25 = "bm25(chunks_fts, 1.0, 0.0)"
 _INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
 

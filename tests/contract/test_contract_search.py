@@ -121,8 +121,8 @@ def test_search_respects_user_scope(mem: Memory, corpus: list[str]) -> None:
 
 
 def test_user_scoped_keyword_ranking_is_the_unscoped_ranking_of_that_user(mem: Memory) -> None:
-    """Narrowing to a user or thread before ranking (SQLite's scope tokens) changes no score
-    or order.
+    """Narrowing to a user or thread before ranking (SQLite's scope tokens) gives the same
+    scores and order as ranking everyone's matches and keeping that scope's.
 
     Also after the paths that rewrite keyword rows: a text update re-chunks a record and a
     thread message re-indexes its neighbours.
