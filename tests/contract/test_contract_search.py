@@ -162,6 +162,28 @@ def test_user_scoped_keyword_ranking_is_the_unscoped_ranking_of_that_user(mem: M
             assert [h.record.id for h in both] == expected and expected, (user, thread)
 
 
+def test_keyword_search_finds_filtered_matches_ranked_below_hundreds_of_others(
+    mem: Memory,
+) -> None:
+    """Stores rank a few hundred keyword matches before reading their records; when the
+    filter drops all of those, the whole match set is searched (nothing is lost)."""
+    mem.add([f"apple apple apple pie number {i}" for i in range(500)])
+    rare = mem.add(
+        [
+            {"text": f"an apple among many other longer words in sentence {i}", "type": "rare"}
+            for i in range(5)
+        ]
+    )
+    everyone = mem.search("apple", mode="keyword", top_k=1000).hits
+    assert len(everyone) == 505
+    below = [h.record.id for h in everyone if h.record.type == "rare"]
+    assert set(below) == {r.id for r in rare}
+    ranks = [i for i, h in enumerate(everyone) if h.record.type == "rare"]
+    assert min(ranks) >= 400  # below every probed match
+    got = mem.search("apple", mode="keyword", type="rare", top_k=10).hits
+    assert [h.record.id for h in got] == below
+
+
 def test_long_text_is_chunked_but_returned_whole(mem: Memory) -> None:
     filler = " ".join(f"Sentence number {i} talks about ordinary weather today." for i in range(80))
     needle = "The secret ingredient is saffron from Kashmir."
