@@ -199,8 +199,13 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def run(data: Path, modes: Sequence[str], cache: bool, db: Path | None) -> dict[str, Any]:
-    """Ingest every conversation, run every question in every mode, return the report."""
+def run(
+    data: Path, modes: Sequence[str], cache: bool, db: Path | None, url: str | None = None
+) -> dict[str, Any]:
+    """Ingest every conversation, run every question in every mode, return the report.
+
+    ``url``: run on that store (e.g. an empty PostgreSQL database) instead of a SQLite file.
+    """
     from engramdb import Memory, MiniLMEmbedder
 
     convs = load_conversations(data)
@@ -212,7 +217,9 @@ def run(data: Path, modes: Sequence[str], cache: bool, db: Path | None) -> dict[
     latency: dict[str, list[float]] = {m: [] for m in modes}
     embedder.embed(["warm up"])
     t0 = time.perf_counter()
-    with Memory(f"sqlite:///{path}", namespace="locomo", embedder=embedder) as mem:
+    with Memory(url or f"sqlite:///{path}", namespace="locomo", embedder=embedder) as mem:
+        if mem.count():
+            raise SystemExit(f"namespace 'locomo' of {url or path} is not empty")
         mapping = {}
         turns = 0
         for conv in convs:
@@ -239,6 +246,7 @@ def run(data: Path, modes: Sequence[str], cache: bool, db: Path | None) -> dict[
     tmp.cleanup()
     report: dict[str, Any] = {
         "data": str(data),
+        "store": "postgresql" if url and url.startswith("postgres") else "sqlite",
         "conversations": len(convs),
         "turns": turns,
         "questions": len(per_mode[modes[0]]),
@@ -283,6 +291,9 @@ def main(argv: list[str]) -> int:
         help="development only: cache embeddings under bench/.cache/ (not for reported runs)",
     )
     parser.add_argument("--db", type=Path, default=None, help="keep the SQLite file here")
+    parser.add_argument(
+        "--url", default=None, help="run on this store URL instead (its 'locomo' namespace empty)"
+    )
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
@@ -290,7 +301,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     if not args.data.exists():
         parser.error(f"{args.data} not found (the LoCoMo file is read from ../shared/data/)")
-    report = run(args.data, modes, args.cache, args.db)
+    report = run(args.data, modes, args.cache, args.db, args.url)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     s = report["summary"]
