@@ -43,6 +43,7 @@ from bench.store import (
     K,
     LookupEmbedder,
     embedder_name,
+    hybrid_latencies,
     recall_at_k,
     search_in_blocks,
     timed_search,
@@ -244,6 +245,10 @@ def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
         search: dict[str, Any] = {names[k]: latency(v) for k, v in lat.items()}
         search["recall_at_10"] = {names[k]: round(float(np.mean(v)), 4) for k, v in rec.items()}
         log(f"search: {json.dumps(search['recall_at_10'])}")
+        log(f"hybrid search: {nq} queries, filtered and unfiltered, engramdb")
+        hybrid_f, hybrid_u = hybrid_latencies(mem, w, nq)
+        search["engramdb_hybrid_filtered"] = latency(hybrid_f)
+        search["engramdb_hybrid_unfiltered"] = latency(hybrid_u)
 
         # ---------------------------------------------------------------- single adds
         log(f"single adds: {len(w.add_texts)} per system")
@@ -322,6 +327,8 @@ def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
         "engramdb_unfiltered_p95_ms": s["engramdb_unfiltered"]["p95_ms"],
         "pgvector_unfiltered_p50_ms": s["pgvector_unfiltered"]["p50_ms"],
         "pgvector_unfiltered_p95_ms": s["pgvector_unfiltered"]["p95_ms"],
+        "engramdb_hybrid_filtered_p95_ms": s["engramdb_hybrid_filtered"]["p95_ms"],
+        "engramdb_hybrid_unfiltered_p95_ms": s["engramdb_hybrid_unfiltered"]["p95_ms"],
         "engramdb_recall_at_10": s["recall_at_10"]["engramdb_filtered"],
         "pgvector_recall_at_10": s["recall_at_10"]["pgvector_filtered"],
         "engramdb_unfiltered_recall_at_10": s["recall_at_10"]["engramdb_unfiltered"],

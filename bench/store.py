@@ -108,6 +108,20 @@ def timed_search(
     return dt, [row_of_text.get(h.record.text, -1) for h in page.hits]
 
 
+def hybrid_latencies(mem: Any, w: Workload, nq: int) -> tuple[list[float], list[float]]:
+    """Seconds of each query in engramdb's default mode (vector + keyword, fused), filtered
+    to the asking user and not; the query vector is given, so no embedding is timed. No
+    alternative here has a keyword side, so these figures stand alone."""
+    filtered: list[float] = []
+    unfiltered: list[float] = []
+    for i in range(nq):
+        for uid, out in ((w.user_name(w.query_users[i]), filtered), (None, unfiltered)):
+            t0 = time.perf_counter()
+            mem.search(w.query_texts[i], top_k=K, user_id=uid, query_vector=w.query_vectors[i])
+            out.append(time.perf_counter() - t0)
+    return filtered, unfiltered
+
+
 Search = Callable[[int, bool], tuple[float, list[int]]]
 
 
@@ -364,15 +378,8 @@ def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) 
                 rec[key].append(recall_at_k(got[key][i], cand, f_scores))
             for key in ("e_u", "c_u"):
                 rec[key].append(recall_at_k(got[key][i], all_rows, all_scores))
-        # engramdb's default mode (vector + keyword, fused), the query vector still given:
-        # no alternative here has a keyword side, so these figures stand alone.
         log(f"hybrid search: {nq} queries, filtered and unfiltered, engramdb")
-        for i in range(nq):
-            for filtered, key in ((True, "h_f"), (False, "h_u")):
-                uid = w.user_name(w.query_users[i]) if filtered else None
-                t0 = time.perf_counter()
-                mem.search(w.query_texts[i], top_k=K, user_id=uid, query_vector=w.query_vectors[i])
-                lat.setdefault(key, []).append(time.perf_counter() - t0)
+        lat["h_f"], lat["h_u"] = hybrid_latencies(mem, w, nq)
         search = {
             "engramdb_ann": ann,
             "engramdb_first_search_after_ingest_ms": round(e_first * 1000, 2),

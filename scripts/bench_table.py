@@ -52,6 +52,8 @@ ROWS: list[tuple[str, str, str, str]] = [
         "≤ 0.5",
     ),
     ("postgres", "engramdb_unfiltered_p95_ms", "PostgreSQL unfiltered p95, ms (engramdb)", ""),
+    ("postgres", "engramdb_hybrid_filtered_p95_ms", "PostgreSQL hybrid filtered p95, ms", ""),
+    ("postgres", "engramdb_hybrid_unfiltered_p95_ms", "PostgreSQL hybrid unfiltered p95, ms", ""),
     ("postgres", "pgvector_unfiltered_p95_ms", "PostgreSQL unfiltered p95, ms (pgvector)", ""),
     (
         "postgres",
