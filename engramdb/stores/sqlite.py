@@ -1111,10 +1111,13 @@ class SQLiteStore:
         if not texts:
             return
         with self._write("re-indexing a thread", [namespace]) as c:
+            # CROSS JOIN pins the join order, the given chunks first: with a plain JOIN the
+            # planner walked the namespace's records (5.7 ms per message added at 10k
+            # records, growing with the store).
             live = {
                 r[0]
                 for r in c.execute(
-                    "SELECT c.id FROM chunks c JOIN records r ON r.rid = c.rid WHERE "
+                    "SELECT c.id FROM chunks c CROSS JOIN records r ON r.rid = c.rid WHERE "
                     "c.id IN (SELECT value FROM json_each(?)) AND r.namespace = ?",
                     (json.dumps([cid for cid, _ in texts]), namespace),
                 )
