@@ -251,9 +251,9 @@ def test_scoped_lists_and_counts_read_their_scope_index(
 ) -> None:
     """A list or count scoped to a user or a thread searches that scope's index; it does not
     walk the namespace (which cost ~20 ms per call at 100k records, for a user of 13). A
-    list over several users (``$in``) or over a thread may still walk ``records_ns_id`` in id
-    order to skip a sort (neither index holds ids in order): the planner's choice, not
-    asserted."""
+    list over several users (``$in``) may still walk ``records_ns_id`` in id order to skip a
+    sort: the planner's choice, not asserted. A list of one thread is told to use the
+    thread's index (its rows are in time order, so the planner preferred the walk)."""
     from engramdb.stores.sqlite import SQLiteStore
 
     statements: list[str] = []
@@ -274,7 +274,11 @@ def test_scoped_lists_and_counts_read_their_scope_index(
                 lambda: mem.count(user_id="u1"),
                 lambda: mem.count(filters={"user_id": {"$in": ["u1", "u2"]}}),
             ],
-            "records_ns_thread": [lambda: mem.count(thread_id="t")],
+            "records_ns_thread": [
+                lambda: mem.count(thread_id="t"),
+                lambda: mem.list(thread_id="t"),
+                lambda: mem.list(user_id="u1", thread_id="t"),
+            ],
         }
         with sqlite3.connect(db) as plain:
             for index, calls in cases.items():
@@ -364,6 +368,7 @@ def test_everyday_calls_read_no_namespace_wide_range(
             "search thread": lambda: mem.search("turn", thread_id="t"),
             "list user": lambda: mem.list(user_id="alice"),
             "count user": lambda: mem.count(user_id="alice"),
+            "list thread": lambda: mem.list(thread_id="t"),
             "events": lambda: mem.events("t"),
             "snapshot": lambda: mem.snapshot("t"),
             "delete": lambda: mem.delete(rid),

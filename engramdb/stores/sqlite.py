@@ -804,10 +804,17 @@ class SQLiteStore:
     def list_records(
         self, namespace: str, node: Node | None, limit: int, after: str | None, descending: bool
     ) -> list[MemoryRecord]:
-        """Return one keyset page of matching records ordered by id."""
+        """Return one keyset page of matching records ordered by id.
+
+        A page of one thread reads the thread's index and sorts its rows: left to itself,
+        the planner walked the whole namespace in id order (``records_ns_thread`` is in time
+        order) to skip that sort, 4.6 ms at 25k records for a thread of 100.
+        """
         where, params = compile_sqlite(node)
         cmp, order = ("<", "DESC") if descending else (">", "ASC")
-        sql = f"SELECT {COLS} FROM records r WHERE r.namespace = ? AND {where}"
+        in_thread = any(f == "thread_id" for f, _ in required_equalities(node, SCOPE_FIELDS))
+        hint = " INDEXED BY records_ns_thread" if in_thread else ""
+        sql = f"SELECT {COLS} FROM records r{hint} WHERE r.namespace = ? AND {where}"
         args: list[Any] = [namespace, *params]
         if after is not None:
             sql += f" AND r.id {cmp} ?"
