@@ -246,25 +246,31 @@ def test_checkpoints_run_off_the_write_path(tmp_path: Path) -> None:
     assert checkpointer.thread is not None and not checkpointer.thread.is_alive()
 
 
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement the SQLite stores opened from now on run, values filled in."""
+    from engramdb.stores.sqlite import SQLiteStore
+
+    seen: list[str] = []
+    connect = SQLiteStore._connect
+
+    def traced(self: SQLiteStore, readonly: bool) -> sqlite3.Connection:
+        conn = connect(self, readonly)
+        conn.set_trace_callback(seen.append)
+        return conn
+
+    monkeypatch.setattr(SQLiteStore, "_connect", traced)
+    return seen
+
+
 def test_scoped_lists_and_counts_read_their_scope_index(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, statements: list[str]
 ) -> None:
     """A list or count scoped to a user or a thread searches that scope's index; it does not
     walk the namespace (which cost ~20 ms per call at 100k records, for a user of 13). A
     list over several users (``$in``) may still walk ``records_ns_id`` in id order to skip a
     sort: the planner's choice, not asserted. A list of one thread is told to use the
     thread's index (its rows are in time order, so the planner preferred the walk)."""
-    from engramdb.stores.sqlite import SQLiteStore
-
-    statements: list[str] = []
-    connect = SQLiteStore._connect
-
-    def traced(self: SQLiteStore, readonly: bool) -> sqlite3.Connection:
-        conn = connect(self, readonly)
-        conn.set_trace_callback(statements.append)  # the SQL with its values filled in
-        return conn
-
-    monkeypatch.setattr(SQLiteStore, "_connect", traced)
     db = tmp_path / "a.db"
     with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
         mem.add([{"text": f"fact {i}", "user_id": f"u{i % 3}", "thread_id": "t"} for i in range(9)])
@@ -331,25 +337,12 @@ def test_doctor_finds_and_repairs_a_stale_keyword_scope(tmp_path: Path) -> None:
         assert [h.record.id for h in hits] == [rid]
 
 
-def test_everyday_calls_read_no_namespace_wide_range(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements: list[str]) -> None:
     """Calls on one record, user or thread read by id, scope or chunk, never every record of
     the namespace. Appending a turn once did (its neighbour re-index walked them all: 5.7 ms
     per message at 10k records, growing with the store)."""
     import re
 
-    from engramdb.stores.sqlite import SQLiteStore
-
-    statements: list[str] = []
-    connect = SQLiteStore._connect
-
-    def traced(self: SQLiteStore, readonly: bool) -> sqlite3.Connection:
-        conn = connect(self, readonly)
-        conn.set_trace_callback(statements.append)
-        return conn
-
-    monkeypatch.setattr(SQLiteStore, "_connect", traced)
     db = tmp_path / "a.db"
     walk = re.compile(
         r"^(SCAN (r|c|records|chunks)\b|SEARCH (r|records) USING .*\(namespace=\?\)$)"

@@ -224,6 +224,7 @@ class _VectorDumper(Dumper):
 # 0.99); they cross near 5k.
 EXACT_USER_MAX_ROWS = 5_000
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (see below)
+USER_SCOPE = frozenset({"user_id"})  # the scope chunks carry (they have no thread_id)
 
 
 def vector_index_ddl(dim: int | None, m: int, ef_construction: int) -> list[str]:
@@ -1445,7 +1446,7 @@ class PostgresStore:
         if not tsq:
             return []
         where, params = compile_postgres(node)
-        users = sorted(v for _, v in required_equalities(node, frozenset({"user_id"})))
+        users = sorted(v for _, v in required_equalities(node, USER_SCOPE))
         matches = (
             "SELECT id, rid, start_pos, end_pos, ts_rank(fts, to_tsquery('engram', %s)) AS s "
             "FROM chunks WHERE namespace = %s AND fts @@ to_tsquery('engram', %s)"

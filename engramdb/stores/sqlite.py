@@ -206,6 +206,23 @@ _BM25 = "bm25(chunks_fts, 1.0, 0.0)"
 _INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
 
 
+def _passing_rids(
+    c: sqlite3.Connection, namespace: str, chunk_ids: list[int], node: Node | None
+) -> dict[int, int]:
+    """Map each given chunk whose record passes the filter to its record's rowid.
+
+    CROSS JOIN pins the join order, the given chunks first (by rowid): with a plain JOIN
+    the planner may walk every record of the namespace (seconds at 100k rows).
+    """
+    where, params = compile_sqlite(node)
+    rows = c.execute(
+        "SELECT c.id, c.rid FROM chunks c CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN "
+        f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
+        (json.dumps(chunk_ids), namespace, *params),
+    ).fetchall()
+    return dict(rows)
+
+
 def _dedup_of(it: PreparedRecord) -> bytes:
     """The dedup key of a prepared record."""
     return dedup_digest(it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash)
@@ -996,16 +1013,8 @@ class SQLiteStore:
         return out
 
     def _passing(self, namespace: str, chunk_ids: list[int], node: Node) -> set[int]:
-        where, params = compile_sqlite(node)
         with self._read("filtering candidates") as c:
-            rows = c.execute(
-                # CROSS JOIN pins the join order: chunks by rowid first. With a plain JOIN the
-                # planner may walk every record of the namespace (seconds at 100k rows).
-                f"SELECT c.id FROM chunks c CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN "
-                f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
-                (json.dumps(chunk_ids), namespace, *params),
-            ).fetchall()
-        return {r[0] for r in rows}
+            return set(_passing_rids(c, namespace, chunk_ids, node))
 
     def keyword_candidates(
         self, namespace: str, match: str, node: Node | None, limit: int
@@ -1025,7 +1034,6 @@ class SQLiteStore:
         scopes = required_equalities(node, SCOPE_FIELDS)
         for field, value in sorted(scopes):
             match = f'({match}) AND scope:"{scope_token(namespace, field, value)}"'
-        where, params = compile_sqlite(node)
         probe = max(limit * 4, KEYWORD_PROBE)
         with self._read("keyword search") as c:
             ranked = c.execute(
@@ -1033,19 +1041,12 @@ class SQLiteStore:
                 "ORDER BY s, rowid LIMIT ?",
                 (match, probe),
             ).fetchall()
-            # CROSS JOIN pins the join order: the probed chunks first (see _passing).
-            passed = dict(
-                c.execute(
-                    "SELECT c.id, c.rid FROM chunks c CROSS JOIN records r ON r.rid = c.rid "
-                    "WHERE c.id IN (SELECT value FROM json_each(?)) AND r.namespace = ? "
-                    f"AND {where}",
-                    (json.dumps([r[0] for r in ranked]), namespace, *params),
-                ).fetchall()
-            )
+            passed = _passing_rids(c, namespace, [r[0] for r in ranked], node)
             hits = [ChunkHit(cid, passed[cid], -float(s)) for cid, s in ranked if cid in passed]
             # The probe is a prefix of the full order: its passing rows are the best ones.
             if len(hits) >= limit or len(ranked) < probe:
                 return hits[:limit]
+            where, params = compile_sqlite(node)
             rows = c.execute(
                 f"SELECT chunks_fts.rowid, c.rid, {_BM25} AS s FROM chunks_fts "
                 "JOIN chunks c ON c.id = chunks_fts.rowid JOIN records r ON r.rid = c.rid "
