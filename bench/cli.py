@@ -3,6 +3,8 @@
 Subcommands:
 
 - ``store``: engramdb against Chroma on the same precomputed vectors (``store.json``);
+- ``filters``: tag-filtered search, list and count, engramdb against Chroma
+  (``filters.json``);
 - ``ingest-embed``: ``Memory.add`` with the real MiniLM against the bare encoder, plus
   end-to-end search latency and torch thread settings (``ingest_embed.json``);
 - ``locomo``: retrieval quality on LoCoMo (``locomo.json``; options are ``bench.locomo``'s);
@@ -76,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _store_args(p)
     p = sub.add_parser(
+        "filters",
+        help="tag-filtered reads against Chroma (filters.json)",
+        description="engramdb vs Chroma on the store workload with tags of 50%%, 1%% and "
+        "0.1%% of records and one nobody has: filtered top-10 search p50/p95 and recall@10, "
+        "a first page of 20, a count.",
+    )
+    _common(p)
+    _store_args(p)
+    p = sub.add_parser(
         "ingest-embed",
         help="ingest and search with the real MiniLM vs the bare encoder (ingest_embed.json)",
         description="Memory.add throughput with MiniLMEmbedder vs bare SentenceTransformer."
@@ -101,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "all",
-        help="store, postgres, ingest-embed and locomo in sequence",
+        help="store, filters, postgres, ingest-embed and locomo in sequence",
         description="Run every benchmark; each writes <out>/<name>.json.",
     )
     _common(p)
@@ -128,6 +139,17 @@ def main(argv: list[str]) -> int:
         from bench import store
 
         store.main(
+            args.out,
+            args.records,
+            args.quick,
+            args.hash_vectors,
+            users=args.users,
+            queries=args.queries,
+        )
+    if args.command in ("filters", "all"):
+        from bench import filters
+
+        filters.main(
             args.out,
             args.records,
             args.quick,

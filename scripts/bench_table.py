@@ -36,6 +36,17 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("store", "chroma_cold_open_first_search_s", "cold open + first search, s (Chroma)", ""),
     ("store", "engramdb_disk_mb", "size on disk, MB (engramdb)", ""),
     ("store", "chroma_disk_mb", "size on disk, MB (Chroma)", ""),
+    ("filters", "engramdb_pref_search_p95_ms", "tag of 1% filtered top-10 p95, ms (engramdb)", ""),
+    ("filters", "chroma_pref_search_p95_ms", "tag of 1% filtered top-10 p95, ms (Chroma)", ""),
+    ("filters", "engramdb_food_search_p95_ms", "tag of 0.1% top-10 p95, ms (engramdb)", ""),
+    ("filters", "chroma_food_search_p95_ms", "tag of 0.1% top-10 p95, ms (Chroma)", ""),
+    ("filters", "engramdb_chat_search_p95_ms", "tag of 50% top-10 p95, ms (engramdb)", ""),
+    ("filters", "chroma_chat_search_p95_ms", "tag of 50% top-10 p95, ms (Chroma)", ""),
+    ("filters", "engramdb_pref_hybrid_p95_ms", "tag of 1% hybrid p95, ms (engramdb)", ""),
+    ("filters", "engramdb_pref_recall_at_10", "tag of 1% recall@10 (engramdb)", ""),
+    ("filters", "chroma_pref_recall_at_10", "tag of 1% recall@10 (Chroma)", ""),
+    ("filters", "engramdb_pref_count_p50_ms", "count of a 1% tag p50, ms (engramdb)", ""),
+    ("filters", "chroma_pref_count_p50_ms", "count of a 1% tag p50, ms (Chroma)", ""),
     ("ingest_embed", "engine_over_encoder_ratio", "MiniLM ingest / bare encoder", "≥ 0.85"),
     ("ingest_embed", "search_over_encoder_p95_ratio", "search e2e p95 / encoder p95", "≤ 1.3"),
     ("locomo", "hybrid_recall_at_10", "LoCoMo hybrid Recall@10", "≥ 0.65"),
@@ -70,6 +81,7 @@ ROWS: list[tuple[str, str, str, str]] = [
 
 COMMANDS = {
     "store": "engramdb bench store",
+    "filters": "engramdb bench filters",
     "ingest_embed": "engramdb bench ingest-embed",
     "locomo": "engramdb bench locomo --data ../shared/data/locomo_dev.json "
     "--json bench/results/locomo.json",

@@ -58,6 +58,23 @@ def test_store_bench_quick_hash_vectors(tmp_path: Path) -> None:
     assert report["workload"]["vectors"] == "hash"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_filters_bench_quick_hash_vectors(tmp_path: Path) -> None:
+    rc = main(
+        ["filters", "--quick", "--records", "3000", "--queries", "20", "--hash-vectors"]
+        + ["--out", str(tmp_path)]
+    )
+    assert rc == 0
+    summary = json.loads((tmp_path / "filters.json").read_text())["summary"]
+    assert summary["records"] == 3000
+    for tag in ("nobody", "food", "pref", "chat"):
+        for key in ("search_p95_ms", "recall_at_10", "list_p50_ms", "count_p50_ms"):
+            assert f"engramdb_{tag}_{key}" in summary and f"chroma_{tag}_{key}" in summary
+    # A tag-filtered search is exact on engramdb: it finds what brute force finds.
+    assert all(summary[f"engramdb_{t}_recall_at_10"] == 1.0 for t in ("food", "pref", "chat"))
+
+
 def test_every_subcommand_has_help() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -65,5 +82,5 @@ def test_every_subcommand_has_help() -> None:
         assert sub._choices_actions, name
         assert p.prog.endswith(name)
     helps = {a.dest: a.help for a in sub._choices_actions}
-    assert set(helps) == {"store", "postgres", "ingest-embed", "locomo", "all"}
+    assert set(helps) == {"store", "filters", "postgres", "ingest-embed", "locomo", "all"}
     assert all(helps.values())

@@ -84,8 +84,18 @@ def test_concurrent_first_opens_apply_the_schema_once(tmp_path: Path) -> None:
         assert mem.count() == 4
 
 
+def _as_revision_0007(db: Path) -> None:
+    """Put a file back in the shape revision 0007 left it in (no tag index)."""
+    with sqlite3.connect(db) as conn:
+        for trigger in ("update", "delete"):
+            conn.execute(f"DROP TRIGGER records_tags_{trigger}")
+        conn.execute("DROP TABLE record_tags")
+        conn.execute("UPDATE alembic_version SET version_num = '0007'")
+
+
 def _as_revision_0006(db: Path) -> None:
     """Put a file back in the shape revision 0006 left it in (keyword rows without scope)."""
+    _as_revision_0007(db)
     with sqlite3.connect(db) as conn:
         conn.execute(
             "CREATE VIRTUAL TABLE old_fts USING fts5("
@@ -337,6 +347,77 @@ def test_doctor_finds_and_repairs_a_stale_keyword_scope(tmp_path: Path) -> None:
         assert [h.record.id for h in hits] == [rid]
 
 
+def _tag_rows(db: Path) -> set[tuple[str, str, int]]:
+    with sqlite3.connect(db) as conn:
+        return set(conn.execute("SELECT namespace, tag, rid FROM record_tags"))
+
+
+def _tags_from_records(db: Path) -> set[tuple[str, str, int]]:
+    with sqlite3.connect(db) as conn:
+        return set(
+            conn.execute("SELECT r.namespace, j.value, r.rid FROM records r, json_each(r.tags) j")
+        )
+
+
+def test_migration_0008_indexes_the_tags_of_existing_records(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        tea = mem.add("green tea every morning", tags=["food", "habit"], user_id="u")[0].record
+        mem.add("a record without tags", user_id="u")
+        mem.with_namespace("other").add("green tea in another namespace", tags=["food"])
+    _as_revision_0007(db)
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        assert mem.doctor()["ok"]
+        assert len(_tag_rows(db)) == 3 and _tag_rows(db) == _tags_from_records(db)
+        assert [r.id for r in mem.list(tags=["habit"]).records] == [tea.id]
+        assert mem.count(filters={"tags": "food"}) == 1
+        assert [h.record.id for h in mem.search("tea", tags=["food"])] == [tea.id]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
+
+
+def test_tag_index_follows_every_write_of_tags(tmp_path: Path) -> None:
+    """The triggers keep record_tags equal to the records' tags through add (one and a
+    batch, repeated tags), update, delete, delete_all, forget and import."""
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        a = mem.add("alpha", tags=["x", "y", "x"], user_id="u")[0].record
+        batch = mem.add([{"text": f"beta {i}", "tags": ["b", f"n{i}"]} for i in range(5)])
+        mem.with_namespace("other").add("gamma", tags=["x"], user_id="u")
+        assert _tag_rows(db) == _tags_from_records(db) and len(_tag_rows(db)) == 13
+        mem.update(a.id, add_tags=["z"], remove_tags=["y"])
+        assert ("default", "z", 1) in _tag_rows(db) and ("default", "y", 1) not in _tag_rows(db)
+        mem.delete(batch[0].record.id)
+        assert mem.delete_all(filters={"tags": "n1"}) == 1
+        assert _tag_rows(db) == _tags_from_records(db)
+        exported = tmp_path / "dump.jsonl"
+        mem.export(exported)
+        mem.forget(user_id="u")
+        assert _tag_rows(db) == _tags_from_records(db)
+        mem.forget(namespace=True)
+        assert {ns for ns, _, _ in _tag_rows(db)} == {"other"}
+        mem.import_(exported)
+        assert _tag_rows(db) == _tags_from_records(db)
+        kept = sorted(t for ns, t, _ in _tag_rows(db) if ns == "default")
+        assert kept == ["b", "b", "b", "n2", "n3", "n4", "x", "z"]
+        assert mem.doctor()["ok"]
+
+
+def test_doctor_finds_and_repairs_a_stale_tag_index(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        rid = mem.add("dave keeps bees", tags=["hobby"])[0].record.id
+        with sqlite3.connect(db) as conn:  # e.g. rows written by a tool without the triggers
+            conn.execute("DELETE FROM record_tags")
+            conn.execute("INSERT INTO record_tags VALUES ('default', 'ghost', 99)")
+        assert mem.list(tags=["hobby"]).records == []
+        report = mem.doctor()
+        assert not report["ok"]
+        assert any("tag index has 2 rows" in p for p in report["problems"]), report
+        assert mem.doctor(repair=True)["ok"] and mem.doctor()["ok"]
+        assert [r.id for r in mem.list(tags=["hobby"]).records] == [rid]
+
+
 def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements: list[str]) -> None:
     """Calls on one record, user or thread read by id, scope or chunk, never every record of
     the namespace. Appending a turn once did (its neighbour re-index walked them all: 5.7 ms
@@ -351,6 +432,7 @@ def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements:
         mem.add([f"other fact {i}" for i in range(50)], user_id="someone")
         mem.add_messages("t", [{"role": "user", "content": f"turn {i}"} for i in range(6)])
         rid = mem.add("a fact of alice", user_id="alice", thread_id="t2")[0].id
+        mem.add(["a rare fact", "one more rare fact"], tags=["rare"])
         calls = {
             "add_messages": lambda: mem.add_messages("t", [{"role": "user", "content": "more"}]),
             "add": lambda: mem.add("another fact of alice", user_id="alice"),
@@ -364,6 +446,11 @@ def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements:
             "list thread": lambda: mem.list(thread_id="t"),
             "events": lambda: mem.events("t"),
             "snapshot": lambda: mem.snapshot("t"),
+            "list rare tag": lambda: mem.list(tags=["rare"]),
+            "count rare tag": lambda: mem.count(filters={"tags": {"$contains": ["rare"]}}),
+            "search rare tag": lambda: mem.search("fact", tags=["rare"]),
+            "search absent tag": lambda: mem.search("fact", tags=["nobody"]),
+            "delete_all rare tag": lambda: mem.delete_all(filters={"tags": "rare"}),
             "delete": lambda: mem.delete(rid),
         }
         with sqlite3.connect(db) as plain:

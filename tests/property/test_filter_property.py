@@ -8,6 +8,8 @@ not numbers, ranges need numbers, tags are a set.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -273,17 +275,38 @@ def test_filters_match_reference(
     stored = [view.get(r.id or "") for r in view.add(items)]
     assert len({r.id for r in stored}) == len(rows)
     now = datetime.now(UTC)
-    for flt in flts:
+    for flt, gated in itertools.product(flts, (True, False)):
         want = {r.id for r in stored if evaluate(r, flt) and (include_expired or _live(r, now))}
-        listed = [r.id for r in view.list(flt, limit=1000, include_expired=include_expired)]
-        assert set(listed) == want, flt
-        assert listed == sorted(listed)
-        assert view.count(flt, include_expired=include_expired) == len(want), flt
-        hits = view.search(
-            "record set", mode="vector", filters=flt, top_k=1000, include_expired=include_expired
-        )
-        assert {h.record.id for h in hits} == want, flt
-        assert len(hits) == len(want)
+        # SQLite starts reads of a rare tag from its tag index; also check the other path.
+        with _tag_index_gates(gated):
+            listed = [r.id for r in view.list(flt, limit=1000, include_expired=include_expired)]
+            assert set(listed) == want, flt
+            assert listed == sorted(listed)
+            assert view.count(flt, include_expired=include_expired) == len(want), flt
+            for mode in ("vector", "keyword"):
+                hits = view.search(
+                    "record set",
+                    mode=mode,
+                    filters=flt,
+                    top_k=1000,
+                    include_expired=include_expired,
+                )
+                assert {h.record.id for h in hits} == want, (mode, flt)
+                assert len(hits) == len(want)
+
+
+@contextmanager
+def _tag_index_gates(on: bool) -> Iterator[None]:
+    """With ``on`` False no tag is rare enough for SQLite to read from its tag index."""
+    import engramdb.stores.sqlite as sqlite_store
+
+    saved = sqlite_store.TAG_GATE, sqlite_store.LIST_TAG_GATE
+    if not on:
+        sqlite_store.TAG_GATE = sqlite_store.LIST_TAG_GATE = -1
+    try:
+        yield
+    finally:
+        sqlite_store.TAG_GATE, sqlite_store.LIST_TAG_GATE = saved
 
 
 def test_required_equalities_are_only_the_conditions_every_match_meets() -> None:
@@ -298,3 +321,19 @@ def test_required_equalities_are_only_the_conditions_every_match_meets() -> None
     assert required_equalities(parse({"user_id": {"$ne": "a"}}), scopes) == set()
     assert required_equalities(parse({"user_id": None}), scopes) == set()
     assert required_equalities(None, scopes) == set()
+
+
+def test_required_tags_are_only_the_tags_every_match_carries() -> None:
+    from engramdb.engine.filters import parse, required_tags
+
+    assert required_tags(parse({"tags": "b"})) == ["b"]
+    assert required_tags(parse({"$and": [{"tags": {"$contains": ["c", "a"]}}, {"tags": "b"}]})) == [
+        "a",
+        "b",
+        "c",
+    ]
+    assert required_tags(parse({"$or": [{"tags": "a"}, {"tags": "b"}]})) == []
+    assert required_tags(parse({"$not": {"tags": "a"}})) == []
+    assert required_tags(parse({"tags": {"$in": ["a"]}})) == []
+    assert required_tags(parse({"tags": {"$nin": ["a"]}})) == []
+    assert required_tags(None) == []
