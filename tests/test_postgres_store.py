@@ -136,6 +136,53 @@ def test_hnsw_path_matches_exact_search(postgres_url: str) -> None:
 
 
 @pytestmark_pg
+def test_narrow_indexed_filters_search_just_their_records(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a scope searched through HNSW, a filter that requires a tag or a metadata value
+    and that few records pass ranks exactly those records (vector and keyword) instead of
+    walking the graph or every keyword match; above PREFILTER_MAX_RECORDS the iterative
+    scan still fills the page."""
+    import engramdb.stores.postgres as postgres_store
+
+    texts = [f"note {i} about topic {i % 17} and item {i * 7 % 31}" for i in range(400)]
+    exact = _open(postgres_url)
+    exact.add(texts[:380], tags=["common"])
+    exact.add(texts[380:], tags=["common", "rare"], metadata={"k": "v", "n": 1})
+    ann = _open(postgres_url, ann_min_rows=0)
+    narrow = [{"tags": "rare"}, {"metadata.k": "v"}, {"tags": "nobody"}, {"metadata.k": "w"}]
+    taken: list[bool] = []
+    find = postgres_store.PostgresStore._narrow
+
+    def spy(self: PostgresStore, *args: Any) -> Any:
+        got = find(self, *args)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(postgres_store.PostgresStore, "_narrow", spy)
+    try:
+        for q in ("topic 3 item 5", "note 390", "about topic 16"):
+            for flt in narrow:
+                for mode in ("vector", "keyword"):
+                    want = exact.search(q, mode=mode, filters=flt, top_k=10)
+                    got = ann.search(q, mode=mode, filters=flt, top_k=10)
+                    assert [h.record.id for h in got] == [h.record.id for h in want], (flt, mode)
+                    assert [h.score for h in got] == pytest.approx([h.score for h in want])
+                    expected = 0 if flt in narrow[2:] else (10 if mode == "vector" else None)
+                    if expected is not None:
+                        assert len(got) == expected, (flt, mode)
+                    assert all(h.record.metadata.get("n") == 1 for h in got)
+        # The HNSW instance took the narrow path every time (vector and keyword).
+        assert len(taken) == 3 * len(narrow) * 3 and all(taken)
+        monkeypatch.setattr(postgres_store, "PREFILTER_MAX_RECORDS", 0)
+        hits = ann.search("topic 3 item 5", mode="vector", top_k=10, tags=["rare"])
+        assert len(hits) == 10 and all("rare" in h.record.tags for h in hits)
+    finally:
+        ann.close()
+        exact.close()
+
+
+@pytestmark_pg
 def test_large_user_scope_uses_hnsw_with_a_user_filter(postgres_url: str) -> None:
     """A user above the exact-scan size is searched through HNSW, filtered to that user."""
     texts = [f"memo {i} on subject {i % 13} with detail {i * 5 % 29}" for i in range(600)]
@@ -216,7 +263,8 @@ def test_concurrent_adds_of_one_text_dedupe_to_one_record(postgres_url: str) -> 
 
 @pytestmark_pg
 def test_scope_filters_compile_to_index_conditions(pg: Memory, postgres_url: str) -> None:
-    """A user or thread filter reaches PostgreSQL as a bare comparison its indexes answer.
+    """A user, thread, metadata or tag filter reaches PostgreSQL as a bare condition its
+    indexes answer (a btree for scopes, the GIN indexes for metadata and tags).
 
     Wrapped in COALESCE (as nullable columns are) the predicate hid ``user_id`` from the
     planner, so a user-scoped list or count read the whole namespace. With sequential scans
@@ -224,20 +272,36 @@ def test_scope_filters_compile_to_index_conditions(pg: Memory, postgres_url: str
     """
     pg.add(
         [
-            {"text": f"fact {i}", "user_id": f"u{i % 30}", "thread_id": f"u{i % 20}"}
+            {
+                "text": f"fact {i}",
+                "user_id": f"u{i % 30}",
+                "thread_id": f"u{i % 20}",
+                "metadata": {"k": f"u{i % 10}"},
+                "tags": [f"u{i % 40}"],
+            }
             for i in range(600)
         ]
     )
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("ANALYZE records")
         conn.execute("SET enable_seqscan = off")
-        for field in ("user_id", "thread_id"):
-            sql, params = compile_postgres(parse({field: "u1"}))
+        for field, flt in (
+            ("user_id", {"user_id": "u1"}),
+            ("thread_id", {"thread_id": "u1"}),
+            ("metadata", {"metadata.k": "u1"}),
+            ("tags", {"tags": "u1"}),
+        ):
+            sql, params = compile_postgres(parse(flt))
+            # On 600 rows the planner prefers a namespace btree to a GIN scan, so the JSONB
+            # conditions are planned alone: an Index Cond shows the GIN index can answer.
+            scope, args = (
+                ("TRUE", []) if field in ("metadata", "tags") else ("r.namespace = %s", ["default"])
+            )
             plan = "\n".join(
                 str(r[0])
                 for r in conn.execute(
-                    f"EXPLAIN SELECT count(*) FROM records r WHERE r.namespace = %s AND {sql}",
-                    ["default", *params],
+                    f"EXPLAIN SELECT count(*) FROM records r WHERE {scope} AND {sql}",
+                    [*args, *params],
                 )
             )
             index_conds = [ln for ln in plan.splitlines() if "Index Cond" in ln]

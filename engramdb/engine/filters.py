@@ -415,22 +415,34 @@ def _json_equals(type_sql: str, value_sql: str, v: Any, p: list[Any]) -> str:
     return f"({type_sql} IN ('integer', 'real') AND {value_sql} = ?)"
 
 
-def required_equalities(node: Node | None, fields: frozenset[str]) -> set[tuple[str, str]]:
-    """The ``(field, value)`` conditions every match of the filter must meet (top-level ANDs).
+def required_leaves(node: Node | None) -> list[Cmp]:
+    """The comparisons every match of the filter must meet (the top-level ANDs).
 
-    A store can narrow its search to them before evaluating the rest of the filter (SQLite
-    intersects a keyword query with a user's or thread's scope token). Empty values are left
-    out (they mean "no user", which no token names).
+    A store can start a read from them (an index on a scope, a tag, a metadata value)
+    before evaluating the rest of the filter.
     """
-    found: set[tuple[str, str]] = set()
+    found: list[Cmp] = []
     stack = [] if node is None else [node]
     while stack:
         n = stack.pop()
         if isinstance(n, Bool) and n.op == "and":
             stack.extend(n.items)
-        elif isinstance(n, Cmp) and n.op == "$eq" and n.field in fields and n.value:
-            found.add((n.field, str(n.value)))
+        elif isinstance(n, Cmp):
+            found.append(n)
     return found
+
+
+def required_equalities(node: Node | None, fields: frozenset[str]) -> set[tuple[str, str]]:
+    """The ``(field, value)`` conditions every match of the filter must meet (top-level ANDs).
+
+    SQLite intersects a keyword query with a user's or thread's scope token. Empty values
+    are left out (they mean "no user", which no token names).
+    """
+    return {
+        (c.field, str(c.value))
+        for c in required_leaves(node)
+        if c.op == "$eq" and c.field in fields and c.value
+    }
 
 
 def required_tags(node: Node | None) -> list[str]:
@@ -439,13 +451,9 @@ def required_tags(node: Node | None) -> list[str]:
     SQLite starts a tag-filtered read from its tag index when the filter requires one.
     """
     found: set[str] = set()
-    stack = [] if node is None else [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Bool) and n.op == "and":
-            stack.extend(n.items)
-        elif isinstance(n, Cmp) and n.kind == "tags" and n.op in ("$eq", "$contains"):
-            found.update([n.value] if n.op == "$eq" else n.value)
+    for c in required_leaves(node):
+        if c.kind == "tags" and c.op in ("$eq", "$contains"):
+            found.update([c.value] if c.op == "$eq" else c.value)
     return sorted(found)
 
 

@@ -132,4 +132,7 @@ def _meta(c: Cmp, a: str, p: list[Any]) -> str:
     p.append(_nested(segs, v))
     x = _path_expr(a, segs, p)
     p.append(json.dumps(v, ensure_ascii=False))
-    return f"COALESCE({a}.metadata @> %s::jsonb AND ({x}) = %s::jsonb, FALSE)"
+    # The containment test stays bare (``metadata`` is NOT NULL, so it is two-valued), which
+    # lets the planner answer it from the (namespace, metadata) GIN index; inside COALESCE
+    # it was evaluated on every record of the namespace.
+    return f"({a}.metadata @> %s::jsonb AND COALESCE(({x}) = %s::jsonb, FALSE))"
