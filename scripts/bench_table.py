@@ -47,6 +47,22 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("filters", "chroma_pref_recall_at_10", "tag of 1% recall@10 (Chroma)", ""),
     ("filters", "engramdb_pref_count_p50_ms", "count of a 1% tag p50, ms (engramdb)", ""),
     ("filters", "chroma_pref_count_p50_ms", "count of a 1% tag p50, ms (Chroma)", ""),
+    ("filters_postgres", "engramdb_pref_search_p95_ms", "PostgreSQL tag of 1% top-10 p95, ms", ""),
+    ("filters_postgres", "chroma_pref_search_p95_ms", "same run, Chroma tag of 1% p95, ms", ""),
+    (
+        "filters_postgres",
+        "engramdb_food_search_p95_ms",
+        "PostgreSQL tag of 0.1% top-10 p95, ms",
+        "",
+    ),
+    ("filters_postgres", "chroma_food_search_p95_ms", "same run, Chroma tag of 0.1% p95, ms", ""),
+    ("filters_postgres", "engramdb_pref_hybrid_p95_ms", "PostgreSQL tag of 1% hybrid p95, ms", ""),
+    (
+        "filters_postgres",
+        "engramdb_food_hybrid_p95_ms",
+        "PostgreSQL tag of 0.1% hybrid p95, ms",
+        "",
+    ),
     ("ingest_embed", "engine_over_encoder_ratio", "MiniLM ingest / bare encoder", "≥ 0.85"),
     ("ingest_embed", "search_over_encoder_p95_ratio", "search e2e p95 / encoder p95", "≤ 1.3"),
     ("locomo", "hybrid_recall_at_10", "LoCoMo hybrid Recall@10", "≥ 0.65"),
@@ -82,6 +98,7 @@ ROWS: list[tuple[str, str, str, str]] = [
 COMMANDS = {
     "store": "engramdb bench store",
     "filters": "engramdb bench filters",
+    "filters_postgres": "engramdb bench filters --postgres",
     "ingest_embed": "engramdb bench ingest-embed",
     "locomo": "engramdb bench locomo --data ../shared/data/locomo_dev.json "
     "--json bench/results/locomo.json",

@@ -75,6 +75,22 @@ def test_filters_bench_quick_hash_vectors(tmp_path: Path) -> None:
     assert all(summary[f"engramdb_{t}_recall_at_10"] == 1.0 for t in ("food", "pref", "chat"))
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_filters_bench_on_postgres_quick_hash_vectors(tmp_path: Path) -> None:
+    rc = main(
+        ["filters", "--postgres", "--quick", "--records", "1500", "--queries", "10"]
+        + ["--hash-vectors", "--out", str(tmp_path)]
+    )
+    assert rc == 0
+    report = json.loads((tmp_path / "filters_postgres.json").read_text())
+    assert report["config"]["engramdb_store"] == "postgresql"
+    summary = report["summary"]
+    assert summary["records"] == 1500
+    assert all(summary[f"engramdb_{t}_recall_at_10"] == 1.0 for t in ("food", "pref"))
+
+
 def test_every_subcommand_has_help() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
