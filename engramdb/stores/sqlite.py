@@ -726,8 +726,7 @@ class SQLiteStore:
             for ordinal, ch in enumerate(it.chunks):
                 chunk_rows.append((rid, ordinal, ch.start, ch.end, _vector_bytes(ch.vector)))
                 bodies.append((ch.index_text, scope))
-            if it.tags_json != "[]":
-                tagged.append((rid, it.tags_json))
+            tagged.append((rid, it.tags_json))
             results.append(AddResult(i, "written", inserted_record(ns, it, now_dt)))
         _index_tags(c, ns, tagged)
         if chunk_rows:
@@ -1030,8 +1029,9 @@ class SQLiteStore:
         """
         index = self._vector_index()
         if user_id is None and required_tags(node):
-            # A rare tag: score just its chunks instead of the whole namespace (a search
-            # for a tag of 1,100 records out of 100k: ~19 ms scanning, ~? ms this way).
+            # A rare tag: score just its chunks instead of the whole namespace (a vector
+            # search for a tag of 1,100 records out of 100k: 65 ms scanning and masking,
+            # 5.2 ms this way).
             with self._read("filtering vector candidates") as c:
                 tag = _rare_tag(c, namespace, node, LIST_TAG_GATE)
                 if tag is not None:
@@ -1874,8 +1874,6 @@ class SQLiteStore:
                         ),
                     ),
                 ).fetchone()
-                if row is not None:
-                    _index_tags(c, r["namespace"], [(row[0], r["tags"])])
                 if row is None:
                     old = self._select_one(c, r["namespace"], r["id"])
                     same = (
@@ -1885,6 +1883,7 @@ class SQLiteStore:
                     )
                     counts["unchanged" if same else "conflicts"] += 1
                     continue
+                _index_tags(c, r["namespace"], [(row[0], r["tags"])])
                 for ordinal, (start, end, body, vec) in enumerate(r["chunks"]):
                     cur = c.execute(
                         "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)",
