@@ -22,7 +22,7 @@ from engramdb.engine.filters_pg import compile_postgres
 from engramdb.engine.keyword import match_expression
 from engramdb.errors import ConflictError, SchemaError, SchemaTooNewError
 from engramdb.migrations import SCHEMA_HEAD
-from engramdb.stores.postgres import PostgresStore, tsquery_text
+from engramdb.stores.postgres import PostgresStore, _Vector, tsquery_text
 
 
 def _open(url: str, **settings: Any) -> Memory:
@@ -133,6 +133,83 @@ def test_hnsw_path_matches_exact_search(postgres_url: str) -> None:
     finally:
         ann.close()
         exact.close()
+
+
+def _hnsw_definition(url: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_get_indexdef('chunks_hnsw'::regclass)").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@pytestmark_pg
+def test_hnsw_graph_keys_are_half_precision_and_searches_walk_it(postgres_url: str) -> None:
+    """The graph is an expression index on embedding::halfvec(dim); the ANN statement's
+    ORDER BY spells that key so the planner uses it, scores stay float32, and migration
+    0009 rebuilds a float32 graph of an earlier revision with the m it had."""
+    from engramdb.stores.postgres import ann_statement
+
+    texts = [f"note {i} about topic {i % 17} and item {i * 7 % 31}" for i in range(300)]
+    exact = _open(postgres_url)
+    exact.add(texts)
+    ann = _open(postgres_url, ann_min_rows=0)
+    store = ann.engine.store
+    assert isinstance(store, PostgresStore)
+    try:
+        definition = _hnsw_definition(postgres_url)
+        assert "halfvec(64)" in definition and "halfvec_cosine_ops" in definition
+        q = np.asarray(ann.engine.embedder.embed(["topic 3 item 5"])[0], dtype=np.float32)
+        sql, args = ann_statement(_Vector(q), "default", None, None, 10, False)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            store._send_vectors_binary(conn)
+            # A 300-row table: the planner would sort it whole; what matters is that the
+            # index matches the ORDER BY at all (a mismatched key leaves only the sort).
+            conn.execute("VACUUM ANALYZE chunks")
+            conn.execute("SET enable_seqscan = off")
+            conn.execute("SET enable_bitmapscan = off")
+            plan = "\n".join(str(r[0]) for r in conn.execute("EXPLAIN " + sql, args).fetchall())
+        assert "Index Scan using chunks_hnsw" in plan, plan
+        want = exact.search("topic 3 item 5", mode="vector", top_k=10)
+        got = ann.search("topic 3 item 5", mode="vector", top_k=10)
+        assert len({h.record.id for h in want} & {h.record.id for h in got}) >= 9
+        by_id = {h.record.id: h.score for h in want}
+        for h in got:  # float32 scores, not half-precision ones
+            if h.record.id in by_id:
+                assert h.score == pytest.approx(by_id[h.record.id], abs=1e-6)
+    finally:
+        ann.close()
+        exact.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX chunks_hnsw")
+        conn.execute(
+            "CREATE INDEX chunks_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+            "WITH (m = 8, ef_construction = 40)"
+        )
+        conn.execute("UPDATE alembic_version SET version_num = '0008'")
+    upgraded = _open(postgres_url, ann_min_rows=0)
+    try:
+        definition = _hnsw_definition(postgres_url)
+        assert "halfvec(64)" in definition and "m='8'" in definition, definition
+        assert "ef_construction='40'" in definition
+        got = upgraded.search("topic 3 item 5", mode="vector", top_k=10)
+        assert len({h.record.id for h in got} & {h.record.id for h in want}) >= 9
+        assert upgraded.doctor()["ok"]
+    finally:
+        upgraded.close()
+
+
+@pytestmark_pg
+def test_vectors_wider_than_2000_dimensions_get_an_hnsw_graph(postgres_url: str) -> None:
+    """pgvector's HNSW takes 2,000 dimensions of vector but 4,000 of halfvec."""
+    m = Memory(postgres_url, embedder=HashEmbedder(3072), settings=Settings(ann_min_rows=0))
+    try:
+        m.add([f"wide note {i} on theme {i % 7}" for i in range(40)])
+        assert "halfvec(3072)" in _hnsw_definition(postgres_url)
+        hits = m.search("wide note 12 on theme 5", mode="vector", top_k=3)
+        assert hits[0].record.text == "wide note 12 on theme 5"
+        assert m.doctor()["ok"]
+    finally:
+        m.close()
 
 
 @pytestmark_pg

@@ -12,8 +12,9 @@ Retrieval:
 * vectors: pgvector ``vector(dim)`` column. A user-scoped search, or any search in a
   namespace with at most ``ann_min_rows`` chunks, is an exact scan through the
   ``(namespace, user_id)`` index (perfect recall, and faster than HNSW post-filtering for
-  small scopes); larger scopes use the HNSW index (cosine ops) with pgvector's iterative
-  scan, so filters never starve the result.
+  small scopes); larger scopes use the HNSW index (cosine ops, over half-precision copies
+  of the vectors: :data:`HNSW_MAX_DIM`) with pgvector's iterative scan, so filters never
+  starve the result.
 * keywords: a ``tsvector`` per chunk (GIN on ``(namespace, fts)``) with an accent-folding,
   English-stemming configuration without stop words (close to SQLite's FTS5 tokenizer),
   ranked with ``ts_rank`` (term frequency; LoCoMo keyword Recall@10 0.719 against 0.651
@@ -130,7 +131,14 @@ COLS = (
 NCOLS = 21
 FRESH_S = 0.25  # a connection used this recently is handed out unchecked (see _checkout)
 RECONNECT_S = 0.5  # pool reconnect attempts give up after this; callers' waits renew them
-HNSW_MAX_DIM = 2000  # pgvector's limit for an HNSW index on the vector type
+# The HNSW graph is built over half-precision copies of the vectors (an expression index on
+# ``embedding::halfvec(dim)``); the column and every returned score stay float32. Measured
+# on raw tables of 30k of the benchmark's MiniLM vectors, m=16, ef_construction=100, then
+# 6k more inserted alternately: inserts 18% faster (8.2 vs 10.0 s), the build 18% faster
+# (5.8 vs 7.1 s), the graph 43% smaller (40 vs 70 MB), recall@10 at ef_search=64 0.9955
+# vs 0.9960. It also lifts pgvector's HNSW limit from 2,000 dimensions
+# (vector) to 4,000 (halfvec). Needs pgvector 0.7 or later.
+HNSW_MAX_DIM = 4000
 # The chunk vectors are also kept in a btree on (namespace, user_id), so the exact search of
 # one user's scope is an index-only scan over contiguous leaf pages instead of one heap
 # visit per chunk (measured on the 100k benchmark table, a 4.4k-chunk user: 10.9 -> 5.7 ms;
@@ -239,6 +247,12 @@ PREFILTER_MAX_RECORDS = 2_000
 USER_SCOPE = frozenset({"user_id"})  # the scope chunks carry (they have no thread_id)
 
 
+def hnsw_key(dim: int, alias: str = "") -> str:
+    """The expression the HNSW index is built on (see :data:`HNSW_MAX_DIM`); an ``ORDER BY``
+    must spell it exactly so for the planner to use the index."""
+    return f"(({alias}embedding)::halfvec({int(dim)}))"
+
+
 def vector_index_ddl(dim: int | None, m: int, ef_construction: int) -> list[str]:
     """The statements creating the derived vector indexes for vectors of ``dim``.
 
@@ -250,8 +264,8 @@ def vector_index_ddl(dim: int | None, m: int, ef_construction: int) -> list[str]
     ddl = []
     if dim is not None and dim <= HNSW_MAX_DIM:
         ddl.append(
-            "CREATE INDEX chunks_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
-            f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
+            f"CREATE INDEX chunks_hnsw ON chunks USING hnsw ({hnsw_key(dim)} "
+            f"halfvec_cosine_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
         )
     if dim is not None and dim <= COVER_MAX_DIM:
         ddl.append(
@@ -268,6 +282,35 @@ DROP_VECTOR_INDEXES = [
     f"DROP INDEX IF EXISTS {COVER_INDEX}",
     f"DROP INDEX IF EXISTS {USER_INDEX}",
 ]
+
+
+def ann_statement(
+    q: _Vector,
+    namespace: str,
+    user_id: str | None,
+    node: Node | None,
+    limit: int,
+    with_records: bool,
+) -> tuple[str, list[Any]]:
+    """The HNSW search statement of a large scope, and its arguments.
+
+    The ``ORDER BY`` is the index's own half-precision key (:func:`hnsw_key`), so the
+    planner walks the graph; the returned score is the float32 cosine similarity. The
+    user condition is written ``user_id || '' = %s`` on purpose: it keeps the planner off
+    the ``(namespace, user_id)`` btree, which would read and sort the whole scope (see
+    :data:`EXACT_USER_MAX_ROWS` for the measured costs of both plans).
+    """
+    dim = int(np.asarray(q.values).shape[-1])
+    user_sql = "" if user_id is None else " AND c.user_id || '' = %s"
+    user_args: list[Any] = [] if user_id is None else [user_id]
+    check, check_args = _record_check("c", namespace, node)
+    sql = _located(
+        "SELECT c.id, c.rid, 1 - (c.embedding <=> %s::vector) AS score, c.start_pos, "
+        f"c.end_pos FROM chunks c WHERE c.namespace = %s{user_sql} AND {check} "
+        f"ORDER BY {hnsw_key(dim, 'c.')} <=> %s::vector::halfvec({dim}) LIMIT {int(limit)}",
+        with_records,
+    )
+    return sql, [q, namespace, *user_args, *check_args, q]
 
 
 def _located(inner: str, with_records: bool) -> str:
@@ -1464,23 +1507,10 @@ class PostgresStore:
         limit: int,
         with_records: bool,
     ) -> list[tuple[Any, ...]]:
-        """The HNSW search of a large scope (session settings from ``_configure_session``).
-
-        The user condition is written ``user_id || '' = %s`` on purpose: it keeps the
-        planner off the ``(namespace, user_id)`` btree, which would read and sort the whole
-        scope (see :data:`EXACT_USER_MAX_ROWS` for the measured costs of both plans).
-        Relaxed order is enough: every returned score is exact and the caller sorts.
-        """
-        user_sql = "" if user_id is None else " AND c.user_id || '' = %s"
-        user_args: list[Any] = [] if user_id is None else [user_id]
-        check, check_args = _record_check("c", namespace, node)
-        sql = _located(
-            "SELECT c.id, c.rid, 1 - (c.embedding <=> %s::vector) AS score, c.start_pos, "
-            f"c.end_pos FROM chunks c WHERE c.namespace = %s{user_sql} AND {check} "
-            f"ORDER BY c.embedding <=> %s::vector LIMIT {int(limit)}",
-            with_records,
-        )
-        args = [q, namespace, *user_args, *check_args, q]
+        """The HNSW search of a large scope (:func:`ann_statement`; session settings from
+        ``_configure_session``). Relaxed order is enough: every returned score is exact
+        and the caller sorts."""
+        sql, args = ann_statement(q, namespace, user_id, node, limit, with_records)
         if limit <= self.hnsw_ef_search:
             return c.execute(sql, args).fetchall()
         with c.transaction():  # a page larger than the search breadth: widen it for this query
