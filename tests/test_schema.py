@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,8 +86,18 @@ def test_concurrent_first_opens_apply_the_schema_once(tmp_path: Path) -> None:
         assert mem.count() == 4
 
 
+def _as_revision_0009(db: Path) -> None:
+    """Put a file back in the shape revision 0009 left it in (no metadata index)."""
+    with sqlite3.connect(db) as conn:
+        for trigger in ("update", "delete"):
+            conn.execute(f"DROP TRIGGER records_meta_{trigger}")
+        conn.execute("DROP TABLE record_meta")
+        conn.execute("UPDATE alembic_version SET version_num = '0009'")
+
+
 def _as_revision_0007(db: Path) -> None:
     """Put a file back in the shape revision 0007 left it in (no tag index)."""
+    _as_revision_0009(db)
     with sqlite3.connect(db) as conn:
         for trigger in ("update", "delete"):
             conn.execute(f"DROP TRIGGER records_tags_{trigger}")
@@ -418,6 +430,97 @@ def test_doctor_finds_and_repairs_a_stale_tag_index(tmp_path: Path) -> None:
         assert [r.id for r in mem.list(tags=["hobby"]).records] == [rid]
 
 
+def _meta_rows(db: Path) -> set[tuple[str, str, Any, int]]:
+    with sqlite3.connect(db) as conn:
+        return set(conn.execute("SELECT namespace, key, value, rid FROM record_meta"))
+
+
+def _meta_from_records(db: Path) -> set[tuple[str, str, Any, int]]:
+    """What record_meta must hold, computed in Python from the records' metadata."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT namespace, metadata, rid FROM records").fetchall()
+    return {
+        (ns, key, value, rid)
+        for ns, meta, rid in rows
+        for key, value in json.loads(meta).items()
+        if (isinstance(value, int | float) and not isinstance(value, bool))
+        or (isinstance(value, str) and len(value) <= 200)
+    }
+
+
+def test_migration_0010_indexes_the_metadata_of_existing_records(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        tea = mem.add(
+            "green tea every morning",
+            metadata={"session": "s1", "n": 3, "ok": True, "deep": {"session": "s1"}},
+        )[0].record
+        mem.add("a record without metadata")
+        mem.with_namespace("other").add("green tea elsewhere", metadata={"session": "s1"})
+    _as_revision_0009(db)
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        assert mem.doctor()["ok"]
+        assert _meta_rows(db) == _meta_from_records(db) and len(_meta_rows(db)) == 3
+        assert [r.id for r in mem.list(filters={"metadata.session": "s1"}).records] == [tea.id]
+        assert mem.count(filters={"metadata.n": 3.0}) == 1
+        assert [h.record.id for h in mem.search("tea", filters={"metadata.n": 3})] == [tea.id]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
+
+
+def test_metadata_index_follows_every_write_of_metadata(tmp_path: Path) -> None:
+    """record_meta holds exactly the top-level numbers and strings of up to 200 characters
+    of every record's metadata through add (one and a batch), update, delete, delete_all,
+    forget and import; booleans, nulls, lists and nested values are left out; "1" and 1
+    stay apart."""
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        a = mem.add(
+            "alpha",
+            user_id="u",
+            metadata={"s": "1", "i": 1, "f": 2.5, "b": True, "z": None, "l": [1], "o": {"k": 1}}
+            | {"t": "é" * 200, "long": "é" * 201},
+        )[0].record
+        batch = mem.add([{"text": f"beta {i}", "metadata": {"i": i, "s": "b"}} for i in range(5)])
+        mem.with_namespace("other").add("gamma", metadata={"s": "1"}, user_id="u")
+        assert _meta_rows(db) == _meta_from_records(db) and len(_meta_rows(db)) == 15
+        assert mem.count(filters={"metadata.s": "1"}) == 1
+        # A string too long for the index is still found, by testing the records.
+        assert mem.count(filters={"metadata.t": "é" * 200, "metadata.long": "é" * 201}) == 1
+        assert mem.count(filters={"metadata.i": 1}) == 2  # alpha and beta 1, not "1"
+        mem.update(a.id, metadata={"s": "2"})
+        assert _meta_rows(db) == _meta_from_records(db)
+        assert mem.count(filters={"metadata.s": "1"}) == 0
+        mem.delete(batch[0].record.id)
+        assert mem.delete_all(filters={"metadata.i": 1}) == 1
+        assert _meta_rows(db) == _meta_from_records(db)
+        exported = tmp_path / "dump.jsonl"
+        mem.export(exported)
+        mem.forget(user_id="u")
+        assert _meta_rows(db) == _meta_from_records(db)
+        mem.forget(namespace=True)
+        assert {ns for ns, _, _, _ in _meta_rows(db)} == {"other"}
+        mem.import_(exported)
+        assert _meta_rows(db) == _meta_from_records(db)
+        assert mem.count(filters={"metadata.s": "b"}) == 3
+        assert mem.doctor()["ok"]
+
+
+def test_doctor_finds_and_repairs_a_stale_metadata_index(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        rid = mem.add("dave keeps bees", metadata={"hobby": "bees"})[0].record.id
+        with sqlite3.connect(db) as conn:  # e.g. rows written by a tool without the triggers
+            conn.execute("DELETE FROM record_meta")
+            conn.execute("INSERT INTO record_meta VALUES ('default', 'ghost', 'x', 99)")
+        assert mem.list(filters={"metadata.hobby": "bees"}).records == []
+        report = mem.doctor()
+        assert not report["ok"]
+        assert any("metadata index has 2 rows" in p for p in report["problems"]), report
+        assert mem.doctor(repair=True)["ok"] and mem.doctor()["ok"]
+        assert [r.id for r in mem.list(filters={"metadata.hobby": "bees"}).records] == [rid]
+
+
 def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements: list[str]) -> None:
     """Calls on one record, user or thread read by id, scope or chunk, never every record of
     the namespace. Appending a turn once did (its neighbour re-index walked them all: 5.7 ms
@@ -433,6 +536,7 @@ def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements:
         mem.add_messages("t", [{"role": "user", "content": f"turn {i}"} for i in range(6)])
         rid = mem.add("a fact of alice", user_id="alice", thread_id="t2")[0].id
         mem.add(["a rare fact", "one more rare fact"], tags=["rare"])
+        mem.add("a fact from a memo", metadata={"src": "memo.pdf"})
         calls = {
             "add_messages": lambda: mem.add_messages("t", [{"role": "user", "content": "more"}]),
             "add": lambda: mem.add("another fact of alice", user_id="alice"),
@@ -450,6 +554,10 @@ def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements:
             "count rare tag": lambda: mem.count(filters={"tags": {"$contains": ["rare"]}}),
             "search rare tag": lambda: mem.search("fact", tags=["rare"]),
             "search absent tag": lambda: mem.search("fact", tags=["nobody"]),
+            "count rare value": lambda: mem.count(filters={"metadata.src": "memo.pdf"}),
+            "list rare value": lambda: mem.list(filters={"metadata.src": "memo.pdf"}),
+            "search rare value": lambda: mem.search("fact", filters={"metadata.src": "memo.pdf"}),
+            "search absent value": lambda: mem.search("fact", filters={"metadata.src": 7}),
             "delete_all rare tag": lambda: mem.delete_all(filters={"tags": "rare"}),
             "delete": lambda: mem.delete(rid),
         }

@@ -22,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from engramdb.engine.filters import (
     is_live_only,
     live_now,
     required_equalities,
+    required_leaves,
     required_tags,
 )
 from engramdb.engine.timeutil import from_us, from_us_req, now_us
@@ -94,6 +96,10 @@ _JOIN_CHUNKS = "JOIN chunks c ON c.rid = r.rid"
 _TAG_ROWS_UPTO = (
     "SELECT count(*) FROM (SELECT 1 FROM record_tags WHERE namespace = ? AND tag = ? LIMIT ?)"
 )
+_META_ROWS_UPTO = (
+    "SELECT count(*) FROM (SELECT 1 FROM record_meta WHERE namespace = ? AND key = ? "
+    "AND value = ? LIMIT ?)"
+)
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (unscoped search)
 # Page size of a new file. A chunk row (a 384-d vector is 1.5 KB) fills 4 KB pages badly
 # (two rows a page, 0.9 KB left over) and every page a batch touches is written to the WAL
@@ -114,6 +120,22 @@ _STALE_TAGS = (
     f"SELECT (SELECT count(*) FROM ({_TAG_ROWS} EXCEPT "
     "SELECT namespace, tag, rid FROM record_tags)) + (SELECT count(*) FROM "
     f"(SELECT namespace, tag, rid FROM record_tags EXCEPT {_TAG_ROWS}))"
+)
+# The metadata values record_meta indexes (migration 0010): top-level numbers, and strings
+# of at most META_INDEX_MAX_CHARS characters (the same test in SQL and in Python).
+META_INDEX_MAX_CHARS = 200
+_META_INDEXED = (
+    "({j}type IN ('integer', 'real') OR "
+    f"({{j}}type = 'text' AND length({{j}}value) <= {META_INDEX_MAX_CHARS}))"
+)
+_META_ROWS = (
+    "SELECT r.namespace, j.key, j.value, r.rid FROM records r, json_each(r.metadata) j "
+    f"WHERE r.metadata <> '{{}}' AND {_META_INDEXED.format(j='j.')}"
+)
+_STALE_META = (
+    f"SELECT (SELECT count(*) FROM ({_META_ROWS} EXCEPT "
+    "SELECT namespace, key, value, rid FROM record_meta)) + (SELECT count(*) FROM "
+    f"(SELECT namespace, key, value, rid FROM record_meta EXCEPT {_META_ROWS}))"
 )
 # Keyword rows whose scope token disagrees with their record (see scope_token).
 _STALE_SCOPE = (
@@ -252,30 +274,71 @@ def _dedup_of(it: PreparedRecord) -> bytes:
     return dedup_digest(it.user_id, it.agent_id, it.thread_id, it.type, it.content_hash)
 
 
-def _rare_tag(
-    c: sqlite3.Connection, namespace: str, node: Node | None, most: int | None = None
-) -> str | None:
-    """The rarest tag the filter requires, when at most ``most`` (default ``TAG_GATE``)
-    records carry it and the filter names no user or thread; None otherwise.
+@dataclass(frozen=True, slots=True)
+class _Members:
+    """The records of one indexed value a filter requires: a tag (``record_tags``) or a
+    top-level metadata string or number (``record_meta``)."""
 
-    Reads that find one start from the tag index (``r.rid IN`` the tag's records, with
-    ``NOT INDEXED`` on ``r`` so that the planner can only look those rowids up): left to
-    itself the planner reads the namespace's index and tests each record for the tag
-    (30-46 ms at 100k records, for a tag nobody has). A commoner tag is left to that walk,
-    which meets it soon enough (and ranks or counts no worse), and a user's or thread's
-    index, already a narrow range, leads when the filter names one. Counting stops at
-    ``most + 1`` rows of the index.
+    key: tuple[Any, ...]  # (tag,) or (metadata key, value)
+
+    def rids(self, namespace: str) -> tuple[str, list[Any]]:
+        """A subquery of the members' rowids, and its arguments."""
+        if len(self.key) == 1:
+            return "SELECT rid FROM record_tags WHERE namespace = ? AND tag = ?", [
+                namespace,
+                self.key[0],
+            ]
+        return "SELECT rid FROM record_meta WHERE namespace = ? AND key = ? AND value = ?", [
+            namespace,
+            *self.key,
+        ]
+
+    def size_upto(self, c: sqlite3.Connection, namespace: str, most: int) -> int:
+        """How many records are members, counting no further than ``most``."""
+        sql = _TAG_ROWS_UPTO if len(self.key) == 1 else _META_ROWS_UPTO
+        return int(c.execute(sql, (namespace, *self.key, most)).fetchone()[0])
+
+
+def _indexed_values(node: Node | None) -> list[_Members]:
+    """The tags and indexed metadata values every match of the filter must have."""
+    found = [_Members((tag,)) for tag in sorted(required_tags(node))]
+    for leaf in required_leaves(node):
+        v = leaf.value
+        if (
+            leaf.kind == "meta"
+            and leaf.op == "$eq"
+            and leaf.field.count(".") == 1  # '$."key"': a top-level key
+            and (
+                (isinstance(v, int | float) and not isinstance(v, bool))
+                or (isinstance(v, str) and len(v) <= META_INDEX_MAX_CHARS)
+            )
+        ):
+            found.append(_Members((leaf.field[3:-1], v)))
+    return found
+
+
+def _rare_values(
+    c: sqlite3.Connection, namespace: str, node: Node | None, most: int | None = None
+) -> _Members | None:
+    """The rarest tag or metadata value the filter requires, when at most ``most``
+    (default ``TAG_GATE``) records have it and the filter names no user or thread; None
+    otherwise.
+
+    Reads that find one start from its index (``r.rid IN`` its records, with ``NOT
+    INDEXED`` on ``r`` so that the planner can only look those rowids up): left to itself
+    the planner reads the namespace's index and tests each record (30-46 ms at 100k records
+    for a tag nobody has; ~146 ms for a search on a metadata value). A commoner value is left
+    to that walk, which meets it soon enough (and ranks or counts no worse), and a user's or
+    thread's index, already a narrow range, leads when the filter names one. Counting stops
+    at ``most + 1`` rows of the index.
     """
-    tags = required_tags(node)
-    if not tags or required_equalities(node, SCOPE_FIELDS):
+    candidates = _indexed_values(node)
+    if not candidates or required_equalities(node, SCOPE_FIELDS):
         return None
     most = TAG_GATE if most is None else most
-    sizes = {
-        tag: int(c.execute(_TAG_ROWS_UPTO, (namespace, tag, most + 1)).fetchone()[0])
-        for tag in tags
-    }
-    rarest = min(tags, key=lambda tag: (sizes[tag], tag))
-    return rarest if sizes[rarest] <= most else None
+    sizes = [(m.size_upto(c, namespace, most + 1), i) for i, m in enumerate(candidates)]
+    size, i = min(sizes)
+    return candidates[i] if size <= most else None
 
 
 def _gated_select(
@@ -288,41 +351,55 @@ def _gated_select(
     hint: str = "",
 ) -> tuple[str, list[Any]]:
     """``SELECT cols FROM records r {join}`` over the namespace's matching records, started
-    from the tag index when the filter requires a tag at most ``most`` records carry (see
-    _rare_tag); otherwise ``hint`` (an ``INDEXED BY``) goes after ``r``."""
-    return _select_over(cols, namespace, node, _rare_tag(c, namespace, node, most), join, hint)
+    from the tag or metadata index when the filter requires a value at most ``most``
+    records have (see _rare_values); otherwise ``hint`` (an ``INDEXED BY``) goes after
+    ``r``."""
+    return _select_over(cols, namespace, node, _rare_values(c, namespace, node, most), join, hint)
 
 
 def _select_over(
-    cols: str, namespace: str, node: Node | None, tag: str | None, join: str = "", hint: str = ""
+    cols: str,
+    namespace: str,
+    node: Node | None,
+    members: _Members | None,
+    join: str = "",
+    hint: str = "",
 ) -> tuple[str, list[Any]]:
-    """The SQL of :func:`_gated_select` for a tag already chosen (or None)."""
+    """The SQL of :func:`_gated_select` for members already chosen (or None)."""
     where, params = compile_sqlite(node)
-    if tag is None:
+    if members is None:
         sql = f"SELECT {cols} FROM records r{hint} {join} WHERE r.namespace = ? AND {where}"
         return sql, [namespace, *params]
+    rids, rid_args = members.rids(namespace)
     sql = (
         f"SELECT {cols} FROM records r NOT INDEXED {join} WHERE r.namespace = ? "
-        f"AND r.rid IN (SELECT rid FROM record_tags WHERE namespace = ? AND tag = ?) "
-        f"AND {where}"
+        f"AND r.rid IN ({rids}) AND {where}"
     )
-    return sql, [namespace, namespace, tag, *params]
+    return sql, [namespace, *rid_args, *params]
 
 
-def _index_tags(c: sqlite3.Connection, ns: str, records: list[tuple[int, str]]) -> None:
-    """Add new records' tags to ``record_tags`` (``records``: rowid and JSON tags).
+def _index_values(c: sqlite3.Connection, ns: str, records: list[tuple[int, str, str]]) -> None:
+    """Add new records' tags to ``record_tags`` and their top-level metadata strings and
+    numbers to ``record_meta`` (``records``: rowid, JSON tags, JSON metadata).
 
-    Inserts write their tags here; updates and deletes are followed by the triggers of
-    migration 0008. An AFTER INSERT trigger would do it too, but a table with one makes
-    SQLite keep a statement journal for every row inserted (batch ingest 18.9k -> 12.9k
-    records/s, though no record had a tag).
+    Inserts write these rows here; updates and deletes are followed by the triggers of
+    migrations 0008 and 0010. An AFTER INSERT trigger would do it too, but a table with one
+    makes SQLite keep a statement journal for every row inserted (batch ingest 18.9k ->
+    12.9k records/s, though no record had a tag).
     """
-    rows = [(ns, rid, tags) for rid, tags in records if tags != "[]"]
-    if rows:
+    tagged = [(ns, rid, tags) for rid, tags, _ in records if tags != "[]"]
+    if tagged:
         c.executemany(
             "INSERT INTO record_tags(namespace, tag, rid) SELECT DISTINCT ?1, value, ?2 "
             "FROM json_each(?3)",
-            rows,
+            tagged,
+        )
+    described = [(ns, rid, meta) for rid, _, meta in records if meta != "{}"]
+    if described:
+        c.executemany(
+            "INSERT OR IGNORE INTO record_meta(namespace, key, value, rid) "
+            f"SELECT ?1, key, value, ?2 FROM json_each(?3) WHERE {_META_INDEXED.format(j='')}",
+            described,
         )
 
 
@@ -664,7 +741,7 @@ class SQLiteStore:
             return self._conflict_result(c, ns, it, index)
         rid = row[0]
         self._insert_chunks(c, rid, it.chunks, scope_text(ns, it.user_id, it.thread_id))
-        _index_tags(c, ns, [(rid, it.tags_json)])
+        _index_values(c, ns, [(rid, it.tags_json, it.metadata_json)])
         now_dt = from_us_req(now)
         # No history row: Engine.history derives the add (see engine.core._derived_add).
         return AddResult(index, "written", inserted_record(ns, it, now_dt))
@@ -704,7 +781,7 @@ class SQLiteStore:
         rids = dict(c.execute("SELECT id, rid FROM records WHERE rid > ?", (base_rid,)).fetchall())
         results: list[AddResult] = []
         chunk_rows: list[tuple[int, int, int, int, bytes]] = []
-        tagged: list[tuple[int, str]] = []
+        tagged: list[tuple[int, str, str]] = []
         bodies: list[tuple[str, str]] = []
         scopes: dict[tuple[str, str], str] = {}
         now_dt = from_us_req(now)
@@ -726,9 +803,9 @@ class SQLiteStore:
             for ordinal, ch in enumerate(it.chunks):
                 chunk_rows.append((rid, ordinal, ch.start, ch.end, _vector_bytes(ch.vector)))
                 bodies.append((ch.index_text, scope))
-            tagged.append((rid, it.tags_json))
+            tagged.append((rid, it.tags_json, it.metadata_json))
             results.append(AddResult(i, "written", inserted_record(ns, it, now_dt)))
-        _index_tags(c, ns, tagged)
+        _index_values(c, ns, tagged)
         if chunk_rows:
             base_cid = c.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
             c.executemany(
@@ -925,8 +1002,9 @@ class SQLiteStore:
         A page of one thread reads the thread's index and sorts its rows: left to itself,
         the planner walked the whole namespace in id order (``records_ns_thread`` is in time
         order) to skip that sort, 4.6 ms at 25k records for a thread of 100. A page of a
-        tag held by at most ``LIST_TAG_GATE`` records sorts that tag's records (see
-        _rare_tag); a commoner tag is met soon enough walking the namespace in id order.
+        tag or metadata value held by at most ``LIST_TAG_GATE`` records sorts those records
+        (see _rare_values); a commoner one is met soon enough walking the namespace in id
+        order.
         """
         cmp, order = ("<", "DESC") if descending else (">", "ASC")
         in_thread = any(f == "thread_id" for f, _ in required_equalities(node, SCOPE_FIELDS))
@@ -1028,16 +1106,16 @@ class SQLiteStore:
         ``with_records`` is ignored: reading the page's records afterwards is a local read.
         """
         index = self._vector_index()
-        if user_id is None and required_tags(node):
-            # A rare tag: score just its chunks instead of the whole namespace (a vector
-            # search for a tag of 1,100 records out of 100k: 65 ms scanning and masking,
-            # 5.2 ms this way).
+        if user_id is None and _indexed_values(node):
+            # A rare tag or metadata value: score just its chunks instead of the whole
+            # namespace (a vector search for a tag of 1,100 records out of 100k: 65 ms
+            # scanning and masking, 5.2 ms this way).
             with self._read("filtering vector candidates") as c:
-                tag = _rare_tag(c, namespace, node, LIST_TAG_GATE)
-                if tag is not None:
-                    sql, args = _select_over("c.id", namespace, node, tag, _JOIN_CHUNKS)
+                rare = _rare_values(c, namespace, node, LIST_TAG_GATE)
+                if rare is not None:
+                    sql, args = _select_over("c.id", namespace, node, rare, _JOIN_CHUNKS)
                     members = [r[0] for r in c.execute(sql, args)]
-            if tag is not None:
+            if rare is not None:
                 return self._score_members(members, query, limit)
         if node is not None and is_live_only(node) and not self._any_expired(namespace, node):
             node = None  # nothing has expired: the expiry check would pass every chunk
@@ -1151,9 +1229,10 @@ class SQLiteStore:
         meet their records and the filter: joining every match first cost ~2/3 of a 75 ms
         keyword search over 100k records, and 14 of 22 ms for the biggest user's. When too
         few of them pass the filter (another namespace dominates, or a narrow filter) the
-        whole join runs. When the filter requires a rare tag (see _rare_tag), only the tag's
-        chunks are ranked: FTS5 still walks the words' lists but scores just the members
-        (a search for a tag nobody has took ~120 ms at 100k records scoring every match).
+        whole join runs. When the filter requires a rare tag or metadata value (see
+        _rare_values), only its records' chunks are ranked: FTS5 still walks the words'
+        lists but scores just the members (a search for a tag nobody has took ~120 ms at
+        100k records scoring every match).
         The unary ``+`` keeps the membership test out of FTS5, which would otherwise run
         the whole query once per listed rowid (seconds for a thousand).
         """
@@ -1164,14 +1243,15 @@ class SQLiteStore:
             match = f'({match}) AND scope:"{scope_token(namespace, field, value)}"'
         probe = max(limit * 4, KEYWORD_PROBE)
         with self._read("keyword search") as c:
-            members, member_args = "", []
-            tag = _rare_tag(c, namespace, node)
-            if tag is not None:
+            members = ""
+            member_args: list[Any] = []
+            rare = _rare_values(c, namespace, node)
+            if rare is not None:
+                rids, member_args = rare.rids(namespace)
                 members = (
-                    " AND +chunks_fts.rowid IN (SELECT c.id FROM record_tags t CROSS JOIN "
-                    "chunks c ON c.rid = t.rid WHERE t.namespace = ? AND t.tag = ?)"
+                    f" AND +chunks_fts.rowid IN (SELECT c.id FROM ({rids}) t CROSS JOIN "
+                    "chunks c ON c.rid = t.rid)"
                 )
-                member_args = [namespace, tag]
             ranked = c.execute(
                 f"SELECT rowid, {_BM25} AS s FROM chunks_fts WHERE chunks_fts MATCH ?{members} "
                 "ORDER BY s, rowid LIMIT ?",
@@ -1557,6 +1637,7 @@ class SQLiteStore:
             )
             stale_scope = [r[0] for r in c.execute(_STALE_SCOPE)]
             stale_tags = int(c.execute(_STALE_TAGS).fetchone()[0])
+            stale_meta = int(c.execute(_STALE_META).fetchone()[0])
         if integrity != ["ok"]:
             problems.append("integrity_check: " + "; ".join(integrity[:5]))
         if fk:
@@ -1574,6 +1655,10 @@ class SQLiteStore:
             )
         if stale_tags:
             problems.append(f"the tag index has {stale_tags} rows that disagree with the records")
+        if stale_meta:
+            problems.append(
+                f"the metadata index has {stale_meta} rows that disagree with the records"
+            )
         index = self._vector_index()
         with index.lock:
             indexed = index.chunk_ids()
@@ -1619,6 +1704,11 @@ class SQLiteStore:
                 c.execute("DELETE FROM record_tags")
                 c.execute(f"INSERT INTO record_tags(namespace, tag, rid) {_TAG_ROWS}")
             repaired.append("tag index rebuilt from the records")
+        if repair and stale_meta:
+            with self._write("rebuilding the metadata index") as c:
+                c.execute("DELETE FROM record_meta")
+                c.execute(f"INSERT INTO record_meta(namespace, key, value, rid) {_META_ROWS}")
+            repaired.append("metadata index rebuilt from the records")
         return {
             "ok": not problems or (repair and not unfixable),
             "integrity_check": integrity[0] if integrity else "?",
@@ -1883,7 +1973,7 @@ class SQLiteStore:
                     )
                     counts["unchanged" if same else "conflicts"] += 1
                     continue
-                _index_tags(c, r["namespace"], [(row[0], r["tags"])])
+                _index_values(c, r["namespace"], [(row[0], r["tags"], r["metadata"])])
                 for ordinal, (start, end, body, vec) in enumerate(r["chunks"]):
                     cur = c.execute(
                         "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)",

@@ -277,8 +277,9 @@ def test_filters_match_reference(
     now = datetime.now(UTC)
     for flt, gated in itertools.product(flts, (True, False)):
         want = {r.id for r in stored if evaluate(r, flt) and (include_expired or _live(r, now))}
-        # SQLite starts reads of a rare tag from its tag index; also check the other path.
-        with _tag_index_gates(gated):
+        # SQLite starts reads of a rare tag or metadata value from its index; also check the
+        # other path.
+        with _value_index_gates(gated):
             listed = [r.id for r in view.list(flt, limit=1000, include_expired=include_expired)]
             assert set(listed) == want, flt
             assert listed == sorted(listed)
@@ -296,8 +297,9 @@ def test_filters_match_reference(
 
 
 @contextmanager
-def _tag_index_gates(on: bool) -> Iterator[None]:
-    """With ``on`` False no tag is rare enough for SQLite to read from its tag index."""
+def _value_index_gates(on: bool) -> Iterator[None]:
+    """With ``on`` False no tag or metadata value is rare enough for SQLite to read from
+    its index."""
     import engramdb.stores.sqlite as sqlite_store
 
     saved = sqlite_store.TAG_GATE, sqlite_store.LIST_TAG_GATE
