@@ -1,10 +1,14 @@
-"""Tag-filtered reads: engramdb against Chroma, side by side in one run.
+"""Tag- and metadata-filtered reads: engramdb against Chroma, side by side in one run.
 
 The store benchmark's corpus and vectors, with tags of three sizes on top (record ``i``):
 ``chat`` on every odd record (50%), ``pref`` on every hundredth (1%), ``food`` on one in a
 thousand (0.1%, also ``pref``), and a tag nobody has. engramdb stores them as ``tags``;
 Chroma gets one boolean metadata key per tag (``{"pref": True}``, its way to filter on a
-set member) and filters with ``where={tag: True}``. For each tag: top-10 vector search
+set member) and filters with ``where={tag: True}``. Every record also has one metadata
+value, ``{"src": ...}``: ``memo`` on one in a thousand (0.1%), ``doc`` on one in a hundred
+(1%), ``chat`` on the even rest (~50%), ``mail`` on the others, and a filter on a value
+nobody has (``none``); both systems store and filter it as metadata (``metadata.src`` /
+``where={"src": ...}``), cases named ``meta_<value>``. For each case: top-10 vector search
 (precomputed query vectors) p50/p95 and recall@10 against exact brute force over the tag's
 records, engramdb's default hybrid search (no Chroma counterpart), a first page of 20
 records (``list`` / ``get(limit=20)``) and a count (``count`` / ``get(include=[])``).
@@ -29,6 +33,28 @@ from bench.data import DataConfig, Workload, describe, load_workload, store_conf
 from bench.store import BATCH, SEARCH_BLOCK, K, LookupEmbedder, _chroma_client, embedder_name
 
 TAGS = ("nobody", "food", "pref", "chat")
+SOURCES = ("none", "memo", "doc", "chat")
+
+
+def source_of(row: int) -> str:
+    """The ``metadata.src`` value of corpus row ``row`` (see the module docstring)."""
+    if row % 1000 == 3:
+        return "memo"
+    if row % 100 == 5:
+        return "doc"
+    return "chat" if row % 2 == 0 else "mail"
+
+
+def _cases(n: int) -> list[tuple[str, np.ndarray, dict[str, Any], dict[str, Any]]]:
+    """(name, matching rows, engramdb filter, Chroma ``where``) of every filter measured."""
+    cases = []
+    for tag in TAGS:
+        rows = np.array([i for i in range(n) if tag in tags_of(i)], dtype=np.int64)
+        cases.append((tag, rows, {"tags": tag}, {tag: True}))
+    for src in SOURCES:
+        rows = np.array([i for i in range(n) if source_of(i) == src], dtype=np.int64)
+        cases.append((f"meta_{src}", rows, {"metadata.src": src}, {"src": src}))
+    return cases
 
 
 def tags_of(row: int) -> list[str]:
@@ -66,7 +92,7 @@ def _recall(
 
 
 def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]:
-    """Run the tag benchmark on the workload of ``cfg``; return the report."""
+    """Run the filter benchmark on the workload of ``cfg``; return the report."""
     from engramdb import Memory, Settings
 
     w = load_workload(cfg)
@@ -95,18 +121,26 @@ def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]
         )
         users = [w.user_name(u) for u in w.users]
         row_of_text = {t: i for i, t in enumerate(w.texts)}
-        tag_rows = {
-            tag: np.array([i for i in range(len(w.texts)) if tag in tags_of(i)], dtype=np.int64)
-            for tag in TAGS
-        }
+        cases = _cases(len(w.texts))
 
         log(f"ingest {len(w.texts)} tagged records into both systems")
         e_time = c_time = 0.0
         for start in range(0, len(w.texts), BATCH):
             sl = slice(start, start + BATCH)
             rows = range(start, min(start + BATCH, len(w.texts)))
-            items = [{"text": w.texts[i], "user_id": users[i], "tags": tags_of(i)} for i in rows]
-            metas = [{"user_id": users[i], **dict.fromkeys(tags_of(i), True)} for i in rows]
+            items = [
+                {
+                    "text": w.texts[i],
+                    "user_id": users[i],
+                    "tags": tags_of(i),
+                    "metadata": {"src": source_of(i)},
+                }
+                for i in rows
+            ]
+            metas = [
+                {"user_id": users[i], "src": source_of(i), **dict.fromkeys(tags_of(i), True)}
+                for i in rows
+            ]
             t0 = time.perf_counter()
             mem.add(items)
             e_time += time.perf_counter() - t0
@@ -124,10 +158,10 @@ def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]
             with psycopg.connect(url, autocommit=True) as conn:  # what autovacuum would do
                 conn.execute("VACUUM (ANALYZE) records, chunks")
 
-        per_tag: dict[str, Any] = {}
-        summary: dict[str, Any] = {"records": len(w.texts), "queries_per_tag": nq}
-        for tag in TAGS:
-            log(f"tag {tag!r}: {tag_rows[tag].size} records")
+        per_filter: dict[str, Any] = {}
+        summary: dict[str, Any] = {"records": len(w.texts), "queries_per_filter": nq}
+        for name, matching, e_filter, c_where in cases:
+            log(f"filter {name!r}: {matching.size} records")
             lat: dict[str, list[float]] = {"e": [], "c": [], "e_hybrid": []}
             rec: dict[str, list[float]] = {"e": [], "c": []}
             for b, start in enumerate(range(0, nq, SEARCH_BLOCK)):
@@ -135,13 +169,13 @@ def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]
                 order = ("e", "c") if b % 2 == 0 else ("c", "e")
                 for system in order:
                     for q in block:
-                        truth, truth_scores = _truth(w, tag_rows[tag], q)
+                        truth, truth_scores = _truth(w, matching, q)
                         t0 = time.perf_counter()
                         if system == "e":
                             page = mem.search(
                                 w.query_texts[q],
                                 top_k=K,
-                                tags=[tag],
+                                filters=e_filter,
                                 mode="vector",
                                 query_vector=w.query_vectors[q],
                             )
@@ -150,7 +184,7 @@ def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]
                             res = col.query(
                                 query_embeddings=[w.query_vectors[q]],
                                 n_results=K,
-                                where={tag: True},
+                                where=c_where,
                                 include=["documents", "metadatas", "distances"],
                             )
                             got = [int(x) for x in res["ids"][0]]
@@ -159,7 +193,10 @@ def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]
                 for q in block:
                     t0 = time.perf_counter()
                     mem.search(
-                        w.query_texts[q], top_k=K, tags=[tag], query_vector=w.query_vectors[q]
+                        w.query_texts[q],
+                        top_k=K,
+                        filters=e_filter,
+                        query_vector=w.query_vectors[q],
                     )
                     lat["e_hybrid"].append(time.perf_counter() - t0)
             pages: dict[str, list[float]] = {
@@ -170,38 +207,38 @@ def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]
             }
             for _ in range(20):
                 t0 = time.perf_counter()
-                listed = mem.list(tags=[tag], limit=20).records
+                listed = mem.list(filters=e_filter, limit=20).records
                 pages["e_list"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                got_c = col.get(where={tag: True}, limit=20, include=["documents", "metadatas"])
+                got_c = col.get(where=c_where, limit=20, include=["documents", "metadatas"])
                 pages["c_list"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                n_e = mem.count(filters={"tags": tag})
+                n_e = mem.count(filters=e_filter)
                 pages["e_count"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                n_c = len(col.get(where={tag: True}, include=[])["ids"])
+                n_c = len(col.get(where=c_where, include=[])["ids"])
                 pages["c_count"].append(time.perf_counter() - t0)
-            want = int(tag_rows[tag].size)
-            assert n_e == n_c == want, (tag, n_e, n_c, want)
-            assert len(listed) == len(got_c["ids"]) == min(20, want), tag
+            want = int(matching.size)
+            assert n_e == n_c == want, (name, n_e, n_c, want)
+            assert len(listed) == len(got_c["ids"]) == min(20, want), name
             stats = {k: latency(v) for k, v in {**lat, **pages}.items()}
-            per_tag[tag] = {
-                "records_with_tag": want,
+            per_filter[name] = {
+                "matching_records": want,
                 "latency": stats,
                 "recall_at_10": {s: round(float(np.mean(r)), 4) for s, r in rec.items()},
             }
             summary.update(
                 {
-                    f"engramdb_{tag}_search_p95_ms": stats["e"]["p95_ms"],
-                    f"chroma_{tag}_search_p95_ms": stats["c"]["p95_ms"],
-                    f"engramdb_{tag}_hybrid_p95_ms": stats["e_hybrid"]["p95_ms"],
-                    f"engramdb_{tag}_recall_at_10": per_tag[tag]["recall_at_10"]["e"],
-                    f"chroma_{tag}_recall_at_10": per_tag[tag]["recall_at_10"]["c"],
-                    f"engramdb_{tag}_list_p50_ms": stats["e_list"]["p50_ms"],
-                    f"chroma_{tag}_list_p50_ms": stats["c_list"]["p50_ms"],
-                    f"engramdb_{tag}_count_p50_ms": stats["e_count"]["p50_ms"],
-                    f"chroma_{tag}_count_p50_ms": stats["c_count"]["p50_ms"],
-                    f"{tag}_search_speedup_vs_chroma": ratio(
+                    f"engramdb_{name}_search_p95_ms": stats["e"]["p95_ms"],
+                    f"chroma_{name}_search_p95_ms": stats["c"]["p95_ms"],
+                    f"engramdb_{name}_hybrid_p95_ms": stats["e_hybrid"]["p95_ms"],
+                    f"engramdb_{name}_recall_at_10": per_filter[name]["recall_at_10"]["e"],
+                    f"chroma_{name}_recall_at_10": per_filter[name]["recall_at_10"]["c"],
+                    f"engramdb_{name}_list_p50_ms": stats["e_list"]["p50_ms"],
+                    f"chroma_{name}_list_p50_ms": stats["c_list"]["p50_ms"],
+                    f"engramdb_{name}_count_p50_ms": stats["e_count"]["p50_ms"],
+                    f"chroma_{name}_count_p50_ms": stats["c_count"]["p50_ms"],
+                    f"{name}_search_speedup_vs_chroma": ratio(
                         stats["c"]["p95_ms"], stats["e"]["p95_ms"]
                     ),
                 }
@@ -223,10 +260,11 @@ def run(cfg: DataConfig, queries: int, postgres: bool = False) -> dict[str, Any]
                 "batch": BATCH,
                 "top_k": K,
                 "tags": list(TAGS),
+                "metadata_src_values": list(SOURCES),
                 "engramdb_store": "postgresql" if postgres else "sqlite",
             },
             "workload": info,
-            "per_tag": per_tag,
+            "per_filter": per_filter,
         }
     )
     return report

@@ -47,6 +47,9 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("filters", "chroma_pref_recall_at_10", "tag of 1% recall@10 (Chroma)", ""),
     ("filters", "engramdb_pref_count_p50_ms", "count of a 1% tag p50, ms (engramdb)", ""),
     ("filters", "chroma_pref_count_p50_ms", "count of a 1% tag p50, ms (Chroma)", ""),
+    ("filters", "engramdb_meta_doc_search_p95_ms", "metadata value of 1% top-10 p95, ms", ""),
+    ("filters", "chroma_meta_doc_search_p95_ms", "same run, Chroma metadata of 1% p95, ms", ""),
+    ("filters", "engramdb_meta_memo_hybrid_p95_ms", "metadata value of 0.1% hybrid p95, ms", ""),
     ("filters_postgres", "engramdb_pref_search_p95_ms", "PostgreSQL tag of 1% top-10 p95, ms", ""),
     ("filters_postgres", "chroma_pref_search_p95_ms", "same run, Chroma tag of 1% p95, ms", ""),
     (

@@ -68,11 +68,12 @@ def test_filters_bench_quick_hash_vectors(tmp_path: Path) -> None:
     assert rc == 0
     summary = json.loads((tmp_path / "filters.json").read_text())["summary"]
     assert summary["records"] == 3000
-    for tag in ("nobody", "food", "pref", "chat"):
+    cases = ("nobody", "food", "pref", "chat", "meta_none", "meta_memo", "meta_doc", "meta_chat")
+    for case in cases:
         for key in ("search_p95_ms", "recall_at_10", "list_p50_ms", "count_p50_ms"):
-            assert f"engramdb_{tag}_{key}" in summary and f"chroma_{tag}_{key}" in summary
-    # A tag-filtered search is exact on engramdb: it finds what brute force finds.
-    assert all(summary[f"engramdb_{t}_recall_at_10"] == 1.0 for t in ("food", "pref", "chat"))
+            assert f"engramdb_{case}_{key}" in summary and f"chroma_{case}_{key}" in summary
+    # A filtered search is exact on engramdb: it finds what brute force finds.
+    assert all(summary[f"engramdb_{c}_recall_at_10"] == 1.0 for c in cases)
 
 
 @pytest.mark.slow
@@ -88,7 +89,8 @@ def test_filters_bench_on_postgres_quick_hash_vectors(tmp_path: Path) -> None:
     assert report["config"]["engramdb_store"] == "postgresql"
     summary = report["summary"]
     assert summary["records"] == 1500
-    assert all(summary[f"engramdb_{t}_recall_at_10"] == 1.0 for t in ("food", "pref"))
+    exact = ("food", "pref", "meta_memo", "meta_doc")
+    assert all(summary[f"engramdb_{c}_recall_at_10"] == 1.0 for c in exact)
 
 
 def test_every_subcommand_has_help() -> None:
