@@ -199,6 +199,42 @@ def test_hnsw_graph_keys_are_half_precision_and_searches_walk_it(postgres_url: s
 
 
 @pytestmark_pg
+def test_a_users_keyword_matches_come_from_one_gin_index(postgres_url: str) -> None:
+    """namespace, user_id and fts are keys of one GIN index, so a user-scoped keyword
+    search intersects them in the index (migration 0011 replaced the (namespace, fts) one,
+    and an unscoped search still uses it)."""
+    from engramdb.stores.postgres import keyword_matches
+
+    m = _open(postgres_url)
+    try:
+        m.add([f"walk the dog {i} in park {i % 9}" for i in range(300)], user_id="ann")
+        m.add([f"walk the cat {i}" for i in range(300)], user_id="bob")
+        tsq = tsquery_text(match_expression("walk park"))
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE chunks")
+            conn.execute("SET enable_seqscan = off")
+            for users, keys in ((["ann"], ("namespace", "user_id", "fts")), ([], ("fts",))):
+                sql, args = keyword_matches(tsq, "default", users)
+                plan = "\n".join(str(r[0]) for r in conn.execute("EXPLAIN " + sql, args))
+                assert "chunks_ns_user_fts" in plan, plan
+                cond = next(ln for ln in plan.splitlines() if "Index Cond" in ln)
+                assert all(k in cond for k in keys), plan
+        hits = m.search("walk park", user_id="ann", mode="keyword", top_k=5)
+        assert len(hits) == 5 and all(h.record.user_id == "ann" for h in hits)
+    finally:
+        m.close()
+    assert "chunks_ns_fts" not in _indexes(postgres_url)
+    # A store at revision 0010 has the (namespace, fts) index; upgrading replaces it.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX chunks_ns_user_fts")
+        conn.execute("CREATE INDEX chunks_ns_fts ON chunks USING gin (namespace, fts)")
+        conn.execute("UPDATE alembic_version SET version_num = '0010'")
+    _open(postgres_url).close()
+    assert "chunks_ns_user_fts" in _indexes(postgres_url)
+    assert "chunks_ns_fts" not in _indexes(postgres_url)
+
+
+@pytestmark_pg
 def test_vectors_wider_than_2000_dimensions_get_an_hnsw_graph(postgres_url: str) -> None:
     """pgvector's HNSW takes 2,000 dimensions of vector but 4,000 of halfvec."""
     m = Memory(postgres_url, embedder=HashEmbedder(3072), settings=Settings(ann_min_rows=0))

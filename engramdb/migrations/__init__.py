@@ -6,5 +6,17 @@ script directory, so opening a store can compare versions without importing Alem
 
 from __future__ import annotations
 
-SCHEMA_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+SCHEMA_REVISIONS = [
+    "0001",
+    "0002",
+    "0003",
+    "0004",
+    "0005",
+    "0006",
+    "0007",
+    "0008",
+    "0009",
+    "0010",
+    "0011",
+]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
