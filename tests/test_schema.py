@@ -86,23 +86,24 @@ def test_concurrent_first_opens_apply_the_schema_once(tmp_path: Path) -> None:
         assert mem.count() == 4
 
 
-def _as_revision_0009(db: Path) -> None:
-    """Put a file back in the shape revision 0009 left it in (no metadata index)."""
+def _drop_value_index(db: Path, kind: str, revision: str) -> None:
+    """Drop record_<kind> and its two triggers, and label the file ``revision``."""
     with sqlite3.connect(db) as conn:
         for trigger in ("update", "delete"):
-            conn.execute(f"DROP TRIGGER records_meta_{trigger}")
-        conn.execute("DROP TABLE record_meta")
-        conn.execute("UPDATE alembic_version SET version_num = '0009'")
+            conn.execute(f"DROP TRIGGER records_{kind}_{trigger}")
+        conn.execute(f"DROP TABLE record_{kind}")
+        conn.execute(f"UPDATE alembic_version SET version_num = '{revision}'")
+
+
+def _as_revision_0009(db: Path) -> None:
+    """Put a file back in the shape revision 0009 left it in (no metadata index)."""
+    _drop_value_index(db, "meta", "0009")
 
 
 def _as_revision_0007(db: Path) -> None:
     """Put a file back in the shape revision 0007 left it in (no tag index)."""
     _as_revision_0009(db)
-    with sqlite3.connect(db) as conn:
-        for trigger in ("update", "delete"):
-            conn.execute(f"DROP TRIGGER records_tags_{trigger}")
-        conn.execute("DROP TABLE record_tags")
-        conn.execute("UPDATE alembic_version SET version_num = '0007'")
+    _drop_value_index(db, "tags", "0007")
 
 
 def _as_revision_0006(db: Path) -> None:

@@ -200,6 +200,13 @@ def _column(key: str, kind: str) -> str:
     return key
 
 
+def top_level_key(path: str) -> str | None:
+    """The metadata key of a compiled path (see :func:`_column`) naming a top-level key,
+    ``$."key"`` -> ``key``; None for a nested path. Keys never hold dots or quotes."""
+    segments = path[1:].split(".")[1:]
+    return segments[0][1:-1] if len(segments) == 1 else None
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 

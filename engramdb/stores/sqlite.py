@@ -37,6 +37,7 @@ from engramdb.engine.filters import (
     required_equalities,
     required_leaves,
     required_tags,
+    top_level_key,
 )
 from engramdb.engine.timeutil import from_us, from_us_req, now_us
 from engramdb.errors import (
@@ -116,11 +117,6 @@ _TAG_ROWS = (
     "SELECT DISTINCT r.namespace, j.value, r.rid FROM records r, json_each(r.tags) j "
     "WHERE r.tags <> '[]'"
 )
-_STALE_TAGS = (
-    f"SELECT (SELECT count(*) FROM ({_TAG_ROWS} EXCEPT "
-    "SELECT namespace, tag, rid FROM record_tags)) + (SELECT count(*) FROM "
-    f"(SELECT namespace, tag, rid FROM record_tags EXCEPT {_TAG_ROWS}))"
-)
 # The metadata values record_meta indexes (migration 0010): top-level numbers, and strings
 # of at most META_INDEX_MAX_CHARS characters (the same test in SQL and in Python).
 META_INDEX_MAX_CHARS = 200
@@ -132,11 +128,22 @@ _META_ROWS = (
     "SELECT r.namespace, j.key, j.value, r.rid FROM records r, json_each(r.metadata) j "
     f"WHERE r.metadata <> '{{}}' AND {_META_INDEXED.format(j='j.')}"
 )
-_STALE_META = (
-    f"SELECT (SELECT count(*) FROM ({_META_ROWS} EXCEPT "
-    "SELECT namespace, key, value, rid FROM record_meta)) + (SELECT count(*) FROM "
-    f"(SELECT namespace, key, value, rid FROM record_meta EXCEPT {_META_ROWS}))"
+# The derived value indexes doctor checks and rebuilds: (what, table, its columns, the
+# rows the records say it must hold).
+_VALUE_INDEXES = (
+    ("tag", "record_tags", "namespace, tag, rid", _TAG_ROWS),
+    ("metadata", "record_meta", "namespace, key, value, rid", _META_ROWS),
 )
+
+
+def _stale_rows_sql(table: str, cols: str, rows: str) -> str:
+    """How many rows of ``table`` are missing or extra against ``rows``."""
+    return (
+        f"SELECT (SELECT count(*) FROM ({rows} EXCEPT SELECT {cols} FROM {table})) + "
+        f"(SELECT count(*) FROM (SELECT {cols} FROM {table} EXCEPT {rows}))"
+    )
+
+
 # Keyword rows whose scope token disagrees with their record (see scope_token).
 _STALE_SCOPE = (
     "SELECT f.rowid FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
@@ -303,17 +310,12 @@ def _indexed_values(node: Node | None) -> list[_Members]:
     """The tags and indexed metadata values every match of the filter must have."""
     found = [_Members((tag,)) for tag in sorted(required_tags(node))]
     for leaf in required_leaves(node):
-        v = leaf.value
-        if (
-            leaf.kind == "meta"
-            and leaf.op == "$eq"
-            and leaf.field.count(".") == 1  # '$."key"': a top-level key
-            and (
-                (isinstance(v, int | float) and not isinstance(v, bool))
-                or (isinstance(v, str) and len(v) <= META_INDEX_MAX_CHARS)
-            )
-        ):
-            found.append(_Members((leaf.field[3:-1], v)))
+        if leaf.kind != "meta" or leaf.op != "$eq":
+            continue
+        key, v = top_level_key(leaf.field), leaf.value
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        if key is not None and (number or (isinstance(v, str) and len(v) <= META_INDEX_MAX_CHARS)):
+            found.append(_Members((key, v)))
     return found
 
 
@@ -1636,8 +1638,10 @@ class SQLiteStore:
                 c.execute(f"SELECT count(*) FROM records WHERE {_STALE_DEDUP}").fetchone()[0]
             )
             stale_scope = [r[0] for r in c.execute(_STALE_SCOPE)]
-            stale_tags = int(c.execute(_STALE_TAGS).fetchone()[0])
-            stale_meta = int(c.execute(_STALE_META).fetchone()[0])
+            stale_values = {
+                what: int(c.execute(_stale_rows_sql(table, cols, rows)).fetchone()[0])
+                for what, table, cols, rows in _VALUE_INDEXES
+            }
         if integrity != ["ok"]:
             problems.append("integrity_check: " + "; ".join(integrity[:5]))
         if fk:
@@ -1653,12 +1657,9 @@ class SQLiteStore:
                 f"{len(stale_scope)} keyword rows have a user scope that disagrees with "
                 "their record"
             )
-        if stale_tags:
-            problems.append(f"the tag index has {stale_tags} rows that disagree with the records")
-        if stale_meta:
-            problems.append(
-                f"the metadata index has {stale_meta} rows that disagree with the records"
-            )
+        for what, stale in stale_values.items():
+            if stale:
+                problems.append(f"the {what} index has {stale} rows that disagree with the records")
         index = self._vector_index()
         with index.lock:
             indexed = index.chunk_ids()
@@ -1699,16 +1700,12 @@ class SQLiteStore:
                     (json.dumps(stale_scope),),
                 )
             repaired.append("keyword scopes recomputed from the records")
-        if repair and stale_tags:
-            with self._write("rebuilding the tag index") as c:
-                c.execute("DELETE FROM record_tags")
-                c.execute(f"INSERT INTO record_tags(namespace, tag, rid) {_TAG_ROWS}")
-            repaired.append("tag index rebuilt from the records")
-        if repair and stale_meta:
-            with self._write("rebuilding the metadata index") as c:
-                c.execute("DELETE FROM record_meta")
-                c.execute(f"INSERT INTO record_meta(namespace, key, value, rid) {_META_ROWS}")
-            repaired.append("metadata index rebuilt from the records")
+        for what, table, cols, rows in _VALUE_INDEXES:
+            if repair and stale_values[what]:
+                with self._write(f"rebuilding the {what} index") as c:
+                    c.execute(f"DELETE FROM {table}")
+                    c.execute(f"INSERT INTO {table}({cols}) {rows}")
+                repaired.append(f"{what} index rebuilt from the records")
         return {
             "ok": not problems or (repair and not unfixable),
             "integrity_check": integrity[0] if integrity else "?",
