@@ -371,9 +371,7 @@ class Engine:
     ) -> list[AddResult]:
         """Append conversation turns as events and (optionally) as searchable records."""
         v.check_namespace(namespace)
-        thread_id = v.check_scope(thread_id, "thread_id") or ""
-        if not thread_id:
-            raise ValidationError("thread_id is required", field="thread_id")
+        thread_id = v.check_thread(thread_id)
         user = v.check_scope(user_id, "user_id") or ""
         if not isinstance(messages, list | tuple) or not messages:
             raise ValidationError("messages must be a non-empty list", field="messages")
@@ -850,11 +848,8 @@ class Engine:
     ) -> Event:
         """Append one event to a thread's log."""
         v.check_namespace(namespace)
-        thread = v.check_scope(thread_id, "thread_id")
-        if not thread:
-            raise ValidationError("thread_id is required", field="thread_id")
-        if not isinstance(action, str) or not v.SCOPE_PATTERN.match(action):
-            raise ValidationError("action must be a non-empty string", field="action")
+        thread = v.check_thread(thread_id)
+        v.check_action(action)
         data = v.check_metadata(payload, self.settings)
         ev = PreparedEvent(
             new_id(),
@@ -891,17 +886,8 @@ class Engine:
     ) -> Slots:
         """Compare-and-set a thread's working-memory slots."""
         v.check_namespace(namespace)
-        thread = v.check_scope(thread_id, "thread_id")
-        if not thread:
-            raise ValidationError("thread_id is required", field="thread_id")
-        if not isinstance(values, dict) or not values:
-            raise ValidationError(
-                "slots must be a non-empty object of name -> value", field="values"
-            )
-        for name in values:
-            if not isinstance(name, str) or not v.SCOPE_PATTERN.match(name):
-                raise ValidationError(f"slot name {name!r} is invalid", field="values")
-        v.check_metadata(values, self.settings)
+        thread = v.check_thread(thread_id)
+        v.check_slot_values(values, self.settings)
         if expected_version is not None and (
             isinstance(expected_version, bool) or not isinstance(expected_version, int)
         ):

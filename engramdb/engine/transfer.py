@@ -120,30 +120,12 @@ def import_jsonl(
         same_embedder = (
             emb.get("name") == engine.embedder.name and emb.get("dim") == engine.embedder.dim
         )
-        batch: list[dict[str, Any]] = []
-        others: list[dict[str, Any]] = []
-        tombstones: list[tuple[Any, ...]] = []
-        for lineno, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValidationError(f"{path}:{lineno}: not JSON: {exc}") from exc
-            if not isinstance(obj, dict) or obj.get("kind") not in KINDS:
-                raise ValidationError(f"{path}:{lineno}: unknown line kind")
-            if obj["kind"] == "history":
-                tombstones.append(_history_row(obj, namespace, lineno))
-            elif obj["kind"] == "record":
-                batch.append(_prepare_import(engine, obj, namespace, same_embedder, lineno))
-                if len(batch) >= 256:
-                    _flush(engine, batch, counts, progress)
-                    batch = []
-            else:
-                if namespace:
-                    obj["namespace"] = namespace
-                others.append(obj)
-        _flush(engine, batch, counts, progress)
+        try:
+            others, tombstones = _load_record_lines(
+                engine, f, path, namespace, same_embedder, counts, progress
+            )
+        except ValidationError as exc:
+            raise _with_progress(exc, counts) from exc
         ev, sl = engine.store.import_events_and_slots(others)
         counts["events"] += ev
         counts["slots"] += sl
@@ -151,6 +133,55 @@ def import_jsonl(
         for i in range(0, len(tombstones), 1000):
             counts["deleted_history"] += engine.store.load_history(tombstones[i : i + 1000])
     return counts
+
+
+def _load_record_lines(
+    engine: Engine,
+    f: Any,
+    path: Path,
+    namespace: str | None,
+    same_embedder: bool,
+    counts: dict[str, int],
+    progress: Callable[[int], None] | None,
+) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """Check every line after the header; import the records in batches as they come and
+    return the checked event/slots lines and history rows (written after the records)."""
+    batch: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
+    tombstones: list[tuple[Any, ...]] = []
+    for lineno, line in enumerate(f, start=2):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"{path}:{lineno}: not JSON: {exc}") from exc
+        if not isinstance(obj, dict) or obj.get("kind") not in KINDS:
+            raise ValidationError(f"{path}:{lineno}: unknown line kind")
+        if obj["kind"] == "history":
+            tombstones.append(_history_row(obj, namespace, lineno))
+        elif obj["kind"] == "record":
+            batch.append(_prepare_import(engine, obj, namespace, same_embedder, lineno))
+            if len(batch) >= 256:
+                _flush(engine, batch, counts, progress)
+                batch = []
+        else:
+            others.append(_event_or_slots(engine, obj, namespace, lineno))
+    _flush(engine, batch, counts, progress)
+    return others, tombstones
+
+
+def _with_progress(exc: ValidationError, counts: dict[str, int]) -> ValidationError:
+    """A bad line's error, saying what the import wrote before it (records go in batches
+    as the file is read; event, slots and history lines only after every line passed)."""
+    done = counts["written"]
+    if not done:
+        return exc
+    return type(exc)(
+        f"{exc.message}; the {done} new records on the lines before it were imported and "
+        "stay (import the fixed file again: records already present are skipped)",
+        **{**exc.details, "written": done},
+    )
 
 
 KINDS = ("record", "event", "slots", "history")
@@ -172,6 +203,59 @@ def _orphan_history(store: Any, namespace: str | None) -> Any:
                 for image in ("before", "after"):
                     line[image] = json.loads(line[image]) if line[image] else None
                 yield line
+
+
+def _event_or_slots(
+    engine: Engine, obj: dict[str, Any], namespace: str | None, lineno: int
+) -> dict[str, Any]:
+    """Validate one ``event`` or ``slots`` line by the rules of ``log_event`` / ``set_slots``.
+
+    These lines are written after every record batch, so a bad one must be found while the
+    file is read, before anything is written; the store then sees only well-formed lines.
+    """
+    kind = obj["kind"]
+    try:
+        line = {
+            "kind": kind,
+            "namespace": v.check_namespace(namespace or obj.get("namespace")),
+            "thread_id": v.check_thread(obj.get("thread_id")),
+            "user_id": v.check_scope(obj.get("user_id") or None, "user_id") or "",
+        }
+        if kind == "event":
+            return line | {
+                "id": v.check_id(obj.get("id")),
+                "actor": v.check_scope(obj.get("actor") or None, "actor") or "",
+                "action": v.check_action(obj.get("action")),
+                "payload": _payload(obj.get("payload")),
+                "ts": _whole(obj, "ts"),
+            }
+        return line | {
+            "version": _whole(obj, "version"),
+            "updated_at": _whole(obj, "updated_at"),
+            "values": v.check_slot_values(obj.get("values"), engine.settings, stored=True),
+        }
+    except ValidationError as exc:
+        raise ValidationError(f"line {lineno}: malformed {kind} line: {exc.message}") from exc
+
+
+def _payload(value: Any) -> dict[str, Any]:
+    """An event's payload: a JSON object (not held to the metadata limits: a message event
+    carries its turn's whole text)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(
+            f"payload must be a JSON object, not {type(value).__name__}", field="payload"
+        )
+    return value
+
+
+def _whole(obj: dict[str, Any], field: str) -> int:
+    """A required integer field of an import line (a boolean is not one)."""
+    value = obj.get(field)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{field} must be an integer, not {value!r}", field=field)
+    return value
 
 
 def _history_row(obj: dict[str, Any], namespace: str | None, lineno: int) -> tuple[Any, ...]:

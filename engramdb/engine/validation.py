@@ -57,6 +57,38 @@ def check_scope(value: Any, field: str) -> str | None:
     return value
 
 
+def check_thread(value: Any) -> str:
+    """Return a valid, required thread id (events and slots always belong to a thread)."""
+    thread = check_scope(value, "thread_id")
+    if not thread:
+        raise ValidationError("thread_id is required", field="thread_id")
+    return thread
+
+
+def check_action(value: Any) -> str:
+    """Return a valid event action: a non-empty string without control characters."""
+    if not isinstance(value, str) or not SCOPE_PATTERN.match(value):
+        raise ValidationError("action must be a non-empty string", field="action")
+    return value
+
+
+def check_slot_values(values: Any, settings: Settings, *, stored: bool = False) -> dict[str, Any]:
+    """Return valid working-memory slots: a non-empty object of name -> JSON value.
+
+    ``stored``: a thread's slots as a store holds them (an import). They may be empty once
+    every slot was removed (a ``None`` value removes one), and may together pass
+    ``max_metadata_bytes``, which bounds each ``set_slots`` call, not a thread's sum.
+    """
+    if not isinstance(values, dict) or not (values or stored):
+        raise ValidationError("slots must be a non-empty object of name -> value", field="values")
+    for name in values:
+        if not isinstance(name, str) or not SCOPE_PATTERN.match(name):
+            raise ValidationError(f"slot name {name!r} is invalid", field="values")
+    if not stored:
+        check_metadata(values, settings)
+    return values
+
+
 def check_type(value: Any) -> str:
     """Return a valid record type (lowercase identifier, e.g. ``fact``, ``message``)."""
     if not isinstance(value, str) or not TYPE_PATTERN.match(value):

@@ -398,42 +398,67 @@ class Store(Protocol):
         ...
 
 
-def event_and_slot_lines(
-    events: Sequence[Sequence[Any]],
-    versions: Sequence[Sequence[Any]],
-    slot_rows: Sequence[Sequence[Any]],
-) -> Iterator[dict[str, Any]]:
-    """Turn exported event, slot-version and slot rows into export lines (both stores).
+# The columns both stores select for a record, in this order (``r`` the records table), as
+# ``{meta}``: SQLite's ``metadata`` text, PostgreSQL's ``metadata_raw`` (the JSON as given).
+RECORD_SELECT = (
+    "r.rid, r.id, r.namespace, r.user_id, r.agent_id, r.thread_id, r.type, r.text, "
+    "r.content_hash, r.{meta}, r.tags, r.source, r.importance, r.occurred_at, r.created_at, "
+    "r.updated_at, r.valid_from, r.valid_to, r.expires_at, r.version, r.event_id"
+)
+NCOLS = 21
 
-    Rows: events ``(id, namespace, thread_id, user_id, actor, action, payload JSON, ts)``,
-    versions ``(namespace, thread_id, user_id, version, updated_at)``, slots
-    ``(namespace, thread_id, name, value JSON)``.
+
+def row_to_record(row: Sequence[Any], offset: int = 0) -> MemoryRecord:
+    """Build a MemoryRecord from a row of :data:`RECORD_SELECT` starting at ``offset``.
+
+    Metadata arrives as JSON text; tags as JSON text (SQLite) or already decoded from
+    ``jsonb`` (PostgreSQL). Empty ones skip the parser (most records have neither).
     """
-    for e in events:
-        yield {
-            "kind": "event",
-            "id": e[0],
-            "namespace": e[1],
-            "thread_id": e[2],
-            "user_id": e[3],
-            "actor": e[4],
-            "action": e[5],
-            "payload": json.loads(e[6]),
-            "ts": e[7],
-        }
-    values: dict[tuple[str, str], dict[str, Any]] = {}
-    for ns, thread, name, value in slot_rows:
-        values.setdefault((ns, thread), {})[name] = json.loads(value)
-    for ns, thread, user, version, updated in versions:
-        yield {
-            "kind": "slots",
-            "namespace": ns,
-            "thread_id": thread,
-            "user_id": user,
-            "version": version,
-            "updated_at": updated,
-            "values": values.get((ns, thread), {}),
-        }
+    (
+        _,
+        rid,
+        ns,
+        user,
+        agent,
+        thread,
+        typ,
+        text,
+        chash,
+        meta,
+        tags,
+        source,
+        imp,
+        occ,
+        cre,
+        upd,
+        vf,
+        vt,
+        exp,
+        ver,
+        ev,
+    ) = row[offset : offset + NCOLS]
+    return MemoryRecord(
+        id=rid,
+        namespace=ns,
+        text=text,
+        type=typ,
+        user_id=user or None,
+        agent_id=agent or None,
+        thread_id=thread or None,
+        metadata={} if meta == "{}" else json.loads(meta),
+        tags=tags if isinstance(tags, list) else [] if tags == "[]" else json.loads(tags),
+        source=source or None,
+        importance=imp,
+        occurred_at=from_us(occ),
+        created_at=from_us(cre),
+        updated_at=from_us(upd),
+        valid_from=from_us(vf),
+        valid_to=from_us(vt),
+        expires_at=from_us(exp),
+        version=ver,
+        content_hash=chash,
+        event_id=ev,
+    )
 
 
 def inserted_record(ns: str, it: PreparedRecord, now: datetime) -> MemoryRecord:

@@ -84,6 +84,7 @@ from engramdb.stores.base import (
     GENERATION_SQL,
     MAX_GENERATION_SQL,
     NEXT_EXPIRY_SQL,
+    RECORD_SELECT,
     RESTORE_GENERATION_SQL,
     ChunkHit,
     OnError,
@@ -95,10 +96,10 @@ from engramdb.stores.base import (
     check_quota,
     checked_for_update,
     dedup_key,
-    event_and_slot_lines,
     existing_id_outcome,
     inserted_record,
     record_params,
+    row_to_record,
     scalar_set_clauses,
 )
 from engramdb.stores.pg_faults import (
@@ -122,13 +123,18 @@ from engramdb.stores.pg_replica import (
     parse_lsn,
 )
 from engramdb.stores.postgres_schema import current_revision, ensure_schema
-
-COLS = (
-    "r.rid, r.id, r.namespace, r.user_id, r.agent_id, r.thread_id, r.type, r.text, "
-    "r.content_hash, r.metadata_raw, r.tags, r.source, r.importance, r.occurred_at, r.created_at, "
-    "r.updated_at, r.valid_from, r.valid_to, r.expires_at, r.version, r.event_id"
+from engramdb.stores.transfer_rows import (
+    HISTORY_COLUMNS,
+    RECORD_COLUMNS,
+    event_and_slot_lines,
+    history_rows,
+    import_events_and_slots,
+    insert_sql,
+    present_outcome,
+    record_values,
 )
-NCOLS = 21
+
+COLS = RECORD_SELECT.format(meta="metadata_raw")
 FRESH_S = 0.25  # a connection used this recently is handed out unchecked (see _checkout)
 RECONNECT_S = 0.5  # pool reconnect attempts give up after this; callers' waits renew them
 # The HNSW graph is built over half-precision copies of the vectors (an expression index on
@@ -168,6 +174,16 @@ BACKUP_TABLES = {
     "reembed_vectors": "chunk_id, vector",
 }
 IDENTITIES = {"records": "rid", "chunks": "id", "history": "seq", "events": "seq"}
+# An imported record keeps its id, times and version; ``metadata_raw`` keeps the JSON text.
+_IMPORT_RECORD = insert_sql(
+    "records",
+    (*RECORD_COLUMNS, "metadata_raw"),
+    "%s",
+    "ON CONFLICT DO NOTHING",
+    casts={"metadata": "jsonb", "tags": "jsonb"},
+)
+_IMPORT_HISTORY = insert_sql("history", HISTORY_COLUMNS, "%s")
+_COPY_RECORDS = f"COPY records({', '.join(RECORD_COLUMNS)}, metadata_raw) FROM STDIN"
 _FTS_TERM = re.compile(r'"((?:[^"]|"")*)"')
 _abandoned: list[ConnectionPool[Any]] = []  # pools inherited across fork: never touched
 
@@ -387,64 +403,8 @@ def _record_check(alias: str, namespace: str, node: Node | None) -> tuple[str, l
     )
 
 
-def row_to_record(row: tuple[Any, ...], offset: int = 0) -> MemoryRecord:
-    """Build a MemoryRecord from a row selected with ``COLS`` starting at ``offset``."""
-    (
-        _,
-        rid,
-        ns,
-        user,
-        agent,
-        thread,
-        typ,
-        text,
-        chash,
-        meta,
-        tags,
-        source,
-        imp,
-        occ,
-        cre,
-        upd,
-        vf,
-        vt,
-        exp,
-        ver,
-        ev,
-    ) = row[offset : offset + NCOLS]
-    return MemoryRecord(
-        id=rid,
-        namespace=ns,
-        text=text,
-        type=typ,
-        user_id=user or None,
-        agent_id=agent or None,
-        thread_id=thread or None,
-        metadata=json.loads(meta),
-        tags=tags,
-        source=source or None,
-        importance=imp,
-        occurred_at=from_us(occ),
-        created_at=from_us(cre),
-        updated_at=from_us(upd),
-        valid_from=from_us(vf),
-        valid_to=from_us(vt),
-        expires_at=from_us(exp),
-        version=ver,
-        content_hash=chash,
-        event_id=ev,
-    )
-
-
 def _image(record: MemoryRecord) -> str:
     return json.dumps(record.to_dict(), ensure_ascii=False)
-
-
-def _json_text(value: Any) -> str | None:
-    """A history image as stored: JSON text kept verbatim, a parsed value dumped, None kept."""
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -2265,47 +2225,13 @@ class PostgresStore:
         anything else it counts as a conflict and is left as it is.
         """
         counts = {"written": 0, "unchanged": 0, "conflicts": 0}
-        with self._write("importing records", [""]) as c:
+        with self._write("importing records", [""]) as c, c.cursor() as cur:
             for r in batch:
                 row = c.execute(
-                    "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
-                    "content_hash, metadata, metadata_raw, tags, source, importance, occurred_at, "
-                    "created_at, updated_at, valid_from, valid_to, expires_at, version, event_id) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s,%s,%s,%s,%s,%s,%s,"
-                    "%s,%s,%s) "
-                    "ON CONFLICT DO NOTHING RETURNING rid",
-                    (
-                        r["id"],
-                        r["namespace"],
-                        r["user_id"],
-                        r["agent_id"],
-                        r["thread_id"],
-                        r["type"],
-                        r["text"],
-                        r["content_hash"],
-                        r["metadata"],
-                        r["metadata"],
-                        r["tags"],
-                        r["source"],
-                        r["importance"],
-                        r["occurred_at"] or now_us(),
-                        r["created_at"] or now_us(),
-                        r["updated_at"] or now_us(),
-                        r["valid_from"],
-                        r["valid_to"],
-                        r["expires_at"],
-                        r["version"],
-                        r["event_id"],
-                    ),
+                    _IMPORT_RECORD + " RETURNING rid", (*record_values(r), r["metadata"])
                 ).fetchone()
                 if row is None:
-                    old = self._select_one(c, r["namespace"], r["id"])
-                    same = (
-                        old is not None
-                        and old.content_hash == r["content_hash"]
-                        and old.version == r["version"]
-                    )
-                    counts["unchanged" if same else "conflicts"] += 1
+                    counts[present_outcome(self._select_one(c, r["namespace"], r["id"]), r)] += 1
                     continue
                 self._insert_chunk_rows(
                     c,
@@ -2315,76 +2241,14 @@ class PostgresStore:
                     ],
                 )
                 if r["history"]:
-                    with c.cursor() as cur:
-                        cur.executemany(
-                            "INSERT INTO history(namespace, record_id, user_id, thread_id, op, "
-                            "version, before, after, at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                            [
-                                (
-                                    r["namespace"],
-                                    r["id"],
-                                    r["user_id"],
-                                    r["thread_id"],
-                                    h["op"],
-                                    h["version"],
-                                    json.dumps(h["before"]) if h["before"] else None,
-                                    json.dumps(h["after"]) if h["after"] else None,
-                                    h["at"],
-                                )
-                                for h in r["history"]
-                            ],
-                        )
+                    cur.executemany(_IMPORT_HISTORY, history_rows(r))
                 counts["written"] += 1
         return counts
 
     def import_events_and_slots(self, lines: list[dict[str, Any]]) -> tuple[int, int]:
         """Insert exported events (idempotent by id) and slot maps; return their counts."""
-        events = slots = 0
-        with self._write("importing events", [""]) as c:
-            for obj in lines:
-                try:
-                    if obj["kind"] == "event":
-                        cur = c.execute(
-                            "INSERT INTO events(id, namespace, thread_id, user_id, actor, action, "
-                            "payload, ts) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                            (
-                                obj["id"],
-                                obj["namespace"],
-                                obj["thread_id"],
-                                obj["user_id"],
-                                obj["actor"],
-                                obj["action"],
-                                json.dumps(obj["payload"]),
-                                obj["ts"],
-                            ),
-                        )
-                        events += cur.rowcount
-                    else:
-                        cur = c.execute(
-                            "INSERT INTO slot_versions(namespace, thread_id, user_id, version, "
-                            "updated_at) VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                            (
-                                obj["namespace"],
-                                obj["thread_id"],
-                                obj.get("user_id") or "",
-                                obj["version"],
-                                obj["updated_at"],
-                            ),
-                        )
-                        if cur.rowcount:
-                            slots += 1
-                            with c.cursor() as cur2:
-                                cur2.executemany(
-                                    "INSERT INTO slots(namespace, thread_id, name, value) "
-                                    "VALUES (%s,%s,%s,%s)",
-                                    [
-                                        (obj["namespace"], obj["thread_id"], k, json.dumps(val))
-                                        for k, val in obj["values"].items()
-                                    ],
-                                )
-                except (KeyError, TypeError) as exc:
-                    raise ValidationError(f"malformed {obj.get('kind')} line: {exc}") from exc
-        return events, slots
+        with self._write("importing events", [""]) as c, c.cursor() as cur:
+            return import_events_and_slots(lines, c.execute, cur.executemany, "%s")
 
     # ------------------------------------------------------------------ bulk load (migrate)
 
@@ -2546,41 +2410,11 @@ class PostgresStore:
         Chunks are staged in binary COPY form (vectors as pgvector's binary floats; as text
         they cost ~0.1 ms per row to format here and again to parse on the server).
         """
-        now = now_us()
         self._send_vectors_binary(c)
         with c.cursor() as cur:
-            with cur.copy(
-                "COPY records(id, namespace, user_id, agent_id, thread_id, type, text, "
-                "content_hash, metadata, metadata_raw, tags, source, importance, occurred_at, "
-                "created_at, updated_at, valid_from, valid_to, expires_at, version, event_id) "
-                "FROM STDIN"
-            ) as cp:
+            with cur.copy(_COPY_RECORDS) as cp:
                 for r in batch:
-                    cp.write_row(
-                        (
-                            r["id"],
-                            r["namespace"],
-                            r["user_id"],
-                            r["agent_id"],
-                            r["thread_id"],
-                            r["type"],
-                            r["text"],
-                            r["content_hash"],
-                            r["metadata"],
-                            r["metadata"],
-                            r["tags"],
-                            r["source"],
-                            r["importance"],
-                            r["occurred_at"] or now,
-                            r["created_at"] or now,
-                            r["updated_at"] or now,
-                            r["valid_from"],
-                            r["valid_to"],
-                            r["expires_at"],
-                            r["version"],
-                            r["event_id"],
-                        )
-                    )
+                    cp.write_row((*record_values(r), r["metadata"]))
             # Temporary and emptied at commit: the staging area of this session only.
             cur.execute(
                 'CREATE TEMP TABLE IF NOT EXISTS engram_load_chunks (namespace text COLLATE "C", '
@@ -2602,25 +2436,10 @@ class PostgresStore:
                 "JOIN records r ON r.namespace = s.namespace AND r.id = s.id "
                 "ORDER BY r.rid, s.ord"
             )
-            with cur.copy(
-                "COPY history(namespace, record_id, user_id, thread_id, op, version, before, "
-                "after, at) FROM STDIN"
-            ) as cp:
+            with cur.copy(f"COPY history({', '.join(HISTORY_COLUMNS)}) FROM STDIN") as cp:
                 for r in batch:
-                    for h in r["history"]:
-                        cp.write_row(
-                            (
-                                r["namespace"],
-                                r["id"],
-                                r["user_id"],
-                                r["thread_id"],
-                                h["op"],
-                                h["version"],
-                                _json_text(h["before"]),
-                                _json_text(h["after"]),
-                                h["at"],
-                            )
-                        )
+                    for row in history_rows(r):
+                        cp.write_row(row)
 
     def vector_index_exists(self) -> bool:
         """Whether the HNSW index on ``chunks.embedding`` exists."""

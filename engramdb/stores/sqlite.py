@@ -48,7 +48,6 @@ from engramdb.errors import (
     NotFoundError,
     SchemaTooNewError,
     StoreError,
-    ValidationError,
 )
 from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
@@ -58,6 +57,7 @@ from engramdb.stores.base import (
     GENERATION_SQL,
     MAX_GENERATION_SQL,
     NEXT_EXPIRY_SQL,
+    RECORD_SELECT,
     RESTORE_GENERATION_SQL,
     ChunkHit,
     OnError,
@@ -68,22 +68,27 @@ from engramdb.stores.base import (
     ThreadTurn,
     check_quota,
     checked_for_update,
-    event_and_slot_lines,
     existing_id_outcome,
     inserted_record,
     record_params,
+    row_to_record,
     scalar_set_clauses,
 )
 from engramdb.stores.sqlite_checkpoint import Checkpointer
 from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgrade
+from engramdb.stores.transfer_rows import (
+    HISTORY_COLUMNS,
+    RECORD_COLUMNS,
+    event_and_slot_lines,
+    history_rows,
+    import_events_and_slots,
+    insert_sql,
+    present_outcome,
+    record_values,
+)
 from engramdb.stores.vector_index import VectorIndex
 
-COLS = (
-    "r.rid, r.id, r.namespace, r.user_id, r.agent_id, r.thread_id, r.type, r.text, "
-    "r.content_hash, r.metadata, r.tags, r.source, r.importance, r.occurred_at, r.created_at, "
-    "r.updated_at, r.valid_from, r.valid_to, r.expires_at, r.version, r.event_id"
-)
-NCOLS = 21
+COLS = RECORD_SELECT.format(meta="metadata")
 WAL_LIMIT = 64 * 1024 * 1024  # bytes of -wal before a TRUNCATE checkpoint is forced
 # A list page filtered to a tag sorts the tag's records when there are at most this many
 # (1,100 in ~2 ms); a commoner tag turns up soon enough walking the namespace in id order.
@@ -153,55 +158,6 @@ _STALE_SCOPE = (
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
 
-def row_to_record(row: sqlite3.Row | tuple[Any, ...], offset: int = 0) -> MemoryRecord:
-    """Build a MemoryRecord from a row selected with ``COLS`` starting at ``offset``."""
-    (
-        _,
-        rid,
-        ns,
-        user,
-        agent,
-        thread,
-        typ,
-        text,
-        chash,
-        meta,
-        tags,
-        source,
-        imp,
-        occ,
-        cre,
-        upd,
-        vf,
-        vt,
-        exp,
-        ver,
-        ev,
-    ) = row[offset : offset + NCOLS]
-    return MemoryRecord(
-        id=rid,
-        namespace=ns,
-        text=text,
-        type=typ,
-        user_id=user or None,
-        agent_id=agent or None,
-        thread_id=thread or None,
-        metadata={} if meta == "{}" else json.loads(meta),
-        tags=[] if tags == "[]" else json.loads(tags),
-        source=source or None,
-        importance=imp,
-        occurred_at=from_us(occ),
-        created_at=from_us(cre),
-        updated_at=from_us(upd),
-        valid_from=from_us(vf),
-        valid_to=from_us(vt),
-        expires_at=from_us(exp),
-        version=ver,
-        content_hash=chash,
-        event_id=ev,
-    )
-
-
 _RECORD_FIELDS = tuple(MemoryRecord.__dataclass_fields__)
 _INSERT_RECORD = (
     "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
@@ -257,6 +213,9 @@ SCOPE_FIELDS = frozenset({"user_id", "thread_id"})
 # score (FTS5 still counts the tokens in a row's length, which BM25 normalises by).
 _BM25 = "bm25(chunks_fts, 1.0, 0.0)"
 _INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
+# An imported record keeps its id, times and version; SQLite adds its dedup key.
+_IMPORT_RECORD = insert_sql("records", (*RECORD_COLUMNS, "dedup"), "?", "ON CONFLICT DO NOTHING")
+_IMPORT_HISTORY = insert_sql("history", HISTORY_COLUMNS, "?")
 
 
 def _passing_rids(
@@ -1925,131 +1884,31 @@ class SQLiteStore:
         counts = {"written": 0, "unchanged": 0, "conflicts": 0}
         with self._write("importing records", [""]) as c:
             for r in batch:
+                dedup = dedup_digest(
+                    r["user_id"], r["agent_id"], r["thread_id"], r["type"], r["content_hash"]
+                )
                 row = c.execute(
-                    "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
-                    "content_hash, metadata, tags, source, importance, occurred_at, created_at, "
-                    "updated_at, valid_from, valid_to, expires_at, version, event_id, dedup) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT DO NOTHING RETURNING rid",
-                    (
-                        r["id"],
-                        r["namespace"],
-                        r["user_id"],
-                        r["agent_id"],
-                        r["thread_id"],
-                        r["type"],
-                        r["text"],
-                        r["content_hash"],
-                        r["metadata"],
-                        r["tags"],
-                        r["source"],
-                        r["importance"],
-                        r["occurred_at"] or now_us(),
-                        r["created_at"] or now_us(),
-                        r["updated_at"] or now_us(),
-                        r["valid_from"],
-                        r["valid_to"],
-                        r["expires_at"],
-                        r["version"],
-                        r["event_id"],
-                        dedup_digest(
-                            r["user_id"],
-                            r["agent_id"],
-                            r["thread_id"],
-                            r["type"],
-                            r["content_hash"],
-                        ),
-                    ),
+                    _IMPORT_RECORD + " RETURNING rid", (*record_values(r), dedup)
                 ).fetchone()
                 if row is None:
-                    old = self._select_one(c, r["namespace"], r["id"])
-                    same = (
-                        old is not None
-                        and old.content_hash == r["content_hash"]
-                        and old.version == r["version"]
-                    )
-                    counts["unchanged" if same else "conflicts"] += 1
+                    counts[present_outcome(self._select_one(c, r["namespace"], r["id"]), r)] += 1
                     continue
                 _index_values(c, r["namespace"], [(row[0], r["tags"], r["metadata"])])
+                scope = scope_text(r["namespace"], r["user_id"], r["thread_id"])
                 for ordinal, (start, end, body, vec) in enumerate(r["chunks"]):
                     cur = c.execute(
                         "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)",
                         (row[0], ordinal, start, end, np.asarray(vec, np.float32).tobytes()),
                     )
-                    c.execute(
-                        _INSERT_FTS,
-                        (
-                            cur.lastrowid,
-                            body,
-                            scope_text(r["namespace"], r["user_id"], r["thread_id"]),
-                        ),
-                    )
-                for h in r["history"]:
-                    c.execute(
-                        "INSERT INTO history(namespace, record_id, user_id, thread_id, op, "
-                        "version, before, after, at) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (
-                            r["namespace"],
-                            r["id"],
-                            r["user_id"],
-                            r["thread_id"],
-                            h["op"],
-                            h["version"],
-                            json.dumps(h["before"]) if h["before"] else None,
-                            json.dumps(h["after"]) if h["after"] else None,
-                            h["at"],
-                        ),
-                    )
+                    c.execute(_INSERT_FTS, (cur.lastrowid, body, scope))
+                c.executemany(_IMPORT_HISTORY, history_rows(r))
                 counts["written"] += 1
         return counts
 
     def import_events_and_slots(self, lines: list[dict[str, Any]]) -> tuple[int, int]:
         """Insert exported events (idempotent by id) and slot maps; return their counts."""
-        events = slots = 0
         with self._write("importing events", [""]) as c:
-            for obj in lines:
-                try:
-                    if obj["kind"] == "event":
-                        cur = c.execute(
-                            "INSERT INTO events(id, namespace, thread_id, user_id, actor, action, "
-                            "payload, ts) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                            (
-                                obj["id"],
-                                obj["namespace"],
-                                obj["thread_id"],
-                                obj["user_id"],
-                                obj["actor"],
-                                obj["action"],
-                                json.dumps(obj["payload"]),
-                                obj["ts"],
-                            ),
-                        )
-                        events += cur.rowcount
-                    else:
-                        cur = c.execute(
-                            "INSERT INTO slot_versions(namespace, thread_id, user_id, version, "
-                            "updated_at) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
-                            (
-                                obj["namespace"],
-                                obj["thread_id"],
-                                obj.get("user_id") or "",
-                                obj["version"],
-                                obj["updated_at"],
-                            ),
-                        )
-                        if cur.rowcount:
-                            slots += 1
-                            c.executemany(
-                                "INSERT INTO slots(namespace, thread_id, name, value) "
-                                "VALUES (?,?,?,?)",
-                                [
-                                    (obj["namespace"], obj["thread_id"], k, json.dumps(val))
-                                    for k, val in obj["values"].items()
-                                ],
-                            )
-                except (KeyError, TypeError) as exc:
-                    raise ValidationError(f"malformed {obj.get('kind')} line: {exc}") from exc
-        return events, slots
+            return import_events_and_slots(lines, c.execute, c.executemany, "?")
 
     # ------------------------------------------------------------------ re-embedding
 

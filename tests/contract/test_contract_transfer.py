@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from contract_helpers import all_records
 
-from engramdb import EmbedderMismatchError, HashEmbedder, Memory, NotFoundError, Settings
+from engramdb import (
+    EmbedderMismatchError,
+    HashEmbedder,
+    Memory,
+    NotFoundError,
+    Settings,
+    ValidationError,
+)
 
 
 def _fill(mem: Memory) -> list[str]:
@@ -87,6 +96,117 @@ def test_import_into_other_namespace(mem: Memory, tmp_path: Path) -> None:
     target.import_(path)
     assert target.count(include_expired=True) == mem.count(include_expired=True)
     assert {r.text for r in all_records(target)} == {r.text for r in all_records(mem)}
+
+
+def test_emptied_slots_travel_with_their_version(mem: Memory, tmp_path: Path) -> None:
+    # Removing every slot leaves a thread with a version and no values; that is data too.
+    mem.set_slots("t2", {"x": 1})
+    emptied = mem.set_slots("t2", {"x": None})
+    assert emptied.values == {}
+    path = tmp_path / "e.jsonl"
+    mem.export(path)
+    target = mem.with_namespace("restored")
+    assert target.import_(path)["slots"] == 1
+    got = target.get_slots("t2")
+    assert (got.values, got.version) == ({}, emptied.version)
+
+
+_BAD_LINES: list[tuple[dict[str, Any], str]] = [
+    (
+        {"kind": "event", "namespace": "default", "thread_id": "chat", "action": "x", "ts": 1},
+        "id None is invalid",
+    ),
+    (
+        {
+            "kind": "event",
+            "id": "e1",
+            "namespace": "default",
+            "thread_id": "chat",
+            "action": "x",
+            "payload": "words",
+            "ts": 1,
+        },
+        "payload must be a JSON object",
+    ),
+    (
+        {
+            "kind": "event",
+            "id": "e1",
+            "namespace": "default",
+            "thread_id": "chat",
+            "action": "x",
+            "ts": "yesterday",
+        },
+        "ts must be an integer",
+    ),
+    (
+        {"kind": "slots", "namespace": "default", "version": 1, "updated_at": 1, "values": {}},
+        "thread_id is required",
+    ),
+    (
+        {
+            "kind": "slots",
+            "namespace": "default",
+            "thread_id": "t",
+            "version": 1,
+            "updated_at": 1,
+            "values": ["mood"],
+        },
+        "slots must be a non-empty object",
+    ),
+    (
+        {
+            "kind": "slots",
+            "namespace": "default",
+            "thread_id": "t",
+            "version": True,
+            "updated_at": 1,
+            "values": {},
+        },
+        "version must be an integer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "says"), _BAD_LINES)
+def test_a_malformed_event_or_slots_line_is_refused_before_anything_is_written(
+    mem: Memory, tmp_path: Path, bad: dict[str, Any], says: str
+) -> None:
+    _fill(mem)
+    path = tmp_path / "e.jsonl"
+    mem.export(path)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, json.dumps(bad)]) + "\n")
+    target = mem.with_namespace("restored")
+    with pytest.raises(ValidationError) as err:
+        target.import_(path)
+    assert f"line {len(lines) + 1}: malformed {bad['kind']} line" in err.value.message
+    assert says in err.value.message
+    assert target.count(include_expired=True) == 0
+    assert target.events("chat") == [] and target.get_slots("chat").values == {}
+
+
+def test_a_bad_line_after_written_batches_says_how_many_records_went_in(
+    mem: Memory, tmp_path: Path
+) -> None:
+    mem.add([{"text": f"note number {i}", "user_id": "u"} for i in range(300)])
+    mem.add_messages("chat", [{"role": "user", "content": "hello there"}])
+    path = tmp_path / "e.jsonl"
+    mem.export(path)
+    lines = path.read_text().splitlines()
+    bad = {"kind": "event", "namespace": "default", "thread_id": "chat", "action": "x"}
+    path.write_text("\n".join([*lines, json.dumps(bad)]) + "\n")
+    target = mem.with_namespace("restored")
+    with pytest.raises(ValidationError) as err:
+        target.import_(path)
+    # 256 records went in as one batch before the bad line was read; the rest did not.
+    assert err.value.details["written"] == 256
+    assert "the 256 new records on the lines before it were imported" in err.value.message
+    assert target.count() == 256 and target.events("chat") == []
+    path.write_text("\n".join(lines) + "\n")  # the fixed file
+    again = target.import_(path)
+    assert (again["written"], again["unchanged"], again["events"]) == (45, 256, 1)
+    assert target.count() == 301
 
 
 def test_backup_restore(mem: Memory, tmp_path: Path) -> None:

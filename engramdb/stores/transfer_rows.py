@@ -1,0 +1,219 @@
+"""Export lines to table rows and back: the part of import and export both stores share.
+
+An export line (``engine.transfer``) names its fields; each store writes them with its own
+driver, placeholders and store-only columns (SQLite's dedup key, PostgreSQL's JSONB casts).
+What a line's values are, in which order, and what an id that is already present means,
+is decided here once, so an export from one backend imports into the other unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+from engramdb.engine.timeutil import now_us
+from engramdb.errors import ValidationError
+from engramdb.models import MemoryRecord
+
+# The columns of :func:`record_values`, in order (a store may append its own after them).
+RECORD_COLUMNS = (
+    "id",
+    "namespace",
+    "user_id",
+    "agent_id",
+    "thread_id",
+    "type",
+    "text",
+    "content_hash",
+    "metadata",
+    "tags",
+    "source",
+    "importance",
+    "occurred_at",
+    "created_at",
+    "updated_at",
+    "valid_from",
+    "valid_to",
+    "expires_at",
+    "version",
+    "event_id",
+)
+HISTORY_COLUMNS = (
+    "namespace",
+    "record_id",
+    "user_id",
+    "thread_id",
+    "op",
+    "version",
+    "before",
+    "after",
+    "at",
+)
+EVENT_COLUMNS = ("id", "namespace", "thread_id", "user_id", "actor", "action", "payload", "ts")
+SLOT_VERSION_COLUMNS = ("namespace", "thread_id", "user_id", "version", "updated_at")
+SLOT_COLUMNS = ("namespace", "thread_id", "name", "value")
+
+
+def insert_sql(
+    table: str,
+    columns: Sequence[str],
+    ph: str,
+    conflict: str = "",
+    casts: dict[str, str] | None = None,
+) -> str:
+    """``INSERT INTO table(columns) VALUES (ph, …)``, with an optional conflict clause and
+    ``casts`` (column → SQL type) for the values that need one (``%s::jsonb``)."""
+    casts = casts or {}
+    values = ",".join(f"{ph}::{casts[col]}" if col in casts else ph for col in columns)
+    tail = f" {conflict}" if conflict else ""
+    return f"INSERT INTO {table}({', '.join(columns)}) VALUES ({values}){tail}"
+
+
+def record_values(r: dict[str, Any]) -> tuple[Any, ...]:
+    """An exported record's values in :data:`RECORD_COLUMNS` order (times kept as given;
+    a missing one, from an older or hand-written file, becomes now)."""
+    now = now_us()
+    return (
+        r["id"],
+        r["namespace"],
+        r["user_id"],
+        r["agent_id"],
+        r["thread_id"],
+        r["type"],
+        r["text"],
+        r["content_hash"],
+        r["metadata"],
+        r["tags"],
+        r["source"],
+        r["importance"],
+        r["occurred_at"] or now,
+        r["created_at"] or now,
+        r["updated_at"] or now,
+        r["valid_from"],
+        r["valid_to"],
+        r["expires_at"],
+        r["version"],
+        r["event_id"],
+    )
+
+
+def image_text(value: Any) -> str | None:
+    """A history image as stored: JSON text kept verbatim, a parsed value dumped, None kept."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def history_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """An exported record's history in :data:`HISTORY_COLUMNS` order (images as JSON text)."""
+    return [
+        (
+            r["namespace"],
+            r["id"],
+            r["user_id"],
+            r["thread_id"],
+            h["op"],
+            h["version"],
+            image_text(h["before"]),
+            image_text(h["after"]),
+            h["at"],
+        )
+        for h in r["history"]
+    ]
+
+
+Present = Literal["unchanged", "conflicts"]
+
+
+def present_outcome(old: MemoryRecord | None, r: dict[str, Any]) -> Present:
+    """What an imported record whose insert hit a unique index counts as: the same id with
+    the same text and version is unchanged; anything else (another version, another text,
+    or another id holding the same text in the same scope) is a conflict, left as it is."""
+    same = old is not None and old.content_hash == r["content_hash"] and old.version == r["version"]
+    return "unchanged" if same else "conflicts"
+
+
+def import_events_and_slots(
+    lines: list[dict[str, Any]],
+    execute: Callable[[str, Sequence[Any]], Any],
+    executemany: Callable[[str, list[tuple[Any, ...]]], Any],
+    ph: str,
+) -> tuple[int, int]:
+    """Insert exported event and slot lines through a store's open transaction; return how
+    many events and slot maps were new.
+
+    Both are idempotent: an event id already present, or a thread whose slots already
+    exist, is skipped. ``execute`` returns a cursor with ``rowcount``; ``ph`` is the
+    driver's placeholder.
+    """
+    event_sql = insert_sql("events", EVENT_COLUMNS, ph, "ON CONFLICT DO NOTHING")
+    version_sql = insert_sql("slot_versions", SLOT_VERSION_COLUMNS, ph, "ON CONFLICT DO NOTHING")
+    slot_sql = insert_sql("slots", SLOT_COLUMNS, ph)
+    events = slots = 0
+    for obj in lines:
+        try:
+            if obj["kind"] == "event":
+                values: tuple[Any, ...] = (
+                    obj["id"],
+                    obj["namespace"],
+                    obj["thread_id"],
+                    obj["user_id"],
+                    obj["actor"],
+                    obj["action"],
+                    json.dumps(obj["payload"]),
+                    obj["ts"],
+                )
+                events += execute(event_sql, values).rowcount
+                continue
+            ns, thread = obj["namespace"], obj["thread_id"]
+            values = (ns, thread, obj.get("user_id") or "", obj["version"], obj["updated_at"])
+            if execute(version_sql, values).rowcount:
+                slots += 1
+                executemany(
+                    slot_sql,
+                    [(ns, thread, k, json.dumps(val)) for k, val in obj["values"].items()],
+                )
+        except KeyError as exc:
+            raise ValidationError(f"malformed {obj.get('kind')} line: no field {exc}") from exc
+        except (TypeError, AttributeError) as exc:
+            raise ValidationError(f"malformed {obj.get('kind')} line: {exc}") from exc
+    return events, slots
+
+
+def event_and_slot_lines(
+    events: Sequence[Sequence[Any]],
+    versions: Sequence[Sequence[Any]],
+    slot_rows: Sequence[Sequence[Any]],
+) -> Iterator[dict[str, Any]]:
+    """Turn exported event, slot-version and slot rows into export lines (both stores).
+
+    Rows: events in :data:`EVENT_COLUMNS` order (payload as JSON text), versions in
+    :data:`SLOT_VERSION_COLUMNS` order, slots in :data:`SLOT_COLUMNS` order (value as JSON
+    text).
+    """
+    for e in events:
+        yield {
+            "kind": "event",
+            "id": e[0],
+            "namespace": e[1],
+            "thread_id": e[2],
+            "user_id": e[3],
+            "actor": e[4],
+            "action": e[5],
+            "payload": json.loads(e[6]),
+            "ts": e[7],
+        }
+    values: dict[tuple[str, str], dict[str, Any]] = {}
+    for ns, thread, name, value in slot_rows:
+        values.setdefault((ns, thread), {})[name] = json.loads(value)
+    for ns, thread, user, version, updated in versions:
+        yield {
+            "kind": "slots",
+            "namespace": ns,
+            "thread_id": thread,
+            "user_id": user,
+            "version": version,
+            "updated_at": updated,
+            "values": values.get((ns, thread), {}),
+        }
