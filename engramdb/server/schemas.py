@@ -9,11 +9,9 @@ models list exactly what a client may see; nothing else leaves the server.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, SearchHit, Slots
 
 Filter = dict[str, Any]
 
@@ -25,9 +23,19 @@ class _Request(BaseModel):
 
 
 class _Response(BaseModel):
-    """Base of every response body."""
+    """Base of every response body.
 
-    model_config = ConfigDict(extra="forbid")
+    A body built from a library object (a record, a hit, an event...) reads its fields by
+    name, nested ones too (``from_attributes``): each body lists its fields once, in the
+    model, instead of again in a copy list per class that had to be kept in step.
+    """
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    @classmethod
+    def of(cls, obj: object) -> Self:
+        """Build from the library object of the same shape."""
+        return cls.model_validate(obj)
 
 
 # ---------------------------------------------------------------------------- requests
@@ -262,32 +270,6 @@ class RecordOut(_Response):
     content_hash: str
     event_id: str | None
 
-    @classmethod
-    def of(cls, r: MemoryRecord) -> RecordOut:
-        """Build from a storage record."""
-        return cls(
-            id=r.id,
-            namespace=r.namespace,
-            text=r.text,
-            type=r.type,
-            user_id=r.user_id,
-            agent_id=r.agent_id,
-            thread_id=r.thread_id,
-            metadata=r.metadata,
-            tags=r.tags,
-            source=r.source,
-            importance=r.importance,
-            occurred_at=r.occurred_at,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-            valid_from=r.valid_from,
-            valid_to=r.valid_to,
-            expires_at=r.expires_at,
-            version=r.version,
-            content_hash=r.content_hash,
-            event_id=r.event_id,
-        )
-
 
 class AddResultOut(_Response):
     """The outcome of one item of an add."""
@@ -298,18 +280,6 @@ class AddResultOut(_Response):
     id: str | None
     record: RecordOut | None
     error: str | None
-
-    @classmethod
-    def of(cls, r: AddResult) -> AddResultOut:
-        """Build from a library result."""
-        return cls(
-            index=r.index,
-            outcome=r.outcome,
-            deduplicated=r.deduplicated,
-            id=r.id,
-            record=RecordOut.of(r.record) if r.record else None,
-            error=r.error,
-        )
 
 
 class AddResultsOut(_Response):
@@ -355,20 +325,6 @@ class HistoryEntryOut(_Response):
     after: dict[str, Any] | None
     at: datetime
 
-    @classmethod
-    def of(cls, h: HistoryEntry) -> HistoryEntryOut:
-        """Build from a library history entry."""
-        return cls(
-            seq=h.seq,
-            record_id=h.record_id,
-            namespace=h.namespace,
-            op=h.op,
-            version=h.version,
-            before=h.before,
-            after=h.after,
-            at=h.at,
-        )
-
 
 class HistoryOut(_Response):
     """Every change of a record, oldest first."""
@@ -394,23 +350,6 @@ class SearchHitOut(_Response):
     parts: ScorePartsOut
     chunk: str
 
-    @classmethod
-    def of(cls, h: SearchHit) -> SearchHitOut:
-        """Build from a library hit."""
-        p = h.parts
-        return cls(
-            record=RecordOut.of(h.record),
-            score=h.score,
-            parts=ScorePartsOut(
-                vector=p.vector,
-                keyword=p.keyword,
-                fused=p.fused,
-                vector_rank=p.vector_rank,
-                keyword_rank=p.keyword_rank,
-            ),
-            chunk=h.chunk,
-        )
-
 
 class SearchPageOut(_Response):
     """One page of search hits."""
@@ -432,21 +371,6 @@ class EventOut(_Response):
     timestamp: datetime
     seq: int
 
-    @classmethod
-    def of(cls, e: Event) -> EventOut:
-        """Build from a library event."""
-        return cls(
-            id=e.id,
-            namespace=e.namespace,
-            thread_id=e.thread_id,
-            action=e.action,
-            payload=e.payload,
-            user_id=e.user_id,
-            actor=e.actor,
-            timestamp=e.timestamp,
-            seq=e.seq,
-        )
-
 
 class EventsOut(_Response):
     """A thread's events in append order."""
@@ -462,17 +386,6 @@ class SlotsOut(_Response):
     values: dict[str, Any]
     version: int
     updated_at: datetime | None
-
-    @classmethod
-    def of(cls, s: Slots) -> SlotsOut:
-        """Build from library slots."""
-        return cls(
-            namespace=s.namespace,
-            thread_id=s.thread_id,
-            values=s.values,
-            version=s.version,
-            updated_at=s.updated_at,
-        )
 
 
 class SnapshotOut(_Response):
