@@ -79,7 +79,7 @@ from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgra
 from engramdb.stores.transfer_rows import (
     HISTORY_COLUMNS,
     RECORD_COLUMNS,
-    event_and_slot_lines,
+    exported_events_and_slots,
     history_rows,
     import_events_and_slots,
     insert_sql,
@@ -1858,22 +1858,11 @@ class SQLiteStore:
 
     def iter_events_and_slots(self, namespace: str | None) -> Iterator[dict[str, Any]]:
         """Yield events and slot maps as export lines."""
-        ns_sql, args = ("WHERE namespace = ?", [namespace]) if namespace else ("", [])
         with self._read("exporting events") as c:
-            events = c.execute(
-                "SELECT id, namespace, thread_id, user_id, actor, action, payload, ts FROM events "
-                f"{ns_sql} ORDER BY seq",
-                args,
-            ).fetchall()
-            versions = c.execute(
-                "SELECT namespace, thread_id, user_id, version, updated_at FROM slot_versions "
-                f"{ns_sql} ORDER BY namespace, thread_id",
-                args,
-            ).fetchall()
-            slot_rows = c.execute(
-                f"SELECT namespace, thread_id, name, value FROM slots {ns_sql}", args
-            ).fetchall()
-        yield from event_and_slot_lines(events, versions, slot_rows)
+            lines = exported_events_and_slots(
+                lambda sql, args: c.execute(sql, args).fetchall(), "?", namespace
+            )
+        yield from lines
 
     def import_records(self, batch: list[dict[str, Any]]) -> dict[str, int]:
         """Insert exported records verbatim (ids, times, versions, history) in one transaction.

@@ -16,7 +16,8 @@ from engramdb.engine.timeutil import now_us
 from engramdb.errors import ValidationError
 from engramdb.models import MemoryRecord
 
-# The columns of :func:`record_values`, in order (a store may append its own after them).
+# An exported record's columns, in the order of :func:`record_values` (a store may
+# append its own after them).
 RECORD_COLUMNS = (
     "id",
     "namespace",
@@ -70,32 +71,14 @@ def insert_sql(
     return f"INSERT INTO {table}({', '.join(columns)}) VALUES ({values}){tail}"
 
 
+_NOW_IF_MISSING = frozenset({"occurred_at", "created_at", "updated_at"})
+
+
 def record_values(r: dict[str, Any]) -> tuple[Any, ...]:
     """An exported record's values in :data:`RECORD_COLUMNS` order (times kept as given;
     a missing one, from an older or hand-written file, becomes now)."""
     now = now_us()
-    return (
-        r["id"],
-        r["namespace"],
-        r["user_id"],
-        r["agent_id"],
-        r["thread_id"],
-        r["type"],
-        r["text"],
-        r["content_hash"],
-        r["metadata"],
-        r["tags"],
-        r["source"],
-        r["importance"],
-        r["occurred_at"] or now,
-        r["created_at"] or now,
-        r["updated_at"] or now,
-        r["valid_from"],
-        r["valid_to"],
-        r["expires_at"],
-        r["version"],
-        r["event_id"],
-    )
+    return tuple((r[col] or now) if col in _NOW_IF_MISSING else r[col] for col in RECORD_COLUMNS)
 
 
 def image_text(value: Any) -> str | None:
@@ -154,15 +137,8 @@ def import_events_and_slots(
     for obj in lines:
         try:
             if obj["kind"] == "event":
-                values: tuple[Any, ...] = (
-                    obj["id"],
-                    obj["namespace"],
-                    obj["thread_id"],
-                    obj["user_id"],
-                    obj["actor"],
-                    obj["action"],
-                    json.dumps(obj["payload"]),
-                    obj["ts"],
+                values: tuple[Any, ...] = tuple(
+                    json.dumps(obj[col]) if col == "payload" else obj[col] for col in EVENT_COLUMNS
                 )
                 events += execute(event_sql, values).rowcount
                 continue
@@ -181,6 +157,22 @@ def import_events_and_slots(
     return events, slots
 
 
+def exported_events_and_slots(
+    fetch: Callable[[str, list[Any]], Sequence[Sequence[Any]]], ph: str, namespace: str | None
+) -> Iterator[dict[str, Any]]:
+    """Read a namespace's (or every) events and slots through ``fetch`` (SQL and arguments
+    to rows, inside the store's read snapshot) and return them as export lines."""
+    where, args = (f"WHERE namespace = {ph}", [namespace]) if namespace else ("", [])
+    events = fetch(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events {where} ORDER BY seq", args)
+    versions = fetch(
+        f"SELECT {', '.join(SLOT_VERSION_COLUMNS)} FROM slot_versions {where} "
+        "ORDER BY namespace, thread_id",
+        args,
+    )
+    slot_rows = fetch(f"SELECT {', '.join(SLOT_COLUMNS)} FROM slots {where}", args)
+    return event_and_slot_lines(events, versions, slot_rows)
+
+
 def event_and_slot_lines(
     events: Sequence[Sequence[Any]],
     versions: Sequence[Sequence[Any]],
@@ -192,28 +184,14 @@ def event_and_slot_lines(
     :data:`SLOT_VERSION_COLUMNS` order, slots in :data:`SLOT_COLUMNS` order (value as JSON
     text).
     """
-    for e in events:
-        yield {
-            "kind": "event",
-            "id": e[0],
-            "namespace": e[1],
-            "thread_id": e[2],
-            "user_id": e[3],
-            "actor": e[4],
-            "action": e[5],
-            "payload": json.loads(e[6]),
-            "ts": e[7],
-        }
+    for row in events:
+        line = {"kind": "event", **dict(zip(EVENT_COLUMNS, row, strict=True))}
+        line["payload"] = json.loads(line["payload"])
+        yield line
     values: dict[tuple[str, str], dict[str, Any]] = {}
     for ns, thread, name, value in slot_rows:
         values.setdefault((ns, thread), {})[name] = json.loads(value)
-    for ns, thread, user, version, updated in versions:
-        yield {
-            "kind": "slots",
-            "namespace": ns,
-            "thread_id": thread,
-            "user_id": user,
-            "version": version,
-            "updated_at": updated,
-            "values": values.get((ns, thread), {}),
-        }
+    for row in versions:
+        slots = {"kind": "slots", **dict(zip(SLOT_VERSION_COLUMNS, row, strict=True))}
+        slots["values"] = values.get((slots["namespace"], slots["thread_id"]), {})
+        yield slots
