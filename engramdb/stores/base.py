@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from engramdb.engine.filters import Node
-from engramdb.engine.timeutil import from_us
+from engramdb.engine.timeutil import from_us, from_us_req
 from engramdb.errors import ConflictError, NotFoundError, QuotaExceededError
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
 
@@ -520,6 +520,95 @@ def existing_id_outcome(existing: MemoryRecord, it: PreparedRecord, index: int) 
     if existing.content_hash == it.content_hash:
         return AddResult(index, "unchanged", existing)
     raise ConflictError(f"record {it.id!r} already exists with a different text", id=it.id)
+
+
+_RECORD_FIELDS = tuple(MemoryRecord.__dataclass_fields__)
+
+
+def record_image(record: MemoryRecord) -> str:
+    """The record as history JSON: the same output as ``to_dict`` without its deep copy."""
+    out: dict[str, Any] = {}
+    for name in _RECORD_FIELDS:
+        value = getattr(record, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return json.dumps(out, ensure_ascii=False)
+
+
+def change_row(
+    namespace: str, before: MemoryRecord, after: MemoryRecord | None, at: int
+) -> tuple[Any, ...]:
+    """The history row of an update (``after`` given) or a delete (``after`` None) in the
+    column order of ``transfer_rows.HISTORY_COLUMNS``; a delete's version is the one the
+    record would have had next."""
+    return (
+        namespace,
+        before.id,
+        before.user_id or "",
+        before.thread_id or "",
+        "update" if after else "delete",
+        after.version if after else before.version + 1,
+        record_image(before),
+        record_image(after) if after else None,
+        at,
+    )
+
+
+# A record's history, oldest first (``{p}``: the driver's placeholder); rows for
+# :func:`history_entry`.
+HISTORY_SQL = (
+    "SELECT seq, record_id, namespace, op, version, before, after, at FROM history "
+    "WHERE namespace = {p} AND record_id = {p} ORDER BY seq"
+)
+
+
+def history_entry(row: Sequence[Any]) -> HistoryEntry:
+    """One row of :data:`HISTORY_SQL` as a HistoryEntry (images parsed)."""
+    seq, record_id, namespace, op, version, before, after, at = row
+    return HistoryEntry(
+        seq=seq,
+        record_id=record_id,
+        namespace=namespace,
+        op=op,
+        version=version,
+        before=json.loads(before) if before else None,
+        after=json.loads(after) if after else None,
+        at=from_us_req(at),
+    )
+
+
+def check_slot_version(thread_id: str, current: int, expected: int | None) -> None:
+    """Raise ConflictError when a compare-and-set of slots expected another version."""
+    if expected is not None and expected != current:
+        raise ConflictError(
+            f"slots of thread {thread_id!r} are at version {current}, not the expected {expected}",
+            thread_id=thread_id,
+            version=current,
+            expected_version=expected,
+        )
+
+
+def write_slot_values(
+    execute: Callable[[str, tuple[Any, ...]], Any],
+    ph: str,
+    namespace: str,
+    thread_id: str,
+    values: dict[str, Any],
+) -> None:
+    """Write a thread's slot changes in the open transaction: a value is upserted, None
+    removes the slot (``ph``: the driver's placeholder)."""
+    for name, value in values.items():
+        if value is None:
+            execute(
+                f"DELETE FROM slots WHERE namespace = {ph} AND thread_id = {ph} AND name = {ph}",
+                (namespace, thread_id, name),
+            )
+        else:
+            execute(
+                f"INSERT INTO slots(namespace, thread_id, name, value) "
+                f"VALUES ({ph},{ph},{ph},{ph}) "
+                "ON CONFLICT (namespace, thread_id, name) DO UPDATE SET value = excluded.value",
+                (namespace, thread_id, name, json.dumps(value, ensure_ascii=False)),
+            )
 
 
 def checked_for_update(

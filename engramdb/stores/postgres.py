@@ -82,6 +82,7 @@ from engramdb.stores.base import (
     BUMP_GENERATION_SQL,
     DEDUP_LOOKUP_SQL,
     GENERATION_SQL,
+    HISTORY_SQL,
     MAX_GENERATION_SQL,
     NEXT_EXPIRY_SQL,
     RECORD_SELECT,
@@ -93,14 +94,18 @@ from engramdb.stores.base import (
     PreparedRecord,
     RecordChanges,
     ThreadTurn,
+    change_row,
     check_quota,
+    check_slot_version,
     checked_for_update,
     dedup_key,
     existing_id_outcome,
+    history_entry,
     inserted_record,
     record_params,
     row_to_record,
     scalar_set_clauses,
+    write_slot_values,
 )
 from engramdb.stores.pg_faults import (
     WATCHDOG,
@@ -182,7 +187,8 @@ _IMPORT_RECORD = insert_sql(
     "ON CONFLICT DO NOTHING",
     casts={"metadata": "jsonb", "tags": "jsonb"},
 )
-_IMPORT_HISTORY = insert_sql("history", HISTORY_COLUMNS, "%s")
+_INSERT_HISTORY = insert_sql("history", HISTORY_COLUMNS, "%s")
+_HISTORY_SQL = HISTORY_SQL.format(p="%s")
 _COPY_RECORDS = f"COPY records({', '.join(RECORD_COLUMNS)}, metadata_raw) FROM STDIN"
 _FTS_TERM = re.compile(r'"((?:[^"]|"")*)"')
 _abandoned: list[ConnectionPool[Any]] = []  # pools inherited across fork: never touched
@@ -401,10 +407,6 @@ def _record_check(alias: str, namespace: str, node: Node | None) -> tuple[str, l
         f"TRUE) OR {exists})",
         [namespace, live_now(node), namespace, *params],
     )
-
-
-def _image(record: MemoryRecord) -> str:
-    return json.dumps(record.to_dict(), ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -1212,20 +1214,7 @@ class PostgresStore:
                 self._insert_chunks(c, rid, namespace, before.user_id or "", changes.chunks)
             after = self._select_one(c, namespace, record_id)
             assert after is not None
-            c.execute(
-                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
-                "before, after, at) VALUES (%s,%s,%s,%s,'update',%s,%s,%s,%s)",
-                (
-                    namespace,
-                    record_id,
-                    before.user_id or "",
-                    before.thread_id or "",
-                    after.version,
-                    _image(before),
-                    _image(after),
-                    now,
-                ),
-            )
+            c.execute(_INSERT_HISTORY, change_row(namespace, before, after, now))
             return after
 
     @retried
@@ -1250,20 +1239,8 @@ class PostgresStore:
             now = now_us()
             with c.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
-                    "before, after, at) VALUES (%s,%s,%s,%s,'delete',%s,%s,NULL,%s)",
-                    [
-                        (
-                            namespace,
-                            rec.id,
-                            rec.user_id or "",
-                            rec.thread_id or "",
-                            rec.version + 1,
-                            _image(rec),
-                            now,
-                        )
-                        for rec in (row_to_record(r) for r in rows)
-                    ],
+                    _INSERT_HISTORY,
+                    [change_row(namespace, row_to_record(r), None, now) for r in rows],
                 )
             # Chunks (vectors and keyword rows) go with their record (ON DELETE CASCADE).
             c.execute(
@@ -1316,24 +1293,8 @@ class PostgresStore:
     def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
         """Return every change of a record, oldest first."""
         with self._read("reading history", route=True) as c:
-            rows = c.execute(
-                "SELECT seq, record_id, namespace, op, version, before, after, at FROM history "
-                "WHERE namespace = %s AND record_id = %s ORDER BY seq",
-                (namespace, record_id),
-            ).fetchall()
-        return [
-            HistoryEntry(
-                seq=r[0],
-                record_id=r[1],
-                namespace=r[2],
-                op=r[3],
-                version=r[4],
-                before=json.loads(r[5]) if r[5] else None,
-                after=json.loads(r[6]) if r[6] else None,
-                at=from_us_req(r[7]),
-            )
-            for r in rows
-        ]
+            rows = c.execute(_HISTORY_SQL, (namespace, record_id)).fetchall()
+        return [history_entry(r) for r in rows]
 
     # ------------------------------------------------------------------ search
 
@@ -1780,27 +1741,8 @@ class PostgresStore:
                 (namespace, thread_id),
             ).fetchone()
             current = int(row[0]) if row else 0
-            if expected_version is not None and expected_version != current:
-                raise ConflictError(
-                    f"slots of thread {thread_id!r} are at version {current}, "
-                    f"not the expected {expected_version}",
-                    thread_id=thread_id,
-                    version=current,
-                    expected_version=expected_version,
-                )
-            for name, value in values.items():
-                if value is None:
-                    c.execute(
-                        "DELETE FROM slots WHERE namespace = %s AND thread_id = %s AND name = %s",
-                        (namespace, thread_id, name),
-                    )
-                else:
-                    c.execute(
-                        "INSERT INTO slots(namespace, thread_id, name, value) "
-                        "VALUES (%s,%s,%s,%s) ON CONFLICT (namespace, thread_id, name) "
-                        "DO UPDATE SET value = excluded.value",
-                        (namespace, thread_id, name, json.dumps(value, ensure_ascii=False)),
-                    )
+            check_slot_version(thread_id, current, expected_version)
+            write_slot_values(c.execute, "%s", namespace, thread_id, values)
             c.execute(
                 "UPDATE slot_versions SET version = version + 1, updated_at = %s "
                 "WHERE namespace = %s AND thread_id = %s",
@@ -2230,7 +2172,7 @@ class PostgresStore:
                     ],
                 )
                 if r["history"]:
-                    cur.executemany(_IMPORT_HISTORY, history_rows(r))
+                    cur.executemany(_INSERT_HISTORY, history_rows(r))
                 counts["written"] += 1
         return counts
 

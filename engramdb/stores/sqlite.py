@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from engramdb.stores.ann import SEARCH_K
 from engramdb.stores.base import (
     BUMP_GENERATION_SQL,
     GENERATION_SQL,
+    HISTORY_SQL,
     MAX_GENERATION_SQL,
     NEXT_EXPIRY_SQL,
     RECORD_SELECT,
@@ -66,13 +66,17 @@ from engramdb.stores.base import (
     PreparedRecord,
     RecordChanges,
     ThreadTurn,
+    change_row,
     check_quota,
+    check_slot_version,
     checked_for_update,
     existing_id_outcome,
+    history_entry,
     inserted_record,
     record_params,
     row_to_record,
     scalar_set_clauses,
+    write_slot_values,
 )
 from engramdb.stores.sqlite_checkpoint import Checkpointer
 from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgrade
@@ -158,7 +162,6 @@ _STALE_SCOPE = (
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
 
-_RECORD_FIELDS = tuple(MemoryRecord.__dataclass_fields__)
 _INSERT_RECORD = (
     "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
     "content_hash, metadata, tags, source, importance, occurred_at, created_at, "
@@ -215,7 +218,8 @@ _BM25 = "bm25(chunks_fts, 1.0, 0.0)"
 _INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
 # An imported record keeps its id, times and version; SQLite adds its dedup key.
 _IMPORT_RECORD = insert_sql("records", (*RECORD_COLUMNS, "dedup"), "?", "ON CONFLICT DO NOTHING")
-_IMPORT_HISTORY = insert_sql("history", HISTORY_COLUMNS, "?")
+_INSERT_HISTORY = insert_sql("history", HISTORY_COLUMNS, "?")
+_HISTORY_SQL = HISTORY_SQL.format(p="?")
 
 
 def _passing_rids(
@@ -371,15 +375,6 @@ def _record_row(ns: str, it: PreparedRecord, now: int) -> tuple[Any, ...]:
 
 def _vector_bytes(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, np.float32).tobytes()
-
-
-def _image(record: MemoryRecord) -> str:
-    """The record as history JSON: the same output as ``to_dict`` without its deep copy."""
-    out: dict[str, Any] = {}
-    for name in _RECORD_FIELDS:
-        value = getattr(record, name)
-        out[name] = value.isoformat() if isinstance(value, datetime) else value
-    return json.dumps(out, ensure_ascii=False)
 
 
 class SQLiteStore:
@@ -887,20 +882,7 @@ class SQLiteStore:
                 )
             after = self._select_one(c, namespace, record_id)
             assert after is not None
-            c.execute(
-                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
-                "before, after, at) VALUES (?,?,?,?,'update',?,?,?,?)",
-                (
-                    namespace,
-                    record_id,
-                    before.user_id or "",
-                    before.thread_id or "",
-                    after.version,
-                    _image(before),
-                    _image(after),
-                    now,
-                ),
-            )
+            c.execute(_INSERT_HISTORY, change_row(namespace, before, after, now))
             return after
 
     def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:
@@ -920,20 +902,8 @@ class SQLiteStore:
             rids = [r[0] for r in rows]
             now = now_us()
             c.executemany(
-                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
-                "before, after, at) VALUES (?,?,?,?,'delete',?,?,NULL,?)",
-                [
-                    (
-                        namespace,
-                        rec.id,
-                        rec.user_id or "",
-                        rec.thread_id or "",
-                        rec.version + 1,
-                        _image(rec),
-                        now,
-                    )
-                    for rec in (row_to_record(r) for r in rows)
-                ],
+                _INSERT_HISTORY,
+                [change_row(namespace, row_to_record(r), None, now) for r in rows],
             )
             self._delete_chunks_of(c, rids)
             c.execute(
@@ -989,24 +959,8 @@ class SQLiteStore:
     def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
         """Return every change of a record, oldest first."""
         with self._read("reading history") as c:
-            rows = c.execute(
-                "SELECT seq, record_id, namespace, op, version, before, after, at FROM history "
-                "WHERE namespace = ? AND record_id = ? ORDER BY seq",
-                (namespace, record_id),
-            ).fetchall()
-        return [
-            HistoryEntry(
-                seq=r[0],
-                record_id=r[1],
-                namespace=r[2],
-                op=r[3],
-                version=r[4],
-                before=json.loads(r[5]) if r[5] else None,
-                after=json.loads(r[6]) if r[6] else None,
-                at=from_us_req(r[7]),
-            )
-            for r in rows
-        ]
+            rows = c.execute(_HISTORY_SQL, (namespace, record_id)).fetchall()
+        return [history_entry(r) for r in rows]
 
     # ------------------------------------------------------------------ search
 
@@ -1428,27 +1382,8 @@ class SQLiteStore:
                 (namespace, thread_id),
             ).fetchone()
             current = row[0] if row else 0
-            if expected_version is not None and expected_version != current:
-                raise ConflictError(
-                    f"slots of thread {thread_id!r} are at version {current}, "
-                    f"not the expected {expected_version}",
-                    thread_id=thread_id,
-                    version=current,
-                    expected_version=expected_version,
-                )
-            for name, value in values.items():
-                if value is None:
-                    c.execute(
-                        "DELETE FROM slots WHERE namespace = ? AND thread_id = ? AND name = ?",
-                        (namespace, thread_id, name),
-                    )
-                else:
-                    c.execute(
-                        "INSERT INTO slots(namespace, thread_id, name, value) VALUES (?,?,?,?) "
-                        "ON CONFLICT(namespace, thread_id, name) DO UPDATE SET "
-                        "value = excluded.value",
-                        (namespace, thread_id, name, json.dumps(value, ensure_ascii=False)),
-                    )
+            check_slot_version(thread_id, current, expected_version)
+            write_slot_values(c.execute, "?", namespace, thread_id, values)
             c.execute(
                 "INSERT INTO slot_versions(namespace, thread_id, user_id, version, updated_at) "
                 "VALUES (?,?,?,1,?) ON CONFLICT(namespace, thread_id) DO UPDATE SET "
@@ -1890,7 +1825,7 @@ class SQLiteStore:
                         (row[0], ordinal, start, end, np.asarray(vec, np.float32).tobytes()),
                     )
                     c.execute(_INSERT_FTS, (cur.lastrowid, body, scope))
-                c.executemany(_IMPORT_HISTORY, history_rows(r))
+                c.executemany(_INSERT_HISTORY, history_rows(r))
                 counts["written"] += 1
         return counts
 
