@@ -416,14 +416,19 @@ class Memory(_Shared):
         user_id: str | None = None,
         thread_id: str | None = None,
         namespace: bool = False,
+        compact: bool = False,
     ) -> dict[str, int]:
         """Erase a user's, a thread's or (``namespace=True``) the namespace's data for good.
 
-        Records, history, events and slots are removed with no before-image kept and the
-        space is overwritten; use it to honour deletion requests.
+        Records, history, events and slots are removed with no before-image kept; use it to
+        honour deletion requests. On SQLite the freed space is overwritten. On PostgreSQL
+        it is only marked free (the bytes stay in table and index pages until reused)
+        unless ``compact=True``, which rewrites the tables without it (``VACUUM FULL``:
+        they are locked meanwhile). On SQLite ``compact`` rewrites the file so it shrinks.
+        The result counts what was erased, and with ``compact`` the ``bytes_freed``.
         """
         return self._call(
-            "forget", self._engine.forget, self.namespace, user_id, thread_id, namespace
+            "forget", self._engine.forget, self.namespace, user_id, thread_id, namespace, compact
         )
 
     def namespaces(self) -> dict[str, int]:

@@ -672,3 +672,49 @@ def test_vectors_too_wide_for_a_btree_entry_go_without_the_covering_index(
         assert m.doctor(repair=True)["ok"] and USER_INDEX in _indexes(postgres_url)
     finally:
         m.close()
+
+
+def _schema_files_holding(url: str, needle: str) -> list[str]:
+    """Relations of the store's schema (tables, indexes, their TOAST) whose data files hold
+    ``needle``, read by the server after a CHECKPOINT (superuser: ``pg_read_binary_file``)."""
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CHECKPOINT")
+        rels = c.execute(
+            "WITH s AS (SELECT c.oid, c.reltoastrelid FROM pg_class c "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'i')), "
+            "t AS (SELECT reltoastrelid AS oid FROM s WHERE reltoastrelid <> 0) "
+            "SELECT oid::regclass::text, pg_relation_filepath(oid) FROM ("
+            "SELECT oid FROM s UNION SELECT oid FROM t "
+            "UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM t)) r"
+        ).fetchall()
+        assert any(name == "records" for name, _ in rels)
+        return [
+            name
+            for name, path in rels
+            if path is not None
+            and c.execute(
+                "SELECT position(%s::bytea IN pg_read_binary_file(%s)) > 0",
+                (needle.encode(), path),
+            ).fetchone()[0]
+        ]
+
+
+def test_forget_compact_leaves_no_trace_in_the_data_files(postgres_url: str) -> None:
+    """Plain ``forget`` vacuums, which frees the dead rows' space without zeroing it;
+    ``compact=True`` rewrites the tables and indexes, and the erased token is gone from
+    every data file of the store (WAL segments are out of its reach and not checked)."""
+    secret, kept = "zqxw7731", "ykvb4418"
+    mem = Memory(postgres_url, embedder=HashEmbedder(16))
+    try:
+        mem.add([{"text": f"bob note {i} {kept}", "user_id": "bob"} for i in range(100)])
+        mem.add([{"text": f"alice told {i} {secret}", "user_id": "alice"} for i in range(50)])
+        assert "records" in _schema_files_holding(postgres_url, secret)
+        assert mem.forget(user_id="alice")["records"] == 50
+        assert "records" in _schema_files_holding(postgres_url, secret)  # freed, not zeroed
+        counts = mem.forget(user_id="alice", compact=True)
+        assert counts["records"] == 0 and counts["bytes_freed"] > 0
+        assert _schema_files_holding(postgres_url, secret) == []
+        assert "records" in _schema_files_holding(postgres_url, kept)  # the check can see
+        assert mem.count(user_id="bob") == 100
+    finally:
+        mem.close()

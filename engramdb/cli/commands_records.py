@@ -356,11 +356,21 @@ def delete_all_cmd(all_: bool, **filters: Any) -> None:
 @click.option("--user-id", help="Erase everything of this user.")
 @click.option("--thread-id", help="Erase everything of this thread.")
 @click.option("--whole-namespace", is_flag=True, help="Erase the whole namespace.")
+@click.option(
+    "--compact",
+    is_flag=True,
+    help="Then rewrite the storage without the freed space (PostgreSQL: VACUUM FULL, "
+    "which locks the tables meanwhile; SQLite: VACUUM).",
+)
 @global_options
-def forget_cmd(user_id: str | None, thread_id: str | None, whole_namespace: bool) -> None:
+def forget_cmd(
+    user_id: str | None, thread_id: str | None, whole_namespace: bool, compact: bool
+) -> None:
     """Erase a user's, thread's or namespace's data for good (no history kept)."""
     with state().open() as mem:
-        counts = mem.forget(user_id=user_id, thread_id=thread_id, namespace=whole_namespace)
+        counts = mem.forget(
+            user_id=user_id, thread_id=thread_id, namespace=whole_namespace, compact=compact
+        )
     emit(counts)
 
 

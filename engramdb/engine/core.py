@@ -926,15 +926,25 @@ class Engine:
     # ------------------------------------------------------------------ admin
 
     def forget(
-        self, namespace: str, user_id: str | None, thread_id: str | None, everything: bool
+        self,
+        namespace: str,
+        user_id: str | None,
+        thread_id: str | None,
+        everything: bool,
+        compact: bool = False,
     ) -> dict[str, int]:
         """Erase a subject for good (records, history, events, slots)."""
         v.check_namespace(namespace)
         user = v.check_scope(user_id, "user_id")
         thread = v.check_scope(thread_id, "thread_id")
+        for name, flag in (("namespace", everything), ("compact", compact)):
+            if not isinstance(flag, bool):
+                raise ValidationError(
+                    f"{name} must be true or false, not {type(flag).__name__}", field=name
+                )
         if user is None and thread is None and not everything:
             raise ValidationError("forget needs user_id, thread_id, or namespace=True")
-        return self.store.forget(namespace, user, thread, everything)
+        return self.store.forget(namespace, user, thread, everything, compact)
 
     def health(self) -> dict[str, Any]:
         """Check each component: the store answers, the embedder embeds."""

@@ -314,7 +314,10 @@ async def set_slots(thread_id: str, body: s.SetSlotsRequest, mem: Mem) -> s.Slot
 async def forget(body: s.ForgetRequest, mem: Mem) -> s.ForgetOut:
     """Erase a user's, a thread's or the namespace's data for good (no history kept)."""
     erased = await mem.forget(
-        user_id=body.user_id, thread_id=body.thread_id, namespace=body.namespace
+        user_id=body.user_id,
+        thread_id=body.thread_id,
+        namespace=body.namespace,
+        compact=body.compact,
     )
     return s.ForgetOut(erased=erased)
 

@@ -211,6 +211,9 @@ class ForgetRequest(_Request):
     user_id: str | None = None
     thread_id: str | None = None
     namespace: bool = False
+    compact: bool = Field(
+        False, description="Also rewrite the storage without the freed space (see forget)."
+    )
 
 
 class DoctorRequest(_Request):

@@ -300,9 +300,15 @@ class Store(Protocol):
         ...
 
     def forget(
-        self, namespace: str, user_id: str | None, thread_id: str | None, everything: bool
+        self,
+        namespace: str,
+        user_id: str | None,
+        thread_id: str | None,
+        everything: bool,
+        compact: bool = False,
     ) -> dict[str, int]:
-        """Erase a subject's records, history, events and slots for good."""
+        """Erase a subject's records, history, events and slots for good; ``compact`` then
+        rewrites the storage (key ``bytes_freed`` in the result)."""
         ...
 
     def namespaces(self) -> dict[str, int]:

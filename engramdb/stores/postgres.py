@@ -259,6 +259,7 @@ class _VectorDumper(Dumper):
 # falls as the user's share grows (1k 32 ms, 3.3k 13 ms, 6.7k 8.9 ms, 13k 7.5 ms; recall@10
 # 0.99); they cross near 5k.
 EXACT_USER_MAX_ROWS = 5_000
+_FORGET_TABLES = "records, chunks, history, events, slots, slot_versions"
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (see below)
 # A search of a large scope whose filter requires a tag or a metadata value (which the GIN
 # indexes on records answer) scores the passing records' chunks exactly when at most this
@@ -1753,12 +1754,21 @@ class PostgresStore:
     # ------------------------------------------------------------------ erasure
 
     def forget(
-        self, namespace: str, user_id: str | None, thread_id: str | None, everything: bool
+        self,
+        namespace: str,
+        user_id: str | None,
+        thread_id: str | None,
+        everything: bool,
+        compact: bool = False,
     ) -> dict[str, int]:
         """Erase records, history, events and slots of a user, a thread or a namespace.
 
         Unlike ``delete`` this keeps no before-image; afterwards the tables are vacuumed so
-        the dead rows' space is reclaimed and reused.
+        the dead rows' space is reclaimed and reused. ``VACUUM`` does not zero that space:
+        the erased text stays in table and index pages until it is overwritten. ``compact``
+        runs ``VACUUM FULL`` instead, which writes each table and its indexes anew without
+        the dead rows (they are locked against reads and writes meanwhile; the HNSW graph
+        is rebuilt). Copies in WAL segments, replicas and backups are outside its reach.
         """
         conds: list[str] = []
         args: list[Any] = []
@@ -1803,8 +1813,22 @@ class PostgresStore:
                 )
                 counts["slot_threads"] = len(threads)
         with self._read("reclaiming space") as c:
-            c.execute("VACUUM records, chunks, history, events, slots, slot_versions")
+            if compact:
+                before = self._table_bytes(c)
+                c.execute(f"VACUUM FULL {_FORGET_TABLES}")
+                counts["bytes_freed"] = max(0, before - self._table_bytes(c))
+            else:
+                c.execute(f"VACUUM {_FORGET_TABLES}")
         return counts
+
+    @staticmethod
+    def _table_bytes(c: psycopg.Connection[Any]) -> int:
+        """Bytes on disk of the tables ``forget`` erases from, with their indexes and TOAST."""
+        row = c.execute(
+            "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) t",
+            ([t.strip() for t in _FORGET_TABLES.split(",")],),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     # ------------------------------------------------------------------ admin
 

@@ -1403,13 +1403,19 @@ class SQLiteStore:
     # ------------------------------------------------------------------ erasure
 
     def forget(
-        self, namespace: str, user_id: str | None, thread_id: str | None, everything: bool
+        self,
+        namespace: str,
+        user_id: str | None,
+        thread_id: str | None,
+        everything: bool,
+        compact: bool = False,
     ) -> dict[str, int]:
         """Erase records, history, events and slots of a user, a thread or a namespace.
 
         Unlike ``delete`` this keeps no before-image: the rows are removed with
         ``secure_delete`` on, the keyword index is optimised and the WAL truncated, so the
-        text does not linger in free pages.
+        text does not linger in free pages. ``compact`` also rewrites the file without its
+        free pages (``VACUUM``; other writers wait meanwhile), so it shrinks.
         """
         conds: list[str] = []
         args: list[Any] = []
@@ -1465,6 +1471,10 @@ class SQLiteStore:
                             )
                         counts["slot_threads"] = len(threads)
                     c.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+                if compact:
+                    before = self._file_bytes(w)
+                    w.execute("VACUUM")
+                    counts["bytes_freed"] = max(0, before - self._file_bytes(w))
                 w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise self._translate(exc, "forgetting") from exc
@@ -1472,6 +1482,12 @@ class SQLiteStore:
                 if self._writer is not None:
                     self._writer.execute(f"PRAGMA secure_delete = {_SECURE_DELETE}")
         return counts
+
+    @staticmethod
+    def _file_bytes(conn: sqlite3.Connection) -> int:
+        """The database's size in bytes as SQLite sees it (pages in use and free)."""
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages) * int(conn.execute("PRAGMA page_size").fetchone()[0])
 
     # ------------------------------------------------------------------ admin
 

@@ -122,6 +122,7 @@ def test_forget_user(mem: Memory) -> None:
     ids = _populate(mem)
     counts = mem.forget(user_id="alice")
     assert counts["records"] == 2 and counts["events"] == 1
+    assert "bytes_freed" not in counts  # no rewrite without compact
     assert {r.id for r in all_records(mem)} == {ids["b1"], ids["b2"]}
     for key in ("a1", "a2"):
         with pytest.raises(NotFoundError):
@@ -134,6 +135,25 @@ def test_forget_user(mem: Memory) -> None:
     assert mem.get_slots("ta").values == {}
     assert mem.get_slots("tb").values == {"k": "bob"}
     assert len(mem.history(ids["b1"])) == 1
+    assert mem.doctor()["ok"]
+
+
+def test_forget_compact_rewrites_the_storage_and_keeps_the_rest(mem: Memory) -> None:
+    ids = _populate(mem)
+    filler = "words that take room on the pages " * 20
+    mem.add([{"text": f"alice note {i} {filler}", "user_id": "alice"} for i in range(200)])
+    with pytest.raises(ValidationError, match="compact"):
+        mem.forget(user_id="alice", compact="yes")  # type: ignore[arg-type]
+    assert mem.count(user_id="alice") == 202  # the refused call erased nothing
+    counts = mem.forget(user_id="alice", compact=True)
+    assert counts["records"] == 202 and counts["events"] == 1
+    assert counts["bytes_freed"] > 0  # the rewritten storage is smaller
+    assert {r.id for r in all_records(mem)} == {ids["b1"], ids["b2"]}
+    # Every index still answers after the rewrite, for old records and new ones.
+    assert {h.record.id for h in mem.search("bob fact", top_k=5)} == {ids["b1"], ids["b2"]}
+    new = mem.add("carol fact after the rewrite", user_id="carol")[0].id
+    assert [h.record.id for h in mem.search("carol fact", user_id="carol").hits] == [new]
+    assert mem.get_slots("tb").values == {"k": "bob"}
     assert mem.doctor()["ok"]
 
 

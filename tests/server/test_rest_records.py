@@ -228,6 +228,12 @@ async def test_forget_namespaces_stats_health(client: httpx.AsyncClient) -> None
     assert forgot.status_code == 200 and forgot.json()["erased"]["records"] == 1
     assert (await client.post(f"{NS}/records/count", json={})).json()["count"] == 1
     assert_error(await client.post(f"{NS}/forget", json={}), 422, "validation_error")
+    bad = {"user_id": "bob", "compact": "later"}
+    assert_error(await client.post(f"{NS}/forget", json=bad), 422, "validation_error")
+    await add_one(client, "carol fact", user_id="carol")
+    forgot = await client.post(f"{NS}/forget", json={"user_id": "carol", "compact": True})
+    assert forgot.status_code == 200, forgot.text
+    assert forgot.json()["erased"]["records"] == 1 and forgot.json()["erased"]["bytes_freed"] >= 0
 
     spaces = (await client.get("/v1/namespaces")).json()["namespaces"]
     assert spaces == {"team-a": 1, "team-b": 1}
