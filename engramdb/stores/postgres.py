@@ -259,7 +259,8 @@ class _VectorDumper(Dumper):
 # falls as the user's share grows (1k 32 ms, 3.3k 13 ms, 6.7k 8.9 ms, 13k 7.5 ms; recall@10
 # 0.99); they cross near 5k.
 EXACT_USER_MAX_ROWS = 5_000
-_FORGET_TABLES = "records, chunks, history, events, slots, slot_versions"
+# The tables ``forget`` deletes from, vacuumed (or, with ``compact``, rewritten) after it.
+_FORGET_TABLES = ("records", "chunks", "history", "events", "slots", "slot_versions")
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (see below)
 # A search of a large scope whose filter requires a tag or a metadata value (which the GIN
 # indexes on records answer) scores the passing records' chunks exactly when at most this
@@ -1815,10 +1816,10 @@ class PostgresStore:
         with self._read("reclaiming space") as c:
             if compact:
                 before = self._table_bytes(c)
-                c.execute(f"VACUUM FULL {_FORGET_TABLES}")
+                c.execute(f"VACUUM FULL {', '.join(_FORGET_TABLES)}")
                 counts["bytes_freed"] = max(0, before - self._table_bytes(c))
             else:
-                c.execute(f"VACUUM {_FORGET_TABLES}")
+                c.execute(f"VACUUM {', '.join(_FORGET_TABLES)}")
         return counts
 
     @staticmethod
@@ -1826,7 +1827,7 @@ class PostgresStore:
         """Bytes on disk of the tables ``forget`` erases from, with their indexes and TOAST."""
         row = c.execute(
             "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) t",
-            ([t.strip() for t in _FORGET_TABLES.split(",")],),
+            (list(_FORGET_TABLES),),
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
