@@ -166,7 +166,7 @@ def test_add_messages_and_forget(run: Run) -> None:
     assert counts["records"] == 2 and "bytes_freed" not in counts
     run("--json", "add", "a fact of u2", "--user-id", "u2")
     counts = out_json(run("--json", "forget", "--user-id", "u2", "--compact"))
-    assert counts["records"] == 1 and counts["bytes_freed"] >= 0
+    assert counts["records"] == 1 and isinstance(counts["bytes_freed"], int)  # it compacted
     assert out_json(run("--json", "count")) == {"count": 0}
     assert out_json(run("--json", "count")) == {"count": 0}
     assert run("--json", "forget").exit_code == 2

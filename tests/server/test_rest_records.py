@@ -233,7 +233,8 @@ async def test_forget_namespaces_stats_health(client: httpx.AsyncClient) -> None
     await add_one(client, "carol fact", user_id="carol")
     forgot = await client.post(f"{NS}/forget", json={"user_id": "carol", "compact": True})
     assert forgot.status_code == 200, forgot.text
-    assert forgot.json()["erased"]["records"] == 1 and forgot.json()["erased"]["bytes_freed"] >= 0
+    erased = forgot.json()["erased"]
+    assert erased["records"] == 1 and isinstance(erased["bytes_freed"], int)  # it compacted
 
     spaces = (await client.get("/v1/namespaces")).json()["namespaces"]
     assert spaces == {"team-a": 1, "team-b": 1}
