@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,8 @@ def test_resume_after_kill(tmp_path: Path, postgres_url: str) -> None:
                 )
             except psycopg.Error:
                 rows = []  # the schema is still being created
-            copied = json.loads(rows[0][0])["records"] if rows else 0
+            # the batch log: one entry per committed batch (two loaders commit out of order)
+            copied = sum(json.loads(row[0]).get("records", 0) for row in rows)
             if copied >= 300:
                 proc.send_signal(signal.SIGKILL)
                 break
@@ -274,6 +276,53 @@ def test_resume_after_kill(tmp_path: Path, postgres_url: str) -> None:
     ]
     history = _sql(postgres_url, "SELECT count(*) FROM history")[0][0]
     assert history == _source_stats(src)["history"]
+
+
+def test_resume_after_a_batch_failed_while_a_later_one_committed(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two loaders: batch 2 fails only after batch 3 committed on the other connection, so
+    the target holds batches 0, 1 and 3 with a hole. The run reports the error; the resumed
+    run copies batch 2 and everything after 3, nothing twice, and the log says exactly how
+    many records the failed run left."""
+    src = _build_source(tmp_path / "src.db", per_namespace=100)
+    total = 2 * 101
+    real_load = PostgresStore.load_records
+    calls: list[int] = []
+    third_done = threading.Event()
+
+    def load(self: PostgresStore, batch: list[dict[str, Any]], meta: Any = None) -> Any:
+        with lock:
+            calls.append(len(calls))
+            number = calls[-1]
+        if number == 2:
+            assert third_done.wait(30), "the other loader never finished batch 3"
+            raise StoreError("injected: the connection died during batch 2")
+        out = real_load(self, batch, meta)
+        if number == 3:
+            third_done.set()
+        return out
+
+    lock = threading.Lock()
+    monkeypatch.setattr(PostgresStore, "load_records", load)
+    with pytest.raises(StoreError, match="injected"):
+        migrate_store(src, postgres_url, batch_size=10)
+    monkeypatch.setattr(PostgresStore, "load_records", real_load)
+    partial = _sql(postgres_url, "SELECT count(*) FROM records")[0][0]
+    log = dict(_sql(postgres_url, "SELECT key, value FROM meta WHERE key LIKE '%#batch:%'"))
+    committed = sorted(int(k.rsplit(":", 1)[1]) for k in log)
+    # 0, 1 and 3, and 4 when the other loader took it before batch 2's failure was known
+    assert committed in ([0, 1, 3], [0, 1, 3, 4])
+    assert partial == 10 * len(committed) == sum(json.loads(v)["records"] for v in log.values())
+    report = migrate_store(src, postgres_url, batch_size=10)
+    assert report["resumed"] and report["loaders"] == 2
+    assert report["records_before_resume"] == partial
+    assert report["written"] == total - partial and report["unchanged"] == 0
+    assert _sql(postgres_url, "SELECT count(*), count(DISTINCT (namespace, id)) FROM records") == [
+        (total, total)
+    ]
+    assert _sql(postgres_url, "SELECT key FROM meta WHERE key LIKE 'migrate_from:%'") == []
+    assert _snapshot(postgres_url) == _snapshot(src)
 
 
 def test_cli_json_help_and_usage_errors(tmp_path: Path, postgres_url: str) -> None:

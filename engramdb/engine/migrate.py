@@ -39,6 +39,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engramdb.config import Settings, url_without_password
+from engramdb.engine.batch_log import (
+    ENTRY_INFIX,
+    Key,
+    ResumePlan,
+    entry_key,
+    entry_value,
+    plan_resume,
+    skip_islands,
+)
 from engramdb.engine.timeutil import to_us
 from engramdb.errors import StoreError, ValidationError
 
@@ -49,6 +58,7 @@ if TYPE_CHECKING:
 CHECKPOINT_PREFIX = "migrate_from:"
 COUNTED = ("records", "history", "events", "threads_with_slots")
 MAX_BATCH = 50_000
+LOADERS = 2  # loader connections of a copy (see _load_batches)
 PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 
@@ -220,17 +230,23 @@ def _run(
         empty = not stats.get("records") and not stats.get("chunks")
         if not empty:
             _refuse_conflicts(src, dst, namespaces, batch_size)
-        state = {"after": None, "bulk": empty, "records": 0}
+        state = {"bulk": empty}
+        dst.delete_meta_prefix(key + ENTRY_INFIX)  # a log of an abandoned run
         if empty:
             dst.drop_vector_index()  # load first, build the graph once after
         dst.write_meta(key, json.dumps(state))
+    if "after" in state:  # a checkpoint from before the batch log: becomes its first entry
+        if state["after"]:
+            last = (state["after"][0], state["after"][1])
+            dst.write_meta(entry_key(key, 0), entry_value(None, last, int(state["records"])))
+        state = {k: v for k, v in state.items() if k not in ("after", "records")}
+        dst.write_meta(key, json.dumps(state))
+    plan = plan_resume(dst.read_meta_prefix(key + ENTRY_INFIX), key)
     copy_started = time.perf_counter()
-    after = tuple(state["after"]) if state["after"] else None
-    done_before = int(state["records"])
     tally = {"written": 0, "unchanged": 0}
-    with contextlib.closing(_read_ahead(src, after, batch_size)) as batches:
-        for batch in batches:
-            _flush(dst, key, state, batch, tally, progress)
+    loaders = max(1, min(LOADERS, dst.pool_max))
+    with contextlib.closing(_read_ahead(src, plan, batch_size)) as batches:
+        _load_batches(dst, key, batches, loaders, plan.next_seq, tally, progress)
     orphans = 0  # the history of deleted records (iter_all carries the rest)
     while True:
         rows = src.iter_orphan_history(int(state.get("history_after", 0)), batch_size)
@@ -259,18 +275,20 @@ def _run(
             + (" …" if len(verification["mismatches"]) > 5 else ""),
             mismatches=verification["mismatches"],
         )
+    dst.delete_meta_prefix(key + ENTRY_INFIX)
     dst.write_meta(key, None)  # done: a later run starts over (and finds all unchanged)
     return {
         "dry_run": False,
         "resumed": resumed,
         "bulk_load": bool(state["bulk"]),
         "embedder": _embedder(dst),
-        "records_before_resume": done_before,
+        "records_before_resume": plan.records,
         "written": tally["written"],
         "unchanged": tally["unchanged"],
         "deleted_records_history_written": orphans,
         "events_written": events,
         "slot_threads_written": slots,
+        "loaders": loaders,
         "copy_seconds": round(copy_s, 3),
         "index_seconds": round(index_s, 3),
         "verified": True,
@@ -279,14 +297,16 @@ def _run(
 
 
 def _read_ahead(
-    src: Store, after: tuple[str, str] | None, batch_size: int
-) -> Generator[list[dict[str, Any]], None, None]:
+    src: Store, plan: ResumePlan, batch_size: int
+) -> Generator[tuple[Key | None, list[dict[str, Any]]], None, None]:
     """Yield the source's records in batches, read and converted on a second thread.
 
     Why: reading and converting a batch is client CPU and loading the previous one is
     server work; overlapping them shortens the copy (measured: the two are about even).
     The reader thread owns the source iterator from start to end (a SQLite connection is
-    bound to its thread); at most two batches wait in the queue.
+    bound to its thread); at most two batches wait in the queue. Each batch comes with
+    the key of the record before it (its span's ``prev`` in the batch log), and the spans
+    a killed run committed out of order are stepped over.
     """
     done = object()
     out: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -304,13 +324,17 @@ def _read_ahead(
     def read() -> None:
         try:
             batch: list[dict[str, Any]] = []
-            for item in src.iter_all(None, None, after=after):
+            prev: Key | None = None
+            items = src.iter_all(None, None, after=plan.after)
+            for before, item in skip_islands(items, plan.after, plan.islands, _source_key):
+                if not batch:  # a span over an island still holds only copied records
+                    prev = before
                 batch.append(_import_row(item))
                 if len(batch) >= batch_size:
-                    if not put(batch):
+                    if not put((prev, batch)):
                         return
                     batch = []
-            if batch and not put(batch):
+            if batch and not put((prev, batch)):
                 return
             put(done)
         except BaseException as exc:  # handed to the consumer, raised there
@@ -331,29 +355,70 @@ def _read_ahead(
         reader.join()
 
 
-def _flush(
+def _load_batches(
     dst: PostgresStore,
     key: str,
-    state: dict[str, Any],
-    batch: list[dict[str, Any]],
+    batches: Iterator[tuple[Key | None, list[dict[str, Any]]]],
+    loaders: int,
+    first_seq: int,
     tally: dict[str, int],
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Load one batch; its checkpoint commits in the same transaction as its rows."""
-    if not batch:
-        return
-    last = batch[-1]
-    nxt = {
-        **state,
-        "after": [last["namespace"], last["id"]],
-        "records": state["records"] + len(batch),
-    }
-    out = dst.load_records(batch, meta={key: json.dumps(nxt)})
-    state.update(nxt)
-    tally["written"] += out["written"]
-    tally["unchanged"] += out["unchanged"]
-    if progress:
-        progress(len(batch))
+    """Load the batches through ``loaders`` connections at once, each batch in one
+    transaction with its batch-log entry (see :mod:`engramdb.engine.batch_log`).
+
+    Why several: one connection's COPY keeps one server process busy while the client
+    waits; two overlap (100k records: 12.5 s with one, 9.3 s with two on 2 cores). On
+    the first error no new batch starts, the batches in flight finish (committed with
+    their entries, or not at all), and the error is raised.
+    """
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    seq = [first_seq]
+
+    def next_batch() -> tuple[int, Key | None, list[dict[str, Any]]] | None:
+        with lock:
+            if failures:
+                return None
+            try:
+                prev, batch = next(batches)
+            except StopIteration:
+                return None
+            seq[0] += 1
+            return seq[0] - 1, prev, batch
+
+    def load() -> None:
+        try:
+            while (job := next_batch()) is not None:
+                number, prev, batch = job
+                last = (batch[-1]["namespace"], batch[-1]["id"])
+                entry: dict[str, str | None] = {
+                    entry_key(key, number): entry_value(prev, last, len(batch))
+                }
+                out = dst.load_records(batch, meta=entry)
+                with lock:
+                    tally["written"] += out["written"]
+                    tally["unchanged"] += out["unchanged"]
+                    if progress:
+                        progress(len(batch))
+        except BaseException as exc:
+            with lock:
+                failures.append(exc)
+
+    threads = [
+        threading.Thread(target=load, name=f"engramdb-migrate-loader-{i}") for i in range(loaders)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def _source_key(item: dict[str, Any]) -> Key:
+    """The (namespace, id) of an :meth:`Store.iter_all` item."""
+    return (item["record"].namespace, item["record"].id)
 
 
 def _import_row(item: dict[str, Any]) -> dict[str, Any]:

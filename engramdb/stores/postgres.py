@@ -2251,6 +2251,27 @@ class PostgresStore:
         with self._write("writing metadata") as c:
             self._put_meta(c, key, value)
 
+    @retried
+    def read_meta_prefix(self, prefix: str) -> dict[str, str]:
+        """Every ``meta`` value whose key starts with ``prefix`` (a migration's batch log)."""
+        with self._read("reading metadata") as c:
+            rows = c.execute(
+                "SELECT key, value FROM meta WHERE starts_with(key, %s)", (prefix,)
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    @retried
+    def delete_meta_prefix(self, prefix: str) -> int:
+        """Remove every ``meta`` value whose key starts with ``prefix``; return how many."""
+        with self._write("writing metadata") as c:
+            cur = c.execute("DELETE FROM meta WHERE starts_with(key, %s)", (prefix,))
+            return cur.rowcount
+
+    @property
+    def pool_max(self) -> int:
+        """The most pooled connections this store opens (concurrent loaders stay within)."""
+        return self._pool_args[1]
+
     @staticmethod
     def _put_meta(c: psycopg.Connection[Any], key: str, value: str | None) -> None:
         if value is None:
