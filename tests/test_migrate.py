@@ -325,6 +325,36 @@ def test_resume_after_a_batch_failed_while_a_later_one_committed(
     assert _snapshot(postgres_url) == _snapshot(src)
 
 
+def test_an_interrupt_stops_the_loaders_and_the_run_resumes(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Ctrl-C while the loaders run: the call raises KeyboardInterrupt only after both
+    loader threads have finished their batch (none is left writing behind the caller's
+    back), and a second run copies exactly the rest."""
+    src = _build_source(tmp_path / "src.db", per_namespace=100)
+    total = 2 * 101
+
+    main = threading.main_thread().ident
+    assert threading.get_ident() == main, "the test must run on the main thread"
+
+    sent = threading.Event()
+
+    def interrupt(_: int) -> None:  # one Ctrl-C, delivered to the thread waiting on the loaders
+        if not sent.is_set():
+            sent.set()
+            signal.pthread_kill(main, signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate_store(src, postgres_url, batch_size=10, progress=interrupt)
+    left = [t for t in threading.enumerate() if t.name.startswith("engramdb-migrate")]
+    assert not [t for t in left if t.is_alive()]
+    partial = _sql(postgres_url, "SELECT count(*) FROM records")[0][0]
+    assert 10 <= partial < total
+    report = migrate_store(src, postgres_url, batch_size=10)
+    assert report["records_before_resume"] == partial
+    assert report["written"] == total - partial and report["unchanged"] == 0
+
+
 def test_cli_json_help_and_usage_errors(tmp_path: Path, postgres_url: str) -> None:
     src = _build_source(tmp_path / "src.db", per_namespace=5)
     runner = CliRunner()
