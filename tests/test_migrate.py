@@ -6,6 +6,7 @@ kill test stops a real ``engramdb migrate`` process with SIGKILL in the middle o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from click.testing import CliRunner
 from engramdb import ConflictError, HashEmbedder, Memory, Settings, StoreError, ValidationError
 from engramdb.cli import cli
 from engramdb.engine.migrate import CHECKPOINT_PREFIX, migrate_store, verify
-from engramdb.stores.postgres import PostgresStore
+from engramdb.stores.postgres import CHECKPOINT_FENCE_SQL, PostgresStore
 from engramdb.stores.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.postgres
@@ -265,6 +266,8 @@ def test_resume_after_kill(tmp_path: Path, postgres_url: str) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
     if proc.stderr:
         proc.stderr.close()
+    with contextlib.closing(PostgresStore(postgres_url)) as target:
+        target.settle_checkpoints()  # the killed run's last COMMIT may still be landing
     partial = _sql(postgres_url, "SELECT count(*) FROM records")[0][0]
     assert 300 <= partial < total
     report = migrate_store(src, postgres_url, batch_size=200)
@@ -353,6 +356,27 @@ def test_an_interrupt_stops_the_loaders_and_the_run_resumes(
     report = migrate_store(src, postgres_url, batch_size=10)
     assert report["records_before_resume"] == partial
     assert report["written"] == total - partial and report["unchanged"] == 0
+
+
+def test_a_run_waits_for_a_checkpointing_commit_still_in_flight(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A killed run's loader whose COMMIT is on its way still commits on the server after the
+    client is gone; a run started meanwhile must not read the checkpoints before it lands.
+    Here an open transaction holds the checkpoint fence the way such a loader does: the
+    run waits for it, and proceeds once it ends."""
+    src = _build_source(tmp_path / "src.db", per_namespace=20)
+    PostgresStore(postgres_url).close()  # the schema exists
+    with psycopg.connect(postgres_url) as loader:
+        loader.execute(CHECKPOINT_FENCE_SQL.format(mode="_shared"))
+        done: list[dict[str, Any]] = []
+        run = threading.Thread(target=lambda: done.append(migrate_store(src, postgres_url)))
+        run.start()
+        run.join(1.5)
+        assert run.is_alive() and not done  # waiting on the in-flight transaction
+        loader.commit()
+    run.join(60)
+    assert done and done[0]["written"] == 2 * 21 and done[0]["verified"]
 
 
 def test_cli_json_help_and_usage_errors(tmp_path: Path, postgres_url: str) -> None:

@@ -222,6 +222,7 @@ def _run(
     if embedder is not None:
         dst.check_embedder(*embedder)  # invariant 7: the target takes the source's embedder
     key = CHECKPOINT_PREFIX + source_id
+    dst.settle_checkpoints()  # a killed run's last COMMIT may still be landing
     saved = dst.read_meta(key)
     state: dict[str, Any] | None = json.loads(saved) if saved and resume else None
     resumed = state is not None

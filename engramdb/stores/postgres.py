@@ -301,6 +301,15 @@ def vector_index_ddl(dim: int | None, m: int, ef_construction: int) -> list[str]
     return ddl
 
 
+# A write that commits a resume checkpoint (``meta`` of load_records / load_history) holds
+# this lock shared for its transaction; settle_checkpoints takes it exclusively, so it
+# returns only once every such transaction has ended, including one whose client died
+# after sending COMMIT (the server still commits it; see settle_checkpoints).
+CHECKPOINT_FENCE_SQL = (
+    "SELECT pg_advisory_xact_lock{mode}(hashtext('engramdb:checkpoints:' || current_schema()))"
+)
+
+
 DROP_VECTOR_INDEXES = [
     "DROP INDEX IF EXISTS chunks_hnsw",
     f"DROP INDEX IF EXISTS {COVER_INDEX}",
@@ -2252,6 +2261,22 @@ class PostgresStore:
             self._put_meta(c, key, value)
 
     @retried
+    def settle_checkpoints(self) -> None:
+        """Wait until every write carrying a resume checkpoint has committed or rolled back.
+
+        Why: a run killed while a batch's COMMIT was on its way leaves a transaction the
+        server still commits, a moment after the client is gone. A resumed run that read
+        its checkpoints before that commit would copy the batch again (measured: the kill
+        test failed so under load, the second loader being mid-COMMIT when the first one's
+        commit became visible). Checkpointing writes hold :data:`CHECKPOINT_FENCE_SQL`
+        shared; taking it exclusively here waits them out. A dead client's transaction
+        that has not sent COMMIT is rolled back when its server process sees the
+        connection closed.
+        """
+        with self._read("waiting for checkpointing writes") as c:
+            c.execute(CHECKPOINT_FENCE_SQL.format(mode=""))
+
+    @retried
     def read_meta_prefix(self, prefix: str) -> dict[str, str]:
         """Every ``meta`` value whose key starts with ``prefix`` (a migration's batch log)."""
         with self._read("reading metadata") as c:
@@ -2307,6 +2332,8 @@ class PostgresStore:
             by_ns.setdefault(r["namespace"], []).append(r)
         # Cached searches of these namespaces must not outlive the load (cache tier).
         with self._write("bulk-loading records", bump=list(by_ns)) as c:
+            if meta:
+                c.execute(CHECKPOINT_FENCE_SQL.format(mode="_shared"))
             fresh: list[dict[str, Any]] = []
             for ns, items in by_ns.items():
                 have = {
@@ -2358,6 +2385,8 @@ class PostgresStore:
             self._write("bulk-loading history", bump={r[1] for r in rows}) as c,
             c.cursor() as cur,
         ):
+            if meta:
+                cur.execute(CHECKPOINT_FENCE_SQL.format(mode="_shared"))
             cur.execute(
                 'CREATE TEMP TABLE IF NOT EXISTS engram_load_history (namespace text COLLATE "C", '
                 'record_id text COLLATE "C", user_id text COLLATE "C", thread_id text '
