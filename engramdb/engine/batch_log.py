@@ -29,9 +29,14 @@ T = TypeVar("T")
 ENTRY_INFIX = "#batch:"
 
 
+def log_prefix(checkpoint_key: str) -> str:
+    """What every ``meta`` key of the batch log of ``checkpoint_key`` starts with."""
+    return checkpoint_key + ENTRY_INFIX
+
+
 def entry_key(checkpoint_key: str, seq: int) -> str:
     """The ``meta`` key of batch ``seq`` of the copy checkpointed under ``checkpoint_key``."""
-    return f"{checkpoint_key}{ENTRY_INFIX}{seq:09d}"
+    return f"{log_prefix(checkpoint_key)}{seq:09d}"
 
 
 def entry_value(prev: Key | None, last: Key, records: int) -> str:
@@ -59,7 +64,7 @@ def plan_resume(entries: dict[str, str], checkpoint_key: str) -> ResumePlan:
     """Read the batch log (``meta`` key -> JSON entry) of ``checkpoint_key``."""
     spans: dict[Key | None, Key] = {}
     plan = ResumePlan()
-    prefix = checkpoint_key + ENTRY_INFIX
+    prefix = log_prefix(checkpoint_key)
     for name, raw in entries.items():
         if not name.startswith(prefix):
             continue

@@ -40,11 +40,11 @@ import numpy as np
 
 from engramdb.config import Settings, url_without_password
 from engramdb.engine.batch_log import (
-    ENTRY_INFIX,
     Key,
     ResumePlan,
     entry_key,
     entry_value,
+    log_prefix,
     plan_resume,
     skip_islands,
 )
@@ -232,7 +232,7 @@ def _run(
         if not empty:
             _refuse_conflicts(src, dst, namespaces, batch_size)
         state = {"bulk": empty}
-        dst.delete_meta_prefix(key + ENTRY_INFIX)  # a log of an abandoned run
+        dst.delete_meta_prefix(log_prefix(key))  # a log of an abandoned run
         if empty:
             dst.drop_vector_index()  # load first, build the graph once after
         dst.write_meta(key, json.dumps(state))
@@ -242,7 +242,7 @@ def _run(
             dst.write_meta(entry_key(key, 0), entry_value(None, last, int(state["records"])))
         state = {k: v for k, v in state.items() if k not in ("after", "records")}
         dst.write_meta(key, json.dumps(state))
-    plan = plan_resume(dst.read_meta_prefix(key + ENTRY_INFIX), key)
+    plan = plan_resume(dst.read_meta_prefix(log_prefix(key)), key)
     copy_started = time.perf_counter()
     tally = {"written": 0, "unchanged": 0}
     loaders = max(1, min(LOADERS, dst.pool_max))
@@ -276,7 +276,7 @@ def _run(
             + (" …" if len(verification["mismatches"]) > 5 else ""),
             mismatches=verification["mismatches"],
         )
-    dst.delete_meta_prefix(key + ENTRY_INFIX)
+    dst.delete_meta_prefix(log_prefix(key))
     dst.write_meta(key, None)  # done: a later run starts over (and finds all unchanged)
     return {
         "dry_run": False,
