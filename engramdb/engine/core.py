@@ -25,6 +25,7 @@ from engramdb.engine import validation as v
 from engramdb.engine.chunking import chunk_text
 from engramdb.engine.filters import Bool, Cmp, Live, Node, ValidAt, parse
 from engramdb.engine.fusion import convex, rrf
+from engramdb.engine.gc_pause import gc_paused
 from engramdb.engine.ids import new_id
 from engramdb.engine.keyword import index_text, match_expression
 from engramdb.engine.timeutil import now_us, to_us
@@ -253,8 +254,11 @@ class Engine:
             for start, end in chunk_text(rec.text, self.max_chunk_tokens, counter or len):
                 spans.append((rec, start, end))
         vectors = self.embed([r.text[s:e] for r, s, e in spans])
-        for (rec, s, e), vec in zip(spans, vectors, strict=True):
-            rec.chunks.append(PreparedChunk(s, e, vec, index_text(rec.text[s:e], rec.occurred_at)))
+        with gc_paused():
+            for (rec, s, e), vec in zip(spans, vectors, strict=True):
+                rec.chunks.append(
+                    PreparedChunk(s, e, vec, index_text(rec.text[s:e], rec.occurred_at))
+                )
 
     # ------------------------------------------------------------------ thread context
 
@@ -334,30 +338,33 @@ class Engine:
             )
         prepared: list[PreparedRecord | None] = []
         rejected: dict[int, str] = {}
-        for i, item in enumerate(items):
-            try:
-                data = item if isinstance(item, dict) else {"text": item}
-                prepared.append(self._prepare(data, defaults))
-            except ValidationError as exc:
-                if on_error == "abort":
-                    exc.details["index"] = i
-                    exc.message = f"item {i}: {exc.message}"
-                    exc.args = (exc.message,)
-                    raise
-                rejected[i] = exc.message
-                prepared.append(None)
+        # The collector is paused around our own object-building, not the embedder's call.
+        with gc_paused():
+            for i, item in enumerate(items):
+                try:
+                    data = item if isinstance(item, dict) else {"text": item}
+                    prepared.append(self._prepare(data, defaults))
+                except ValidationError as exc:
+                    if on_error == "abort":
+                        exc.details["index"] = i
+                        exc.message = f"item {i}: {exc.message}"
+                        exc.args = (exc.message,)
+                        raise
+                    rejected[i] = exc.message
+                    prepared.append(None)
         good = [p for p in prepared if p is not None]
         self._chunk_and_embed(good)
-        stored = self.store.add_records(namespace, good, on_error) if good else []
-        out: list[AddResult] = []
-        it = iter(stored)
-        for i, p in enumerate(prepared):
-            if p is None:
-                out.append(AddResult(i, "rejected", None, rejected[i]))
-            else:
-                r = next(it)
-                r.index = i
-                out.append(r)
+        with gc_paused():
+            stored = self.store.add_records(namespace, good, on_error) if good else []
+            out: list[AddResult] = []
+            it = iter(stored)
+            for i, p in enumerate(prepared):
+                if p is None:
+                    out.append(AddResult(i, "rejected", None, rejected[i]))
+                else:
+                    r = next(it)
+                    r.index = i
+                    out.append(r)
         return out
 
     def add_messages(
