@@ -5,6 +5,9 @@ Subcommands:
 - ``store``: engramdb against Chroma on the same precomputed vectors (``store.json``);
 - ``filters``: tag-filtered search, list and count, engramdb against Chroma
   (``filters.json``);
+- ``ingest-parts``: where a batch of 1,000 goes on SQLite: the engine's Python, the
+  store's, and the store's statements replayed alone into a fresh file, with and without
+  parts of the schema (``ingest_parts.json``);
 - ``ingest-embed``: ``Memory.add`` with the real MiniLM against the bare encoder, plus
   end-to-end search latency and torch thread settings (``ingest_embed.json``);
 - ``locomo``: retrieval quality on LoCoMo (``locomo.json``; options are ``bench.locomo``'s);
@@ -92,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="engramdb on a PostgreSQL server started for the run (filters_postgres.json)",
     )
     p = sub.add_parser(
+        "ingest-parts",
+        help="SQLite batch ingest split into engine, store and SQL alone (ingest_parts.json)",
+        description="Memory.add of the store workload in batches of 1,000, timed whole and in "
+        "the store; then the store's recorded statements replayed alone into a fresh file "
+        "(the SQL floor), without the keyword index rows, and without the two random-order "
+        "indexes.",
+    )
+    _common(p)
+    _store_args(p)
+    p = sub.add_parser(
         "ingest-embed",
         help="ingest and search with the real MiniLM vs the bare encoder (ingest_embed.json)",
         description="Memory.add throughput with MiniLMEmbedder vs bare SentenceTransformer."
@@ -117,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "all",
-        help="store, filters, postgres, ingest-embed and locomo in sequence",
+        help="store, filters, postgres, ingest-parts, ingest-embed and locomo in sequence",
         description="Run every benchmark; each writes <out>/<name>.json.",
     )
     _common(p)
@@ -174,6 +187,10 @@ def main(argv: list[str]) -> int:
             users=args.users,
             queries=args.queries,
         )
+    if args.command in ("ingest-parts", "all"):
+        from bench import ingest_parts
+
+        ingest_parts.main(args.out, args.records, args.quick, args.hash_vectors, users=args.users)
     if args.command in ("ingest-embed", "all"):
         from bench import ingest_embed
 
