@@ -15,8 +15,10 @@ The pause is process-wide (the collector is), so it is held only around our own 
 around an embedder or any other outside call, and it is reference-counted so overlapping
 batches on several threads leave the collector as they found it: the first to enter
 disables it if it was enabled, the last to leave enables it again. A collector that the
-application had disabled stays disabled. A fork while a batch runs would leave the child
-with a count no thread of its own will release, so the child resets it.
+application had disabled stays disabled; one that another thread disables while a batch
+runs is enabled again when the batch ends (the pause cannot tell that call from its own).
+A fork while a batch runs would leave the child with a count no thread of its own will
+release, so the child resets it.
 """
 
 from __future__ import annotations
