@@ -115,14 +115,6 @@ def test_ingest_parts_bench_replays_the_store_statements_into_an_identical_file(
         "sql_only_without_random_order_indexes_ms_per_batch",
     )
     assert all(summary[k] > 0 for k in parts)
-    assert (
-        abs(
-            summary["add_ms_per_batch"]
-            - summary["engine_ms_per_batch"]
-            - summary["store_ms_per_batch"]
-        )
-        < 0.05
-    )
     # The keyword rows were really left out of that replay, and every replay committed.
     assert not any("chunks_fts" in k for k in report["details"]["sql_only_without_keyword_index"])
     assert any("chunks_fts" in k for k in report["details"]["sql_only"])
