@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.common import finish, log, machine, ratio
 from bench.data import DataConfig, Workload, describe, load_workload, store_config
 from bench.store import BATCH, LookupEmbedder, embedder_name
@@ -206,7 +208,8 @@ def _check_same(ingest: dict[str, Any], replays: dict[str, dict[str, Any]]) -> N
 def run(cfg: DataConfig) -> dict[str, Any]:
     """Measure the parts; return the report."""
     w = load_workload(cfg)
-    emb = LookupEmbedder(embedder_name(cfg), w.texts + w.add_texts, _all_vectors(w))
+    vectors = np.concatenate([w.vectors, w.add_vectors])
+    emb = LookupEmbedder(embedder_name(cfg), w.texts + w.add_texts, vectors)
     with tempfile.TemporaryDirectory(prefix="engramdb-bench-parts-") as tmp:
         root = Path(tmp)
         log(f"ingest {len(w.texts)} records in batches of {BATCH}, recording the statements")
@@ -247,12 +250,6 @@ def run(cfg: DataConfig) -> dict[str, Any]:
             "sql_only_without_random_order_indexes": no_rand["statements_ms_per_batch"],
         },
     }
-
-
-def _all_vectors(w: Workload) -> Any:
-    import numpy as np
-
-    return np.concatenate([w.vectors, w.add_vectors])
 
 
 def main(
