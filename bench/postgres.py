@@ -119,7 +119,7 @@ def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
 
     from bench.pgserver import prepare_test_database, remove, start_local
     from engramdb import Memory, Settings
-    from engramdb.engine.migrate import migrate_store
+    from engramdb.ops.migrate import migrate_store
 
     w = load_workload(cfg)
     info = describe_workload(w)

@@ -33,7 +33,7 @@ from bench.pgserver import (
     start_replica,
 )
 from engramdb import HashEmbedder, Memory, Settings
-from engramdb.stores import pg_replica
+from engramdb.stores.postgres import replica as pg_replica
 
 N_RECORDS = 300
 N_READS = 300

@@ -431,20 +431,11 @@ class AsyncMemory(_Shared):
 
     async def namespaces(self) -> dict[str, int]:
         """Return every namespace with its record count."""
-        return await self._call("namespaces", self._engine.store.namespaces)
+        return await self._call("namespaces", self._engine.namespaces)
 
     async def stats(self) -> dict[str, Any]:
         """Return counts and sizes for this namespace and the whole store."""
-        return await self._call(
-            "stats",
-            lambda: {
-                "namespace": self.namespace,
-                "namespace_stats": self._engine.store.stats(self.namespace),
-                "store": self._engine.store.stats(),
-                "embedder": {"name": self._engine.embedder.name, "dim": self._engine.embedder.dim},
-                "cache": self._engine.cache.stats(),
-            },
-        )
+        return await self._call("stats", self._engine.stats, self.namespace)
 
     async def health(self) -> dict[str, Any]:
         """Check each component (store, embedder): ``ok`` or an error message."""
@@ -452,15 +443,15 @@ class AsyncMemory(_Shared):
 
     async def doctor(self, *, repair: bool = False) -> dict[str, Any]:
         """Check integrity and that every derived index agrees with the tables."""
-        return await self._call("doctor", self._engine.store.doctor, repair)
+        return await self._call("doctor", self._engine.doctor, repair)
 
     async def backup(self, path: str | Path) -> None:
         """Write a consistent online copy of the whole store to ``path``."""
-        return await self._call("backup", self._engine.store.backup, Path(path))
+        return await self._call("backup", self._engine.backup, Path(path))
 
     async def restore(self, path: str | Path) -> None:
         """Replace the store's content with a backup made by :meth:`backup`."""
-        return await self._call("restore", self._engine.store.restore, Path(path))
+        return await self._call("restore", self._engine.restore, Path(path))
 
     async def export(
         self,

@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder, resolve_embedder
-from engramdb.engine.core import Engine, open_store
+from engramdb.engine.core import Engine
 from engramdb.engine.validation import check_namespace
 from engramdb.errors import WrongContextError
+from engramdb.stores import open_store
 
 T = TypeVar("T")
 _pool: ThreadPoolExecutor | None = None
@@ -57,7 +58,7 @@ class _Shared:
         self.settings = base
         self.namespace = check_namespace(base.namespace if namespace is None else namespace)
         emb = resolve_embedder(embedder, base)
-        store = open_store(base)
+        store = open_store(base.url, base)
         try:
             self._engine = Engine(base, emb, store)
         except BaseException:
@@ -99,7 +100,7 @@ async def call_async(method: str, fn: Callable[..., T], *args: Any, **kwargs: An
     """Run an engine call in the shared pool so the event loop never blocks.
 
     The call runs in a copy of the caller's context, so context variables set for a request
-    (the REST read floor of :func:`engramdb.stores.pg_replica.read_at_least`) reach it.
+    (the REST read floor of :func:`engramdb.stores.postgres.replica.read_at_least`) reach it.
     """
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()

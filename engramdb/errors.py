@@ -4,7 +4,8 @@
 
     EngramError
      ├── ValidationError (ValueError)        bad input: 422, exit 2
-     │    └── LimitExceededError             a size or count limit: 413, exit 2
+     │    ├── LimitExceededError             a size or count limit: 413, exit 2
+     │    └── NotSupportedError              the store lacks the capability asked for: 422, exit 2
      ├── NotFoundError (LookupError)         404, exit 3
      ├── ConflictError                       stale version / id reused with other text: 409, exit 4
      ├── EmbedderMismatchError               store built with another embedder: 409, exit 5
@@ -51,6 +52,15 @@ class LimitExceededError(ValidationError):
     """A configured limit (text size, metadata size, batch size, top_k...) was exceeded."""
 
     code = "limit_exceeded"
+
+
+class NotSupportedError(ValidationError):
+    """The store does not implement the capability the call needs (e.g. bulk loading).
+
+    ``details``: ``backend`` and ``capability`` (the protocol it lacks).
+    """
+
+    code = "not_supported"
 
 
 class NotFoundError(EngramError, LookupError):
@@ -138,37 +148,42 @@ class WrongContextError(EngramError, RuntimeError):
     code = "wrong_context"
 
 
-# One table: error class -> (HTTP status, CLI exit code). Most specific classes first.
-ERROR_TABLE: list[tuple[type[EngramError], int, int]] = [
-    (LimitExceededError, 413, 2),
-    (ValidationError, 422, 2),
-    (NotFoundError, 404, 3),
-    (QuotaExceededError, 409, 4),
-    (ConflictError, 409, 4),
-    (EmbedderMismatchError, 409, 5),
-    (EmbeddingError, 502, 6),
-    (SchemaTooNewError, 409, 7),
-    (SchemaError, 409, 7),
-    (BusyError, 503, 8),
-    (CommitUnknownError, 503, 8),
-    (StoreUnavailableError, 503, 8),
-    (StoreError, 503, 8),
-    (WrongContextError, 500, 9),
-    (EngramError, 500, 1),
-]
+# One table: error class -> (HTTP status, CLI exit code). An error resolves to the entry of
+# the nearest class in its hierarchy (its ``__mro__``), so the order of entries is free and a
+# new subclass inherits its parent's row until it is given one of its own.
+ERROR_TABLE: dict[type[EngramError], tuple[int, int]] = {
+    EngramError: (500, 1),
+    ValidationError: (422, 2),
+    LimitExceededError: (413, 2),
+    NotSupportedError: (422, 2),
+    NotFoundError: (404, 3),
+    ConflictError: (409, 4),
+    QuotaExceededError: (409, 4),
+    EmbedderMismatchError: (409, 5),
+    EmbeddingError: (502, 6),
+    SchemaError: (409, 7),
+    SchemaTooNewError: (409, 7),
+    StoreError: (503, 8),
+    BusyError: (503, 8),
+    StoreUnavailableError: (503, 8),
+    CommitUnknownError: (503, 8),
+    WrongContextError: (500, 9),
+}
+
+
+def _entry(exc: BaseException) -> tuple[int, int]:
+    for cls in type(exc).__mro__:
+        entry = ERROR_TABLE.get(cls)
+        if entry is not None:
+            return entry
+    return 500, 1
 
 
 def status_for(exc: EngramError) -> int:
-    """Return the HTTP status for an engramdb error."""
-    for cls, status, _ in ERROR_TABLE:
-        if isinstance(exc, cls):
-            return status
-    return 500
+    """Return the HTTP status for an engramdb error (its nearest class in the table)."""
+    return _entry(exc)[0]
 
 
 def exit_code_for(exc: EngramError) -> int:
-    """Return the CLI exit code for an engramdb error."""
-    for cls, _, code in ERROR_TABLE:
-        if isinstance(exc, cls):
-            return code
-    return 1
+    """Return the CLI exit code for an engramdb error (its nearest class in the table)."""
+    return _entry(exc)[1]

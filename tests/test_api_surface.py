@@ -51,9 +51,33 @@ def test_every_error_is_an_engram_error_with_a_status() -> None:
         obj = getattr(engramdb, name)
         if inspect.isclass(obj) and issubclass(obj, Exception):
             assert issubclass(obj, engramdb.EngramError)
-            assert any(cls is obj for cls, _, _ in errors_module.ERROR_TABLE), name
+            assert obj in errors_module.ERROR_TABLE, name
     assert issubclass(engramdb.ValidationError, ValueError)
     assert issubclass(engramdb.NotFoundError, LookupError)
+
+
+def test_an_error_resolves_by_its_class_hierarchy_not_by_table_order() -> None:
+    class Narrower(engramdb.QuotaExceededError):
+        pass
+
+    class Unlisted(engramdb.BusyError):
+        pass
+
+    # Reversing the table's order must not change what any class resolves to.
+    saved = dict(errors_module.ERROR_TABLE)
+    try:
+        for table in (saved, dict(reversed(list(saved.items())))):
+            errors_module.ERROR_TABLE.clear()
+            errors_module.ERROR_TABLE.update(table)
+            assert errors_module.status_for(engramdb.LimitExceededError("x")) == 413
+            assert errors_module.status_for(engramdb.ValidationError("x")) == 422
+            assert errors_module.status_for(Narrower("x")) == 409
+            assert errors_module.exit_code_for(Unlisted("x")) == 8
+            assert errors_module.status_for(engramdb.WrongContextError("x")) == 500
+            assert errors_module.exit_code_for(engramdb.WrongContextError("x")) == 9
+    finally:
+        errors_module.ERROR_TABLE.clear()
+        errors_module.ERROR_TABLE.update(saved)
 
 
 def test_memory_and_async_memory_have_the_same_methods_and_signatures() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from engramdb.engine.ids import ID_PATTERN, new_id
+from engramdb.ids import ID_PATTERN, new_id
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 

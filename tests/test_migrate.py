@@ -23,8 +23,8 @@ from click.testing import CliRunner
 
 from engramdb import ConflictError, HashEmbedder, Memory, Settings, StoreError, ValidationError
 from engramdb.cli import cli
-from engramdb.engine.migrate import CHECKPOINT_PREFIX, migrate_store, verify
-from engramdb.stores.postgres import CHECKPOINT_FENCE_SQL, PostgresStore
+from engramdb.ops.migrate import CHECKPOINT_PREFIX, migrate_store, verify
+from engramdb.stores.postgres.store import CHECKPOINT_FENCE_SQL, PostgresStore
 from engramdb.stores.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.postgres
@@ -470,7 +470,7 @@ def test_same_text_under_another_id_is_a_conflict(tmp_path: Path, postgres_url: 
 def test_load_records_is_idempotent_and_refuses_other_data(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    from engramdb.engine.migrate import _import_row
+    from engramdb.ops.migrate import _import_row
 
     _build_source(tmp_path / "src.db", per_namespace=6)
     src = SQLiteStore(str(tmp_path / "src.db"))

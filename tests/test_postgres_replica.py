@@ -37,8 +37,8 @@ from engramdb import Memory, Settings
 from engramdb.embedders import HashEmbedder
 from engramdb.errors import NotFoundError, ValidationError
 from engramdb.server.app import create_app
-from engramdb.stores.pg_replica import parse_lsn, read_at_least
 from engramdb.stores.postgres import PostgresStore
+from engramdb.stores.postgres.replica import parse_lsn, read_at_least
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -17,12 +17,12 @@ import psycopg
 import pytest
 
 from engramdb import HashEmbedder, Memory, Settings
-from engramdb.engine.filters import parse
-from engramdb.engine.filters_pg import compile_postgres
 from engramdb.engine.keyword import match_expression
 from engramdb.errors import ConflictError, SchemaError, SchemaTooNewError
 from engramdb.migrations import SCHEMA_HEAD
-from engramdb.stores.postgres import PostgresStore, _Vector, tsquery_text
+from engramdb.query.filters import parse
+from engramdb.stores.postgres.filters import compile_postgres
+from engramdb.stores.postgres.store import PostgresStore, _Vector, tsquery_text
 
 
 def _open(url: str, **settings: Any) -> Memory:
@@ -147,7 +147,7 @@ def test_hnsw_graph_keys_are_half_precision_and_searches_walk_it(postgres_url: s
     """The graph is an expression index on embedding::halfvec(dim); the ANN statement's
     ORDER BY spells that key so the planner uses it, scores stay float32, and migration
     0009 rebuilds a float32 graph of an earlier revision with the m it had."""
-    from engramdb.stores.postgres import ann_statement
+    from engramdb.stores.postgres.store import ann_statement
 
     texts = [f"note {i} about topic {i % 17} and item {i * 7 % 31}" for i in range(300)]
     exact = _open(postgres_url)
@@ -207,7 +207,7 @@ def test_a_users_keyword_matches_come_from_one_gin_index(postgres_url: str) -> N
     """namespace, user_id and fts are keys of one GIN index, so a user-scoped keyword
     search intersects them in the index (migration 0011 replaced the (namespace, fts) one,
     and an unscoped search still uses it)."""
-    from engramdb.stores.postgres import keyword_matches
+    from engramdb.stores.postgres.store import keyword_matches
 
     m = _open(postgres_url)
     try:
@@ -260,7 +260,7 @@ def test_narrow_indexed_filters_search_just_their_records(
     and that few records pass ranks exactly those records (vector and keyword) instead of
     walking the graph or every keyword match; above PREFILTER_MAX_RECORDS the iterative
     scan still fills the page."""
-    import engramdb.stores.postgres as postgres_store
+    import engramdb.stores.postgres.store as postgres_store
 
     texts = [f"note {i} about topic {i % 17} and item {i * 7 % 31}" for i in range(400)]
     exact = _open(postgres_url)
@@ -560,7 +560,7 @@ def test_a_fresh_connection_skips_the_check_and_a_dead_one_is_retried(
 ) -> None:
     """A connection used a moment ago is handed out without the empty round trip; if its
     backend died in that moment, the call's statement fails and the call is retried."""
-    import engramdb.stores.postgres as pg_module
+    import engramdb.stores.postgres.store as pg_module
     from engramdb.engine.core import Engine
 
     # One pooled connection: every call gets the same one back.
@@ -612,7 +612,7 @@ def test_user_scope_vectors_come_from_the_covering_index(postgres_url: str) -> N
     """A user's exact search is an index-only scan of the (namespace, user_id) btree that
     carries the vectors; doctor checks and rebuilds it, migration 0004 adds it, and the
     plain user index it replaces is not kept beside it (migration 0005 drops it)."""
-    from engramdb.stores.postgres import COVER_INDEX, USER_INDEX
+    from engramdb.stores.postgres.store import COVER_INDEX, USER_INDEX
 
     m = _open(postgres_url)
     try:
@@ -659,7 +659,7 @@ def test_user_scope_vectors_come_from_the_covering_index(postgres_url: str) -> N
 def test_vectors_too_wide_for_a_btree_entry_go_without_the_covering_index(
     postgres_url: str,
 ) -> None:
-    from engramdb.stores.postgres import COVER_INDEX, COVER_MAX_DIM, USER_INDEX
+    from engramdb.stores.postgres.store import COVER_INDEX, COVER_MAX_DIM, USER_INDEX
 
     m = Memory(postgres_url, embedder=HashEmbedder(COVER_MAX_DIM + 60), settings=Settings())
     try:

@@ -35,7 +35,7 @@ def test_fresh_file_is_migrated_to_head(tmp_path: Path) -> None:
 
 
 def test_new_files_get_8k_pages_and_old_files_keep_theirs(tmp_path: Path) -> None:
-    from engramdb.stores.sqlite import PAGE_SIZE
+    from engramdb.stores.sqlite.store import PAGE_SIZE
 
     new, old = tmp_path / "new.db", tmp_path / "old.db"
     with sqlite3.connect(old) as conn:  # a file made with SQLite's default 4 KB pages
@@ -279,7 +279,7 @@ def test_checkpoints_wait_between_small_commits_not_big_ones(
     soon as the next commit asks, so bulk ingest's log is copied between batches."""
     import time
 
-    from engramdb.stores import sqlite_checkpoint
+    from engramdb.stores.sqlite import checkpoint as sqlite_checkpoint
 
     monkeypatch.setattr(sqlite_checkpoint, "MIN_INTERVAL_S", 60.0)
     monkeypatch.setattr(sqlite_checkpoint, "BULK_FRAMES", 64)

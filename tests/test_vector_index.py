@@ -17,7 +17,7 @@ import pytest
 
 from engramdb import Memory, Settings
 from engramdb.stores.sqlite import SQLiteStore
-from engramdb.stores.vector_index import VectorIndex
+from engramdb.stores.sqlite.vector_index import VectorIndex
 
 DIM = 64
 N = 3000

@@ -37,10 +37,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from engramdb.cache import codec
-from engramdb.engine.timeutil import now_us
 from engramdb.errors import ValidationError
 from engramdb.models import Event, MemoryRecord, SearchPage, Slots
 from engramdb.stores.base import Store
+from engramdb.timeutil import now_us
 
 if TYPE_CHECKING:  # the redis package is optional: imported only when a cache is configured
     from engramdb.cache.client import SafeRedis

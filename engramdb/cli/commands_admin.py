@@ -4,7 +4,6 @@ health, and the schema commands ``db current`` / ``db upgrade``."""
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,11 @@ from engramdb.cli.context import (
     global_options,
     global_options_but_embedder,
     parse_object,
-    sqlite_path,
     state,
 )
 from engramdb.cli.output import emit, progress_bar, show_mapping
-from engramdb.errors import ValidationError
 from engramdb.migrations import SCHEMA_HEAD
+from engramdb.ops.schema import sqlite_file, sqlite_revision, upgrade_sqlite_file
 
 PATH = click.Path(dir_okay=False, path_type=Path)
 EMBEDDERS = click.Choice(["minilm", "hash"])
@@ -140,7 +138,7 @@ def migrate_cmd(
     non-zero when the target holds other data under the same ids (4) or when the final
     check of counts and checksums finds a difference (8).
     """
-    from engramdb.engine.migrate import migrate_store
+    from engramdb.ops.migrate import migrate_store
 
     settings = state().settings()
     src = source or settings.url
@@ -149,7 +147,7 @@ def migrate_cmd(
     else:
         total = None
         with contextlib.suppress(Exception):  # the bar's total only; errors come below
-            from engramdb.engine.migrate import source_record_count
+            from engramdb.ops.migrate import source_record_count
 
             total = source_record_count(src, settings)
         with progress_bar(total, "migrate") as progress:
@@ -231,21 +229,7 @@ def db_group() -> None:
 
 
 def _db_file() -> Path:
-    url = state().settings().url
-    path = sqlite_path(url)
-    if path is None:
-        raise ValidationError(f"{url!r} is not a SQLite file URL", field="url")
-    return path
-
-
-def _revision(path: Path) -> str | None:
-    from engramdb.stores.sqlite_schema import current_revision
-
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return current_revision(conn)
-    finally:
-        conn.close()
+    return sqlite_file(state().settings().url)
 
 
 @db_group.command("current")
@@ -253,7 +237,7 @@ def _revision(path: Path) -> str | None:
 def db_current_cmd() -> None:
     """Show the store's schema revision and the one this engramdb needs."""
     path = _db_file()
-    rev = _revision(path) if path.is_file() else None
+    rev = sqlite_revision(path) if path.is_file() else None
     emit(
         {"path": str(path), "revision": rev, "head": SCHEMA_HEAD, "up_to_date": rev == SCHEMA_HEAD}
     )
@@ -263,17 +247,10 @@ def db_current_cmd() -> None:
 @global_options
 def db_upgrade_cmd() -> None:
     """Upgrade the store's schema to the head revision (safe to run twice)."""
-    from engramdb.stores.sqlite_schema import ensure_schema
-
     path = _db_file()
-    before = _revision(path) if path.is_file() else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path))
-    try:
-        ensure_schema(path, conn, auto_migrate=True)
-    finally:
-        conn.close()
-    emit({"path": str(path), "from": before, "to": _revision(path)})
+    before = sqlite_revision(path) if path.is_file() else None
+    upgrade_sqlite_file(path)
+    emit({"path": str(path), "from": before, "to": sqlite_revision(path)})
 
 
 COMMANDS = [

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -16,6 +14,7 @@ import pydantic
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
 from engramdb.memory import Memory
+from engramdb.ops.schema import stored_embedder
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,37 +59,6 @@ class CliState:
         """Open the Memory named by the global options."""
         settings = self.settings()
         return Memory(settings=settings, namespace=settings.namespace)
-
-
-def sqlite_path(url: str) -> Path | None:
-    """Return the file of a ``sqlite:///`` URL (or bare path); None for memory or other URLs."""
-    if url in (":memory:", "sqlite://", "sqlite:///:memory:"):
-        return None
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") :])
-    if "://" not in url:
-        return Path(url)
-    return None
-
-
-def stored_embedder(url: str) -> tuple[str, int] | None:
-    """Peek (read-only) at the embedder a store file was built with; None when unknown."""
-    path = sqlite_path(url)
-    if path is None or not path.is_file():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = dict(
-                conn.execute(
-                    "SELECT key, value FROM meta WHERE key IN ('embedder_name', 'embedder_dim')"
-                ).fetchall()
-            )
-        finally:
-            conn.close()
-        return str(rows["embedder_name"]), int(rows["embedder_dim"])
-    except (sqlite3.Error, KeyError, ValueError):
-        return None
 
 
 def state() -> CliState:

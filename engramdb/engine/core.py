@@ -23,18 +23,18 @@ from engramdb.config import Settings
 from engramdb.embedders.base import Embedder, check_vectors
 from engramdb.engine import validation as v
 from engramdb.engine.chunking import chunk_text
-from engramdb.engine.filters import Bool, Cmp, Live, Node, ValidAt, parse
 from engramdb.engine.fusion import convex, rrf
 from engramdb.engine.gc_pause import gc_paused
-from engramdb.engine.ids import new_id
 from engramdb.engine.keyword import index_text, match_expression
-from engramdb.engine.timeutil import now_us, to_us
+from engramdb.engine.transfer import export_jsonl, import_jsonl, reembed
 from engramdb.errors import (
     EmbeddingError,
     EngramError,
     NotFoundError,
+    NotSupportedError,
     ValidationError,
 )
+from engramdb.ids import new_id
 from engramdb.models import (
     AddResult,
     Event,
@@ -47,15 +47,16 @@ from engramdb.models import (
     Slots,
     Snapshot,
 )
-from engramdb.stores.base import (
+from engramdb.query.filters import Bool, Cmp, Live, Node, ValidAt, parse
+from engramdb.stores.base import Maintenance, Store, Transfer
+from engramdb.stores.prepared import (
     PreparedChunk,
     PreparedEvent,
     PreparedRecord,
     RecordChanges,
-    Store,
     ThreadTurn,
 )
-from engramdb.stores.sqlite import SQLiteStore
+from engramdb.timeutil import now_us, to_us
 
 Mode = Literal["hybrid", "vector", "keyword"]
 RECORD_FIELDS = {
@@ -74,68 +75,6 @@ RECORD_FIELDS = {
     "valid_from",
     "valid_to",
 }
-
-
-def open_store(settings: Settings) -> Store:
-    """Open the store named by ``settings.url``.
-
-    ``sqlite:///path`` (or a bare path, or ``:memory:``) opens the embedded SQLite store;
-    ``postgresql://user@host:port/db`` opens the PostgreSQL store (psycopg and pgvector
-    needed: ``pip install engramdb[postgres]``).
-    """
-    url = settings.url
-    pg_schemes = ("postgresql://", "postgres://", "postgresql+psycopg://")
-    if settings.read_url is not None and not (
-        url.startswith(pg_schemes) and settings.read_url.startswith(pg_schemes)
-    ):
-        raise ValidationError(
-            "read_url (a read replica) needs a PostgreSQL store and a postgresql:// replica "
-            f"URL; got url scheme {url.split('://')[0]!r} and read_url scheme "
-            f"{settings.read_url.split('://')[0]!r}",
-            field="read_url",
-        )
-    if url.startswith(pg_schemes):
-        from engramdb.stores.postgres import PostgresStore
-
-        return PostgresStore(
-            url,
-            auto_migrate=settings.auto_migrate,
-            ann_min_rows=settings.ann_min_rows,
-            ann_min_user_rows=settings.ann_min_user_rows,
-            namespace_max_records=settings.namespace_max_records,
-            hnsw_m=settings.ann_connectivity,
-            hnsw_ef_construction=settings.ann_ef_add,
-            hnsw_ef_search=settings.ann_ef_search,
-            retry_s=settings.store_retry_s,
-            connect_timeout_s=settings.store_connect_timeout_s,
-            io_timeout_s=settings.store_io_timeout_s,
-            read_url=settings.read_url,
-            read_max_lag_s=settings.read_max_lag_s,
-        )
-    if url == ":memory:" or url == "sqlite://" or url == "sqlite:///:memory:":
-        path = ":memory:"
-    elif url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-    elif "://" not in url:
-        path = url
-    else:
-        raise ValidationError(
-            f"unsupported store URL {url!r}: use sqlite:///path/to/file.db, :memory: "
-            "or postgresql://user@host:port/database",
-            field="url",
-        )
-    return SQLiteStore(
-        path,
-        synchronous=settings.synchronous,
-        busy_timeout_ms=settings.busy_timeout_ms,
-        auto_migrate=settings.auto_migrate,
-        ann_min_rows=settings.ann_min_rows,
-        ann_min_user_rows=settings.ann_min_user_rows,
-        ann_connectivity=settings.ann_connectivity,
-        ann_ef_search=settings.ann_ef_search,
-        ann_ef_add=settings.ann_ef_add,
-        namespace_max_records=settings.namespace_max_records,
-    )
 
 
 class Engine:
@@ -955,16 +894,7 @@ class Engine:
 
     def health(self) -> dict[str, Any]:
         """Check each component: the store answers, the embedder embeds."""
-        out: dict[str, Any] = {}
-        backend = "postgresql" if type(self.store).__name__ == "PostgresStore" else "sqlite"
-        try:
-            self.store.count_records("default", None)
-            out["store"] = {"status": "ok", "backend": backend}
-        except EngramError as exc:
-            out["store"] = {"status": "error", "backend": backend, "message": exc.message}
-        breaker = getattr(self.store, "breaker", None)
-        if breaker is not None:  # PostgreSQL: is the server known to be down (see pg_faults)
-            out["store"]["breaker"] = breaker.state()
+        out: dict[str, Any] = {"store": self.store.health()}
         try:
             self.embed(["health check"], query=True)
             out["embedder"] = {"status": "ok", "name": self.embedder.name, "dim": self.embedder.dim}
@@ -972,6 +902,51 @@ class Engine:
             out["embedder"] = {"status": "error", "message": exc.message}
         out["status"] = "ok" if all(c["status"] == "ok" for c in out.values()) else "degraded"
         return out
+
+    # ------------------------------------------------------------------ whole-store calls
+
+    def maintenance(self, doing: str) -> Maintenance:
+        """The store as :class:`Maintenance`, or a clear error when it has no such role."""
+        if not isinstance(self.store, Maintenance):
+            raise _unsupported(self.store, "Maintenance", doing)
+        return self.store
+
+    def transfer(self, doing: str) -> Transfer:
+        """The store as :class:`Transfer`, or a clear error when it has no such role."""
+        if not isinstance(self.store, Transfer):
+            raise _unsupported(self.store, "Transfer", doing)
+        return self.store
+
+    def namespaces(self) -> dict[str, int]:
+        """Return every namespace with its record count."""
+        return self.store.namespaces()
+
+    def stats(self, namespace: str) -> dict[str, Any]:
+        """Counts and sizes of one namespace and of the whole store, with embedder and cache."""
+        store = self.maintenance("stats")
+        return {
+            "namespace": namespace,
+            "namespace_stats": store.stats(namespace),
+            "store": store.stats(),
+            "embedder": {"name": self.embedder.name, "dim": self.embedder.dim},
+            "cache": self.cache.stats(),
+        }
+
+    def doctor(self, repair: bool) -> dict[str, Any]:
+        """Check integrity and that every derived index agrees with the tables."""
+        return self.maintenance("doctor").doctor(repair)
+
+    def backup(self, path: Path) -> None:
+        """Write a consistent online copy of the whole store to ``path``."""
+        self.maintenance("backup").backup(path)
+
+    def restore(self, path: Path) -> None:
+        """Replace the store's content with a backup."""
+        self.maintenance("restore").restore(path)
+
+    def last_write_lsn(self) -> str | None:
+        """The store's position after this process's last write (read-your-writes)."""
+        return self.store.last_write_lsn()
 
     def export(
         self,
@@ -982,9 +957,8 @@ class Engine:
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Write records (with history), events and slots as versioned JSONL; return records."""
-        from engramdb.engine.transfer import export_jsonl
-
-        return export_jsonl(self, Path(path), namespace, node, vectors, progress)
+        store = self.transfer("export")
+        return export_jsonl(self, store, Path(path), namespace, node, vectors, progress)
 
     def import_(
         self,
@@ -993,19 +967,23 @@ class Engine:
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, int]:
         """Read an export back (idempotent: same ids, same history)."""
-        from engramdb.engine.transfer import import_jsonl
-
-        return import_jsonl(self, Path(path), namespace, progress)
+        return import_jsonl(self, self.transfer("import"), Path(path), namespace, progress)
 
     def reembed(
         self, embedder: Embedder, batch: int = 256, progress: Callable[[int], None] | None = None
     ) -> int:
         """Re-embed every chunk with another embedder (resumable), then switch to it."""
-        from engramdb.engine.transfer import reembed
-
-        count = reembed(self, embedder, batch, progress)
+        count = reembed(self.maintenance("reembed"), embedder, batch, progress)
         self.embedder = embedder
         return count
+
+
+def _unsupported(store: Store, role: str, doing: str) -> NotSupportedError:
+    return NotSupportedError(
+        f"the {store.backend} store cannot {doing}: it does not implement {role}",
+        backend=store.backend,
+        capability=role,
+    )
 
 
 def _node_key(node: Node | None) -> Any:

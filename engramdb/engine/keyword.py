@@ -166,7 +166,7 @@ def date_words(when_us: int) -> str:
 def _day_words(day: int) -> str:
     """The words of one UTC day (days since the epoch): cached, as a batch of records
     mostly shares a few days and building the date costs a third of ``index_text``."""
-    from engramdb.engine.timeutil import from_us_req
+    from engramdb.timeutil import from_us_req
 
     when = from_us_req(day * DAY_US)
     return f"{when.day} {MONTHS[when.month - 1]} {when.year}"

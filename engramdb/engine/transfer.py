@@ -18,28 +18,43 @@ data; re-importing is idempotent (existing ids are reported as unchanged).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from engramdb.config import Settings
 from engramdb.embedders.base import Embedder, check_vectors
 from engramdb.engine import validation as v
-from engramdb.engine.filters import Node
-from engramdb.engine.timeutil import to_us
 from engramdb.errors import ValidationError
+from engramdb.query.filters import Node
+from engramdb.stores.base import Maintenance, Transfer
+from engramdb.timeutil import to_us
 
-if TYPE_CHECKING:
-    from engramdb.engine.core import Engine
+
+class Embedding(Protocol):
+    """What an import needs of the engine: its settings and its (checked) embedder.
+
+    The engine passes itself; naming only these members keeps this module below it.
+    """
+
+    settings: Settings
+    embedder: Embedder
+
+    def embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """Embed texts, checking the embedder's output."""
+        ...
+
 
 FORMAT = "engramdb-export"
 VERSION = 1
 
 
 def export_jsonl(
-    engine: Engine,
+    engine: Embedding,
+    store: Transfer,
     path: Path,
     namespace: str | None,
     node: Node | None,
@@ -47,7 +62,6 @@ def export_jsonl(
     progress: Callable[[int], None] | None,
 ) -> int:
     """Write the export file atomically; return the number of records written."""
-    store = engine.store
     tmp = path.with_name(path.name + ".partial")
     n = 0
     with open(tmp, "w", encoding="utf-8") as out:
@@ -98,7 +112,11 @@ def export_jsonl(
 
 
 def import_jsonl(
-    engine: Engine, path: Path, namespace: str | None, progress: Callable[[int], None] | None
+    engine: Embedding,
+    store: Transfer,
+    path: Path,
+    namespace: str | None,
+    progress: Callable[[int], None] | None,
 ) -> dict[str, int]:
     """Import an export file; ``namespace`` overrides the namespace of every line."""
     if not path.exists():
@@ -122,21 +140,22 @@ def import_jsonl(
         )
         try:
             others, tombstones = _load_record_lines(
-                engine, f, path, namespace, same_embedder, counts, progress
+                engine, store, f, path, namespace, same_embedder, counts, progress
             )
         except ValidationError as exc:
             raise _with_progress(exc, counts) from exc
-        ev, sl = engine.store.import_events_and_slots(others)
+        ev, sl = store.import_events_and_slots(others)
         counts["events"] += ev
         counts["slots"] += sl
         counts["deleted_history"] = 0
         for i in range(0, len(tombstones), 1000):
-            counts["deleted_history"] += engine.store.load_history(tombstones[i : i + 1000])
+            counts["deleted_history"] += store.load_history(tombstones[i : i + 1000])
     return counts
 
 
 def _load_record_lines(
-    engine: Engine,
+    engine: Embedding,
+    store: Transfer,
     f: Any,
     path: Path,
     namespace: str | None,
@@ -163,11 +182,11 @@ def _load_record_lines(
         elif obj["kind"] == "record":
             batch.append(_prepare_import(engine, obj, namespace, same_embedder, lineno))
             if len(batch) >= 256:
-                _flush(engine, batch, counts, progress)
+                _flush(store, batch, counts, progress)
                 batch = []
         else:
             others.append(_event_or_slots(engine, obj, namespace, lineno))
-    _flush(engine, batch, counts, progress)
+    _flush(store, batch, counts, progress)
     return others, tombstones
 
 
@@ -206,7 +225,7 @@ def _orphan_history(store: Any, namespace: str | None) -> Any:
 
 
 def _event_or_slots(
-    engine: Engine, obj: dict[str, Any], namespace: str | None, lineno: int
+    engine: Embedding, obj: dict[str, Any], namespace: str | None, lineno: int
 ) -> dict[str, Any]:
     """Validate one ``event`` or ``slots`` line by the rules of ``log_event`` / ``set_slots``.
 
@@ -287,7 +306,7 @@ def _history_row(obj: dict[str, Any], namespace: str | None, lineno: int) -> tup
 
 
 def _prepare_import(
-    engine: Engine, obj: dict[str, Any], namespace: str | None, same_embedder: bool, lineno: int
+    engine: Embedding, obj: dict[str, Any], namespace: str | None, same_embedder: bool, lineno: int
 ) -> dict[str, Any]:
     rec = obj.get("record")
     if not isinstance(rec, dict):
@@ -334,14 +353,14 @@ def _prepare_import(
 
 
 def _flush(
-    engine: Engine,
+    store: Transfer,
     batch: list[dict[str, Any]],
     counts: dict[str, int],
     progress: Callable[[int], None] | None,
 ) -> None:
     if not batch:
         return
-    result = engine.store.import_records(batch)
+    result = store.import_records(batch)
     for k, n in result.items():
         counts[k] = counts.get(k, 0) + n
     if progress:
@@ -349,7 +368,7 @@ def _flush(
 
 
 def reembed(
-    engine: Engine, embedder: Embedder, batch: int, progress: Callable[[int], None] | None
+    store: Maintenance, embedder: Embedder, batch: int, progress: Callable[[int], None] | None
 ) -> int:
     """Compute every chunk's vector with ``embedder`` into a side table, then switch at once.
 
@@ -357,7 +376,6 @@ def reembed(
     interrupted run is started again. Searches keep using the old vectors until the switch,
     which happens in one transaction together with the new embedder name and dimension.
     """
-    store = engine.store
     target = f"{embedder.name}|{embedder.dim}"
     store.reembed_begin(target)
     done = 0

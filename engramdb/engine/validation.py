@@ -14,8 +14,8 @@ import unicodedata
 from typing import Any
 
 from engramdb.config import Settings
-from engramdb.engine.ids import ID_PATTERN
 from engramdb.errors import LimitExceededError, ValidationError
+from engramdb.ids import ID_PATTERN
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 SCOPE_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")

@@ -6,6 +6,8 @@ script directory, so opening a store can compare versions without importing Alem
 
 from __future__ import annotations
 
+from pathlib import Path
+
 SCHEMA_REVISIONS = [
     "0001",
     "0002",
@@ -20,3 +22,6 @@ SCHEMA_REVISIONS = [
     "0011",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
+
+#: The Alembic script folder (this package), for both stores' schema modules.
+SCRIPT_LOCATION = str(Path(__file__).resolve().parent)

@@ -60,11 +60,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.state.memory = AsyncMemory(namespace=memory.namespace, _engine=memory.engine)
     app.state.settings = settings
     install_error_handlers(app)
-    store = memory.engine.store
-    app.add_middleware(
-        ReadFloorMiddleware,
-        last_write_lsn=lambda: getattr(store, "last_write_lsn", lambda: None)(),
-    )
+    app.add_middleware(ReadFloorMiddleware, last_write_lsn=memory.engine.last_write_lsn)
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)

@@ -1,4 +1,6 @@
-"""Read-your-writes over HTTP: the ``X-Engram-LSN`` header (see ``engramdb.stores.pg_replica``).
+"""Read-your-writes over HTTP: the ``X-Engram-LSN`` header.
+
+See :mod:`engramdb.stores.postgres.replica` for the positions it carries.
 
 A response to a write request (POST, PUT, PATCH, DELETE) carries the WAL position of the
 store's last committed write, which covers that request's own write. A request that sends
@@ -19,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engramdb.errors import ValidationError, status_for
 from engramdb.server.errors import error_response
-from engramdb.stores.pg_replica import parse_lsn, read_at_least
+from engramdb.stores.postgres.replica import parse_lsn, read_at_least
 
 LSN_HEADER = "X-Engram-LSN"
 _RAW_HEADER = LSN_HEADER.lower().encode("latin-1")

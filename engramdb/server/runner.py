@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
+from engramdb.ops.schema import is_in_memory, upgrade_store
 
 APP_FACTORY = "engramdb.server.app:app_from_env"
 
@@ -91,13 +92,11 @@ def run(settings: Settings, host: str, port: int, workers: int) -> None:
             app = create_app(settings=settings)
             uvicorn.run(app, host=host, port=port, log_level="info")
         return
-    if settings.url in (":memory:", "sqlite://", "sqlite:///:memory:"):
+    if is_in_memory(settings.url):
         raise ValidationError(
             "several workers cannot share an in-memory store; use a file URL", field="url"
         )
-    from engramdb.engine.core import open_store
-
-    open_store(settings).close()  # migrate once, before N processes race to do it
+    upgrade_store(settings)  # migrate once, before N processes race to do it
     for key, value in settings_to_env(settings).items():
         if value is None:
             os.environ.pop(key, None)

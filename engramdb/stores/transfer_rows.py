@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from engramdb.engine.timeutil import now_us
 from engramdb.errors import ValidationError
 from engramdb.models import MemoryRecord
+from engramdb.timeutil import now_us
 
 # An exported record's columns, in the order of :func:`record_values` (a store may
 # append its own after them).

@@ -207,7 +207,7 @@ def test_locate_agrees_with_what_candidates_carry(mem: Memory, corpus: list[str]
     """``Store.locate`` (the engine's fallback for hits a store did not locate) maps each
     chunk to its record id, version and span, and drops chunks the filter rejects; where a
     store's candidates already carry ``located``, it is the same answer."""
-    from engramdb.engine.filters import Cmp
+    from engramdb.query.filters import Cmp
 
     store = mem.engine.store
     ns = mem.namespace

@@ -29,7 +29,7 @@ from engramdb import (
     Settings,
     StoreUnavailableError,
 )
-from engramdb.stores.pg_faults import OPEN_WINDOW_S
+from engramdb.stores.postgres.faults import OPEN_WINDOW_S
 
 from .proxy import FaultProxy
 
@@ -206,8 +206,8 @@ def first_success_after(ledger: Ledger, t: float) -> float:
 
 def test_retry_covers_single_transaction_methods_only() -> None:
     """Reads and one-transaction writes retry; multi-transaction and streaming ones do not."""
-    from engramdb.stores.pg_faults import RETRIED
     from engramdb.stores.postgres import PostgresStore
+    from engramdb.stores.postgres.faults import RETRIED
 
     retried = {n.split(".", 1)[1] for n in RETRIED if n.startswith("PostgresStore.")}
     must = {

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engramdb.engine.batch_log import entry_key, entry_value, plan_resume, skip_islands
+from engramdb.ops.batch_log import entry_key, entry_value, plan_resume, skip_islands
 
 KEY = "migrate_from:sqlite:///src.db"
 

@@ -1,6 +1,6 @@
 """Property: list / count / vector search under random filters equal a plain-Python evaluation.
 
-The evaluator below is written from the documented semantics in ``engramdb.engine.filters``
+The evaluator below is written from the documented semantics in ``engramdb.query.filters``
 (not from its SQL): missing keys match ``$ne``/``$nin`` and ``None`` equality, booleans are
 not numbers, ranges need numbers, tags are a set.
 """
@@ -300,7 +300,7 @@ def test_filters_match_reference(
 def _value_index_gates(on: bool) -> Iterator[None]:
     """With ``on`` False no tag or metadata value is rare enough for SQLite to read from
     its index."""
-    import engramdb.stores.sqlite as sqlite_store
+    import engramdb.stores.sqlite.store as sqlite_store
 
     saved = sqlite_store.TAG_GATE, sqlite_store.LIST_TAG_GATE
     if not on:
@@ -312,7 +312,7 @@ def _value_index_gates(on: bool) -> Iterator[None]:
 
 
 def test_required_equalities_are_only_the_conditions_every_match_meets() -> None:
-    from engramdb.engine.filters import parse, required_equalities
+    from engramdb.query.filters import parse, required_equalities
 
     scopes = frozenset({"user_id", "thread_id"})
     both = parse({"$and": [{"user_id": "a"}, {"$and": [{"thread_id": "t"}, {"type": "x"}]}]})
@@ -326,7 +326,7 @@ def test_required_equalities_are_only_the_conditions_every_match_meets() -> None
 
 
 def test_required_tags_are_only_the_tags_every_match_carries() -> None:
-    from engramdb.engine.filters import parse, required_tags
+    from engramdb.query.filters import parse, required_tags
 
     assert required_tags(parse({"tags": "b"})) == ["b"]
     assert required_tags(parse({"$and": [{"tags": {"$contains": ["c", "a"]}}, {"tags": "b"}]})) == [

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from engramdb.errors import SchemaError, SchemaTooNewError
-from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS
+from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS, SCRIPT_LOCATION
 
 
 def current_revision(conn: sqlite3.Connection) -> str | None:
@@ -59,7 +59,7 @@ def upgrade(path: Path) -> None:
     from sqlalchemy import create_engine
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
     engine = create_engine(f"sqlite:///{path}")
     try:
         with engine.begin() as connection:
@@ -67,3 +67,20 @@ def upgrade(path: Path) -> None:
             command.upgrade(cfg, "head")
     finally:
         engine.dispose()
+
+
+def read_embedder(path: Path) -> tuple[str, int] | None:
+    """The (name, dim) of the embedder a file was built with, read-only; None if unknown."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = dict(
+                conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('embedder_name', 'embedder_dim')"
+                ).fetchall()
+            )
+        finally:
+            conn.close()
+        return str(rows["embedder_name"]), int(rows["embedder_dim"])
+    except (sqlite3.Error, KeyError, ValueError):
+        return None

@@ -7,13 +7,12 @@ applies each migration and the others, once they get the lock, find it done.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from engramdb.errors import SchemaError, SchemaTooNewError
-from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS
+from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS, SCRIPT_LOCATION
 
 # "engramdb" in ASCII: the advisory-lock key of schema migrations.
 MIGRATE_LOCK = 0x656E6772616D6462
@@ -63,7 +62,7 @@ def upgrade(conninfo: str, target: str = "head") -> None:
     from sqlalchemy.pool import NullPool
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
     engine = create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(conninfo), poolclass=NullPool
     )

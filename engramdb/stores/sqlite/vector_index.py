@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from engramdb.stores.ann import AnnGraph, AnnWorker
+from engramdb.stores.sqlite.ann import AnnGraph, AnnWorker
 
 BlockKey = tuple[str, str]
 # An ANN scope: (namespace, None) for the whole namespace, (namespace, user) for one user.

@@ -32,7 +32,7 @@ import numpy as np
 from engramdb.stores.background import BackgroundWorker
 
 if TYPE_CHECKING:
-    from engramdb.stores.vector_index import VectorIndex
+    from engramdb.stores.sqlite.vector_index import VectorIndex
 
 RECALL_TARGET = 0.98  # recall@10 against exact a namespace graph must reach before use
 USER_RECALL_TARGET = 0.99  # the same for a user's graph (the filtered search's target)

@@ -19,9 +19,9 @@ Retrieval:
   English-stemming configuration without stop words (close to SQLite's FTS5 tokenizer),
   ranked with ``ts_rank`` (term frequency; LoCoMo keyword Recall@10 0.719 against 0.651
   with the cover-density ``ts_rank_cd``, at a quarter of its CPU per match).
-* filters: :func:`engramdb.engine.filters_pg.compile_postgres`, pushed into the SQL.
+* filters: :func:`engramdb.stores.postgres.filters.compile_postgres`, pushed into the SQL.
 
-Faults (:mod:`engramdb.stores.pg_faults`): calls that surely did not commit are retried
+Faults (:mod:`engramdb.stores.postgres.faults`): calls that surely did not commit are retried
 within ``retry_s`` when the server goes away, then fail with ``StoreUnavailableError``; a
 connection lost while COMMIT was in flight raises ``CommitUnknownError``; a hung server is
 cut off by a watchdog after ``io_timeout_s``.
@@ -56,15 +56,6 @@ from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from engramdb.engine.filters import (
-    Node,
-    is_live_only,
-    live_now,
-    required_equalities,
-    required_leaves,
-)
-from engramdb.engine.filters_pg import compile_postgres
-from engramdb.engine.timeutil import from_us, from_us_req, now_us
 from engramdb.errors import (
     BusyError,
     CommitUnknownError,
@@ -78,7 +69,45 @@ from engramdb.errors import (
 )
 from engramdb.migrations import SCHEMA_HEAD
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
-from engramdb.stores.base import (
+from engramdb.query.filters import (
+    Node,
+    is_live_only,
+    live_now,
+    required_equalities,
+    required_leaves,
+)
+from engramdb.stores.postgres.faults import (
+    WATCHDOG,
+    Breaker,
+    RetryableBusy,
+    RetryableUnavailable,
+    RetryPolicy,
+    in_retry,
+    is_connection_failure,
+    is_serialization_failure,
+    remaining,
+    retried,
+)
+from engramdb.stores.postgres.filters import compile_postgres
+from engramdb.stores.postgres.replica import (
+    CHECKOUT_S,
+    INSERT_LSN_SQL,
+    PROBE_SQL,
+    ReplicaRouter,
+    format_lsn,
+    parse_lsn,
+)
+from engramdb.stores.postgres.schema import current_revision, ensure_schema
+from engramdb.stores.prepared import (
+    ChunkHit,
+    OnError,
+    PreparedChunk,
+    PreparedEvent,
+    PreparedRecord,
+    RecordChanges,
+    ThreadTurn,
+)
+from engramdb.stores.rows import (
     BUMP_GENERATION_SQL,
     DEDUP_LOOKUP_SQL,
     GENERATION_SQL,
@@ -87,13 +116,6 @@ from engramdb.stores.base import (
     NEXT_EXPIRY_SQL,
     RECORD_SELECT,
     RESTORE_GENERATION_SQL,
-    ChunkHit,
-    OnError,
-    PreparedChunk,
-    PreparedEvent,
-    PreparedRecord,
-    RecordChanges,
-    ThreadTurn,
     change_row,
     check_quota,
     check_slot_version,
@@ -107,27 +129,6 @@ from engramdb.stores.base import (
     scalar_set_clauses,
     write_slot_values,
 )
-from engramdb.stores.pg_faults import (
-    WATCHDOG,
-    Breaker,
-    RetryableBusy,
-    RetryableUnavailable,
-    RetryPolicy,
-    in_retry,
-    is_connection_failure,
-    is_serialization_failure,
-    remaining,
-    retried,
-)
-from engramdb.stores.pg_replica import (
-    CHECKOUT_S,
-    INSERT_LSN_SQL,
-    PROBE_SQL,
-    ReplicaRouter,
-    format_lsn,
-    parse_lsn,
-)
-from engramdb.stores.postgres_schema import current_revision, ensure_schema
 from engramdb.stores.transfer_rows import (
     HISTORY_COLUMNS,
     RECORD_COLUMNS,
@@ -138,6 +139,7 @@ from engramdb.stores.transfer_rows import (
     present_outcome,
     record_values,
 )
+from engramdb.timeutil import from_us, from_us_req, now_us
 
 COLS = RECORD_SELECT.format(meta="metadata_raw")
 FRESH_S = 0.25  # a connection used this recently is handed out unchecked (see _checkout)
@@ -463,7 +465,7 @@ def sqlalchemy_free_conninfo(url: str) -> str:
 class PostgresStore:
     """The PostgreSQL store (see module docstring)."""
 
-    backend = "postgres"
+    backend = "postgresql"
 
     def __init__(
         self,
@@ -509,7 +511,7 @@ class PostgresStore:
         )
         self._fresh_lock = threading.Lock()
         self._pool = self._open_pool()
-        # Optional streaming replica for routed reads (engramdb.stores.pg_replica).
+        # Optional streaming replica for routed reads (engramdb.stores.postgres.replica).
         self.read_conninfo = sqlalchemy_free_conninfo(read_url) if read_url else None
         self._router = ReplicaRouter(read_max_lag_s) if read_url else None
         self._rpool: ConnectionPool[Any] | None = None
@@ -615,7 +617,7 @@ class PostgresStore:
         """The engramdb error for a driver error raised while ``doing``.
 
         Inside a retried call, failures that surely did not commit come back as the
-        retryable private classes of :mod:`engramdb.stores.pg_faults`; a connection lost
+        retryable private classes of :mod:`engramdb.stores.postgres.faults`; a connection lost
         while COMMIT was in flight is :class:`CommitUnknownError`, never retried.
         """
         msg = str(exc).strip() or type(exc).__name__
@@ -685,6 +687,16 @@ class PostgresStore:
             self._router.note_write(parse_lsn(str(row[0])) if row else 0)
         except (psycopg.Error, ValidationError):
             self._router.note_unknown_write()
+
+    def health(self) -> dict[str, Any]:
+        """Check that the server answers; report the circuit breaker's state either way."""
+        try:
+            self.count_records("default", None)
+            out: dict[str, Any] = {"status": "ok", "backend": self.backend}
+        except EngramError as exc:
+            out = {"status": "error", "backend": self.backend, "message": exc.message}
+        out["breaker"] = self.breaker.state()
+        return out
 
     def last_write_lsn(self) -> str | None:
         """The WAL position of this store's last committed write (None without a replica)."""
@@ -786,7 +798,7 @@ class PostgresStore:
         """A connection for reads; ``snapshot`` makes several statements see one snapshot.
 
         ``route``: the read may be served by the replica (``read_url``) when the router
-        finds it fresh enough (:mod:`engramdb.stores.pg_replica`); a replica connection
+        finds it fresh enough (:mod:`engramdb.stores.postgres.replica`); a replica connection
         failing mid-read marks the replica down and the retried call re-runs on the primary.
         """
         replica = self._replica_conn() if route and self._router is not None else None

@@ -28,17 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from engramdb.engine.filters import (
-    Node,
-    compile_sqlite,
-    is_live_only,
-    live_now,
-    required_equalities,
-    required_leaves,
-    required_tags,
-    top_level_key,
-)
-from engramdb.engine.timeutil import from_us, from_us_req, now_us
 from engramdb.errors import (
     BusyError,
     ConflictError,
@@ -50,15 +39,16 @@ from engramdb.errors import (
 )
 from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS
 from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
-from engramdb.stores.ann import SEARCH_K
-from engramdb.stores.base import (
-    BUMP_GENERATION_SQL,
-    GENERATION_SQL,
-    HISTORY_SQL,
-    MAX_GENERATION_SQL,
-    NEXT_EXPIRY_SQL,
-    RECORD_SELECT,
-    RESTORE_GENERATION_SQL,
+from engramdb.query.filters import (
+    Node,
+    is_live_only,
+    live_now,
+    required_equalities,
+    required_leaves,
+    required_tags,
+    top_level_key,
+)
+from engramdb.stores.prepared import (
     ChunkHit,
     OnError,
     PreparedChunk,
@@ -66,6 +56,15 @@ from engramdb.stores.base import (
     PreparedRecord,
     RecordChanges,
     ThreadTurn,
+)
+from engramdb.stores.rows import (
+    BUMP_GENERATION_SQL,
+    GENERATION_SQL,
+    HISTORY_SQL,
+    MAX_GENERATION_SQL,
+    NEXT_EXPIRY_SQL,
+    RECORD_SELECT,
+    RESTORE_GENERATION_SQL,
     change_row,
     check_quota,
     check_slot_version,
@@ -78,8 +77,11 @@ from engramdb.stores.base import (
     scalar_set_clauses,
     write_slot_values,
 )
-from engramdb.stores.sqlite_checkpoint import Checkpointer
-from engramdb.stores.sqlite_schema import current_revision, ensure_schema, upgrade
+from engramdb.stores.sqlite.ann import SEARCH_K
+from engramdb.stores.sqlite.checkpoint import Checkpointer
+from engramdb.stores.sqlite.filters import compile_sqlite
+from engramdb.stores.sqlite.schema import current_revision, ensure_schema, upgrade
+from engramdb.stores.sqlite.vector_index import VectorIndex
 from engramdb.stores.transfer_rows import (
     HISTORY_COLUMNS,
     RECORD_COLUMNS,
@@ -90,7 +92,7 @@ from engramdb.stores.transfer_rows import (
     present_outcome,
     record_values,
 )
-from engramdb.stores.vector_index import VectorIndex
+from engramdb.timeutil import from_us, from_us_req, now_us
 
 COLS = RECORD_SELECT.format(meta="metadata")
 WAL_LIMIT = 64 * 1024 * 1024  # bytes of -wal before a TRUNCATE checkpoint is forced
@@ -386,6 +388,8 @@ def _vector_bytes(vec: np.ndarray) -> bytes:
 
 class SQLiteStore:
     """The embedded default store (see module docstring)."""
+
+    backend = "sqlite"
 
     def __init__(
         self,
@@ -963,6 +967,18 @@ class SQLiteStore:
             sql, args = _gated_select(c, "count(*)", namespace, node)
             row = c.execute(sql, args).fetchone()
         return int(row[0])
+
+    def health(self) -> dict[str, Any]:
+        """Check that the file answers a read."""
+        try:
+            self.count_records("default", None)
+        except EngramError as exc:
+            return {"status": "error", "backend": self.backend, "message": exc.message}
+        return {"status": "ok", "backend": self.backend}
+
+    def last_write_lsn(self) -> str | None:
+        """None: a SQLite file has no replicas, every read sees every committed write."""
+        return None
 
     def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
         """Return every change of a record, oldest first."""

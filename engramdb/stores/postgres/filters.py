@@ -1,6 +1,6 @@
-"""Compiling the filter tree (:mod:`engramdb.engine.filters`) to PostgreSQL.
+"""Compiling the filter tree (:mod:`engramdb.query.filters`) to PostgreSQL.
 
-Same semantics as :func:`engramdb.engine.filters.compile_sqlite`, over the PostgreSQL schema
+Same semantics as :func:`engramdb.stores.sqlite.filters.compile_sqlite`, over the PostgreSQL schema
 (JSONB ``metadata`` and ``tags``, epoch-microsecond times):
 
 * every predicate is two-valued (``COALESCE(…, false)``, or bare on the NOT NULL columns of
@@ -24,18 +24,11 @@ import json
 import re
 from typing import Any
 
-from engramdb.engine.filters import (
-    COMPARE,
-    EMPTY_AS_NONE,
-    NOT_NULL_FIELDS,
-    Cmp,
-    Node,
-    compile_set_ops,
-    compile_tree,
-)
 from engramdb.errors import ValidationError
+from engramdb.query.filters import COMPARE, EMPTY_AS_NONE, NOT_NULL_FIELDS, Cmp, Node
+from engramdb.query.sql import SQL_OP as _SQL_OP
+from engramdb.query.sql import compile_set_ops, compile_tree
 
-_SQL_OP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _SEGMENT = re.compile(r'\."([A-Za-z0-9_\-]{1,64})"')
 
 

