@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from engramdb.config import Settings
-from engramdb.embedders.base import Embedder, resolve_embedder
+from engramdb.embedders.base import Embedder
 from engramdb.engine.core import Engine
 from engramdb.engine.validation import check_namespace
 from engramdb.errors import WrongContextError
-from engramdb.stores import open_store
 
 T = TypeVar("T")
+F = TypeVar("F", bound="_Shared")
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -55,15 +55,8 @@ class _Shared:
         base = settings if settings is not None else Settings()
         if url is not None:
             base = base.model_copy(update={"url": url})
-        self.settings = base
         self.namespace = check_namespace(base.namespace if namespace is None else namespace)
-        emb = resolve_embedder(embedder, base)
-        store = open_store(base.url, base)
-        try:
-            self._engine = Engine(base, emb, store)
-        except BaseException:
-            store.close()
-            raise
+        self._engine = Engine.open(base, embedder)
         self._owner = True
 
     @property
@@ -72,9 +65,28 @@ class _Shared:
         return self._engine
 
     @property
+    def settings(self) -> Settings:
+        """The settings the store was opened with (shared by every view of it)."""
+        return self._engine.settings
+
+    @property
     def embedder(self) -> Embedder:
         """The embedder in use."""
         return self._engine.embedder
+
+    def _last_write_lsn(self) -> str | None:
+        """The store's position after this process's last write, for read-your-writes.
+
+        Private: REST stamps it on write responses; it is no verb of the library.
+        """
+        return self._engine.last_write_lsn()
+
+    def _view(self, face: type[F]) -> F:
+        """The other face (``Memory`` or ``AsyncMemory``) over this one's engine and namespace.
+
+        The view does not own the store: closing it leaves the store open.
+        """
+        return face(namespace=self.namespace, _engine=self._engine)
 
 
 def guard_sync(method: str) -> None:
@@ -100,7 +112,7 @@ async def call_async(method: str, fn: Callable[..., T], *args: Any, **kwargs: An
     """Run an engine call in the shared pool so the event loop never blocks.
 
     The call runs in a copy of the caller's context, so context variables set for a request
-    (the REST read floor of :func:`engramdb.stores.postgres.replica.read_at_least`) reach it.
+    (the REST read floor of :func:`engramdb.consistency.read_at_least`) reach it.
     """
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()

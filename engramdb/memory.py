@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from engramdb._facade import _Shared, call_sync
-from engramdb.embedders.base import Embedder, resolve_embedder
+from engramdb.embedders.base import Embedder
 from engramdb.models import (
     AddResult,
     Event,
@@ -488,7 +488,6 @@ class Memory(_Shared):
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Re-embed every chunk with another embedder (resumable), then switch to it."""
-        target = resolve_embedder(embedder, self._engine.settings)
-        return self._call("reembed", self._engine.reembed, target, batch, progress)
+        return self._call("reembed", self._engine.reembed, embedder, batch, progress)
 
     # --- end shared methods

@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from engramdb._facade import _Shared, call_async
-from engramdb.embedders.base import Embedder, resolve_embedder
+from engramdb.embedders.base import Embedder
 from engramdb.models import (
     AddResult,
     Event,

@@ -114,7 +114,7 @@ def add_cmd(
         if id_ is not None:
             results = mem.add(items[0], id=id_, **kwargs)
         else:
-            step = mem.engine.settings.max_batch
+            step = mem.settings.max_batch
             for start in range(0, len(items), step):
                 for r in mem.add(items[start : start + step], **kwargs):
                     r.index += start

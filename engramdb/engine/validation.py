@@ -16,6 +16,7 @@ from typing import Any
 from engramdb.config import Settings
 from engramdb.errors import LimitExceededError, ValidationError
 from engramdb.ids import ID_PATTERN
+from engramdb.timeutil import to_us
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 SCOPE_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
@@ -277,3 +278,8 @@ def check_offset(value: Any) -> int:
             f"offset={value} exceeds 100000; use a narrower filter", field="offset"
         )
     return value
+
+
+def check_time(value: Any, field: str) -> int | None:
+    """Return an optional time (aware datetime or ISO 8601 string) in epoch microseconds."""
+    return None if value is None else to_us(value, field)

@@ -40,7 +40,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     if memory is None:
         memory = Memory(settings=settings if settings is not None else Settings())
     if settings is None:
-        settings = memory.engine.settings
+        settings = memory.settings
     mem = memory
 
     @asynccontextmanager
@@ -57,10 +57,10 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
         openapi_url="/openapi.json",
         lifespan=lifespan,
     )
-    app.state.memory = AsyncMemory(namespace=memory.namespace, _engine=memory.engine)
+    app.state.memory = memory._view(AsyncMemory)
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(ReadFloorMiddleware, last_write_lsn=memory.engine.last_write_lsn)
+    app.add_middleware(ReadFloorMiddleware, last_write_lsn=memory._last_write_lsn)
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)

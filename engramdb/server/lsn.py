@@ -1,6 +1,6 @@
 """Read-your-writes over HTTP: the ``X-Engram-LSN`` header.
 
-See :mod:`engramdb.stores.postgres.replica` for the positions it carries.
+See :mod:`engramdb.consistency` for the read floor it sets and the positions it carries.
 
 A response to a write request (POST, PUT, PATCH, DELETE) carries the WAL position of the
 store's last committed write, which covers that request's own write. A request that sends
@@ -19,9 +19,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engramdb.consistency import parse_lsn, read_at_least
 from engramdb.errors import ValidationError, status_for
 from engramdb.server.errors import error_response
-from engramdb.stores.postgres.replica import parse_lsn, read_at_least
 
 LSN_HEADER = "X-Engram-LSN"
 _RAW_HEADER = LSN_HEADER.lower().encode("latin-1")

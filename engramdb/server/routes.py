@@ -47,7 +47,6 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from engramdb._async_memory import AsyncMemory
-from engramdb.embedders.base import resolve_embedder
 from engramdb.errors import EngramError, ValidationError
 from engramdb.server import schemas as s
 from engramdb.server.errors import ERROR_MEDIA_TYPE
@@ -481,6 +480,6 @@ async def import_(
 @admin.post("/reembed", response_model=s.ReembedOut)
 async def reembed(body: s.ReembedRequest, mem: Root) -> s.ReembedOut:
     """Re-embed every chunk with another embedder (resumable), then switch to it."""
-    target = await run_in_threadpool(resolve_embedder, body.embedder, mem.engine.settings)
-    n = await mem.reembed(target, batch=body.batch)
+    n = await mem.reembed(body.embedder, batch=body.batch)
+    target = mem.embedder
     return s.ReembedOut(reembedded=n, embedder={"name": target.name, "dim": target.dim})

@@ -39,12 +39,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
-from engramdb.errors import ValidationError
+from engramdb.consistency import format_lsn as format_lsn
+from engramdb.consistency import parse_lsn as parse_lsn
+from engramdb.consistency import read_at_least as read_at_least
+from engramdb.consistency import read_floor
 
 log = logging.getLogger("engramdb.replica")
 
@@ -69,47 +69,6 @@ PROBE_SQL = (
     "END::float8"
 )
 INSERT_LSN_SQL = "SELECT pg_current_wal_insert_lsn()::text"
-
-_FLOOR: ContextVar[int | None] = ContextVar("engramdb_read_floor", default=None)
-
-
-def parse_lsn(text: str) -> int:
-    """``'16/B374D848'`` → an integer that orders like the LSN; ValidationError when malformed."""
-    hi, sep, lo = text.strip().partition("/")
-    try:
-        if not sep or not hi or not lo or len(hi) > 8 or len(lo) > 8:
-            raise ValueError(text)
-        return (int(hi, 16) << 32) | int(lo, 16)
-    except ValueError:
-        raise ValidationError(
-            f"not a WAL position (LSN): {text[:40]!r}; expected hex 'X/Y' as in '0/16B3748'",
-            field="lsn",
-        ) from None
-
-
-def format_lsn(value: int) -> str:
-    """The PostgreSQL text form of an LSN integer."""
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
-@contextmanager
-def read_at_least(lsn: str | int | None) -> Iterator[None]:
-    """Reads inside this block (this context) see at least WAL position ``lsn``.
-
-    Example::
-
-        with read_at_least(response.headers["X-Engram-LSN"]):
-            mem.get(record_id)
-    """
-    value = parse_lsn(lsn) if isinstance(lsn, str) else lsn
-    current = _FLOOR.get()
-    if value is not None and current is not None:
-        value = max(value, current)
-    token = _FLOOR.set(value if value is not None else current)
-    try:
-        yield
-    finally:
-        _FLOOR.reset(token)
 
 
 class ReplicaRouter:
@@ -157,7 +116,7 @@ class ReplicaRouter:
 
     def floor(self) -> int | None:
         """The position the next read on this thread must have been replayed past."""
-        parts = [self._last_write, _FLOOR.get(), getattr(self._local, "floor", None)]
+        parts = [self._last_write, read_floor(), getattr(self._local, "floor", None)]
         known = [p for p in parts if p is not None]
         return max(known) if known else None
 
