@@ -5,6 +5,7 @@ Usage: python scripts/gen_async.py [--check]
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,13 +79,63 @@ class AsyncMemory(_Shared):
 '''
 
 
-def generate() -> str:
-    """Return the text of _async_memory.py derived from memory.py."""
-    src = (ROOT / "engramdb" / "memory.py").read_text()
-    body = src[src.index(BEGIN) : src.index(END)]
-    body = body[body.index("\n") + 1 :]
-    body = body.replace("    def ", "    async def ")
-    body = body.replace("return self._call(", "return await self._call(")
+# Each entry turns the sync text of memory.py into its async form. Every entry must match:
+# one that matches nothing means memory.py changed under the table, and the async face
+# would silently keep a sync call.
+SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
+    ("    def ", "    async def "),
+    ("return self._call(", "return await self._call("),
+)
+
+# A call into the engine that the table left without ``await``: the async method would
+# hand its caller a coroutine instead of the result.
+UNAWAITED = re.compile(r"(?<!await )self\._call\(")
+
+
+class GeneratorError(Exception):
+    """memory.py no longer matches what the generator expects (a marker or a table entry)."""
+
+
+def shared_methods(source: str) -> str:
+    """Return the text between the begin and end markers of memory.py.
+
+    Raises:
+        GeneratorError: a marker is missing.
+    """
+    for marker in (BEGIN, END):
+        if marker not in source:
+            raise GeneratorError(f"memory.py has no line {marker.strip()!r}")
+    body = source[source.index(BEGIN) : source.index(END)]
+    return body[body.index("\n") + 1 :]
+
+
+def substitute(body: str, table: tuple[tuple[str, str], ...] | None = None) -> str:
+    """Apply every entry of ``table`` (by default :data:`SUBSTITUTIONS`) to ``body``.
+
+    Raises:
+        GeneratorError: an entry matches nothing in ``body`` (named in the message).
+    """
+    for old, new in SUBSTITUTIONS if table is None else table:
+        if old not in body:
+            raise GeneratorError(
+                f"substitution {old!r} -> {new!r} matches nothing in memory.py's shared "
+                "methods: fix or remove the entry in scripts/gen_async.py"
+            )
+        body = body.replace(old, new)
+    for line in body.splitlines():
+        if UNAWAITED.search(line):
+            raise GeneratorError(
+                f"no substitution makes this call awaited: {line.strip()!r}; "
+                "write it as `return self._call(...)` or add an entry to SUBSTITUTIONS"
+            )
+    return body
+
+
+def generate(source: str | None = None) -> str:
+    """Return the text of _async_memory.py derived from memory.py (or from ``source``)."""
+    if source is None:
+        source = (ROOT / "engramdb" / "memory.py").read_text()
+    body = substitute(shared_methods(source))
     text = HEADER + body.rstrip() + "\n"
     ruff = Path(sys.executable).parent / "ruff"
     formatted = subprocess.run(
@@ -98,11 +149,16 @@ def generate() -> str:
     return formatted.stdout
 
 
-def main() -> int:
-    """Write the file, or with --check report drift."""
+def main(argv: list[str] | None = None) -> int:
+    """Write the file, or with --check report drift; exit 1 naming what no longer matches."""
+    args = sys.argv[1:] if argv is None else argv
     out = ROOT / "engramdb" / "_async_memory.py"
-    text = generate()
-    if "--check" in sys.argv:
+    try:
+        text = generate()
+    except GeneratorError as exc:
+        print(f"gen_async: {exc}", file=sys.stderr)
+        return 1
+    if "--check" in args:
         if not out.exists() or out.read_text() != text:
             print("engramdb/_async_memory.py is out of date: run python scripts/gen_async.py")
             return 1
