@@ -117,3 +117,27 @@ async def call_async(method: str, fn: Callable[..., T], *args: Any, **kwargs: An
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     return await loop.run_in_executor(shared_pool(), lambda: ctx.run(fn, *args, **kwargs))
+
+
+async def open_async(face: type[F], *args: Any, **kwargs: Any) -> F:
+    """Construct ``face(*args, **kwargs)`` in the shared pool, so the event loop never blocks.
+
+    Opening a store does blocking work (the file or the connections, schema migration,
+    loading the model). When the caller is cancelled while it runs, the face built for
+    nobody is closed as soon as it is ready, so its store does not stay open.
+    """
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    future = loop.run_in_executor(shared_pool(), lambda: ctx.run(face, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_close_unclaimed)
+        raise
+
+
+def _close_unclaimed(future: asyncio.Future[Any]) -> None:
+    """Close a face whose opener was cancelled (in the pool: closing blocks)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    shared_pool().submit(future.result()._engine.close)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import numpy as np
 
 from engramdb._facade import _Shared, call_sync
+from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
 from engramdb.models import (
     AddResult,
@@ -43,6 +44,28 @@ class Memory(_Shared):
             mem.add("Alice moved to Lisbon in 2021", user_id="alice", tags=["profile"])
             hits = mem.search("where does alice live?", user_id="alice", top_k=5)
     """
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        namespace: str | None = None,
+        embedder: str | Embedder | None = None,
+        settings: Settings | None = None,
+    ) -> Self:
+        """Open the store at ``url`` and return a ready ``Memory`` (same as ``Memory(url)``).
+
+        The twin of ``await AsyncMemory.open(...)``, so code opens either face the same
+        way. It blocks while the store opens, its schema migrates and the model loads.
+
+        Raises:
+            WrongContextError: called on a thread running an event loop (use
+                ``await AsyncMemory.open(...)`` there).
+        """
+        return call_sync(
+            "open", cls, url, namespace=namespace, embedder=embedder, settings=settings
+        )
 
     def _call(self, method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return call_sync(method, fn, *args, **kwargs)

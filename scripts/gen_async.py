@@ -24,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import numpy as np
 
-from engramdb._facade import _Shared, call_async
+from engramdb._facade import _Shared, call_async, open_async
+from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
 from engramdb.models import (
     AddResult,
@@ -57,6 +58,25 @@ class AsyncMemory(_Shared):
             await mem.add("Alice moved to Lisbon in 2021", user_id="alice")
             hits = await mem.search("where does alice live?", user_id="alice")
     """
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        namespace: str | None = None,
+        embedder: str | Embedder | None = None,
+        settings: Settings | None = None,
+    ) -> Self:
+        """Open the store at ``url`` off the event loop and return a ready ``AsyncMemory``.
+
+        ``AsyncMemory(url)`` opens the store on the calling thread, which blocks the loop
+        while the file or the connections open, the schema migrates and the model loads;
+        this runs all of it in the shared thread pool. Example::
+
+            mem = await AsyncMemory.open("sqlite:///agent.db")
+        """
+        return await open_async(cls, url, namespace=namespace, embedder=embedder, settings=settings)
 
     async def _call(self, method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await call_async(method, fn, *args, **kwargs)

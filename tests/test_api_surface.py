@@ -218,3 +218,94 @@ def test_url_without_password_drops_or_masks_only_the_password() -> None:
     )
     for plain in ("postgresql://app@db/engram", "sqlite:///./engram.db", ":memory:"):
         assert url_without_password(plain) == plain == url_without_password(plain, "***")
+
+
+class SlowToOpen(HashEmbedder):
+    """A hash embedder whose first use (the store checks it while opening) takes a while."""
+
+    def __init__(self, dim: int) -> None:
+        self.first_use_thread: int | None = None
+        super().__init__(dim)
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        if self.first_use_thread is None:
+            self.first_use_thread = threading.get_ident()
+            time.sleep(0.3)
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+
+async def test_async_open_keeps_the_loop_running_and_returns_a_ready_memory(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'opened.db'}"
+    embedder = SlowToOpen(64)
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    beat = asyncio.create_task(heartbeat())
+    amem = await AsyncMemory.open(url, namespace="opened", embedder=embedder, settings=Settings())
+    stop.set()
+    await beat
+    try:
+        assert isinstance(amem, AsyncMemory) and amem.namespace == "opened"
+        assert embedder.first_use_thread not in (None, threading.get_ident())
+        assert ticks >= 10, f"the loop only ticked {ticks} times during a 0.3 s open"
+        res = await amem.add("opened off the loop", user_id="u")
+        assert (await amem.get(res[0].id or "")).text == "opened off the loop"
+    finally:
+        await amem.aclose()
+    # A real file: opened again, it holds what the first one wrote.
+    again = await AsyncMemory.open(url, namespace="opened", embedder=HashEmbedder(64))
+    try:
+        assert await again.count() == 1
+    finally:
+        await again.aclose()
+
+
+async def test_a_cancelled_async_open_closes_the_store_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engramdb.engine.core import Engine
+
+    closed = threading.Event()
+    real_close = Engine.close
+
+    def close(self: Engine) -> None:
+        real_close(self)
+        closed.set()
+
+    monkeypatch.setattr(Engine, "close", close)
+    url = f"sqlite:///{tmp_path / 'cancelled.db'}"
+    opening = asyncio.create_task(AsyncMemory.open(url, embedder=SlowToOpen(64)))
+    await asyncio.sleep(0.05)
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    assert await asyncio.to_thread(closed.wait, 10)
+
+
+def test_memory_open_is_the_constructor(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sync.db'}"
+    with Memory.open(url, namespace="n", embedder=HashEmbedder(64), settings=Settings()) as mem:
+        assert isinstance(mem, Memory) and mem.namespace == "n"
+        mem.add("opened the sync way")
+        assert mem.count() == 1
+
+
+async def test_memory_open_on_the_loop_names_the_async_opener(tmp_path: Path) -> None:
+    path = tmp_path / "refused.db"
+    with pytest.raises(WrongContextError) as err:
+        Memory.open(f"sqlite:///{path}", embedder=HashEmbedder(64))
+    assert "AsyncMemory.open" in str(err.value)
+    assert not path.exists()

@@ -24,7 +24,9 @@ from engramdb.cli import cli
 from .conftest import Run, out_json
 
 SCRIPT = Path(sys.executable).with_name("engramdb")
-EXCLUDED = {"with_namespace", "close"}
+# Not verbs: ``open`` constructs a Memory (every command opens one from --url) and
+# ``with_namespace``/``close`` manage it.
+EXCLUDED = {"open", "with_namespace", "close"}
 RENAMED = {"import_": ("import",), "get_slots": ("slots", "get"), "set_slots": ("slots", "set")}
 
 
