@@ -1,4 +1,7 @@
-"""What ``Memory`` and ``AsyncMemory`` share that does no I/O: construction and guards."""
+"""What ``Memory`` and ``AsyncMemory`` share: construction, the event-loop guard, the pool.
+
+Both faces call only the engine: no store, cache or surface is reached from here.
+"""
 
 from __future__ import annotations
 

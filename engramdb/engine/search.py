@@ -152,8 +152,8 @@ class Searcher:
             rows.update(self.store.locate(namespace, list(unlocated), full))
         ranking = rank_candidates(vec_hits, kw_hits, rows)
         if qvec is not None and mode != "vector":
-            # Keyword-only candidates get their vector score too: fusion and the threshold
-            # compare every candidate on both sides.
+            # Keyword-only candidates get their vector similarity too: convex fusion, the
+            # threshold and each hit's score parts read it for every candidate.
             missing = [rid for rid in ranking.kw_rank if rid not in ranking.vec_score]
             if missing:
                 chunk_ids = [ranking.best_chunk[r][0] for r in missing]
