@@ -5,11 +5,9 @@ transaction on one pooled connection (psycopg 3 + psycopg_pool), committed on su
 rolled back on any exception (:meth:`Database.write`); reads take a connection, or a
 read-only snapshot, and may be routed to a streaming replica (:meth:`Database.read`).
 
-Faults (:mod:`engramdb.stores.postgres.faults`): calls that surely did not commit are retried
-within ``retry_s`` when the server goes away, then fail with ``StoreUnavailableError``; a
-connection lost while COMMIT was in flight raises ``CommitUnknownError``; a hung server is
-cut off by a watchdog after ``io_timeout_s``. The store's public methods carry the retry
-(``retried``); this module only makes each failure say whether a retry is safe.
+Faults (:mod:`engramdb.stores.postgres.faults`): the store's public methods carry the retry;
+here each failure says whether a retry is safe (:meth:`Database.translate`), and a hung
+server is cut off by the watchdog after ``io_timeout_s``.
 
 After ``fork`` the child abandons the inherited pool (never using or closing it: closing
 would end the parent's sessions) and opens its own.
@@ -26,27 +24,17 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
-from psycopg import errors as pgerr
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from engramdb.errors import (
-    BusyError,
-    CommitUnknownError,
-    EngramError,
-    StoreError,
-    StoreUnavailableError,
-    ValidationError,
-)
+from engramdb.errors import EngramError, StoreError, ValidationError
 from engramdb.stores.postgres.faults import (
     WATCHDOG,
     Breaker,
-    RetryableBusy,
-    RetryableUnavailable,
     RetryPolicy,
     in_retry,
     is_connection_failure,
-    is_serialization_failure,
     remaining,
+    translate,
 )
 from engramdb.stores.postgres.replica import (
     CHECKOUT_S,
@@ -263,39 +251,9 @@ class Database:
     # ------------------------------------------------------------------ errors
 
     def translate(self, exc: Exception, doing: str, committing: bool = False) -> EngramError:
-        """The engramdb error for a driver error raised while ``doing``.
-
-        Inside a retried call, failures that surely did not commit come back as the
-        retryable private classes of :mod:`engramdb.stores.postgres.faults`; a connection lost
-        while COMMIT was in flight is :class:`CommitUnknownError`, never retried.
-        """
-        msg = str(exc).strip() or type(exc).__name__
-        server = self.server()
-        if is_connection_failure(exc):
-            if committing:
-                return CommitUnknownError(
-                    f"the connection to PostgreSQL at {server} was lost after COMMIT was sent "
-                    f"while {doing}: the outcome is unknown (it may or may not be applied); "
-                    f"retrying an add with the same record ids is safe: {msg}",
-                    outcome="unknown",
-                    server=server,
-                    doing=doing,
-                )
-            cls = RetryableUnavailable if in_retry() else StoreUnavailableError
-            return cls(
-                f"PostgreSQL at {server} is unavailable while {doing}: {msg}",
-                server=server,
-                doing=doing,
-            )
-        if is_serialization_failure(exc) and in_retry():
-            return RetryableBusy(f"database is busy while {doing}: {msg}", doing=doing)
-        if isinstance(
-            exc, pgerr.SerializationFailure | pgerr.DeadlockDetected | pgerr.LockNotAvailable
-        ):
-            return BusyError(f"database is busy while {doing}: {msg}")
-        if isinstance(exc, pgerr.DataError | pgerr.UntranslatableCharacter):
-            return ValidationError(f"the database rejected a value while {doing}: {msg}")
-        return StoreError(f"storage failed while {doing}: {msg}")
+        """The engramdb error for a driver error raised while ``doing`` (see
+        :func:`engramdb.stores.postgres.faults.translate`)."""
+        return translate(exc, doing, self.server(), committing)
 
     # ------------------------------------------------------------------ transactions
 
