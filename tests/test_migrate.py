@@ -24,7 +24,8 @@ from click.testing import CliRunner
 from engramdb import ConflictError, HashEmbedder, Memory, Settings, StoreError, ValidationError
 from engramdb.cli import cli
 from engramdb.ops.migrate import CHECKPOINT_PREFIX, migrate_store, verify
-from engramdb.stores.postgres.store import CHECKPOINT_FENCE_SQL, PostgresStore
+from engramdb.stores.postgres import PostgresStore
+from engramdb.stores.postgres.bulk import CHECKPOINT_FENCE_SQL
 from engramdb.stores.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.postgres

@@ -8,7 +8,8 @@ hang a call forever nor apply a write twice. Three small pieces, used by
   "the connection or server went away" (08xxx, admin/crash shutdown, "the database system
   is starting up", too many connections, a client-side "server closed the connection", a
   pool timeout), "the server rolled the transaction back to resolve a conflict" (40001,
-  40P01), or anything else.
+  40P01), or anything else; :func:`translate` turns it into engramdb's error, retryable
+  only where that is safe.
 * :class:`Watchdog` bounds how long one attempt may wait for the server: when the deadline
   passes it shuts the connection's socket down, so the blocked driver call returns with a
   connection error at once (a blackholed server acknowledges TCP but never answers: only
@@ -41,9 +42,17 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import psycopg
+from psycopg import errors as pgerr
 from psycopg_pool import PoolTimeout
 
-from engramdb.errors import BusyError, StoreUnavailableError
+from engramdb.errors import (
+    BusyError,
+    CommitUnknownError,
+    EngramError,
+    StoreError,
+    StoreUnavailableError,
+    ValidationError,
+)
 
 # SQLSTATEs meaning the session or server went away (class 08 is matched by prefix):
 # admin_shutdown, crash_shutdown, cannot_connect_now (starting up / shutting down),
@@ -111,6 +120,41 @@ def remaining(default: float) -> float:
     if _ctx.deadline is None:
         return default
     return max(0.05, _ctx.deadline - time.monotonic())
+
+
+def translate(exc: Exception, doing: str, server: str, committing: bool = False) -> EngramError:
+    """The engramdb error for a driver error raised while ``doing`` on ``server``.
+
+    Inside a retried call, failures that surely did not commit come back as the retryable
+    private classes below; a connection lost while COMMIT was in flight (``committing``) is
+    :class:`CommitUnknownError`, never retried.
+    """
+    msg = str(exc).strip() or type(exc).__name__
+    if is_connection_failure(exc):
+        if committing:
+            return CommitUnknownError(
+                f"the connection to PostgreSQL at {server} was lost after COMMIT was sent "
+                f"while {doing}: the outcome is unknown (it may or may not be applied); "
+                f"retrying an add with the same record ids is safe: {msg}",
+                outcome="unknown",
+                server=server,
+                doing=doing,
+            )
+        cls = RetryableUnavailable if in_retry() else StoreUnavailableError
+        return cls(
+            f"PostgreSQL at {server} is unavailable while {doing}: {msg}",
+            server=server,
+            doing=doing,
+        )
+    if is_serialization_failure(exc) and in_retry():
+        return RetryableBusy(f"database is busy while {doing}: {msg}", doing=doing)
+    if isinstance(
+        exc, pgerr.SerializationFailure | pgerr.DeadlockDetected | pgerr.LockNotAvailable
+    ):
+        return BusyError(f"database is busy while {doing}: {msg}")
+    if isinstance(exc, pgerr.DataError | pgerr.UntranslatableCharacter):
+        return ValidationError(f"the database rejected a value while {doing}: {msg}")
+    return StoreError(f"storage failed while {doing}: {msg}")
 
 
 class Breaker:

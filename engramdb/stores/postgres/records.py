@@ -1,0 +1,285 @@
+"""Records on PostgreSQL: add, update, delete, and the reads by id, by filter and of history.
+
+Every write is one transaction that also bumps the namespace's write generation (the cache
+tier's guard). An add inserts through :mod:`engramdb.stores.postgres.inserts` and checks the
+namespace quota after its inserts, so rolling back is the refusal; updates and deletes write
+the before-image to ``history``. Filters compile to bound SQL
+(:func:`engramdb.stores.postgres.filters.compile_postgres`), and every statement is scoped
+by ``namespace``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerr
+
+from engramdb.errors import CommitUnknownError, ConflictError
+from engramdb.models import AddResult, HistoryEntry, MemoryRecord
+from engramdb.query.filters import Node
+from engramdb.stores.postgres.connection import Database
+from engramdb.stores.postgres.filters import compile_postgres
+from engramdb.stores.postgres.inserts import insert_batch, insert_chunks, insert_one
+from engramdb.stores.postgres.record_sql import (
+    COLS,
+    INSERT_HISTORY,
+    SELECT_HISTORY,
+    select_one,
+)
+from engramdb.stores.postgres.replica import INSERT_LSN_SQL, parse_lsn
+from engramdb.stores.postgres.threads import insert_events
+from engramdb.stores.prepared import OnError, PreparedEvent, PreparedRecord, RecordChanges
+from engramdb.stores.rows import (
+    GENERATION_SQL,
+    NEXT_EXPIRY_SQL,
+    change_row,
+    check_quota,
+    checked_for_update,
+    history_entry,
+    row_to_record,
+    scalar_set_clauses,
+)
+from engramdb.timeutil import now_us
+
+
+class Records:
+    """The record reads and writes of one store."""
+
+    def __init__(self, db: Database, namespace_max_records: int) -> None:
+        self._db = db
+        self.namespace_max_records = int(namespace_max_records)
+
+    # ------------------------------------------------------------------ writes
+
+    def add_records(
+        self,
+        namespace: str,
+        items: list[PreparedRecord],
+        on_error: OnError,
+        events: list[PreparedEvent] | None = None,
+    ) -> list[AddResult]:
+        """Insert records (and events) in one transaction, deduplicating in the database.
+
+        With ``on_error="abort"`` the first conflicting item rolls back everything and its
+        error is raised (with ``details['index']``); with ``"skip"`` each item runs in a
+        savepoint and a conflicting one is reported as rejected while the others commit.
+
+        Raises:
+            CommitUnknownError: the connection was lost after COMMIT was sent; its
+                ``details["ids"]`` are the batch's ids, safe to add again (idempotent add).
+        """
+        try:
+            return self._insert_records(namespace, items, on_error, events)
+        except CommitUnknownError as exc:
+            exc.details["ids"] = [it.id for it in items]
+            raise
+
+    def _insert_records(
+        self,
+        namespace: str,
+        items: list[PreparedRecord],
+        on_error: OnError,
+        events: list[PreparedEvent] | None,
+    ) -> list[AddResult]:
+        results: list[AddResult] = []
+        with self._db.write("adding records", [namespace]) as c:
+            now = now_us()
+            before = self._quota_count(c, namespace)
+            if events:
+                insert_events(c, namespace, events)
+            if len({it.id for it in items}) == len(items):
+                self._db.send_vectors_binary(c)
+                results = insert_batch(c, namespace, items, now, on_error)
+                check_quota(namespace, self.namespace_max_records, before, results)
+                return results
+            # Repeated ids in one batch: item by item, so each repeat sees the earlier ones.
+            for i, item in enumerate(items):
+                if on_error == "skip":
+                    try:
+                        with c.transaction():
+                            results.append(insert_one(c, namespace, item, now, i))
+                    except ConflictError as exc:
+                        results.append(AddResult(i, "rejected", None, exc.message))
+                else:
+                    try:
+                        results.append(insert_one(c, namespace, item, now, i))
+                    except ConflictError as exc:
+                        exc.details["index"] = i
+                        raise
+            check_quota(namespace, self.namespace_max_records, before, results)
+        return results
+
+    def _quota_count(self, c: psycopg.Connection[Any], namespace: str) -> int:
+        """Records of the namespace, when a quota is set (0 otherwise: nothing to check).
+
+        Concurrent adds to one namespace would each count the same total and together pass
+        the quota (write skew), so the count is taken under a lock on the namespace's
+        generation row: the upsert below locks it until COMMIT (the write bumps that row
+        at the end anyway), and adds to the namespace queue behind each other. Under READ
+        COMMITTED the count, a new statement, sees what the previous holder committed.
+        """
+        if not self.namespace_max_records:
+            return 0
+        c.execute(
+            "INSERT INTO namespace_generations(namespace, generation) VALUES (%s, 0) "
+            "ON CONFLICT (namespace) DO UPDATE SET generation = namespace_generations.generation",
+            (namespace,),
+        )
+        row = c.execute(
+            "SELECT count(*) FROM records WHERE namespace = %s", (namespace,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def update_record(
+        self,
+        namespace: str,
+        record_id: str,
+        changes: RecordChanges,
+        expected_version: int | None,
+    ) -> MemoryRecord:
+        """Apply changes in one transaction, bump the version and write a history row.
+
+        Raises:
+            NotFoundError: no such record.
+            ConflictError: another version was expected, or the new text duplicates
+                another record of the same scope.
+        """
+        with self._db.write("updating a record", [namespace]) as c:
+            row = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = %s FOR UPDATE",
+                (namespace, record_id),
+            ).fetchone()
+            before = checked_for_update(
+                None if row is None else row_to_record(row), namespace, record_id, expected_version
+            )
+            assert row is not None  # checked_for_update raised otherwise
+            rid = row[0]
+            sets, params = scalar_set_clauses(changes, "%s")
+            if changes.metadata_json is not None:
+                sets.append("metadata = %s::jsonb, metadata_raw = %s")
+                params.extend([changes.metadata_json, changes.metadata_json])
+            if changes.add_tags or changes.remove_tags:
+                # One statement: the new set is computed from the row's current tags.
+                sets.append(
+                    "tags = (SELECT COALESCE(jsonb_agg(v ORDER BY v COLLATE \"C\"), '[]'::jsonb) "
+                    "FROM (SELECT e.t AS v FROM jsonb_array_elements_text(records.tags) AS e(t) "
+                    "WHERE e.t <> ALL(%s::text[]) UNION SELECT a.t FROM unnest(%s::text[]) "
+                    "AS a(t) WHERE a.t <> ALL(%s::text[])) s)"
+                )
+                rm = list(changes.remove_tags or [])
+                params.extend([rm, list(changes.add_tags or []), rm])
+            now = now_us()
+            sets.append("version = version + 1")
+            sets.append("updated_at = %s")
+            params.append(now)
+            try:
+                with c.transaction():
+                    c.execute(
+                        f"UPDATE records SET {', '.join(sets)} WHERE rid = %s", (*params, rid)
+                    )
+            except pgerr.UniqueViolation as exc:
+                raise ConflictError(
+                    f"another record in the same scope already has this text ({record_id!r})",
+                    id=record_id,
+                ) from exc
+            if changes.chunks is not None:
+                c.execute("DELETE FROM chunks WHERE rid = %s", (rid,))
+                insert_chunks(c, rid, namespace, before.user_id or "", changes.chunks)
+            after = select_one(c, namespace, record_id)
+            assert after is not None
+            c.execute(INSERT_HISTORY, change_row(namespace, before, after, now))
+            return after
+
+    def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:
+        """Delete by ids or filter from every index in one transaction, leaving history."""
+        with self._db.write("deleting records", [namespace]) as c:
+            if ids is not None:
+                rows = c.execute(
+                    f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s) "
+                    "FOR UPDATE",
+                    (namespace, list(ids)),
+                ).fetchall()
+            else:
+                where, params = compile_postgres(node)
+                rows = c.execute(
+                    f"SELECT {COLS} FROM records r WHERE r.namespace = %s AND {where} FOR UPDATE",
+                    (namespace, *params),
+                ).fetchall()
+            if not rows:
+                return 0
+            rids = [r[0] for r in rows]
+            now = now_us()
+            with c.cursor() as cur:
+                cur.executemany(
+                    INSERT_HISTORY,
+                    [change_row(namespace, row_to_record(r), None, now) for r in rows],
+                )
+            # Chunks (vectors and keyword rows) go with their record (ON DELETE CASCADE).
+            c.execute(
+                "DELETE FROM records WHERE namespace = %s AND rid = ANY(%s)", (namespace, rids)
+            )
+            return len(rids)
+
+    # ------------------------------------------------------------------ reads
+
+    def get_records(self, namespace: str, ids: list[str]) -> list[MemoryRecord]:
+        """Return the records with these ids in the order asked; missing ones omitted."""
+        with self._db.read("reading records", route=True) as c:
+            rows = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s)",
+                (namespace, list(ids)),
+            ).fetchall()
+        by_id = {r[1]: row_to_record(r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list_records(
+        self, namespace: str, node: Node | None, limit: int, after: str | None, descending: bool
+    ) -> list[MemoryRecord]:
+        """Return one keyset page of matching records ordered by id."""
+        where, params = compile_postgres(node)
+        cmp, order = ("<", "DESC") if descending else (">", "ASC")
+        sql = f"SELECT {COLS} FROM records r WHERE r.namespace = %s AND {where}"
+        args: list[Any] = [namespace, *params]
+        if after is not None:
+            sql += f" AND r.id {cmp} %s"
+            args.append(after)
+        sql += f" ORDER BY r.id {order} LIMIT %s"
+        args.append(limit)
+        with self._db.read("listing records", route=True) as c:
+            return [row_to_record(r) for r in c.execute(sql, args).fetchall()]
+
+    def count_records(self, namespace: str, node: Node | None) -> int:
+        """Count matching records."""
+        where, params = compile_postgres(node)
+        with self._db.read("counting records", route=True) as c:
+            row = c.execute(
+                f"SELECT count(*) FROM records r WHERE r.namespace = %s AND {where}",
+                (namespace, *params),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def history(self, namespace: str, record_id: str) -> list[HistoryEntry]:
+        """Return every change of a record, oldest first."""
+        with self._db.read("reading history", route=True) as c:
+            rows = c.execute(SELECT_HISTORY, (namespace, record_id)).fetchall()
+        return [history_entry(r) for r in rows]
+
+    def generation(self, namespace: str) -> int:
+        """Return the namespace's write generation (see ``Store.generation``)."""
+        router = self._db.router
+        with self._db.read("reading the write generation", route=True) as c:
+            row = c.execute(GENERATION_SQL.format(p="%s"), (namespace,)).fetchone()
+            if router is not None and not router.on_replica():
+                # Served by the primary: the data reads this generation guards (and the
+                # cache entries stored under it) must not come from an older replica.
+                pos = c.execute(INSERT_LSN_SQL).fetchone()
+                if pos:
+                    router.note_thread_floor(parse_lsn(str(pos[0])))
+        return int(row[0]) if row else 0
+
+    def next_expiry(self, namespace: str, after: int) -> int | None:
+        """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""
+        with self._db.read("reading the next expiry", route=True) as c:
+            row = c.execute(NEXT_EXPIRY_SQL.format(p="%s"), (namespace, after)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
