@@ -95,8 +95,8 @@ def _ingest(path: Path, emb: LookupEmbedder, w: Workload) -> tuple[dict[str, flo
     """Part 1: the real ingest, timed whole and in the store, recording the statements."""
     mem = _open(path, emb, w)
     store = mem.engine.store
-    recorder = _Recorder(store._writer_conn())
-    store._writer_conn = lambda: recorder  # the store asks for its writer per transaction
+    recorder = _Recorder(store._db.writer())
+    store._db.writer = lambda: recorder  # the store asks for its writer per transaction
     inner = store.add_records
     in_store = [0.0]
 
@@ -163,7 +163,7 @@ def _replay(
     per_statement: Counter[str] = Counter()
     total = 0.0
     with _replay_target(path, emb, w, drop) as store:
-        conn = store._writer_conn()
+        conn = store._db.writer()
         for batch in logs:
             for st in batch:
                 if skip_keyword and "chunks_fts" in st.sql:
@@ -177,7 +177,7 @@ def _replay(
                 total += took
                 per_statement[" ".join(st.sql.split())[:60]] += took
                 if st.sql == "COMMIT":
-                    store._checkpointer.kick()  # as SQLiteStore._write does after a commit
+                    store._db.checkpointer.kick()  # as Connections.write does after a commit
         rows = _row_counts(conn)
     n = len(logs)
     records = len(w.texts)

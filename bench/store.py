@@ -177,7 +177,7 @@ def wait_for_ann(
     graphs: dict[Any, Any] = {}
     while time.perf_counter() - t0 < timeout_s:
         mem.search("warm", top_k=K, mode="vector", query_vector=query)
-        graphs = dict(store._vector_index().ann)
+        graphs = dict(store._vectors.index().ann)
         if all(g.failures >= 3 or (g.ready and not g.pending) for g in graphs.values()):
             break
         time.sleep(0.5)

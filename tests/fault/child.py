@@ -95,7 +95,7 @@ def mode_batches(a: argparse.Namespace) -> int:
                 "t_ack": time.time(),
             },
         )
-        writer = mem.engine.store._writer
+        writer = mem.engine.store._db._writer
         if not any(w is writer for w in writers):
             writers.append(writer)  # kept alive, so each handle gets its own number
         say(f"ACK {b} w{next(n for n, w in enumerate(writers) if w is writer)}")

@@ -300,15 +300,15 @@ def test_filters_match_reference(
 def _value_index_gates(on: bool) -> Iterator[None]:
     """With ``on`` False no tag or metadata value is rare enough for SQLite to read from
     its index."""
-    import engramdb.stores.sqlite.store as sqlite_store
+    from engramdb.stores.sqlite import gates
 
-    saved = sqlite_store.TAG_GATE, sqlite_store.LIST_TAG_GATE
+    saved = gates.TAG_GATE, gates.LIST_TAG_GATE
     if not on:
-        sqlite_store.TAG_GATE = sqlite_store.LIST_TAG_GATE = -1
+        gates.TAG_GATE = gates.LIST_TAG_GATE = -1
     try:
         yield
     finally:
-        sqlite_store.TAG_GATE, sqlite_store.LIST_TAG_GATE = saved
+        gates.TAG_GATE, gates.LIST_TAG_GATE = saved
 
 
 def test_required_equalities_are_only_the_conditions_every_match_meets() -> None:

@@ -20,8 +20,8 @@ down_revision = "0005"
 
 
 def _dedup(user_id: str, agent_id: str, thread_id: str, type_: str, chash: str) -> bytes:
-    # Mirrors engramdb.stores.sqlite.dedup_digest (kept literal: a migration must not change
-    # when the code does).
+    # Mirrors engramdb.stores.sqlite.keys.dedup_digest (kept literal: a migration must not
+    # change when the code does).
     key = "\x1f".join((user_id, agent_id, thread_id, type_, chash)).encode("utf-8")
     return hashlib.blake2b(key, digest_size=16).digest()
 

@@ -25,8 +25,8 @@ def _token(namespace: str, field: str, value: str) -> str:
 
 
 def _scope(namespace: str, user_id: str, thread_id: str) -> str:
-    # Mirrors engramdb.stores.sqlite.scope_text (kept literal: a migration must not change
-    # when the code does).
+    # Mirrors engramdb.stores.sqlite.keys.scope_text (kept literal: a migration must not
+    # change when the code does).
     user = _token(namespace, "user_id", user_id)
     return f"{user} {_token(namespace, 'thread_id', thread_id)}" if thread_id else user
 

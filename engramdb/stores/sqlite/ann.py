@@ -38,7 +38,7 @@ RECALL_TARGET = 0.98  # recall@10 against exact a namespace graph must reach bef
 USER_RECALL_TARGET = 0.99  # the same for a user's graph (the filtered search's target)
 TIE_EPS = 1e-5  # scores this close to the exact 10th best count as ties
 CALIBRATION_QUERIES = 48  # sample queries per calibration (one exact scan each)
-SEARCH_K = 64  # neighbours asked of the graph at least (see SQLiteStore.vector_candidates)
+SEARCH_K = 64  # neighbours asked of the graph at least (see VectorSearch.vector_candidates)
 STEP = 2048  # vectors added to a graph per lock hold: searches wait at most one step
 TAIL_MAX = 4096  # above this many pending chunks a search uses the exact scan instead
 

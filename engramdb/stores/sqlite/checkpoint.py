@@ -10,7 +10,7 @@ PASSIVE checkpoints on its own connection (which never block the writer or reade
 the caller goes on. Durability is unchanged: a commit is durable once its WAL frames are
 fsynced, which still happens before it returns.
 
-The store keeps its hard bound on the log (``SQLiteStore._bound_wal``, a TRUNCATE checkpoint
+The store keeps its hard bound on the log (``Connections._bound_wal``, a TRUNCATE checkpoint
 by the writer when ``-wal`` passes ``WAL_LIMIT``), so a checkpointer that falls behind or
 fails costs speed, never space.
 """

@@ -66,7 +66,7 @@ def _wait_ann(mem: Memory, timeout: float = 30.0, user: str | None = None) -> Ve
     deadline = time.monotonic() + timeout
     while True:
         mem.search("q", query_vector=q, mode="vector", top_k=1, user_id=user)
-        index = _store(mem)._vector_index()
+        index = _store(mem)._vectors.index()
         graph = index.ann.get((NS, user))
         if graph is not None and graph.ready and not graph.pending:
             return index
@@ -119,7 +119,7 @@ def test_sidecar_round_trip_keeps_the_graph(built: Path) -> None:
     assert list(sidecar.glob("ann-*.usearch"))
     mem = _open(built)
     try:
-        index = _store(mem)._vector_index()
+        index = _store(mem)._vectors.index()
         graph = index.ann[(NS, None)]
         assert graph.file is not None and graph.size == N and not graph.pending
         index = _wait_ann(mem)
@@ -134,7 +134,7 @@ CHILD = """
 import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
-from test_vector_index import _open
+from test_sqlite_vector_index import _open
 mem = _open({path!r})
 mem.add(["v{n}", "v{n1}"], user_id="other")
 for rec in mem.list(filters={{"user_id": "u"}}, limit=5).records:
@@ -193,7 +193,7 @@ def test_missing_or_stale_sidecar_is_rebuilt(built: Path) -> None:
     conn.close()
     mem = _open(built)
     try:
-        index = _store(mem)._vector_index()
+        index = _store(mem)._vectors.index()
         assert index.epoch == "another-epoch"
         assert len(index) == N - 1
         assert _hits(mem, emb.vecs[5], 1) != ["v5"]
@@ -237,7 +237,7 @@ def test_large_user_gets_its_own_graph(tmp_path: Path) -> None:
         mem.close()
     mem = _open(path, ann_min_user_rows=500)
     try:
-        graph = _store(mem)._vector_index().ann[(NS, "u")]
+        graph = _store(mem)._vectors.index().ann[(NS, "u")]
         assert graph.file is not None and graph.size >= 2000  # loaded from the sidecar
         _wait_ann(mem, user="u")
         q = emb.vecs[1234]
@@ -254,7 +254,7 @@ def test_small_namespace_uses_exact_scan(tmp_path: Path) -> None:
         _fill(mem, 300)
         emb = TableEmbedder()
         assert _hits(mem, emb.vecs[42], 1) == ["v42"]
-        assert (NS, None) not in _store(mem)._vector_index().ann
+        assert (NS, None) not in _store(mem)._vectors.index().ann
     finally:
         mem.close()
 

@@ -53,8 +53,8 @@ def test_ordinary_writes_do_not_zero_freed_pages(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     mem = Memory(f"sqlite:///{db}", embedder=HashEmbedder(16))
     store = mem._engine.store  # type: ignore[attr-defined]
-    assert store._writer_conn().execute("PRAGMA secure_delete").fetchone()[0] == 2
+    assert store._db.writer().execute("PRAGMA secure_delete").fetchone()[0] == 2
     mem.add("a fact about carol", user_id="carol")
     mem.forget(user_id="carol")
-    assert store._writer_conn().execute("PRAGMA secure_delete").fetchone()[0] == 2
+    assert store._db.writer().execute("PRAGMA secure_delete").fetchone()[0] == 2
     mem.close()

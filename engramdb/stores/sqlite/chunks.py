@@ -1,0 +1,84 @@
+"""A record's chunks: their rows in ``chunks`` (span, vector) and ``chunks_fts`` (keyword
+text, scope tokens), the ``chunk_deletes`` log the vector index catches up from, and reads
+of given chunks under a filter.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+
+from engramdb.query.filters import Node
+from engramdb.stores.prepared import PreparedChunk
+from engramdb.stores.sqlite.connection import Connections
+from engramdb.stores.sqlite.filters import compile_sqlite
+
+INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)"
+INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
+
+
+def vector_bytes(vec: np.ndarray) -> bytes:
+    """A vector as stored: contiguous float32 bytes."""
+    return np.ascontiguousarray(vec, np.float32).tobytes()
+
+
+def insert_chunks(c: sqlite3.Connection, rid: int, chunks: list[PreparedChunk], scope: str) -> None:
+    """Write a record's chunks, each with its keyword row (``scope``: see keys.scope_text)."""
+    for ordinal, ch in enumerate(chunks):
+        cur = c.execute(INSERT_CHUNK, (rid, ordinal, ch.start, ch.end, vector_bytes(ch.vector)))
+        c.execute(INSERT_FTS, (cur.lastrowid, ch.index_text, scope))
+
+
+def delete_chunks_of(c: sqlite3.Connection, rids: list[int]) -> None:
+    """Delete the chunks of these records from both tables, logging them for the vector
+    index."""
+    if not rids:
+        return
+    arr = json.dumps(rids)
+    c.execute(
+        "DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE rid IN "
+        "(SELECT value FROM json_each(?)))",
+        (arr,),
+    )
+    c.execute(
+        "INSERT INTO chunk_deletes(chunk_id) SELECT id FROM chunks WHERE rid IN "
+        "(SELECT value FROM json_each(?)) ORDER BY id",
+        (arr,),
+    )
+    c.execute("DELETE FROM chunks WHERE rid IN (SELECT value FROM json_each(?))", (arr,))
+
+
+def passing_rids(
+    c: sqlite3.Connection, namespace: str, chunk_ids: list[int], node: Node | None
+) -> dict[int, int]:
+    """Map each given chunk whose record passes the filter to its record's rowid.
+
+    CROSS JOIN pins the join order, the given chunks first (by rowid): with a plain JOIN
+    the planner may walk every record of the namespace (seconds at 100k rows).
+    """
+    where, params = compile_sqlite(node)
+    rows = c.execute(
+        "SELECT c.id, c.rid FROM chunks c CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN "
+        f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
+        (json.dumps(chunk_ids), namespace, *params),
+    ).fetchall()
+    return dict(rows)
+
+
+def locate(
+    db: Connections, namespace: str, chunk_ids: list[int], node: Node | None
+) -> dict[int, tuple[str, int, int, int]]:
+    """Map chunk id -> (record id, version, start, end) for chunks passing the filter."""
+    if not chunk_ids:
+        return {}
+    where, params = compile_sqlite(node)
+    rows = db.query(
+        "locating search hits",
+        "SELECT c.id, r.id, r.version, c.start, c.end FROM chunks c CROSS JOIN records r "
+        "ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
+        f"r.namespace = ? AND {where}",
+        (json.dumps(chunk_ids), namespace, *params),
+    )
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}

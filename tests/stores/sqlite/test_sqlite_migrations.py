@@ -1,0 +1,75 @@
+"""Upgrading files written by earlier engramdb versions: existing rows get what the new
+schema derives from them (dedup keys, keyword scopes), and older rows are still read."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlite_old_revisions import as_revision_0005, as_revision_0006
+
+from engramdb import HashEmbedder, Memory
+from engramdb.migrations import SCHEMA_HEAD
+
+
+def test_add_rows_written_by_earlier_versions_are_returned_once(tmp_path: Path) -> None:
+    """Files written before adds stopped leaving history rows keep theirs; history() returns
+    the stored row (with its own seq) instead of deriving a second one."""
+    db = tmp_path / "legacy.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        rid = mem.add("an old fact", user_id="u")[0].id
+        created = mem.get(rid).created_at
+        with sqlite3.connect(db) as conn:  # the row an earlier engramdb wrote on add
+            conn.execute(
+                "INSERT INTO history(namespace, record_id, user_id, thread_id, op, version, "
+                "before, after, at) VALUES ('default', ?, 'u', '', 'add', 1, NULL, NULL, ?)",
+                (rid, int(created.timestamp() * 1_000_000)),
+            )
+        mem.update(rid, text="an old fact, updated")
+        hist = mem.history(rid)
+        assert [h.op for h in hist] == ["add", "update"]
+        assert hist[0].seq > 0 and hist[0].after is not None
+        assert hist[0].after["text"] == "an old fact" and hist[0].at == created
+
+
+def test_migration_0006_keys_existing_records_for_dedup(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        first = mem.add(["a fact of alice", "another fact"], user_id="alice")
+        mem.add("a fact of alice", user_id="bob")
+    as_revision_0005(db)
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        again = mem.add("a  fact of alice", user_id="alice")[0]
+        assert again.outcome == "deduplicated" and again.id == first[0].id
+        assert mem.add("a fact of alice", user_id="carol")[0].outcome == "written"
+        assert mem.count() == 4 and mem.doctor()["ok"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
+        cols = conn.execute(
+            "SELECT name FROM pragma_index_info('records_dedup') ORDER BY seqno"
+        ).fetchall()
+        assert [c[0] for c in cols] == ["namespace", "dedup"]
+
+
+def test_migration_0007_gives_existing_keyword_rows_their_user_scope(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        alice = mem.add(
+            [{"text": "alice grows tomatoes", "thread_id": "garden"}, "alice bakes bread"],
+            user_id="alice",
+        )
+        bob = mem.add("bob grows tomatoes", user_id="bob")[0]
+        mem.add("nobody grows tomatoes")
+    as_revision_0006(db)
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        assert mem.doctor()["ok"]
+        hits = mem.search("tomatoes bread", mode="keyword", user_id="alice").hits
+        assert {h.record.id for h in hits} == {r.id for r in alice}
+        assert [h.record.id for h in mem.search("tomatoes", mode="keyword", user_id="bob")] == [
+            bob.id
+        ]
+        assert len(mem.search("tomatoes", mode="keyword").hits) == 3
+        in_thread = mem.search("tomatoes bread", mode="keyword", thread_id="garden").hits
+        assert [h.record.id for h in in_thread] == [alice[0].id]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
