@@ -330,16 +330,52 @@ def test_resume_after_a_batch_failed_while_a_later_one_committed(
 
 
 def test_an_interrupt_stops_the_loaders_and_the_run_resumes(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C while the loaders run: the call raises KeyboardInterrupt only after both
     loader threads have finished their batch (none is left writing behind the caller's
-    back), and a second run copies exactly the rest."""
+    back), and a second run copies exactly the rest.
+
+    The order is fixed by events, not by timing: the first batch commits only once the
+    other loader has begun the second, its progress report sends the Ctrl-C, the second
+    batch is written only once the interrupt has reached the main thread (its signal
+    handler ran), and any later one only after the second. So batches are in flight on
+    both loaders when the call is interrupted, and the call must wait for them.
+    """
     src = _build_source(tmp_path / "src.db", per_namespace=100)
     total = 2 * 101
 
     main = threading.main_thread().ident
     assert threading.get_ident() == main, "the test must run on the main thread"
+
+    real_load = PostgresStore.load_records
+    lock = threading.Lock()
+    started: list[int] = []
+    writing: set[int] = set()
+    second_begun = threading.Event()
+    second_written = threading.Event()
+    interrupted = threading.Event()
+
+    def load(self: PostgresStore, batch: list[dict[str, Any]], meta: Any = None) -> Any:
+        with lock:
+            number = len(started)
+            started.append(number)
+            writing.add(number)
+        try:
+            if number == 0:
+                assert second_begun.wait(30), "the other loader never began a batch"
+            elif number == 1:
+                second_begun.set()
+                assert interrupted.wait(30), "the interrupt never reached the main thread"
+            else:
+                assert second_written.wait(30), "the second batch was never written"
+            out = real_load(self, batch, meta)
+            if number == 1:
+                second_written.set()
+            return out
+        finally:
+            with lock:
+                writing.discard(number)
 
     sent = threading.Event()
 
@@ -348,12 +384,23 @@ def test_an_interrupt_stops_the_loaders_and_the_run_resumes(
             sent.set()
             signal.pthread_kill(main, signal.SIGINT)
 
-    with pytest.raises(KeyboardInterrupt):
-        migrate_store(src, postgres_url, batch_size=10, progress=interrupt)
+    def on_sigint(signum: int, frame: Any) -> None:  # Python's own handler, observed
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PostgresStore, "load_records", load)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            migrate_store(src, postgres_url, batch_size=10, progress=interrupt)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert second_written.is_set() and not writing  # the batches in flight were waited for
     left = [t for t in threading.enumerate() if t.name.startswith("engramdb-migrate")]
     assert not [t for t in left if t.is_alive()]
+    monkeypatch.setattr(PostgresStore, "load_records", real_load)
     partial = _sql(postgres_url, "SELECT count(*) FROM records")[0][0]
-    assert 10 <= partial < total
+    assert 20 <= partial < total
     report = migrate_store(src, postgres_url, batch_size=10)
     assert report["records_before_resume"] == partial
     assert report["written"] == total - partial and report["unchanged"] == 0

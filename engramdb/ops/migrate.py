@@ -393,10 +393,19 @@ def _load_batches(
     2 cores). On the first error (or an interrupt of the caller) no new batch starts, the
     batches in flight finish (committed with their entries, or not at all), and the
     error is raised.
+
+    An interrupt is waited out on the count of batches in flight, not on ``join()``: a
+    ``Thread.join()`` interrupted by Ctrl-C can mark a thread that is still running as
+    finished (CPython's bpo-45274 recovery releases the lock the running thread holds),
+    so joining it again returns while its batch is still being written; and the
+    interrupt may come while the loaders are still being started. A loader that begins
+    after the interrupt takes no batch.
     """
     lock = threading.Lock()
+    settled = threading.Condition(lock)  # notified when a batch in flight ends
     failures: list[BaseException] = []
     seq = [first_seq]
+    in_flight = [0]
 
     def next_batch() -> tuple[int, Key | None, list[dict[str, Any]]] | None:
         with lock:
@@ -407,22 +416,30 @@ def _load_batches(
             except StopIteration:
                 return None
             seq[0] += 1
+            in_flight[0] += 1
             return seq[0] - 1, prev, batch
+
+    def load_one(number: int, prev: Key | None, batch: list[dict[str, Any]]) -> None:
+        try:
+            last = (batch[-1]["namespace"], batch[-1]["id"])
+            entry: dict[str, str | None] = {
+                entry_key(key, number): entry_value(prev, last, len(batch))
+            }
+            out = dst.load_records(batch, meta=entry)
+            with lock:
+                tally["written"] += out["written"]
+                tally["unchanged"] += out["unchanged"]
+                if progress:
+                    progress(len(batch))
+        finally:
+            with lock:
+                in_flight[0] -= 1
+                settled.notify_all()
 
     def load() -> None:
         try:
             while (job := next_batch()) is not None:
-                number, prev, batch = job
-                last = (batch[-1]["namespace"], batch[-1]["id"])
-                entry: dict[str, str | None] = {
-                    entry_key(key, number): entry_value(prev, last, len(batch))
-                }
-                out = dst.load_records(batch, meta=entry)
-                with lock:
-                    tally["written"] += out["written"]
-                    tally["unchanged"] += out["unchanged"]
-                    if progress:
-                        progress(len(batch))
+                load_one(*job)
         except BaseException as exc:
             with lock:
                 failures.append(exc)
@@ -430,16 +447,18 @@ def _load_batches(
     threads = [
         threading.Thread(target=load, name=f"engramdb-migrate-loader-{i}") for i in range(loaders)
     ]
-    for thread in threads:
-        thread.start()
     try:
+        for thread in threads:
+            thread.start()
         for thread in threads:
             thread.join()
     except BaseException as exc:  # Ctrl-C: let the loaders finish their batch, then stop
         with lock:
             failures.append(exc)
+            settled.wait_for(lambda: in_flight[0] == 0)
         for thread in threads:
-            thread.join()
+            if thread.is_alive():  # started, and its batch done: it is about to return
+                thread.join()
         raise
     if failures:
         raise failures[0]
