@@ -47,7 +47,7 @@ CACHE = ("engramdb.cache",)
 OPS = ("engramdb.ops",)
 EMBEDDERS = ("engramdb.embedders",)
 # Named by the rules before they exist, so that they are held to them from their first line.
-NOT_YET_WRITTEN = {"engramdb.client", "engramdb.zmq", "engramdb.mcp", "engramdb.consistency"}
+NOT_YET_WRITTEN = {"engramdb.client", "engramdb.zmq", "engramdb.mcp"}
 
 
 @dataclass(frozen=True)
@@ -335,6 +335,7 @@ def test_every_package_the_rules_name_exists() -> None:
     modules = set(find_modules(REPO / ROOT))
     named = {p for c in CONTRACTS for p in (*c.importers, *c.forbidden, *(c.only or ()))}
     assert sorted(named - NOT_YET_WRITTEN - modules) == []
+    assert sorted(NOT_YET_WRITTEN & modules) == [], "written now: remove from NOT_YET_WRITTEN"
 
 
 def _tree(base: Path, files: dict[str, str]) -> Path:

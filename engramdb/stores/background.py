@@ -1,7 +1,7 @@
 """A daemon thread that a store starts on demand and stops before it closes.
 
 The vector index's graph builder (``ann.AnnWorker``) and the SQLite checkpointer
-(``sqlite_checkpoint.Checkpointer``) share this life cycle: the first ``kick`` starts the
+(``stores.sqlite.checkpoint.Checkpointer``) share this life cycle: the first ``kick`` starts the
 thread, later kicks wake it, ``stop`` ends and joins it. ``stop`` also runs at interpreter
 exit, because a daemon thread killed inside native code (usearch, SQLite) can abort the
 process ("terminate called without an active exception"). A subclass writes ``_run``: loop
