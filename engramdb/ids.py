@@ -25,7 +25,7 @@ def new_id() -> str:
     Layout: 2 zero bits, 48 bits of milliseconds, 80 random bits (incremented, not redrawn,
     within one millisecond), as 26 base32 digits. The time part's 10 digits are encoded
     once per millisecond, and the random part as two 40-bit halves (small ints, not one
-    128-bit number): 1.0 instead of 1.7 µs a call, once per added record.
+    128-bit number), since it runs once per added record.
     """
     global _last_ms, _last_rand, _ms_digits
     with _lock:

@@ -5,11 +5,9 @@ record, its chunk, the statement rows, the result record) that all stay alive un
 batch ends. CPython 3.11 counts every one of them that outlives two young collections as
 "pending" old objects, and once those pass a quarter of the heap it runs a full collection
 over the whole process heap. None of them is cyclic garbage: they die by reference count the
-moment the batch returns. Measured on the store benchmark's workload (gc.callbacks, 50k
-records, batches of 1,000): 9.7 young, 0.9 middle and 0.08 full collections per batch, 5 ms
-of a 58 ms batch, of which a full collection over the benchmark's heap costs 49 ms every
-~12 batches. The full ones grow with the application's heap (a process holding a model and
-a web server has far more objects than the benchmark), not with the batch.
+moment the batch returns. The full collections are the cost, and they grow with the
+application's heap (a process holding a model and a web server has far more objects than
+the benchmark), not with the batch (docs/tuning.md has the counts).
 
 The pause is process-wide (the collector is), so it is held only around our own code, never
 around an embedder or any other outside call, and it is reference-counted so overlapping

@@ -323,7 +323,7 @@ def _read_ahead(
     """Yield the source's records in batches, read and converted on a second thread.
 
     Why: reading and converting a batch is client CPU and loading the previous one is
-    server work; overlapping them shortens the copy (measured: the two are about even).
+    server work, of about the same size; overlapping them shortens the copy.
     The reader thread owns the source iterator from start to end (a SQLite connection is
     bound to its thread); at most two batches wait in the queue. Each batch comes with
     the key of the record before it (its span's ``prev`` in the batch log), and the spans
@@ -389,10 +389,9 @@ def _load_batches(
     transaction with its batch-log entry (see :mod:`engramdb.ops.batch_log`).
 
     Why several: one connection's COPY keeps one server process busy while the client
-    waits; two overlap (100k records: copy 12.2-12.3 s with one, 8.2-10.6 s with two on
-    2 cores). On the first error (or an interrupt of the caller) no new batch starts, the
-    batches in flight finish (committed with their entries, or not at all), and the
-    error is raised.
+    waits; two overlap (docs/tuning.md). On the first error (or an interrupt of the
+    caller) no new batch starts, the batches in flight finish (committed with their
+    entries, or not at all), and the error is raised.
 
     An interrupt is waited out on the count of batches in flight, not on ``join()``: a
     ``Thread.join()`` interrupted by Ctrl-C can mark a thread that is still running as

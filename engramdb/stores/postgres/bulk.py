@@ -81,9 +81,9 @@ class BulkLoad:
 
         Why: a run killed while a batch's COMMIT was on its way leaves a transaction the
         server still commits, a moment after the client is gone. A resumed run that read
-        its checkpoints before that commit would copy the batch again (measured: the kill
-        test failed so under load, the second loader being mid-COMMIT when the first one's
-        commit became visible). Checkpointing writes hold :data:`CHECKPOINT_FENCE_SQL`
+        its checkpoints before that commit would copy the batch again (the kill test
+        caught it: a second loader mid-COMMIT when the first one's commit became
+        visible). Checkpointing writes hold :data:`CHECKPOINT_FENCE_SQL`
         shared; taking it exclusively here waits them out. A dead client's transaction
         that has not sent COMMIT is rolled back when its server process sees the
         connection closed.
@@ -196,8 +196,8 @@ class BulkLoad:
     def _copy_records(self, c: psycopg.Connection[Any], batch: list[dict[str, Any]]) -> None:
         """COPY a batch of exported records, their chunks and their history.
 
-        Chunks are staged in binary COPY form (vectors as pgvector's binary floats; as text
-        they cost ~0.1 ms per row to format here and again to parse on the server).
+        Chunks are staged in binary COPY form (vectors as pgvector's binary floats): as text
+        each vector would be formatted here and parsed again on the server.
         """
         self._db.send_vectors_binary(c)
         with c.cursor() as cur:

@@ -349,7 +349,7 @@ class Database:
         (The pool's own ``check`` would sleep a second of backoff after each broken
         connection, so after a restart each of them would cost the caller a second.) Inside
         a retried call, a connection that finished a statement less than
-        :data:`FRESH_S` ago skips the check (an empty round trip, ~0.15 ms of a 3 ms
+        :data:`FRESH_S` ago skips the check (an empty round trip, a real share of a short
         search): should the server have gone in that instant, the call's own statement
         fails under the watchdog and the call is retried like any other failure. The
         wait is cut in slices of :data:`RECONNECT_S`: the pool gives up reconnecting on its

@@ -40,18 +40,16 @@ from engramdb.stores.postgres.vectors import _Vector
 from engramdb.stores.prepared import ChunkHit
 
 # A user's scope up to this many chunks is searched exactly (through the (namespace,
-# user_id) index); a larger one through HNSW with a user filter. Measured on the 100k
-# benchmark table, warm, top-20 p50: exact grows with the scope (1k chunks 2.8 ms, 3.3k
-# 7.6 ms, 6.7k 14.3 ms, 13k 26 ms: each chunk is a heap visit) while the filtered HNSW scan
-# falls as the user's share grows (1k 32 ms, 3.3k 13 ms, 6.7k 8.9 ms, 13k 7.5 ms; recall@10
-# 0.99); they cross near 5k.
+# user_id) index); a larger one through HNSW with a user filter. The exact way costs one
+# heap visit per chunk and grows with the scope; the filtered HNSW scan gets cheaper as the
+# user's share grows. The crossing point is measured (docs/tuning.md).
 EXACT_USER_MAX_ROWS = 5_000
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (see below)
 # A search of a large scope whose filter requires a tag or a metadata value (which the GIN
 # indexes on records answer) scores the passing records' chunks exactly when at most this
 # many records pass, instead of the HNSW scan: its iterative scan walks the graph until the
-# page is full, 125-140 ms at 100k records for a tag of 100 records or of none, ~23 ms for
-# one of 1,100 (the exact way: ~19 ms with its count; the count stops at this many + 1).
+# page is full, which is slowest exactly when few records pass (docs/tuning.md). The count
+# stops at this many + 1.
 PREFILTER_MAX_RECORDS = 2_000
 USER_SCOPE = frozenset({"user_id"})  # the scope chunks carry (they have no thread_id)
 SCOPE_SIZE_TTL_S = 10.0  # how long a counted scope size picks plans
@@ -207,8 +205,7 @@ class Search:
         if narrow is None:
             return None
         # Two materialised steps: the passing records through the GIN index, then their
-        # chunks by rid. As one join the planner chose a parallel scan of every record
-        # (30 ms for a tag of 1,100 records; 14 ms this way).
+        # chunks by rid. As one join the planner chose a parallel scan of every record.
         sql = located(
             f"WITH p AS MATERIALIZED (SELECT r.rid FROM records r WHERE {narrow[0]}), "
             "s AS MATERIALIZED (SELECT c.id, c.rid, c.start_pos, c.end_pos, "
@@ -258,13 +255,12 @@ class Search:
         """Return the best chunks by ``ts_rank`` (higher is better), ties by chunk id.
 
         Matches come from ``chunks`` alone (its GIN index, or a scan when most rows match),
-        narrowed to the filter's user when it names one (chunks carry ``user_id``: a user of
-        27 records then ranks its own few matches in ~0.2 ms instead of the namespace's
-        27k). Only the best ``KEYWORD_PROBE`` (or 4x ``limit``) meet their records and the
-        filter; joining every match first made a ten-word keyword search over 100k records
-        take ~450 ms. When too few of the probed ones pass, the whole join runs. A narrow
-        indexed filter (see :meth:`_narrow`) ranks just its records' chunks instead (a tag
-        of 100 records: ~200 ms ranking the namespace's matches first).
+        narrowed to the filter's user when it names one (chunks carry ``user_id``, so a user
+        ranks only their own matches, not the namespace's). Only the best ``KEYWORD_PROBE``
+        (or 4x ``limit``) meet their records and the filter: joining every match first costs
+        a join per match of a common word. When too few of the probed ones pass, the whole
+        join runs. A narrow indexed filter (see :meth:`_narrow`) ranks just its records'
+        chunks instead of the namespace's matches. Figures: docs/tuning.md.
         """
         tsq = tsquery_text(match)
         if not tsq:
@@ -291,8 +287,7 @@ class Search:
             # The CTEs are materialised so that the planner cannot start from records
             # (see vector_candidates). Never prepared: a query's words decide whether a
             # parallel scan or the GIN index is right, and the generic plan a prepared
-            # statement falls back to after a few runs took 160-410 ms where planning for
-            # the words took 70-120 (20 queries on the 100k-record benchmark table).
+            # statement falls back to after a few runs cannot know (docs/tuning.md).
             ranked = c.execute(
                 f"WITH m AS MATERIALIZED ({matches} ORDER BY s DESC, id LIMIT {probe}) "
                 f"SELECT {columns}, r.rid IS NOT NULL FROM m LEFT JOIN records r "

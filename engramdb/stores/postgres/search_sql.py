@@ -86,8 +86,8 @@ def located(inner: str, with_records: bool) -> str:
     """Candidate chunks with what ``locate`` would add (see :attr:`ChunkHit.located`).
 
     ``inner`` selects ``id, rid, score, start_pos, end_pos`` with its own LIMIT (written as
-    a literal: a ``LIMIT $n`` parameter cost the prepared search ~0.35 ms per query in a
-    100k-chunk table, measured against the same statement with the literal); its rows
+    a literal: with a ``LIMIT $n`` parameter the planner cannot plan for the page size,
+    see docs/tuning.md); its rows
     meet their records only after that limit, so a large scope never joins every chunk,
     and the engine needs no second statement. ``with_records`` adds the whole record.
     """

@@ -23,17 +23,14 @@ from psycopg.types import TypeInfo
 from engramdb.errors import StoreError, ValidationError
 
 # The HNSW graph is built over half-precision copies of the vectors (an expression index on
-# ``embedding::halfvec(dim)``); the column and every returned score stay float32. Measured
-# on raw tables of 30k of the benchmark's MiniLM vectors, m=16, ef_construction=100, then
-# 6k more inserted alternately: inserts 18% faster (8.2 vs 10.0 s), the build 18% faster
-# (5.8 vs 7.1 s), the graph 43% smaller (40 vs 70 MB), recall@10 at ef_search=64 0.9955
-# vs 0.9960. It also lifts pgvector's HNSW limit from 2,000 dimensions
+# ``embedding::halfvec(dim)``); the column and every returned score stay float32. Inserts
+# and the build are faster and the graph smaller at the same recall (docs/tuning.md).
+# It also lifts pgvector's HNSW limit from 2,000 dimensions
 # (vector) to 4,000 (halfvec). Needs pgvector 0.7 or later.
 HNSW_MAX_DIM = 4000
 # The chunk vectors are also kept in a btree on (namespace, user_id), so the exact search of
 # one user's scope is an index-only scan over contiguous leaf pages instead of one heap
-# visit per chunk (measured on the 100k benchmark table, a 4.4k-chunk user: 10.9 -> 5.7 ms;
-# 2k chunks: 6.5 -> 3.5 ms; the index is ~200 MB per 100k 384-d chunks and built in ~1.3 s).
+# visit per chunk; it costs about as much disk as the vectors (docs/tuning.md).
 # A btree entry holds at most ~2.7 kB, so vectors above COVER_MAX_DIM go without it.
 COVER_MAX_DIM = 640
 COVER_INDEX = "chunks_user_vectors"
@@ -109,7 +106,7 @@ def vector_text(vec: np.ndarray) -> str:
     """pgvector's text form of a float32 vector.
 
     Exact: nine significant digits always read back as the same float32. One ``%``
-    format per vector is about 3x faster than ``json.dumps`` (it shows in bulk loads).
+    format per vector, not ``json.dumps``: bulk loads call it once per chunk.
     """
     values = np.asarray(vec, np.float32).ravel().tolist()
     return _vector_format(len(values)) % tuple(values)

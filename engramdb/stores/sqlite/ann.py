@@ -4,8 +4,8 @@ A scope is a whole namespace (``user_id`` None: unfiltered searches) or one larg
 it (filtered searches of a user holding many chunks: at 13k chunks the exact scan is the
 slowest search of the store benchmark).
 
-Why: an exact scan of a whole namespace costs ~8 ms at 100k x 384-d on this machine's memory
-bandwidth; an HNSW graph answers in well under a millisecond. The graph is derived data like
+Why: an exact scan of a whole namespace is bound by memory bandwidth and grows with it; an
+HNSW graph answers in a small, nearly constant time. The graph is derived data like
 the exact index (invariant 1), and it never decides what is visible:
 
 * every live chunk of the scope is either in the graph or in ``pending`` (appended by the
@@ -166,10 +166,9 @@ class AnnGraph:
         query is. The search breadth doubles (from the setting up to 1024) until recall@10
         is met. A graph that never meets it is not used: the scope stays on the exact scan.
 
-        Measured on the 100k store benchmark's graph (recall@10 at ef 64 / 96 / 192): its
-        1,000 real queries 0.9975 / 0.9985 / 0.9985; these samples 0.998 / 0.998 / 1.0;
-        the midpoints of two stored vectors used before, 0.90 / 0.94 / 0.98, which held the
-        graph at ef 192 (search ~40% slower) for a recall real queries reach at 64.
+        These samples track the recall of real queries; the midpoints of two stored
+        vectors, used before, understated it and held the graph at a needlessly wide (and
+        slower) breadth (docs/tuning.md).
         """
         rng = np.random.default_rng(0)
         with index.lock:

@@ -30,13 +30,11 @@ IDLE_S = 5.0  # the thread ends after this long without a commit (started again 
 # often than SQLite's own every-1,000-pages policy.
 MIN_INTERVAL_S = 0.2
 # A log of at least this many frames (4 MB at 8 KB pages) at checkpoint time means big
-# commits (bulk ingest writes ~1,000-1,300 frames per batch of 1,000 at 100k records); then
+# commits (a bulk-ingest batch writes well over this many); then
 # the next checkpoint runs as soon as a commit asks, while the caller prepares its next
 # batch. Resting there too let batches pile up faster than checkpoints copied them: the log
 # was never fully copied when the next write began, so the writer could not restart it from
-# its start, and it grew until the writer's forced TRUNCATE at WAL_LIMIT. Three alternating
-# runs each of 100k records in batches of 1,000 (a throwaway probe): 15.5-16.1k records/s
-# resting, 16.2-17.9k not; the forced truncation went from 3.8-4.5 to 0.5-0.9 ms a batch.
+# its start, and it grew until the writer's forced TRUNCATE at WAL_LIMIT (docs/tuning.md).
 BULK_FRAMES = 512
 
 

@@ -31,16 +31,14 @@ from engramdb.stores.sqlite.schema import ensure_schema
 WAL_LIMIT = 64 * 1024 * 1024  # bytes of -wal before a TRUNCATE checkpoint is forced
 # Page size of a new file. A chunk row (a 384-d vector is 1.5 KB) fills 4 KB pages badly
 # (two rows a page, 0.9 KB left over) and every page a batch touches is written to the WAL
-# and fsynced at commit. Batch ingest of the benchmark's records (40k, batches of 1,000,
-# synchronous=FULL): 4 KB pages 10.4-10.7k rec/s and a 125 MB file; 8 KB 12.5-12.7k and
-# 107 MB; 16 KB 13.2k; 32 KB 12.5k. 8 KB keeps single-row reads small.
+# and fsynced at commit. 8 KB ingests about as fast as larger pages (docs/tuning.md) and
+# keeps single-row reads small.
 PAGE_SIZE = 8192
 # Set on every writing connection, because SQLite's built-in default depends on how it was
 # compiled. Debian's build has it on, and then every page freed in a write is zeroed and
-# written to the WAL; in bulk ingest that was ~8% of a batch's WAL frames, mostly FTS5
-# segment pages freed by its merges. FAST zeroes deleted content only in pages a write
-# changes anyway. ``forget`` turns it fully on for its own transaction (nothing it erased
-# may stay in a free page).
+# written to the WAL, in bulk ingest mostly FTS5 segment pages freed by its merges. FAST
+# zeroes deleted content only in pages a write changes anyway. ``forget`` turns it fully
+# on for its own transaction (nothing it erased may stay in a free page).
 SECURE_DELETE = "FAST"
 BUMP_GENERATION = BUMP_GENERATION_SQL.format(p="?")
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched

@@ -23,13 +23,12 @@ from engramdb.stores.sqlite.filters import compile_sqlite
 from engramdb.stores.sqlite.keys import SCOPE_FIELDS
 from engramdb.stores.sqlite.value_index import indexable_meta
 
-# A list page filtered to a tag sorts the tag's records when there are at most this many
-# (1,100 in ~2 ms); a commoner tag turns up soon enough walking the namespace in id order.
+# A list page filtered to a tag sorts the tag's records when there are at most this many;
+# a commoner tag turns up soon enough walking the namespace in id order.
 LIST_TAG_GATE = 2000
 # Other filtered reads (count, delete, a search's candidates) start from the tag index
 # when at most this many records carry the tag: its rowid lookups beat testing every record
-# of the namespace until the tag covers a good share of it (count at 100k records: 0.03 ms
-# for an absent tag, 1.1 ms for 1,100 records, 53 ms for 50,000 against 30 ms walking).
+# of the namespace until the tag covers a good share of it (docs/tuning.md).
 TAG_GATE = 20000
 _TAG_ROWS_UPTO = (
     "SELECT count(*) FROM (SELECT 1 FROM record_tags WHERE namespace = ? AND tag = ? LIMIT ?)"
@@ -86,8 +85,8 @@ def rare_values(
 
     Reads that find one start from its index (``r.rid IN`` its records, with ``NOT
     INDEXED`` on ``r`` so that the planner can only look those rowids up): left to itself
-    the planner reads the namespace's index and tests each record (30-46 ms at 100k records
-    for a tag nobody has; ~146 ms for a search on a metadata value). A commoner value is left
+    the planner reads the namespace's index and tests each record, however few carry the
+    value. A commoner value is left
     to that walk, which meets it soon enough (and ranks or counts no worse), and a user's or
     thread's index, already a narrow range, leads when the filter names one. Counting stops
     at ``most + 1`` rows of the index.

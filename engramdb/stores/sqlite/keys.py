@@ -44,7 +44,7 @@ def scope_token(namespace: str, field: str, value: str) -> str:
     ``chunks_fts`` (migration 0007), and a keyword search whose filter requires a user or a
     thread ANDs the token into its MATCH, so FTS5 intersects the query's words with that
     scope's short list instead of ranking every match in the file and dropping the rest
-    afterwards (at 100k records: 50 ms -> 2-8 ms per user-scoped keyword search). The ``q``
+    afterwards (docs/tuning.md). The ``q``
     ends keep the Porter stemmer off it; a collision (2^-64) would only
     add candidates, which the search's filter still removes.
     """

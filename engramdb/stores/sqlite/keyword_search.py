@@ -33,13 +33,12 @@ class KeywordSearch:
         When the filter requires a user or a thread, the MATCH requires its scope tokens,
         so FTS5 walks the intersection of the words with that scope's chunks. The best
         ``KEYWORD_PROBE`` matches (or 4x ``limit``) are ranked in FTS5 alone, and only they
-        meet their records and the filter: joining every match first cost ~2/3 of a 75 ms
-        keyword search over 100k records, and 14 of 22 ms for the biggest user's. When too
+        meet their records and the filter: joining every match first was most of the cost
+        of a keyword search over a large namespace (docs/tuning.md). When too
         few of them pass the filter (another namespace dominates, or a narrow filter) the
         whole join runs. When the filter requires a rare tag or metadata value (see
         gates.rare_values), only its records' chunks are ranked: FTS5 still walks the words'
-        lists but scores just the members (a search for a tag nobody has took ~120 ms at
-        100k records scoring every match).
+        lists but scores just the members instead of every match.
         The unary ``+`` keeps the membership test out of FTS5, which would otherwise run
         the whole query once per listed rowid (seconds for a thousand).
         """
@@ -85,8 +84,8 @@ class KeywordSearch:
             return
         with self._db.write("re-indexing a thread", [namespace]) as c:
             # CROSS JOIN pins the join order, the given chunks first: with a plain JOIN the
-            # planner walked the namespace's records (5.7 ms per message added at 10k
-            # records, growing with the store).
+            # planner walked the namespace's records, a cost per message growing with the
+            # store.
             live = {
                 r[0]
                 for r in c.execute(

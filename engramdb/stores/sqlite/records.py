@@ -222,9 +222,9 @@ class Records:
                 [(cid, body, scope) for cid, (body, scope) in zip(cids, bodies, strict=True)],
             )
         # No history rows: an add is derivable (the record as inserted is the before-image
-        # of its first change, or the live record), so Engine.history derives it. Its row
-        # was ~5% of bulk ingest, and its (namespace, user_id) index entry one more page
-        # per user written to the WAL every batch.
+        # of its first change, or the live record), so Engine.history derives it: a row
+        # per add, and its (namespace, user_id) index entry, would be written to the WAL
+        # every batch for nothing.
         return results
 
     def update_record(
@@ -340,7 +340,7 @@ class Records:
 
         A page of one thread reads the thread's index and sorts its rows: left to itself,
         the planner walked the whole namespace in id order (``records_ns_thread`` is in time
-        order) to skip that sort, 4.6 ms at 25k records for a thread of 100. A page of a
+        order) to skip that sort, reading the namespace for a thread's few rows. A page of a
         tag or metadata value held by at most ``LIST_TAG_GATE`` records sorts those records
         (see gates.rare_values); a commoner one is met soon enough walking the namespace in
         id order.

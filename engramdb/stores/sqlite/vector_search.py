@@ -136,9 +136,8 @@ class VectorSearch:
         """
         index = self.index()
         if user_id is None and gates.indexed_values(node):
-            # A rare tag or metadata value: score just its chunks instead of the whole
-            # namespace (a vector search for a tag of 1,100 records out of 100k: 65 ms
-            # scanning and masking, 5.2 ms this way).
+            # A rare tag or metadata value: score just its chunks instead of scanning and
+            # masking the whole namespace.
             with self._db.read("filtering vector candidates") as c:
                 rare = gates.rare_values(c, namespace, node, gates.LIST_TAG_GATE)
                 if rare is not None:
@@ -168,8 +167,8 @@ class VectorSearch:
         if node is None:
             return _top(ids, scores, limit)
         # Four times the page: a filter passed by a quarter of the scope or more is settled
-        # here (checking 400 candidates costs ~1 ms; the mask below reads every record of
-        # the namespace that passes it, ~70 ms for half of 100k).
+        # here, checking a few hundred candidates; the mask below reads every record of the
+        # namespace that passes it.
         probe = _top(ids, scores, max(limit * 4, 64))
         passed = self._passing(namespace, [h.chunk_id for h in probe], node)
         kept = [h for h in probe if h.chunk_id in passed]
@@ -200,7 +199,7 @@ class VectorSearch:
         """True when some record of the namespace has expired by the filter's ``now``.
 
         One probe of the ``(namespace, expires_at)`` index; when it says no, a search skips
-        checking its candidates against the expiry filter in SQL (~1 ms per search).
+        checking its candidates against the expiry filter in SQL.
         """
         # The earliest expiry of the namespace only changes with a write, so it is kept per
         # reader connection until the connection's data_version moves.
@@ -227,8 +226,7 @@ class VectorSearch:
         return [float(x) for x in self._scores(chunk_ids, query)]
 
     def _scores(self, chunk_ids: list[int], query: np.ndarray) -> np.ndarray:
-        """:meth:`vector_scores` as an array: one product per index block, not per chunk
-        (a rare tag's 1,100 chunks scored one by one took ~4 ms)."""
+        """:meth:`vector_scores` as an array: one product per index block, not per chunk."""
         index = self.index()
         out = np.full(len(chunk_ids), np.nan, dtype=np.float32)
         with index.lock:
