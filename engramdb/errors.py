@@ -19,7 +19,7 @@
      ├── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
      ├── AuthenticationError                 missing or wrong API key: 401, exit 10
      ├── PermissionDeniedError               the key may not do this: 403, exit 11
-     └── ResponseError                       (client) the service's answer is unreadable: 500
+     └── ResponseError                       (client) the service's answer is unreadable: 502, exit 1
 
 Every error carries a message naming what was wrong and a ``details`` dict that the
 REST layer returns as ``{"error", "message", "details"}``.
@@ -167,7 +167,7 @@ class PermissionDeniedError(EngramError):
 class ResponseError(EngramError):
     """A service answered with a body the client cannot read (not the documented shape).
 
-    No row of its own: it is a 500-class fault of the service, not of the caller.
+    The fault is the service's (or something between), not the caller's: 502, exit 1.
     """
 
     code = "bad_response"
@@ -195,6 +195,7 @@ ERROR_TABLE: dict[type[EngramError], tuple[int, int]] = {
     WrongContextError: (500, 9),
     AuthenticationError: (401, 10),
     PermissionDeniedError: (403, 11),
+    ResponseError: (502, 1),
 }
 
 
