@@ -19,7 +19,7 @@
      ├── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
      ├── AuthenticationError                 missing or wrong API key: 401, exit 10
      ├── PermissionDeniedError               the key may not do this: 403, exit 11
-     └── ResponseError                       (client) the service's answer is unreadable: 502, exit 1
+     └── ResponseError                       (client) unreadable answer: 502, exit 1
 
 Every error carries a message naming what was wrong and a ``details`` dict that the
 REST layer returns as ``{"error", "message", "details"}``.

@@ -6,6 +6,7 @@ service process, and a TCP proxy of our own that drops the first answer of a con
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sqlite3
 import threading
@@ -71,10 +72,8 @@ def _pump(src: socket.socket, dst: socket.socket, seen: bytearray | None) -> Non
     except OSError:
         pass
     finally:
-        try:
+        with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 def _header(raw: bytes, name: str) -> str:
@@ -117,9 +116,9 @@ def test_a_read_is_retried_but_a_call_that_is_not_repeatable_is_not(
     assert len(reads.requests) == 2
     reads.close()
     admin = DroppingProxy(service.port)
-    with Client(admin.url, namespace=namespace, backoff_s=0.01) as client:
-        with pytest.raises(StoreUnavailableError) as caught:
-            client.doctor(repair=True)
+    client = Client(admin.url, namespace=namespace, backoff_s=0.01)
+    with client, pytest.raises(StoreUnavailableError) as caught:
+        client.doctor(repair=True)
     assert len(admin.requests) == 1 and caught.value.details["attempts"] == 1
     admin.close()
 
@@ -144,9 +143,11 @@ def test_the_service_keeps_an_idempotency_key_per_caller(service: Service, names
 
 def test_an_unreachable_service_raises_store_unavailable_after_the_retries() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with Client(url, retries=2, backoff_s=0.01) as client:
-        with pytest.raises(StoreUnavailableError) as caught:
-            client.get("x")
+    with (
+        Client(url, retries=2, backoff_s=0.01) as client,
+        pytest.raises(StoreUnavailableError) as caught,
+    ):
+        client.get("x")
     assert caught.value.details["attempts"] == 3 and url in caught.value.message
 
 

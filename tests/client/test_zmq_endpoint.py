@@ -183,9 +183,9 @@ def test_the_key_hook_decides_and_the_socket_keeps_serving(keyed_endpoint: str) 
             with pytest.raises(AuthenticationError) as caught:
                 wrong.count()
             assert caught.value.details["status"] == 401
-        with ZmqClient(keyed_endpoint, namespace="ns-a") as anonymous:
-            with pytest.raises(AuthenticationError):
-                anonymous.search("fact")
+        anonymous = ZmqClient(keyed_endpoint, namespace="ns-a")
+        with anonymous, pytest.raises(AuthenticationError):
+            anonymous.search("fact")
         assert own.count() == 1
 
 
