@@ -44,6 +44,16 @@ class _Socket:
         self.ids = itertools.count(1)
 
     def call(self, frame: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        try:
+            return self._call(frame, timeout_s)
+        except zmq.ZMQError as exc:  # a closed socket, a terminated context
+            raise StoreUnavailableError(
+                f"the ZeroMQ socket to {self.url} cannot send {frame['op']}: {exc}",
+                url=self.url,
+                op=frame["op"],
+            ) from exc
+
+    def _call(self, frame: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         with self.lock:
             frame["id"] = next(self.ids)
             self.sock.send_multipart([b"", json.dumps(frame).encode()])
