@@ -48,6 +48,7 @@ endif
 
 unit: install
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/gen_async.py --check
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/gen_async_client.py --check
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 -m "not fault and not slow" $(PYTEST_ARGS)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "$(MARK_SERIAL)" $(PYTEST_ARGS)
 

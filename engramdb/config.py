@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Service bind address")
     port: int = Field(8080, ge=0, le=65535, description="Service port")
+    zmq_url: str | None = Field(
+        None,
+        description="ZeroMQ endpoint the service binds beside HTTP (e.g. tcp://127.0.0.1:5570); "
+        "unset: none",
+    )
 
 
 def url_without_password(url: str, mask: str = "") -> str:

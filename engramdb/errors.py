@@ -16,7 +16,10 @@
      │    ├── BusyError                      lock not acquired within busy_timeout: 503, exit 8
      │    └── StoreUnavailableError          server unreachable within store_retry_s: 503, exit 8
      │         └── CommitUnknownError        connection lost after COMMIT: outcome unknown
-     └── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
+     ├── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
+     ├── AuthenticationError                 missing or wrong API key: 401, exit 10
+     ├── PermissionDeniedError               the key may not do this: 403, exit 11
+     └── ResponseError                       (client) unreadable answer: 502, exit 1
 
 Every error carries a message naming what was wrong and a ``details`` dict that the
 REST layer returns as ``{"error", "message", "details"}``.
@@ -148,6 +151,28 @@ class WrongContextError(EngramError, RuntimeError):
     code = "wrong_context"
 
 
+class AuthenticationError(EngramError):
+    """The service needs an API key and the request carried none, or one it does not know."""
+
+    code = "authentication_error"
+
+
+class PermissionDeniedError(EngramError):
+    """The API key is valid but may not do this (another namespace, a write with a read-only
+    key, an admin route with a namespace key)."""
+
+    code = "permission_denied"
+
+
+class ResponseError(EngramError):
+    """A service answered with a body the client cannot read (not the documented shape).
+
+    The fault is the service's (or something between), not the caller's: 502, exit 1.
+    """
+
+    code = "bad_response"
+
+
 # One table: error class -> (HTTP status, CLI exit code). An error resolves to the entry of
 # the nearest class in its hierarchy (its ``__mro__``), so the order of entries is free and a
 # new subclass inherits its parent's row until it is given one of its own.
@@ -168,6 +193,9 @@ ERROR_TABLE: dict[type[EngramError], tuple[int, int]] = {
     StoreUnavailableError: (503, 8),
     CommitUnknownError: (503, 8),
     WrongContextError: (500, 9),
+    AuthenticationError: (401, 10),
+    PermissionDeniedError: (403, 11),
+    ResponseError: (502, 1),
 }
 
 
@@ -187,3 +215,34 @@ def status_for(exc: EngramError) -> int:
 def exit_code_for(exc: EngramError) -> int:
     """Return the CLI exit code for an engramdb error (its nearest class in the table)."""
     return _entry(exc)[1]
+
+
+def error_from_body(status: int, body: object) -> EngramError:
+    """Rebuild the error a service answered with (``{"error", "message", "details"}``).
+
+    The ``error`` code names the class (every class in ERROR_TABLE has its own code); a code
+    this version does not know falls back to the most general class with the same status,
+    so a client older than its server still raises the right family.
+    """
+    fields = body if isinstance(body, dict) else {}
+    code = fields.get("error")
+    message = fields.get("message")
+    if not isinstance(message, str) or not message:
+        message = f"the service answered {status} without an error message"
+    details = fields.get("details")
+    cls = _BY_CODE.get(code) if isinstance(code, str) else None
+    if cls is None:
+        cls = _BY_STATUS.get(status, EngramError)
+    exc = cls(message)
+    exc.details = dict(details) if isinstance(details, dict) else {}
+    if cls is EngramError and isinstance(code, str):
+        exc.details.setdefault("error", code)
+    exc.details.setdefault("status", status)
+    return exc
+
+
+_BY_CODE: dict[str, type[EngramError]] = {cls.code: cls for cls in ERROR_TABLE}
+_BY_STATUS: dict[int, type[EngramError]] = {}
+for _cls, (_status, _exit) in ERROR_TABLE.items():
+    # the first class of a status in the table is its most general one (parents come first)
+    _BY_STATUS.setdefault(_status, _cls)

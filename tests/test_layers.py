@@ -47,7 +47,8 @@ CACHE = ("engramdb.cache",)
 OPS = ("engramdb.ops",)
 EMBEDDERS = ("engramdb.embedders",)
 # Named by the rules before they exist, so that they are held to them from their first line.
-NOT_YET_WRITTEN = {"engramdb.client", "engramdb.zmq", "engramdb.mcp"}
+NOT_YET_WRITTEN = {"engramdb.mcp"}
+CLIENT = ("engramdb.client",)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ CONTRACTS = (
         "surfaces go through Memory/AsyncMemory and ops, never the engine or a store",
         importers=SURFACES,
         forbidden=ENGINE + STORES,
+    ),
+    Contract(
+        "the client is a surface of its own: it talks to the service and imports only the "
+        "leaves (no facade, engine, store, cache, embedder or server)",
+        importers=CLIENT,
+        only=LEAVES + CLIENT,
     ),
     Contract(
         "embedders are a component beside the stores, used by the engine",

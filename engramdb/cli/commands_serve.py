@@ -16,8 +16,14 @@ from engramdb.config import url_without_password
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--zmq",
+    "zmq_url",
+    default=None,
+    help="Also serve a ZeroMQ endpoint here, e.g. tcp://127.0.0.1:5570 (or ENGRAM_ZMQ_URL).",
+)
 @global_options
-def serve_cmd(host: str, port: int, workers: int) -> None:
+def serve_cmd(host: str, port: int, workers: int, zmq_url: str | None) -> None:
     """Run the REST service over the store (OpenAPI docs at /docs)."""
     settings = state().settings()
     try:
@@ -30,10 +36,13 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
         err=True,
     )
     click.echo(f"OpenAPI docs: http://{shown}:{port}/docs", err=True)
+    zmq_url = zmq_url or settings.zmq_url
+    if zmq_url:
+        click.echo(f"ZeroMQ endpoint: {zmq_url}", err=True)
     # uvicorn drains requests on SIGTERM, then re-raises the signal under the handler that was
     # installed before it started: make that a clean exit 0 rather than death by signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    run(settings, host, port, workers)
+    run(settings, host, port, workers, zmq_url)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -70,13 +70,46 @@ def _sigterm_exits_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(settings: Settings, host: str, port: int, workers: int) -> None:
+@contextmanager
+def _zmq_beside(app: Any, zmq_url: str | None) -> Iterator[None]:
+    """Serve ``app`` over ZeroMQ too while the block runs (nothing when no address is set)."""
+    if not zmq_url:
+        yield
+        return
+    from engramdb.zmq import serve_zmq
+
+    with serve_zmq(app, zmq_url, default_namespace=app.state.settings.namespace):
+        yield
+
+
+@contextmanager
+def _zmq_in_supervisor(settings: Settings, zmq_url: str | None) -> Iterator[None]:
+    """With several workers the ZeroMQ endpoint is bound once, in the supervising process,
+    over an app of its own on the same store."""
+    if not zmq_url:
+        yield
+        return
+    from engramdb.memory import Memory
+    from engramdb.server.app import create_app
+
+    mem = Memory(settings=settings)
+    try:
+        with _zmq_beside(create_app(mem), zmq_url):
+            yield
+    finally:
+        mem.close()
+
+
+def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | None = None) -> None:
     """Serve the REST API on ``host:port`` until SIGINT or SIGTERM; in-flight requests drain.
 
     With ``workers > 1``, uvicorn starts that many processes from the import-string factory
     ``engramdb.server.app:app_from_env``; ``settings`` reach them as ``ENGRAM_*``
     environment variables, and each opens its own connections to the same store. The schema
     is brought up to date once, here, before any worker starts.
+
+    ``zmq_url`` (default ``settings.zmq_url``) adds the ZeroMQ endpoint, bound once per
+    service whatever ``workers`` is.
 
     Raises:
         ValidationError: ``workers`` is below 1, or several workers on an in-memory store.
@@ -90,7 +123,8 @@ def run(settings: Settings, host: str, port: int, workers: int) -> None:
 
         with _sigterm_exits_cleanly():
             app = create_app(settings=settings)
-            uvicorn.run(app, host=host, port=port, log_level="info")
+            with _zmq_beside(app, zmq_url or settings.zmq_url):
+                uvicorn.run(app, host=host, port=port, log_level="info")
         return
     if is_in_memory(settings.url):
         raise ValidationError(
@@ -102,4 +136,7 @@ def run(settings: Settings, host: str, port: int, workers: int) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="info")
+    with _zmq_in_supervisor(settings, zmq_url or settings.zmq_url):
+        uvicorn.run(
+            APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="info"
+        )

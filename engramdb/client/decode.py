@@ -1,0 +1,149 @@
+"""REST response bodies -> the objects ``Memory`` returns (records, pages, events, slots...).
+
+The wire schemas of the service list the same fields as the dataclasses of
+``engramdb.models`` (plus derived ones such as an add result's ``id``, dropped here), so a
+remote call returns what the embedded one returns. One function per call, by its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from engramdb.errors import ResponseError
+from engramdb.models import (
+    AddResult,
+    Event,
+    HistoryEntry,
+    MemoryRecord,
+    RecordPage,
+    ScoreParts,
+    SearchHit,
+    SearchPage,
+    Slots,
+    Snapshot,
+)
+
+_RECORD_TIMES = ("occurred_at", "created_at", "updated_at", "valid_from", "valid_to", "expires_at")
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value)
+
+
+def record(d: dict[str, Any]) -> MemoryRecord:
+    """A record from its REST body."""
+    fields = dict(d)
+    for name in _RECORD_TIMES:
+        fields[name] = _time(fields.get(name))
+    return MemoryRecord(**fields)
+
+
+def _results(body: dict[str, Any]) -> list[AddResult]:
+    return [
+        AddResult(
+            index=r["index"],
+            outcome=r["outcome"],
+            record=record(r["record"]) if r.get("record") else None,
+            error=r.get("error"),
+        )
+        for r in body["results"]
+    ]
+
+
+def _records(body: dict[str, Any]) -> list[MemoryRecord]:
+    return [record(r) for r in body["records"]]
+
+
+def _page(body: dict[str, Any]) -> RecordPage:
+    return RecordPage(records=_records(body), next_cursor=body.get("next_cursor"))
+
+
+def _history(body: dict[str, Any]) -> list[HistoryEntry]:
+    return [HistoryEntry(**{**e, "at": _time(e["at"])}) for e in body["entries"]]
+
+
+def _hit(h: dict[str, Any]) -> SearchHit:
+    return SearchHit(
+        record=record(h["record"]),
+        score=h["score"],
+        parts=ScoreParts(**h["parts"]),
+        chunk=h["chunk"],
+    )
+
+
+def _search(body: dict[str, Any]) -> SearchPage:
+    return SearchPage(hits=[_hit(h) for h in body["hits"]], next_cursor=body.get("next_cursor"))
+
+
+def event(e: dict[str, Any]) -> Event:
+    """An event from its REST body."""
+    return Event(**{**e, "timestamp": _time(e["timestamp"])})
+
+
+def slots(s: dict[str, Any]) -> Slots:
+    """A thread's slots from their REST body."""
+    return Slots(**{**s, "updated_at": _time(s.get("updated_at"))})
+
+
+def _snapshot(body: dict[str, Any]) -> Snapshot:
+    return Snapshot(
+        namespace=body["namespace"],
+        thread_id=body["thread_id"],
+        events=[event(e) for e in body["events"]],
+        slots=slots(body["slots"]),
+        text=body["text"],
+    )
+
+
+def _health(body: dict[str, Any]) -> dict[str, Any]:
+    # the library's shape: one entry per component, then the overall status
+    return {**body["components"], "status": body["status"]}
+
+
+DECODERS: dict[str, Callable[[Any], Any]] = {
+    "add": _results,
+    "add_messages": _results,
+    "get": record,
+    "update": record,
+    "get_many": _records,
+    "list": _page,
+    "count": lambda b: b["count"],
+    "delete": lambda b: None,
+    "delete_all": lambda b: b["deleted"],
+    "history": _history,
+    "search": _search,
+    "log_event": event,
+    "events": lambda b: [event(e) for e in b["events"]],
+    "snapshot": _snapshot,
+    "set_slots": slots,
+    "get_slots": slots,
+    "forget": lambda b: b["erased"],
+    "namespaces": lambda b: b["namespaces"],
+    "stats": dict,
+    "health": _health,
+    "doctor": lambda b: b["report"],
+    "backup": lambda b: None,
+    "restore": lambda b: None,
+    "export": lambda b: b,  # the record count the transport read from the file
+    "import_": lambda b: b["imported"],
+    "reembed": lambda b: b["reembedded"],
+}
+
+
+def decode(op: str, body: Any) -> Any:
+    """Return what ``Memory.<op>`` returns, read from the service's response body.
+
+    Raises:
+        ResponseError: the body is not the shape the service documents for ``op``.
+    """
+    try:
+        return DECODERS[op](body)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ResponseError(
+            f"the service's answer to {op} is not the documented shape ({type(exc).__name__})",
+            op=op,
+        ) from exc
