@@ -1,0 +1,77 @@
+"""Finding, trusting and building the ONNX files: a manifest names the weights behind a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engramdb.embedders import export, model_files
+from engramdb.embedders.model_files import FORMAT, ModelFiles, find_or_none, write_manifest
+from engramdb.embedders.onnx_minilm import OnnxMiniLMEmbedder
+
+
+def fake_files(root: Path, variant: str = "fp32") -> ModelFiles:
+    files = ModelFiles.at(root, variant)
+    files.folder.mkdir(parents=True)
+    files.onnx.write_bytes(b"not a model")
+    write_manifest(files, model_files.source_model_dir())
+    return files
+
+
+@pytest.mark.model
+def test_a_file_with_a_matching_manifest_is_found(tmp_path: Path) -> None:
+    files = fake_files(tmp_path)
+    assert files.is_complete()
+    assert find_or_none("fp32", tmp_path) == files
+    assert find_or_none("int8", tmp_path) is None
+    assert json.loads(files.manifest.read_text())["format"] == FORMAT
+
+
+@pytest.mark.model
+def test_a_file_built_from_other_weights_is_stale(tmp_path: Path) -> None:
+    files = fake_files(tmp_path)
+    manifest = json.loads(files.manifest.read_text())
+    files.manifest.write_text(json.dumps({**manifest, "size": manifest["size"] + 1}))
+    assert not files.is_complete()
+    assert find_or_none("fp32", tmp_path) is None
+
+
+def test_a_file_without_a_manifest_is_incomplete(tmp_path: Path) -> None:
+    files = ModelFiles.at(tmp_path, "fp32")
+    files.folder.mkdir(parents=True)
+    files.onnx.write_bytes(b"half written")
+    assert not files.is_complete()
+
+
+def test_the_environment_is_searched_before_the_user_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    env_root, cache_root = model_files.default_roots()
+    assert env_root.parts[-3:] == ("share", "engramdb", "onnx")
+    assert cache_root == tmp_path / "cache" / "engramdb" / "onnx"
+
+
+def test_an_unknown_variant_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="variant"):
+        export.build("fp16", tmp_path)
+    with pytest.raises(ValueError, match="variant"):
+        OnnxMiniLMEmbedder("fp16")
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_missing_file_is_built_on_first_use(tmp_path: Path) -> None:
+    embedder = OnnxMiniLMEmbedder("int8", model_dir=tmp_path, coalesce_ms=0)
+    vectors = embedder.embed(["built on first use", "from the package's weights"])
+    assert vectors.shape == (2, 384)
+    for variant in ("fp32", "int8"):
+        found = find_or_none(variant, tmp_path)
+        assert found is not None and found.onnx.stat().st_size > 1_000_000
+    reference = OnnxMiniLMEmbedder("int8", coalesce_ms=0).embed(["built on first use"])
+    assert float(vectors[0] @ reference[0]) >= 0.9999
+    assert not list(tmp_path.rglob("*.partial"))
+    assert np.isfinite(vectors).all()
