@@ -14,6 +14,9 @@ Example::
 
     python -m engramdb.embedders.export            # both variants, into the default folder
     python -m engramdb.embedders.export --dir /opt/models --variant fp32
+
+With no ``--dir``, the folder is ``ENGRAM_MODEL_DIR`` when set (the one the embedder then
+reads), else the environment's.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from engramdb.embedders.model_files import (
     VARIANTS,
     ModelFiles,
+    configured_root,
     export_lock,
     find_or_none,
     source_model_dir,
@@ -50,6 +54,9 @@ def export_fp32(source: Path, out: Path) -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     class Pooled(torch.nn.Module):
         """The encoder followed by sentence-transformers' mean pooling and normalisation."""
@@ -159,13 +166,20 @@ def build(variant: str, root: Path | None = None) -> ModelFiles:
 def main(argv: list[str] | None = None) -> int:
     """Build the ONNX files (the ``make install`` step); print where they are."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--dir", type=Path, default=None, help="Folder to write into.")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="Folder to write into (default: ENGRAM_MODEL_DIR, else the environment's).",
+    )
     parser.add_argument(
         "--variant", choices=sorted(VARIANTS), action="append", help="Repeatable; default: all."
     )
     args = parser.parse_args(argv)
+    # The embedder reads only ENGRAM_MODEL_DIR when it is set, so the export writes there.
+    root = args.dir if args.dir is not None else configured_root()
     for variant in args.variant or sorted(VARIANTS):
-        files = build(variant, args.dir)
+        files = build(variant, root)
         print(f"{variant}: {files.onnx}", file=sys.stdout)
     return 0
 

@@ -1,11 +1,13 @@
 """Where the ONNX files of all-MiniLM-L6-v2 live, and whether they match the installed weights.
 
-A file is looked for, in order, in the folder the caller names (``ENGRAM_MODEL_DIR``), in the
-environment (``<sys.prefix>/share/engramdb/onnx``, where ``make install`` writes it) and in
-the user's cache (``$XDG_CACHE_HOME/engramdb/onnx``, where a first use writes it when the
-environment is read-only). Each file has a manifest beside it naming the weights it was built
-from (package version and file size, cheap to compare at every start), so an upgraded model
-package makes the old file stale instead of silently serving other vectors.
+A file is looked for in the folder the caller names (an argument, else ``ENGRAM_MODEL_DIR``)
+and only there; with none named, in the environment (``<sys.prefix>/share/engramdb/onnx``,
+where ``make install`` writes it) and then in the user's cache
+(``$XDG_CACHE_HOME/engramdb/onnx``, where a first use writes it when the environment is
+read-only). A missing file is built where it is looked for first, under a lock file, so
+concurrent first uses build it once. Each file has a manifest beside it naming the weights
+it was built from (package version and file size, cheap to compare at every start), so an
+upgraded model package makes the old file stale instead of silently serving other vectors.
 
 No heavy import here: this module is read on every start of the default embedder.
 """
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from engramdb.config import Settings
 from engramdb.embedders.minilm import model_path
 from engramdb.errors import EmbeddingError
 
@@ -38,6 +41,16 @@ WEIGHTS = "model.safetensors"
 def source_model_dir() -> Path:
     """The folder of the model package: weights, config and ``tokenizer.json``."""
     return Path(model_path())
+
+
+def configured_root() -> Path | None:
+    """The folder ``ENGRAM_MODEL_DIR`` names (read when an embedder is built), or None.
+
+    The export and an embedder built without settings read the same variable, so a file
+    exported with it set is the file the embedder then finds.
+    """
+    configured = Settings().model_dir
+    return Path(configured) if configured else None
 
 
 def default_roots() -> list[Path]:

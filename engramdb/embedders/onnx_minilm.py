@@ -41,7 +41,7 @@ import numpy as np
 
 from engramdb.embedders.coalesce import Coalescer
 from engramdb.embedders.minilm import NAME, ThreadChooser
-from engramdb.embedders.model_files import find_or_build, source_model_dir
+from engramdb.embedders.model_files import configured_root, find_or_build, source_model_dir
 from engramdb.embedders.query_cache import QueryCache
 
 NAME_INT8 = f"{NAME}:onnx-int8"
@@ -117,7 +117,8 @@ class OnnxMiniLMEmbedder:
         cache_size: LRU entries of single-query vectors.
         coalesce_ms: how long a single text waits for concurrent ones to share its encoder
             call; 0 runs each call on its own.
-        model_dir: the folder of the ONNX files (None: the environment's, then the cache).
+        model_dir: the folder of the ONNX files (None: ``ENGRAM_MODEL_DIR`` if set, else the
+            environment's, then the user's cache).
 
     Raises:
         EmbeddingError: (on first use) the model package is missing.
@@ -146,7 +147,7 @@ class OnnxMiniLMEmbedder:
         # Dynamic quantization scales activations per encoder call, so an int8 vector would
         # depend on the texts it is batched with: int8 encodes one text per call.
         self.batch_size = batch_size if variant == "fp32" else 1
-        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.model_dir = Path(model_dir) if model_dir is not None else configured_root()
         self.chooser = ThreadChooser(sorted({1, max(1, os.cpu_count() or 1)}))
         self._cache = QueryCache(cache_size)
         self.coalescer: Coalescer[Any] | None = (

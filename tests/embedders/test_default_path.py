@@ -22,7 +22,12 @@ def loaded_after(code: str, cwd: Path) -> tuple[dict[str, bool], str]:
     probe = (
         f"{code}\nimport json, sys\nprint(json.dumps({{m: m in sys.modules for m in {MODULES!r}}}))"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    # The model folder is kept: it says where the ONNX files are, not how to behave.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ENGRAM_") or k == "ENGRAM_MODEL_DIR"
+    }
     proc = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=cwd,

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engramdb.embedders import export, model_files
-from engramdb.embedders.model_files import FORMAT, ModelFiles, find_or_none, write_manifest
+from engramdb.embedders.model_files import (
+    FORMAT,
+    ModelFiles,
+    configured_root,
+    export_lock,
+    find_or_none,
+    write_manifest,
+)
 from engramdb.embedders.onnx_minilm import OnnxMiniLMEmbedder
 
 
@@ -75,3 +84,58 @@ def test_a_missing_file_is_built_on_first_use(tmp_path: Path) -> None:
     assert float(vectors[0] @ reference[0]) >= 0.9999
     assert not list(tmp_path.rglob("*.partial"))
     assert np.isfinite(vectors).all()
+
+
+def lock_waiters(path: Path) -> int:
+    """How many lock requests on ``path`` are blocked now (Linux's /proc/locks ``->`` lines)."""
+    inode = f":{path.stat().st_ino} "
+    return sum(
+        "->" in line and inode in line for line in Path("/proc/locks").read_text().splitlines()
+    )
+
+
+@pytest.mark.model
+def test_a_build_waits_for_the_one_in_progress_and_takes_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def export_again(source: Path, out: Path) -> None:
+        raise AssertionError("exported although another build had finished the file")
+
+    monkeypatch.setattr(export, "export_fp32", export_again)
+    files = ModelFiles.at(tmp_path, "fp32")
+    files.folder.mkdir(parents=True)
+    built: list[ModelFiles] = []
+    errors: list[BaseException] = []
+
+    def second_builder() -> None:
+        try:
+            built.append(export.build("fp32", tmp_path))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with export_lock(files.folder):  # the first build, in progress
+        thread = threading.Thread(target=second_builder)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not lock_waiters(files.folder / ".lock"):
+            assert thread.is_alive() and not built, "the second build did not wait for the lock"
+            assert time.monotonic() < deadline, "the second build never asked for the lock"
+            time.sleep(0.005)
+        files.onnx.write_bytes(b"the first build's file")
+        write_manifest(files, model_files.source_model_dir())
+    thread.join(60)
+    assert errors == []
+    assert built == [files]
+    assert files.onnx.read_bytes() == b"the first build's file"
+
+
+def test_the_model_folder_setting_is_where_files_are_found_and_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENGRAM_MODEL_DIR", str(tmp_path / "models"))
+    assert configured_root() == tmp_path / "models"
+    assert OnnxMiniLMEmbedder().model_dir == tmp_path / "models"
+    assert OnnxMiniLMEmbedder(model_dir=tmp_path / "other").model_dir == tmp_path / "other"
+    monkeypatch.delenv("ENGRAM_MODEL_DIR")
+    assert configured_root() is None
+    assert OnnxMiniLMEmbedder().model_dir is None
