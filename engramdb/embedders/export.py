@@ -8,7 +8,8 @@ scale per output channel of each weight matrix.
 
 This is the only module of the embedders that imports torch, and only inside
 :func:`export_fp32`: it runs once, from ``make install`` (``python -m
-engramdb.embedders.export``) or on the first use of an environment that lacks the file.
+engramdb.embedders.export``) or, in a child process, on the first use of an environment
+that lacks the file (:func:`~engramdb.embedders.model_files.find_or_build`).
 
 Example::
 

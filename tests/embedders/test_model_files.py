@@ -20,6 +20,7 @@ from engramdb.embedders.model_files import (
     write_manifest,
 )
 from engramdb.embedders.onnx_minilm import OnnxMiniLMEmbedder
+from engramdb.errors import EmbeddingError
 
 
 def fake_files(root: Path, variant: str = "fp32") -> ModelFiles:
@@ -84,6 +85,15 @@ def test_a_missing_file_is_built_on_first_use(tmp_path: Path) -> None:
     assert float(vectors[0] @ reference[0]) >= 0.9999
     assert not list(tmp_path.rglob("*.partial"))
     assert np.isfinite(vectors).all()
+
+
+@pytest.mark.model
+def test_a_failed_build_names_its_cause(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    embedder = OnnxMiniLMEmbedder(model_dir=blocker / "models", coalesce_ms=0)
+    with pytest.raises(EmbeddingError, match=r"failed \((NotADirectoryError|FileExistsError)"):
+        embedder.embed(["needs the model"])
 
 
 def lock_waiters(path: Path) -> int:
