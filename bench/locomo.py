@@ -200,17 +200,26 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(
-    data: Path, modes: Sequence[str], cache: bool, db: Path | None, url: str | None = None
+    data: Path,
+    modes: Sequence[str],
+    cache: bool,
+    db: Path | None,
+    url: str | None = None,
+    embedder_name: str = "minilm",
 ) -> dict[str, Any]:
     """Ingest every conversation, run every question in every mode, return the report.
 
     ``url``: run on that store (e.g. an empty PostgreSQL database) instead of a SQLite file.
+    ``embedder_name``: a settings name (``minilm``, ``minilm-torch``, ``minilm-int8``).
     """
-    from engramdb import Memory, MiniLMEmbedder
+    from engramdb import Memory, Settings
+    from engramdb.embedders.base import resolve_embedder
 
     convs = load_conversations(data)
-    base = MiniLMEmbedder()
-    embedder: Any = CachingEmbedder(base, CACHE_DIR / "locomo_vectors.npz") if cache else base
+    base = resolve_embedder(embedder_name, Settings(embedder=embedder_name))
+    # One vector cache per embedder: int8 vectors differ from the (shared) fp32 ones.
+    cache_file = "locomo_vectors.npz" if base.name.endswith("L6-v2") else "locomo_int8.npz"
+    embedder: Any = CachingEmbedder(base, CACHE_DIR / cache_file) if cache else base
     tmp = tempfile.TemporaryDirectory(prefix="engram-locomo-")
     path = db or Path(tmp.name) / "locomo.db"
     per_mode: dict[str, list[tuple[int, dict[str, float]]]] = {m: [] for m in modes}
@@ -252,6 +261,7 @@ def run(
         "questions": len(per_mode[modes[0]]),
         "ingest_seconds": round(ingest_s, 2),
         "cached_vectors": cache,
+        "embedder": {"setting": embedder_name, "name": base.name},
         "modes": {},
     }
     summary: dict[str, float] = {}
@@ -292,6 +302,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--db", type=Path, default=None, help="keep the SQLite file here")
     parser.add_argument(
+        "--embedder",
+        default="minilm",
+        choices=["minilm", "minilm-torch", "minilm-int8"],
+        help="minilm (ONNX Runtime), minilm-torch (same vectors via torch) or minilm-int8",
+    )
+    parser.add_argument(
         "--url", default=None, help="run on this store URL instead (its 'locomo' namespace empty)"
     )
     args = parser.parse_args(argv)
@@ -301,7 +317,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     if not args.data.exists():
         parser.error(f"{args.data} not found (the LoCoMo file is read from ../shared/data/)")
-    report = run(args.data, modes, args.cache, args.db, args.url)
+    report = run(args.data, modes, args.cache, args.db, args.url, args.embedder)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     s = report["summary"]

@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     )
     namespace: str = Field("default", description="Namespace used when none is given")
     embedder: str = Field(
-        "minilm", description="Embedder: 'minilm' (local all-MiniLM-L6-v2) or 'hash' (no model)"
+        "minilm",
+        description="Embedder: 'minilm' (local all-MiniLM-L6-v2 on ONNX Runtime), "
+        "'minilm-torch' (the same model and vectors through PyTorch), 'minilm-int8' "
+        "(int8 weights: faster, other vectors) or 'hash' (no model)",
     )
     hash_dim: int = Field(384, ge=8, le=4096, description="Dimension of the hash embedder")
     synchronous: Literal["FULL", "NORMAL"] = Field(
@@ -80,6 +83,27 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="torch threads for batches; 0 picks 1 or all cores by measured throughput",
+    )
+    onnx_threads: int = Field(
+        1, ge=1, description="ONNX Runtime intra-op threads for single queries (and runs of <= 4)"
+    )
+    onnx_batch_threads: int = Field(
+        0,
+        ge=0,
+        description="ONNX Runtime threads for batches; 0 picks 1 or all cores by measured "
+        "throughput",
+    )
+    embed_coalesce_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="How long a single-text embed waits for concurrent ones to share one "
+        "encoder batch (0: no coalescing)",
+    )
+    model_dir: str | None = Field(
+        None,
+        description="Folder of the ONNX model files (unset: <venv>/share/engramdb/onnx, then "
+        "~/.cache/engramdb/onnx; built there from the model package when missing)",
     )
     ann_min_rows: int = Field(
         20_000, ge=0, description="Scopes larger than this use the ANN index for unfiltered search"

@@ -134,6 +134,7 @@ def test_every_subcommand_has_help() -> None:
         "postgres",
         "ingest-parts",
         "ingest-embed",
+        "embedder",
         "locomo",
         "all",
     }

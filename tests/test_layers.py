@@ -92,6 +92,11 @@ CONTRACTS = (
     ),
 )
 
+# torch and what sits on it: only the ONNX export and the 'minilm-torch' embedder may import
+# them, so the default embedder (ONNX Runtime) and every surface stay free of torch.
+TORCH_MODULES = ("torch", "sentence_transformers", "transformers")
+TORCH_IMPORTERS = ("engramdb.embedders.export", "engramdb.embedders.minilm")
+
 # (importing module, imported module) -> why this one import may point up.
 EXEMPTIONS: dict[tuple[str, str], str] = {
     ("engramdb.engine.migrate", "engramdb.ops.migrate"): (
@@ -317,6 +322,17 @@ def test_imports_point_down_the_layers(contract: Contract, package_imports: list
     found = violations(package_imports, contract)
     if found:
         pytest.fail(f"{contract.rule}; these imports break it:\n{_report(found)}", pytrace=False)
+
+
+def test_only_the_export_and_the_torch_embedder_import_torch(
+    package_imports: list[Import],
+) -> None:
+    heavy = [imp for imp in package_imports if imp.imported.split(".")[0] in TORCH_MODULES]
+    found = [imp for imp in heavy if imp.importer not in TORCH_IMPORTERS]
+    if found:
+        pytest.fail(f"torch imported outside {TORCH_IMPORTERS}:\n{_report(found)}", pytrace=False)
+    # Both allowed importers exist and do import it: the rule is not holding vacuously.
+    assert {imp.importer for imp in heavy} == set(TORCH_IMPORTERS)
 
 
 def test_no_import_cycle_through_imports_run_at_load(package_imports: list[Import]) -> None:

@@ -16,11 +16,12 @@ from engramdb.cli.context import (
     state,
 )
 from engramdb.cli.output import emit, progress_bar, show_mapping
+from engramdb.embedders.base import EMBEDDER_CHOICES
 from engramdb.migrations import SCHEMA_HEAD
 from engramdb.ops.schema import sqlite_file, sqlite_revision, upgrade_sqlite_file
 
 PATH = click.Path(dir_okay=False, path_type=Path)
-EMBEDDERS = click.Choice(["minilm", "hash"])
+EMBEDDERS = click.Choice(EMBEDDER_CHOICES)
 
 
 @click.command("export")

@@ -12,6 +12,7 @@ import click
 import pydantic
 
 from engramdb.config import Settings
+from engramdb.embedders.base import EMBEDDER_CHOICES, setting_for_stored
 from engramdb.errors import ValidationError
 from engramdb.memory import Memory
 from engramdb.ops.schema import stored_embedder
@@ -49,10 +50,9 @@ class CliState:
             # The embedder is part of the data: reuse the one the store was built with, so
             # `engramdb --no-model add ...` followed by `engramdb search ...` just works.
             stored = stored_embedder(settings.url)
-            if stored is not None and stored[0].startswith("hash-"):
-                settings = settings.model_copy(update={"embedder": "hash", "hash_dim": stored[1]})
-            elif stored is not None and stored[0].endswith("all-MiniLM-L6-v2"):
-                settings = settings.model_copy(update={"embedder": "minilm"})
+            update = setting_for_stored(*stored) if stored is not None else None
+            if update is not None:
+                settings = settings.model_copy(update=update)
         return settings
 
     def open(self) -> Memory:
@@ -103,7 +103,7 @@ def _global_options(fn: F, embedder: bool) -> F:
         ),
         click.option(
             "--embedder",
-            type=click.Choice(["minilm", "hash"]),
+            type=click.Choice(EMBEDDER_CHOICES),
             expose_value=False,
             callback=_set("embedder", None),
             help="Embedder (default: the store's own, else ENGRAM_EMBEDDER or minilm).",

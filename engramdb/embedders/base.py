@@ -61,18 +61,43 @@ def check_vectors(vectors: object, n: int, dim: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr / norms, dtype=np.float32)
 
 
+EMBEDDER_CHOICES = ("minilm", "minilm-torch", "minilm-int8", "hash")
+
+
 def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedder:
-    """Turn a settings name (``minilm`` or ``hash``) or an embedder object into an embedder."""
+    """Turn a settings name (one of :data:`EMBEDDER_CHOICES`) or an embedder into an embedder.
+
+    ``minilm`` is all-MiniLM-L6-v2 on ONNX Runtime and ``minilm-torch`` the same model
+    through sentence-transformers: one embedder (same name, same vectors) on two runtimes.
+    ``minilm-int8`` is a different embedder (its vectors differ).
+
+    Raises:
+        ValidationError: an unknown name, or an object that is not an Embedder.
+    """
     from engramdb.embedders.hashing import HashEmbedder
     from engramdb.embedders.minilm import MiniLMEmbedder
+    from engramdb.embedders.onnx_minilm import OnnxMiniLMEmbedder
 
     if spec is None:
         spec = settings.embedder
     if not isinstance(spec, str):
         if not isinstance(spec, Embedder):
-            raise ValidationError("embedder must be 'minilm', 'hash' or an Embedder object")
+            raise ValidationError(
+                f"embedder must be one of {', '.join(map(repr, EMBEDDER_CHOICES))} "
+                "or an Embedder object"
+            )
         return spec
-    if spec == "minilm":
+    if spec in ("minilm", "minilm-int8"):
+        return OnnxMiniLMEmbedder(
+            "fp32" if spec == "minilm" else "int8",
+            threads=settings.onnx_threads,
+            batch_threads=settings.onnx_batch_threads,
+            batch_size=settings.embed_batch_size,
+            cache_size=settings.query_cache_size,
+            coalesce_ms=settings.embed_coalesce_ms,
+            model_dir=settings.model_dir,
+        )
+    if spec == "minilm-torch":
         return MiniLMEmbedder(
             threads=settings.torch_threads,
             batch_threads=settings.torch_batch_threads,
@@ -81,4 +106,23 @@ def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedde
         )
     if spec == "hash":
         return HashEmbedder(dim=settings.hash_dim)
-    raise ValidationError(f"unknown embedder {spec!r}; use 'minilm' or 'hash'", field="embedder")
+    raise ValidationError(
+        f"unknown embedder {spec!r}; use one of {', '.join(map(repr, EMBEDDER_CHOICES))}",
+        field="embedder",
+    )
+
+
+def setting_for_stored(name: str, dim: int) -> dict[str, object] | None:
+    """The settings that open a store whose embedder is recorded as ``name``/``dim``.
+
+    Returns None for an embedder that no settings name builds (a caller's own object).
+    """
+    from engramdb.embedders.onnx_minilm import NAME_INT8
+
+    if name.startswith("hash-"):
+        return {"embedder": "hash", "hash_dim": dim}
+    if name == NAME_INT8:
+        return {"embedder": "minilm-int8"}
+    if name.endswith("all-MiniLM-L6-v2"):
+        return {"embedder": "minilm"}
+    return None

@@ -1,5 +1,9 @@
 """all-MiniLM-L6-v2 through sentence-transformers, loaded offline from its PyPI package.
 
+This is the ``minilm-torch`` embedder: the same embedder (name, vectors) as the default
+ONNX Runtime one (:mod:`engramdb.embedders.onnx_minilm`), which needs no torch; it stays for
+the export, the comparison benchmark and environments that prefer torch.
+
 The model is loaded lazily on first use. torch's thread count is set per call:
 
 * single queries use ``threads`` (default 1): on a busy 2-core machine two threads gave
@@ -41,7 +45,7 @@ def model_path() -> str:
 
 
 class MiniLMEmbedder:
-    """The default embedder: 384-dimensional, 256-token window, runs on the CPU offline."""
+    """all-MiniLM-L6-v2 on torch: 384-dimensional, 256-token window, CPU, offline."""
 
     name = NAME
     dim = 384

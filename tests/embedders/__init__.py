@@ -1,0 +1,1 @@
+"""Embedder tests: the ONNX runtime path, its files, coalescing."""
