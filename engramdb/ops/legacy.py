@@ -57,7 +57,7 @@ from engramdb.ops.mapping import (
 from engramdb.ops.migrate import CHECKPOINT_PREFIX, MAX_BATCH, Target, load_batches, open_target
 from engramdb.ops.report import SkipLog, write_report
 from engramdb.ops.sources import EmbeddingModel, LegacySource, SourceItem, open_source
-from engramdb.ops.validate import Ledger, compare, content_line, sample
+from engramdb.ops.validate import Ledger, compare, content_line, record_line, sample
 from engramdb.stores.prepared import PreparedChunk, PreparedRecord
 from engramdb.timeutil import now_us
 
@@ -248,6 +248,7 @@ class _Run:
         """Forget what a previous pass saw (a pre-pass, then the load)."""
         self.ledger = Ledger()
         self.read = 0
+        self.readable = 0
         self.reused = 0
         self.recomputed = 0
         self.seen: set[str] = set()
@@ -292,15 +293,16 @@ class _Run:
         against every item): a named field that no item holds raises ValidationError
         before anything is written.
         """
-        first = True
+        pending = not check_all  # checked on the first batch holding a readable item
         for batch in self.source.read_batches(batch_size):
             for item in batch:
                 self.read += 1
                 if item.error is None:
+                    self.readable += 1
                     self.seen |= fields_seen(self.spec, item.fields)
-            if first and not check_all:
+            if pending and self.readable:
                 self._check_fields()
-            first = False
+                pending = False
             for item in batch:
                 out = self._one(item)
                 if out is not None:
@@ -310,7 +312,7 @@ class _Run:
 
     def _check_fields(self) -> None:
         missing = missing_fields(self.spec, self.seen)
-        if missing and self.read:
+        if missing and self.readable:  # an empty source proves nothing either way
             raise ValidationError(
                 f"the mapping names source field(s) {missing} that no item of the source holds",
                 field=missing[0],
@@ -495,8 +497,6 @@ def _compare_existing(run: _Run, dst: Target, batch_size: int) -> set[Key]:
 
     def check(ns: str, ids: list[str]) -> None:
         want = run.ledger.digests[ns]
-        from engramdb.ops.validate import record_line
-
         bad = []
         for rec in dst.get_records(ns, ids):
             if record_line(rec) == want[rec.id]:

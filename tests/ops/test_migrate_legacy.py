@@ -186,6 +186,26 @@ def test_cli_flags_report_log_and_exit_codes(tmp_path: Path) -> None:
         ],
     )
     assert store_path.exit_code == 2 and "legacy sources" in store_path.output
+    # the store-to-store path takes the same flags: one namespace, a report file, no check
+    copied = runner.invoke(
+        cli,
+        [
+            "--json",
+            "migrate",
+            "--from",
+            target,
+            "--to",
+            f"sqlite:///{tmp_path / 'u.db'}",
+            "-n",
+            "notes",
+            "--no-validate",
+            "--output",
+            str(tmp_path / "copy.json"),
+        ],
+    )
+    assert copied.exit_code == 0, copied.output
+    assert json.loads((tmp_path / "copy.json").read_text())["verified"] is False
+    assert counts(f"sqlite:///{tmp_path / 'u.db'}") == {"notes": 10}
 
 
 @pytest.mark.model
