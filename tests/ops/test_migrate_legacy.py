@@ -327,3 +327,23 @@ def test_kill_half_way_then_resume_writes_nothing_twice(tmp_path: Path, store_ur
     assert report["validation"]["ok"] and counts(store_url) == {"notes": 2500, "prefs": 2500}
     again = migrate(f"chroma://{tmp_path}/chroma", store_url, validate=False)
     assert again["written"] == 0 and again["unchanged"] == 5000
+
+
+def test_the_progress_bar_draws_records_per_second_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import click
+
+    from engramdb.cli.context import CliState
+    from engramdb.cli.output import rich_progress
+
+    with click.Context(cli) as ctx:
+        ctx.ensure_object(CliState)
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        with rich_progress(10, "migrate") as progress:
+            assert progress is not None
+            progress(4)
+            progress(6)
+        ctx.obj.json = True  # --json: no bar
+        with rich_progress(10, "migrate") as quiet:
+            assert quiet is None
