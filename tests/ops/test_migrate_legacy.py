@@ -347,3 +347,37 @@ def test_the_progress_bar_draws_records_per_second_on_a_terminal(
         ctx.obj.json = True  # --json: no bar
         with rich_progress(10, "migrate") as quiet:
             assert quiet is None
+
+
+def test_validation_catches_a_record_written_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write path that altered one record's metadata (injected here) fails validation:
+    the checksum of its namespace differs, the run raises StoreError (exit 8) and the
+    report file names the record."""
+    from engramdb import StoreError
+    from engramdb.ops import legacy
+
+    build_chroma(tmp_path / "chroma", 8)
+    real_row = legacy._Run.row
+    wrong = derived_id("chroma:notes/notes-2")
+
+    def row(self: Any, ns: str, rec: Any) -> dict[str, Any]:
+        out = real_row(self, ns, rec)
+        if out["id"] == wrong:
+            meta = json.loads(out["metadata"])
+            meta["topic"] = "tampered"
+            out["metadata"] = json.dumps(meta)
+        return out
+
+    monkeypatch.setattr(legacy._Run, "row", row)
+    out = tmp_path / "report.json"
+    with pytest.raises(StoreError, match="content checksum differs") as err:
+        migrate(f"chroma://{tmp_path}/chroma", f"sqlite:///{tmp_path / 't.db'}", output=str(out))
+    assert err.value.details["mismatches"] == [
+        "namespace 'notes': content checksum differs (1 record(s) differ)"
+    ]
+    report = json.loads(out.read_text())
+    assert report["validation"]["namespaces"]["notes"]["different"] == [wrong]
+    assert report["validation"]["namespaces"]["prefs"]["different"] == []
+    assert report["ok"] is False
