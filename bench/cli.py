@@ -15,6 +15,8 @@ Subcommands:
 - ``locomo``: retrieval quality on LoCoMo (``locomo.json``; options are ``bench.locomo``'s);
 - ``postgres``: engramdb's PostgreSQL store against a plain pgvector table, plus the bulk
   load of ``migrate``, on a server the benchmark starts itself (``postgres.json``);
+- ``migrate``: a Chroma store migrated into SQLite and PostgreSQL, vectors reused and
+  re-embedded, beside Chroma's own read-out of the same data (``migrate.json``);
 - ``all``: every one in sequence.
 """
 
@@ -133,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
         "agreement with torch; CLI add wall time and 32 concurrent single adds over HTTP.",
     )
     _common(p)
+    p = sub.add_parser(
+        "migrate",
+        help="Chroma -> engramdb migration speed vs Chroma's own read-out (migrate.json)",
+        description="records/s of `engramdb migrate` from a Chroma store into SQLite and "
+        "PostgreSQL, with reused vectors and with MiniLM re-embedding, beside the time "
+        "Chroma takes to read the same records out with collection.get, in one run.",
+    )
+    _common(p)
+    _store_args(p)
+    p.add_argument(
+        "--reembed-records",
+        type=int,
+        default=None,
+        help="records re-embedded with MiniLM (default 5000; quick 300)",
+    )
+    p.add_argument("--no-postgres", action="store_true", help="SQLite target only")
     sub.add_parser(
         "locomo",
         help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
@@ -210,6 +228,17 @@ def main(argv: list[str]) -> int:
         from bench import embedder
 
         embedder.main(args.out, args.quick)
+    if args.command == "migrate":
+        from bench import migrate
+
+        migrate.main(
+            args.out,
+            args.records,
+            args.quick,
+            args.hash_vectors,
+            reembed_records=args.reembed_records,
+            postgres=not args.no_postgres,
+        )
     if args.command == "all":
         loc = ["--json", str(args.out / "locomo.json")]
         if args.data is not None:

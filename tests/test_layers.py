@@ -86,6 +86,11 @@ CONTRACTS = (
         only=LEAVES + CLIENT,
     ),
     Contract(
+        "legacy source adapters only read: they use the leaves and each other, nothing that writes",
+        importers=("engramdb.ops.sources",),
+        only=LEAVES + ("engramdb.ops.sources",),
+    ),
+    Contract(
         "embedders are a component beside the stores, used by the engine",
         importers=EMBEDDERS,
         forbidden=ENGINE + STORES + FACADES + OPS + SURFACES,

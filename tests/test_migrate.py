@@ -445,8 +445,8 @@ def test_cli_json_help_and_usage_errors(tmp_path: Path, postgres_url: str) -> No
         cli, ["migrate", "--json", "--dry-run", "--from", src, "--to", postgres_url]
     )
     assert json.loads(dry.stdout)["would_copy"]["records"] == 12
-    bad_target = runner.invoke(cli, ["migrate", "--from", src, "--to", f"sqlite:///{tmp_path}/x"])
-    assert bad_target.exit_code == 2 and "PostgreSQL URL" in bad_target.output
+    bad_target = runner.invoke(cli, ["migrate", "--from", src, "--to", "mysql://nope/db"])
+    assert bad_target.exit_code == 2 and "engramdb store URL" in bad_target.output
     missing = runner.invoke(
         cli, ["migrate", "--from", f"sqlite:///{tmp_path}/nope.db", "--to", postgres_url]
     )
@@ -458,8 +458,10 @@ def test_cli_json_help_and_usage_errors(tmp_path: Path, postgres_url: str) -> No
 
 
 def test_library_validates_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="PostgreSQL URL"):
+    with pytest.raises(ValidationError, match="engramdb store URL"):
         migrate_store("sqlite:///x.db", "mysql://nope")
+    with pytest.raises(ValidationError, match="in-memory"):
+        migrate_store("sqlite:///x.db", ":memory:")
     with pytest.raises(ValidationError, match="in-memory"):
         migrate_store(":memory:", "postgresql://x@127.0.0.1/db")
     with pytest.raises(ValidationError, match="batch_size"):

@@ -3,12 +3,11 @@ health, and the schema commands ``db current`` / ``db upgrade``."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Any
 
 import click
 
+from engramdb.cli.commands_migrate import migrate_cmd
 from engramdb.cli.context import (
     global_options,
     global_options_but_embedder,
@@ -113,70 +112,6 @@ def reembed_cmd(target: str | None, target_option: str | None, batch: int) -> No
         {"reembedded": n, "embedder": chosen},
         lambda d: click.echo(f"re-embedded {d['reembedded']} chunk(s) with {d['embedder']}"),
     )
-
-
-@click.command("migrate")
-@click.option(
-    "--from",
-    "source",
-    metavar="URL",
-    help="Source store (default: --url / ENGRAM_URL), e.g. sqlite:///engram.db.",
-)
-@click.option("--to", "target", metavar="URL", required=True, help="Target postgresql:// URL.")
-@click.option(
-    "--batch-size", type=int, default=1000, show_default=True, help="Records per transaction."
-)
-@click.option("--no-resume", is_flag=True, help="Ignore the checkpoint of an interrupted run.")
-@click.option("--dry-run", is_flag=True, help="Only count what would be copied; write nothing.")
-@global_options_but_embedder
-def migrate_cmd(
-    source: str | None, target: str, batch_size: int, no_resume: bool, dry_run: bool
-) -> None:
-    """Copy a whole store (every namespace) into PostgreSQL: batched, resumable, verified.
-
-    Keeps ids, versions, times, vectors, history, events and slots; the target takes the
-    source's embedder. A killed run continues where it stopped when started again. Exits
-    non-zero when the target holds other data under the same ids (4) or when the final
-    check of counts and checksums finds a difference (8).
-    """
-    from engramdb.ops.migrate import migrate_store
-
-    settings = state().settings()
-    src = source or settings.url
-    if dry_run:
-        report = migrate_store(src, target, batch_size=batch_size, dry_run=True, settings=settings)
-    else:
-        total = None
-        with contextlib.suppress(Exception):  # the bar's total only; errors come below
-            from engramdb.ops.migrate import source_record_count
-
-            total = source_record_count(src, settings)
-        with progress_bar(total, "migrate") as progress:
-            report = migrate_store(
-                src,
-                target,
-                batch_size=batch_size,
-                resume=not no_resume,
-                progress=progress,
-                settings=settings,
-            )
-
-    def human(d: dict[str, Any]) -> None:
-        if d["dry_run"]:
-            w = d["would_copy"]
-            click.echo(
-                f"would copy {w['records']} record(s), {w['history']} history row(s), "
-                f"{w['events']} event(s), {w['threads_with_slots']} slot thread(s) "
-                f"in {len(d['namespaces'])} namespace(s)"
-            )
-            return
-        click.echo(
-            f"migrated {d['written']} record(s) ({d['unchanged']} already there) in "
-            f"{len(d['namespaces'])} namespace(s), {d['events_written']} event(s); "
-            f"verified counts and checksums in {d['seconds']} s"
-        )
-
-    emit(report, human)
 
 
 @click.command("doctor")

@@ -146,3 +146,45 @@ def progress_bar(total: int | None, desc: str) -> Iterator[Callable[[int], None]
         yield bar.update
     finally:
         bar.close()
+
+
+@contextmanager
+def rich_progress(total: int | None, desc: str) -> Iterator[Callable[[int], None] | None]:
+    """A rich bar on stderr (records, records/s, ETA) fed by a ``progress(n)`` callback;
+    None with --json or when stderr is not a terminal (nothing to draw on)."""
+    if state().json or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Records per second over the last seconds."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("-- rec/s" if speed is None else f"{speed:,.0f} rec/s")
+
+    with Progress(
+        TextColumn(desc),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(desc, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -71,7 +71,7 @@ class Target(Store, Maintenance, Transfer, BulkLoader, Protocol):
 CHECKPOINT_PREFIX = "migrate_from:"
 COUNTED = ("records", "history", "events", "threads_with_slots")
 MAX_BATCH = 50_000
-LOADERS = 2  # loader connections of a copy (see _load_batches)
+LOADERS = 2  # loader connections of a copy (see load_batches)
 
 
 def migrate_store(
@@ -83,19 +83,28 @@ def migrate_store(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
     settings: Settings | None = None,
+    namespace: str | None = None,
+    validate: bool = True,
+    sample_size: int = 0,
 ) -> dict[str, Any]:
-    """Copy every namespace of the store at ``source_url`` into the PostgreSQL store at
-    ``target_url``; return a summary (counts per namespace, checksums, timings).
+    """Copy every namespace of the store at ``source_url`` into the store at ``target_url``
+    (SQLite or PostgreSQL, either way); return a summary (counts per namespace,
+    checksums, timings).
 
     Args:
         source_url: ``sqlite:///path.db`` (must exist) or a ``postgresql://`` store.
-        target_url: ``postgresql://…``; its schema is created or upgraded on open.
+        target_url: ``postgresql://…`` or ``sqlite:///path.db``; its schema is created or
+            upgraded on open.
         batch_size: records per transaction (1 to 50,000).
         resume: continue after the checkpoint of an interrupted run (False starts over;
             records already there with the same data are then counted as unchanged).
         dry_run: only count what would be copied; nothing is opened for writing.
         progress: called with the number of records of each batch written.
         settings: the base settings (pool, HNSW parameters...); the URLs override theirs.
+        namespace: copy only this namespace (default: every one).
+        validate: compare counts and checksums at the end (False skips the check).
+        sample_size: records looked up by id in the target (and searched by their own
+            text when the configured embedder is the store's).
 
     Raises:
         ValidationError: a bad URL or batch size, or a missing source file.
@@ -114,11 +123,18 @@ def migrate_store(
             f"batch_size must be between 1 and {MAX_BATCH}, not {batch_size}", field="batch_size"
         )
     source_id = _check_urls(source_url, target_url)
+    if namespace is not None:
+        from engramdb.engine.validation import check_namespace
+
+        check_namespace(namespace)
+        source_id += f"#ns={namespace}"
     base = settings or Settings()
     started = time.perf_counter()
     src = _open_source(base, source_url)
     try:
         namespaces = sorted(src.namespaces())
+        if namespace is not None:
+            namespaces = [ns for ns in namespaces if ns == namespace]
         counts = {ns: _counts(src, ns) for ns in namespaces}
         if dry_run:
             return {
@@ -129,12 +145,24 @@ def migrate_store(
                 "namespaces": counts,
                 "would_copy": _totals(counts),
             }
-        dst = _open_target(base, target_url)
+        dst = open_target(base, target_url)
         try:
             # One migrate at a time per target schema: a second one waits, then resumes
             # from the checkpoint or finds everything copied (unchanged).
             with dst.exclusive("migrate"):
-                report = _run(src, dst, source_id, namespaces, batch_size, resume, progress)
+                report = _run(
+                    src,
+                    dst,
+                    source_id,
+                    namespaces,
+                    batch_size,
+                    resume,
+                    progress,
+                    namespace=namespace,
+                    validate=validate,
+                )
+                if sample_size:
+                    report["sample"] = _sample(src, target_url, base, namespaces, sample_size)
         finally:
             dst.close()
     finally:
@@ -164,12 +192,14 @@ def _check_urls(source_url: str, target_url: str) -> str:
     if not isinstance(source_url, str) or not source_url:
         raise ValidationError("the source URL is empty", field="source_url")
     target = _parsed(target_url) if isinstance(target_url, str) else None
-    if target is None or target.backend != "postgresql":
+    if target is None:
         raise ValidationError(
-            f"the target must be a PostgreSQL URL (postgresql://user@host:port/db), not "
-            f"{url_without_password(str(target_url))!r}",
+            f"the target must be an engramdb store URL (postgresql://user@host:port/db or "
+            f"sqlite:///path.db), not {url_without_password(str(target_url))!r}",
             field="target_url",
         )
+    if target.backend == "sqlite" and target.path is None:
+        raise ValidationError("an in-memory store cannot be a migration target", field="target_url")
     source = _parsed(source_url)
     if source is None:
         raise ValidationError(
@@ -177,9 +207,9 @@ def _check_urls(source_url: str, target_url: str) -> str:
             "sqlite:///path/to/file.db or postgresql://…",
             field="source_url",
         )
+    if source.identity == target.identity or source_url == target_url:
+        raise ValidationError("the source and the target are the same store", field="url")
     if source.backend == "postgresql":
-        if source_url == target_url:
-            raise ValidationError("the source and the target are the same store", field="url")
         return source.identity
     if source.path is None:
         raise ValidationError("an in-memory store cannot be migrated", field="source_url")
@@ -205,7 +235,8 @@ def _open_source(base: Settings, url: str) -> Source:
     return cast(Source, store)
 
 
-def _open_target(base: Settings, url: str) -> Target:
+def open_target(base: Settings, url: str) -> Target:
+    """Open a migration target: a store that takes bulk loads under a batch log."""
     store = open_store(url, base)
     if not all(isinstance(store, role) for role in (BulkLoader, Transfer, Maintenance)):
         store.close()
@@ -237,6 +268,8 @@ def _run(
     batch_size: int,
     resume: bool,
     progress: Callable[[int], None] | None,
+    namespace: str | None = None,
+    validate: bool = True,
 ) -> dict[str, Any]:
     embedder = src.embedder_info()
     if embedder is not None:
@@ -266,19 +299,20 @@ def _run(
     copy_started = time.perf_counter()
     tally = {"written": 0, "unchanged": 0}
     loaders = max(1, min(LOADERS, dst.pool_max))
-    with contextlib.closing(_read_ahead(src, plan, batch_size)) as batches:
-        _load_batches(dst, key, batches, loaders, plan.next_seq, tally, progress)
+    with contextlib.closing(_read_ahead(src, plan, batch_size, namespace)) as batches:
+        load_batches(dst, key, batches, loaders, plan.next_seq, tally, progress)
     orphans = 0  # the history of deleted records (iter_all carries the rest)
     while True:
         rows = src.iter_orphan_history(int(state.get("history_after", 0)), batch_size)
         if not rows:
             break
         nxt = {**state, "history_after": int(rows[-1][0])}
-        orphans += dst.load_history(rows, meta={key: json.dumps(nxt)})
+        mine = [r for r in rows if namespace is None or r[1] == namespace]
+        orphans += dst.load_history(mine, meta={key: json.dumps(nxt)})
         state.update(nxt)
     copy_s = time.perf_counter() - copy_started
     events = slots = 0
-    lines = list(src.iter_events_and_slots(None))
+    lines = list(src.iter_events_and_slots(namespace))
     for start in range(0, len(lines), batch_size):
         ev, sl = dst.import_events_and_slots(lines[start : start + batch_size])
         events += ev
@@ -288,7 +322,11 @@ def _run(
         t0 = time.perf_counter()
         dst.build_vector_index()
         index_s = time.perf_counter() - t0
-    verification = verify(src, dst, namespaces)
+    verification: dict[str, Any] = (
+        verify(src, dst, namespaces)
+        if validate
+        else {"namespaces": {ns: _counts(src, ns) for ns in namespaces}, "mismatches": []}
+    )
     if verification["mismatches"]:
         raise StoreError(
             "migration verification failed: "
@@ -312,13 +350,13 @@ def _run(
         "loaders": loaders,
         "copy_seconds": round(copy_s, 3),
         "index_seconds": round(index_s, 3),
-        "verified": True,
+        "verified": validate,
         "namespaces": verification["namespaces"],
     }
 
 
 def _read_ahead(
-    src: Source, plan: ResumePlan, batch_size: int
+    src: Source, plan: ResumePlan, batch_size: int, namespace: str | None = None
 ) -> Generator[tuple[Key | None, list[dict[str, Any]]], None, None]:
     """Yield the source's records in batches, read and converted on a second thread.
 
@@ -346,7 +384,7 @@ def _read_ahead(
         try:
             batch: list[dict[str, Any]] = []
             prev: Key | None = None
-            items = src.iter_all(None, None, after=plan.after)
+            items = src.iter_all(namespace, None, after=plan.after)
             for before, item in skip_islands(items, plan.after, plan.islands, _source_key):
                 if not batch:  # a span over an island still holds only copied records
                     prev = before
@@ -376,7 +414,7 @@ def _read_ahead(
         reader.join()
 
 
-def _load_batches(
+def load_batches(
     dst: Target,
     key: str,
     batches: Iterator[tuple[Key | None, list[dict[str, Any]]]],
@@ -570,3 +608,53 @@ def verify(src: Source, dst: Source, namespaces: list[str]) -> dict[str, Any]:
             )
         out[ns] = {**s_counts, "checksum": s_sum, "target_checksum": d_sum}
     return {"namespaces": out, "mismatches": mismatches}
+
+
+def _sample(
+    src: Source, target_url: str, base: Settings, namespaces: list[str], size: int
+) -> dict[str, Any]:
+    """Look ``size`` random source records up in the target by id; search each by its own
+    text too when the configured embedder is the one the store was built with."""
+    import random
+
+    from engramdb.embedders import resolve_embedder
+    from engramdb.memory import Memory
+
+    pool = [(ns, rid) for ns in namespaces for rid, _v, _h in src.iter_digests(ns)]
+    chosen = random.Random().sample(pool, min(size, len(pool)))
+    info = src.embedder_info()
+    emb = resolve_embedder(None, base)
+    searchable = info is not None and info == (emb.name, emb.dim)
+    failures: list[dict[str, Any]] = []
+    first = 0
+    dst = open_store(target_url, base)
+    try:
+        for ns, rid in chosen:
+            want = src.get_records(ns, [rid])[0]
+            got = dst.get_records(ns, [rid])
+            if not got or got[0].text != want.text:
+                failures.append({"namespace": ns, "id": rid, "problem": "not found by id"})
+    finally:
+        dst.close()
+    if searchable and not failures:
+        with Memory(target_url, embedder=emb, settings=base) as mem:
+            for ns, rid in chosen:
+                want = src.get_records(ns, [rid])[0]
+                hits = mem.with_namespace(ns).search(
+                    want.text, top_k=3, user_id=want.user_id or None
+                )
+                if hits and (hits[0].record.id == rid or hits[0].record.text == want.text):
+                    first += 1
+                else:
+                    failures.append({"namespace": ns, "id": rid, "problem": "not first"})
+    if failures:
+        raise StoreError(
+            f"{len(failures)} of {len(chosen)} sampled record(s) failed in the target",
+            failures=failures,
+        )
+    return {
+        "size": len(chosen),
+        "found_by_id": len(chosen),
+        "first_by_own_text": first if searchable else None,
+        "searched": searchable,
+    }

@@ -20,6 +20,7 @@ read, so writes from other processes are visible to this process's next search.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from engramdb.stores.prepared import (
     ThreadTurn,
 )
 from engramdb.stores.sqlite.backup import Backups
+from engramdb.stores.sqlite.bulk import SQLiteBulkLoad
 from engramdb.stores.sqlite.chunks import locate
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.doctor import Doctor
@@ -50,7 +52,7 @@ from engramdb.stores.sqlite.transfer import RowTransfer
 from engramdb.stores.sqlite.vector_search import VectorSearch
 
 if TYPE_CHECKING:
-    from engramdb.stores.base import Maintenance, Store, Transfer
+    from engramdb.stores.base import BulkLoader, Maintenance, Store, Transfer
 
 
 class SQLiteStore:
@@ -97,6 +99,7 @@ class SQLiteStore:
         self._backups = Backups(self._db, self._vectors)
         self._transfer = RowTransfer(self._db)
         self._reembedding = Reembedding(self._db, self._vectors)
+        self._bulk = SQLiteBulkLoad(self._db, self._transfer)
 
     # ------------------------------------------------------------------ identity, health
 
@@ -322,6 +325,56 @@ class SQLiteStore:
         """Insert history rows unless already present (see ``Transfer.load_history``)."""
         return self._transfer.load_history(rows, meta)
 
+    # ------------------------------------------------------------------ bulk loads (migrate)
+
+    def load_records(
+        self, batch: list[dict[str, Any]], meta: dict[str, str | None] | None = None
+    ) -> dict[str, int]:
+        """Insert records and ``meta`` values in one transaction (see ``BulkLoader``)."""
+        return self._bulk.load_records(batch, meta)
+
+    def existing_digests(self, namespace: str, ids: list[str]) -> dict[str, tuple[int, str]]:
+        """Return ``id -> (version, content_hash)`` of those ids present in the namespace."""
+        return self._bulk.existing_digests(namespace, ids)
+
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """Hold a file lock named ``name`` next to the store (one run at a time)."""
+        return self._bulk.exclusive(name)
+
+    def read_meta(self, key: str) -> str | None:
+        """Read one ``meta`` entry."""
+        return self._bulk.read_meta(key)
+
+    def write_meta(self, key: str, value: str | None) -> None:
+        """Write (or, with None, delete) one ``meta`` entry."""
+        self._bulk.write_meta(key, value)
+
+    def read_meta_prefix(self, prefix: str) -> dict[str, str]:
+        """Read every ``meta`` entry whose key starts with ``prefix``."""
+        return self._bulk.read_meta_prefix(prefix)
+
+    def delete_meta_prefix(self, prefix: str) -> int:
+        """Delete every ``meta`` entry whose key starts with ``prefix``; return how many."""
+        return self._bulk.delete_meta_prefix(prefix)
+
+    def settle_checkpoints(self) -> None:
+        """Nothing to wait for: a killed writer's transaction rolls back with its journal."""
+
+    @property
+    def pool_max(self) -> int:
+        """One: a SQLite file has one writer, so batches load in order."""
+        return 1
+
+    def vector_index_exists(self) -> bool:
+        """True: the vector index is a sidecar that catches up by itself."""
+        return True
+
+    def drop_vector_index(self) -> None:
+        """Nothing to drop (the sidecar follows the chunks table)."""
+
+    def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
+        """Nothing to build: the sidecar catches up on the next read."""
+
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
@@ -331,6 +384,6 @@ class SQLiteStore:
 
 if TYPE_CHECKING:
 
-    def _roles(s: SQLiteStore) -> tuple[Store, Maintenance, Transfer]:
+    def _roles(s: SQLiteStore) -> tuple[Store, Maintenance, Transfer, BulkLoader]:
         """SQLiteStore fills every role it claims (a missing method fails mypy here)."""
-        return s, s, s
+        return s, s, s, s

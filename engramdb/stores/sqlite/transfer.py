@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from engramdb.errors import ConflictError
 from engramdb.query.filters import Node
 from engramdb.stores.rows import row_to_record
 from engramdb.stores.sqlite.chunks import INSERT_CHUNK, INSERT_FTS
@@ -126,11 +127,18 @@ class RowTransfer:
             )
         yield from lines
 
-    def import_records(self, batch: list[dict[str, Any]]) -> dict[str, int]:
+    def import_records(
+        self,
+        batch: list[dict[str, Any]],
+        meta: dict[str, str | None] | None = None,
+        refuse_conflicts: bool = False,
+    ) -> dict[str, int]:
         """Insert exported records verbatim (ids, times, versions, history) in one transaction.
 
         An id that already exists with the same text and version counts as unchanged; with
-        anything else it counts as a conflict and is left as it is.
+        anything else it counts as a conflict and is left as it is, or, with
+        ``refuse_conflicts`` (``migrate``), raises ``ConflictError`` and the transaction is
+        rolled back. ``meta`` values (a migration's batch-log entry) commit with the rows.
         """
         counts = {"written": 0, "unchanged": 0, "conflicts": 0}
         with self._db.write("importing records", [""]) as c:
@@ -142,7 +150,16 @@ class RowTransfer:
                     _IMPORT_RECORD + " RETURNING rid", (*record_values(r), dedup)
                 ).fetchone()
                 if row is None:
-                    counts[present_outcome(select_one(c, r["namespace"], r["id"]), r)] += 1
+                    outcome = present_outcome(select_one(c, r["namespace"], r["id"]), r)
+                    if outcome == "conflicts" and refuse_conflicts:
+                        raise ConflictError(
+                            f"the target already holds record {r['id']!r} of namespace "
+                            f"{r['namespace']!r} with different data, or another id holds "
+                            "the same text in the same scope; nothing of the batch was written",
+                            namespace=r["namespace"],
+                            ids=[r["id"]],
+                        )
+                    counts[outcome] += 1
                     continue
                 index_values(c, r["namespace"], [(row[0], r["tags"], r["metadata"])])
                 scope = scope_text(r["namespace"], r["user_id"], r["thread_id"])
@@ -154,6 +171,8 @@ class RowTransfer:
                     c.execute(INSERT_FTS, (cur.lastrowid, body, scope))
                 c.executemany(INSERT_HISTORY, history_rows(r))
                 counts["written"] += 1
+            for key, value in (meta or {}).items():
+                write_meta(c, key, value)
         return counts
 
     def import_events_and_slots(self, lines: list[dict[str, Any]]) -> tuple[int, int]:
