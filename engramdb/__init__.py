@@ -24,6 +24,9 @@ from engramdb.errors import (
 from engramdb.memory import Memory
 from engramdb.models import (
     AddResult,
+    CheckpointBlob,
+    CheckpointRow,
+    CheckpointWrite,
     Event,
     HistoryEntry,
     MemoryRecord,
@@ -41,6 +44,9 @@ __all__ = [
     "AddResult",
     "AsyncMemory",
     "BusyError",
+    "CheckpointBlob",
+    "CheckpointRow",
+    "CheckpointWrite",
     "CommitUnknownError",
     "ConflictError",
     "QuotaExceededError",

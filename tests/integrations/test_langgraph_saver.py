@@ -68,3 +68,24 @@ def test_saver_refuses_bad_input_with_named_errors(tmp_path: pytest.TempPathFact
             saver.get_tuple({"configurable": {"thread_id": "a\x00b"}})
         # A metadata filter key never reaches SQL text: a quote is just a key that matches nothing.
         assert list(saver.list(None, filter={"x') OR 1=1 --": 1})) == []
+
+
+def test_a_file_from_before_revision_0013_gains_the_tables(tmp_path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(384)) as mem:
+        rid = mem.add("kept across the upgrade")[0].id
+    with sqlite3.connect(db) as conn:
+        for table in ("thread_checkpoints", "thread_checkpoint_blobs", "thread_checkpoint_writes"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("UPDATE alembic_version SET version_num = '0011'")
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(384)) as mem:
+        saver = EngramSaver(mem)
+        saver.put(
+            {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(), {}, {}
+        )
+        assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is not None
+        assert mem.get(rid).text == "kept across the upgrade"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0013",)
