@@ -13,6 +13,8 @@ Subcommands:
 - ``locomo``: retrieval quality on LoCoMo (``locomo.json``; options are ``bench.locomo``'s);
 - ``postgres``: engramdb's PostgreSQL store against a plain pgvector table, plus the bulk
   load of ``migrate``, on a server the benchmark starts itself (``postgres.json``);
+- ``langgraph``: ``EngramStore`` and ``EngramSaver`` against LangGraph's in-memory,
+  SQLite and PostgreSQL backends (``langgraph.json``);
 - ``all``: every one in sequence.
 """
 
@@ -123,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     _store_args(p)
+    p = sub.add_parser(
+        "langgraph",
+        help="EngramStore/EngramSaver vs LangGraph's own stores and savers (langgraph.json)",
+        description="LangGraph items from the store workload: put throughput, top-10 search "
+        "p95 within a user's namespace and across all, recall@10 against exact, for EngramStore "
+        "vs InMemoryStore and LangGraph's PostgresStore; aput+aget_tuple p95 on 50-step "
+        "threads for EngramSaver vs LangGraph's SQLite and PostgreSQL savers.",
+    )
+    _common(p)
+    _store_args(p)
+    p.add_argument(
+        "--no-postgres",
+        action="store_true",
+        help="skip the PostgreSQL stores and savers (no server is started)",
+    )
     sub.add_parser(
         "locomo",
         help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
@@ -195,6 +212,18 @@ def main(argv: list[str]) -> int:
         from bench import ingest_embed
 
         ingest_embed.main(args.out, min(args.texts, 600) if args.quick else args.texts)
+    if args.command in ("langgraph", "all"):
+        from bench import langgraph
+
+        langgraph.main(
+            args.out,
+            args.records,
+            args.quick,
+            args.hash_vectors,
+            users=args.users,
+            queries=args.queries,
+            postgres=not getattr(args, "no_postgres", False),
+        )
     if args.command == "all":
         loc = ["--json", str(args.out / "locomo.json")]
         if args.data is not None:

@@ -89,3 +89,21 @@ def test_a_file_from_before_revision_0013_gains_the_tables(tmp_path) -> None:
         assert mem.get(rid).text == "kept across the upgrade"
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0013",)
+
+
+def test_forget_erases_a_threads_checkpoints(mem: Memory) -> None:
+    saver = EngramSaver(mem)
+    for thread in ("t1", "t2"):
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": ["a secret"]}
+        cp["channel_versions"] = {"messages": "1"}
+        cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+        stored = saver.put(cfg, cp, {"step": 0}, {"messages": "1"})
+        saver.put_writes(stored, [("messages", ["more"])], "task-1")
+    assert mem.forget(user_id="someone")["records"] == 0
+    assert saver.get_tuple({"configurable": {"thread_id": "t1"}}) is not None
+    assert mem.forget(thread_id="t1")["checkpoints"] == 1
+    assert saver.get_tuple({"configurable": {"thread_id": "t1"}}) is None
+    assert saver.get_tuple({"configurable": {"thread_id": "t2"}}).pending_writes
+    assert mem.forget(namespace=True)["checkpoints"] == 1
+    assert list(saver.list(None)) == []

@@ -7,9 +7,11 @@
   prefix's labels, so it matches whole labels at their positions: ``("users", "al")``
   requires ``1:al``, which ``("users", "alice")`` does not carry. The tag index answers it.
 * ``user_id``: the JSON of the first ``scope_depth`` labels (a digest when longer than a
-  scope may be). A search whose prefix has that many labels passes it as engramdb's user
-  scope, so it runs on the per-user vector blocks and the keyword scope tokens instead of
-  the whole namespace; the tags still decide (the scope only narrows).
+  scope may be), prefixed ``raw:`` for an item stored without indexing. A search whose prefix
+  has that many labels passes it as engramdb's user scope, so it runs on the per-user vector
+  blocks and the keyword scope tokens instead of the whole namespace, needs no tag test for
+  the labels the scope names (it names them exactly unless it is a digest), and never meets
+  an unindexed item.
 * ``agent_id``: the record id. engramdb deduplicates equal texts within a scope; an item is
   its own scope, so two keys holding equal values stay two items.
 * ``type``: ``langgraph`` for an indexed item, ``langgraph-raw`` for one stored with
@@ -32,7 +34,8 @@ from engramdb.errors import ValidationError
 INDEXED = "langgraph"
 RAW = "langgraph-raw"
 MAX_LABEL_CHARS = 120
-MAX_SCOPE_CHARS = 256
+MAX_SCOPE_CHARS = 250  # engramdb's scopes hold 256; ``raw:`` goes in front
+RAW_SCOPE = "raw:"
 OPERATORS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"}
 
 
@@ -69,6 +72,11 @@ def scope_of(labels: tuple[str, ...], depth: int) -> str:
     if len(raw) <= MAX_SCOPE_CHARS:
         return raw
     return "lg#" + hashlib.blake2b(raw.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def is_exact(scope: str) -> bool:
+    """Whether a scope names its labels exactly (JSON), rather than by a digest."""
+    return not scope.startswith("lg#")
 
 
 def value_filter(filter: dict[str, Any] | None) -> dict[str, Any]:

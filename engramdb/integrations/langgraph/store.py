@@ -37,8 +37,10 @@ from engramdb.errors import ConflictError, ValidationError
 from engramdb.integrations.langgraph.layout import (
     INDEXED,
     RAW,
+    RAW_SCOPE,
     check_labels,
     index_text,
+    is_exact,
     label_tags,
     record_id,
     scope_of,
@@ -64,6 +66,8 @@ class EngramStore(BaseStore):
         scope_depth: how many leading labels form engramdb's user scope (2 fits LangMem's
             ``("memories", "{user_id}")``); a search within such a prefix is scoped.
         ttl: LangGraph's ``TTLConfig`` (``default_ttl`` minutes, ``refresh_on_read``).
+        search_mode: engramdb's search mode for a query: ``hybrid`` (default: vector and
+            keyword relevance fused), ``vector`` or ``keyword``.
 
     Example::
 
@@ -82,9 +86,16 @@ class EngramStore(BaseStore):
         namespace: str | None = None,
         scope_depth: int = 2,
         ttl: TTLConfig | None = None,
+        search_mode: Literal["hybrid", "vector", "keyword"] = "hybrid",
         embedder: str | Embedder | None = None,
         settings: Settings | None = None,
     ) -> None:
+        if search_mode not in ("hybrid", "vector", "keyword"):
+            raise ValidationError(
+                f"search_mode {search_mode!r} is not hybrid, vector or keyword",
+                field="search_mode",
+            )
+        self._mode: Literal["hybrid", "vector", "keyword"] = search_mode
         if isinstance(scope_depth, bool) or not isinstance(scope_depth, int) or scope_depth < 1:
             raise ValidationError("scope_depth must be a positive integer", field="scope_depth")
         if index and index.get("embed") is not None:
@@ -186,11 +197,12 @@ class EngramStore(BaseStore):
             metadata["ttl"] = op.ttl
             expires = datetime.now(UTC) + timedelta(minutes=op.ttl)
         rid = record_id(labels, op.key)
+        scope = scope_of(labels, self._depth)
         return {
             "id": rid,
             "text": text if text.strip() else (op.key if op.key.strip() else "-"),
             "type": INDEXED if text.strip() else RAW,
-            "user_id": scope_of(labels, self._depth),
+            "user_id": scope if text.strip() else RAW_SCOPE + scope,
             "agent_id": rid,
             "tags": label_tags(labels),
             "metadata": metadata,
@@ -203,6 +215,11 @@ class EngramStore(BaseStore):
             self.memory.add([row])
             return
         rec = current[0]
+        if rec.user_id != row["user_id"]:
+            # Indexed <-> unindexed moves the item to the other scope, which no update changes.
+            self.memory.delete(row["id"])
+            self.memory.add([row])
+            return
         self.memory.update(
             row["id"],
             text=None if rec.text == row["text"] else row["text"],
@@ -236,9 +253,11 @@ class EngramStore(BaseStore):
     def _search(self, op: SearchOp) -> list[SearchItem]:
         prefix = check_labels(op.namespace_prefix, prefix=True)
         filters = value_filter(op.filter)
-        if prefix:
-            filters["tags"] = {"$contains": label_tags(prefix)}
         user = scope_of(prefix, self._depth) if len(prefix) >= self._depth else None
+        # Labels the user scope names exactly need no tag test; the others do.
+        tags = label_tags(prefix, self._depth if user and is_exact(user) else 0)
+        if tags:
+            filters["tags"] = {"$contains": tags}
         if op.query and self._indexing:
             page = self.memory.search(
                 op.query,
@@ -246,24 +265,26 @@ class EngramStore(BaseStore):
                 offset=op.offset,
                 filters=filters,
                 user_id=user,
-                type=INDEXED,
+                # Within a scope unindexed items are in their own (raw:) scope already.
+                type=None if user else INDEXED,
+                mode=self._mode,
             )
             out = [_item(h.record, h.score) for h in page.hits]
             records = [h.record for h in page.hits]
         else:
-            records = self._list(filters, user, op.offset + op.limit)[op.offset :]
+            if user is not None:
+                filters["user_id"] = {"$in": [user, RAW_SCOPE + user]}
+            records = self._list(filters, op.offset + op.limit)[op.offset :]
             out = [_item(r, None) for r in records]
         if op.refresh_ttl:
             self._refresh(records)
         return out
 
-    def _list(self, filters: dict[str, Any], user: str | None, want: int) -> list[MemoryRecord]:
+    def _list(self, filters: dict[str, Any], want: int) -> list[MemoryRecord]:
         records: list[MemoryRecord] = []
         cursor = None
         while len(records) < want:
-            page = self.memory.list(
-                filters, user_id=user, limit=min(PAGE, want - len(records)), cursor=cursor
-            )
+            page = self.memory.list(filters, limit=min(PAGE, want - len(records)), cursor=cursor)
             records += page.records
             cursor = page.next_cursor
             if cursor is None:
