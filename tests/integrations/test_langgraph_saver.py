@@ -107,3 +107,29 @@ def test_forget_erases_a_threads_checkpoints(mem: Memory) -> None:
     assert saver.get_tuple({"configurable": {"thread_id": "t2"}}).pending_writes
     assert mem.forget(namespace=True)["checkpoints"] == 1
     assert list(saver.list(None)) == []
+
+
+def test_an_unchanged_channel_is_stored_once(tmp_path) -> None:
+    import sqlite3
+
+    db = tmp_path / "blobs.db"
+    with EngramSaver(f"sqlite:///{db}", embedder=HashEmbedder(384)) as saver:
+        cfg = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        docs = [f"document {i} " * 50 for i in range(20)]
+        for step in range(5):
+            cp = empty_checkpoint()
+            cp["channel_values"] = {"docs": docs, "log": [f"step {i}" for i in range(step + 1)]}
+            cp["channel_versions"] = {"docs": "1", "log": str(step + 1)}
+            new = {"docs": "1", "log": str(step + 1)} if step == 0 else {"log": str(step + 1)}
+            cfg = saver.put(cfg, cp, {"step": step}, new)
+            got = saver.get_tuple({"configurable": {"thread_id": "t"}})
+            assert got.checkpoint["channel_values"] == cp["channel_values"]
+        first = list(saver.list({"configurable": {"thread_id": "t"}}))[-1]
+        assert first.checkpoint["channel_values"]["log"] == ["step 0"]
+    with sqlite3.connect(db) as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT channel, count(*) FROM thread_checkpoint_blobs GROUP BY channel"
+            ).fetchall()
+        )
+    assert rows == {"docs": 1, "log": 5}

@@ -236,3 +236,19 @@ def test_store_opened_from_a_url_closes_its_memory(tmp_path) -> None:
         s.put(("a",), "k", {"v": 1})
     with EngramStore(f"sqlite:///{tmp_path}/own.db", embedder=HashEmbedder(384)) as s:
         assert s.get(("a",), "k").value == {"v": 1}
+
+
+def test_index_config_embed_becomes_the_embedder(tmp_path) -> None:
+    def embed(texts):  # a deterministic toy model: one axis per topic word
+        topics = ["ramen", "chess", "rain"]
+        return [[1.0 if w in t else 0.01 for w in topics] for t in texts]
+
+    url = f"sqlite:///{tmp_path}/own.db"
+    with EngramStore(url, index={"dims": 3, "embed": embed, "fields": ["text"]}) as s:
+        s.put(("u",), "a", {"text": "ramen night"})
+        s.put(("u",), "b", {"text": "chess club"})
+        assert s.memory.embedder.name == "langgraph:embed" and s.memory.embedder.dim == 3
+        hits = EngramStore(s.memory, search_mode="vector").search(("u",), query="chess")
+        assert [h.key for h in hits][0] == "b"
+    with pytest.raises(ValidationError, match="dims"):
+        EngramStore(url, index={"embed": embed})
