@@ -17,6 +17,8 @@ Subcommands:
   load of ``migrate``, on a server the benchmark starts itself (``postgres.json``);
 - ``migrate``: a Chroma store migrated into SQLite and PostgreSQL, vectors reused and
   re-embedded, beside Chroma's own read-out of the same data (``migrate.json``);
+- ``langgraph``: ``EngramStore`` and ``EngramSaver`` against LangGraph's in-memory,
+  SQLite and PostgreSQL backends (``langgraph.json``);
 - ``all``: every one in sequence.
 """
 
@@ -151,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="records re-embedded with MiniLM (default 5000; quick 300)",
     )
     p.add_argument("--no-postgres", action="store_true", help="SQLite target only")
+    p = sub.add_parser(
+        "langgraph",
+        help="EngramStore/EngramSaver vs LangGraph's own stores and savers (langgraph.json)",
+        description="LangGraph items from the store workload: put throughput, top-10 search "
+        "p95 within a user's namespace and across all, recall@10 against exact, for EngramStore "
+        "vs InMemoryStore and LangGraph's PostgresStore; aput+aget_tuple p95 on 50-step "
+        "threads for EngramSaver vs LangGraph's SQLite and PostgreSQL savers.",
+    )
+    _common(p)
+    _store_args(p)
+    p.add_argument(
+        "--no-postgres",
+        action="store_true",
+        help="skip the PostgreSQL stores and savers (no server is started)",
+    )
     sub.add_parser(
         "locomo",
         help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
@@ -158,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "all",
-        help="store, filters, postgres, ingest-parts, ingest-embed, embedder and locomo in "
+        help="store, filters, postgres, ingest-parts, ingest-embed, embedder, langgraph and locomo in "
         "sequence",
         description="Run every benchmark; each writes <out>/<name>.json.",
     )
@@ -238,6 +255,18 @@ def main(argv: list[str]) -> int:
             args.hash_vectors,
             reembed_records=args.reembed_records,
             postgres=not args.no_postgres,
+        )
+    if args.command in ("langgraph", "all"):
+        from bench import langgraph
+
+        langgraph.main(
+            args.out,
+            args.records,
+            args.quick,
+            args.hash_vectors,
+            users=args.users,
+            queries=args.queries,
+            postgres=not getattr(args, "no_postgres", False),
         )
     if args.command == "all":
         loc = ["--json", str(args.out / "locomo.json")]

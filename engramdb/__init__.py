@@ -27,6 +27,9 @@ from engramdb.errors import (
 from engramdb.memory import Memory
 from engramdb.models import (
     AddResult,
+    CheckpointBlob,
+    CheckpointRow,
+    CheckpointWrite,
     Event,
     HistoryEntry,
     MemoryRecord,
@@ -45,6 +48,9 @@ __all__ = [
     "AsyncMemory",
     "AuthenticationError",
     "BusyError",
+    "CheckpointBlob",
+    "CheckpointRow",
+    "CheckpointWrite",
     "CommitUnknownError",
     "ConflictError",
     "QuotaExceededError",

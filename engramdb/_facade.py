@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
+from engramdb.engine.checkpoints import ThreadCheckpoints
 from engramdb.engine.core import Engine
 from engramdb.engine.validation import check_namespace
 from engramdb.errors import WrongContextError
@@ -76,6 +77,15 @@ class _Shared:
     def embedder(self) -> Embedder:
         """The embedder in use."""
         return self._engine.embedder
+
+    @property
+    def checkpoints(self) -> ThreadCheckpoints:
+        """This namespace's thread checkpoints (what LangGraph's checkpointer keeps).
+
+        Blocking calls: ``engramdb.integrations.langgraph.EngramSaver`` runs them off the
+        event loop for its async methods.
+        """
+        return self._engine.checkpoints(self.namespace)
 
     def _last_write_lsn(self) -> str | None:
         """The store's position after this process's last write, for read-your-writes.

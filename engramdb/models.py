@@ -235,3 +235,51 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+@dataclass(slots=True)
+class CheckpointBlob:
+    """One channel value of an agent framework's checkpoint, as its serializer wrote it.
+
+    Kept per (thread, checkpoint namespace, channel, version), so a channel that did not
+    change between two checkpoints is stored once. ``blob`` is None for an empty channel.
+    """
+
+    channel: str
+    version: str
+    type: str
+    blob: bytes | None
+
+
+@dataclass(slots=True)
+class CheckpointWrite:
+    """One pending write of a task, attached to a checkpoint (opaque serialised bytes)."""
+
+    task_id: str
+    task_path: str
+    idx: int
+    channel: str
+    type: str
+    blob: bytes
+
+
+@dataclass(slots=True)
+class CheckpointRow:
+    """One saved checkpoint of a thread of an agent framework (LangGraph's checkpointer).
+
+    engramdb keeps it opaque: ``checkpoint`` is the framework serializer's bytes of the
+    checkpoint without its channel values (those are ``blobs``, looked up by ``versions``);
+    ``metadata`` is JSON and filterable by top-level equality. ``blobs`` and ``writes`` are
+    filled on reads.
+    """
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    type: str
+    checkpoint: bytes
+    metadata: dict[str, Any]
+    versions: dict[str, str]
+    blobs: list[CheckpointBlob] = field(default_factory=list)
+    writes: list[CheckpointWrite] = field(default_factory=list)

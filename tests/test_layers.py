@@ -30,7 +30,14 @@ REPO = Path(__file__).resolve().parent.parent
 ROOT = "engramdb"
 
 FACADES = (ROOT, "engramdb.memory", "engramdb._async_memory", "engramdb._facade")
-SURFACES = ("engramdb.server", "engramdb.cli", "engramdb.client", "engramdb.zmq", "engramdb.mcp")
+SURFACES = (
+    "engramdb.server",
+    "engramdb.cli",
+    "engramdb.client",
+    "engramdb.zmq",
+    "engramdb.mcp",
+    "engramdb.integrations",
+)
 LEAVES = (
     "engramdb.models",
     "engramdb.errors",

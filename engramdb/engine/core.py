@@ -10,7 +10,8 @@ an embedder, and hands each call to the part whose job it is:
 * :mod:`~engramdb.engine.search` retrieves (vector + BM25 candidates -> fuse -> page);
 * :mod:`~engramdb.engine.threads` keeps thread events and slots;
 * :mod:`~engramdb.engine.admin` makes the whole-store calls (stats, doctor, backup,
-  export, import, re-embedding, health, erasure).
+  export, import, re-embedding, health, erasure);
+* :mod:`~engramdb.engine.checkpoints` keeps agent frameworks' thread checkpoints.
 
 The parts share one :class:`~engramdb.engine.encoder.Encoder`, so a re-embedding switches
 the embedder for all of them at once.
@@ -29,6 +30,7 @@ from engramdb.cache import Cache, open_cache
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder, resolve_embedder
 from engramdb.engine.admin import Admin
+from engramdb.engine.checkpoints import ThreadCheckpoints
 from engramdb.engine.encoder import Encoder
 from engramdb.engine.records import Records
 from engramdb.engine.search import Mode, Searcher
@@ -46,7 +48,7 @@ from engramdb.models import (
 )
 from engramdb.query.filters import Node
 from engramdb.stores import open_store
-from engramdb.stores.base import Maintenance, Store, Transfer
+from engramdb.stores.base import Checkpoints, Maintenance, Store, Transfer
 
 
 class Engine:
@@ -94,6 +96,18 @@ class Engine:
         """Release the cache's connections, then persist derived indexes and close the store."""
         self.cache.close()
         self.store.close()
+
+    def checkpoints(self, namespace: str) -> ThreadCheckpoints:
+        """The thread-checkpoint tables of ``namespace`` (LangGraph's checkpointer).
+
+        Raises:
+            StoreError: the store keeps no checkpoints.
+        """
+        if not isinstance(self.store, Checkpoints):
+            from engramdb.errors import StoreError
+
+            raise StoreError(f"the {self.store.backend} store keeps no thread checkpoints")
+        return ThreadCheckpoints(self.store, namespace)
 
     # ------------------------------------------------------------------ the embedder
 

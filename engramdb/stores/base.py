@@ -11,7 +11,8 @@ for a capability by type (``isinstance(store, Maintenance)``):
 * :class:`Store`: records, search candidates, threads, slots, history, erasure, health;
 * :class:`Maintenance`: stats, doctor, backup, restore, re-embedding;
 * :class:`Transfer`: export and import of whole rows (``export``/``import``, ``migrate``'s source);
-* :class:`BulkLoader`: ``migrate``'s target (COPY-speed loads, a batch log, index rebuilds).
+* :class:`BulkLoader`: ``migrate``'s target (COPY-speed loads, a batch log, index rebuilds);
+* :class:`Checkpoints`: the thread checkpoints of agent frameworks (LangGraph's checkpointer).
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
+from engramdb.models import (
+    AddResult,
+    CheckpointBlob,
+    CheckpointRow,
+    CheckpointWrite,
+    Event,
+    HistoryEntry,
+    MemoryRecord,
+    Slots,
+)
 from engramdb.query.filters import Node
 from engramdb.stores.prepared import (
     ChunkHit,
@@ -37,6 +47,7 @@ from engramdb.stores.prepared import (
 
 __all__ = [
     "BulkLoader",
+    "Checkpoints",
     "ChunkHit",
     "Maintenance",
     "OnError",
@@ -397,4 +408,76 @@ class BulkLoader(Protocol):
 
     def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
         """Build the approximate vector index, then refresh the planner's statistics."""
+        ...
+
+
+@runtime_checkable
+class Checkpoints(Protocol):
+    """Thread checkpoints, channel blobs and pending writes of an agent framework.
+
+    The bytes are the framework serializer's and stay opaque; the store scopes every
+    statement by namespace, writes each call in one transaction (rolled back on any error),
+    and garbage-collects the blobs no remaining checkpoint reads when it deletes
+    checkpoints. ``checkpoint_id``s order a thread's checkpoints (newest is greatest).
+    """
+
+    def put_checkpoint(
+        self, namespace: str, row: CheckpointRow, blobs: list[CheckpointBlob]
+    ) -> None:
+        """Save the blobs (existing versions kept) and the checkpoint (replaced) together."""
+        ...
+
+    def put_checkpoint_writes(
+        self,
+        namespace: str,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        writes: list[CheckpointWrite],
+        replace: bool,
+    ) -> None:
+        """Save a task's pending writes; ``replace`` overwrites a write of the same index."""
+        ...
+
+    def get_checkpoint(
+        self, namespace: str, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+    ) -> CheckpointRow | None:
+        """Return one checkpoint (the thread's newest without an id) with blobs and writes."""
+        ...
+
+    def list_checkpoints(
+        self,
+        namespace: str,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        checkpoint_id: str | None,
+        before: str | None,
+        metadata: dict[str, Any] | None,
+        limit: int | None,
+    ) -> list[CheckpointRow]:
+        """Return matching checkpoints, newest first, with their blobs and writes.
+
+        ``metadata``: every top-level key must equal the given JSON value.
+        """
+        ...
+
+    def delete_checkpoint_threads(self, namespace: str, thread_ids: list[str]) -> int:
+        """Delete every checkpoint, blob and write of the threads; return the checkpoints."""
+        ...
+
+    def delete_checkpoint_runs(self, namespace: str, run_ids: list[str]) -> int:
+        """Delete the checkpoints (and their writes) whose metadata names one of the runs."""
+        ...
+
+    def copy_checkpoint_thread(self, namespace: str, source: str, target: str) -> int:
+        """Copy every checkpoint, blob and write of ``source`` to ``target``."""
+        ...
+
+    def prune_checkpoints(self, namespace: str, thread_ids: list[str]) -> int:
+        """Keep only the newest checkpoint of each (thread, checkpoint namespace).
+
+        Raises:
+            ValidationError: a thread uses LangGraph's DeltaChannel, whose state needs the
+                checkpoints between the newest and its last snapshot.
+        """
         ...

@@ -336,3 +336,18 @@ def record_params(ns: str, it: PreparedRecord, now: int) -> tuple[Any, ...]:
         it.expires_at,
         it.event_id,
     )
+
+
+CHECKPOINT_TABLES = ("thread_checkpoints", "thread_checkpoint_blobs", "thread_checkpoint_writes")
+
+
+def forget_checkpoints(c: Any, p: str, namespace: str, thread_id: str | None) -> int:
+    """Delete a thread's (or, without one, the namespace's) agent checkpoints, blobs and
+    writes on ``c`` inside the caller's ``forget`` transaction; return the checkpoints.
+
+    ``p`` is the dialect's placeholder (``?`` or ``%s``).
+    """
+    cond = f"namespace = {p}" + (f" AND thread_id = {p}" if thread_id is not None else "")
+    args = (namespace, thread_id) if thread_id is not None else (namespace,)
+    counts = [c.execute(f"DELETE FROM {t} WHERE {cond}", args).rowcount for t in CHECKPOINT_TABLES]
+    return int(counts[0])

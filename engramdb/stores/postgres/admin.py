@@ -22,9 +22,18 @@ from engramdb.stores.postgres.vectors import (
     USER_INDEX,
     VectorIndexes,
 )
+from engramdb.stores.rows import CHECKPOINT_TABLES, forget_checkpoints
 
 # The tables ``forget`` deletes from, vacuumed (or, with ``compact``, rewritten) after it.
-_FORGET_TABLES = ("records", "chunks", "history", "events", "slots", "slot_versions")
+_FORGET_TABLES = (
+    "records",
+    "chunks",
+    "history",
+    "events",
+    "slots",
+    "slot_versions",
+    *CHECKPOINT_TABLES,
+)
 
 
 def _count(c: psycopg.Connection[Any], sql: str, *args: Any) -> int:
@@ -110,6 +119,9 @@ class Admin:
                     (namespace, threads),
                 )
                 counts["slot_threads"] = len(threads)
+            if user_id is None:
+                # Agent checkpoints name no user: a thread or the namespace takes them.
+                counts["checkpoints"] = forget_checkpoints(c, "%s", namespace, thread_id)
         with self._db.read("reclaiming space") as c:
             if compact:
                 before = _table_bytes(c)

@@ -20,7 +20,8 @@ public method hands its call to one of them:
   erasure, stats, doctor, backup and restore;
 * :mod:`~engramdb.stores.postgres.transfer`, :mod:`~engramdb.stores.postgres.bulk` and
   :mod:`~engramdb.stores.postgres.reembed`: export and import, ``migrate``'s bulk loads,
-  re-embedding.
+  re-embedding;
+* :mod:`~engramdb.stores.postgres.checkpoints`: thread checkpoints of agent frameworks.
 
 The retry of :func:`~engramdb.stores.postgres.faults.retried` sits here, on the public
 methods whose call is one transaction or a read (a multi-transaction or streaming call is
@@ -37,11 +38,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
+from engramdb.models import (
+    AddResult,
+    CheckpointBlob,
+    CheckpointRow,
+    CheckpointWrite,
+    Event,
+    HistoryEntry,
+    MemoryRecord,
+    Slots,
+)
 from engramdb.query.filters import Node
 from engramdb.stores.postgres.admin import Admin
 from engramdb.stores.postgres.backup import Backup
 from engramdb.stores.postgres.bulk import BulkLoad
+from engramdb.stores.postgres.checkpoints import CheckpointTables
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.faults import retried
 from engramdb.stores.postgres.meta import Meta
@@ -123,6 +134,7 @@ class PostgresStore:
         self._transfer = Transfer(self._db)
         self._bulk = BulkLoad(self._db, indexes)
         self._reembed = Reembed(self._db, indexes)
+        self._checkpoints = CheckpointTables(self._db)
         self._db.open(auto_migrate, initialise=self._meta.init)
 
     # ------------------------------------------------------------------ Store: the store itself
@@ -442,11 +454,78 @@ class PostgresStore:
         """(Re)build the vector indexes in one pass over the loaded rows, then ANALYZE."""
         self._bulk.build_vector_index(maintenance_work_mem)
 
+    # ------------------------------------------------------------------ thread checkpoints
+
+    @retried
+    def put_checkpoint(
+        self, namespace: str, row: CheckpointRow, blobs: list[CheckpointBlob]
+    ) -> None:
+        """Save the blobs (existing versions kept) and the checkpoint (replaced) together."""
+        self._checkpoints.put_checkpoint(namespace, row, blobs)
+
+    @retried
+    def put_checkpoint_writes(
+        self,
+        namespace: str,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        writes: list[CheckpointWrite],
+        replace: bool,
+    ) -> None:
+        """Save a task's pending writes; ``replace`` overwrites a write of the same index."""
+        self._checkpoints.put_checkpoint_writes(
+            namespace, thread_id, checkpoint_ns, checkpoint_id, writes, replace
+        )
+
+    @retried
+    def get_checkpoint(
+        self, namespace: str, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+    ) -> CheckpointRow | None:
+        """Return one checkpoint (the thread's newest without an id) in one round trip."""
+        return self._checkpoints.get_checkpoint(namespace, thread_id, checkpoint_ns, checkpoint_id)
+
+    @retried
+    def list_checkpoints(
+        self,
+        namespace: str,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        checkpoint_id: str | None,
+        before: str | None,
+        metadata: dict[str, Any] | None,
+        limit: int | None,
+    ) -> list[CheckpointRow]:
+        """Return matching checkpoints, newest first, with their blobs and writes."""
+        return self._checkpoints.list_checkpoints(
+            namespace, thread_id, checkpoint_ns, checkpoint_id, before, metadata, limit
+        )
+
+    @retried
+    def delete_checkpoint_threads(self, namespace: str, thread_ids: list[str]) -> int:
+        """Delete every checkpoint, blob and write of the threads."""
+        return self._checkpoints.delete_checkpoint_threads(namespace, thread_ids)
+
+    @retried
+    def delete_checkpoint_runs(self, namespace: str, run_ids: list[str]) -> int:
+        """Delete the checkpoints (and their writes) of the runs."""
+        return self._checkpoints.delete_checkpoint_runs(namespace, run_ids)
+
+    @retried
+    def copy_checkpoint_thread(self, namespace: str, source: str, target: str) -> int:
+        """Copy every checkpoint, blob and write of ``source`` to ``target``."""
+        return self._checkpoints.copy_checkpoint_thread(namespace, source, target)
+
+    @retried
+    def prune_checkpoints(self, namespace: str, thread_ids: list[str]) -> int:
+        """Keep only the newest checkpoint of each (thread, checkpoint namespace)."""
+        return self._checkpoints.prune_checkpoints(namespace, thread_ids)
+
 
 if TYPE_CHECKING:
 
     def _roles(
         s: PostgresStore,
-    ) -> tuple[base.Store, base.Maintenance, base.Transfer, base.BulkLoader]:
+    ) -> tuple[base.Store, base.Maintenance, base.Transfer, base.BulkLoader, base.Checkpoints]:
         """mypy proves here that the store fills every role structurally."""
-        return s, s, s, s
+        return s, s, s, s, s

@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 from engramdb.errors import EngramError
+from engramdb.stores.rows import forget_checkpoints
 from engramdb.stores.sqlite.chunks import delete_chunks_of
 from engramdb.stores.sqlite.connection import SECURE_DELETE, Connections, translate
 
@@ -90,6 +91,10 @@ class Erasure:
                                 (namespace, t),
                             )
                         counts["slot_threads"] = len(threads)
+                    if user_id is None:
+                        # A thread's (or the namespace's) agent checkpoints go with it; they
+                        # name no user, so forgetting a user leaves them.
+                        counts["checkpoints"] = forget_checkpoints(c, "?", namespace, thread_id)
                     c.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
                 if compact:
                     before = file_bytes(w)

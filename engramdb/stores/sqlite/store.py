@@ -10,7 +10,8 @@ write path every part goes through):
 * :mod:`.threads`: events, slots and a thread's turns;
 * :mod:`.meta`: identity, embedder, write generations;
 * :mod:`.erasure`, :mod:`.stats`, :mod:`.doctor`, :mod:`.backup`, :mod:`.reembed`: upkeep;
-* :mod:`.transfer`: whole rows out and in.
+* :mod:`.transfer`: whole rows out and in;
+* :mod:`.checkpoints`: thread checkpoints of agent frameworks (LangGraph's checkpointer).
 
 Everything a write touches (record, chunks with vectors, keyword index rows, history, events)
 is one transaction; the vector index is derived and caught up from the tables on the next
@@ -26,7 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
+from engramdb.models import (
+    AddResult,
+    CheckpointBlob,
+    CheckpointRow,
+    CheckpointWrite,
+    Event,
+    HistoryEntry,
+    MemoryRecord,
+    Slots,
+)
 from engramdb.query.filters import Node
 from engramdb.stores.prepared import (
     ChunkHit,
@@ -38,6 +48,7 @@ from engramdb.stores.prepared import (
 )
 from engramdb.stores.sqlite.backup import Backups
 from engramdb.stores.sqlite.bulk import SQLiteBulkLoad
+from engramdb.stores.sqlite.checkpoints import CheckpointTables
 from engramdb.stores.sqlite.chunks import locate
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.doctor import Doctor
@@ -52,7 +63,7 @@ from engramdb.stores.sqlite.transfer import RowTransfer
 from engramdb.stores.sqlite.vector_search import VectorSearch
 
 if TYPE_CHECKING:
-    from engramdb.stores.base import BulkLoader, Maintenance, Store, Transfer
+    from engramdb.stores.base import BulkLoader, Checkpoints, Maintenance, Store, Transfer
 
 
 class SQLiteStore:
@@ -100,6 +111,8 @@ class SQLiteStore:
         self._transfer = RowTransfer(self._db)
         self._reembedding = Reembedding(self._db, self._vectors)
         self._bulk = SQLiteBulkLoad(self._db, self._transfer)
+
+        self._checkpoints = CheckpointTables(self._db)
 
     # ------------------------------------------------------------------ identity, health
 
@@ -375,6 +388,65 @@ class SQLiteStore:
     def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
         """Nothing to build: the sidecar catches up on the next read."""
 
+    # ------------------------------------------------------------------ thread checkpoints
+
+    def put_checkpoint(
+        self, namespace: str, row: CheckpointRow, blobs: list[CheckpointBlob]
+    ) -> None:
+        """Save the blobs (existing versions kept) and the checkpoint (replaced) together."""
+        self._checkpoints.put_checkpoint(namespace, row, blobs)
+
+    def put_checkpoint_writes(
+        self,
+        namespace: str,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        writes: list[CheckpointWrite],
+        replace: bool,
+    ) -> None:
+        """Save a task's pending writes; ``replace`` overwrites a write of the same index."""
+        self._checkpoints.put_checkpoint_writes(
+            namespace, thread_id, checkpoint_ns, checkpoint_id, writes, replace
+        )
+
+    def get_checkpoint(
+        self, namespace: str, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+    ) -> CheckpointRow | None:
+        """Return one checkpoint (the thread's newest without an id) with blobs and writes."""
+        return self._checkpoints.get_checkpoint(namespace, thread_id, checkpoint_ns, checkpoint_id)
+
+    def list_checkpoints(
+        self,
+        namespace: str,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        checkpoint_id: str | None,
+        before: str | None,
+        metadata: dict[str, Any] | None,
+        limit: int | None,
+    ) -> list[CheckpointRow]:
+        """Return matching checkpoints, newest first, with their blobs and writes."""
+        return self._checkpoints.list_checkpoints(
+            namespace, thread_id, checkpoint_ns, checkpoint_id, before, metadata, limit
+        )
+
+    def delete_checkpoint_threads(self, namespace: str, thread_ids: list[str]) -> int:
+        """Delete every checkpoint, blob and write of the threads."""
+        return self._checkpoints.delete_checkpoint_threads(namespace, thread_ids)
+
+    def delete_checkpoint_runs(self, namespace: str, run_ids: list[str]) -> int:
+        """Delete the checkpoints (and their writes) of the runs."""
+        return self._checkpoints.delete_checkpoint_runs(namespace, run_ids)
+
+    def copy_checkpoint_thread(self, namespace: str, source: str, target: str) -> int:
+        """Copy every checkpoint, blob and write of ``source`` to ``target``."""
+        return self._checkpoints.copy_checkpoint_thread(namespace, source, target)
+
+    def prune_checkpoints(self, namespace: str, thread_ids: list[str]) -> int:
+        """Keep only the newest checkpoint of each (thread, checkpoint namespace)."""
+        return self._checkpoints.prune_checkpoints(namespace, thread_ids)
+
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
@@ -384,6 +456,8 @@ class SQLiteStore:
 
 if TYPE_CHECKING:
 
-    def _roles(s: SQLiteStore) -> tuple[Store, Maintenance, Transfer, BulkLoader]:
+    def _roles(
+        s: SQLiteStore,
+    ) -> tuple[Store, Maintenance, Transfer, BulkLoader, Checkpoints]:
         """SQLiteStore fills every role it claims (a missing method fails mypy here)."""
-        return s, s, s, s
+        return s, s, s, s, s

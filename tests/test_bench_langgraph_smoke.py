@@ -1,0 +1,32 @@
+"""Smoke test of ``engramdb bench langgraph``: a tiny model-free run writes langgraph.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_langgraph_bench_quick_without_postgres(tmp_path: Path) -> None:
+    argv = ["langgraph", "--quick", "--records", "1000", "--queries", "20", "--hash-vectors"]
+    assert main([*argv, "--no-postgres", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "langgraph.json").read_text())
+    summary = report["summary"]
+    assert summary["records"] == 1000
+    for name in ("engram_sqlite", "inmemory"):
+        assert summary[f"put_items_per_s_{name}"] > 0
+        assert summary[f"checkpointer_p95_ms_{name.replace('inmemory', 'langgraph_sqlite')}"] > 0
+    for scope in ("user", "all"):
+        # Exact vector search on both sides finds exactly what brute force finds.
+        assert summary[f"{scope}_recall_at_10_engram_sqlite_vector"] == 1.0
+        assert summary[f"{scope}_recall_at_10_inmemory"] == 1.0
+        assert 0 < summary[f"{scope}_recall_at_10_engram_sqlite"] <= 1.0
+        assert f"{scope}_p95_speedup_engram_sqlite_vs_inmemory" in summary
+    assert "checkpointer_p95_speedup_sqlite" in summary
+    assert not any("postgres" in key for key in summary)
+    assert report["checkpointer"]["steps_per_thread"] == 50
