@@ -175,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "all",
-        help="store, filters, postgres, ingest-parts, ingest-embed, embedder, langgraph and locomo in "
-        "sequence",
+        help="store, filters, postgres, ingest-parts, ingest-embed, embedder, langgraph and "
+        "locomo in sequence",
         description="Run every benchmark; each writes <out>/<name>.json.",
     )
     _common(p)
