@@ -4,6 +4,7 @@ from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.embedders import Embedder, HashEmbedder, MiniLMEmbedder
 from engramdb.errors import (
+    AuthenticationError,
     BusyError,
     CommitUnknownError,
     ConflictError,
@@ -13,6 +14,7 @@ from engramdb.errors import (
     LimitExceededError,
     NotFoundError,
     NotSupportedError,
+    PermissionDeniedError,
     QuotaExceededError,
     SchemaError,
     SchemaTooNewError,
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AddResult",
     "AsyncMemory",
+    "AuthenticationError",
     "BusyError",
     "CommitUnknownError",
     "ConflictError",
@@ -57,6 +60,7 @@ __all__ = [
     "MiniLMEmbedder",
     "NotFoundError",
     "NotSupportedError",
+    "PermissionDeniedError",
     "RecordPage",
     "SchemaError",
     "SchemaTooNewError",

@@ -16,7 +16,10 @@
      │    ├── BusyError                      lock not acquired within busy_timeout: 503, exit 8
      │    └── StoreUnavailableError          server unreachable within store_retry_s: 503, exit 8
      │         └── CommitUnknownError        connection lost after COMMIT: outcome unknown
-     └── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
+     ├── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
+     ├── AuthenticationError                 no service key, or not a valid one: 401, exit 10
+     └── PermissionDeniedError               the key may not do this (namespace, read-only,
+                                             admin route): 403, exit 11
 
 Every error carries a message naming what was wrong and a ``details`` dict that the
 REST layer returns as ``{"error", "message", "details"}``.
@@ -148,6 +151,22 @@ class WrongContextError(EngramError, RuntimeError):
     code = "wrong_context"
 
 
+class AuthenticationError(EngramError):
+    """The service was called without a key, or with one it does not know (or revoked).
+
+    REST answers 401 with ``WWW-Authenticate: Bearer``; the message never repeats the key.
+    """
+
+    code = "authentication_failed"
+
+
+class PermissionDeniedError(EngramError):
+    """The key is valid but may not make this call: another namespace, a write with a
+    read-only key, or an admin route with a namespace key (REST: 403)."""
+
+    code = "permission_denied"
+
+
 # One table: error class -> (HTTP status, CLI exit code). An error resolves to the entry of
 # the nearest class in its hierarchy (its ``__mro__``), so the order of entries is free and a
 # new subclass inherits its parent's row until it is given one of its own.
@@ -168,6 +187,8 @@ ERROR_TABLE: dict[type[EngramError], tuple[int, int]] = {
     StoreUnavailableError: (503, 8),
     CommitUnknownError: (503, 8),
     WrongContextError: (500, 9),
+    AuthenticationError: (401, 10),
+    PermissionDeniedError: (403, 11),
 }
 
 
