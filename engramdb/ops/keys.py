@@ -160,7 +160,9 @@ class KeyService:
                 )
         else:
             if namespace is None:
-                raise ValidationError("a key needs a namespace (or admin=true)", field="namespace")
+                raise ValidationError(
+                    "a key needs a namespace, or must be an admin key", field="namespace"
+                )
             check_namespace(namespace)
         if not isinstance(read_only, bool):
             raise ValidationError("read_only must be true or false", field="read_only")

@@ -34,6 +34,15 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {**_ERR, "description": "Invalid request"},
     503: {**_ERR, "description": "The store is busy or unavailable"},
 }
+# The routes of this module (no library verb behind them): a test checks the OpenAPI lists them.
+KEY_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("POST", "/v1/admin/keys"),
+        ("GET", "/v1/admin/keys"),
+        ("DELETE", "/v1/admin/keys/{key_id}"),
+        ("GET", "/v1/admin/audit"),
+    }
+)
 NAMESPACE_FIELD = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
 keys_router = APIRouter(prefix="/v1/admin", tags=["keys"], responses=RESPONSES)
