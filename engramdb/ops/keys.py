@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engramdb.config import Settings
-from engramdb.engine.validation import check_namespace
+from engramdb.engine.validation import NAMESPACE_PATTERN, check_namespace
 from engramdb.errors import (
     AuthenticationError,
     NotFoundError,
@@ -164,6 +164,8 @@ class KeyService:
                     "a key needs a namespace, or must be an admin key", field="namespace"
                 )
             check_namespace(namespace)
+            if not NAMESPACE_PATTERN.fullmatch(namespace):  # no trailing newline either
+                raise ValidationError(f"namespace {namespace!r} is invalid", field="namespace")
         if not isinstance(read_only, bool):
             raise ValidationError("read_only must be true or false", field="read_only")
         key_id, key = new_key()

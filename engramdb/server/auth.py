@@ -178,7 +178,10 @@ def bearer(scope: Scope) -> str | None:
     """The key of an ``Authorization: Bearer <key>`` header (None when there is none)."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            text = value.decode("latin-1").strip()
+            if not text:
+                return None  # an empty header sends no credentials at all
+            scheme, _, token = text.partition(" ")
             token = token.strip()
             return token if scheme.lower() == "bearer" and token else ""
     return None
