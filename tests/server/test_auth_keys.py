@@ -25,8 +25,9 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def open_app(db: Path, **settings: Any) -> tuple[Memory, Any]:
-    s = Settings(url=f"sqlite:///{db}", embedder="hash", hash_dim=64, **settings)
+def open_app(db: Path | str, **settings: Any) -> tuple[Memory, Any]:
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    s = Settings(url=url, embedder="hash", hash_dim=64, **settings)
     mem = Memory(settings=s, embedder=HashEmbedder(64))
     return mem, create_app(mem)
 
@@ -209,11 +210,12 @@ async def test_destructive_calls_leave_admin_audit_entries(
     ]
 
 
-async def test_a_revocation_holds_at_once_in_another_app_on_the_same_file(
-    tmp_path: Path,
+async def test_a_revocation_holds_at_once_in_another_app_on_the_same_store(
+    store_url: str,
 ) -> None:
-    mem1, app1 = open_app(tmp_path / "shared.db", admin_key=ADMIN_KEY)
-    mem2, app2 = open_app(tmp_path / "shared.db", admin_key=ADMIN_KEY)
+    """Two apps with their own connections to one store (SQLite file, PostgreSQL schema)."""
+    mem1, app1 = open_app(store_url, admin_key=ADMIN_KEY)
+    mem2, app2 = open_app(store_url, admin_key=ADMIN_KEY)
     try:
         async with client_of(app1, ADMIN_HEADERS) as one, client_of(app2) as two:
             made = (await one.post("/v1/admin/keys", json={"namespace": "alpha"})).json()

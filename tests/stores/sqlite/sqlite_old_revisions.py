@@ -19,8 +19,17 @@ def _drop_value_index(db: Path, kind: str, revision: str) -> None:
         conn.execute(f"UPDATE alembic_version SET version_num = '{revision}'")
 
 
+def as_revision_0011(db: Path) -> None:
+    """Put a file back in the shape revision 0011 left it in (no service keys, no audit log)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE api_keys")
+        conn.execute("DROP TABLE admin_audit")
+        conn.execute("UPDATE alembic_version SET version_num = '0011'")
+
+
 def as_revision_0009(db: Path) -> None:
     """Put a file back in the shape revision 0009 left it in (no metadata index)."""
+    as_revision_0011(db)
     _drop_value_index(db, "meta", "0009")
 
 
