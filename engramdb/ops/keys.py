@@ -91,10 +91,6 @@ class Principal:
         """True for an admin key: every route, every namespace."""
         return self.namespace is None
 
-    def may_read(self, namespace: str) -> bool:
-        """Whether this key reaches ``namespace`` at all."""
-        return self.namespace is None or self.namespace == namespace
-
 
 @dataclass(frozen=True, slots=True)
 class NewKey:

@@ -209,7 +209,7 @@ class AuthMiddleware:
             return
         try:
             principal = await self._authenticate(scope)
-        except AuthenticationError as exc:
+        except EngramError as exc:  # 401; or the store failing the lookup (503), as JSON
             await self._refuse(scope, receive, send, exc)
             return
         scope[PRINCIPAL] = principal
@@ -282,10 +282,38 @@ def install_auth(app: Any, memory: Any, settings: Settings) -> None:
     keys = KeyService.of(memory, settings)
     app.state.keys = keys
     app.include_router(keys_router)
+    _declare_bearer(app)
     enabled = settings.auth != "off"
     if not enabled:
         log.warning("authentication is OFF: every caller is admin (ENGRAM_AUTH=off)")
     app.add_middleware(AuthMiddleware, keys=keys, enabled=enabled)
+
+
+def _declare_bearer(app: Any) -> None:
+    """Declare the Bearer scheme in the OpenAPI document (``/docs`` gets its Authorize
+    button); the open routes say they need none. Wraps whatever ``app.openapi`` is."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            schema: dict[str, Any] = app.openapi_schema
+            return schema
+        schema = build()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A service key: the admin key, or a namespace key",
+        }
+        schema["security"] = [{"bearer": []}]
+        for path, operations in schema.get("paths", {}).items():
+            if path in OPEN_PATHS:
+                for operation in operations.values():
+                    operation["security"] = []
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 # ---------------------------------------------------------------------------- serving

@@ -73,6 +73,10 @@ async def test_missing_malformed_and_wrong_keys_get_401_with_a_challenge(
         assert ADMIN_KEY not in resp.text
     for path in ("/health", "/openapi.json", "/docs"):
         assert (await admin.get(path, headers={"Authorization": ""})).status_code == 200
+    spec = (await admin.get("/openapi.json")).json()
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert spec["security"] == [{"bearer": []}]
+    assert spec["paths"]["/health"]["get"]["security"] == []
 
 
 async def test_a_namespace_key_reaches_nothing_past_its_namespace(
@@ -287,3 +291,13 @@ async def test_the_first_start_prints_an_admin_key_once(
         assert announce_admin_key(off, app.state.keys, "http://x") is None
     finally:
         await asyncio.to_thread(mem.close)
+
+
+async def test_a_store_that_fails_the_key_lookup_answers_503_not_500(tmp_path: Path) -> None:
+    mem, app = open_app(tmp_path / "closed.db", admin_key=ADMIN_KEY)
+    key = app.state.keys.create("alpha").key
+    mem.close()  # a real failure: every store read now raises StoreError
+    async with client_of(app, bearer(key)) as c:
+        resp = await c.get(f"{A}/records")
+    body = assert_error(resp, 503, "store_error")
+    assert "WWW-Authenticate" not in resp.headers and key not in str(body)
