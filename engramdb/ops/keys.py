@@ -35,6 +35,7 @@ from engramdb.errors import (
     AuthenticationError,
     NotFoundError,
     NotSupportedError,
+    PermissionDeniedError,
     ValidationError,
 )
 from engramdb.stores import open_store
@@ -90,6 +91,27 @@ class Principal:
     def admin(self) -> bool:
         """True for an admin key: every route, every namespace."""
         return self.namespace is None
+
+    def require(self, namespace: str | None, write: bool) -> None:
+        """Refuse a call this key may not make; every surface (REST, ZeroMQ, MCP) asks here.
+
+        ``namespace`` is the one the call reaches, None for a store-wide (admin) call;
+        ``write`` says whether it changes anything.
+
+        Raises:
+            PermissionDeniedError: an admin call, another namespace, or a write with a
+                read-only key.
+        """
+        if self.namespace is None:
+            return
+        if namespace is None:
+            raise PermissionDeniedError("this call needs an admin key")
+        if namespace != self.namespace:
+            raise PermissionDeniedError(
+                f"this key is for namespace {self.namespace!r} only", namespace=self.namespace
+            )
+        if write and self.read_only:
+            raise PermissionDeniedError("this key is read-only", namespace=self.namespace)
 
 
 @dataclass(frozen=True, slots=True)

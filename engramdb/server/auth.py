@@ -127,13 +127,8 @@ def authorize(principal: Principal, method: str, path: str) -> None:
     access, namespace, tail = classify(path)
     if access is Access.ADMIN:
         raise PermissionDeniedError("this route needs an admin key", path=path[:256])
-    if access is Access.NAMESPACE and namespace != principal.namespace:
-        raise PermissionDeniedError(
-            f"this key is for namespace {principal.namespace!r} only",
-            namespace=principal.namespace,
-        )
-    if principal.read_only and is_write(method, tail):
-        raise PermissionDeniedError("this key is read-only", namespace=principal.namespace)
+    if access is Access.NAMESPACE:
+        principal.require(namespace, is_write(method, tail))
 
 
 def audited(method: str, path: str) -> tuple[str, str | None] | None:

@@ -153,3 +153,25 @@ def test_restore_keeps_the_keys_and_the_audit_log_in_force(
         assert KeyService.of(other).authenticate(new.key).namespace == "team-b"
     finally:
         other.close()
+
+
+def test_a_principal_says_what_it_may_do(keys: KeyService) -> None:
+    """The one check every surface (REST, ZeroMQ, MCP) asks of a key."""
+    from engramdb import PermissionDeniedError
+
+    admin = keys.authenticate(keys.create(None, admin=True).key)
+    own = keys.authenticate(keys.create("team-a").key)
+    ro = keys.authenticate(keys.create("team-a", read_only=True).key)
+    for ns, write in (("team-a", True), ("team-b", True), (None, False)):
+        admin.require(ns, write)
+    own.require("team-a", write=True)
+    ro.require("team-a", write=False)
+    for who, ns, write in (
+        (own, "team-b", False),
+        (own, "team-a\n", False),
+        (own, None, False),
+        (ro, "team-a", True),
+        (ro, "team-b", False),
+    ):
+        with pytest.raises(PermissionDeniedError):
+            who.require(ns, write)
