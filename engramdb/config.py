@@ -153,6 +153,14 @@ class Settings(BaseSettings):
     cache_prefix: str = Field(
         "engram", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="Prefix of every cache key"
     )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="Service admin key (sent as Authorization: Bearer); unset: the store's "
+        "own, created and printed once on the first start",
+    )
+    auth: Literal["on", "off"] = Field(
+        "on", description="'off' serves without keys: allowed only on a loopback address"
+    )
     host: str = Field("127.0.0.1", description="Service bind address")
     port: int = Field(8080, ge=0, le=65535, description="Service port")
     zmq_url: str | None = Field(

@@ -17,8 +17,9 @@
      │    └── StoreUnavailableError          server unreachable within store_retry_s: 503, exit 8
      │         └── CommitUnknownError        connection lost after COMMIT: outcome unknown
      ├── WrongContextError (RuntimeError)    sync call made on an event-loop thread: 500, exit 9
-     ├── AuthenticationError                 missing or wrong API key: 401, exit 10
-     ├── PermissionDeniedError               the key may not do this: 403, exit 11
+     ├── AuthenticationError                 no service key, or not a valid one: 401, exit 10
+     ├── PermissionDeniedError               the key may not do this (namespace, read-only,
+     │                                        admin route): 403, exit 11
      └── ResponseError                       (client) unreadable answer: 502, exit 1
 
 Every error carries a message naming what was wrong and a ``details`` dict that the
@@ -152,14 +153,17 @@ class WrongContextError(EngramError, RuntimeError):
 
 
 class AuthenticationError(EngramError):
-    """The service needs an API key and the request carried none, or one it does not know."""
+    """The service was called without a key, or with one it does not know (or revoked).
 
-    code = "authentication_error"
+    REST answers 401 with ``WWW-Authenticate: Bearer``; the message never repeats the key.
+    """
+
+    code = "authentication_failed"
 
 
 class PermissionDeniedError(EngramError):
-    """The API key is valid but may not do this (another namespace, a write with a read-only
-    key, an admin route with a namespace key)."""
+    """The key is valid but may not make this call: another namespace, a write with a
+    read-only key, or an admin route with a namespace key (REST: 403)."""
 
     code = "permission_denied"
 

@@ -12,6 +12,7 @@ from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
 from engramdb.server import idempotency
+from engramdb.server.auth import install_auth
 from engramdb.server.errors import install_error_handlers
 from engramdb.server.lsn import ReadFloorMiddleware
 from engramdb.server.routes import admin, meta, records
@@ -66,6 +67,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)
+    install_auth(app, memory, settings)  # keys on every route but /health, /ready, /docs
     return app
 
 

@@ -49,6 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from engramdb._async_memory import AsyncMemory
 from engramdb.errors import EngramError, ValidationError
 from engramdb.server import schemas as s
+from engramdb.server.auth import visible_namespaces, visible_stats
 from engramdb.server.errors import ERROR_MEDIA_TYPE
 
 _ERR = {"model": s.ErrorOut, "content": {ERROR_MEDIA_TYPE: {}}}
@@ -322,9 +323,9 @@ async def forget(body: s.ForgetRequest, mem: Mem) -> s.ForgetOut:
 
 
 @records.get("/stats", tags=["namespaces"], response_model=s.StatsOut)
-async def stats(mem: Mem) -> s.StatsOut:
+async def stats(mem: Mem, request: Request) -> s.StatsOut:
     """Return counts and sizes for this namespace and the whole store."""
-    out = await mem.stats()
+    out = visible_stats(request, await mem.stats())
     # File paths are server configuration: counts and sizes only leave the server.
     for part in ("namespace_stats", "store"):
         if isinstance(out.get(part), dict):
@@ -333,9 +334,9 @@ async def stats(mem: Mem) -> s.StatsOut:
 
 
 @meta.get("/v1/namespaces", tags=["namespaces"], response_model=s.NamespacesOut)
-async def namespaces(mem: Root) -> s.NamespacesOut:
-    """Return every namespace with its record count."""
-    return s.NamespacesOut(namespaces=await mem.namespaces())
+async def namespaces(mem: Root, request: Request) -> s.NamespacesOut:
+    """Return every namespace with its record count (a namespace key: its own only)."""
+    return s.NamespacesOut(namespaces=visible_namespaces(request, await mem.namespaces()))
 
 
 @meta.get(

@@ -14,7 +14,9 @@ from pydantic import SecretStr
 
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
+from engramdb.ops.keys import open_keys
 from engramdb.ops.schema import is_in_memory, upgrade_store
+from engramdb.server.auth import announce_admin_key, check_bind
 
 APP_FACTORY = "engramdb.server.app:app_from_env"
 
@@ -118,11 +120,14 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValidationError(f"workers must be at least 1, got {workers!r}", field="workers")
+    check_bind(settings, host)  # no keys only on loopback, and only when asked
+    base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     if workers == 1:
         from engramdb.server.app import create_app
 
         with _sigterm_exits_cleanly():
             app = create_app(settings=settings)
+            announce_admin_key(settings, app.state.keys, base_url)
             with _zmq_beside(app, zmq_url or settings.zmq_url):
                 uvicorn.run(app, host=host, port=port, log_level="info")
         return
@@ -131,6 +136,8 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
             "several workers cannot share an in-memory store; use a file URL", field="url"
         )
     upgrade_store(settings)  # migrate once, before N processes race to do it
+    with open_keys(settings) as keys:
+        announce_admin_key(settings, keys, base_url)
     for key, value in settings_to_env(settings).items():
         if value is None:
             os.environ.pop(key, None)

@@ -13,6 +13,7 @@ for a capability by type (``isinstance(store, Maintenance)``):
 * :class:`Transfer`: export and import of whole rows (``export``/``import``, ``migrate``'s source);
 * :class:`BulkLoader`: ``migrate``'s target (COPY-speed loads, a batch log, index rebuilds);
 * :class:`Checkpoints`: the thread checkpoints of agent frameworks (LangGraph's checkpointer).
+* :class:`KeyStore`: the service's keys (hashed) and its admin audit log.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from engramdb.models import (
     Slots,
 )
 from engramdb.query.filters import Node
+from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
     ChunkHit,
     OnError,
@@ -46,9 +48,12 @@ from engramdb.stores.prepared import (
 )
 
 __all__ = [
+    "AuditRow",
     "BulkLoader",
     "Checkpoints",
     "ChunkHit",
+    "KeyRow",
+    "KeyStore",
     "Maintenance",
     "OnError",
     "PreparedChunk",
@@ -480,4 +485,44 @@ class Checkpoints(Protocol):
             ValidationError: a thread uses LangGraph's DeltaChannel, whose state needs the
                 checkpoints between the newest and its last snapshot.
         """
+        ...
+
+
+class KeyStore(Protocol):
+    """The service's keys and its admin audit log (tables of migration 0012).
+
+    A store keeps rows and never sees a secret: :mod:`engramdb.ops.keys` makes, hashes and
+    checks keys. Every read is on the primary (never a replica), so a revocation is seen by
+    the next request of every process. ``restore`` keeps both tables as they are.
+    """
+
+    def insert_key(self, row: KeyRow, only_if_no_admin: bool = False) -> bool:
+        """Write a new key; with ``only_if_no_admin``, only when no admin key is in force.
+
+        The check and the insert are one transaction (concurrent first starts of several
+        processes make one admin key). Returns whether the row was written.
+        """
+        ...
+
+    def get_key(self, key_id: str) -> KeyRow | None:
+        """Return the key with this id (revoked ones included), or None."""
+        ...
+
+    def list_keys(self) -> list[KeyRow]:
+        """Return every key, revoked ones included, oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str, at: int) -> KeyRow | None:
+        """Mark a key revoked at ``at`` (a revoked key stays revoked at its first time).
+
+        Returns the key as it now is, or None when there is no such key.
+        """
+        ...
+
+    def append_audit(self, row: AuditRow) -> int:
+        """Append one audit entry; return its sequence number."""
+        ...
+
+    def list_audit(self, limit: int, before: int | None = None) -> list[AuditRow]:
+        """Return up to ``limit`` audit entries, newest first, older than seq ``before``."""
         ...

@@ -22,7 +22,7 @@ async def test_rest_reads_go_through_the_cache(db_url: str, redis_server: RedisS
     mem = Memory(settings=settings(db_url, redis_server.url), embedder=HashEmbedder(64))
     writer = Memory(settings=settings(db_url, redis_server.url), embedder=HashEmbedder(64))
     try:
-        app = create_app(mem)
+        app = create_app(mem, mem.settings.model_copy(update={"auth": "off"}))  # keys: elsewhere
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://engram.test") as c:
             await asyncio.to_thread(writer.add, "served over rest", id="r1")

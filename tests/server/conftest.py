@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import MAX_TEXT
+from server_helpers import ADMIN_HEADERS, ADMIN_KEY, MAX_TEXT
 
 from engramdb import HashEmbedder, Memory, Settings
 from engramdb.server import create_app
@@ -21,6 +21,7 @@ def server_settings(tmp_path: Path) -> Settings:
         embedder="hash",
         hash_dim=64,
         max_text_bytes=MAX_TEXT,
+        admin_key=ADMIN_KEY,
     )
 
 
@@ -34,8 +35,10 @@ def server_mem(server_settings: Settings) -> Iterator[Memory]:
 
 @pytest.fixture
 async def client(server_mem: Memory) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client talking to the real ASGI app in-process."""
+    """An httpx client talking to the real ASGI app in-process, with the admin key."""
     app = create_app(server_mem)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://engram.test") as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://engram.test", headers=ADMIN_HEADERS
+    ) as c:
         yield c

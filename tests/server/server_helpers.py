@@ -12,8 +12,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
+
+from engramdb import Settings
 
 MAX_TEXT = 2048
+# The admin key the REST tests serve with (ENGRAM_ADMIN_KEY), and the header that sends it.
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def with_admin_key(settings: Settings) -> Settings:
+    """``settings`` with :data:`ADMIN_KEY` as the service's admin key."""
+    return settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY)})
+
+
 # What must never leak from an error body: SQL, tracebacks, driver names, file paths.
 LEAKS = re.compile(
     r"\bSELECT\b|\bINSERT\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE FROM\b|\bWHERE\b|Traceback|"

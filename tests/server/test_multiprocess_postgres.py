@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psutil
 import pytest
-from server_helpers import STARTUP_TIMEOUT, ServerProcess, free_port
+from server_helpers import ADMIN_HEADERS, ADMIN_KEY, STARTUP_TIMEOUT, ServerProcess, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -42,7 +42,7 @@ class Service(ServerProcess):
     def __init__(self, name: str, url: str, workers: int, log: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = self.clean_env(ENGRAM_URL=url, ENGRAM_EMBEDDER="hash")
+        env = self.clean_env(ENGRAM_URL=url, ENGRAM_EMBEDDER="hash", ENGRAM_ADMIN_KEY=ADMIN_KEY)
         cli = Path(sys.executable).with_name("engramdb")
         argv = [str(cli)] if cli.exists() else [sys.executable, "-m", "engramdb.cli"]
         argv += ["serve", "--port", str(self.port), "--workers", str(workers)]
@@ -112,7 +112,9 @@ def services(
 
 def fresh_client() -> httpx.Client:
     """A client that opens a new connection per request (so the kernel picks A's worker)."""
-    return httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.Client(
+        timeout=30, limits=httpx.Limits(max_keepalive_connections=0), headers=ADMIN_HEADERS
+    )
 
 
 def get_many_texts(c: httpx.Client, records_url: str, ids: Iterable[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import MAX_TEXT, assert_error
+from server_helpers import ADMIN_HEADERS, MAX_TEXT, assert_error, with_admin_key
 
 from engramdb import HashEmbedder, Memory
 from engramdb.server import create_app
@@ -181,8 +181,11 @@ async def broken_client(
         raise RuntimeError(SECRET)
 
     monkeypatch.setattr(mem._engine, "add", buggy_add)
-    transport = httpx.ASGITransport(app=create_app(mem), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://engram.test") as c:
+    app = create_app(mem, with_admin_key(mem.settings))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://engram.test", headers=ADMIN_HEADERS
+    ) as c:
         yield c
     mem.close()
 
@@ -201,8 +204,11 @@ async def test_unexpected_errors_are_500_without_internals(
 async def test_embedder_bug_is_502_and_writes_nothing(tmp_path: Path) -> None:
     """A third-party embedder raising is the embedder's failure (502), not ours (500)."""
     mem = Memory(f"sqlite:///{tmp_path / 'tok.db'}", embedder=BrokenTokenizer(64))
-    transport = httpx.ASGITransport(app=create_app(mem), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://engram.test") as c:
+    app = create_app(mem, with_admin_key(mem.settings))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://engram.test", headers=ADMIN_HEADERS
+    ) as c:
         resp = await c.post(f"{NS}/records", json={"text": "hello"})
         assert_error(resp, 502, "embedding_error")
         assert "secret" not in resp.text  # third-party text stays in the server log

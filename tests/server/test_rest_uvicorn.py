@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import ServerProcess, free_port
+from server_helpers import ADMIN_HEADERS, ADMIN_KEY, ServerProcess, free_port
 
 from engramdb import Settings, ValidationError
 from engramdb.server import run
@@ -27,7 +27,8 @@ class Served(ServerProcess):
         code = (
             "from engramdb import Settings\n"
             "from engramdb.server import run\n"
-            f"run(Settings(url={f'sqlite:///{db}'!r}, embedder='hash', hash_dim=64),"
+            f"run(Settings(url={f'sqlite:///{db}'!r}, embedder='hash', hash_dim=64,"
+            f" admin_key={ADMIN_KEY!r}),"
             f" '127.0.0.1', {self.port}, {workers})\n"
         )
         super().__init__("server", [sys.executable, "-c", code], self.clean_env(), log)
@@ -53,7 +54,12 @@ def serve(tmp_path: Path) -> Iterator[type[Served]]:
 
 def fresh_client(base: str) -> httpx.Client:
     """A client that opens a new connection per request (so the kernel picks a worker)."""
-    return httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.Client(
+        base_url=base,
+        timeout=30,
+        limits=httpx.Limits(max_keepalive_connections=0),
+        headers=ADMIN_HEADERS,
+    )
 
 
 def test_single_worker_serves_and_drains_on_sigterm(serve: type[Served], tmp_path: Path) -> None:

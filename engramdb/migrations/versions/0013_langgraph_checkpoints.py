@@ -13,7 +13,7 @@ database or schema with an engramdb store.
 from engramdb.migrations.steps import forward_only, run_statements
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 
 SQLITE = [
     """CREATE TABLE thread_checkpoints (

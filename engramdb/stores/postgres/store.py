@@ -22,6 +22,7 @@ public method hands its call to one of them:
   :mod:`~engramdb.stores.postgres.reembed`: export and import, ``migrate``'s bulk loads,
   re-embedding;
 * :mod:`~engramdb.stores.postgres.checkpoints`: thread checkpoints of agent frameworks.
+* :mod:`~engramdb.stores.postgres.keys_table`: the service's keys and admin audit log.
 
 The retry of :func:`~engramdb.stores.postgres.faults.retried` sits here, on the public
 methods whose call is one transaction or a read (a multi-transaction or streaming call is
@@ -49,12 +50,14 @@ from engramdb.models import (
     Slots,
 )
 from engramdb.query.filters import Node
+from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.postgres.admin import Admin
 from engramdb.stores.postgres.backup import Backup
 from engramdb.stores.postgres.bulk import BulkLoad
 from engramdb.stores.postgres.checkpoints import CheckpointTables
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.faults import retried
+from engramdb.stores.postgres.keys_table import KeyTable
 from engramdb.stores.postgres.meta import Meta
 from engramdb.stores.postgres.records import Records
 from engramdb.stores.postgres.reembed import Reembed
@@ -135,6 +138,7 @@ class PostgresStore:
         self._bulk = BulkLoad(self._db, indexes)
         self._reembed = Reembed(self._db, indexes)
         self._checkpoints = CheckpointTables(self._db)
+        self._keys = KeyTable(self._db)
         self._db.open(auto_migrate, initialise=self._meta.init)
 
     # ------------------------------------------------------------------ Store: the store itself
@@ -521,11 +525,50 @@ class PostgresStore:
         """Keep only the newest checkpoint of each (thread, checkpoint namespace)."""
         return self._checkpoints.prune_checkpoints(namespace, thread_ids)
 
+    # ------------------------------------------------------------------ KeyStore
+
+    @retried
+    def insert_key(self, row: KeyRow, only_if_no_admin: bool = False) -> bool:
+        """Write a key (see ``KeyStore.insert_key``)."""
+        return self._keys.insert_key(row, only_if_no_admin)
+
+    @retried
+    def get_key(self, key_id: str) -> KeyRow | None:
+        """Return the key with this id, or None (read on the primary)."""
+        return self._keys.get_key(key_id)
+
+    @retried
+    def list_keys(self) -> list[KeyRow]:
+        """Return every key, oldest first."""
+        return self._keys.list_keys()
+
+    @retried
+    def revoke_key(self, key_id: str, at: int) -> KeyRow | None:
+        """Mark a key revoked; return it as it now is (None when unknown)."""
+        return self._keys.revoke_key(key_id, at)
+
+    @retried
+    def append_audit(self, row: AuditRow) -> int:
+        """Append one admin audit entry; return its sequence number."""
+        return self._keys.append_audit(row)
+
+    @retried
+    def list_audit(self, limit: int, before: int | None = None) -> list[AuditRow]:
+        """Return audit entries newest first, older than seq ``before``."""
+        return self._keys.list_audit(limit, before)
+
 
 if TYPE_CHECKING:
 
     def _roles(
         s: PostgresStore,
-    ) -> tuple[base.Store, base.Maintenance, base.Transfer, base.BulkLoader, base.Checkpoints]:
+    ) -> tuple[
+        base.Store,
+        base.Maintenance,
+        base.Transfer,
+        base.BulkLoader,
+        base.Checkpoints,
+        base.KeyStore,
+    ]:
         """mypy proves here that the store fills every role structurally."""
-        return s, s, s, s, s
+        return s, s, s, s, s, s

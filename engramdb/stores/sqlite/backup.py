@@ -13,6 +13,7 @@ from engramdb.errors import EngramError, NotFoundError, SchemaTooNewError, Store
 from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS
 from engramdb.stores.rows import MAX_GENERATION_SQL, RESTORE_GENERATION_SQL
 from engramdb.stores.sqlite.connection import Connections, translate
+from engramdb.stores.sqlite.keys_table import carried_over
 from engramdb.stores.sqlite.meta import read_meta
 from engramdb.stores.sqlite.schema import current_revision, upgrade
 from engramdb.stores.sqlite.vector_search import VectorSearch
@@ -74,7 +75,8 @@ class Backups:
                     # replaced content (or of the backup's era) is ever served again.
                     store_id = read_meta(dst, "store_id")
                     top = int(dst.execute(MAX_GENERATION_SQL).fetchone()[0])
-                    src.backup(dst)
+                    with carried_over(dst):  # the service's keys and audit log stay
+                        src.backup(dst)
                     dst.execute(
                         "UPDATE meta SET value = ? WHERE key = 'index_epoch'", (uuid.uuid4().hex,)
                     )

@@ -12,6 +12,7 @@ write path every part goes through):
 * :mod:`.erasure`, :mod:`.stats`, :mod:`.doctor`, :mod:`.backup`, :mod:`.reembed`: upkeep;
 * :mod:`.transfer`: whole rows out and in;
 * :mod:`.checkpoints`: thread checkpoints of agent frameworks (LangGraph's checkpointer).
+* :mod:`.keys_table`: the service's keys and admin audit log.
 
 Everything a write touches (record, chunks with vectors, keyword index rows, history, events)
 is one transaction; the vector index is derived and caught up from the tables on the next
@@ -38,6 +39,7 @@ from engramdb.models import (
     Slots,
 )
 from engramdb.query.filters import Node
+from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
     ChunkHit,
     OnError,
@@ -53,6 +55,7 @@ from engramdb.stores.sqlite.chunks import locate
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.doctor import Doctor
 from engramdb.stores.sqlite.erasure import Erasure
+from engramdb.stores.sqlite.keys_table import KeyTable
 from engramdb.stores.sqlite.keyword_search import KeywordSearch
 from engramdb.stores.sqlite.meta import StoreMeta
 from engramdb.stores.sqlite.records import Records
@@ -63,7 +66,14 @@ from engramdb.stores.sqlite.transfer import RowTransfer
 from engramdb.stores.sqlite.vector_search import VectorSearch
 
 if TYPE_CHECKING:
-    from engramdb.stores.base import BulkLoader, Checkpoints, Maintenance, Store, Transfer
+    from engramdb.stores.base import (
+        BulkLoader,
+        Checkpoints,
+        KeyStore,
+        Maintenance,
+        Store,
+        Transfer,
+    )
 
 
 class SQLiteStore:
@@ -113,6 +123,7 @@ class SQLiteStore:
         self._bulk = SQLiteBulkLoad(self._db, self._transfer)
 
         self._checkpoints = CheckpointTables(self._db)
+        self._keys = KeyTable(self._db)
 
     # ------------------------------------------------------------------ identity, health
 
@@ -447,6 +458,32 @@ class SQLiteStore:
         """Keep only the newest checkpoint of each (thread, checkpoint namespace)."""
         return self._checkpoints.prune_checkpoints(namespace, thread_ids)
 
+    # ------------------------------------------------------------------ service keys
+
+    def insert_key(self, row: KeyRow, only_if_no_admin: bool = False) -> bool:
+        """Write a key (see ``KeyStore.insert_key``)."""
+        return self._keys.insert_key(row, only_if_no_admin)
+
+    def get_key(self, key_id: str) -> KeyRow | None:
+        """Return the key with this id, or None."""
+        return self._keys.get_key(key_id)
+
+    def list_keys(self) -> list[KeyRow]:
+        """Return every key, oldest first."""
+        return self._keys.list_keys()
+
+    def revoke_key(self, key_id: str, at: int) -> KeyRow | None:
+        """Mark a key revoked; return it as it now is (None when unknown)."""
+        return self._keys.revoke_key(key_id, at)
+
+    def append_audit(self, row: AuditRow) -> int:
+        """Append one admin audit entry; return its sequence number."""
+        return self._keys.append_audit(row)
+
+    def list_audit(self, limit: int, before: int | None = None) -> list[AuditRow]:
+        """Return audit entries newest first, older than seq ``before``."""
+        return self._keys.list_audit(limit, before)
+
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
@@ -458,6 +495,6 @@ if TYPE_CHECKING:
 
     def _roles(
         s: SQLiteStore,
-    ) -> tuple[Store, Maintenance, Transfer, BulkLoader, Checkpoints]:
+    ) -> tuple[Store, Maintenance, Transfer, BulkLoader, Checkpoints, KeyStore]:
         """SQLiteStore fills every role it claims (a missing method fails mypy here)."""
-        return s, s, s, s, s
+        return s, s, s, s, s, s

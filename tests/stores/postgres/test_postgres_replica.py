@@ -252,7 +252,8 @@ def test_rest_carries_the_position_in_a_header(pair: Pair, urls: tuple[str, str]
 
     async def run() -> None:
         with _memory(urls) as served, _memory(urls) as elsewhere:
-            app = create_app(served)
+            # Keys are tested in tests/server/test_auth_*; this is about the header.
+            app = create_app(served, served.settings.model_copy(update={"auth": "off"}))
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 ns = f"/v1/namespaces/{served.namespace}"

@@ -20,9 +20,16 @@ def _drop_value_index(db: Path, kind: str, revision: str) -> None:
 
 
 def as_revision_0011(db: Path) -> None:
-    """Put a file back in the shape revision 0011 left it in (no thread checkpoints)."""
+    """Put a file back in the shape revision 0011 left it in (no service keys, no audit log,
+    no thread checkpoints)."""
     with sqlite3.connect(db) as conn:
-        for table in ("thread_checkpoints", "thread_checkpoint_blobs", "thread_checkpoint_writes"):
+        for table in (
+            "api_keys",
+            "admin_audit",
+            "thread_checkpoints",
+            "thread_checkpoint_blobs",
+            "thread_checkpoint_writes",
+        ):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("UPDATE alembic_version SET version_num = '0011'")
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sqlite_old_revisions import as_revision_0005, as_revision_0006
+from sqlite_old_revisions import as_revision_0005, as_revision_0006, as_revision_0011
 
 from engramdb import HashEmbedder, Memory
 from engramdb.migrations import SCHEMA_HEAD
+from engramdb.ops.keys import KeyService
 
 
 def test_add_rows_written_by_earlier_versions_are_returned_once(tmp_path: Path) -> None:
@@ -73,3 +74,18 @@ def test_migration_0007_gives_existing_keyword_rows_their_user_scope(tmp_path: P
         assert [h.record.id for h in in_thread] == [alice[0].id]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
+
+
+def test_migration_0012_gives_an_existing_file_its_key_tables(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        mem.add("kept across the upgrade")
+    as_revision_0011(db)
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        keys = KeyService.of(mem)
+        made = keys.create("default", read_only=True)
+        assert keys.authenticate(made.key).read_only
+        assert mem.count() == 1
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
+    conn.close()
