@@ -77,7 +77,8 @@ def test_auth_statuses_and_unknown_codes() -> None:
     assert status_for(AuthenticationError("no key")) == 401
     assert status_for(PermissionDeniedError("not yours")) == 403
     assert isinstance(
-        error_from_body(401, {"error": "authentication_failed", "message": "m"}), AuthenticationError
+        error_from_body(401, {"error": "authentication_failed", "message": "m"}),
+        AuthenticationError,
     )
     # a code this client does not know: the most general class of its status
     newer = error_from_body(409, {"error": "some_new_conflict", "message": "m"})
