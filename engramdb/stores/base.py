@@ -12,7 +12,7 @@ for a capability by type (``isinstance(store, Maintenance)``):
 * :class:`Maintenance`: stats, doctor, backup, restore, re-embedding;
 * :class:`Transfer`: export and import of whole rows (``export``/``import``, ``migrate``'s source);
 * :class:`BulkLoader`: ``migrate``'s target (COPY-speed loads, a batch log, index rebuilds);
-* :class:`Checkpoints`: the thread checkpoints of agent frameworks (LangGraph's checkpointer).
+* :class:`Checkpoints`: the thread checkpoints of agent frameworks (LangGraph's checkpointer);
 * :class:`KeyStore`: the service's keys (hashed) and its admin audit log.
 """
 
@@ -488,6 +488,7 @@ class Checkpoints(Protocol):
         ...
 
 
+@runtime_checkable
 class KeyStore(Protocol):
     """The service's keys and its admin audit log (tables of migration 0012).
 

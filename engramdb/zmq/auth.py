@@ -5,9 +5,10 @@
 ``PermissionDeniedError`` (another namespace, a write with a read-only key) when it may not.
 The endpoint replies ``ok: false`` with that error's code and keeps serving.
 
-Today it lets every call through: the service has no keys yet. The endpoint also forwards
-the key as ``Authorization: Bearer`` to the REST app it dispatches into, so whatever the
-REST app checks applies to ZeroMQ calls as soon as it checks it.
+The service's keys are checked by the REST app the endpoint dispatches into: the frame's
+key goes to it as ``Authorization: Bearer``, so ZeroMQ calls meet the same keys, tenancy
+and read-only rules as REST (``tests/client/test_zmq_endpoint.py``). This hook is an extra
+gate in front of that, for a deployment that wants a stricter rule on this socket.
 """
 
 from __future__ import annotations
@@ -18,5 +19,5 @@ Authorize = Callable[[str | None, str, str], None]
 
 
 def authorize(api_key: str | None, namespace: str, op: str) -> None:
-    """Allow every call (no keys yet); the signature is the one the key store will fill."""
+    """Add no rule of its own: the REST app behind the endpoint checks every key."""
     return None

@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 STARTUP_TIMEOUT = 90.0  # the service imports the whole stack on a loaded machine
+ADMIN_KEY = "client-tests-admin-key-0123456789"  # ENGRAM_ADMIN_KEY of the test service
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ENGRAMDB = str(Path(sys.executable).parent / "engramdb")
 
 
@@ -36,6 +38,7 @@ class Service:
         self.log = log
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
         env["HF_HUB_OFFLINE"] = "1"
+        env["ENGRAM_ADMIN_KEY"] = ADMIN_KEY
         argv = [ENGRAMDB, "serve", "--url", f"sqlite:///{db}", "--no-model"]
         argv += ["--port", str(self.port), "--workers", str(workers)]
         if zmq_by_env:
@@ -44,6 +47,18 @@ class Service:
             argv += ["--zmq", self.zmq_url]
         self._log_fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
+
+    def namespace_key(self, namespace: str, read_only: bool = False) -> str:
+        """A new key of ``namespace`` made through the admin API (the way an operator would)."""
+        resp = httpx.post(
+            f"{self.url}/v1/admin/keys",
+            json={"namespace": namespace, "read_only": read_only},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            timeout=30,
+        )
+        assert resp.status_code == 201, resp.text
+        key: str = resp.json()["key"]
+        return key
 
     def tail(self, lines: int = 40) -> str:
         """The end of the service's log, for failure messages."""

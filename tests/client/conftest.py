@@ -41,10 +41,12 @@ def face(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> Iter
         return
     service: Service = request.getfixturevalue("service")
     if request.param == "client":
-        with Client(service.url, namespace=namespace) as client:
+        key = service.namespace_key(namespace)
+        with Client(service.url, api_key=key, namespace=namespace) as client:
             yield client
         return
-    with ZmqClient(service.zmq_url, namespace=namespace) as zmq_client:
+    key = service.namespace_key(namespace)
+    with ZmqClient(service.zmq_url, api_key=key, namespace=namespace) as zmq_client:
         yield zmq_client
 
 
@@ -61,5 +63,6 @@ async def async_face(
             yield mem
         return
     service: Service = request.getfixturevalue("service")
-    async with AsyncClient(service.url, namespace=namespace) as client:
+    key = service.namespace_key(namespace)
+    async with AsyncClient(service.url, api_key=key, namespace=namespace) as client:
         yield client

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from client_helpers import Service, free_port
+from client_helpers import ADMIN_HEADERS, ADMIN_KEY, Service, free_port
 
 from engramdb.client import AsyncClient, Client
 from engramdb.client.transport import Policy
@@ -94,29 +94,29 @@ def proxy(service: Service) -> Iterator[DroppingProxy]:
 def test_a_write_whose_answer_was_lost_is_retried_and_applied_once(
     service: Service, proxy: DroppingProxy, namespace: str
 ) -> None:
-    with Client(proxy.url, api_key="k-123", namespace=namespace, backoff_s=0.01) as client:
+    with Client(proxy.url, api_key=ADMIN_KEY, namespace=namespace, backoff_s=0.01) as client:
         event = client.log_event("t", "paid", {"amount": 12})
     assert event.action == "paid"
     assert len(proxy.requests) == 2  # the first answer was dropped, the retry got through
     first, retry = (bytes(r) for r in proxy.requests)
     assert _header(first, "idempotency-key") == _header(retry, "idempotency-key")
-    assert _header(first, "authorization") == "Bearer k-123"
-    with Client(service.url, namespace=namespace) as direct:
+    assert _header(first, "authorization") == f"Bearer {ADMIN_KEY}"
+    with Client(service.url, namespace=namespace, api_key=ADMIN_KEY) as direct:
         assert [e.action for e in direct.events("t")] == ["paid"]  # not twice
 
 
 def test_a_read_is_retried_but_a_call_that_is_not_repeatable_is_not(
     service: Service, namespace: str
 ) -> None:
-    with Client(service.url, namespace=namespace) as direct:
+    with Client(service.url, namespace=namespace, api_key=ADMIN_KEY) as direct:
         rid = direct.add("retry me")[0].id
     reads = DroppingProxy(service.port)
-    with Client(reads.url, namespace=namespace, backoff_s=0.01) as client:
+    with Client(reads.url, namespace=namespace, backoff_s=0.01, api_key=ADMIN_KEY) as client:
         assert client.get(rid).text == "retry me"
     assert len(reads.requests) == 2
     reads.close()
     admin = DroppingProxy(service.port)
-    client = Client(admin.url, namespace=namespace, backoff_s=0.01)
+    client = Client(admin.url, namespace=namespace, backoff_s=0.01, api_key=ADMIN_KEY)
     with client, pytest.raises(StoreUnavailableError) as caught:
         client.doctor(repair=True)
     assert len(admin.requests) == 1 and caught.value.details["attempts"] == 1
@@ -126,14 +126,16 @@ def test_a_read_is_retried_but_a_call_that_is_not_repeatable_is_not(
 def test_the_service_keeps_an_idempotency_key_per_caller(service: Service, namespace: str) -> None:
     path = f"/v1/namespaces/{namespace}/threads/t/events"
     body = {"action": "charged"}
-    with httpx.Client(base_url=service.url) as http:
+    own_key = service.namespace_key(namespace)
+    with httpx.Client(base_url=service.url, headers=ADMIN_HEADERS) as http:
         one = http.post(path, json=body, headers={"Idempotency-Key": "k1"})
         two = http.post(path, json=body, headers={"Idempotency-Key": "k1"})
         assert one.status_code == two.status_code == 201
         assert two.json() == one.json() and two.headers["idempotent-replayed"] == "true"
         other = http.post(
-            path, json=body, headers={"Idempotency-Key": "k1", "Authorization": "Bearer other"}
+            path, json=body, headers={"Idempotency-Key": "k1", "Authorization": f"Bearer {own_key}"}
         )
+        assert other.status_code == 201, other.text
         assert other.json()["id"] != one.json()["id"]  # another caller's key is its own
         bad = http.post(path, json=body, headers={"Idempotency-Key": "has space"})
         assert bad.status_code == 422 and "Idempotency-Key" in bad.json()["message"]
@@ -180,7 +182,7 @@ def test_files_move_both_ways(tmp_path: Path) -> None:
     replaces the whole store)."""
     served = Service(tmp_path / "files.db", tmp_path / "files.log").wait_ready()
     try:
-        with Client(served.url, namespace="src") as client:
+        with Client(served.url, namespace="src", api_key=ADMIN_KEY) as client:
             client.add(["one", "two", "three"])
             seen: list[int] = []
             assert client.export(tmp_path / "out.jsonl", progress=seen.append) == 3
@@ -205,10 +207,12 @@ def test_files_move_both_ways(tmp_path: Path) -> None:
 async def test_the_async_client_retries_too(
     service: Service, proxy: DroppingProxy, namespace: str
 ) -> None:
-    async with AsyncClient(proxy.url, namespace=namespace, backoff_s=0.01) as client:
+    async with AsyncClient(
+        proxy.url, namespace=namespace, backoff_s=0.01, api_key=ADMIN_KEY
+    ) as client:
         [result] = await client.add("async and retried")
         view = client.with_namespace(namespace)
         assert (await view.get(result.id)).text == "async and retried"
     assert len(proxy.requests) == 2  # a lost answer; its retry and the get share a connection
-    async with AsyncClient(service.url, namespace=namespace) as direct:
+    async with AsyncClient(service.url, namespace=namespace, api_key=ADMIN_KEY) as direct:
         assert await direct.count() == 1

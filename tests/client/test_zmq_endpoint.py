@@ -13,10 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import zmq
-from client_helpers import Service, free_port
+from client_helpers import ADMIN_HEADERS, ADMIN_KEY, Service, free_port
+from fastapi.testclient import TestClient
 
 from engramdb import HashEmbedder, Memory
 from engramdb.client import ZmqClient
+from engramdb.config import Settings
 from engramdb.errors import (
     AuthenticationError,
     NotSupportedError,
@@ -42,6 +44,8 @@ def req(service: Service) -> Iterator[zmq.Socket[bytes]]:
 
 
 def ask(sock: zmq.Socket[bytes], frame: Any) -> dict[str, Any]:
+    if isinstance(frame, dict) and "api_key" not in frame:
+        frame = {**frame, "api_key": ADMIN_KEY}
     raw = frame if isinstance(frame, bytes) else json.dumps(frame).encode()
     sock.send(raw)
     reply: dict[str, Any] = json.loads(sock.recv())
@@ -55,10 +59,14 @@ def test_a_result_is_the_rest_body_and_an_error_the_rest_code(
     assert added["ok"] is True and added["id"] == 7
     rid = added["result"]["results"][0]["id"]
     got = ask(req, {"op": "get", "namespace": namespace, "args": {"id": rid}})
-    rest = httpx.get(f"{service.url}/v1/namespaces/{namespace}/records/{rid}")
+    rest = httpx.get(
+        f"{service.url}/v1/namespaces/{namespace}/records/{rid}", headers=ADMIN_HEADERS
+    )
     assert got == {"ok": True, "result": rest.json()}
     missing = ask(req, {"op": "get", "namespace": namespace, "args": {"id": "nope"}})
-    rest_missing = httpx.get(f"{service.url}/v1/namespaces/{namespace}/records/nope").json()
+    rest_missing = httpx.get(
+        f"{service.url}/v1/namespaces/{namespace}/records/nope", headers=ADMIN_HEADERS
+    ).json()
     assert missing["ok"] is False
     assert (missing["error"], missing["message"]) == (
         rest_missing["error"],
@@ -110,7 +118,13 @@ def test_one_router_answers_many_calls_in_flight(service: Service, namespace: st
     dealer.connect(service.zmq_url)
     try:
         for i in range(40):
-            frame = {"op": "add", "namespace": namespace, "args": {"text": f"fact {i}"}, "id": i}
+            frame = {
+                "op": "add",
+                "namespace": namespace,
+                "api_key": ADMIN_KEY,
+                "args": {"text": f"fact {i}"},
+                "id": i,
+            }
             dealer.send_multipart([b"", json.dumps(frame).encode()])
         # a DEALER that sends no empty delimiter is answered the same way
         dealer.send_multipart([json.dumps({"op": "health", "id": "h"}).encode()])
@@ -119,7 +133,7 @@ def test_one_router_answers_many_calls_in_flight(service: Service, namespace: st
         dealer.close(0)
     assert sorted(r["id"] for r in replies if r["id"] != "h") == list(range(40))
     assert all(r["ok"] for r in replies)
-    with ZmqClient(service.zmq_url, namespace=namespace) as client:
+    with ZmqClient(service.zmq_url, api_key=ADMIN_KEY, namespace=namespace) as client:
         assert client.count() == 40
 
 
@@ -134,7 +148,7 @@ def test_a_client_that_leaves_mid_call_does_not_disturb_the_next(
             json.dumps({"op": "search", "namespace": namespace, "args": {"query": "q"}}).encode()
         )
         gone.close(0)
-    with ZmqClient(service.zmq_url, namespace=namespace) as client:
+    with ZmqClient(service.zmq_url, api_key=ADMIN_KEY, namespace=namespace) as client:
         assert client.health()["status"] == "ok"
 
 
@@ -152,51 +166,50 @@ def test_the_zmq_client_refuses_file_calls_and_reports_a_silent_endpoint() -> No
         ZmqClient("http://127.0.0.1:1")
 
 
-KEYS = {"key-a": "ns-a"}
-
-
-def keyed(api_key: str | None, namespace: str, op: str) -> None:
-    """A key check of the shape the key store will provide: one namespace per key."""
-    if api_key not in KEYS:
-        raise AuthenticationError("a valid API key is required")
-    if KEYS[api_key] != namespace:
-        raise PermissionDeniedError(f"this key may not reach namespace {namespace!r}")
-
-
 @pytest.fixture
-def keyed_endpoint(tmp_path: Path) -> Iterator[str]:
-    """An endpoint in this process over the REST app, with the key hook wired."""
-    with Memory(f"sqlite:///{tmp_path / 'keyed.db'}", embedder=HashEmbedder()) as mem:
-        endpoint = ZmqEndpoint(create_app(mem), "tcp://127.0.0.1:*", authorize=keyed)
+def keyed_endpoint(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """An endpoint in this process over the REST app with real keys: its URL and a key of
+    namespace ``ns-a`` (the REST app behind the endpoint checks the key of every frame)."""
+    settings = Settings(url=f"sqlite:///{tmp_path / 'keyed.db'}", admin_key=ADMIN_KEY)
+    with Memory(settings=settings, embedder=HashEmbedder()) as mem:
+        app = create_app(mem)
+        with TestClient(app) as http:
+            made = http.post("/v1/admin/keys", json={"namespace": "ns-a"}, headers=ADMIN_HEADERS)
+            assert made.status_code == 201, made.text
+        endpoint = ZmqEndpoint(app, "tcp://127.0.0.1:*")
         endpoint.start()
         try:
             assert endpoint.bound_url is not None
-            yield endpoint.bound_url
+            yield endpoint.bound_url, made.json()["key"]
         finally:
             endpoint.stop()
 
 
-def test_the_key_hook_decides_and_the_socket_keeps_serving(keyed_endpoint: str) -> None:
-    with ZmqClient(keyed_endpoint, api_key="key-a", namespace="ns-a") as own:
+def test_keys_decide_and_the_socket_keeps_serving(keyed_endpoint: tuple[str, str]) -> None:
+    url, key = keyed_endpoint
+    with ZmqClient(url, api_key=key, namespace="ns-a") as own:
         own.add("tenant a's fact")
         with pytest.raises(PermissionDeniedError):
             own.with_namespace("ns-b").count()
-        with ZmqClient(keyed_endpoint, api_key="wrong", namespace="ns-a") as wrong:
+        with ZmqClient(url, api_key="wrong", namespace="ns-a") as wrong:
             with pytest.raises(AuthenticationError) as caught:
                 wrong.count()
             assert caught.value.details["status"] == 401
-        anonymous = ZmqClient(keyed_endpoint, namespace="ns-a")
+        anonymous = ZmqClient(url, namespace="ns-a")
         with anonymous, pytest.raises(AuthenticationError):
             anonymous.search("fact")
         assert own.count() == 1
 
 
-def test_an_address_in_use_is_a_clear_error(keyed_endpoint: str, tmp_path: Path) -> None:
+def test_an_address_in_use_is_a_clear_error(
+    keyed_endpoint: tuple[str, str], tmp_path: Path
+) -> None:
+    url = keyed_endpoint[0]
     with Memory(f"sqlite:///{tmp_path / 'second.db'}", embedder=HashEmbedder()) as mem:
-        second = ZmqEndpoint(create_app(mem), keyed_endpoint)
+        second = ZmqEndpoint(create_app(mem), url)
         with pytest.raises(ValidationError) as caught:
             second.start()
-    assert keyed_endpoint in caught.value.message
+    assert url in caught.value.message
 
 
 @pytest.mark.slow
@@ -204,11 +217,11 @@ def test_one_endpoint_for_two_workers_from_the_environment(tmp_path: Path) -> No
     served = Service(tmp_path / "two.db", tmp_path / "two.log", workers=2, zmq_by_env=True)
     try:
         served.wait_ready()
-        with ZmqClient(served.zmq_url, namespace="w") as client:
+        with ZmqClient(served.zmq_url, api_key=ADMIN_KEY, namespace="w") as client:
             client.add(["from zmq one", "from zmq two"])
             assert client.count() == 2
         fresh = httpx.Limits(max_keepalive_connections=0)  # each call may reach either worker
-        with httpx.Client(base_url=served.url, limits=fresh) as http:
+        with httpx.Client(base_url=served.url, limits=fresh, headers=ADMIN_HEADERS) as http:
             for _ in range(10):
                 assert http.post("/v1/namespaces/w/records/count", json={}).json() == {"count": 2}
     finally:
