@@ -129,6 +129,16 @@ class Settings(BaseSettings):
     cache_prefix: str = Field(
         "engram", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="Prefix of every cache key"
     )
+    log_json: bool = Field(
+        True, description="Service logs as JSON lines on stderr (false: plain text lines)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Service log level (no memory text or secret is logged at INFO)"
+    )
+    metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without a key (for a scrape port only monitoring reaches)",
+    )
     host: str = Field("127.0.0.1", description="Service bind address")
     port: int = Field(8080, ge=0, le=65535, description="Service port")
 

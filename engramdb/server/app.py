@@ -12,7 +12,11 @@ from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
 from engramdb.server.errors import install_error_handlers
+from engramdb.server.logs import RequestLogMiddleware, configure_logging
 from engramdb.server.lsn import ReadFloorMiddleware
+from engramdb.server.mcp_server import mount_mcp
+from engramdb.server.metrics import install_metrics, worker_exited
+from engramdb.server.probes import probes
 from engramdb.server.routes import admin, meta, records
 
 API_DESCRIPTION = """Long-term memory for AI agents over HTTP: the same verbs as the library.
@@ -45,7 +49,9 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with app.state.mcp_lifespan():
+            yield
+        worker_exited()
         if owned:
             await run_in_threadpool(mem.close)
 
@@ -61,9 +67,13 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(ReadFloorMiddleware, last_write_lsn=memory._last_write_lsn)
+    app.add_middleware(RequestLogMiddleware)  # outermost: ids and times every request
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)
+    app.include_router(probes)
+    install_metrics(app)
+    app.state.mcp_lifespan = mount_mcp(app, app.state.memory, host=settings.host)
     return app
 
 
@@ -72,4 +82,6 @@ def app_from_env() -> FastAPI:
 
     Each worker process calls it and opens its own connections to the one store file.
     """
-    return create_app(settings=Settings())
+    settings = Settings()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    return create_app(settings=settings)
