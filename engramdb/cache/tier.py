@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from engramdb.cache import codec
 from engramdb.errors import ValidationError
-from engramdb.observe import cache as report_cache
 from engramdb.models import Event, MemoryRecord, SearchPage, Slots
+from engramdb.observe import cache as report_cache
 from engramdb.stores.base import Store
 from engramdb.timeutil import now_us
 

@@ -167,7 +167,7 @@ def tool_call(name: str) -> Callable[[F], F]:
     return wrap
 
 
-def _register(server: MCPServer, tools: Tools) -> None:  # noqa: C901 - one closure per tool
+def _register(server: MCPServer, tools: Tools) -> None:
     """Define the nine tools on ``server``."""
 
     @server.tool(
@@ -194,9 +194,7 @@ def _register(server: MCPServer, tools: Tools) -> None:  # noqa: C901 - one clos
             dict[str, Any] | None, Field(description="Structured attributes (JSON object)")
         ] = None,
         importance: Annotated[float | None, Field(description="0..1, how much it matters")] = None,
-        occurred_at: Annotated[
-            str | None, Field(description="When it happened (ISO-8601)")
-        ] = None,
+        occurred_at: Annotated[str | None, Field(description="When it happened (ISO-8601)")] = None,
         expires_at: Annotated[
             str | None, Field(description="When to stop recalling it (ISO-8601)")
         ] = None,
@@ -232,11 +230,13 @@ def _register(server: MCPServer, tools: Tools) -> None:  # noqa: C901 - one clos
         agent_id: AgentArg = None,
         thread_id: ThreadArg = None,
         type: Annotated[str | None, Field(description="Only memories of this kind")] = None,
-        tags: Annotated[list[str] | None, Field(description="Only memories with all of these")] = None,
+        tags: Annotated[
+            list[str] | None, Field(description="Only memories with all of these")
+        ] = None,
         top_k: Annotated[int, Field(description="How many hits to return")] = 10,
         filters: Annotated[
             dict[str, Any] | None,
-            Field(description="Filter object, e.g. {\"metadata.city\": \"Lisbon\"}"),
+            Field(description='Filter object, e.g. {"metadata.city": "Lisbon"}'),
         ] = None,
         mode: Annotated[
             Literal["hybrid", "vector", "keyword"],
@@ -459,7 +459,9 @@ def mount_mcp(
     sub = server.streamable_http_app(
         streamable_http_path="/mcp", json_response=True, stateless_http=True, host=host
     )
-    app.router.routes.extend(sub.routes)
+    for route in sub.routes:
+        route.app = _naming_route(route, route.app)  # type: ignore[attr-defined]
+        app.router.routes.append(route)
     manager = server.session_manager
 
     @asynccontextmanager
@@ -468,3 +470,14 @@ def mount_mcp(
             yield
 
     return lifespan
+
+
+def _naming_route(route: Any, inner: Any) -> Any:
+    """Wrap a plain Starlette route's app so the request names its route in the scope, as
+    FastAPI's own routes do (the access log reads the template from there)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = route
+        await inner(scope, receive, send)
+
+    return app

@@ -28,6 +28,7 @@ Metrics (all prefixed as named):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -225,10 +226,9 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format. Keyed like other routes once keys exist, unless
     ``metrics_public`` is set (for a scrape port that only the monitoring network reaches)."""
     records: _RecordsGauge = request.app.state.records_gauge
-    try:
+    # A store failure shows in /ready; the other metrics still answer.
+    with contextlib.suppress(EngramError):
         await records.refresh(request.app.state.memory)
-    except EngramError:
-        pass  # the store's own failure shows in /ready; the other metrics still answer
     return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -39,9 +39,7 @@ async def health() -> s.LivenessOut:
     response_model=s.HealthOut,
     responses={503: {"model": s.HealthOut, "description": "The store or the embedder fails"}},
 )
-async def ready(
-    mem: Annotated[AsyncMemory, Depends(_memory)], response: Response
-) -> s.HealthOut:
+async def ready(mem: Annotated[AsyncMemory, Depends(_memory)], response: Response) -> s.HealthOut:
     """Readiness: each component's status and latency; 503 unless the store and the
     embedder are ok."""
     report = dict(await mem.health())
