@@ -81,7 +81,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        rid = current_request_id()
+        rid = getattr(record, "request_id", None) or current_request_id()
         if rid is not None:
             out["request_id"] = rid
         for key, value in vars(record).items():
@@ -188,5 +188,6 @@ class RequestLogMiddleware:
                         "status": status[0],
                         "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                         "key_id": state.get("key_id"),
+                        "request_id": rid,
                     },
                 )
