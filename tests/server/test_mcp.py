@@ -37,10 +37,10 @@ def _env() -> dict[str, str]:
 
 
 def stdio_params(db: Path, *extra: str) -> StdioServerParameters:
-    """``engramdb --no-model --url sqlite:///db mcp`` as the SDK's stdio client starts it."""
+    """``engramdb mcp --no-model --url sqlite:///db`` as the SDK's stdio client starts it."""
     return StdioServerParameters(
         command=str(SCRIPT),
-        args=["--no-model", "--url", f"sqlite:///{db}", "mcp", *extra],
+        args=["mcp", "--no-model", "--url", f"sqlite:///{db}", *extra],
         env=_env(),
     )
 
