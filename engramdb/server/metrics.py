@@ -145,15 +145,30 @@ def outcome(error: BaseException | None) -> str:
 
 
 class PrometheusObserver:
-    """The library's observer in the service: each report becomes a metric update."""
+    """The library's observer in the service: each report becomes a metric update.
+
+    Labelled children are looked up once and kept: ``labels()`` builds a key and takes the
+    metric's lock on every call, which cost more than the update itself.
+    """
+
+    def __init__(self) -> None:
+        self._ops: dict[tuple[str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._queues: dict[str, Any] = {}
 
     def operation(self, op: str, seconds: float, error: BaseException | None) -> None:
         """Count the call; time it as a read or a write; count a store failure by kind."""
-        OPERATIONS.labels(op=op, status=outcome(error)).inc()
-        if op in READ_OPS:
-            RETRIEVAL_SECONDS.labels(op=op).observe(seconds)
-        elif op in WRITE_OPS:
-            WRITE_SECONDS.labels(op=op).observe(seconds)
+        status = outcome(error)
+        counter = self._ops.get((op, status))
+        if counter is None:
+            counter = self._ops[(op, status)] = OPERATIONS.labels(op=op, status=status)
+        counter.inc()
+        histogram = self._latency.get(op)
+        if histogram is None and (op in READ_OPS or op in WRITE_OPS):
+            family = RETRIEVAL_SECONDS if op in READ_OPS else WRITE_SECONDS
+            histogram = self._latency[op] = family.labels(op=op)
+        if histogram is not None:
+            histogram.observe(seconds)
         if isinstance(error, StoreError):
             STORE_ERRORS.labels(kind=error.code).inc()
 
@@ -172,7 +187,10 @@ class PrometheusObserver:
 
     def queued(self, pool: str, delta: int) -> None:
         """Move the pool's queue gauge."""
-        POOL_QUEUE.labels(pool=pool).inc(delta)
+        gauge = self._queues.get(pool)
+        if gauge is None:
+            gauge = self._queues[pool] = POOL_QUEUE.labels(pool=pool)
+        gauge.inc(delta)
 
 
 def install_observer() -> None:
