@@ -369,3 +369,37 @@ async def test_http_refuses_a_foreign_host_header(served: Serve) -> None:
     async with httpx.AsyncClient(base_url=served.base, timeout=30) as raw:
         refused = await raw.post("/mcp", json=body, headers=headers)
     assert refused.status_code in (400, 403, 421), refused.text
+
+
+# ---------------------------------------------------------------------------- the key hook
+
+
+async def test_the_namespace_resolver_decides_every_call(tmp_path: Path) -> None:
+    """The hook the key layer fills: here it pins every call to one namespace and refuses
+    another, as a namespace key will."""
+    from engramdb import AsyncMemory, HashEmbedder, Memory, Settings
+    from engramdb.errors import ValidationError
+    from engramdb.server.mcp_server import build_mcp_server
+
+    seen: list[tuple[object, str | None, str]] = []
+
+    def pinned(request: object, requested: str | None, default: str) -> str:
+        seen.append((request, requested, default))
+        if requested not in (None, "pinned"):
+            raise ValidationError(f"this key reaches only 'pinned', not {requested!r}")
+        return "pinned"
+
+    settings = Settings(url=f"sqlite:///{tmp_path / 'hook.db'}", embedder="hash", hash_dim=64)
+    mem = Memory(settings=settings, embedder=HashEmbedder(64))
+    try:
+        amem = mem._view(AsyncMemory)
+        server = build_mcp_server(amem, resolve=pinned)
+        async with Client(server) as client:
+            rid = ok(await client.call_tool("add_memory", {"text": "pinned note"}))["id"]
+            refused = await client.call_tool("get_memory", {"id": rid, "namespace": "default"})
+            assert "reaches only 'pinned'" in error_text(refused)
+        assert (await amem.with_namespace("pinned").get(rid)).text == "pinned note"
+        assert await amem.count() == 0  # nothing in the default namespace
+        assert seen == [(None, None, "default"), (None, "default", "default")]  # no HTTP here
+    finally:
+        mem.close()
