@@ -9,6 +9,7 @@ import asyncio
 import contextvars
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from engramdb.engine.checkpoints import ThreadCheckpoints
 from engramdb.engine.core import Engine
 from engramdb.engine.validation import check_namespace
 from engramdb.errors import WrongContextError
+from engramdb.observe import observer
 
 T = TypeVar("T")
 F = TypeVar("F", bound="_Shared")
@@ -118,7 +120,17 @@ def guard_sync(method: str) -> None:
 def call_sync(method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run an engine call on the caller's thread after the event-loop guard."""
     guard_sync(method)
-    return fn(*args, **kwargs)
+    obs = observer()
+    if obs is None:
+        return fn(*args, **kwargs)
+    start = time.perf_counter()
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        obs.operation(method, time.perf_counter() - start, exc)
+        raise
+    obs.operation(method, time.perf_counter() - start, None)
+    return result
 
 
 async def call_async(method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -129,7 +141,35 @@ async def call_async(method: str, fn: Callable[..., T], *args: Any, **kwargs: An
     """
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    return await loop.run_in_executor(shared_pool(), lambda: ctx.run(fn, *args, **kwargs))
+    obs = observer()
+    if obs is None:
+        return await loop.run_in_executor(shared_pool(), lambda: ctx.run(fn, *args, **kwargs))
+    # The call is reported once, with the time the caller waited (queue included); the
+    # queue gauge counts it from submission until a thread picks it up (or it is cancelled).
+    waiting = [True]  # popped exactly once (list.pop is atomic), by whichever side is first
+    obs.queued("shared", 1)
+
+    def stop_waiting() -> None:
+        try:
+            waiting.pop()
+        except IndexError:
+            return
+        obs.queued("shared", -1)
+
+    def started() -> T:
+        stop_waiting()
+        return ctx.run(fn, *args, **kwargs)
+
+    start = time.perf_counter()
+    try:
+        result = await loop.run_in_executor(shared_pool(), started)
+    except BaseException as exc:
+        obs.operation(method, time.perf_counter() - start, exc)
+        raise
+    finally:
+        stop_waiting()
+    obs.operation(method, time.perf_counter() - start, None)
+    return result
 
 
 async def open_async(face: type[F], *args: Any, **kwargs: Any) -> F:

@@ -161,6 +161,16 @@ class Settings(BaseSettings):
     auth: Literal["on", "off"] = Field(
         "on", description="'off' serves without keys: allowed only on a loopback address"
     )
+    log_json: bool = Field(
+        True, description="Service logs as JSON lines on stderr (false: plain text lines)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Service log level (no memory text or secret is logged at INFO)"
+    )
+    metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without a key (for a scrape port only monitoring reaches)",
+    )
     host: str = Field("127.0.0.1", description="Service bind address")
     port: int = Field(8080, ge=0, le=65535, description="Service port")
     zmq_url: str | None = Field(

@@ -47,6 +47,7 @@ LEAVES = (
     "engramdb.query",
     "engramdb.migrations",
     "engramdb.consistency",
+    "engramdb.observe",
 )
 ENGINE = ("engramdb.engine",)
 STORES = ("engramdb.stores",)

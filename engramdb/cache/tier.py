@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from engramdb.cache import codec
 from engramdb.errors import ValidationError
 from engramdb.models import Event, MemoryRecord, SearchPage, Slots
+from engramdb.observe import cache as report_cache
 from engramdb.stores.base import Store
 from engramdb.timeutil import now_us
 
@@ -89,6 +90,10 @@ class Cache(Protocol):
         """Return ``enabled``, ``hits``, ``misses`` and ``errors``."""
         ...
 
+    def health(self) -> dict[str, Any]:
+        """Return ``status``: ``ok``, ``disabled`` or ``error`` (with ``message``)."""
+        ...
+
     def close(self) -> None:
         """Release the connection pool."""
         ...
@@ -130,6 +135,10 @@ class NullCache:
     def stats(self) -> dict[str, Any]:
         """Return zero counters with ``enabled`` False."""
         return {"enabled": False, "hits": 0, "misses": 0, "errors": 0}
+
+    def health(self) -> dict[str, Any]:
+        """No cache: ``disabled``."""
+        return {"status": "disabled"}
 
     def close(self) -> None:
         """Nothing to release."""
@@ -186,6 +195,7 @@ class RedisCache:
         with self._lock:
             self.hits += hits
             self.misses += misses
+        report_cache(hits, misses)
 
     @staticmethod
     def _entry(raw: bytes | None, generation: int) -> dict[str, Any] | None:
@@ -313,6 +323,13 @@ class RedisCache:
                 "misses": self.misses,
                 "errors": self.client.errors,
             }
+
+    def health(self) -> dict[str, Any]:
+        """Ping Redis: ``ok``, or ``error`` naming the failure (the URL never appears)."""
+        failure = self.client.ping()
+        if failure is None:
+            return {"status": "ok"}
+        return {"status": "error", "message": f"redis did not answer a ping ({failure})"}
 
     def close(self) -> None:
         """Release the connection pool."""

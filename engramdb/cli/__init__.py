@@ -19,6 +19,7 @@ import click
 from engramdb.cli import (
     commands_admin,
     commands_keys,
+    commands_mcp,
     commands_records,
     commands_serve,
     commands_threads,
@@ -56,7 +57,14 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(CliState)
 
 
-for _module in (commands_records, commands_threads, commands_admin, commands_keys, commands_serve):
+for _module in (
+    commands_records,
+    commands_threads,
+    commands_admin,
+    commands_keys,
+    commands_serve,
+    commands_mcp,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -8,6 +8,7 @@ all zeros never reaches a store.
 from __future__ import annotations
 
 import operator
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder, check_vectors
 from engramdb.errors import EmbeddingError, EngramError
+from engramdb.observe import timing
 
 
 class Encoder:
@@ -61,6 +63,7 @@ class Encoder:
         step = self.settings.embed_batch_size * 8
         for i in range(0, len(texts), step):
             batch = list(texts[i : i + step])
+            start = time.perf_counter()
             try:
                 raw = self.embedder.embed(batch, query=query)
             except EngramError:
@@ -70,5 +73,6 @@ class Encoder:
                     f"embedder {self.embedder.name!r} failed "
                     f"({type(exc).__name__}; the cause is chained and logged)"
                 ) from exc
+            timing("embedding", time.perf_counter() - start)
             parts.append(check_vectors(raw, len(batch), self.embedder.dim, self.embedder.name))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]

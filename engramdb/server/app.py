@@ -14,7 +14,11 @@ from engramdb.memory import Memory
 from engramdb.server import idempotency
 from engramdb.server.auth import install_auth
 from engramdb.server.errors import install_error_handlers
+from engramdb.server.logs import RequestLogMiddleware, configure_logging
 from engramdb.server.lsn import ReadFloorMiddleware
+from engramdb.server.mcp_server import mount_mcp
+from engramdb.server.metrics import install_metrics, worker_exited
+from engramdb.server.probes import probes
 from engramdb.server.routes import admin, meta, records
 
 API_DESCRIPTION = """Long-term memory for AI agents over HTTP: the same verbs as the library.
@@ -47,7 +51,9 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with app.state.mcp_lifespan():
+            yield
+        worker_exited()
         if owned:
             await run_in_threadpool(mem.close)
 
@@ -67,7 +73,11 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)
+    app.include_router(probes)
+    install_metrics(app)
+    app.state.mcp_lifespan = mount_mcp(app, app.state.memory, host=settings.host)
     install_auth(app, memory, settings)  # keys on every route but /health, /ready, /docs
+    app.add_middleware(RequestLogMiddleware)  # outermost: ids and times every request
     return app
 
 
@@ -76,4 +86,6 @@ def app_from_env() -> FastAPI:
 
     Each worker process calls it and opens its own connections to the one store file.
     """
-    return create_app(settings=Settings())
+    settings = Settings()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    return create_app(settings=settings)

@@ -74,7 +74,13 @@ class Access(Enum):
 # Paths outside /v1/namespaces/{ns} that a namespace key may call (each route must scope
 # what it returns with ``principal_of``); a path ending in "/" names everything under it.
 # Every other path is for admin keys only.
-ROUTE_ACCESS: dict[str, Access] = {"/v1/namespaces": Access.ANY_KEY}
+ROUTE_ACCESS: dict[str, Access] = {
+    "/v1/namespaces": Access.ANY_KEY,
+    # MCP over HTTP: every tool call resolves its namespace (and checks a read-only key's
+    # writes) through the principal, in engramdb.server.mcp_server.namespace_for_request.
+    "/mcp": Access.ANY_KEY,
+    "/mcp/": Access.ANY_KEY,
+}
 
 # The destructive calls that leave an admin audit entry: (method, path pattern, action).
 AUDITED: list[tuple[str, re.Pattern[str], str]] = [
@@ -185,10 +191,17 @@ def bearer(scope: Scope) -> str | None:
 class AuthMiddleware:
     """Authenticates every request that is not open, authorizes it, audits it (ASGI)."""
 
-    def __init__(self, app: ASGIApp, keys: KeyService, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: KeyService,
+        enabled: bool = True,
+        open_paths: frozenset[str] = OPEN_PATHS,
+    ) -> None:
         self.app = app
         self.keys = keys
         self.enabled = enabled
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call (see the module docstring)."""
@@ -196,7 +209,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if path in self.open_paths or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         if scope["type"] != "http":  # no websocket route is open or keyed: refuse it
@@ -281,7 +294,9 @@ def install_auth(app: Any, memory: Any, settings: Settings) -> None:
     enabled = settings.auth != "off"
     if not enabled:
         log.warning("authentication is OFF: every caller is admin (ENGRAM_AUTH=off)")
-    app.add_middleware(AuthMiddleware, keys=keys, enabled=enabled)
+    # /metrics is keyed like every route unless a scrape port is meant to read it openly.
+    open_paths = OPEN_PATHS | ({"/metrics"} if settings.metrics_public else set())
+    app.add_middleware(AuthMiddleware, keys=keys, enabled=enabled, open_paths=open_paths)
 
 
 def _declare_bearer(app: Any) -> None:

@@ -21,7 +21,7 @@ Layout (``{ns}`` is the namespace; the tenant boundary is in the URL)::
     POST   /v1/namespaces/{ns}/forget                       forget
     GET    /v1/namespaces/{ns}/stats                        stats
     GET    /v1/namespaces                                   namespaces
-    GET    /health                                          health
+    GET    /ready                                           health (/health: liveness)
     POST   /v1/admin/doctor | backup | restore | export | import | reembed
 
 Every blocking call goes through ``AsyncMemory`` (a bounded thread pool), never the event
@@ -32,7 +32,6 @@ take the file as the request body, so no client ever names a path on the server.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -83,7 +82,7 @@ ROUTES_BY_VERB: dict[str, tuple[str, str]] = {
     "forget": ("POST", "/v1/namespaces/{ns}/forget"),
     "stats": ("GET", "/v1/namespaces/{ns}/stats"),
     "namespaces": ("GET", "/v1/namespaces"),
-    "health": ("GET", "/health"),
+    "health": ("GET", "/ready"),  # components; /health is liveness only (server/probes.py)
     "doctor": ("POST", "/v1/admin/doctor"),
     "backup": ("POST", "/v1/admin/backup"),
     "restore": ("POST", "/v1/admin/restore"),
@@ -337,21 +336,6 @@ async def stats(mem: Mem, request: Request) -> s.StatsOut:
 async def namespaces(mem: Root, request: Request) -> s.NamespacesOut:
     """Return every namespace with its record count (a namespace key: its own only)."""
     return s.NamespacesOut(namespaces=visible_namespaces(request, await mem.namespaces()))
-
-
-@meta.get(
-    "/health",
-    tags=["meta"],
-    response_model=s.HealthOut,
-    responses={503: {"model": s.HealthOut, "description": "A component is failing"}},
-)
-async def health(mem: Root, response: Response) -> s.HealthOut:
-    """Check each component (store, embedder): 200 when all are ok, else 503."""
-    report = dict(await mem.health())
-    status = str(report.pop("status", "degraded"))
-    if status != "ok":
-        response.status_code = 503
-    return s.HealthOut(status=status, components=report, pid=os.getpid())
 
 
 # ---------------------------------------------------------------------------- admin

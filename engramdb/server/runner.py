@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from engramdb.errors import ValidationError
 from engramdb.ops.keys import open_keys
 from engramdb.ops.schema import is_in_memory, upgrade_store
 from engramdb.server.auth import announce_admin_key, check_bind
+from engramdb.server.logs import configure_logging, uvicorn_log_config
 
 APP_FACTORY = "engramdb.server.app:app_from_env"
 
@@ -46,6 +49,25 @@ def settings_to_env(settings: Settings) -> dict[str, str | None]:
 
 class _Stopped(Exception):
     """SIGTERM arrived outside uvicorn's own handler (before start, or re-raised after)."""
+
+
+@contextmanager
+def _shared_metrics_dir() -> Iterator[None]:
+    """Give the worker processes one fresh Prometheus multiprocess directory.
+
+    Set before they start (prometheus-client reads it when a process imports it) and removed
+    when the service stops. A directory the operator set is used as it is and kept.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="engramdb-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
@@ -122,14 +144,24 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
         raise ValidationError(f"workers must be at least 1, got {workers!r}", field="workers")
     check_bind(settings, host)  # no keys only on loopback, and only when asked
     base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    # The app reads the bind address from its settings (MCP's DNS-rebinding check).
+    settings = settings.model_copy(update={"host": host, "port": port})
     if workers == 1:
         from engramdb.server.app import create_app
 
+        configure_logging(json_lines=settings.log_json, level=settings.log_level)
         with _sigterm_exits_cleanly():
             app = create_app(settings=settings)
             announce_admin_key(settings, app.state.keys, base_url)
             with _zmq_beside(app, zmq_url or settings.zmq_url):
-                uvicorn.run(app, host=host, port=port, log_level="info")
+                uvicorn.run(
+                    app,
+                    host=host,
+                    port=port,
+                    log_level=settings.log_level.lower(),
+                    log_config=uvicorn_log_config(),
+                    access_log=False,
+                )
         return
     if is_in_memory(settings.url):
         raise ValidationError(
@@ -143,7 +175,15 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    with _zmq_in_supervisor(settings, zmq_url or settings.zmq_url):
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    with _shared_metrics_dir(), _zmq_in_supervisor(settings, zmq_url or settings.zmq_url):
         uvicorn.run(
-            APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="info"
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            log_config=uvicorn_log_config(),
+            access_log=False,
         )

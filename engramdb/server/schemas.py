@@ -423,6 +423,13 @@ class StatsOut(_Response):
     cache: dict[str, Any] | None = None
 
 
+class LivenessOut(_Response):
+    """The process is up and serving."""
+
+    status: str
+    pid: int = Field(description="Process id of the worker that answered")
+
+
 class HealthOut(_Response):
     """Health of each component; ``status`` is ``ok`` or ``degraded``."""
 

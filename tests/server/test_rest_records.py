@@ -244,7 +244,7 @@ async def test_forget_namespaces_stats_health(client: httpx.AsyncClient) -> None
     assert stats["namespace"] == "team-a" and stats["namespace_stats"]["records"] == 1
     assert stats["store"]["records"] == 2 and "path" not in json.dumps(stats)
 
-    health = await client.get("/health")
+    health = await client.get("/ready")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert health.json()["components"]["store"]["status"] == "ok"
 
@@ -337,7 +337,8 @@ async def test_openapi_lists_a_route_for_every_library_verb(client: httpx.AsyncC
     assert set(ROUTES_BY_VERB) == verbs
     spec = (await client.get("/openapi.json")).json()
     actual = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-    assert actual == set(ROUTES_BY_VERB.values()) | KEY_ROUTES  # verbs, plus the keys' routes
+    # the verbs, the keys' routes and liveness
+    assert actual == set(ROUTES_BY_VERB.values()) | KEY_ROUTES | {("GET", "/health")}
     # Every request schema forbids unknown fields.
     for name, schema in spec["components"]["schemas"].items():
         if name.endswith("Request") or name in ("RecordIn", "MessageIn"):
