@@ -12,6 +12,7 @@ from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
 from engramdb.server.errors import install_error_handlers
+from engramdb.server.limits import install_limits
 from engramdb.server.lsn import ReadFloorMiddleware
 from engramdb.server.routes import admin, meta, records
 
@@ -61,6 +62,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(ReadFloorMiddleware, last_write_lsn=memory._last_write_lsn)
+    install_limits(app, settings)
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)

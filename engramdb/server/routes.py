@@ -50,6 +50,7 @@ from engramdb._async_memory import AsyncMemory
 from engramdb.errors import EngramError, ValidationError
 from engramdb.server import schemas as s
 from engramdb.server.errors import ERROR_MEDIA_TYPE
+from engramdb.server.uploads import NDJSON, OCTET_STREAM, receive_upload, upload_body
 
 _ERR = {"model": s.ErrorOut, "content": {ERROR_MEDIA_TYPE: {}}}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -376,16 +377,6 @@ def _file_response(path: Path, media_type: str, filename: str) -> FileResponse:
     )
 
 
-async def _receive_file(request: Request, dest: Path) -> None:
-    fh = await run_in_threadpool(open, dest, "wb")
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                await run_in_threadpool(fh.write, chunk)
-    finally:
-        await run_in_threadpool(fh.close)
-
-
 @contextmanager
 def _uploaded_as(path: Path) -> Iterator[None]:
     """Name an uploaded file "the uploaded file" in errors: server paths stay private."""
@@ -398,14 +389,6 @@ def _uploaded_as(path: Path) -> Iterator[None]:
             k: ("the uploaded file" if str(v) == str(path) else v) for k, v in exc.details.items()
         }
         raise
-
-
-_UPLOAD = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
 
 
 @admin.post("/doctor", response_model=s.DoctorOut)
@@ -427,13 +410,13 @@ async def backup(mem: Root) -> FileResponse:
         return _file_response(path, "application/vnd.sqlite3", path.name)
 
 
-@admin.post("/restore", response_model=s.DoctorOut, openapi_extra=_UPLOAD)
+@admin.post("/restore", response_model=s.DoctorOut, openapi_extra=upload_body(OCTET_STREAM))
 async def restore(request: Request, mem: Root) -> s.DoctorOut:
     """Replace the store's content with an uploaded backup, then report ``doctor``."""
     async with _scratch() as tmp:
         try:
             path = tmp / "restore.db"
-            await _receive_file(request, path)
+            await receive_upload(request, path, OCTET_STREAM)
             with _uploaded_as(path):
                 await mem.restore(path)
         finally:
@@ -457,7 +440,7 @@ async def export(body: s.ExportRequest, mem: Root) -> FileResponse:
         return _file_response(path, "application/x-ndjson", path.name)
 
 
-@admin.post("/import", response_model=s.ImportOut, openapi_extra=_UPLOAD)
+@admin.post("/import", response_model=s.ImportOut, openapi_extra=upload_body(NDJSON))
 async def import_(
     request: Request,
     mem: Root,
@@ -469,7 +452,7 @@ async def import_(
     async with _scratch() as tmp:
         try:
             path = tmp / "import.jsonl"
-            await _receive_file(request, path)
+            await receive_upload(request, path, NDJSON)
             with _uploaded_as(path):
                 counts = await target.import_(path, keep_namespaces=keep_namespaces)
         finally:

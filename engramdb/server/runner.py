@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
 from engramdb.ops.schema import is_in_memory, upgrade_store
+from engramdb.server.limits import uvicorn_options
 
 APP_FACTORY = "engramdb.server.app:app_from_env"
 
@@ -90,7 +91,7 @@ def run(settings: Settings, host: str, port: int, workers: int) -> None:
 
         with _sigterm_exits_cleanly():
             app = create_app(settings=settings)
-            uvicorn.run(app, host=host, port=port, log_level="info")
+            uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))
         return
     if is_in_memory(settings.url):
         raise ValidationError(
@@ -102,4 +103,12 @@ def run(settings: Settings, host: str, port: int, workers: int) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        **uvicorn_options(settings),
+    )

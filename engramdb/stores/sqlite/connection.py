@@ -12,6 +12,7 @@ and what cannot run inside one (a restore, ``VACUUM``) holds the writer's lock i
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -44,14 +45,37 @@ PAGE_SIZE = 8192
 SECURE_DELETE = "FAST"
 BUMP_GENERATION = BUMP_GENERATION_SQL.format(p="?")
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
+log = logging.getLogger("engramdb.store")
+# Primary result codes whose message is SQLite's fixed description of the condition (e.g.
+# "disk I/O error"); any other message may quote the statement (a syntax error, a missing
+# column, "Expression tree is too large") and is logged, never returned.
+_SAFE_CODES = {
+    sqlite3.SQLITE_PERM,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_NOTADB,
+}
 
 
 def translate(exc: sqlite3.Error, doing: str) -> EngramError:
-    """The engramdb error for a SQLite error raised while ``doing`` something."""
+    """The engramdb error for a SQLite error raised while ``doing`` something.
+
+    The message keeps SQLite's text only for the conditions whose text is fixed (I/O,
+    corruption, a full disk...); SQL text never leaves the process: it goes to the log.
+    """
     msg = str(exc)
     if "locked" in msg or "busy" in msg:
         return BusyError(f"database is busy while {doing}: {msg}")
-    return StoreError(f"storage failed while {doing}: {msg}")
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _SAFE_CODES:
+        return StoreError(f"storage failed while {doing}: {msg}")
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    log.error("SQLite error while %s: %s", doing, msg)
+    return StoreError(f"storage failed while {doing} ({name}; the server log has the details)")
 
 
 class Connections:
