@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
+from engramdb.server.docs import install_docs
 from engramdb.server.errors import install_error_handlers
 from engramdb.server.limits import install_limits
 from engramdb.server.lsn import ReadFloorMiddleware
@@ -54,7 +55,8 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
         title="engramdb",
         version=__version__,
         description=API_DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # server/docs.py: a self-contained page, no CDN
+        redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
     )
@@ -66,6 +68,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)
+    install_docs(app)
     return app
 
 

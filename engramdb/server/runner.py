@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
-from engramdb.ops.schema import is_in_memory, upgrade_store
+from engramdb.ops.schema import check_reachable, is_in_memory, upgrade_store
 from engramdb.server.limits import uvicorn_options
 
 APP_FACTORY = "engramdb.server.app:app_from_env"
@@ -86,6 +86,7 @@ def run(settings: Settings, host: str, port: int, workers: int) -> None:
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValidationError(f"workers must be at least 1, got {workers!r}", field="workers")
+    check_reachable(settings)  # an unreachable server: one clear error, within the timeout
     if workers == 1:
         from engramdb.server.app import create_app
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -226,3 +228,30 @@ def test_a_real_server_honours_env_address_and_refuses_unread_bodies(served: Ser
     reply = _raw(served.port, big_head)
     assert reply.startswith(b"HTTP/1.1 431"), reply[:200]
     assert httpx.get(f"{served.base}/health").status_code == 200
+
+
+async def test_docs_work_offline(lc: httpx.AsyncClient) -> None:
+    resp = await lc.get("/docs")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    page = resp.text
+    # Nothing fetched from elsewhere: no script, no stylesheet link, no absolute URL.
+    assert "<script" not in page and "<link" not in page and "://" not in page
+    for path in ("/v1/namespaces/{ns}/search", "/v1/admin/restore", "/health"):
+        assert path in page
+    assert "SearchRequest" in page and "/openapi.json" in page
+
+
+@pytest.mark.slow
+def test_serve_against_an_unreachable_postgres_fails_in_one_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    env = ServerProcess.clean_env(ENGRAM_STORE_RETRY_S="300", ENGRAM_PORT=str(free_port()))
+    argv = [sys.executable, "-c", "from engramdb.cli import main; main()", "--no-model"]
+    argv += ["--url", f"postgresql://engram@127.0.0.1:{port}/engram", "serve"]
+    started = time.monotonic()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 8, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "rror" in line]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("Error: PostgreSQL at 127.0.0.1:") and "unreachable" in errors[0]
+    assert elapsed < 200  # the 300 s retry window was not waited out

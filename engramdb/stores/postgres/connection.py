@@ -24,9 +24,10 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from engramdb.errors import EngramError, StoreError, ValidationError
+from engramdb.errors import EngramError, StoreError, StoreUnavailableError, ValidationError
 from engramdb.stores.postgres.faults import (
     WATCHDOG,
     Breaker,
@@ -59,6 +60,33 @@ def sqlalchemy_free_conninfo(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
     return url
+
+
+def probe(url: str, connect_timeout_s: float) -> None:
+    """Connect once to the server of ``url`` and hang up: fail fast when it is unreachable.
+
+    A service starting against a server that is down should say so in one line within
+    the connect timeout, not retry for the whole retry window while its pool logs every
+    attempt.
+
+    Raises:
+        StoreUnavailableError: the server did not accept a connection within the timeout.
+    """
+    conninfo = sqlalchemy_free_conninfo(url)
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in conninfo:
+        kwargs["connect_timeout"] = max(2, round(connect_timeout_s))
+    try:
+        psycopg.connect(conninfo, **kwargs).close()
+    except psycopg.Error as exc:
+        info = conninfo_to_dict(conninfo)
+        where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreUnavailableError(
+            f"PostgreSQL at {where} is unreachable (within store_connect_timeout_s="
+            f"{connect_timeout_s:g} s): {reason}",
+            server=where,
+        ) from exc
 
 
 class Database:
