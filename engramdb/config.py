@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     max_header_count: int = Field(
         100, ge=8, description="Service: most request headers (431 past it)"
     )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Service: a request head must arrive whole within this"
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, description="Service: longest wait for each chunk of a request body (408)"
     )

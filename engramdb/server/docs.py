@@ -82,9 +82,7 @@ def render(spec: dict[str, Any]) -> str:
                 continue
             tag = (op.get("tags") or ["other"])[0]
             by_tag.setdefault(tag, []).append(_operation(path, method, op))
-    sections = "".join(
-        f"<h2>{_e(tag)}</h2>{''.join(ops)}" for tag, ops in sorted(by_tag.items())
-    )
+    sections = "".join(f"<h2>{_e(tag)}</h2>{''.join(ops)}" for tag, ops in sorted(by_tag.items()))
     schemas = (spec.get("components") or {}).get("schemas") or {}
     models = "".join(
         f"<details id='{_e(name)}'><summary><code>{_e(name)}</code></summary>"

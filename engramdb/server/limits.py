@@ -13,8 +13,8 @@ widened a list to every user).
   arrive within ``body_timeout_s`` (408).
 * :func:`reject_unknown_query` is an app-wide dependency: a query parameter the route does
   not declare is a 422 naming it.
-* :func:`uvicorn_options` maps the settings uvicorn enforces itself (request-head size,
-  keep-alive idle timeout, the SIGTERM drain deadline) to its keyword arguments.
+* connection-level limits (slow request heads, idle keep-alive, the SIGTERM drain) are
+  uvicorn's: see :mod:`engramdb.server.connections`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
+from engramdb.server.admission import AdmissionMiddleware
 from engramdb.server.errors import error_response
 
 # Routes whose body is a file: they take the larger limit and stream it to disk.
@@ -110,7 +111,26 @@ class RequestLimitsMiddleware:
             response = error_response(413, "limit_exceeded", message, details)
             await response(scope, receive, send)
             return
-        await self.app(scope, _counting(receive, name, limit, s.body_timeout_s), send)
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _counting(receive, name, limit, s.body_timeout_s), watched)
+        except LimitHTTPError as exc:
+            # Raised while a middleware (not a route) read the body: answer it here.
+            if started:
+                raise
+            response = error_response(
+                exc.status_code,
+                "limit_exceeded" if exc.status_code == 413 else "request_timeout",
+                str(exc.detail),
+                exc.details,
+            )
+            await response(scope, receive, send)
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -180,13 +200,18 @@ async def reject_unknown_query(request: Request) -> None:
 
 
 def install_limits(app: FastAPI, settings: Settings) -> None:
-    """Add the request limits, CORS and trusted hosts to ``app`` (before its routes).
+    """Add the request limits, admission control, CORS and trusted hosts to ``app``.
+
+    Call it before the routes are included (the query check is an app-wide dependency).
+    Outermost first: trusted hosts, CORS, request limits, admission (which thus sees a
+    body already bounded by the size limit).
 
     CORS stays off unless ``cors_origins`` names origins; ``trusted_hosts`` (when set)
     refuses any other ``Host`` header with 400, which stops DNS-rebinding pages from
     reaching a service on a private address.
     """
     app.router.dependencies.append(Depends(reject_unknown_query))
+    app.add_middleware(AdmissionMiddleware, settings=settings)
     app.add_middleware(RequestLimitsMiddleware, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
@@ -198,16 +223,3 @@ def install_limits(app: FastAPI, settings: Settings) -> None:
         )
     if settings.trusted_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))
-
-
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The uvicorn keyword arguments that enforce the service's connection limits.
-
-    h11 is chosen because its request-head limit is a setting (httptools has a fixed one).
-    """
-    return {
-        "http": "h11",
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "timeout_keep_alive": max(1, round(settings.keepalive_timeout_s)),
-        "timeout_graceful_shutdown": max(1, round(settings.shutdown_grace_s)),
-    }

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
 from engramdb.ops.schema import check_reachable, is_in_memory, upgrade_store
-from engramdb.server.limits import uvicorn_options
+from engramdb.server.connections import uvicorn_options
 
 APP_FACTORY = "engramdb.server.app:app_from_env"
 
