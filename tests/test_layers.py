@@ -40,6 +40,7 @@ LEAVES = (
     "engramdb.query",
     "engramdb.migrations",
     "engramdb.consistency",
+    "engramdb.deadline",
 )
 ENGINE = ("engramdb.engine",)
 STORES = ("engramdb.stores",)

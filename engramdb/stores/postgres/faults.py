@@ -46,6 +46,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg_pool import PoolTimeout
 
+from engramdb.deadline import remaining_ms, timeout_error
 from engramdb.errors import (
     BusyError,
     CommitUnknownError,
@@ -155,6 +156,8 @@ def translate(exc: Exception, doing: str, server: str, committing: bool = False)
         exc, pgerr.SerializationFailure | pgerr.DeadlockDetected | pgerr.LockNotAvailable
     ):
         return BusyError(f"database is busy while {doing}: {msg}")
+    if isinstance(exc, pgerr.QueryCanceled) and remaining_ms() is not None:
+        return timeout_error(doing)
     # PostgreSQL's messages may quote the statement or the values: they go to the log, and
     # the error names only the condition (its class and SQLSTATE).
     state = getattr(exc, "sqlstate", None) or ""
