@@ -222,3 +222,13 @@ def test_negative_expected_version_is_a_validation_error(mem: Memory) -> None:
         mem.set_slots("t", {"a": 1}, expected_version=-1)
     with pytest.raises(ValidationError):
         mem.update(rid, importance=0.5, expected_version=2**70)
+
+
+def test_forget_a_user_and_thread_that_share_a_name(mem: Memory) -> None:
+    for name in ("same", "ns-edges"):
+        scoped = mem.with_namespace("ns-edges")
+        scoped.add("to forget", user_id=name, thread_id=name)
+        scoped.set_slots(name, {"a": 1}, user_id=name)
+        erased = scoped.forget(user_id=name, thread_id=name)
+        assert erased["records"] == 1 and erased["slot_threads"] == 1
+        assert scoped.count(include_expired=True) == 0
