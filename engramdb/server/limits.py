@@ -47,7 +47,8 @@ class LimitHTTPError(HTTPException):
     """
 
     def __init__(self, status_code: int, detail: str, **details: Any) -> None:
-        super().__init__(status_code, detail)
+        # The rest of the body is not wanted: closing the connection stops the client.
+        super().__init__(status_code, detail, headers={"Connection": "close"})
         self.details = details
 
 
@@ -109,6 +110,7 @@ class RequestLimitsMiddleware:
         if length is not None and length > limit:
             message, details = _too_large(name, limit, length)
             response = error_response(413, "limit_exceeded", message, details)
+            response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return
         started = False
@@ -130,6 +132,7 @@ class RequestLimitsMiddleware:
                 str(exc.detail),
                 exc.details,
             )
+            response.headers["Connection"] = "close"
             await response(scope, receive, send)
 
 

@@ -6,6 +6,7 @@ server does (its head-size limit, a body refused without being read, ENGRAM_HOST
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -223,6 +224,19 @@ def test_a_real_server_honours_env_address_and_refuses_unread_bodies(served: Ser
     ).encode()
     reply = _raw(served.port, head + b"{" * 1024)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    # 300 MB streamed without a length: refused once past the limit, and the connection
+    # closed, so the client cannot push the rest.
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {NS}/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        chunk, sent = b"x" * (1 << 20), 0
+        with contextlib.suppress(OSError):
+            for _ in range(300):
+                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                sent += len(chunk)
+        assert sent < 300 * len(chunk)
     # A request head past max_header_bytes is refused by the server itself.
     big_head = f"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 8192}\r\n\r\n".encode()
     reply = _raw(served.port, big_head)
