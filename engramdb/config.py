@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         description="Service: largest import/restore upload, streamed to disk (413)",
     )
     max_header_bytes: int = Field(
-        16 * 1024, ge=1024, description="Service: largest request head (request line + headers)"
+        16 * 1024, ge=1024, description="Service: largest request headers (431 past it)"
     )
     max_header_count: int = Field(
         100, ge=8, description="Service: most request headers (431 past it)"
@@ -169,11 +169,11 @@ class Settings(BaseSettings):
         description="Service: on SIGTERM, how long in-flight requests may take to finish",
     )
     cors_origins: list[str] = Field(
-        default_factory=list,
+        [],
         description="Service: browser origins allowed by CORS (empty: CORS off)",
     )
     trusted_hosts: list[str] = Field(
-        default_factory=list,
+        [],
         description="Service: Host header values accepted, e.g. ['memory.example.com'] "
         "(empty: any host)",
     )

@@ -19,6 +19,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from engramdb.config import Settings
 
 
+WORKER_HEALTHCHECK_S = 60
+
+
 class HeadTimedH11(H11Protocol):
     """uvicorn's h11 protocol with a deadline on receiving each request head.
 
@@ -86,4 +89,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": max(1, round(settings.keepalive_timeout_s)),
         "timeout_graceful_shutdown": max(1, round(settings.shutdown_grace_s)),
+        # A worker answers uvicorn's health pings only once it has unpickled its config,
+        # which imports this module and so the whole stack: on a loaded machine that took
+        # longer than uvicorn's 5 s, and every worker was killed as hung, again and again.
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_S,
     }

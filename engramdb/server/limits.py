@@ -6,7 +6,7 @@ unknown query parameter must be refused on every route alike (``?userid=`` silen
 widened a list to every user).
 
 * :class:`RequestLimitsMiddleware` answers 431 past ``max_header_count`` headers or
-  ``max_header_bytes`` of request head, 413 when
+  ``max_header_bytes`` of headers, 413 when
   ``Content-Length`` names more than the route's limit (``max_upload_bytes`` for import and
   restore, ``max_body_bytes`` for the rest), and counts a body sent without a length (chunked)
   as it streams, failing with 413 the moment the count passes the limit; each chunk must
@@ -91,15 +91,14 @@ class RequestLimitsMiddleware:
             )
             await response(scope, receive, send)
             return
-        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-        head += sum(len(k) + len(v) + 4 for k, v in headers)
+        head = sum(len(k) + len(v) + 4 for k, v in headers)
         if head > s.max_header_bytes:
             # uvicorn's h11 limit only bounds a head still arriving; one that came whole
             # in a single read is measured here.
             response = error_response(
                 431,
                 "header_fields_too_large",
-                f"the request head is {head} bytes; the limit max_header_bytes is "
+                f"the request headers are {head} bytes; the limit max_header_bytes is "
                 f"{s.max_header_bytes}",
                 {"limit": "max_header_bytes", "max_bytes": s.max_header_bytes},
             )
