@@ -18,7 +18,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from engramdb.config import Settings
 
-
 WORKER_HEALTHCHECK_S = 60
 
 
