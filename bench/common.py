@@ -82,9 +82,14 @@ def log(msg: str) -> None:
 
 
 def finish(report: dict[str, Any], out_dir: Path, name: str, quick: bool) -> dict[str, Any]:
-    """Write ``<name>.json`` (noting ``quick``), print its summary and return the report."""
+    """Write ``<name>.json`` (``<name>_quick.json`` for a quick run), print its summary and
+    return the report.
+
+    A quick run writes a file of its own: its figures (a small corpus) must never replace
+    the committed full-run results a README or the architecture cites.
+    """
     report["config"]["quick"] = quick
-    path = write_report(report, out_dir, name)
+    path = write_report(report, out_dir, f"{name}_quick" if quick else name)
     print(json.dumps(report["summary"], indent=2))
     log(f"wrote {path}")
     return report

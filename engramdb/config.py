@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     max_top_k: int = Field(1000, ge=1, description="Largest top_k / limit")
     max_tags: int = Field(64, ge=0, description="Most tags on one record")
     max_filter_clauses: int = Field(256, ge=1, description="Most clauses in one filter")
+    max_in_values: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most values in one $in/$nin/$contains list of a filter (bound as one "
+        "array, so no allowed size reaches an engine limit)",
+    )
     max_chunk_tokens: int | None = Field(
         None, ge=16, description="Chunk size in tokens; default: the embedder's max sequence length"
     )
@@ -153,6 +160,73 @@ class Settings(BaseSettings):
     cache_prefix: str = Field(
         "engram", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="Prefix of every cache key"
     )
+    host: str = Field("127.0.0.1", description="Service bind address (engramdb serve --host)")
+    port: int = Field(8080, ge=0, le=65535, description="Service port (engramdb serve --port)")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Service: largest request body, checked before it is read (413)",
+    )
+    max_upload_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1024,
+        description="Service: largest import/restore upload, streamed to disk (413)",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Service: largest request headers (431 past it)"
+    )
+    max_header_count: int = Field(
+        100, ge=8, description="Service: most request headers (431 past it)"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Service: a request head must arrive whole within this"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Service: longest wait for each chunk of a request body (408)"
+    )
+    keepalive_timeout_s: float = Field(
+        5.0, gt=0, description="Service: an idle keep-alive connection is closed after this"
+    )
+    shutdown_grace_s: float = Field(
+        20.0,
+        gt=0,
+        description="Service: on SIGTERM, how long in-flight requests may take to finish",
+    )
+    cors_origins: list[str] = Field(
+        [],
+        description="Service: browser origins allowed by CORS (empty: CORS off)",
+    )
+    trusted_hosts: list[str] = Field(
+        [],
+        description="Service: Host header values accepted, e.g. ['memory.example.com'] "
+        "(empty: any host)",
+    )
+    heavy_concurrency: int = Field(
+        2, ge=1, description="Service: heavy calls (export, import, backup...) run at once"
+    )
+    heavy_queue: int = Field(
+        16, ge=0, description="Service: heavy calls that may wait for a slot (503 past it)"
+    )
+    light_concurrency: int = Field(
+        64, ge=1, description="Service: light calls (get, search, add) run at once"
+    )
+    light_queue: int = Field(
+        1024, ge=0, description="Service: light calls that may wait for a slot (503 past it)"
+    )
+    key_concurrency: int = Field(
+        32, ge=1, description="Service: calls one API key may have in flight (429 past it)"
+    )
+    key_rate_per_s: float = Field(
+        500.0, gt=0, description="Service: sustained calls per second per API key (429)"
+    )
+    key_burst: int = Field(
+        1000, ge=1, description="Service: calls one API key may make in a burst (429)"
+    )
+    search_timeout_ms: int = Field(
+        10_000,
+        ge=0,
+        description="Time budget of one search, list or count (0: none); past it the call "
+        "fails with a TimeoutError (504)",
     admin_key: SecretStr | None = Field(
         None,
         description="Service admin key (sent as Authorization: Bearer); unset: the store's "
@@ -171,8 +245,6 @@ class Settings(BaseSettings):
         False,
         description="Serve /metrics without a key (for a scrape port only monitoring reaches)",
     )
-    host: str = Field("127.0.0.1", description="Service bind address")
-    port: int = Field(8080, ge=0, le=65535, description="Service port")
     zmq_url: str | None = Field(
         None,
         description="ZeroMQ endpoint the service binds beside HTTP (e.g. tcp://127.0.0.1:5570); "

@@ -5,6 +5,7 @@
     EngramError
      ├── ValidationError (ValueError)        bad input: 422, exit 2
      │    ├── LimitExceededError             a size or count limit: 413, exit 2
+     │    ├── UnsupportedMediaTypeError      an upload of the wrong content type: 415, exit 2
      │    └── NotSupportedError              the store lacks the capability asked for: 422, exit 2
      ├── NotFoundError (LookupError)         404, exit 3
      ├── ConflictError                       stale version / id reused with other text: 409, exit 4
@@ -12,6 +13,9 @@
      ├── EmbeddingError                      the embedder failed or returned garbage: 502, exit 6
      ├── SchemaError                         store schema out of date / too new: 409, exit 7
      │    └── SchemaTooNewError
+     ├── RateLimitedError                    a key's rate or concurrency limit: 429, exit 10
+     ├── OverloadedError                     the service's queue for the call is full: 503, exit 10
+     ├── QueryTimeoutError                   a read ran past its time budget: 504, exit 10
      ├── StoreError                          the storage layer failed: 503, exit 8
      │    ├── BusyError                      lock not acquired within busy_timeout: 503, exit 8
      │    └── StoreUnavailableError          server unreachable within store_retry_s: 503, exit 8
@@ -56,6 +60,15 @@ class LimitExceededError(ValidationError):
     """A configured limit (text size, metadata size, batch size, top_k...) was exceeded."""
 
     code = "limit_exceeded"
+
+
+class UnsupportedMediaTypeError(ValidationError):
+    """A request body of a content type the route does not take (e.g. a text/plain upload).
+
+    ``details``: ``content_type`` (what was sent) and ``expected`` (what the route takes).
+    """
+
+    code = "unsupported_media_type"
 
 
 class NotSupportedError(ValidationError):
@@ -111,6 +124,34 @@ class SchemaTooNewError(SchemaError):
     """The store was written by a newer engramdb; refusing to touch it."""
 
     code = "schema_too_new"
+
+
+class RateLimitedError(EngramError):
+    """An API key made calls faster, or more at once, than its limits allow.
+
+    ``details``: ``limit`` (the setting) and ``retry_after`` (seconds; REST sends it as the
+    ``Retry-After`` header).
+    """
+
+    code = "rate_limited"
+
+
+class OverloadedError(EngramError):
+    """The service's pool for this kind of call is busy and its queue is full; retry later.
+
+    ``details``: ``pool`` (``heavy`` or ``light``), ``limit`` and ``retry_after`` (seconds).
+    """
+
+    code = "overloaded"
+
+
+class QueryTimeoutError(EngramError):
+    """A search, list or count ran past ``search_timeout_ms`` and was stopped.
+
+    ``details``: ``limit`` (``search_timeout_ms``) and ``timeout_ms``.
+    """
+
+    code = "query_timeout"
 
 
 class StoreError(EngramError):
@@ -185,6 +226,10 @@ ERROR_TABLE: dict[type[EngramError], tuple[int, int]] = {
     ValidationError: (422, 2),
     LimitExceededError: (413, 2),
     NotSupportedError: (422, 2),
+    UnsupportedMediaTypeError: (415, 2),
+    RateLimitedError: (429, 10),
+    OverloadedError: (503, 10),
+    QueryTimeoutError: (504, 10),
     NotFoundError: (404, 3),
     ConflictError: (409, 4),
     QuotaExceededError: (409, 4),

@@ -35,13 +35,25 @@ def to_us(value: datetime | str | int | float, field: str) -> int:
                 field=field,
             )
         delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        if not MIN_US <= us <= MAX_US:
+            # e.g. 0001-01-01T00:00+14:00 is a valid datetime whose UTC instant is before
+            # year 1: nothing could turn it back into a datetime.
+            raise ValidationError(
+                f"{field}: {value.isoformat()} is outside the supported range "
+                "0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z once converted to UTC",
+                field=field,
+            )
+        return us
     raise ValidationError(
         f"{field}: expected a datetime or ISO 8601 string, got {type(value).__name__}", field=field
     )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The instants a datetime can hold, in UTC: every stored time converts back to a datetime.
+MIN_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
+MAX_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
 
 def from_us(value: int | None) -> datetime | None:

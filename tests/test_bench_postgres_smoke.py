@@ -44,7 +44,7 @@ def test_postgres_bench_quick_hash_vectors(tmp_path: Path) -> None:
         ]
     )
     assert rc == 0
-    report = json.loads((tmp_path / "postgres.json").read_text())
+    report = json.loads((tmp_path / "postgres_quick.json").read_text())
     summary = report["summary"]
     missing = [k for k in REQUIRED if k not in summary]
     assert not missing, missing

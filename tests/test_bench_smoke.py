@@ -47,7 +47,7 @@ def test_store_bench_quick_hash_vectors(tmp_path: Path) -> None:
         ]
     )
     assert rc == 0
-    report = json.loads((tmp_path / "store.json").read_text())
+    report = json.loads((tmp_path / "store_quick.json").read_text())
     summary = report["summary"]
     missing = [k for k in REQUIRED if k not in summary]
     assert not missing, missing
@@ -66,7 +66,7 @@ def test_filters_bench_quick_hash_vectors(tmp_path: Path) -> None:
         + ["--out", str(tmp_path)]
     )
     assert rc == 0
-    summary = json.loads((tmp_path / "filters.json").read_text())["summary"]
+    summary = json.loads((tmp_path / "filters_quick.json").read_text())["summary"]
     assert summary["records"] == 3000
     cases = ("nobody", "food", "pref", "chat", "meta_none", "meta_memo", "meta_doc", "meta_chat")
     for case in cases:
@@ -85,7 +85,7 @@ def test_filters_bench_on_postgres_quick_hash_vectors(tmp_path: Path) -> None:
         + ["--hash-vectors", "--out", str(tmp_path)]
     )
     assert rc == 0
-    report = json.loads((tmp_path / "filters_postgres.json").read_text())
+    report = json.loads((tmp_path / "filters_postgres_quick.json").read_text())
     assert report["config"]["engramdb_store"] == "postgresql"
     summary = report["summary"]
     assert summary["records"] == 1500
@@ -101,7 +101,7 @@ def test_ingest_parts_bench_replays_the_store_statements_into_an_identical_file(
         ["ingest-parts", "--quick", "--records", "2000", "--hash-vectors", "--out", str(tmp_path)]
     )
     assert rc == 0
-    report = json.loads((tmp_path / "ingest_parts.json").read_text())
+    report = json.loads((tmp_path / "ingest_parts_quick.json").read_text())
     summary = report["summary"]
     assert summary["records"] == 2000
     assert summary["replayed_records"] == 2001  # the corpus and the shared warm-up record

@@ -48,6 +48,7 @@ LEAVES = (
     "engramdb.migrations",
     "engramdb.consistency",
     "engramdb.observe",
+    "engramdb.deadline",
 )
 ENGINE = ("engramdb.engine",)
 STORES = ("engramdb.stores",)

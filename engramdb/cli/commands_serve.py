@@ -13,8 +13,10 @@ from engramdb.config import url_without_password
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
+@click.option("--host", default=None, help="Address to bind [default: ENGRAM_HOST or 127.0.0.1].")
+@click.option(
+    "--port", type=int, default=None, help="Port to listen on [default: ENGRAM_PORT or 8080]."
+)
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option(
     "--zmq",
@@ -23,9 +25,11 @@ from engramdb.config import url_without_password
     help="Also serve a ZeroMQ endpoint here, e.g. tcp://127.0.0.1:5570 (or ENGRAM_ZMQ_URL).",
 )
 @global_options
-def serve_cmd(host: str, port: int, workers: int, zmq_url: str | None) -> None:
+def serve_cmd(host: str | None, port: int | None, workers: int, zmq_url: str | None) -> None:
     """Run the REST service over the store (OpenAPI docs at /docs)."""
     settings = state().settings()
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
     try:
         run: Any = importlib.import_module("engramdb.server").run
     except (ImportError, AttributeError) as exc:

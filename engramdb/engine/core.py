@@ -28,6 +28,7 @@ import numpy as np
 
 from engramdb.cache import Cache, open_cache
 from engramdb.config import Settings
+from engramdb.deadline import read_budget
 from engramdb.embedders.base import Embedder, resolve_embedder
 from engramdb.engine.admin import Admin
 from engramdb.engine.checkpoints import ThreadCheckpoints
@@ -181,11 +182,13 @@ class Engine:
         self, namespace: str, node: Node | None, limit: int, cursor: str | None, descending: bool
     ) -> RecordPage:
         """Return a keyset page ordered by id (time-ordered ids: oldest first by default)."""
-        return self._records.list_page(namespace, node, limit, cursor, descending)
+        with read_budget(self.settings.search_timeout_ms):
+            return self._records.list_page(namespace, node, limit, cursor, descending)
 
     def count(self, namespace: str, node: Node | None) -> int:
         """Count matching records."""
-        return self._records.count(namespace, node)
+        with read_budget(self.settings.search_timeout_ms):
+            return self._records.count(namespace, node)
 
     def update(
         self,
@@ -225,19 +228,23 @@ class Engine:
         cursor: str | None,
         query_vector: np.ndarray | None = None,
     ) -> SearchPage:
-        """Hybrid / vector / keyword search with fusion, threshold and paging."""
-        return self._searcher.search(
-            namespace,
-            query,
-            top_k=top_k,
-            node=node,
-            user_id=user_id,
-            mode=mode,
-            threshold=threshold,
-            offset=offset,
-            cursor=cursor,
-            query_vector=query_vector,
-        )
+        """Hybrid / vector / keyword search with fusion, threshold and paging.
+
+        Bounded by ``search_timeout_ms`` (see :mod:`engramdb.deadline`).
+        """
+        with read_budget(self.settings.search_timeout_ms):
+            return self._searcher.search(
+                namespace,
+                query,
+                top_k=top_k,
+                node=node,
+                user_id=user_id,
+                mode=mode,
+                threshold=threshold,
+                offset=offset,
+                cursor=cursor,
+                query_vector=query_vector,
+            )
 
     # ------------------------------------------------------------------ episodic + slots
 

@@ -117,7 +117,7 @@ def prepare_messages(
         if extra:
             raise ValidationError(f"message {i}: unknown field(s) {sorted(extra)}", index=i)
         role = m.get("role")
-        if not isinstance(role, str) or not v.SCOPE_PATTERN.match(role):
+        if not isinstance(role, str) or not v.SCOPE_PATTERN.fullmatch(role):
             raise ValidationError(f"message {i}: role must be a non-empty string", index=i)
         text = v.check_text(m.get("content"), settings, field=f"messages[{i}].content")
         ts = v.check_time(m.get("occurred_at"), "occurred_at") or base + i

@@ -14,7 +14,7 @@ from engramdb.cache import Cache
 from engramdb.config import Settings
 from engramdb.engine import validation as v
 from engramdb.engine.cursors import decode_cursor, encode_cursor
-from engramdb.errors import NotFoundError, ValidationError
+from engramdb.errors import LimitExceededError, NotFoundError, ValidationError
 from engramdb.models import HistoryEntry, MemoryRecord, RecordPage
 from engramdb.query.filters import Bool, Cmp, Live, Node, ValidAt, parse
 from engramdb.stores.base import Store
@@ -49,7 +49,12 @@ class Records:
         if isinstance(ids, str) or not isinstance(ids, Sequence):
             raise ValidationError("ids must be a list of record ids", field="ids")
         if len(ids) > self.settings.max_top_k:
-            raise ValidationError(f"more than max_top_k={self.settings.max_top_k} ids", field="ids")
+            raise LimitExceededError(
+                f"{len(ids)} ids; the limit max_top_k is {self.settings.max_top_k}",
+                field="ids",
+                limit="max_top_k",
+                value=len(ids),
+            )
         return self.cache.records(
             namespace,
             [v.check_id(i) for i in ids],
@@ -64,14 +69,15 @@ class Records:
         include_expired: bool,
     ) -> Node | None:
         """Combine a filter object, scope shortcuts, valid_at and the expiry rule into one tree."""
-        node = parse(filters, self.settings.max_filter_clauses)
+        node = parse(filters, self.settings.max_filter_clauses, self.settings.max_in_values)
         items: list[Node] = [] if node is None else [node]
         for key, value in shortcuts.items():
             if value is None:
                 continue
             if key == "tags":
                 tags = v.check_tags(value if not isinstance(value, str) else [value], self.settings)
-                items.append(Cmp("tags", "tags", "$contains", tuple(tags)))
+                if tags:  # no tags asked for (an empty list): no tag constraint
+                    items.append(Cmp("tags", "tags", "$contains", tuple(tags)))
             elif key == "type":
                 items.append(Cmp("str", "type", "$eq", v.check_type(value)))
             else:

@@ -13,7 +13,6 @@ from typing import Any
 from engramdb.cache import Cache
 from engramdb.config import Settings
 from engramdb.engine import validation as v
-from engramdb.errors import ValidationError
 from engramdb.ids import new_id
 from engramdb.models import Event, Slots, Snapshot
 from engramdb.stores.base import Store
@@ -80,10 +79,7 @@ class Threads:
         v.check_namespace(namespace)
         thread = v.check_thread(thread_id)
         v.check_slot_values(values, self.settings)
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
-            raise ValidationError("expected_version must be an integer", field="expected_version")
+        v.check_expected_version(expected_version)
         return self.store.set_slots(
             namespace, thread, values, expected_version, v.check_scope(user_id, "user_id") or ""
         )

@@ -125,7 +125,7 @@ def import_jsonl(
     with open(path, encoding="utf-8") as f:
         try:
             header = json.loads(f.readline())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValidationError(f"{path}: the first line is not JSON") from exc
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise ValidationError(f"{path} is not an engramdb export (no header line)")
@@ -144,6 +144,9 @@ def import_jsonl(
             )
         except ValidationError as exc:
             raise _with_progress(exc, counts) from exc
+        except UnicodeDecodeError as exc:
+            bad = ValidationError(f"{path}: not UTF-8 text (byte {exc.start} of a line)")
+            raise _with_progress(bad, counts) from exc
         ev, sl = store.import_events_and_slots(others)
         counts["events"] += ev
         counts["slots"] += sl

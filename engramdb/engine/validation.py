@@ -18,15 +18,18 @@ from engramdb.errors import LimitExceededError, ValidationError
 from engramdb.ids import ID_PATTERN
 from engramdb.timeutil import to_us
 
-NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-SCOPE_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
-TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
-TAG_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+# Every pattern is applied with ``fullmatch``: ``$`` alone also matches before a trailing
+# newline, which let "alice\n" pass as a look-alike of "alice". Lone surrogates are refused
+# with the control characters: they cannot be encoded, so no store can hold them.
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+SCOPE_PATTERN = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,256}")
+TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_\-]{0,63}")
+TAG_PATTERN = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,128}")
 
 
 def check_namespace(namespace: Any) -> str:
     """Return a valid namespace: 1-128 chars of letters, digits, ``_ . -``, starting alnum."""
-    if not isinstance(namespace, str) or not NAMESPACE_PATTERN.match(namespace):
+    if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
         raise ValidationError(
             f"namespace {namespace!r} is invalid: use 1-128 letters, digits, '_', '.', '-' "
             "starting with a letter or digit",
@@ -37,7 +40,7 @@ def check_namespace(namespace: Any) -> str:
 
 def check_id(value: Any, field: str = "id") -> str:
     """Return a valid record id (1-128 chars of letters, digits, ``_ . : -``)."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise ValidationError(
             f"{field} {value!r} is invalid: use 1-128 letters, digits, '_', '.', ':', '-'",
             field=field,
@@ -49,7 +52,7 @@ def check_scope(value: Any, field: str) -> str | None:
     """Return a valid user/agent/thread id (None allowed): 1-256 chars, no control chars."""
     if value is None:
         return None
-    if not isinstance(value, str) or not SCOPE_PATTERN.match(value):
+    if not isinstance(value, str) or not SCOPE_PATTERN.fullmatch(value):
         raise ValidationError(
             f"{field} {value!r} is invalid: a non-empty string of at most 256 characters "
             "without control characters",
@@ -68,7 +71,7 @@ def check_thread(value: Any) -> str:
 
 def check_action(value: Any) -> str:
     """Return a valid event action: a non-empty string without control characters."""
-    if not isinstance(value, str) or not SCOPE_PATTERN.match(value):
+    if not isinstance(value, str) or not SCOPE_PATTERN.fullmatch(value):
         raise ValidationError("action must be a non-empty string", field="action")
     return value
 
@@ -83,7 +86,7 @@ def check_slot_values(values: Any, settings: Settings, *, stored: bool = False) 
     if not isinstance(values, dict) or not (values or stored):
         raise ValidationError("slots must be a non-empty object of name -> value", field="values")
     for name in values:
-        if not isinstance(name, str) or not SCOPE_PATTERN.match(name):
+        if not isinstance(name, str) or not SCOPE_PATTERN.fullmatch(name):
             raise ValidationError(f"slot name {name!r} is invalid", field="values")
     if not stored:
         check_metadata(values, settings)
@@ -92,7 +95,7 @@ def check_slot_values(values: Any, settings: Settings, *, stored: bool = False) 
 
 def check_type(value: Any) -> str:
     """Return a valid record type (lowercase identifier, e.g. ``fact``, ``message``)."""
-    if not isinstance(value, str) or not TYPE_PATTERN.match(value):
+    if not isinstance(value, str) or not TYPE_PATTERN.fullmatch(value):
         raise ValidationError(
             f"type {value!r} is invalid: a lowercase identifier like 'fact' or 'preference'",
             field="type",
@@ -212,7 +215,7 @@ def check_tags(tags: Any, settings: Settings) -> list[str]:
         raise ValidationError("tags must be a list of strings", field="tags")
     out = set()
     for tag in tags:
-        if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
+        if not isinstance(tag, str) or not TAG_PATTERN.fullmatch(tag):
             raise ValidationError(
                 f"tag {tag!r} is invalid: 1-128 characters without control characters",
                 field="tags",
@@ -247,7 +250,7 @@ def check_source(value: Any) -> str | None:
     """Return a valid source label (None allowed)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not SCOPE_PATTERN.match(value):
+    if not isinstance(value, str) or not SCOPE_PATTERN.fullmatch(value):
         raise ValidationError(f"source {value!r} is invalid", field="source")
     return value
 
@@ -276,6 +279,22 @@ def check_offset(value: Any) -> int:
     if value > 100_000:
         raise LimitExceededError(
             f"offset={value} exceeds 100000; use a narrower filter", field="offset"
+        )
+    return value
+
+
+def check_expected_version(value: Any) -> int | None:
+    """Return a compare-and-set version (None allowed): an integer in [0, 2**63)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            f"expected_version must be an integer, got {value!r}", field="expected_version"
+        )
+    if not 0 <= value < 2**63:
+        raise ValidationError(
+            f"expected_version must be between 0 and 2**63-1, got {value}",
+            field="expected_version",
         )
     return value
 

@@ -144,10 +144,7 @@ class Writer:
         """Change a record: re-embeds when the text changes; tags change atomically."""
         v.check_namespace(namespace)
         v.check_id(record_id)
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
-            raise ValidationError("expected_version must be an integer", field="expected_version")
+        v.check_expected_version(expected_version)
         s = self.settings
         ch = RecordChanges()
         clear: set[str] = set()

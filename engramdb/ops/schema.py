@@ -13,12 +13,18 @@ from pathlib import Path
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
 from engramdb.stores import open_store, parse_store_url
+from engramdb.stores.opener import probe_store
 from engramdb.stores.sqlite.schema import current_revision, ensure_schema, read_embedder
 
 
 def upgrade_store(settings: Settings) -> None:
     """Open the store named by ``settings.url`` once (creating or upgrading its schema)."""
     open_store(settings.url, settings).close()
+
+
+def check_reachable(settings: Settings) -> None:
+    """Raise ``StoreUnavailableError`` (one line) when a PostgreSQL store's server is down."""
+    probe_store(settings.url, settings)
 
 
 def is_in_memory(url: str) -> bool:

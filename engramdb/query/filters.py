@@ -63,7 +63,7 @@ NOT_NULL_FIELDS = {
     "created_at",
     "updated_at",
 }
-SEGMENT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+SEGMENT = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # applied with fullmatch
 MAX_DEPTH = 16
 COMPARE = ("$gt", "$gte", "$lt", "$lte")
 OPS = {"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$contains", "$exists"}
@@ -104,16 +104,18 @@ class Live:
 Node = Cmp | Bool | ValidAt | Live
 
 
-def parse(filters: Any, max_clauses: int = 256) -> Node | None:
+def parse(filters: Any, max_clauses: int = 256, max_in: int = 1000) -> Node | None:
     """Parse a filter object into a tree; ``None`` or ``{}`` means no filter.
 
     Raises:
         ValidationError: unknown field or operator, wrong-typed value, naive datetime.
-        LimitExceededError: more clauses than ``max_clauses`` or nesting deeper than 16.
+        LimitExceededError: more clauses than ``max_clauses``, more than ``max_in`` values
+            in one ``$in``/``$nin``/``$contains`` list, or nesting deeper than 16.
     """
     if filters is None:
         return None
-    counter = [0]
+    # counter[0]: clauses seen so far; counter[1]: the largest list a clause may hold.
+    counter = [0, max_in]
     node = _parse_obj(filters, counter, max_clauses, 0)
     return node
 
@@ -165,7 +167,9 @@ def _parse_field(key: str, value: Any, counter: list[int], max_clauses: int) -> 
                 f"filter has more than max_filter_clauses={max_clauses} clauses",
                 limit="max_filter_clauses",
             )
-        out.append(Cmp(kind, _column(key, kind), op, _check_operand(kind, key, op, operand)))
+        out.append(
+            Cmp(kind, _column(key, kind), op, _check_operand(kind, key, op, operand, counter[1]))
+        )
     return out
 
 
@@ -180,7 +184,7 @@ def _field_kind(key: str) -> str:
         return "tags"
     if key.startswith("metadata."):
         segments = key.split(".")[1:]
-        if len(segments) > 8 or not all(SEGMENT.match(s) for s in segments):
+        if len(segments) > 8 or not all(SEGMENT.fullmatch(s) for s in segments):
             raise ValidationError(
                 f"metadata path {key!r} is invalid: up to 8 dot-separated segments of "
                 "letters, digits, '_' or '-'",
@@ -213,8 +217,10 @@ def _is_number(v: Any) -> bool:
 
 def _check_scalar(kind: str, key: str, op: str, v: Any) -> Any:
     if kind == "str":
-        if v is None or isinstance(v, str):
+        if v is None:
             return v
+        if isinstance(v, str):
+            return _check_str(key, op, v)
         raise ValidationError(f"{key} {op}: expected a string, got {v!r}", field=key)
     if kind == "num":
         if v is None and op in ("$eq", "$ne", "$in", "$nin"):
@@ -224,6 +230,7 @@ def _check_scalar(kind: str, key: str, op: str, v: Any) -> Any:
                 f"{key} {op}: expected a finite number (booleans are not numbers), got {v!r}",
                 field=key,
             )
+        _check_int(key, op, v)
         return v
     if kind == "time":
         if v is None and op in ("$eq", "$ne", "$in", "$nin"):
@@ -233,7 +240,7 @@ def _check_scalar(kind: str, key: str, op: str, v: Any) -> Any:
         return to_us(v, key)
     if kind == "tags":
         if isinstance(v, str):
-            return v
+            return _check_str(key, op, v)
         raise ValidationError(f"tags {op}: expected a string tag, got {v!r}", field=key)
     # metadata
     if op in COMPARE:
@@ -242,17 +249,47 @@ def _check_scalar(kind: str, key: str, op: str, v: Any) -> Any:
                 f"{key} {op}: ranges on metadata need a finite number (not a boolean), got {v!r}",
                 field=key,
             )
+        _check_int(key, op, v)
         return v
-    if v is None or isinstance(v, str | bool) or (_is_number(v) and math.isfinite(float(v))):
-        if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
-            raise ValidationError(f"{key} {op}: {v} does not fit in 64 bits", field=key)
+    if isinstance(v, str):
+        return _check_str(key, op, v)
+    if v is None or isinstance(v, bool) or (_is_number(v) and math.isfinite(float(v))):
+        _check_int(key, op, v)
         return v
     raise ValidationError(
         f"{key} {op}: expected a string, number, boolean or null, got {v!r}", field=key
     )
 
 
-def _check_operand(kind: str, key: str, op: str, v: Any) -> Any:
+def _check_list_size(key: str, op: str, values: Any, max_in: int) -> None:
+    if len(values) > max_in:
+        raise LimitExceededError(
+            f"{key} {op}: {len(values)} values; the limit max_in_values is {max_in}",
+            field=key,
+            limit="max_in_values",
+            value=len(values),
+        )
+
+
+def _check_int(key: str, op: str, v: Any) -> None:
+    # Both stores hold integers in 64 bits: a larger one cannot be bound as a parameter.
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+        raise ValidationError(f"{key} {op}: {v} does not fit in 64 bits", field=key)
+
+
+def _check_str(key: str, op: str, v: str) -> str:
+    if "\x00" in v:
+        raise ValidationError(f"{key} {op}: the value contains a NUL character", field=key)
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{key} {op}: the value is not valid Unicode (lone surrogate)", field=key
+        ) from exc
+    return v
+
+
+def _check_operand(kind: str, key: str, op: str, v: Any, max_in: int) -> Any:
     if op == "$exists":
         if not isinstance(v, bool):
             raise ValidationError(f"{key} $exists: expected true or false, got {v!r}", field=key)
@@ -260,14 +297,14 @@ def _check_operand(kind: str, key: str, op: str, v: Any) -> Any:
     if op in ("$in", "$nin"):
         if not isinstance(v, list | tuple):
             raise ValidationError(f"{key} {op}: expected a list, got {v!r}", field=key)
-        if len(v) > 1000:
-            raise LimitExceededError(f"{key} {op}: more than 1000 values", field=key)
+        _check_list_size(key, op, v, max_in)
         return tuple(_check_scalar(kind, key, op, x) for x in v)
     if op == "$contains":
         if kind == "tags":
             values = v if isinstance(v, list | tuple) else [v]
             if not values:
                 raise ValidationError("tags $contains: empty list", field=key)
+            _check_list_size(key, op, values, max_in)
             return tuple(_check_scalar(kind, key, op, x) for x in values)
         if kind == "meta":
             return _check_scalar(kind, key, "$eq", v)

@@ -40,11 +40,23 @@ def compile_tree(node: Node, a: str, p: list[Any], leaf: Leaf, ph: str) -> str:
     return leaf(node, a, p)
 
 
-def compile_set_ops(c: Cmp, a: str, p: list[Any], leaf: Leaf, false_sql: str) -> str | None:
+# Lists up to this size are written as ORed equalities (the planner sees each value); longer
+# ones are bound as one JSON array (``InList``), so an allowed ``$in`` of any size costs one
+# parameter and one expression node: 1,000 ORed terms passed SQLite's expression depth limit
+# (1,000) and, over 256 clauses, PostgreSQL's 65,535 bound parameters.
+INLINE_IN = 16
+InList = Callable[[Cmp, str, list[Any]], str]
+
+
+def compile_set_ops(
+    c: Cmp, a: str, p: list[Any], leaf: Leaf, false_sql: str, in_list: InList
+) -> str | None:
     """Rewrite ``$ne``/``$nin``/``$in`` into ``$eq`` comparisons; None for other operators.
 
     Shared by both dialects so that the documented missing-value semantics (a missing key
-    matches ``$ne``/``$nin``) come from one place.
+    matches ``$ne``/``$nin``) come from one place. ``in_list`` compiles an ``$in`` longer than
+    :data:`INLINE_IN` in the dialect, with the values bound as one array; a ``None`` among
+    them is compiled here as its own equality, ORed.
     """
     op, v = c.op, c.value
     if op == "$ne":
@@ -54,5 +66,12 @@ def compile_set_ops(c: Cmp, a: str, p: list[Any], leaf: Leaf, false_sql: str) ->
     if op == "$in":
         if not v:
             return false_sql
-        return "(" + " OR ".join(leaf(Cmp(c.kind, c.field, "$eq", x), a, p) for x in v) + ")"
+        if len(v) <= INLINE_IN:
+            return "(" + " OR ".join(leaf(Cmp(c.kind, c.field, "$eq", x), a, p) for x in v) + ")"
+        # Deduplicated by type and value: True and 1 are different metadata values.
+        values = tuple({(type(x), x): x for x in v if x is not None}.values())
+        parts = [in_list(Cmp(c.kind, c.field, "$in", values), a, p)] if values else []
+        if len(values) < len(v):
+            parts.append(leaf(Cmp(c.kind, c.field, "$eq", None), a, p))
+        return "(" + " OR ".join(parts) + ")"
     return None

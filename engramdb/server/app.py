@@ -13,7 +13,9 @@ from engramdb.config import Settings
 from engramdb.memory import Memory
 from engramdb.server import idempotency
 from engramdb.server.auth import install_auth
+from engramdb.server.docs import install_docs
 from engramdb.server.errors import install_error_handlers
+from engramdb.server.limits import install_limits
 from engramdb.server.logs import RequestLogMiddleware, configure_logging
 from engramdb.server.lsn import ReadFloorMiddleware
 from engramdb.server.mcp_server import mount_mcp
@@ -61,7 +63,8 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
         title="engramdb",
         version=__version__,
         description=API_DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # server/docs.py: a self-contained page, no CDN
+        redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
     )
@@ -69,11 +72,13 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(ReadFloorMiddleware, last_write_lsn=memory._last_write_lsn)
+    install_limits(app, settings)
     idempotency.install(app)
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)
     app.include_router(probes)
+    install_docs(app)
     install_metrics(app)
     app.state.mcp_lifespan = mount_mcp(app, app.state.memory, host=settings.host)
     install_auth(app, memory, settings)  # keys on every route but /health, /ready, /docs

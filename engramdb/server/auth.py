@@ -188,6 +188,18 @@ def bearer(scope: Scope) -> str | None:
     return None
 
 
+def _is_preflight(scope: Scope) -> bool:
+    """A browser's CORS preflight (OPTIONS with Origin and Access-Control-Request-Method).
+
+    It carries no key by design and returns no data: the CORS layer inside answers it (or,
+    with CORS off, the router refuses it), so it passes the key check.
+    """
+    if scope.get("type") != "http" or scope.get("method") != "OPTIONS":
+        return False
+    names = {name for name, _ in scope.get("headers", [])}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
 class AuthMiddleware:
     """Authenticates every request that is not open, authorizes it, audits it (ASGI)."""
 
@@ -209,7 +221,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        if path in self.open_paths or path.startswith(OPEN_PREFIXES):
+        if path in self.open_paths or path.startswith(OPEN_PREFIXES) or _is_preflight(scope):
             await self.app(scope, receive, send)
             return
         if scope["type"] != "http":  # no websocket route is open or keyed: refuse it

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,8 +29,10 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "limit_exceeded",
     415: "unsupported_media_type",
+    431: "header_fields_too_large",
 }
 
 
@@ -46,7 +49,11 @@ async def _engram_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
-    return error_response(status, exc.code, exc.message, _safe_details(exc.details))
+    response = error_response(status, exc.code, exc.message, _safe_details(exc.details))
+    retry_after = exc.details.get("retry_after")
+    if isinstance(retry_after, int | float) and status in (429, 503):
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
 
 
 def _safe_details(details: dict[str, Any]) -> dict[str, Any]:
@@ -87,9 +94,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body" (e.g. bytes that are not UTF-8) and a malformed
+        # multipart body: malformed input, which is 422 everywhere else.
+        detail = exc.detail if isinstance(exc.detail, str) else "malformed request"
+        return error_response(422, "validation_error", f"{detail} (malformed request body)")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else "request failed"
-    response = error_response(exc.status_code, code, detail)
+    response = error_response(exc.status_code, code, detail, getattr(exc, "details", None))
     if exc.headers:
         response.headers.update(exc.headers)
     return response

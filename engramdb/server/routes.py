@@ -50,16 +50,29 @@ from engramdb.errors import EngramError, ValidationError
 from engramdb.server import schemas as s
 from engramdb.server.auth import visible_namespaces, visible_stats
 from engramdb.server.errors import ERROR_MEDIA_TYPE
+from engramdb.server.uploads import NDJSON, OCTET_STREAM, receive_upload, upload_body
 
 _ERR = {"model": s.ErrorOut, "content": {ERROR_MEDIA_TYPE: {}}}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**_ERR, "description": "The Host header is not a trusted host"},
+    401: {**_ERR, "description": "Missing or wrong API key"},
+    403: {**_ERR, "description": "The API key may not make this call"},
     404: {**_ERR, "description": "Not found (also for another namespace's ids)"},
+    405: {**_ERR, "description": "Method not allowed on this path"},
+    408: {**_ERR, "description": "The request body did not arrive within body_timeout_s"},
     409: {**_ERR, "description": "Conflict: stale expected_version, id reused, embedder mismatch"},
-    413: {**_ERR, "description": "A size or count limit was exceeded"},
-    422: {**_ERR, "description": "Invalid request (unknown or server-owned fields, bad values)"},
+    413: {**_ERR, "description": "A size or count limit was exceeded (details.limit names it)"},
+    415: {**_ERR, "description": "An upload of the wrong content type"},
+    422: {
+        **_ERR,
+        "description": "Invalid request (unknown fields or query parameters, bad values)",
+    },
+    429: {**_ERR, "description": "The key's rate or concurrency limit (see Retry-After)"},
+    431: {**_ERR, "description": "Too many or too large request headers"},
     500: {**_ERR, "description": "Internal error (details are logged, never returned)"},
     502: {**_ERR, "description": "The embedder failed"},
-    503: {**_ERR, "description": "The store is busy or unavailable"},
+    503: {**_ERR, "description": "The store is unavailable or the service is overloaded"},
+    504: {**_ERR, "description": "A read ran past search_timeout_ms"},
 }
 # Library verb -> (HTTP method, path): one vocabulary; a test checks it covers ``Memory``.
 ROUTES_BY_VERB: dict[str, tuple[str, str]] = {
@@ -98,7 +111,7 @@ def memory_of(request: Request) -> AsyncMemory:
     return mem
 
 
-def scoped(ns: str, request: Request) -> AsyncMemory:
+def scoped(ns: s.NamespacePath, request: Request) -> AsyncMemory:
     """Dependency: the memory scoped to the namespace named in the URL (validated)."""
     return memory_of(request).with_namespace(ns)
 
@@ -141,13 +154,13 @@ async def add(body: s.AddRequest, mem: Mem) -> s.AddResultsOut:
 async def list_records(
     mem: Mem,
     filter: Annotated[str | None, Query(description="Filter object as JSON")] = None,
-    user_id: str | None = None,
-    agent_id: str | None = None,
-    thread_id: str | None = None,
-    type: str | None = None,
-    tags: Annotated[list[str] | None, Query()] = None,
-    limit: int = 100,
-    cursor: str | None = None,
+    user_id: Annotated[str | None, Query(pattern=s.SCOPE_RE, max_length=256)] = None,
+    agent_id: Annotated[str | None, Query(pattern=s.SCOPE_RE, max_length=256)] = None,
+    thread_id: Annotated[str | None, Query(pattern=s.SCOPE_RE, max_length=256)] = None,
+    type: Annotated[str | None, Query(pattern=s.TYPE_RE, max_length=64)] = None,
+    tags: Annotated[list[s.TagStr] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, description="At most max_top_k (past it 413)")] = 100,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
     descending: bool = False,
     valid_at: datetime | None = None,
     include_expired: bool = False,
@@ -198,13 +211,13 @@ async def delete_all(body: s.DeleteAllRequest, mem: Mem) -> s.DeletedOut:
 
 
 @records.get("/records/{record_id}", tags=["records"], response_model=s.RecordOut)
-async def get(record_id: str, mem: Mem) -> s.RecordOut:
+async def get(record_id: s.RecordIdPath, mem: Mem) -> s.RecordOut:
     """Return one record (404 when it is not in this namespace)."""
     return s.RecordOut.of(await mem.get(record_id))
 
 
 @records.patch("/records/{record_id}", tags=["records"], response_model=s.RecordOut)
-async def update(record_id: str, body: s.UpdateRequest, mem: Mem) -> s.RecordOut:
+async def update(record_id: s.RecordIdPath, body: s.UpdateRequest, mem: Mem) -> s.RecordOut:
     """Change a record; ``expected_version`` makes it a compare-and-set (409 when stale)."""
     fields = body.model_dump(exclude={"expected_version"})
     rec = await mem.update(record_id, expected_version=body.expected_version, **fields)
@@ -212,14 +225,14 @@ async def update(record_id: str, body: s.UpdateRequest, mem: Mem) -> s.RecordOut
 
 
 @records.delete("/records/{record_id}", tags=["records"], status_code=204)
-async def delete(record_id: str, mem: Mem) -> Response:
+async def delete(record_id: s.RecordIdPath, mem: Mem) -> Response:
     """Delete a record; its before-image stays in history."""
     await mem.delete(record_id)
     return Response(status_code=204)
 
 
 @records.get("/records/{record_id}/history", tags=["records"], response_model=s.HistoryOut)
-async def history(record_id: str, mem: Mem) -> s.HistoryOut:
+async def history(record_id: s.RecordIdPath, mem: Mem) -> s.HistoryOut:
     """Return every change of a record, oldest first."""
     entries = await mem.history(record_id)
     return s.HistoryOut(entries=[s.HistoryEntryOut.of(h) for h in entries])
@@ -249,7 +262,9 @@ async def search(body: s.SearchRequest, mem: Mem) -> s.SearchPageOut:
 
 
 @records.post("/threads/{thread_id}/messages", tags=["threads"], response_model=s.AddResultsOut)
-async def add_messages(thread_id: str, body: s.AddMessagesRequest, mem: Mem) -> s.AddResultsOut:
+async def add_messages(
+    thread_id: s.ThreadIdPath, body: s.AddMessagesRequest, mem: Mem
+) -> s.AddResultsOut:
     """Append conversation turns to a thread (and remember each as a record)."""
     msgs = [m.model_dump(exclude_none=True) for m in body.messages]
     results = await mem.add_messages(
@@ -261,7 +276,7 @@ async def add_messages(thread_id: str, body: s.AddMessagesRequest, mem: Mem) -> 
 @records.post(
     "/threads/{thread_id}/events", tags=["threads"], response_model=s.EventOut, status_code=201
 )
-async def log_event(thread_id: str, body: s.LogEventRequest, mem: Mem) -> s.EventOut:
+async def log_event(thread_id: s.ThreadIdPath, body: s.LogEventRequest, mem: Mem) -> s.EventOut:
     """Append one event to a thread's log."""
     ev = await mem.log_event(
         thread_id, body.action, body.payload, user_id=body.user_id, actor=body.actor
@@ -271,7 +286,10 @@ async def log_event(thread_id: str, body: s.LogEventRequest, mem: Mem) -> s.Even
 
 @records.get("/threads/{thread_id}/events", tags=["threads"], response_model=s.EventsOut)
 async def events(
-    thread_id: str, mem: Mem, since: datetime | None = None, limit: int = 1000
+    thread_id: s.ThreadIdPath,
+    mem: Mem,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, description="At most max_top_k (past it 413)")] = 1000,
 ) -> s.EventsOut:
     """Return a thread's events in the order they were appended."""
     found = await mem.events(thread_id, since=since, limit=limit)
@@ -279,7 +297,7 @@ async def events(
 
 
 @records.get("/threads/{thread_id}/snapshot", tags=["threads"], response_model=s.SnapshotOut)
-async def snapshot(thread_id: str, mem: Mem) -> s.SnapshotOut:
+async def snapshot(thread_id: s.ThreadIdPath, mem: Mem) -> s.SnapshotOut:
     """Return a readable, ordered account of a thread: its events and slots."""
     snap = await mem.snapshot(thread_id)
     return s.SnapshotOut(
@@ -292,13 +310,13 @@ async def snapshot(thread_id: str, mem: Mem) -> s.SnapshotOut:
 
 
 @records.get("/threads/{thread_id}/slots", tags=["threads"], response_model=s.SlotsOut)
-async def get_slots(thread_id: str, mem: Mem) -> s.SlotsOut:
+async def get_slots(thread_id: s.ThreadIdPath, mem: Mem) -> s.SlotsOut:
     """Return a thread's working-memory slots and their version."""
     return s.SlotsOut.of(await mem.get_slots(thread_id))
 
 
 @records.put("/threads/{thread_id}/slots", tags=["threads"], response_model=s.SlotsOut)
-async def set_slots(thread_id: str, body: s.SetSlotsRequest, mem: Mem) -> s.SlotsOut:
+async def set_slots(thread_id: s.ThreadIdPath, body: s.SetSlotsRequest, mem: Mem) -> s.SlotsOut:
     """Write slots (null removes one); ``expected_version`` makes it a compare-and-set."""
     slots = await mem.set_slots(
         thread_id, body.values, expected_version=body.expected_version, user_id=body.user_id
@@ -361,16 +379,6 @@ def _file_response(path: Path, media_type: str, filename: str) -> FileResponse:
     )
 
 
-async def _receive_file(request: Request, dest: Path) -> None:
-    fh = await run_in_threadpool(open, dest, "wb")
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                await run_in_threadpool(fh.write, chunk)
-    finally:
-        await run_in_threadpool(fh.close)
-
-
 @contextmanager
 def _uploaded_as(path: Path) -> Iterator[None]:
     """Name an uploaded file "the uploaded file" in errors: server paths stay private."""
@@ -383,14 +391,6 @@ def _uploaded_as(path: Path) -> Iterator[None]:
             k: ("the uploaded file" if str(v) == str(path) else v) for k, v in exc.details.items()
         }
         raise
-
-
-_UPLOAD = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
 
 
 @admin.post("/doctor", response_model=s.DoctorOut)
@@ -412,13 +412,13 @@ async def backup(mem: Root) -> FileResponse:
         return _file_response(path, "application/vnd.sqlite3", path.name)
 
 
-@admin.post("/restore", response_model=s.DoctorOut, openapi_extra=_UPLOAD)
+@admin.post("/restore", response_model=s.DoctorOut, openapi_extra=upload_body(OCTET_STREAM))
 async def restore(request: Request, mem: Root) -> s.DoctorOut:
     """Replace the store's content with an uploaded backup, then report ``doctor``."""
     async with _scratch() as tmp:
         try:
             path = tmp / "restore.db"
-            await _receive_file(request, path)
+            await receive_upload(request, path, OCTET_STREAM)
             with _uploaded_as(path):
                 await mem.restore(path)
         finally:
@@ -442,11 +442,11 @@ async def export(body: s.ExportRequest, mem: Root) -> FileResponse:
         return _file_response(path, "application/x-ndjson", path.name)
 
 
-@admin.post("/import", response_model=s.ImportOut, openapi_extra=_UPLOAD)
+@admin.post("/import", response_model=s.ImportOut, openapi_extra=upload_body(NDJSON))
 async def import_(
     request: Request,
     mem: Root,
-    namespace: str | None = None,
+    namespace: Annotated[str | None, Query(pattern=s.NAMESPACE_RE, max_length=128)] = None,
     keep_namespaces: bool = False,
 ) -> s.ImportOut:
     """Import an export file (the request body) into ``namespace`` or each line's own."""
@@ -454,7 +454,7 @@ async def import_(
     async with _scratch() as tmp:
         try:
             path = tmp / "import.jsonl"
-            await _receive_file(request, path)
+            await receive_upload(request, path, NDJSON)
             with _uploaded_as(path):
                 counts = await target.import_(path, keep_namespaces=keep_namespaces)
         finally:

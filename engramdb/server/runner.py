@@ -17,8 +17,9 @@ from pydantic import SecretStr
 from engramdb.config import Settings
 from engramdb.errors import ValidationError
 from engramdb.ops.keys import open_keys
-from engramdb.ops.schema import is_in_memory, upgrade_store
+from engramdb.ops.schema import check_reachable, is_in_memory, upgrade_store
 from engramdb.server.auth import announce_admin_key, check_bind
+from engramdb.server.connections import uvicorn_options
 from engramdb.server.logs import configure_logging, uvicorn_log_config
 
 APP_FACTORY = "engramdb.server.app:app_from_env"
@@ -143,6 +144,7 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValidationError(f"workers must be at least 1, got {workers!r}", field="workers")
     check_bind(settings, host)  # no keys only on loopback, and only when asked
+    check_reachable(settings)  # an unreachable server: one clear error, within the timeout
     base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     # The app reads the bind address from its settings (MCP's DNS-rebinding check).
     settings = settings.model_copy(update={"host": host, "port": port})
@@ -161,6 +163,7 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
                     log_level=settings.log_level.lower(),
                     log_config=uvicorn_log_config(),
                     access_log=False,
+                    **uvicorn_options(settings),
                 )
         return
     if is_in_memory(settings.url):
@@ -186,4 +189,5 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
             log_level=settings.log_level.lower(),
             log_config=uvicorn_log_config(),
             access_log=False,
+            **uvicorn_options(settings),
         )

@@ -9,11 +9,36 @@ models list exactly what a client may see; nothing else leaves the server.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Filter = dict[str, Any]
+
+# Patterns and bounds declared in the OpenAPI document; they mirror the library's checks
+# (engramdb.engine.validation), which stay the authority: a field the schema lets through
+# is still checked there. ECMA/Rust ``$`` is the end of the text (no trailing newline).
+NAMESPACE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+SCOPE_RE = r"^[^\x00-\x1f\x7f]{1,256}$"
+TYPE_RE = r"^[a-z][a-z0-9_\-]{0,63}$"
+TAG_RE = r"^[^\x00-\x1f\x7f]{1,128}$"
+INT64_MAX = 2**63 - 1
+MAX_OFFSET = 100_000
+
+NamespaceStr = Annotated[str, Field(pattern=NAMESPACE_RE, max_length=128)]
+IdStr = Annotated[str, Field(pattern=ID_RE, max_length=128)]
+ScopeStr = Annotated[str, Field(pattern=SCOPE_RE, min_length=1, max_length=256)]
+TypeStr = Annotated[str, Field(pattern=TYPE_RE, max_length=64)]
+TagStr = Annotated[str, Field(pattern=TAG_RE, min_length=1, max_length=128)]
+TextStr = Annotated[str, Field(min_length=1)]
+Importance = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Version = Annotated[int, Field(ge=0, le=INT64_MAX)]
+# Path parameters of the routes.
+NamespacePath = Annotated[str, Path(pattern=NAMESPACE_RE, max_length=128)]
+RecordIdPath = Annotated[str, Path(pattern=ID_RE, max_length=128)]
+ThreadIdPath = Annotated[str, Path(pattern=SCOPE_RE, min_length=1, max_length=256)]
 
 
 class _Request(BaseModel):
@@ -44,14 +69,14 @@ class _Response(BaseModel):
 class _RecordDefaults(_Request):
     """Fields a caller may give for a record (per item, or as defaults for a batch)."""
 
-    user_id: str | None = None
-    agent_id: str | None = None
-    thread_id: str | None = None
-    type: str | None = None
+    user_id: ScopeStr | None = None
+    agent_id: ScopeStr | None = None
+    thread_id: ScopeStr | None = None
+    type: TypeStr | None = None
     metadata: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    source: str | None = None
-    importance: float | None = None
+    tags: list[TagStr] | None = None
+    source: ScopeStr | None = None
+    importance: Importance | None = None
     occurred_at: datetime | None = None
     expires_at: datetime | None = None
     valid_from: datetime | None = None
@@ -61,8 +86,8 @@ class _RecordDefaults(_Request):
 class RecordIn(_RecordDefaults):
     """One item of a batch add; ``id`` (optional) makes the add idempotent."""
 
-    text: str
-    id: str | None = None
+    text: TextStr
+    id: IdStr | None = None
 
 
 class AddRequest(_RecordDefaults):
@@ -72,9 +97,9 @@ class AddRequest(_RecordDefaults):
     items and reports the others as ``rejected``.
     """
 
-    text: str | None = None
-    id: str | None = None
-    items: list[RecordIn | str] | None = Field(None, min_length=1)
+    text: TextStr | None = None
+    id: IdStr | None = None
+    items: list[RecordIn | TextStr] | None = Field(None, min_length=1)
     on_error: Literal["abort", "skip"] = "abort"
 
     @model_validator(mode="after")
@@ -104,11 +129,11 @@ class _Shortcuts(_Request):
     """Scope shortcuts ANDed with ``filter`` (the same as the library's keyword arguments)."""
 
     filter: Filter | None = Field(None, description="Filter object (see the filter language)")
-    user_id: str | None = None
-    agent_id: str | None = None
-    thread_id: str | None = None
-    type: str | None = None
-    tags: list[str] | None = None
+    user_id: ScopeStr | None = None
+    agent_id: ScopeStr | None = None
+    thread_id: ScopeStr | None = None
+    type: TypeStr | None = None
+    tags: list[TagStr] | None = None
 
     def shortcuts(self) -> dict[str, Any]:
         """Return the shortcut keyword arguments."""
@@ -137,34 +162,34 @@ class DeleteAllRequest(_Shortcuts):
 class GetManyRequest(_Request):
     """Fetch several records by id."""
 
-    ids: list[str]
+    ids: list[IdStr]
 
 
 class UpdateRequest(_Request):
     """Change a record. ``expected_version`` makes it a compare-and-set (409 when stale)."""
 
-    text: str | None = None
+    text: TextStr | None = None
     metadata: dict[str, Any] | None = None
-    add_tags: list[str] | None = None
-    remove_tags: list[str] | None = None
-    importance: float | None = None
-    type: str | None = None
+    add_tags: list[TagStr] | None = None
+    remove_tags: list[TagStr] | None = None
+    importance: Importance | None = None
+    type: TypeStr | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     expires_at: datetime | None = None
     clear: list[str] | None = None
-    expected_version: int | None = None
+    expected_version: Version | None = None
 
 
 class SearchRequest(_Shortcuts):
     """Find the records most relevant to ``query``."""
 
-    query: str
-    top_k: int = 10
+    query: TextStr
+    top_k: int = Field(10, ge=1, description="Hits per page (at most max_top_k; past it 413)")
     mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
-    threshold: float | None = None
-    offset: int = 0
-    cursor: str | None = None
+    threshold: float | None = Field(None, allow_inf_nan=False)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    cursor: str | None = Field(None, max_length=4096)
     valid_at: datetime | None = None
     include_expired: bool = False
 
@@ -172,44 +197,44 @@ class SearchRequest(_Shortcuts):
 class MessageIn(_Request):
     """One conversation turn."""
 
-    role: str
-    content: str
+    role: ScopeStr
+    content: TextStr
     occurred_at: datetime | None = None
     metadata: dict[str, Any] | None = None
-    name: str | None = None
+    name: ScopeStr | None = None
 
 
 class AddMessagesRequest(_Request):
     """Append conversation turns to a thread (and remember them as records)."""
 
     messages: list[MessageIn] = Field(min_length=1)
-    user_id: str | None = None
-    agent_id: str | None = None
+    user_id: ScopeStr | None = None
+    agent_id: ScopeStr | None = None
     remember: bool = True
 
 
 class LogEventRequest(_Request):
     """Append one event to a thread's log."""
 
-    action: str
+    action: ScopeStr
     payload: dict[str, Any] | None = None
-    user_id: str | None = None
-    actor: str | None = None
+    user_id: ScopeStr | None = None
+    actor: ScopeStr | None = None
 
 
 class SetSlotsRequest(_Request):
     """Write working-memory slots (a null value removes a slot); compare-and-set."""
 
     values: dict[str, Any]
-    expected_version: int | None = None
-    user_id: str | None = None
+    expected_version: Version | None = None
+    user_id: ScopeStr | None = None
 
 
 class ForgetRequest(_Request):
     """Erase a user's, a thread's, or (``namespace=true``) the whole namespace's data."""
 
-    user_id: str | None = None
-    thread_id: str | None = None
+    user_id: ScopeStr | None = None
+    thread_id: ScopeStr | None = None
     namespace: bool = False
     compact: bool = Field(
         False, description="Also rewrite the storage without the freed space (see forget)."
@@ -225,7 +250,9 @@ class DoctorRequest(_Request):
 class ExportRequest(_Request):
     """Export one namespace (or all) as versioned JSONL."""
 
-    namespace: str | None = Field(None, description="Namespace to export; default: the server's")
+    namespace: NamespaceStr | None = Field(
+        None, description="Namespace to export; default: the server's"
+    )
     filter: Filter | None = None
     all_namespaces: bool = False
     vectors: bool = True

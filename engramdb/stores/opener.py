@@ -91,6 +91,21 @@ def parse_store_url(url: str) -> StoreURL:
     )
 
 
+def probe_store(url: str, settings: Settings) -> None:
+    """Fail fast, in one clear error, when the server of a PostgreSQL store is unreachable.
+
+    A SQLite store has no server: nothing to check.
+
+    Raises:
+        StoreUnavailableError: no connection within ``store_connect_timeout_s``.
+    """
+    parsed = parse_store_url(url)
+    if parsed.backend == "postgresql":
+        from engramdb.stores.postgres.connection import probe
+
+        probe(parsed.dsn or parsed.url, settings.store_connect_timeout_s)
+
+
 def open_store(url: str | StoreURL, settings: Settings | None = None, **overrides: Any) -> Store:
     """Open the store named by ``url``.
 

@@ -290,7 +290,10 @@ async def test_admin_export_import_backup_doctor_reembed(
     assert sum(1 for x in lines if x.get("kind") == "record") == 3
 
     imported = await client.post(
-        "/v1/admin/import", params={"namespace": "copy"}, content=exported.content
+        "/v1/admin/import",
+        params={"namespace": "copy"},
+        content=exported.content,
+        headers={"content-type": "application/x-ndjson"},
     )
     assert imported.status_code == 200, imported.text
     assert imported.json()["imported"]["written"] == 3
@@ -306,14 +309,17 @@ async def test_admin_export_import_backup_doctor_reembed(
     conn.close()
 
     await add_one(client, "written after the backup")
-    restored = await client.post("/v1/admin/restore", content=backup.content)
+    octet = {"content-type": "application/octet-stream"}
+    restored = await client.post("/v1/admin/restore", content=backup.content, headers=octet)
     assert restored.status_code == 200, restored.text
     assert restored.json()["report"]["ok"] is True
     assert (await client.post(f"{NS}/records/count", json={})).json()["count"] == 3
-    bad = await client.post("/v1/admin/restore", content=b"not a database")
-    assert_error(bad, 503, "store_error")
+    bad = await client.post("/v1/admin/restore", content=b"not a database", headers=octet)
+    assert_error(bad, 422, "validation_error")
     assert "the uploaded file" in bad.json()["message"] or "/tmp" not in bad.text
-    bad_import = await client.post("/v1/admin/import", content=b"not jsonl\n")
+    bad_import = await client.post(
+        "/v1/admin/import", content=b"not jsonl\n", headers={"content-type": "application/x-ndjson"}
+    )
     assert_error(bad_import, 422, "validation_error")
     assert "the uploaded file" in bad_import.json()["message"] and "/tmp" not in bad_import.text
     assert (await client.post(f"{NS}/records/count", json={})).json()["count"] == 3

@@ -49,7 +49,7 @@ def _backup_header(tar: tarfile.TarFile, path: Path) -> dict[str, Any]:
     try:
         member = tar.extractfile("header.json")
         header: dict[str, Any] = json.loads(member.read()) if member else {}
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, tarfile.TarError) as exc:  # ValueError: bad JSON or UTF-8
         raise ValidationError(f"{path} is not an engramdb PostgreSQL backup") from exc
     if header.get("format") != BACKUP_FORMAT or header.get("version") != 1:
         raise ValidationError(f"{path} is not an engramdb PostgreSQL backup (version 1)")

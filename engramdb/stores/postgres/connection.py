@@ -24,9 +24,12 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from engramdb.errors import EngramError, StoreError, ValidationError
+from engramdb.deadline import check, remaining_ms
+from engramdb.errors import EngramError, StoreError, StoreUnavailableError, ValidationError
 from engramdb.stores.postgres.faults import (
     WATCHDOG,
     Breaker,
@@ -59,6 +62,48 @@ def sqlalchemy_free_conninfo(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
     return url
+
+
+@contextmanager
+def _budgeted(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Bound the statements of a read by what is left of its budget (engramdb.deadline)."""
+    left = remaining_ms()
+    if left is None:
+        yield
+        return
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(max(1, left)),))
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+            conn.execute("SET statement_timeout = DEFAULT")
+
+
+def probe(url: str, connect_timeout_s: float) -> None:
+    """Connect once to the server of ``url`` and hang up: fail fast when it is unreachable.
+
+    A service starting against a server that is down should say so in one line within
+    the connect timeout, not retry for the whole retry window while its pool logs every
+    attempt.
+
+    Raises:
+        StoreUnavailableError: the server did not accept a connection within the timeout.
+    """
+    conninfo = sqlalchemy_free_conninfo(url)
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in conninfo:
+        kwargs["connect_timeout"] = max(2, round(connect_timeout_s))
+    try:
+        psycopg.connect(conninfo, **kwargs).close()
+    except psycopg.Error as exc:
+        info = conninfo_to_dict(conninfo)
+        where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreUnavailableError(
+            f"PostgreSQL at {where} is unreachable (within store_connect_timeout_s="
+            f"{connect_timeout_s:g} s): {reason}",
+            server=where,
+        ) from exc
 
 
 class Database:
@@ -396,12 +441,13 @@ class Database:
         finds it fresh enough (:mod:`engramdb.stores.postgres.replica`); a replica connection
         failing mid-read marks the replica down and the retried call re-runs on the primary.
         """
+        check(doing)
         replica = self._replica_conn() if route and self.router is not None else None
         if route and self.router is not None:
             self.router.served(replica is not None)
         try:
             if replica is None:
-                with self.connection() as conn:
+                with self.connection() as conn, _budgeted(conn):
                     if snapshot:
                         with conn.transaction():
                             conn.execute(
@@ -412,7 +458,7 @@ class Database:
                         yield conn
             else:
                 try:
-                    with self._using(*replica) as conn:
+                    with self._using(*replica) as conn, _budgeted(conn):
                         if snapshot:
                             with conn.transaction():
                                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

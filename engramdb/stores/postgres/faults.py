@@ -32,6 +32,7 @@ windows do not multiply.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import random
 import socket
@@ -45,6 +46,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg_pool import PoolTimeout
 
+from engramdb.deadline import remaining_ms, timeout_error
 from engramdb.errors import (
     BusyError,
     CommitUnknownError,
@@ -53,6 +55,8 @@ from engramdb.errors import (
     StoreUnavailableError,
     ValidationError,
 )
+
+log = logging.getLogger("engramdb.store")
 
 # SQLSTATEs meaning the session or server went away (class 08 is matched by prefix):
 # admin_shutdown, crash_shutdown, cannot_connect_now (starting up / shutting down),
@@ -152,9 +156,16 @@ def translate(exc: Exception, doing: str, server: str, committing: bool = False)
         exc, pgerr.SerializationFailure | pgerr.DeadlockDetected | pgerr.LockNotAvailable
     ):
         return BusyError(f"database is busy while {doing}: {msg}")
+    if isinstance(exc, pgerr.QueryCanceled) and remaining_ms() is not None:
+        return timeout_error(doing)
+    # PostgreSQL's messages may quote the statement or the values: they go to the log, and
+    # the error names only the condition (its class and SQLSTATE).
+    state = getattr(exc, "sqlstate", None) or ""
+    kind = f"{type(exc).__name__} {state}".strip()
+    log.error("PostgreSQL error while %s: %s", doing, msg)
     if isinstance(exc, pgerr.DataError | pgerr.UntranslatableCharacter):
-        return ValidationError(f"the database rejected a value while {doing}: {msg}")
-    return StoreError(f"storage failed while {doing}: {msg}")
+        return ValidationError(f"the database rejected a value while {doing} ({kind})")
+    return StoreError(f"storage failed while {doing} ({kind}; the server log has the details)")
 
 
 class Breaker:

@@ -52,7 +52,7 @@ def meta_segments(path: str) -> list[str]:
 
 
 def _cmp(c: Cmp, a: str, p: list[Any]) -> str:
-    done = compile_set_ops(c, a, p, _cmp, "FALSE")
+    done = compile_set_ops(c, a, p, _cmp, "FALSE", _in_list)
     if done is not None:
         return done
     op, v = c.op, c.value
@@ -80,6 +80,34 @@ def _cmp(c: Cmp, a: str, p: list[Any]) -> str:
     if c.field in NOT_NULL_FIELDS:
         return f"({col} {_SQL_OP[op]} %s{cast})"
     return f"COALESCE({col} {_SQL_OP[op]} %s{cast}, FALSE)"
+
+
+# The element type a long ``$in`` list is cast to, per column kind: what an equality with
+# one value binds (a float for importance, integers for versions and microsecond times).
+_IN_CAST = {"importance": "float8", "version": "numeric"}
+
+
+def _in_list(c: Cmp, a: str, p: list[Any]) -> str:
+    """A long ``$in`` (no None in it): its values bound as one JSON array."""
+    v = list(c.value)
+    if c.kind == "tags":
+        p.append(v)
+        return f"({a}.tags ?| %s::text[])"
+    if c.kind == "meta":
+        x = _path_expr(a, meta_segments(c.field), p)
+        p.append(json.dumps(v, ensure_ascii=False))
+        # jsonb equality is typed as the ``$eq`` test is: "1" is not 1, true is not 1.
+        return f"COALESCE(({x}) IN (SELECT jsonb_array_elements(%s::jsonb)), FALSE)"
+    col = f"{a}.{c.field}"
+    p.append(json.dumps(v, ensure_ascii=False))
+    if c.kind == "str":
+        test = f"{col} IN (SELECT jsonb_array_elements_text(%s::jsonb))"
+    else:
+        cast = _IN_CAST.get(c.field, "bigint")
+        test = f"{col} IN (SELECT (jsonb_array_elements_text(%s::jsonb))::{cast})"
+    if c.field in NOT_NULL_FIELDS:
+        return f"({test})"
+    return f"COALESCE({test}, FALSE)"
 
 
 def _path_expr(a: str, segments: list[str], p: list[Any]) -> str:

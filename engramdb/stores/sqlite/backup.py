@@ -9,7 +9,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from engramdb.errors import EngramError, NotFoundError, SchemaTooNewError, StoreError
+from engramdb.errors import (
+    EngramError,
+    NotFoundError,
+    SchemaTooNewError,
+    StoreError,
+    ValidationError,
+)
 from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS
 from engramdb.stores.rows import MAX_GENERATION_SQL, RESTORE_GENERATION_SQL
 from engramdb.stores.sqlite.connection import Connections, translate
@@ -58,13 +64,22 @@ class Backups:
         if not path.exists():
             raise NotFoundError(f"backup file {path} does not exist")
         staging: Path | None = None
+        _check_header(path)
         try:
             src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
-                ok = src.execute("PRAGMA integrity_check").fetchone()[0]
+                try:
+                    ok = src.execute("PRAGMA integrity_check").fetchone()[0]
+                    revision = current_revision(src)
+                except sqlite3.DatabaseError as exc:
+                    # The backup is bad, not this store: the caller's input to fix (422).
+                    raise ValidationError(
+                        f"{path} is not a readable SQLite database ({exc.sqlite_errorname})",
+                        field="backup",
+                    ) from exc
                 if ok != "ok":
-                    raise StoreError(f"backup {path} fails its integrity check: {ok}")
-                if current_revision(src) != SCHEMA_HEAD:
+                    raise ValidationError(f"{path} fails its integrity check: {ok}", field="backup")
+                if revision != SCHEMA_HEAD:
                     # A backup from an older engramdb: upgrade a staged copy, never the
                     # backup itself, then restore from the copy.
                     src, staging = _staged_upgrade(path, src)
@@ -92,17 +107,30 @@ class Backups:
         self._vectors.drop_index(remove_sidecar=False)
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not a SQLite database before SQLite is asked to open it."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_SQLITE_HEADER))
+    if head != _SQLITE_HEADER:
+        raise ValidationError(f"{path} is not a SQLite database file", field="backup")
+
+
 def _staged_upgrade(path: Path, src: sqlite3.Connection) -> tuple[sqlite3.Connection, Path]:
     """Copy an older backup to a temp folder and upgrade the copy to the head schema.
 
     Raises:
         SchemaTooNewError: the backup was written by a newer engramdb.
-        StoreError: the file is not an engramdb store.
+        ValidationError: the file is not an engramdb store.
     """
     rev = current_revision(src)
     if rev is None:
         src.close()
-        raise StoreError(f"{path} is not an engramdb store (no schema revision)")
+        raise ValidationError(
+            f"{path} is not an engramdb store (no schema revision)", field="backup"
+        )
     if rev not in SCHEMA_REVISIONS:
         src.close()
         raise SchemaTooNewError(

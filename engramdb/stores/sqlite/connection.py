@@ -12,6 +12,7 @@ and what cannot run inside one (a restore, ``VACUUM``) holds the writer's lock i
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -22,6 +23,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from engramdb.deadline import expired, sqlite_progress, timeout_error
 from engramdb.errors import BusyError, EngramError, StoreError
 from engramdb.stores.rows import BUMP_GENERATION_SQL
 from engramdb.stores.sqlite.checkpoint import Checkpointer
@@ -42,14 +44,41 @@ PAGE_SIZE = 8192
 SECURE_DELETE = "FAST"
 BUMP_GENERATION = BUMP_GENERATION_SQL.format(p="?")
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
+log = logging.getLogger("engramdb.store")
+# SQLite virtual-machine steps between two checks of a read's time budget.
+PROGRESS_STEPS = 20_000
+# Primary result codes whose message is SQLite's fixed description of the condition (e.g.
+# "disk I/O error"); any other message may quote the statement (a syntax error, a missing
+# column, "Expression tree is too large") and is logged, never returned.
+_SAFE_CODES = {
+    sqlite3.SQLITE_PERM,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_NOTADB,
+}
 
 
 def translate(exc: sqlite3.Error, doing: str) -> EngramError:
-    """The engramdb error for a SQLite error raised while ``doing`` something."""
+    """The engramdb error for a SQLite error raised while ``doing`` something.
+
+    The message keeps SQLite's text only for the conditions whose text is fixed (I/O,
+    corruption, a full disk...); SQL text never leaves the process: it goes to the log.
+    """
     msg = str(exc)
     if "locked" in msg or "busy" in msg:
         return BusyError(f"database is busy while {doing}: {msg}")
-    return StoreError(f"storage failed while {doing}: {msg}")
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_INTERRUPT and expired():
+        return timeout_error(doing)
+    if code is not None and code & 0xFF in _SAFE_CODES:
+        return StoreError(f"storage failed while {doing}: {msg}")
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    log.error("SQLite error while %s: %s", doing, msg)
+    return StoreError(f"storage failed while {doing} ({name}; the server log has the details)")
 
 
 class Connections:
@@ -112,6 +141,9 @@ class Connections:
         conn.create_function("engram_scope", 3, scope_text, deterministic=True)
         if readonly:
             conn.execute("PRAGMA query_only = ON")
+            # Reads honour the caller's time budget (engramdb.deadline); writes never stop
+            # half way for it.
+            conn.set_progress_handler(sqlite_progress, PROGRESS_STEPS)
         return conn
 
     def after_fork(self, hook: Callable[[], None]) -> None:
@@ -157,7 +189,13 @@ class Connections:
         return self._writer
 
     def reader(self) -> sqlite3.Connection:
-        """This thread's read-only connection (opened on first use)."""
+        """This thread's read-only connection (opened on first use).
+
+        Raises:
+            QueryTimeoutError: the read's time budget is already used up.
+        """
+        if expired():
+            raise timeout_error("reading")
         self._check_fork()
         if self.closed:
             raise StoreError("the store is closed")

@@ -66,8 +66,11 @@ class Erasure:
                     ).rowcount
                     counts["events"] = c.execute(f"DELETE FROM events WHERE {cond}", args).rowcount
                     if user_id is None or thread_id is not None:
+                        # Slots are a thread's: the user condition is dropped, by position
+                        # (a user id equal to the namespace or the thread id is no reason to
+                        # drop those too).
                         slot_cond = cond.replace("user_id = ? AND ", "") if user_id else cond
-                        slot_args = [a for a in args if a != user_id] if user_id else args
+                        slot_args = [namespace, thread_id] if user_id else args
                         counts["slot_threads"] = c.execute(
                             f"DELETE FROM slot_versions WHERE {slot_cond}", slot_args
                         ).rowcount

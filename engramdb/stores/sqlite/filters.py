@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from engramdb.errors import ValidationError
 from engramdb.query.filters import COMPARE, EMPTY_AS_NONE, NOT_NULL_FIELDS, Cmp, Node
+from engramdb.query.sql import INLINE_IN, compile_set_ops, compile_tree
 from engramdb.query.sql import SQL_OP as _SQL_OP
-from engramdb.query.sql import compile_set_ops, compile_tree
 
 
 def compile_sqlite(node: Node | None, alias: str = "r") -> tuple[str, list[Any]]:
@@ -32,13 +33,17 @@ _HAS_TAG = (
 
 
 def _cmp_sqlite(c: Cmp, a: str, p: list[Any]) -> str:
-    done = compile_set_ops(c, a, p, _cmp_sqlite, "0")
+    done = compile_set_ops(c, a, p, _cmp_sqlite, "0", _in_list)
     if done is not None:
         return done
     op, v = c.op, c.value
     if c.kind == "tags":
         if op in ("$contains", "$eq"):
             tags = v if op == "$contains" else [v]
+            if len(tags) > INLINE_IN:
+                wanted = sorted(set(tags))
+                p.extend([_json_array(wanted), len(wanted)])
+                return f"({_TAGS_IN.format(a=a, what='COUNT(DISTINCT t.tag)')} = ?)"
             p.extend(tags)
             return "(" + " AND ".join([_HAS_TAG.format(a=a)] * len(tags)) + ")"
         if op == "$exists":
@@ -59,6 +64,49 @@ def _cmp_sqlite(c: Cmp, a: str, p: list[Any]) -> str:
     if c.field in NOT_NULL_FIELDS:
         return f"({col} {_SQL_OP[op]} ?)"
     return f"COALESCE({col} {_SQL_OP[op]} ?, 0)"
+
+
+_IN_ARRAY = "IN (SELECT value FROM json_each(?))"
+_TAGS_IN = (
+    "(SELECT {what} FROM record_tags t WHERE t.namespace = {a}.namespace AND t.rid = {a}.rid "
+    f"AND t.tag {_IN_ARRAY})"
+)
+
+
+def _json_array(values: Any) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+def _in_list(c: Cmp, a: str, p: list[Any]) -> str:
+    """A long ``$in`` (no None in it): its values bound as one JSON array."""
+    v = c.value
+    if c.kind == "tags":
+        p.append(_json_array(v))
+        return f"EXISTS {_TAGS_IN.format(a=a, what='1')}"
+    if c.kind == "meta":
+        m, path = f"{a}.metadata", c.field
+        parts = []
+        texts = [x for x in v if isinstance(x, str)]
+        numbers = [x for x in v if not isinstance(x, str | bool)]
+        if texts:
+            p.extend([path, path, _json_array(texts)])
+            parts.append(f"(json_type({m}, ?) = 'text' AND json_extract({m}, ?) {_IN_ARRAY})")
+        if numbers:
+            p.extend([path, path, _json_array(numbers)])
+            parts.append(
+                f"(json_type({m}, ?) IN ('integer', 'real') AND json_extract({m}, ?) {_IN_ARRAY})"
+            )
+        parts.extend(
+            _meta_sqlite(Cmp("meta", path, "$eq", x), a, p)
+            for x in v
+            if x in (True, False) and isinstance(x, bool)
+        )
+        return "COALESCE(" + " OR ".join(parts) + ", 0)"
+    p.append(_json_array(v))
+    col = f"{a}.{c.field}"
+    if c.field in NOT_NULL_FIELDS:
+        return f"({col} {_IN_ARRAY})"
+    return f"COALESCE({col} {_IN_ARRAY}, 0)"
 
 
 def _meta_sqlite(c: Cmp, a: str, p: list[Any]) -> str:
