@@ -227,6 +227,7 @@ class Settings(BaseSettings):
         ge=0,
         description="Time budget of one search, list or count (0: none); past it the call "
         "fails with a TimeoutError (504)",
+    )
     admin_key: SecretStr | None = Field(
         None,
         description="Service admin key (sent as Authorization: Bearer); unset: the store's "
