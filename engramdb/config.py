@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     cache_prefix: str = Field(
         "engram", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="Prefix of every cache key"
     )
+    extract: Literal["background", "inline", "off"] = Field(
+        "background",
+        description="Entity and relation extraction on write (spaCy): by a background worker, "
+        "inline before add returns, or off",
+    )
+    extract_batch: int = Field(
+        64, ge=1, le=1024, description="Texts per extraction batch (one nlp.pipe call)"
+    )
     host: str = Field("127.0.0.1", description="Service bind address")
     port: int = Field(8080, ge=0, le=65535, description="Service port")
 

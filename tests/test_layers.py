@@ -46,6 +46,7 @@ STORES = ("engramdb.stores",)
 CACHE = ("engramdb.cache",)
 OPS = ("engramdb.ops",)
 EMBEDDERS = ("engramdb.embedders",)
+EXTRACT = ("engramdb.extract",)
 # Named by the rules before they exist, so that they are held to them from their first line.
 NOT_YET_WRITTEN = {"engramdb.client", "engramdb.zmq", "engramdb.mcp"}
 
@@ -65,7 +66,7 @@ CONTRACTS = (
     Contract(
         "stores and the cache sit below the engine, the facades, ops and the surfaces",
         importers=STORES + CACHE,
-        forbidden=ENGINE + FACADES + OPS + SURFACES,
+        forbidden=ENGINE + FACADES + OPS + SURFACES + EXTRACT,
     ),
     Contract(
         "the engine sits below the facades, ops and the surfaces",
@@ -77,6 +78,11 @@ CONTRACTS = (
         "surfaces go through Memory/AsyncMemory and ops, never the engine or a store",
         importers=SURFACES,
         forbidden=ENGINE + STORES,
+    ),
+    Contract(
+        "extractors are a component beside the stores, used by the engine",
+        importers=EXTRACT,
+        only=LEAVES + EXTRACT,
     ),
     Contract(
         "embedders are a component beside the stores, used by the engine",

@@ -11,7 +11,8 @@ for a capability by type (``isinstance(store, Maintenance)``):
 * :class:`Store`: records, search candidates, threads, slots, history, erasure, health;
 * :class:`Maintenance`: stats, doctor, backup, restore, re-embedding;
 * :class:`Transfer`: export and import of whole rows (``export``/``import``, ``migrate``'s source);
-* :class:`BulkLoader`: ``migrate``'s target (COPY-speed loads, a batch log, index rebuilds).
+* :class:`BulkLoader`: ``migrate``'s target (COPY-speed loads, a batch log, index rebuilds);
+* :class:`EntityStore`: entities, relations and mentions derived from the texts.
 """
 
 from __future__ import annotations
@@ -23,21 +24,33 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from engramdb.models import AddResult, Event, HistoryEntry, MemoryRecord, Slots
+from engramdb.models import (
+    AddResult,
+    Entity,
+    EntityGraph,
+    Event,
+    Extraction,
+    HistoryEntry,
+    MemoryRecord,
+    Slots,
+)
 from engramdb.query.filters import Node
 from engramdb.stores.prepared import (
     ChunkHit,
     OnError,
+    PendingText,
     PreparedChunk,
     PreparedEvent,
     PreparedRecord,
     RecordChanges,
+    ScopeEntity,
     ThreadTurn,
 )
 
 __all__ = [
     "BulkLoader",
     "ChunkHit",
+    "EntityStore",
     "Maintenance",
     "OnError",
     "PreparedChunk",
@@ -397,4 +410,90 @@ class BulkLoader(Protocol):
 
     def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
         """Build the approximate vector index, then refresh the planner's statistics."""
+        ...
+
+
+@runtime_checkable
+class EntityStore(Protocol):
+    """Entities, relations and mentions: derived from record texts, kept per namespace and
+    user scope (migration 0014).
+
+    A record is queued for extraction in the transaction that writes it (and again when its
+    text changes); deleting it removes its mentions and every entity or relation left
+    without evidence, in the same transaction. The engine drains the queue
+    (:mod:`engramdb.engine.entities`).
+    """
+
+    def extraction_pending(
+        self, namespace: str | None, user_id: str | None, limit: int
+    ) -> list[PendingText]:
+        """Return up to ``limit`` queued records (oldest first), of one scope when given; failed
+        ones are not pending (``retry_failed_extractions`` queues them again)."""
+        ...
+
+    def extraction_counts(self, namespace: str | None) -> dict[str, int]:
+        """Return ``pending``, ``failed``, ``entities``, ``relations``, ``mentions`` of a namespace
+        (or of the whole store)."""
+        ...
+
+    def write_extractions(self, items: list[tuple[PendingText, Extraction]]) -> int:
+        """Replace each record's mentions and relations by its extraction and dequeue it, in one
+        transaction; a record changed or deleted since it was read is only dequeued.
+        Returns how many were written."""
+        ...
+
+    def fail_extraction(self, item: PendingText, error: str) -> None:
+        """Park a record whose extraction failed (kept for ``doctor --repair``)."""
+        ...
+
+    def retry_failed_extractions(self) -> int:
+        """Queue every failed extraction again; return how many."""
+        ...
+
+    def scope_entities(self, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
+        """Return every entity of one type in one (namespace, user) scope (alias step input)."""
+        ...
+
+    def link_entities(self, namespace: str, links: list[tuple[int, int, str]]) -> int:
+        """Join entities to canonical ones (``(entity, canonical, reason)``), logged; return how
+        many were joined (an entity separated by hand is never joined again)."""
+        ...
+
+    def unlink_entity(self, namespace: str, entity_id: int) -> int | None:
+        """Separate an alias from its canonical entity, logged; return that entity's id (None: it
+        was not joined)."""
+        ...
+
+    def entity_links(self, namespace: str, entity_id: int) -> list[dict[str, object]]:
+        """Return the alias log of an entity and of those joined to it, oldest first."""
+        ...
+
+    def list_entities(
+        self,
+        namespace: str,
+        user_id: str | None,
+        query: str | None,
+        type_: str | None,
+        limit: int,
+    ) -> list[Entity]:
+        """Return canonical entities, most mentioned first; ``query`` matches names and aliases."""
+        ...
+
+    def get_entity(self, namespace: str, entity_id: int, mentions: int) -> Entity | None:
+        """Return one canonical entity (an alias id leads to it), up to ``mentions`` mentions."""
+        ...
+
+    def entity_graph(
+        self, namespace: str, entity_id: int, depth: int, types: list[str] | None
+    ) -> EntityGraph | None:
+        """Return the entities and relations within ``depth`` hops of an entity (None: no such
+        entity)."""
+        ...
+
+    def records_about(self, namespace: str, entity_id: int, limit: int) -> list[str]:
+        """Return the ids of the records that mention an entity or its aliases, newest first."""
+        ...
+
+    def record_entities(self, namespace: str, record_ids: list[str]) -> dict[str, EntityGraph]:
+        """Return each record's canonical entities and the relations it states."""
         ...

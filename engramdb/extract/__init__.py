@@ -1,0 +1,10 @@
+"""Extractors: what the engine derives from record texts (entities and relations).
+
+A component beside the stores and the embedders: imports the leaves only. The spaCy
+pipeline is loaded lazily, once per process, and offline (an installed model package).
+"""
+
+from engramdb.extract.entities import EntityExtractor, load_pipeline
+from engramdb.extract.names import alias_links, normalise
+
+__all__ = ["EntityExtractor", "alias_links", "load_pipeline", "normalise"]
