@@ -135,13 +135,19 @@ class EntityRows:
         """Replace a record's mentions and relation evidence by ``found``; dequeue it.
 
         Skipped (only dequeued) when the record's text changed since it was read (the change
-        queued it again) or it is gone. The new rows go in before the old ones go out, so an
+        queued it again), when it is gone, or when another extractor took it first. The new rows go in before the old ones go out, so an
         entity found again keeps its id. Returns whether anything was written.
         """
-        lock = " FOR SHARE" if self.pg else ""
+        # PostgreSQL: the row lock serialises two extractors of one record (the second then
+        # finds the queue row gone) and makes a concurrent delete wait for this commit.
+        lock = " FOR UPDATE" if self.pg else ""
         row = self.run(c, f"SELECT text FROM records WHERE rid = ?{lock}", (item.rid,))
-        self.run(c, "DELETE FROM entity_queue WHERE rid = ? AND seq <= ?", (item.rid, item.seq))
-        if not row or row[0][0] != item.text:
+        taken = self.run(
+            c,
+            "DELETE FROM entity_queue WHERE rid = ? AND seq <= ? RETURNING seq",
+            (item.rid, item.seq),
+        )
+        if not taken or not row or row[0][0] != item.text:
             return False
         ns = item.namespace
         old_mentions = self.run(
