@@ -14,14 +14,9 @@ import pytest
 from engramdb import HashEmbedder, Memory, Settings
 
 
-def open_memory(url: str, extract: str = "background", **kw: object) -> Memory:
-    """A Memory over ``url`` with extraction in the given mode."""
-    return Memory(url, embedder=HashEmbedder(384), settings=Settings(extract=extract, **kw))
-
-
 @pytest.fixture
 def emem(store_url: str) -> Iterator[Memory]:
     """A Memory with background extraction (the default) over each backend."""
-    m = open_memory(store_url)
+    m = Memory(store_url, embedder=HashEmbedder(384), settings=Settings(extract="background"))
     yield m
     m.close()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from engramdb import Memory, NotFoundError, ValidationError
 from entities_helpers import by_name, graph_edges
 
+from engramdb import Memory, NotFoundError, ValidationError
 
 
 def test_john_works_for_microsoft_in_seattle(emem: Memory) -> None:

@@ -1,0 +1,111 @@
+"""The extraction queue: modes, pending counts, failures that lose nothing, concurrency."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from entities_helpers import by_name, open_memory
+
+from engramdb import Extraction
+from engramdb.extract import EntityExtractor
+
+
+class PoisonExtractor(EntityExtractor):
+    """Our own deterministic double: the real extractor, failing on texts with POISON."""
+
+    def extract(self, texts: list[str]) -> list[Extraction]:
+        """Fail the whole batch when one text is poisoned (as a crashing NLP step would)."""
+        if any("POISON" in t for t in texts):
+            raise RuntimeError("the NLP step crashed")
+        return super().extract(texts)
+
+
+def test_off_leaves_records_pending_and_turning_it_on_catches_up(store_url: str) -> None:
+    with open_memory(store_url, extract="off") as m:
+        m.add(["John works for Microsoft.", "Maria Garcia lives in Paris."])
+        stats = m.stats()["entities"]
+        assert (stats["pending"], stats["entities"]) == (2, 0)
+        assert m.entities() == []  # off: reads do not extract either
+    with open_memory(store_url, extract="inline") as m:
+        assert m.stats()["entities"]["pending"] == 2
+        m.add("Anna is married to Peter.")  # an inline write drains its namespace
+        stats = m.stats()["entities"]
+        assert stats["pending"] == 0
+        assert {"John", "Microsoft", "Maria Garcia", "Paris", "Anna", "Peter"} <= set(
+            by_name(m.entities())
+        )
+        assert stats["entity_extraction_seconds"] > 0
+
+
+def test_inline_extracts_before_add_returns(store_url: str) -> None:
+    with open_memory(store_url, extract="inline") as m:
+        m.add("John works for Microsoft in Seattle", user_id="u1")
+        # Counted straight from the tables: nothing is pending, the rows are there.
+        stats = m.stats()["entities"]
+        assert (stats["pending"], stats["entities"], stats["relations"]) == (0, 3, 1)
+
+
+def test_background_reads_catch_up_their_scope(store_url: str) -> None:
+    with open_memory(store_url, extract="background") as m:
+        m.add(["John works for Microsoft.", "Maria Garcia lives in Paris."], user_id="u1")
+        m.add("Bob Smith lives in Rome.", user_id="u2")
+        assert set(by_name(m.entities(user_id="u2"))) == {"Bob Smith", "Rome"}
+        assert set(by_name(m.entities(user_id="u1"))) == {
+            "John",
+            "Microsoft",
+            "Maria Garcia",
+            "Paris",
+        }
+
+
+def test_a_failing_nlp_step_loses_no_record_and_doctor_repair_retries(store_url: str) -> None:
+    with open_memory(store_url, extract="inline") as m:
+        index = m._engine._entities  # noqa: SLF001 - installing our own failing double
+        index.extractor = PoisonExtractor()
+        results = m.add(["John works for Microsoft.", "POISON: Maria Garcia lives in Paris."])
+        assert [r.outcome for r in results] == ["written", "written"]
+        assert m.count() == 2
+        stats = m.stats()["entities"]
+        assert (stats["pending"], stats["failed"]) == (0, 1)
+        assert set(by_name(m.entities())) == {"John", "Microsoft"}
+        # The step is fixed: doctor --repair queues the parked record again and extracts it.
+        index.extractor = EntityExtractor()
+        report = m.doctor(repair=True)
+        assert report["entities"]["retried"] == 1
+        assert m.stats()["entities"]["failed"] == 0
+        assert {"Maria Garcia", "Paris"} <= set(by_name(m.entities()))
+
+
+@pytest.mark.slow
+def test_concurrent_writers_each_record_extracted_once(store_url: str) -> None:
+    """Four threads over two Memory objects (two workers draining one queue) add at once."""
+    mems = [open_memory(store_url), open_memory(store_url, extract="inline")]
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            m = mems[k % 2]
+            for i in range(10):
+                m.add(f"John works for Microsoft, note {k}-{i}.", user_id="u1")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        for m in mems:
+            found = by_name(m.entities(user_id="u1"))
+            assert set(found) == {"John", "Microsoft"}
+            assert found["John"].mention_count == 40
+            assert found["Microsoft"].mention_count == 40
+            assert m.stats()["entities"]["mentions"] == 80
+            john = m.relations(found["John"].id)
+            assert len(john.relations) == 1 and len(john.relations[0].record_ids) == 40
+    finally:
+        for m in mems:
+            m.close()
