@@ -38,6 +38,7 @@ RELATION_TYPES = frozenset(
     {"works_for", "lives_in", "located_in", "part_of", "knows", "related_to", "likes", "owns"}
 )
 MENTION_LIMIT = 1000  # mentions returned by entity(id)
+DEBOUNCE_S = 0.2  # the worker waits this long after a write before extracting
 
 
 class _Worker(BackgroundWorker):
@@ -53,6 +54,11 @@ class _Worker(BackgroundWorker):
         while not self.stopped:
             if not self.wake.wait(timeout=30.0):
                 return  # idle: the next kick starts a new thread
+            # Let a burst of writes gather into one batch; a process that closes meanwhile
+            # (a one-shot CLI add) leaves the queue to the next reader instead of loading
+            # the NLP pipeline on its way out.
+            if self.halt.wait(DEBOUNCE_S):
+                return
             self.wake.clear()
             try:
                 self.index.drain(None, None)
@@ -268,6 +274,6 @@ class EntityIndex:
 
 
 def _check_id(entity_id: Any) -> int:
-    if isinstance(entity_id, bool) or not isinstance(entity_id, int) or entity_id < 1:
+    if isinstance(entity_id, bool) or not isinstance(entity_id, int) or not 1 <= entity_id < 2**63:
         raise ValidationError(f"entity id: a positive integer, not {entity_id!r}")
     return entity_id

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
+from engramdb.server import entity_routes
 from engramdb.server.errors import install_error_handlers
 from engramdb.server.lsn import ReadFloorMiddleware
 from engramdb.server.routes import admin, meta, records
@@ -64,6 +65,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)
+    app.include_router(entity_routes.entities)
     return app
 
 

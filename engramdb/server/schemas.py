@@ -13,6 +13,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engramdb.server.entity_schemas import EntityGraphOut
+
 Filter = dict[str, Any]
 
 
@@ -167,6 +169,7 @@ class SearchRequest(_Shortcuts):
     cursor: str | None = None
     valid_at: datetime | None = None
     include_expired: bool = False
+    include_entities: bool = False
 
 
 class MessageIn(_Request):
@@ -352,6 +355,7 @@ class SearchHitOut(_Response):
     score: float
     parts: ScorePartsOut
     chunk: str
+    entities: EntityGraphOut | None = None
 
 
 class SearchPageOut(_Response):
@@ -421,6 +425,7 @@ class StatsOut(_Response):
     store: dict[str, Any]
     embedder: dict[str, Any]
     cache: dict[str, Any] | None = None
+    entities: dict[str, Any] | None = None
 
 
 class HealthOut(_Response):

@@ -135,8 +135,9 @@ class EntityRows:
         """Replace a record's mentions and relation evidence by ``found``; dequeue it.
 
         Skipped (only dequeued) when the record's text changed since it was read (the change
-        queued it again), when it is gone, or when another extractor took it first. The new rows go in before the old ones go out, so an
-        entity found again keeps its id. Returns whether anything was written.
+        queued it again), when it is gone, or when another extractor took it first. The new
+        rows go in before the old ones go out, so an entity found again keeps its id.
+        Returns whether anything was written.
         """
         # PostgreSQL: the row lock serialises two extractors of one record (the second then
         # finds the queue row gone) and makes a concurrent delete wait for this commit.

@@ -4,8 +4,9 @@ The SQL is shared with SQLite (:mod:`engramdb.stores.entity_rows`); this part ow
 transactions. Reads run on the primary in one snapshot (an entity read first catches up
 the queue, and a replica might not have replayed that write yet). An extraction write
 locks its record's row, so a concurrent delete waits and its trigger then removes what was
-just written, and of two processes extracting one record the second finds it dequeued. New records are queued by a trigger
-(migration 0014), so every insert path, COPY included, queues them.
+just written, and of two processes extracting one record the second finds it dequeued.
+New records are queued by a trigger (migration 0014), so every insert path, COPY
+included, queues them.
 """
 
 from __future__ import annotations
