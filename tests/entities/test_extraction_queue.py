@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from entities_helpers import by_name, open_memory
 
-from engramdb import Extraction
+from engramdb import AsyncMemory, Extraction, HashEmbedder, Settings
 from engramdb.extract import EntityExtractor
 
 
@@ -109,3 +110,35 @@ def test_concurrent_writers_each_record_extracted_once(store_url: str) -> None:
     finally:
         for m in mems:
             m.close()
+
+
+def test_restore_brings_back_entities_rebuilt_from_the_records(
+    store_url: str, tmp_path: Path
+) -> None:
+    with open_memory(store_url) as m:
+        m.add(["John works for Microsoft.", "Maria Garcia lives in Paris."], user_id="u1")
+        before = {(e.name, e.type, e.mention_count) for e in m.entities()}
+        m.backup(tmp_path / "b.bak")
+        m.delete_all(all=True)
+        assert m.entities() == []
+        m.restore(tmp_path / "b.bak")
+        assert {(e.name, e.type, e.mention_count) for e in m.entities()} == before
+        john = by_name(m.entities())["John"]
+        assert [r.type for r in m.relations(john.id).relations] == ["works_for"]
+
+
+async def test_the_async_face_reads_entities(store_url: str) -> None:
+    mem = await AsyncMemory.open(
+        store_url, embedder=HashEmbedder(384), settings=Settings(extract="background")
+    )
+    try:
+        await mem.add("John works for Microsoft in Seattle", user_id="u1")
+        found = by_name(await mem.entities(user_id="u1"))
+        assert set(found) == {"John", "Microsoft", "Seattle"}
+        graph = await mem.relations(found["John"].id)
+        assert [r.type for r in graph.relations] == ["works_for"]
+        assert [r.text for r in await mem.records_about(found["Seattle"].id)] == [
+            "John works for Microsoft in Seattle"
+        ]
+    finally:
+        await mem.aclose()
