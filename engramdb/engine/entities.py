@@ -80,6 +80,15 @@ class EntityIndex:
         self._worker = _Worker(self)
         self.seconds = 0.0  # entity_extraction_seconds: time spent in the NLP step
         self.extracted = 0
+        # Records left queued by another process (or by an upgrade, which queues a store's
+        # history) are extracted in the background from the start, not at the first read.
+        es = self.store
+        if (
+            es is not None
+            and self.mode == "background"
+            and es.extraction_pending(None, None, 1)
+        ):
+            self._worker.kick()
 
     def _store(self, doing: str) -> EntityStore:
         if self.store is None:
@@ -113,6 +122,9 @@ class EntityIndex:
         """Extract every queued record of a scope (all with None); return how many."""
         store = self._store("extraction")
         done = 0
+        # The common case, nothing pending, costs one indexed read and takes no lock.
+        if not store.extraction_pending(namespace, user_id, 1):
+            return 0
         with self._lock:
             while True:
                 batch = store.extraction_pending(namespace, user_id, self.settings.extract_batch)
