@@ -39,6 +39,7 @@ RELATION_TYPES = frozenset(
 )
 MENTION_LIMIT = 1000  # mentions returned by entity(id)
 DEBOUNCE_S = 0.2  # the worker waits this long after a write before extracting
+OPEN_DELAY_S = 2.0  # ... and this long after an open that found records queued
 
 
 class _Worker(BackgroundWorker):
@@ -49,19 +50,21 @@ class _Worker(BackgroundWorker):
     def __init__(self, index: EntityIndex) -> None:
         super().__init__()
         self.index = index
+        self.delay = DEBOUNCE_S  # the pause before the next drain (longer after an open)
 
     def _run(self) -> None:
         while not self.stopped:
             if not self.wake.wait(timeout=30.0):
                 return  # idle: the next kick starts a new thread
             # Let a burst of writes gather into one batch; a process that closes meanwhile
-            # (a one-shot CLI add) leaves the queue to the next reader instead of loading
-            # the NLP pipeline on its way out.
-            if self.halt.wait(DEBOUNCE_S):
+            # (a one-shot CLI command) leaves the queue to the next reader instead of
+            # loading the NLP pipeline on its way out.
+            delay, self.delay = self.delay, DEBOUNCE_S
+            if self.halt.wait(delay):
                 return
             self.wake.clear()
             try:
-                self.index.drain(None, None)
+                self.index.drain(None, None, stop=self.halt)
             except Exception:  # the queue keeps the work; the next kick retries
                 log.warning("background entity extraction failed", exc_info=True)
                 if self.halt.wait(1.0):
@@ -83,11 +86,8 @@ class EntityIndex:
         # Records left queued by another process (or by an upgrade, which queues a store's
         # history) are extracted in the background from the start, not at the first read.
         es = self.store
-        if (
-            es is not None
-            and self.mode == "background"
-            and es.extraction_pending(None, None, 1)
-        ):
+        if es is not None and self.mode == "background" and es.extraction_pending(None, None, 1):
+            self._worker.delay = OPEN_DELAY_S
             self._worker.kick()
 
     def _store(self, doing: str) -> EntityStore:
@@ -118,15 +118,21 @@ class EntityIndex:
         if self.store is not None and self.mode != "off":
             self.drain(namespace, user_id)
 
-    def drain(self, namespace: str | None, user_id: str | None) -> int:
-        """Extract every queued record of a scope (all with None); return how many."""
+    def drain(
+        self, namespace: str | None, user_id: str | None, stop: threading.Event | None = None
+    ) -> int:
+        """Extract every queued record of a scope (all with None); return how many.
+
+        ``stop`` (the worker's) ends the loop between batches: closing the store waits for
+        one batch at most, and what is left stays queued.
+        """
         store = self._store("extraction")
         done = 0
         # The common case, nothing pending, costs one indexed read and takes no lock.
         if not store.extraction_pending(namespace, user_id, 1):
             return 0
         with self._lock:
-            while True:
+            while stop is None or not stop.is_set():
                 batch = store.extraction_pending(namespace, user_id, self.settings.extract_batch)
                 if not batch:
                     return done
@@ -135,6 +141,7 @@ class EntityIndex:
                     store.write_extractions(found)
                     self._aliases(store, found)
                 done += len(batch)
+        return done
 
     def _extract(
         self, store: EntityStore, batch: list[PendingText]
