@@ -26,7 +26,7 @@ from typing import Any
 from engramdb.config import Settings
 from engramdb.engine import validation as v
 from engramdb.errors import NotFoundError, NotSupportedError, ValidationError
-from engramdb.extract import EntityExtractor, alias_links
+from engramdb.extract import EntityExtractor, ProcessExtractor, alias_links
 from engramdb.models import Entity, EntityGraph, Extraction
 from engramdb.stores.background import BackgroundWorker
 from engramdb.stores.base import EntityStore, Store
@@ -78,7 +78,13 @@ class EntityIndex:
         self.settings = settings
         self.mode = settings.extract
         self.store: EntityStore | None = store if isinstance(store, EntityStore) else None
-        self.extractor = EntityExtractor(settings.extract_batch)
+        # The background worker parses in a helper process (it would hold this process's
+        # interpreter lock and slow the writes); inline extraction parses here.
+        self.extractor: EntityExtractor | ProcessExtractor = (
+            ProcessExtractor(settings.extract_batch)
+            if self.mode == "background"
+            else EntityExtractor(settings.extract_batch)
+        )
         self._lock = threading.Lock()
         self._worker = _Worker(self)
         self.seconds = 0.0  # entity_extraction_seconds: time spent in the NLP step

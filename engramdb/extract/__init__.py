@@ -6,5 +6,6 @@ pipeline is loaded lazily, once per process, and offline (an installed model pac
 
 from engramdb.extract.entities import EntityExtractor, load_pipeline
 from engramdb.extract.names import alias_links, normalise
+from engramdb.extract.process import ProcessExtractor
 
-__all__ = ["EntityExtractor", "alias_links", "load_pipeline", "normalise"]
+__all__ = ["EntityExtractor", "ProcessExtractor", "alias_links", "load_pipeline", "normalise"]
