@@ -13,6 +13,7 @@ nothing is lost). The helper exits when its parent closes the pipe or exits.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -28,8 +29,15 @@ _helper: tuple[Any, Connection, int] | None = None  # (process, pipe, parent pid
 
 
 def _serve(conn: Connection, batch_size: int) -> None:  # pragma: no cover - in the helper
-    """The helper's loop: texts in, extractions (as dicts) out, until the pipe closes."""
+    """The helper's loop: texts in, extractions (as dicts) out, until the pipe closes.
+
+    It runs at a lower CPU priority: where cores are short, writes come first and
+    extraction (which reads catch up on anyway) takes what is left.
+    """
     from engramdb.extract.entities import EntityExtractor
+
+    with contextlib.suppress(OSError):
+        os.nice(10)
 
     extractor = EntityExtractor(batch_size)
     while True:
