@@ -12,8 +12,8 @@ so that the figures are the write path's and the extraction's, not the model's:
   before it returns.
 
 The modes run in turn per round, the order rotating each round, so that load from other
-processes falls on all of them alike; the spaCy pipeline (here and in the helper) is loaded before the first round.
-Writes ``extract.json``.
+processes falls on all of them alike; the spaCy pipeline (here and in the helper) is
+loaded before the first round. Writes ``extract.json``.
 """
 
 from __future__ import annotations
