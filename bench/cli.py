@@ -168,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the PostgreSQL stores and savers (no server is started)",
     )
+    p = sub.add_parser(
+        "extract",
+        help="add throughput with entity extraction off, background and inline (extract.json)",
+        description="Memory.add of the same texts (hash embedder) with ENGRAM_EXTRACT off, "
+        "background and inline: batch and single adds, and how long the background queue "
+        "takes to drain after the writes.",
+    )
+    _common(p)
+    p.add_argument("--texts", type=int, default=5000, help="Texts added in batches")
+    p.add_argument("--singles", type=int, default=300, help="Texts added one per call")
+    p.add_argument("--batch", type=int, default=100, help="Texts per batch add")
+    p.add_argument("--rounds", type=int, default=2, help="Rounds (modes rotate each round)")
     sub.add_parser(
         "locomo",
         help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
@@ -268,6 +280,10 @@ def main(argv: list[str]) -> int:
             queries=args.queries,
             postgres=not getattr(args, "no_postgres", False),
         )
+    if args.command == "extract":
+        from bench import extract
+
+        extract.main(args.out, args.texts, args.singles, args.batch, args.rounds, args.quick)
     if args.command == "all":
         loc = ["--json", str(args.out / "locomo.json")]
         if args.data is not None:

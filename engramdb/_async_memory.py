@@ -17,6 +17,8 @@ from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
 from engramdb.models import (
     AddResult,
+    Entity,
+    EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
@@ -31,6 +33,8 @@ Results = list[AddResult]
 Records = list[MemoryRecord]
 Events = list[Event]
 Changes = list[HistoryEntry]
+Entities = list[Entity]
+EntityLog = list[dict[str, Any]]
 
 
 class AsyncMemory(_Shared):
@@ -336,12 +340,15 @@ class AsyncMemory(_Shared):
         valid_at: datetime | str | None = None,
         include_expired: bool = False,
         query_vector: np.ndarray | None = None,
+        include_entities: bool = False,
     ) -> SearchPage:
         """Find the records most relevant to ``query``.
 
         ``mode="hybrid"`` fuses exact vector similarity and BM25 keyword relevance with
         reciprocal-rank fusion; each hit carries its parts. ``threshold`` drops hits whose
         vector cosine similarity is below it. Paging: ``offset`` or ``page.next_cursor``.
+        ``include_entities=True`` fills each hit's ``entities`` with the entities its
+        record mentions and the relations it states.
         """
         node = self._engine.build_filter(
             filters,
@@ -366,7 +373,80 @@ class AsyncMemory(_Shared):
             offset=offset,
             cursor=cursor,
             query_vector=query_vector,
+            include_entities=include_entities,
         )
+
+    async def entities(
+        self,
+        query: str | None = None,
+        *,
+        type: str | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+    ) -> Entities:
+        """Return the namespace's entities (one user's with ``user_id``), most mentioned first.
+
+        Each has an id, its name as first written, type (PERSON, ORG, GPE, ...), aliases
+        (other names joined to it) and mention count. ``query`` matches names and aliases
+        (case-insensitive substring). Records added before the call are extracted first.
+
+        Example::
+
+            mem.add("John works for Microsoft in Seattle", user_id="u1")
+            [e.name for e in mem.entities(user_id="u1")]  # ['John', 'Microsoft', 'Seattle']
+        """
+        return await self._call(
+            "entities", self._engine.entities, self.namespace, query, type, user_id, limit
+        )
+
+    async def entity(self, id: int) -> Entity:
+        """Return one entity with its mentions (record, span, sentence, confidence).
+
+        The id of an alias gives the entity it is joined to.
+
+        Raises:
+            NotFoundError: no such entity in this namespace.
+        """
+        return await self._call("entity", self._engine.entity, self.namespace, id)
+
+    async def relations(
+        self, entity_id: int, *, depth: int = 1, types: Sequence[str] | None = None
+    ) -> EntityGraph:
+        """Return the subgraph within ``depth`` (1-3) hops of an entity.
+
+        Relations (``works_for``, ``lives_in``, ``located_in``, ``part_of``, ``knows``,
+        ``related_to``, ``likes``, ``owns``; ``types`` narrows them) carry the ids of the
+        records stating them and their sentences.
+
+        Raises:
+            NotFoundError: no such entity in this namespace.
+        """
+        return await self._call(
+            "relations",
+            self._engine.relations,
+            self.namespace,
+            entity_id,
+            depth,
+            None if types is None else list(types),
+        )
+
+    async def records_about(self, entity_id: int, *, limit: int = 100) -> Records:
+        """Return the records that mention an entity (or one of its aliases), newest first."""
+        return await self._call(
+            "records_about", self._engine.records_about, self.namespace, entity_id, limit
+        )
+
+    async def unlink_entity(self, id: int) -> Entity:
+        """Undo an alias join: the entity stands on its own again (and stays so).
+
+        Raises:
+            NotFoundError: no such entity. ValidationError: it is not joined to another.
+        """
+        return await self._call("unlink_entity", self._engine.unlink_entity, self.namespace, id)
+
+    async def entity_history(self, id: int) -> EntityLog:
+        """Return the alias log of an entity: each join and separation, oldest first."""
+        return await self._call("entity_history", self._engine.entity_history, self.namespace, id)
 
     async def log_event(
         self,

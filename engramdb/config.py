@@ -251,6 +251,14 @@ class Settings(BaseSettings):
         description="ZeroMQ endpoint the service binds beside HTTP (e.g. tcp://127.0.0.1:5570); "
         "unset: none",
     )
+    extract: Literal["background", "inline", "off"] = Field(
+        "background",
+        description="Entity and relation extraction on write (spaCy): by a background worker, "
+        "inline before add returns, or off",
+    )
+    extract_batch: int = Field(
+        64, ge=1, le=1024, description="Texts per extraction batch (one nlp.pipe call)"
+    )
 
 
 def url_without_password(url: str, mask: str = "") -> str:

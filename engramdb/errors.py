@@ -11,6 +11,7 @@
      ├── ConflictError                       stale version / id reused with other text: 409, exit 4
      ├── EmbedderMismatchError               store built with another embedder: 409, exit 5
      ├── EmbeddingError                      the embedder failed or returned garbage: 502, exit 6
+     ├── ExtractionError                     the entity extractor is missing or failed: 503, exit 10
      ├── SchemaError                         store schema out of date / too new: 409, exit 7
      │    └── SchemaTooNewError
      ├── RateLimitedError                    a key's rate or concurrency limit: 429, exit 10
@@ -112,6 +113,16 @@ class EmbeddingError(EngramError):
     """The embedder failed, timed out, or returned vectors of the wrong shape or non-finite."""
 
     code = "embedding_error"
+
+
+class ExtractionError(EngramError):
+    """The entity extractor (spaCy and its model) is not installed or failed.
+
+    A record is never lost to it: the record is stored, its extraction is parked and
+    ``doctor --repair`` retries it.
+    """
+
+    code = "extraction_error"
 
 
 class SchemaError(EngramError):
@@ -235,6 +246,7 @@ ERROR_TABLE: dict[type[EngramError], tuple[int, int]] = {
     QuotaExceededError: (409, 4),
     EmbedderMismatchError: (409, 5),
     EmbeddingError: (502, 6),
+    ExtractionError: (503, 10),
     SchemaError: (409, 7),
     SchemaTooNewError: (409, 7),
     StoreError: (503, 8),

@@ -98,15 +98,20 @@ class SearchHit:
     score: float
     parts: ScoreParts
     chunk: str
+    #: With ``search(..., include_entities=True)``: the record's entities and relations.
+    entities: EntityGraph | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
+        """Return a JSON-ready dict (``entities`` only when they were asked for)."""
+        out = {
             "record": self.record.to_dict(),
             "score": self.score,
             "parts": asdict(self.parts),
             "chunk": self.chunk,
         }
+        if self.entities is not None:
+            out["entities"] = self.entities.to_dict()
+        return out
 
 
 @dataclass(slots=True)
@@ -225,6 +230,122 @@ class Snapshot:
             "slots": self.slots.to_dict(),
             "text": self.text,
         }
+
+
+# ---------------------------------------------------------------------- entities (derived)
+
+
+@dataclass(slots=True)
+class Mention:
+    """Where an entity is named: the record, the span of the text, the sentence around it."""
+
+    record_id: str
+    text: str
+    start: int
+    end: int
+    sentence: str
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Entity:
+    """A canonical entity of one namespace and user scope (derived from the records).
+
+    ``name`` is the form first written ("John"); ``aliases`` the other names joined to it
+    ("Mr. Smith", "Bob"); ``mentions`` is filled by ``entity(id)`` only.
+    """
+
+    id: int
+    namespace: str
+    user_id: str | None
+    name: str
+    type: str
+    aliases: list[str] = field(default_factory=list)
+    mention_count: int = 0
+    mentions: list[Mention] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        out = {
+            "id": self.id,
+            "namespace": self.namespace,
+            "user_id": self.user_id,
+            "name": self.name,
+            "type": self.type,
+            "aliases": list(self.aliases),
+            "mention_count": self.mention_count,
+        }
+        if self.mentions is not None:
+            out["mentions"] = [m.to_dict() for m in self.mentions]
+        return out
+
+
+@dataclass(slots=True)
+class Relation:
+    """A typed edge between two canonical entities, with the records that state it."""
+
+    id: int
+    source_id: int
+    target_id: int
+    type: str
+    confidence: float
+    record_ids: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class EntityGraph:
+    """A subgraph: entities and the relations between them."""
+
+    entities: list[Entity] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "entities": [e.to_dict() for e in self.entities],
+            "relations": [r.to_dict() for r in self.relations],
+        }
+
+
+@dataclass(slots=True)
+class FoundEntity:
+    """One entity mention found in a text by the extractor (before canonicalisation)."""
+
+    name: str
+    norm: str
+    type: str
+    start: int
+    end: int
+    sentence: str
+    confidence: float
+
+
+@dataclass(slots=True)
+class FoundRelation:
+    """One relation found in a text: indexes into the same extraction's ``entities``."""
+
+    source: int
+    target: int
+    type: str
+    sentence: str
+    confidence: float
+
+
+@dataclass(slots=True)
+class Extraction:
+    """What the extractor found in one record's text."""
+
+    entities: list[FoundEntity] = field(default_factory=list)
+    relations: list[FoundRelation] = field(default_factory=list)
 
 
 def _jsonable(value: Any) -> Any:

@@ -33,6 +33,8 @@ from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
 from engramdb.models import (
     AddResult,
+    Entity,
+    EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
@@ -47,6 +49,8 @@ Results = list[AddResult]
 Records = list[MemoryRecord]
 Events = list[Event]
 Changes = list[HistoryEntry]
+Entities = list[Entity]
+EntityLog = list[dict[str, Any]]
 
 
 class AsyncMemory(_Shared):

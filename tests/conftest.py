@@ -16,6 +16,9 @@ import pytest
 from engramdb import HashEmbedder, Memory, MiniLMEmbedder, Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Entity extraction loads spaCy (seconds per process); tests that are not about entities
+# run without it, and those that are pass Settings(extract=...) explicitly.
+os.environ.setdefault("ENGRAM_EXTRACT", "off")
 # Every backend the contract suite runs against; ENGRAM_TEST_BACKENDS=sqlite narrows it.
 BACKENDS = os.environ.get("ENGRAM_TEST_BACKENDS", "sqlite,postgres").split(",")
 

@@ -55,6 +55,7 @@ STORES = ("engramdb.stores",)
 CACHE = ("engramdb.cache",)
 OPS = ("engramdb.ops",)
 EMBEDDERS = ("engramdb.embedders",)
+EXTRACT = ("engramdb.extract",)
 # Named by the rules before they exist, so that they are held to them from their first line.
 NOT_YET_WRITTEN = {"engramdb.mcp"}
 CLIENT = ("engramdb.client",)
@@ -75,7 +76,7 @@ CONTRACTS = (
     Contract(
         "stores and the cache sit below the engine, the facades, ops and the surfaces",
         importers=STORES + CACHE,
-        forbidden=ENGINE + FACADES + OPS + SURFACES,
+        forbidden=ENGINE + FACADES + OPS + SURFACES + EXTRACT,
     ),
     Contract(
         "the engine sits below the facades, ops and the surfaces",
@@ -98,6 +99,11 @@ CONTRACTS = (
         "legacy source adapters only read: they use the leaves and each other, nothing that writes",
         importers=("engramdb.ops.sources",),
         only=LEAVES + ("engramdb.ops.sources",),
+    ),
+    Contract(
+        "extractors are a component beside the stores, used by the engine",
+        importers=EXTRACT,
+        only=LEAVES + EXTRACT,
     ),
     Contract(
         "embedders are a component beside the stores, used by the engine",

@@ -18,6 +18,7 @@ import click
 
 from engramdb.cli import (
     commands_admin,
+    commands_entities,
     commands_keys,
     commands_mcp,
     commands_records,
@@ -60,6 +61,7 @@ def cli(ctx: click.Context) -> None:
 for _module in (
     commands_records,
     commands_threads,
+    commands_entities,
     commands_admin,
     commands_keys,
     commands_serve,

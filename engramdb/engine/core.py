@@ -12,6 +12,8 @@ an embedder, and hands each call to the part whose job it is:
 * :mod:`~engramdb.engine.admin` makes the whole-store calls (stats, doctor, backup,
   export, import, re-embedding, health, erasure);
 * :mod:`~engramdb.engine.checkpoints` keeps agent frameworks' thread checkpoints.
+* :mod:`~engramdb.engine.entities` extracts entities and relations off the write path and
+  answers the entity reads (each first catching up its scope).
 
 The parts share one :class:`~engramdb.engine.encoder.Encoder`, so a re-embedding switches
 the embedder for all of them at once.
@@ -20,6 +22,7 @@ the embedder for all of them at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,12 +36,16 @@ from engramdb.embedders.base import Embedder, resolve_embedder
 from engramdb.engine.admin import Admin
 from engramdb.engine.checkpoints import ThreadCheckpoints
 from engramdb.engine.encoder import Encoder
+from engramdb.engine.entities import EntityIndex
 from engramdb.engine.records import Records
 from engramdb.engine.search import Mode, Searcher
 from engramdb.engine.threads import Threads
 from engramdb.engine.write import Writer
+from engramdb.errors import ValidationError
 from engramdb.models import (
     AddResult,
+    Entity,
+    EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
@@ -76,6 +83,7 @@ class Engine:
         self._searcher = Searcher(settings, store, self.cache, self._encoder)
         self._threads = Threads(settings, store, self.cache)
         self._admin = Admin(settings, store, self.cache, self._encoder)
+        self._entities = EntityIndex(settings, store)
 
     @classmethod
     def open(cls, settings: Settings, embedder: str | Embedder | None) -> Engine:
@@ -94,7 +102,9 @@ class Engine:
             raise
 
     def close(self) -> None:
-        """Release the cache's connections, then persist derived indexes and close the store."""
+        """Stop extraction, release the cache's connections, then persist derived indexes and
+        close the store."""
+        self._entities.close()
         self.cache.close()
         self.store.close()
 
@@ -144,7 +154,9 @@ class Engine:
         on_error: Literal["abort", "skip"] = "abort",
     ) -> list[AddResult]:
         """Validate, chunk, embed and store records in one transaction."""
-        return self._writer.add(namespace, items, defaults, on_error)
+        results = self._writer.add(namespace, items, defaults, on_error)
+        self._entities.written(namespace)
+        return results
 
     def add_messages(
         self,
@@ -156,9 +168,12 @@ class Engine:
         remember: bool,
     ) -> list[AddResult]:
         """Append conversation turns as events and (optionally) as searchable records."""
-        return self._writer.add_messages(
+        results = self._writer.add_messages(
             namespace, thread_id, messages, user_id, agent_id, remember
         )
+        if remember:
+            self._entities.written(namespace)
+        return results
 
     def get(self, namespace: str, record_id: str) -> MemoryRecord:
         """Return one record or raise NotFoundError."""
@@ -198,7 +213,10 @@ class Engine:
         expected_version: int | None,
     ) -> MemoryRecord:
         """Change a record: re-embeds when the text changes; tags change atomically."""
-        return self._writer.update(namespace, record_id, fields, expected_version)
+        record = self._writer.update(namespace, record_id, fields, expected_version)
+        if fields.get("text") is not None:
+            self._entities.written(namespace)
+        return record
 
     def delete(self, namespace: str, record_id: str) -> None:
         """Delete one record (tombstone in history) or raise NotFoundError."""
@@ -227,13 +245,15 @@ class Engine:
         offset: int,
         cursor: str | None,
         query_vector: np.ndarray | None = None,
+        include_entities: bool = False,
     ) -> SearchPage:
         """Hybrid / vector / keyword search with fusion, threshold and paging.
 
         Bounded by ``search_timeout_ms`` (see :mod:`engramdb.deadline`).
+        ``include_entities`` fills each hit's ``entities`` (its entities and relations).
         """
         with read_budget(self.settings.search_timeout_ms):
-            return self._searcher.search(
+            page = self._searcher.search(
                 namespace,
                 query,
                 top_k=top_k,
@@ -245,6 +265,51 @@ class Engine:
                 cursor=cursor,
                 query_vector=query_vector,
             )
+        if include_entities is not True:
+            if include_entities is not False:
+                raise ValidationError("include_entities: true or false", field="include_entities")
+            return page
+        graphs = self._entities.record_entities(
+            namespace, user_id, [h.record.id for h in page.hits]
+        )
+        hits = [replace(h, entities=graphs.get(h.record.id, EntityGraph())) for h in page.hits]
+        return SearchPage(hits, page.next_cursor)
+
+    # ------------------------------------------------------------------ entities
+
+    def entities(
+        self,
+        namespace: str,
+        query: str | None,
+        type_: str | None,
+        user_id: str | None,
+        limit: int,
+    ) -> list[Entity]:
+        """Canonical entities of a namespace (see :meth:`EntityIndex.entities`)."""
+        return self._entities.entities(namespace, query, type_, user_id, limit)
+
+    def entity(self, namespace: str, entity_id: int) -> Entity:
+        """One entity with its mentions."""
+        return self._entities.entity(namespace, entity_id)
+
+    def relations(
+        self, namespace: str, entity_id: int, depth: int, types: list[str] | None
+    ) -> EntityGraph:
+        """The subgraph around an entity."""
+        return self._entities.relations(namespace, entity_id, depth, types)
+
+    def records_about(self, namespace: str, entity_id: int, limit: int) -> list[MemoryRecord]:
+        """The records that mention an entity, newest first."""
+        ids = self._entities.records_about(namespace, entity_id, limit)
+        return self._records.get_many(namespace, ids)
+
+    def unlink_entity(self, namespace: str, entity_id: int) -> Entity:
+        """Undo the alias join of an entity."""
+        return self._entities.unlink(namespace, entity_id)
+
+    def entity_history(self, namespace: str, entity_id: int) -> list[dict[str, Any]]:
+        """The alias log of an entity."""
+        return self._entities.links(namespace, entity_id)
 
     # ------------------------------------------------------------------ episodic + slots
 
@@ -315,12 +380,21 @@ class Engine:
         return self._admin.namespaces()
 
     def stats(self, namespace: str) -> dict[str, Any]:
-        """Counts and sizes of one namespace and of the whole store, with embedder and cache."""
-        return self._admin.stats(namespace)
+        """Counts and sizes of one namespace and of the whole store, with embedder, cache and
+        entities (``pending`` extractions among them)."""
+        out = self._admin.stats(namespace)
+        out["entities"] = self._entities.stats(namespace)
+        return out
 
     def doctor(self, repair: bool) -> dict[str, Any]:
-        """Check integrity and that every derived index agrees with the tables."""
-        return self._admin.doctor(repair)
+        """Check integrity and that every derived index agrees with the tables; with
+        ``repair``, parked entity extractions are retried."""
+        report = self._admin.doctor(repair)
+        entities = self._entities.stats(None)
+        if repair:
+            entities["retried"] = self._entities.repair()
+        report["entities"] = entities
+        return report
 
     def backup(self, path: Path) -> None:
         """Write a consistent online copy of the whole store to ``path``."""
@@ -352,7 +426,9 @@ class Engine:
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, int]:
         """Read an export back (idempotent: same ids, same history)."""
-        return self._admin.import_(path, namespace, progress)
+        counts = self._admin.import_(path, namespace, progress)
+        self._entities.written(namespace)
+        return counts
 
     def reembed(
         self,

@@ -22,6 +22,7 @@ SCHEMA_REVISIONS = [
     "0011",
     "0012",
     "0013",
+    "0014",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

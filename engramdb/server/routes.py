@@ -251,6 +251,7 @@ async def search(body: s.SearchRequest, mem: Mem) -> s.SearchPageOut:
         cursor=body.cursor,
         valid_at=body.valid_at,
         include_expired=body.include_expired,
+        include_entities=body.include_entities,
         **body.shortcuts(),
     )
     return s.SearchPageOut(

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, Self
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engramdb.server.entity_schemas import EntityGraphOut
+
 Filter = dict[str, Any]
 
 # Patterns and bounds declared in the OpenAPI document; they mirror the library's checks
@@ -192,6 +194,7 @@ class SearchRequest(_Shortcuts):
     cursor: str | None = Field(None, max_length=4096)
     valid_at: datetime | None = None
     include_expired: bool = False
+    include_entities: bool = False
 
 
 class MessageIn(_Request):
@@ -379,6 +382,7 @@ class SearchHitOut(_Response):
     score: float
     parts: ScorePartsOut
     chunk: str
+    entities: EntityGraphOut | None = None
 
 
 class SearchPageOut(_Response):
@@ -448,6 +452,7 @@ class StatsOut(_Response):
     store: dict[str, Any]
     embedder: dict[str, Any]
     cache: dict[str, Any] | None = None
+    entities: dict[str, Any] | None = None
 
 
 class LivenessOut(_Response):

@@ -14,6 +14,7 @@ for a capability by type (``isinstance(store, Maintenance)``):
 * :class:`BulkLoader`: ``migrate``'s target (COPY-speed loads, a batch log, index rebuilds);
 * :class:`Checkpoints`: the thread checkpoints of agent frameworks (LangGraph's checkpointer);
 * :class:`KeyStore`: the service's keys (hashed) and its admin audit log.
+* :class:`EntityStore`: entities, relations and mentions derived from the texts.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from engramdb.models import (
     CheckpointBlob,
     CheckpointRow,
     CheckpointWrite,
+    Entity,
+    EntityGraph,
     Event,
+    Extraction,
     HistoryEntry,
     MemoryRecord,
     Slots,
@@ -40,10 +44,12 @@ from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
     ChunkHit,
     OnError,
+    PendingText,
     PreparedChunk,
     PreparedEvent,
     PreparedRecord,
     RecordChanges,
+    ScopeEntity,
     ThreadTurn,
 )
 
@@ -52,6 +58,7 @@ __all__ = [
     "BulkLoader",
     "Checkpoints",
     "ChunkHit",
+    "EntityStore",
     "KeyRow",
     "KeyStore",
     "Maintenance",
@@ -526,4 +533,90 @@ class KeyStore(Protocol):
 
     def list_audit(self, limit: int, before: int | None = None) -> list[AuditRow]:
         """Return up to ``limit`` audit entries, newest first, older than seq ``before``."""
+        ...
+
+
+@runtime_checkable
+class EntityStore(Protocol):
+    """Entities, relations and mentions: derived from record texts, kept per namespace and
+    user scope (migration 0014).
+
+    A record is queued for extraction in the transaction that writes it (and again when its
+    text changes); deleting it removes its mentions and every entity or relation left
+    without evidence, in the same transaction. The engine drains the queue
+    (:mod:`engramdb.engine.entities`).
+    """
+
+    def extraction_pending(
+        self, namespace: str | None, user_id: str | None, limit: int
+    ) -> list[PendingText]:
+        """Return up to ``limit`` queued records (oldest first), of one scope when given; failed
+        ones are not pending (``retry_failed_extractions`` queues them again)."""
+        ...
+
+    def extraction_counts(self, namespace: str | None) -> dict[str, int]:
+        """Return ``pending``, ``failed``, ``entities``, ``relations``, ``mentions`` of a namespace
+        (or of the whole store)."""
+        ...
+
+    def write_extractions(self, items: list[tuple[PendingText, Extraction]]) -> int:
+        """Replace each record's mentions and relations by its extraction and dequeue it, in one
+        transaction; a record changed or deleted since it was read is only dequeued.
+        Returns how many were written."""
+        ...
+
+    def fail_extraction(self, item: PendingText, error: str) -> None:
+        """Park a record whose extraction failed (kept for ``doctor --repair``)."""
+        ...
+
+    def retry_failed_extractions(self) -> int:
+        """Queue every failed extraction again; return how many."""
+        ...
+
+    def scope_entities(self, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
+        """Return every entity of one type in one (namespace, user) scope (alias step input)."""
+        ...
+
+    def link_entities(self, namespace: str, links: list[tuple[int, int, str]]) -> int:
+        """Join entities to canonical ones (``(entity, canonical, reason)``), logged; return how
+        many were joined (an entity separated by hand is never joined again)."""
+        ...
+
+    def unlink_entity(self, namespace: str, entity_id: int) -> int | None:
+        """Separate an alias from its canonical entity, logged; return that entity's id (None: it
+        was not joined)."""
+        ...
+
+    def entity_links(self, namespace: str, entity_id: int) -> list[dict[str, object]]:
+        """Return the alias log of an entity and of those joined to it, oldest first."""
+        ...
+
+    def list_entities(
+        self,
+        namespace: str,
+        user_id: str | None,
+        query: str | None,
+        type_: str | None,
+        limit: int,
+    ) -> list[Entity]:
+        """Return canonical entities, most mentioned first; ``query`` matches names and aliases."""
+        ...
+
+    def get_entity(self, namespace: str, entity_id: int, mentions: int) -> Entity | None:
+        """Return one canonical entity (an alias id leads to it), up to ``mentions`` mentions."""
+        ...
+
+    def entity_graph(
+        self, namespace: str, entity_id: int, depth: int, types: list[str] | None
+    ) -> EntityGraph | None:
+        """Return the entities and relations within ``depth`` hops of an entity (None: no such
+        entity)."""
+        ...
+
+    def records_about(self, namespace: str, entity_id: int, limit: int) -> list[str]:
+        """Return the ids of the records that mention an entity or its aliases, newest first."""
+        ...
+
+    def record_entities(self, namespace: str, record_ids: list[str]) -> dict[str, EntityGraph]:
+        """Return each record's canonical entities and the relations it states."""
         ...

@@ -110,3 +110,27 @@ class ThreadTurn:
 
 
 OnError = Literal["abort", "skip"]
+
+
+@dataclass(slots=True)
+class PendingText:
+    """A record waiting for entity extraction: its queue position and the text to read."""
+
+    seq: int
+    rid: int
+    namespace: str
+    record_id: str
+    user_id: str
+    text: str
+
+
+@dataclass(slots=True)
+class ScopeEntity:
+    """An entity of one (namespace, user) scope, as the alias step needs it."""
+
+    id: int
+    name: str
+    norm: str
+    type: str
+    canonical_id: int | None
+    pinned: bool

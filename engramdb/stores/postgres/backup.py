@@ -28,6 +28,14 @@ from engramdb.stores.rows import MAX_GENERATION_SQL, RESTORE_GENERATION_SQL
 from engramdb.timeutil import now_us
 
 BACKUP_FORMAT = "engramdb-postgres-backup"
+DERIVED_ENTITY_TABLES = (
+    "entity_queue",
+    "entity_links",
+    "relation_evidence",
+    "relations",
+    "entity_mentions",
+    "entities",
+)
 BACKUP_TABLES = {
     "meta": "key, value",
     "records": (
@@ -141,6 +149,9 @@ class Backup:
                 store_id = meta_value(c, "store_id")
                 top = c.execute(MAX_GENERATION_SQL).fetchone()
                 c.execute("TRUNCATE " + ", ".join(BACKUP_TABLES) + " RESTART IDENTITY CASCADE")
+                # Entities are derived: emptied here and queued again by the records' COPY
+                # (its insert trigger), so the restored store re-extracts its own texts.
+                c.execute("TRUNCATE " + ", ".join(DERIVED_ENTITY_TABLES) + " RESTART IDENTITY")
                 dim = header.get("embedder_dim")
                 if dim:
                     self._indexes.set_dimension(c, int(dim))

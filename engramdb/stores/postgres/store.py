@@ -44,7 +44,10 @@ from engramdb.models import (
     CheckpointBlob,
     CheckpointRow,
     CheckpointWrite,
+    Entity,
+    EntityGraph,
     Event,
+    Extraction,
     HistoryEntry,
     MemoryRecord,
     Slots,
@@ -56,6 +59,7 @@ from engramdb.stores.postgres.backup import Backup
 from engramdb.stores.postgres.bulk import BulkLoad
 from engramdb.stores.postgres.checkpoints import CheckpointTables
 from engramdb.stores.postgres.connection import Database
+from engramdb.stores.postgres.entities import Entities
 from engramdb.stores.postgres.faults import retried
 from engramdb.stores.postgres.keys_table import KeyTable
 from engramdb.stores.postgres.meta import Meta
@@ -68,9 +72,11 @@ from engramdb.stores.postgres.vectors import VectorIndexes
 from engramdb.stores.prepared import (
     ChunkHit,
     OnError,
+    PendingText,
     PreparedEvent,
     PreparedRecord,
     RecordChanges,
+    ScopeEntity,
     ThreadTurn,
 )
 
@@ -139,6 +145,7 @@ class PostgresStore:
         self._reembed = Reembed(self._db, indexes)
         self._checkpoints = CheckpointTables(self._db)
         self._keys = KeyTable(self._db)
+        self._entities = Entities(self._db)
         self._db.open(auto_migrate, initialise=self._meta.init)
 
     # ------------------------------------------------------------------ Store: the store itself
@@ -169,6 +176,96 @@ class PostgresStore:
     def close(self) -> None:
         """Close this process's pools (an inherited one is abandoned, never closed)."""
         self._db.close()
+
+    # ------------------------------------------------------------------ EntityStore: derived
+
+    @retried
+    def extraction_pending(
+        self, namespace: str | None, user_id: str | None, limit: int
+    ) -> list[PendingText]:
+        """Return up to ``limit`` queued records (oldest first), of one scope when given; failed
+        ones are not pending (``retry_failed_extractions`` queues them again)."""
+        return self._entities.extraction_pending(namespace, user_id, limit)
+
+    @retried
+    def extraction_counts(self, namespace: str | None) -> dict[str, int]:
+        """Return ``pending``, ``failed``, ``entities``, ``relations``, ``mentions`` of a namespace
+        (or of the whole store)."""
+        return self._entities.extraction_counts(namespace)
+
+    @retried
+    def write_extractions(self, items: list[tuple[PendingText, Extraction]]) -> int:
+        """Replace each record's mentions and relations by its extraction and dequeue it, in one
+        transaction; a record changed or deleted since it was read is only dequeued.
+        Returns how many were written."""
+        return self._entities.write_extractions(items)
+
+    @retried
+    def fail_extraction(self, item: PendingText, error: str) -> None:
+        """Park a record whose extraction failed (kept for ``doctor --repair``)."""
+        self._entities.fail_extraction(item, error)
+
+    @retried
+    def retry_failed_extractions(self) -> int:
+        """Queue every failed extraction again; return how many."""
+        return self._entities.retry_failed_extractions()
+
+    @retried
+    def scope_entities(self, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
+        """Return every entity of one type in one (namespace, user) scope (alias step input)."""
+        return self._entities.scope_entities(namespace, user_id, type_)
+
+    @retried
+    def link_entities(self, namespace: str, links: list[tuple[int, int, str]]) -> int:
+        """Join entities to canonical ones (``(entity, canonical, reason)``), logged; return how
+        many were joined (an entity separated by hand is never joined again)."""
+        return self._entities.link_entities(namespace, links)
+
+    @retried
+    def unlink_entity(self, namespace: str, entity_id: int) -> int | None:
+        """Separate an alias from its canonical entity, logged; return that entity's id (None: it
+        was not joined)."""
+        return self._entities.unlink_entity(namespace, entity_id)
+
+    @retried
+    def entity_links(self, namespace: str, entity_id: int) -> list[dict[str, object]]:
+        """Return the alias log of an entity and of those joined to it, oldest first."""
+        return self._entities.entity_links(namespace, entity_id)
+
+    @retried
+    def list_entities(
+        self,
+        namespace: str,
+        user_id: str | None,
+        query: str | None,
+        type_: str | None,
+        limit: int,
+    ) -> list[Entity]:
+        """Return canonical entities, most mentioned first; ``query`` matches names and aliases."""
+        return self._entities.list_entities(namespace, user_id, query, type_, limit)
+
+    @retried
+    def get_entity(self, namespace: str, entity_id: int, mentions: int) -> Entity | None:
+        """Return one canonical entity (an alias id leads to it), up to ``mentions`` mentions."""
+        return self._entities.get_entity(namespace, entity_id, mentions)
+
+    @retried
+    def entity_graph(
+        self, namespace: str, entity_id: int, depth: int, types: list[str] | None
+    ) -> EntityGraph | None:
+        """Return the entities and relations within ``depth`` hops of an entity (None: no such
+        entity)."""
+        return self._entities.entity_graph(namespace, entity_id, depth, types)
+
+    @retried
+    def records_about(self, namespace: str, entity_id: int, limit: int) -> list[str]:
+        """Return the ids of the records that mention an entity or its aliases, newest first."""
+        return self._entities.records_about(namespace, entity_id, limit)
+
+    @retried
+    def record_entities(self, namespace: str, record_ids: list[str]) -> dict[str, EntityGraph]:
+        """Return each record's canonical entities and the relations it states."""
+        return self._entities.record_entities(namespace, record_ids)
 
     # ------------------------------------------------------------------ Store: records
 
@@ -569,6 +666,7 @@ if TYPE_CHECKING:
         base.BulkLoader,
         base.Checkpoints,
         base.KeyStore,
+        base.EntityStore,
     ]:
         """mypy proves here that the store fills every role structurally."""
-        return s, s, s, s, s, s
+        return s, s, s, s, s, s, s

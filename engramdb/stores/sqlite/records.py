@@ -38,6 +38,7 @@ from engramdb.stores.sqlite.chunks import (
     vector_bytes,
 )
 from engramdb.stores.sqlite.connection import Connections
+from engramdb.stores.sqlite.entities import queue_extraction
 from engramdb.stores.sqlite.keys import SCOPE_FIELDS, dedup_digest, dedup_of, scope_text
 from engramdb.stores.sqlite.threads import insert_events
 from engramdb.stores.sqlite.value_index import index_values
@@ -146,6 +147,7 @@ class Records:
         rid = row[0]
         insert_chunks(c, rid, it.chunks, scope_text(ns, it.user_id, it.thread_id))
         index_values(c, ns, [(rid, it.tags_json, it.metadata_json)])
+        queue_extraction(c, [rid])
         now_dt = from_us_req(now)
         # No history row: the engine's history derives the add (``_derived_add``).
         return AddResult(index, "written", inserted_record(ns, it, now_dt))
@@ -210,6 +212,7 @@ class Records:
             tagged.append((rid, it.tags_json, it.metadata_json))
             results.append(AddResult(i, "written", inserted_record(ns, it, now_dt)))
         index_values(c, ns, tagged)
+        queue_extraction(c, [t[0] for t in tagged])
         if chunk_rows:
             base_cid = c.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
             c.executemany(INSERT_CHUNK, chunk_rows)

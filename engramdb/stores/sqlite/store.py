@@ -13,6 +13,7 @@ write path every part goes through):
 * :mod:`.transfer`: whole rows out and in;
 * :mod:`.checkpoints`: thread checkpoints of agent frameworks (LangGraph's checkpointer).
 * :mod:`.keys_table`: the service's keys and admin audit log.
+* :mod:`.entities`: entities and relations derived from the texts (the extraction queue).
 
 Everything a write touches (record, chunks with vectors, keyword index rows, history, events)
 is one transaction; the vector index is derived and caught up from the tables on the next
@@ -33,7 +34,10 @@ from engramdb.models import (
     CheckpointBlob,
     CheckpointRow,
     CheckpointWrite,
+    Entity,
+    EntityGraph,
     Event,
+    Extraction,
     HistoryEntry,
     MemoryRecord,
     Slots,
@@ -43,9 +47,11 @@ from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
     ChunkHit,
     OnError,
+    PendingText,
     PreparedEvent,
     PreparedRecord,
     RecordChanges,
+    ScopeEntity,
     ThreadTurn,
 )
 from engramdb.stores.sqlite.backup import Backups
@@ -54,6 +60,7 @@ from engramdb.stores.sqlite.checkpoints import CheckpointTables
 from engramdb.stores.sqlite.chunks import locate
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.doctor import Doctor
+from engramdb.stores.sqlite.entities import Entities
 from engramdb.stores.sqlite.erasure import Erasure
 from engramdb.stores.sqlite.keys_table import KeyTable
 from engramdb.stores.sqlite.keyword_search import KeywordSearch
@@ -69,6 +76,7 @@ if TYPE_CHECKING:
     from engramdb.stores.base import (
         BulkLoader,
         Checkpoints,
+        EntityStore,
         KeyStore,
         Maintenance,
         Store,
@@ -124,6 +132,7 @@ class SQLiteStore:
 
         self._checkpoints = CheckpointTables(self._db)
         self._keys = KeyTable(self._db)
+        self._entities = Entities(self._db)
 
     # ------------------------------------------------------------------ identity, health
 
@@ -315,6 +324,82 @@ class SQLiteStore:
         """Switch every chunk to its new vector and the store to the new embedder, atomically."""
         self._reembedding.reembed_finish(name, dim, embed)
 
+    # ------------------------------------------------------------------ entities (derived)
+
+    def extraction_pending(
+        self, namespace: str | None, user_id: str | None, limit: int
+    ) -> list[PendingText]:
+        """Return up to ``limit`` queued records (oldest first), of one scope when given; failed
+        ones are not pending (``retry_failed_extractions`` queues them again)."""
+        return self._entities.extraction_pending(namespace, user_id, limit)
+
+    def extraction_counts(self, namespace: str | None) -> dict[str, int]:
+        """Return ``pending``, ``failed``, ``entities``, ``relations``, ``mentions`` of a namespace
+        (or of the whole store)."""
+        return self._entities.extraction_counts(namespace)
+
+    def write_extractions(self, items: list[tuple[PendingText, Extraction]]) -> int:
+        """Replace each record's mentions and relations by its extraction and dequeue it, in one
+        transaction; a record changed or deleted since it was read is only dequeued.
+        Returns how many were written."""
+        return self._entities.write_extractions(items)
+
+    def fail_extraction(self, item: PendingText, error: str) -> None:
+        """Park a record whose extraction failed (kept for ``doctor --repair``)."""
+        self._entities.fail_extraction(item, error)
+
+    def retry_failed_extractions(self) -> int:
+        """Queue every failed extraction again; return how many."""
+        return self._entities.retry_failed_extractions()
+
+    def scope_entities(self, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
+        """Return every entity of one type in one (namespace, user) scope (alias step input)."""
+        return self._entities.scope_entities(namespace, user_id, type_)
+
+    def link_entities(self, namespace: str, links: list[tuple[int, int, str]]) -> int:
+        """Join entities to canonical ones (``(entity, canonical, reason)``), logged; return how
+        many were joined (an entity separated by hand is never joined again)."""
+        return self._entities.link_entities(namespace, links)
+
+    def unlink_entity(self, namespace: str, entity_id: int) -> int | None:
+        """Separate an alias from its canonical entity, logged; return that entity's id (None: it
+        was not joined)."""
+        return self._entities.unlink_entity(namespace, entity_id)
+
+    def entity_links(self, namespace: str, entity_id: int) -> list[dict[str, object]]:
+        """Return the alias log of an entity and of those joined to it, oldest first."""
+        return self._entities.entity_links(namespace, entity_id)
+
+    def list_entities(
+        self,
+        namespace: str,
+        user_id: str | None,
+        query: str | None,
+        type_: str | None,
+        limit: int,
+    ) -> list[Entity]:
+        """Return canonical entities, most mentioned first; ``query`` matches names and aliases."""
+        return self._entities.list_entities(namespace, user_id, query, type_, limit)
+
+    def get_entity(self, namespace: str, entity_id: int, mentions: int) -> Entity | None:
+        """Return one canonical entity (an alias id leads to it), up to ``mentions`` mentions."""
+        return self._entities.get_entity(namespace, entity_id, mentions)
+
+    def entity_graph(
+        self, namespace: str, entity_id: int, depth: int, types: list[str] | None
+    ) -> EntityGraph | None:
+        """Return the entities and relations within ``depth`` hops of an entity (None: no such
+        entity)."""
+        return self._entities.entity_graph(namespace, entity_id, depth, types)
+
+    def records_about(self, namespace: str, entity_id: int, limit: int) -> list[str]:
+        """Return the ids of the records that mention an entity or its aliases, newest first."""
+        return self._entities.records_about(namespace, entity_id, limit)
+
+    def record_entities(self, namespace: str, record_ids: list[str]) -> dict[str, EntityGraph]:
+        """Return each record's canonical entities and the relations it states."""
+        return self._entities.record_entities(namespace, record_ids)
+
     # ------------------------------------------------------------------ transfer
 
     def iter_all(
@@ -495,6 +580,6 @@ if TYPE_CHECKING:
 
     def _roles(
         s: SQLiteStore,
-    ) -> tuple[Store, Maintenance, Transfer, BulkLoader, Checkpoints, KeyStore]:
+    ) -> tuple[Store, Maintenance, Transfer, BulkLoader, Checkpoints, KeyStore, EntityStore]:
         """SQLiteStore fills every role it claims (a missing method fails mypy here)."""
-        return s, s, s, s, s, s
+        return s, s, s, s, s, s, s

@@ -12,6 +12,7 @@ from engramdb.query.filters import Node
 from engramdb.stores.rows import row_to_record
 from engramdb.stores.sqlite.chunks import INSERT_CHUNK, INSERT_FTS
 from engramdb.stores.sqlite.connection import Connections
+from engramdb.stores.sqlite.entities import queue_extraction
 from engramdb.stores.sqlite.filters import compile_sqlite
 from engramdb.stores.sqlite.keys import dedup_digest, scope_text
 from engramdb.stores.sqlite.meta import write_meta
@@ -162,6 +163,7 @@ class RowTransfer:
                     counts[outcome] += 1
                     continue
                 index_values(c, r["namespace"], [(row[0], r["tags"], r["metadata"])])
+                queue_extraction(c, [row[0]])
                 scope = scope_text(r["namespace"], r["user_id"], r["thread_id"])
                 for ordinal, (start, end, body, vec) in enumerate(r["chunks"]):
                     cur = c.execute(

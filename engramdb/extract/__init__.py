@@ -1,0 +1,11 @@
+"""Extractors: what the engine derives from record texts (entities and relations).
+
+A component beside the stores and the embedders: imports the leaves only. The spaCy
+pipeline is loaded lazily, once per process, and offline (an installed model package).
+"""
+
+from engramdb.extract.entities import EntityExtractor, load_pipeline
+from engramdb.extract.names import alias_links, normalise
+from engramdb.extract.process import ProcessExtractor
+
+__all__ = ["EntityExtractor", "ProcessExtractor", "alias_links", "load_pipeline", "normalise"]

@@ -1,0 +1,119 @@
+"""The entity role of the SQLite store: the extraction queue, its writes and the entity reads.
+
+The SQL is shared with PostgreSQL (:mod:`engramdb.stores.entity_rows`); this part owns the
+transactions. Writes go through the one write path (``Connections.write``), so an
+extraction never interleaves with another writer; they bump no write generation, because
+entities are read from the store directly, never through the cache tier.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from engramdb.models import Entity, EntityGraph, Extraction
+from engramdb.stores.entity_rows import EntityRows
+from engramdb.stores.prepared import PendingText, ScopeEntity
+from engramdb.stores.sqlite.connection import Connections
+from engramdb.timeutil import now_us
+
+_ROWS = EntityRows("sqlite")
+
+
+def queue_extraction(c: sqlite3.Connection, rids: list[int]) -> None:
+    """Queue new records for entity extraction, in their insert transaction.
+
+    Called by every SQLite insert path (an INSERT trigger would make SQLite keep a
+    statement journal per row, see migration 0008).
+    """
+    if rids:
+        c.executemany("INSERT INTO entity_queue(rid) VALUES (?)", [(r,) for r in rids])
+
+
+class Entities:
+    """See the module docstring."""
+
+    def __init__(self, db: Connections) -> None:
+        self._db = db
+
+    def extraction_pending(
+        self, namespace: str | None, user_id: str | None, limit: int
+    ) -> list[PendingText]:
+        """See :meth:`~engramdb.stores.base.EntityStore.extraction_pending`."""
+        with self._db.read("reading the extraction queue") as c:
+            return _ROWS.pending(c, namespace, user_id, limit)
+
+    def extraction_counts(self, namespace: str | None) -> dict[str, int]:
+        """See :meth:`~engramdb.stores.base.EntityStore.extraction_counts`."""
+        with self._db.read("counting entities") as c:
+            return _ROWS.counts(c, namespace)
+
+    def write_extractions(self, items: list[tuple[PendingText, Extraction]]) -> int:
+        """See :meth:`~engramdb.stores.base.EntityStore.write_extractions`."""
+        now = now_us()
+        with self._db.write("writing extracted entities") as c:
+            return sum(_ROWS.write(c, item, found, now) for item, found in items)
+
+    def fail_extraction(self, item: PendingText, error: str) -> None:
+        """See :meth:`~engramdb.stores.base.EntityStore.fail_extraction`."""
+        with self._db.write("parking a failed extraction") as c:
+            _ROWS.fail(c, item, error)
+
+    def retry_failed_extractions(self) -> int:
+        """See :meth:`~engramdb.stores.base.EntityStore.retry_failed_extractions`."""
+        with self._db.write("queueing failed extractions again") as c:
+            return _ROWS.retry_failed(c)
+
+    def scope_entities(self, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
+        """See :meth:`~engramdb.stores.base.EntityStore.scope_entities`."""
+        with self._db.read("reading a scope's entities") as c:
+            return _ROWS.scope_entities(c, namespace, user_id, type_)
+
+    def link_entities(self, namespace: str, links: list[tuple[int, int, str]]) -> int:
+        """See :meth:`~engramdb.stores.base.EntityStore.link_entities`."""
+        now = now_us()
+        with self._db.write("joining entities") as c:
+            return sum(_ROWS.link(c, namespace, a, b, why, now) for a, b, why in links)
+
+    def unlink_entity(self, namespace: str, entity_id: int) -> int | None:
+        """See :meth:`~engramdb.stores.base.EntityStore.unlink_entity`."""
+        with self._db.write("separating an entity") as c:
+            return _ROWS.unlink(c, namespace, entity_id, now_us())
+
+    def entity_links(self, namespace: str, entity_id: int) -> list[dict[str, object]]:
+        """See :meth:`~engramdb.stores.base.EntityStore.entity_links`."""
+        with self._db.read("reading the alias log") as c:
+            return _ROWS.links(c, namespace, entity_id)
+
+    def list_entities(
+        self,
+        namespace: str,
+        user_id: str | None,
+        query: str | None,
+        type_: str | None,
+        limit: int,
+    ) -> list[Entity]:
+        """See :meth:`~engramdb.stores.base.EntityStore.list_entities`."""
+        with self._db.read("listing entities") as c:
+            return _ROWS.list_entities(c, namespace, user_id, query, type_, limit)
+
+    def get_entity(self, namespace: str, entity_id: int, mentions: int) -> Entity | None:
+        """See :meth:`~engramdb.stores.base.EntityStore.get_entity`."""
+        with self._db.read("reading an entity") as c:
+            return _ROWS.get_entity(c, namespace, entity_id, mentions)
+
+    def entity_graph(
+        self, namespace: str, entity_id: int, depth: int, types: list[str] | None
+    ) -> EntityGraph | None:
+        """See :meth:`~engramdb.stores.base.EntityStore.entity_graph`."""
+        with self._db.read("reading relations") as c:
+            return _ROWS.graph(c, namespace, entity_id, depth, types)
+
+    def records_about(self, namespace: str, entity_id: int, limit: int) -> list[str]:
+        """See :meth:`~engramdb.stores.base.EntityStore.records_about`."""
+        with self._db.read("reading an entity's records") as c:
+            return _ROWS.records_about(c, namespace, entity_id, limit)
+
+    def record_entities(self, namespace: str, record_ids: list[str]) -> dict[str, EntityGraph]:
+        """See :meth:`~engramdb.stores.base.EntityStore.record_entities`."""
+        with self._db.read("reading records' entities") as c:
+            return _ROWS.record_graphs(c, namespace, record_ids)
