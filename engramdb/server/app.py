@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
+from engramdb.server.admin_page import install_admin_page
 from engramdb.server.auth import install_auth
 from engramdb.server.errors import install_error_handlers
 from engramdb.server.lsn import ReadFloorMiddleware
@@ -66,6 +67,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.include_router(meta)
     app.include_router(admin)
     install_auth(app, memory, settings)  # keys on every route but /health, /ready, /docs
+    install_admin_page(app)  # /admin: the HTML page; its cookie middleware runs before auth
     return app
 
 
