@@ -54,7 +54,7 @@ from engramdb.errors import (
     ValidationError,
     status_for,
 )
-from engramdb.ops.keys import KeyService, hash_key
+from engramdb.ops.keys import ADMIN_KEY_PATTERN, KeyService, hash_key
 from engramdb.server import admin_html as h
 from engramdb.server.auth import AUDIT_DETAILS, bearer, principal_of, route_path
 
@@ -123,12 +123,13 @@ class AdminCookieMiddleware:
     passes (revoked, changed) is cleared and the browser sent to log in again.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
         self.app = app
+        self.enabled = enabled  # False with ENGRAM_AUTH=off: every caller is admin already
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call (see the class docstring)."""
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not self.enabled:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
@@ -140,6 +141,8 @@ class AdminCookieMiddleware:
             await self.app(scope, receive, send)
             return
         key = unquote(_cookies(scope).get(KEY_COOKIE, ""))
+        if not ADMIN_KEY_PATTERN.fullmatch(key):  # what no key can be is no credential
+            key = ""
         if not key:
             accept = b"".join(v for n, v in headers if n == b"accept")
             if scope.get("method") == "GET" and b"text/html" in accept:
@@ -231,12 +234,27 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in fields.items()}
 
 
-async def checked_form(request: Request) -> dict[str, str]:
-    """The form of a POST whose CSRF token matches the session's.
+def check_same_origin(request: Request) -> None:
+    """Refuse a form POST a browser says came from another site (``Sec-Fetch-Site``).
+
+    Besides the token: with ``ENGRAM_AUTH=off`` there is no key to derive a token from, and
+    this is what keeps another site's page from posting to a loopback service.
 
     Raises:
-        PermissionDeniedError: a missing or wrong CSRF token.
+        PermissionDeniedError: the browser sent the form from another site.
     """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise PermissionDeniedError("the admin forms may be sent from the admin page only")
+
+
+async def checked_form(request: Request) -> dict[str, str]:
+    """The form of a POST sent from the admin page whose CSRF token matches the session's.
+
+    Raises:
+        PermissionDeniedError: a missing or wrong CSRF token, or a form from another site.
+    """
+    check_same_origin(request)
     form = await read_form(request)
     if not hmac.compare_digest(form.get("csrf", "").encode(), session_csrf(request).encode()):
         raise PermissionDeniedError("the form's CSRF token is missing or wrong: reload the page")
@@ -267,8 +285,10 @@ def login_page(request: Request, error: str | None = None, status: int = 200) ->
 
 
 @admin_page_router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request) -> HTMLResponse:
-    """The login form (needs no key)."""
+async def login_form(request: Request) -> Response:
+    """The login form (needs no key; with ``ENGRAM_AUTH=off`` there is nothing to log in to)."""
+    if request.app.state.settings.auth == "off":
+        return RedirectResponse(PREFIX, status_code=303)
     return login_page(request)
 
 
@@ -276,6 +296,7 @@ async def login_form(request: Request) -> HTMLResponse:
 async def login(request: Request) -> Response:
     """Check the key: an admin key gets the session cookies; anything else the form again."""
     try:
+        check_same_origin(request)
         form = await read_form(request)
     except EngramError as exc:
         return login_page(request, exc.message, status_for(exc))
@@ -603,4 +624,4 @@ def install_admin_page(app: Any) -> None:
     """Add the admin page to an app whose auth is installed (call after ``install_auth``:
     the cookie middleware must run before the auth middleware)."""
     app.include_router(admin_page_router)
-    app.add_middleware(AdminCookieMiddleware)
+    app.add_middleware(AdminCookieMiddleware, enabled=app.state.settings.auth != "off")

@@ -223,3 +223,51 @@ async def test_logout_forgets_the_session(browser: httpx.AsyncClient) -> None:
     out = await browser.post("/admin/logout", data={"csrf": token})
     assert out.status_code == 303 and out.headers["location"] == "/admin/login"
     assert (await browser.get("/admin")).status_code == 401
+
+
+async def test_a_form_sent_from_another_site_is_refused_even_with_the_token(
+    browser: httpx.AsyncClient, server_mem: Memory
+) -> None:
+    await log_in(browser)
+    token = csrf_of((await browser.get("/admin/keys")).text)
+    cross = {"sec-fetch-site": "cross-site"}
+    made = await browser.post(
+        "/admin/keys", headers=cross, data={"namespace": "team-a", "csrf": token}
+    )
+    assert made.status_code == 403
+    assert create_app(server_mem).state.keys.list_keys() == []
+    form = await browser.get("/admin/login")
+    login = await browser.post(
+        "/admin/login", headers=cross, data={"key": ADMIN_KEY, "csrf": csrf_of(form.text)}
+    )
+    assert login.status_code == 403 and "engram_admin" not in set_cookies(login)
+
+
+async def test_a_cookie_no_key_could_be_is_no_credential(browser: httpx.AsyncClient) -> None:
+    for raw in ("%E2%82%AC" * 20, "%0D%0Aevil-header-injected", "short"):
+        got = await browser.get("/admin", headers={"cookie": f"engram_admin={raw}"})
+        assert got.status_code == 401, raw
+
+
+async def test_with_auth_off_the_page_needs_no_login(server_mem: Memory) -> None:
+    settings = server_mem.settings.model_copy(update={"auth": "off", "admin_key": None})
+    app = create_app(server_mem, settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+        login = await c.get("/admin/login")
+        assert login.status_code == 303 and login.headers["location"] == "/admin"
+        page = await c.get("/admin", headers={"accept": "text/html"})
+        assert page.status_code == 200 and "Health" in page.text
+        token = csrf_of(page.text)
+        cross = await c.post(
+            "/admin/keys",
+            headers={"sec-fetch-site": "cross-site"},
+            data={"namespace": "team-a", "csrf": token},
+        )
+        assert cross.status_code == 403
+        same = await c.post(
+            "/admin/keys",
+            headers={"sec-fetch-site": "same-origin"},
+            data={"namespace": "team-a", "csrf": token},
+        )
+        assert same.status_code == 200 and 'id="new-key"' in same.text
