@@ -460,8 +460,9 @@ async def memories(
     request: Request,
     ns: Annotated[str, Query(max_length=256)] = "",
     q: Annotated[str, Query(max_length=4096)] = "",
+    cursor: Annotated[str, Query(max_length=4096)] = "",
 ) -> HTMLResponse:
-    """Browse a namespace, newest first, or search it."""
+    """Browse a namespace, newest first, or search it; a page at a time (``cursor``)."""
     mem = memory_of(request)
     csrf = session_csrf(request)
     try:
@@ -470,7 +471,8 @@ async def memories(
         if ns:
             scoped = mem.with_namespace(ns)
             if q.strip():
-                page = await scoped.search(q, top_k=SEARCH_TOP_K)
+                page = await scoped.search(q, top_k=SEARCH_TOP_K, cursor=cursor or None)
+                after = page.next_cursor
                 rows = [
                     (
                         _record_link(ns, x.record.id),
@@ -483,7 +485,8 @@ async def memories(
                 ]
                 headers: tuple[str, ...] = ("Id", "Score", "Text", "Type", "User")
             else:
-                listed = await scoped.list(limit=LIST_PAGE, descending=True)
+                listed = await scoped.list(limit=LIST_PAGE, descending=True, cursor=cursor or None)
+                after = listed.next_cursor
                 rows = [
                     (
                         _record_link(ns, r.id),
@@ -496,6 +499,9 @@ async def memories(
                 ]
                 headers = ("Id", "Updated", "Text", "Type", "User")
             parts.append(h.table(headers, rows, "results"))
+            if after:
+                query = urlencode({"ns": ns, "q": q, "cursor": after})
+                parts.append(h.render('<p id="next">$a</p>', a=h.link(f"?{query}", "Next page")))
     except EngramError as exc:
         return error_page(request, exc, "Memories")
     return html_page("Memories", h.join(parts), csrf)

@@ -271,3 +271,21 @@ async def test_with_auth_off_the_page_needs_no_login(server_mem: Memory) -> None
             data={"namespace": "team-a", "csrf": token},
         )
         assert same.status_code == 200 and 'id="new-key"' in same.text
+
+
+async def test_browsing_a_namespace_pages_through_every_memory(
+    browser: httpx.AsyncClient, server_mem: Memory
+) -> None:
+    mem = server_mem.with_namespace("team-a")
+    texts = [{"text": f"note number {i:03d}"} for i in range(60)]
+    await asyncio.to_thread(mem.add, texts)
+    await log_in(browser)
+    seen: list[str] = []
+    url: str | None = "/admin/memories?ns=team-a"
+    while url is not None:
+        page = await browser.get(url)
+        assert page.status_code == 200
+        seen += re.findall(r"note number (\d{3})", page.text)
+        nxt = re.search(r'id="next"><a href="([^"]+)"', page.text)
+        url = "/admin/memories" + nxt.group(1).replace("&amp;", "&") if nxt else None
+    assert sorted(seen) == [f"{i:03d}" for i in range(60)] and len(seen) == 60
