@@ -20,14 +20,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	HF_HUB_OFFLINE=1 $(BIN)/python -m engramdb.embedders.export
 	touch $(STAMP)
 
-# Debian packages the tests use: redis-server for the cache tier's tests (CI is a fresh
-# Debian machine running as root; elsewhere install it yourself or run as root).
+# Debian packages the tests use: redis-server for the cache tier's tests, chromium for the
+# admin page's browser test (CI is a fresh Debian machine running as root; elsewhere install
+# them yourself or run as root).
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
 		else \
 			echo "redis-server is missing: install the Debian package redis-server" >&2; exit 1; \
+		fi; }
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		else \
+			echo "chromium is missing: install the Debian package chromium" >&2; exit 1; \
 		fi; }
 
 install: $(STAMP) system-deps

@@ -12,6 +12,7 @@ from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
 from engramdb.server import entity_routes, idempotency
+from engramdb.server.admin_page import install_admin_page
 from engramdb.server.auth import install_auth
 from engramdb.server.docs import install_docs
 from engramdb.server.errors import install_error_handlers
@@ -82,6 +83,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     install_metrics(app)
     app.state.mcp_lifespan = mount_mcp(app, app.state.memory, host=settings.host)
     install_auth(app, memory, settings)  # keys on every route but /health, /ready, /docs
+    install_admin_page(app)  # /admin: the HTML page; its cookie middleware runs before auth
     app.add_middleware(RequestLogMiddleware)  # outermost: ids and times every request
     app.include_router(entity_routes.entities)
     return app

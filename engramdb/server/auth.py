@@ -2,10 +2,11 @@
 
 Rules (one place, default deny):
 
-* ``/health``, ``/ready``, ``/openapi.json`` and ``/docs`` (with anything under it) answer
-  without a key (:data:`OPEN_PATHS`, :data:`OPEN_PREFIXES`); everything else needs
-  ``Authorization: Bearer <key>``. No key, or a key that is malformed, unknown or revoked:
-  401 with ``WWW-Authenticate: Bearer``.
+* ``/health``, ``/ready``, ``/openapi.json``, ``/docs`` (with anything under it) and the
+  admin page's login form ``/admin/login`` answer without a key (:data:`OPEN_PATHS`,
+  :data:`OPEN_PREFIXES`); everything else needs ``Authorization: Bearer <key>`` (the admin
+  page's cookie becomes that header before this check, for ``/admin`` paths only). No key,
+  or a key that is malformed, unknown or revoked: 401 with ``WWW-Authenticate: Bearer``.
 * An admin key may call every route. A namespace key may call only routes under
   ``/v1/namespaces/{ns}`` with its own ``{ns}`` (another namespace: 403), plus the routes of
   :data:`ROUTE_ACCESS` marked :attr:`Access.ANY_KEY`, which scope their answer to the key
@@ -55,7 +56,8 @@ log = logging.getLogger("engramdb.server.auth")
 
 PRINCIPAL = "engramdb.principal"  # scope key: the request's Principal
 AUDIT_DETAILS = "engramdb.audit"  # scope key: details a route adds to its audit entry
-OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+# "/admin/login" is the admin page's login form: it must be reachable to get a key in.
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/admin/login"})
 OPEN_PREFIXES = ("/docs/",)
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reads sent as POST, by their path after /v1/namespaces/{ns}/.
@@ -91,6 +93,8 @@ AUDITED: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/v1/namespaces/(?P<ns>[^/]+)/records/delete-all"), "delete_all"),
     ("POST", re.compile(r"/v1/admin/keys"), "create_key"),
     ("DELETE", re.compile(r"/v1/admin/keys/(?P<key_id>[^/]+)"), "revoke_key"),
+    ("POST", re.compile(r"/admin/keys"), "create_key"),  # the admin page's forms
+    ("POST", re.compile(r"/admin/keys/(?P<key_id>[^/]+)/revoke"), "revoke_key"),
 ]
 
 

@@ -25,12 +25,13 @@ from server_helpers import ADMIN_KEY
 
 from engramdb import HashEmbedder, Memory, Settings
 from engramdb.server import create_app
+from engramdb.server.admin_page import BEARER_NONCE, csrf_token
 
 ALPHA, BRAVO = "alpha", "bravo"
 SECRET = {ALPHA: "ALPHASECRET", BRAVO: "BRAVOSECRET"}
 OTHER = {ALPHA: BRAVO, BRAVO: ALPHA}
 WRONG_KEY = "ek_00000000000000ff_" + "A" * 43  # well-formed, in no store
-OPEN = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
+OPEN = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/admin/login"}
 READ_POSTS = {
     "/v1/namespaces/{ns}/search",
     "/v1/namespaces/{ns}/records/count",
@@ -93,6 +94,12 @@ def _none(w: World, ns: str) -> dict[str, Any]:
     return {}
 
 
+def _form(**fields: str) -> Body:
+    """A form of the admin page, with the CSRF token of an admin sending the Bearer header
+    (a caller refused before the form is read never gets that far)."""
+    return lambda w, ns: {"data": {**fields, "csrf": csrf_token(ADMIN_KEY, BEARER_NONCE)}}
+
+
 OCTETS = {"content-type": "application/octet-stream"}
 NDJSON = {"content-type": "application/x-ndjson"}
 # (method, template) -> (status of a call that is allowed, the request's parts)
@@ -140,6 +147,22 @@ CALLS: dict[tuple[str, str], tuple[int, Body]] = {
     ("GET", "/v1/admin/keys"): (200, _none),
     ("DELETE", "/v1/admin/keys/{key_id}"): (200, _none),
     ("GET", "/v1/admin/audit"): (200, _none),
+    # The admin page: the login answers everyone alike (it reads the form, not the header).
+    ("GET", "/admin/login"): (200, _none),
+    ("POST", "/admin/login"): (
+        303,
+        lambda w, ns: {
+            "headers": {"cookie": "engram_login=t0k"},
+            "data": {"key": ADMIN_KEY, "csrf": "t0k"},
+        },
+    ),
+    ("POST", "/admin/logout"): (303, _form()),
+    ("GET", "/admin"): (200, _none),
+    ("GET", "/admin/memories"): (200, lambda w, ns: {"params": {"ns": ns, "q": "note"}}),
+    ("GET", "/admin/memory"): (200, lambda w, ns: {"params": {"ns": ns, "id": f"{ns}-r1"}}),
+    ("GET", "/admin/keys"): (200, _none),
+    ("POST", "/admin/keys"): (200, lambda w, ns: _form(namespace=ns)(w, ns)),
+    ("POST", "/admin/keys/{key_id}/revoke"): (303, _form()),
 }
 
 
