@@ -62,7 +62,8 @@ def check_vectors(vectors: object, n: int, dim: int, name: str) -> np.ndarray:
 
 
 def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedder:
-    """Turn a settings name (``minilm`` or ``hash``) or an embedder object into an embedder."""
+    """Turn a settings name (``minilm``, ``hash``, ``openai:<model>``, ``st:/path``) or an
+    embedder object into an embedder."""
     from engramdb.embedders.hashing import HashEmbedder
     from engramdb.embedders.minilm import MiniLMEmbedder
 
@@ -81,4 +82,17 @@ def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedde
         )
     if spec == "hash":
         return HashEmbedder(dim=settings.hash_dim)
-    raise ValidationError(f"unknown embedder {spec!r}; use 'minilm' or 'hash'", field="embedder")
+    if spec.startswith("openai:"):
+        from engramdb.embedders.openai_http import OpenAIEmbedder
+
+        return OpenAIEmbedder.from_settings(spec.removeprefix("openai:"), settings)
+    if spec.startswith("st:"):
+        from engramdb.embedders.st_path import SentenceTransformerPathEmbedder
+
+        return SentenceTransformerPathEmbedder(
+            spec.removeprefix("st:"), batch_size=settings.embed_batch_size
+        )
+    raise ValidationError(
+        f"unknown embedder {spec!r}; use 'minilm', 'hash', 'openai:<model>' or 'st:/path'",
+        field="embedder",
+    )
