@@ -97,6 +97,10 @@ class OpenAIEmbedder:
                     self._dim = len(self._request(["dimension probe"])[0])
         return self._dim
 
+    @dim.setter
+    def dim(self, value: int) -> None:
+        self._dim = value
+
     def count_tokens(self, text: str) -> int:
         """Estimate tokens as one per four characters (the service's tokenizer is remote)."""
         return max(1, math.ceil(len(text) / 4))
