@@ -16,7 +16,13 @@ from typing import Any
 
 import click
 
-from engramdb.cli import commands_admin, commands_records, commands_serve, commands_threads
+from engramdb.cli import (
+    commands_admin,
+    commands_reconcile,
+    commands_records,
+    commands_serve,
+    commands_threads,
+)
 from engramdb.cli.context import CliState, global_options
 from engramdb.cli.output import report_error, report_os_error
 from engramdb.errors import EngramError
@@ -50,7 +56,13 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(CliState)
 
 
-for _module in (commands_records, commands_threads, commands_admin, commands_serve):
+for _module in (
+    commands_records,
+    commands_threads,
+    commands_admin,
+    commands_serve,
+    commands_reconcile,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
