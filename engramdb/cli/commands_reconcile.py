@@ -1,5 +1,7 @@
-"""``engramdb reconcile``: records missing or different between two stores, repaired on request,
-once or on a schedule (``--every 24h``) with a dated report per run."""
+"""The side-by-side commands. ``engramdb reconcile``: records missing or different between two
+stores, repaired on request, once or on a schedule (``--every 24h``) with a dated report per
+run. ``engramdb read-from-new``: the share of reads a running application sends to the new
+store, through its routing control file."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import click
 from engramdb.cli.context import CliState, global_options, state
 from engramdb.cli.output import emit
 from engramdb.memory import Memory
+from engramdb.sidebyside.control import RoutingControl
 from engramdb.sidebyside.reconcile import parse_interval, reconcile, run_every
 
 
@@ -104,4 +107,28 @@ def reconcile_cmd(
         raise SystemExit(1)
 
 
-COMMANDS = [reconcile_cmd]
+@click.command("read-from-new")
+@click.argument("percent", type=click.IntRange(0, 100), required=False)
+@click.option(
+    "--control",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The routing control file the application's ShadowReadMemory was given.",
+)
+@global_options
+def read_from_new_cmd(percent: int | None, control: Path) -> None:
+    """Set (PERCENT) or show the share of reads a running application sends to the new store.
+
+    The application notices the change on its next read. Without PERCENT, prints the file:
+    the current share and, after an automatic rollback, its reason and figures.
+    """
+    ctl = RoutingControl(control)
+    if percent is not None:
+        ctl.write(percent, rolled_back=False, set_by="engramdb read-from-new")
+    data = ctl.read()
+    if data is None:
+        raise click.UsageError(f"{control} does not exist yet: give a PERCENT to create it")
+    emit(data)
+
+
+COMMANDS = [reconcile_cmd, read_from_new_cmd]

@@ -24,12 +24,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from engramdb.config import Settings
 from engramdb.errors import NotFoundError, ValidationError
 from engramdb.sidebyside import metrics
 from engramdb.sidebyside.agreement import Comparison, Verdict, Window, compare_ids
+from engramdb.sidebyside.control import RoutingControl
 
 log = logging.getLogger("engramdb.sidebyside")
 
@@ -65,6 +67,9 @@ class ShadowReadMemory:
         min_overlap: a compared search is consistent when its top hit is the same and at
             least this share of the top k is shared.
         clock: seconds, for latencies (a test passes a clock it moves itself).
+        control_path: a routing control file (:mod:`engramdb.sidebyside.control`): the
+            operator's ``engramdb read-from-new N --control PATH`` reaches this process
+            through it, and rollbacks are written to it.
 
     Example::
 
@@ -83,6 +88,7 @@ class ShadowReadMemory:
         settings: Settings | None = None,
         min_overlap: float = 0.8,
         clock: Callable[[], float] = time.perf_counter,
+        control_path: str | Path | None = None,
     ) -> None:
         if not 0.0 <= sample <= 1.0:
             raise ValidationError(f"sample must be within 0..1, got {sample!r}", field="sample")
@@ -112,7 +118,18 @@ class ShadowReadMemory:
         self.compared = 0
         self.new_errors = 0
         self.dropped = 0
+        self.control = RoutingControl(control_path) if control_path is not None else None
         self.set_read_from_new(read_from_new)
+        if self.control is not None:
+            # A file left by an operator outlives a restart of the application; a rollback
+            # stays a rollback until someone sets a share again.
+            kept = self.control.changed()
+            if kept is None:
+                self.control.write(read_from_new, rolled_back=False)
+            elif kept.get("rolled_back"):
+                self.set_read_from_new(0)
+            else:
+                self.set_read_from_new(kept["read_from_new"])
 
     # --- routing ----------------------------------------------------------------------
 
@@ -142,6 +159,16 @@ class ShadowReadMemory:
             self._route = _Share(0.0)
             self.rollbacks += 1
             self.last_rollback = verdict
+        if self.control is not None:
+            self.control.write(
+                0,
+                rolled_back=True,
+                reason=verdict.reason,
+                inconsistency=verdict.inconsistency,
+                added_p95_ms=verdict.added_p95_ms,
+                error_rate=verdict.error_rate,
+                samples=verdict.samples,
+            )
         metrics.inc("rollbacks", reason=str(verdict.reason))
         metrics.set_gauge("read_from_new", 0)
         log.error(
@@ -182,6 +209,10 @@ class ShadowReadMemory:
         ids: Callable[[Any], list[str]],
         k: int,
     ) -> Any:
+        if self.control is not None:
+            wanted = self.control.changed()
+            if wanted is not None and not wanted.get("rolled_back"):
+                self.set_read_from_new(wanted["read_from_new"])
         with self._lock:
             use_new = self._route.take()
             compare = self._sample.take()

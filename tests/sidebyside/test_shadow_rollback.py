@@ -208,3 +208,40 @@ def test_the_shadow_read_runs_off_the_callers_path(stores: tuple[Memory, Memory,
         gate.set()
         reads.wait_idle()
         assert reads.compared == 1 and blocked.calls == 1
+
+
+def test_the_cli_changes_a_running_share_and_shows_a_rollback(
+    stores: tuple[Memory, Memory, Memory], tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from engramdb.cli import cli
+
+    old, _, wrong = stores
+    control = tmp_path / "routing.json"
+    o, n = Counting(old), Counting(wrong)
+    reads = ShadowReadMemory(o, n, sample=0.0, settings=SETTINGS, control_path=control)
+    assert json.loads(control.read_text())["read_from_new"] == 0
+    res = CliRunner().invoke(cli, ["read-from-new", "50", "--control", str(control)])
+    assert res.exit_code == 0, res.output
+    _run(reads, 10)  # the running wrapper picks the change up on its next read
+    assert reads.read_from_new == 50 and (o.calls, n.calls) == (5, 5)
+    res = CliRunner().invoke(cli, ["read-from-new", "101", "--control", str(control)])
+    assert res.exit_code == 2
+    # the wrong embedder trips a rollback, which the operator then sees in the file
+    reads.close()
+    reads = ShadowReadMemory(old, wrong, sample=1.0, settings=SETTINGS, control_path=control)
+    assert reads.read_from_new == 50  # the operator's share outlives a restart
+    _run(reads)
+    assert reads.rolled_back
+    res = CliRunner().invoke(cli, ["--json", "read-from-new", "--control", str(control)])
+    shown = json.loads(res.output)
+    assert (
+        shown["read_from_new"] == 0 and shown["rolled_back"] and shown["reason"] == "inconsistency"
+    )
+    reads.close()
+    again = ShadowReadMemory(old, wrong, sample=1.0, settings=SETTINGS, control_path=control)
+    assert again.read_from_new == 0  # a rollback stays one across a restart
+    again.close()
