@@ -27,9 +27,30 @@ class Settings(BaseSettings):
         "minilm",
         description="Embedder: 'minilm' (local all-MiniLM-L6-v2 on ONNX Runtime), "
         "'minilm-torch' (the same model and vectors through PyTorch), 'minilm-int8' "
-        "(int8 weights: faster, other vectors) or 'hash' (no model)",
+        "(int8 weights: faster, other vectors), 'hash' (no model), 'openai:<model>' (an "
+        "OpenAI-compatible HTTP API) or 'st:/path' (a local sentence-transformers model)",
     )
     hash_dim: int = Field(384, ge=8, le=4096, description="Dimension of the hash embedder")
+    embedder_base_url: str = Field(
+        "https://api.openai.com/v1",
+        description="openai:<model> embedder: base URL of the OpenAI-compatible API "
+        "(POST {base}/embeddings)",
+    )
+    embedder_api_key: SecretStr | None = Field(
+        None, description="openai:<model> embedder: bearer key (unset: no Authorization header)"
+    )
+    embedder_dim: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="openai:<model> embedder: vector dimension (unset: asked of the API once)",
+    )
+    embedder_max_tokens: int = Field(
+        512, ge=16, description="openai:<model> embedder: the model's input window in tokens"
+    )
+    embedder_timeout_s: float = Field(
+        30.0, gt=0, description="openai:<model> embedder: longest wait for one request"
+    )
     synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="SQLite synchronous mode; NORMAL may lose the last commits on power loss",
@@ -245,6 +266,30 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(
         False,
         description="Serve /metrics without a key (for a scrape port only monitoring reaches)",
+    )
+    sidebyside_window: int = Field(
+        1000, ge=1, description="Side-by-side reads: compared reads the rollback rules look at"
+    )
+    sidebyside_min_samples: int = Field(
+        50, ge=1, description="Side-by-side reads: compared reads needed before any rollback"
+    )
+    sidebyside_max_inconsistency: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="Side-by-side reads: share of compared reads that may disagree (top hit "
+        "or top-k set) before reads roll back to the old store",
+    )
+    sidebyside_max_added_p95_ms: float = Field(
+        100.0,
+        ge=0,
+        description="Side-by-side reads: most the new store's p95 latency may exceed the old's",
+    )
+    sidebyside_max_error_rate: float = Field(
+        0.01, ge=0, le=1, description="Side-by-side reads: share of new-store reads that may fail"
+    )
+    sidebyside_retry_interval_s: float = Field(
+        5.0, gt=0, description="Dual write: pause between retries of the secondary's queue"
     )
     zmq_url: str | None = Field(
         None,

@@ -59,6 +59,9 @@ EXTRACT = ("engramdb.extract",)
 # Named by the rules before they exist, so that they are held to them from their first line.
 NOT_YET_WRITTEN = {"engramdb.mcp"}
 CLIENT = ("engramdb.client",)
+# Wrappers over the facades: side-by-side running (dual write, shadow reads, reconcile) and
+# the seeds' own APIs. They sit beside the facades, below the surfaces.
+WRAPPERS = ("engramdb.sidebyside", "engramdb.compat")
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,12 @@ CONTRACTS = (
     Contract(
         "stores and the cache sit below the engine, the facades, ops and the surfaces",
         importers=STORES + CACHE,
-        forbidden=ENGINE + FACADES + OPS + SURFACES + EXTRACT,
+        forbidden=ENGINE + FACADES + OPS + SURFACES + EXTRACT + WRAPPERS,
     ),
     Contract(
         "the engine sits below the facades, ops and the surfaces",
         importers=ENGINE,
-        forbidden=FACADES + OPS + SURFACES,
+        forbidden=FACADES + OPS + SURFACES + WRAPPERS,
     ),
     Contract("the leaves import only other leaves", importers=LEAVES, only=LEAVES),
     Contract(
@@ -108,7 +111,18 @@ CONTRACTS = (
     Contract(
         "embedders are a component beside the stores, used by the engine",
         importers=EMBEDDERS,
-        forbidden=ENGINE + STORES + FACADES + OPS + SURFACES,
+        forbidden=ENGINE + STORES + FACADES + OPS + SURFACES + WRAPPERS,
+    ),
+    Contract(
+        "the side-by-side wrappers and the compat adapters wrap the facades: they import the "
+        "facades and the leaves, never the engine, a store, ops or a surface",
+        importers=WRAPPERS,
+        only=LEAVES + FACADES + WRAPPERS,
+    ),
+    Contract(
+        "the facades know nothing of the wrappers built over them",
+        importers=FACADES[1:],
+        forbidden=WRAPPERS,
     ),
 )
 

@@ -21,6 +21,7 @@ from engramdb.cli import (
     commands_entities,
     commands_keys,
     commands_mcp,
+    commands_reconcile,
     commands_records,
     commands_serve,
     commands_threads,
@@ -66,6 +67,7 @@ for _module in (
     commands_keys,
     commands_serve,
     commands_mcp,
+    commands_reconcile,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

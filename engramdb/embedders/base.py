@@ -65,11 +65,14 @@ EMBEDDER_CHOICES = ("minilm", "minilm-torch", "minilm-int8", "hash")
 
 
 def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedder:
-    """Turn a settings name (one of :data:`EMBEDDER_CHOICES`) or an embedder into an embedder.
+    """Turn a settings name (one of :data:`EMBEDDER_CHOICES`, ``openai:<model>`` or
+    ``st:/path``) or an embedder into an embedder.
 
     ``minilm`` is all-MiniLM-L6-v2 on ONNX Runtime and ``minilm-torch`` the same model
     through sentence-transformers: one embedder (same name, same vectors) on two runtimes.
-    ``minilm-int8`` is a different embedder (its vectors differ).
+    ``minilm-int8`` is a different embedder (its vectors differ). ``openai:<model>`` speaks
+    an OpenAI-compatible embeddings API; ``st:/path`` loads a local sentence-transformers
+    model.
 
     Raises:
         ValidationError: an unknown name, or an object that is not an Embedder.
@@ -106,8 +109,19 @@ def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedde
         )
     if spec == "hash":
         return HashEmbedder(dim=settings.hash_dim)
+    if spec.startswith("openai:"):
+        from engramdb.embedders.openai_http import OpenAIEmbedder
+
+        return OpenAIEmbedder.from_settings(spec.removeprefix("openai:"), settings)
+    if spec.startswith("st:"):
+        from engramdb.embedders.st_path import SentenceTransformerPathEmbedder
+
+        return SentenceTransformerPathEmbedder(
+            spec.removeprefix("st:"), batch_size=settings.embed_batch_size
+        )
     raise ValidationError(
-        f"unknown embedder {spec!r}; use one of {', '.join(map(repr, EMBEDDER_CHOICES))}",
+        f"unknown embedder {spec!r}; use one of {', '.join(map(repr, EMBEDDER_CHOICES))}, "
+        "'openai:<model>' or 'st:/path'",
         field="embedder",
     )
 
