@@ -135,6 +135,9 @@ def test_every_subcommand_has_help() -> None:
         "ingest-parts",
         "ingest-embed",
         "embedder",
+        "migrate",
+        "langgraph",
+        "extract",
         "locomo",
         "all",
     }

@@ -126,10 +126,15 @@ CONTRACTS = (
     ),
 )
 
-# torch and what sits on it: only the ONNX export and the 'minilm-torch' embedder may import
-# them, so the default embedder (ONNX Runtime) and every surface stay free of torch.
+# torch and what sits on it: only the ONNX export, the 'minilm-torch' embedder and the
+# 'st:/path' embedder (any local sentence-transformers model) may import them, so the default
+# embedder (ONNX Runtime) and every surface stay free of torch.
 TORCH_MODULES = ("torch", "sentence_transformers", "transformers")
-TORCH_IMPORTERS = ("engramdb.embedders.export", "engramdb.embedders.minilm")
+TORCH_IMPORTERS = (
+    "engramdb.embedders.export",
+    "engramdb.embedders.minilm",
+    "engramdb.embedders.st_path",
+)
 
 # (importing module, imported module) -> why this one import may point up.
 EXEMPTIONS: dict[tuple[str, str], str] = {

@@ -237,6 +237,7 @@ class AuthMiddleware:
             await self._refuse(scope, receive, send, exc)
             return
         scope[PRINCIPAL] = principal
+        scope.setdefault("state", {})["key_id"] = principal.key_id  # for the access line
         method = scope.get("method", "GET")
         audit = audited(method, path)
         try:

@@ -68,8 +68,15 @@ def _safe_details(details: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Path parameters named for the caller: the URL's {ns} is the namespace.
+_PATH_NAMES = {"ns": "namespace"}
+
+
 def _location(loc: Any) -> str:
-    return ".".join(str(p) for p in loc)
+    parts = [str(p) for p in loc]
+    if len(parts) == 2 and parts[0] == "path":
+        parts[1] = _PATH_NAMES.get(parts[1], parts[1])
+    return ".".join(parts)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -26,7 +26,9 @@ async def test_ready_and_metrics_follow_the_cache(db_url: str, redis_server: Red
     settings = Settings(url=db_url, embedder="hash", hash_dim=64, cache_url=redis_server.url)
     mem = Memory(settings=settings, embedder=HashEmbedder(64))
     try:
-        transport = httpx.ASGITransport(app=create_app(mem))
+        transport = httpx.ASGITransport(
+            app=create_app(mem, settings=mem.settings.model_copy(update={"auth": "off"}))
+        )
         async with httpx.AsyncClient(transport=transport, base_url="http://engram.test") as c:
             ready = (await c.get("/ready")).json()
             assert ready["components"]["cache"]["status"] == "ok"

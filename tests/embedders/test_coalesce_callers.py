@@ -78,7 +78,10 @@ async def test_concurrent_rest_searches_share_one_encoder_batch(
 ) -> None:
     memory, embedder = served
     n = callers()
-    transport = httpx.ASGITransport(app=create_app(memory), raise_app_exceptions=False)
+    transport = httpx.ASGITransport(
+        app=create_app(memory, settings=memory.settings.model_copy(update={"auth": "off"})),
+        raise_app_exceptions=False,
+    )
     queries = list(QUERIES)[:n]
     async with httpx.AsyncClient(transport=transport, base_url="http://engram.test") as c:
         responses = await asyncio.wait_for(

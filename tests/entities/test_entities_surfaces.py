@@ -22,7 +22,10 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the app over a Memory with background extraction (the default)."""
     settings = Settings(url=f"sqlite:///{tmp_path / 's.db'}", extract="background")
     mem = Memory(settings=settings, embedder=HashEmbedder(64))
-    transport = httpx.ASGITransport(app=create_app(mem), raise_app_exceptions=False)
+    transport = httpx.ASGITransport(
+        app=create_app(mem, settings=mem.settings.model_copy(update={"auth": "off"})),
+        raise_app_exceptions=False,
+    )
     async with httpx.AsyncClient(transport=transport, base_url="http://engram.test") as c:
         yield c
     mem.close()

@@ -73,13 +73,15 @@ def test_saver_refuses_bad_input_with_named_errors(tmp_path: pytest.TempPathFact
 def test_a_file_from_before_revision_0013_gains_the_tables(tmp_path) -> None:
     import sqlite3
 
+    from engramdb.migrations import SCHEMA_HEAD
+
     db = tmp_path / "old.db"
     with Memory(f"sqlite:///{db}", embedder=HashEmbedder(384)) as mem:
         rid = mem.add("kept across the upgrade")[0].id
     with sqlite3.connect(db) as conn:
         for table in ("thread_checkpoints", "thread_checkpoint_blobs", "thread_checkpoint_writes"):
             conn.execute(f"DROP TABLE {table}")
-        conn.execute("UPDATE alembic_version SET version_num = '0011'")
+        conn.execute("UPDATE alembic_version SET version_num = '0012'")  # the one before
     with Memory(f"sqlite:///{db}", embedder=HashEmbedder(384)) as mem:
         saver = EngramSaver(mem)
         saver.put(
@@ -88,7 +90,7 @@ def test_a_file_from_before_revision_0013_gains_the_tables(tmp_path) -> None:
         assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is not None
         assert mem.get(rid).text == "kept across the upgrade"
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0013",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (SCHEMA_HEAD,)
 
 
 def test_forget_erases_a_threads_checkpoints(mem: Memory) -> None:

@@ -70,9 +70,10 @@ class ServerProcess:
 
     @staticmethod
     def clean_env(**extra: str) -> dict[str, str]:
-        """This process's environment without ENGRAM_* settings, offline, plus ``extra``."""
+        """This process's environment without ENGRAM_* settings, offline, with the tests'
+        admin key (ENGRAM_ADMIN_KEY), plus ``extra``."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-        env.update(HF_HUB_OFFLINE="1", **extra)
+        env.update(HF_HUB_OFFLINE="1", ENGRAM_ADMIN_KEY=ADMIN_KEY, **extra)
         return env
 
     def tail(self, lines: int = 40) -> str:

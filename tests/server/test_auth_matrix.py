@@ -31,7 +31,7 @@ ALPHA, BRAVO = "alpha", "bravo"
 SECRET = {ALPHA: "ALPHASECRET", BRAVO: "BRAVOSECRET"}
 OTHER = {ALPHA: BRAVO, BRAVO: ALPHA}
 WRONG_KEY = "ek_00000000000000ff_" + "A" * 43  # well-formed, in no store
-OPEN = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/admin/login"}
+OPEN = {"/health", "/ready", "/openapi.json", "/docs", "/admin/login"}
 READ_POSTS = {
     "/v1/namespaces/{ns}/search",
     "/v1/namespaces/{ns}/records/count",
@@ -101,6 +101,7 @@ def _form(**fields: str) -> Body:
 
 
 OCTETS = {"content-type": "application/octet-stream"}
+NOT_REFUSED = 0  # a call the key layer lets through, whatever the mount behind it answers
 NDJSON = {"content-type": "application/x-ndjson"}
 # (method, template) -> (status of a call that is allowed, the request's parts)
 CALLS: dict[tuple[str, str], tuple[int, Body]] = {
@@ -132,8 +133,24 @@ CALLS: dict[tuple[str, str], tuple[int, Body]] = {
     ("GET", "/health"): (200, _none),
     ("GET", "/openapi.json"): (200, _none),
     ("GET", "/docs"): (200, _none),
-    ("GET", "/docs/oauth2-redirect"): (200, _none),
-    ("GET", "/redoc"): (200, _none),
+    ("GET", "/ready"): (200, _none),
+    ("GET", "/metrics"): (200, _none),  # keyed like an admin route unless metrics_public
+    # MCP over HTTP: any key passes the key layer (NOT_REFUSED); each tool call then runs in
+    # the key's own namespace (tests/server/test_mcp.py checks the tools' side).
+    ("*", "/mcp"): (
+        NOT_REFUSED,
+        lambda w, ns: {
+            "json": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            "headers": {"accept": "application/json, text/event-stream"},
+        },
+    ),
+    # Entities: none exist in this world (extraction is off), so an allowed read is a 404.
+    ("GET", "/v1/namespaces/{ns}/entities"): (200, _none),
+    ("GET", "/v1/namespaces/{ns}/entities/{entity_id}"): (404, _none),
+    ("GET", "/v1/namespaces/{ns}/entities/{entity_id}/relationships"): (404, _none),
+    ("GET", "/v1/namespaces/{ns}/entities/{entity_id}/records"): (404, _none),
+    ("GET", "/v1/namespaces/{ns}/entities/{entity_id}/history"): (404, _none),
+    ("POST", "/v1/namespaces/{ns}/entities/{entity_id}/unlink"): (404, _none),
     ("POST", "/v1/admin/doctor"): (200, _json({"repair": False})),
     ("POST", "/v1/admin/backup"): (200, _none),
     ("POST", "/v1/admin/restore"): (200, lambda w, ns: {"content": w.backup, "headers": OCTETS}),
@@ -174,8 +191,8 @@ def expected(caller: str, method: str, template: str, ok: int) -> int:
         return 401
     if caller == "admin":
         return ok
-    if template == "/v1/namespaces":
-        return ok  # every key may list; the answer holds its own namespace only
+    if template in ("/v1/namespaces", "/mcp"):
+        return ok  # any key: the answer (or tool call) is scoped to the key's namespace
     if not template.startswith("/v1/namespaces/{ns}"):
         return 403  # admin routes, /redoc, anything else
     if caller == "other namespace's key":
@@ -256,15 +273,21 @@ async def test_route_by_caller(world: World, route: tuple[str, str]) -> None:
                 params["record_id"] = await asyncio.to_thread(world.record, ALPHA)
             if "{key_id}" in template:
                 params["key_id"] = world.key_id()
+            if "{entity_id}" in template:
+                params["entity_id"] = "1"
             path = template.format(**params)
             parts = body(world, ALPHA)
             headers = dict(parts.pop("headers", {}))
             if keys[caller] is not None:
                 headers["Authorization"] = f"Bearer {keys[caller]}"
-            resp = await c.request(method, path, headers=headers, **parts)
+            verb = "POST" if method == "*" else method
+            resp = await c.request(verb, path, headers=headers, **parts)
             seen[caller] = resp.status_code
             want = expected(caller, method, template, ok)
-            assert resp.status_code == want, f"{caller}: {method} {path} -> {resp.text[:300]}"
+            if want == NOT_REFUSED:
+                assert resp.status_code not in (401, 403), f"{caller}: {path} -> {resp.text[:300]}"
+            else:
+                assert resp.status_code == want, f"{caller}: {method} {path} -> {resp.text[:300]}"
             if want == 401:
                 assert resp.headers["www-authenticate"].startswith("Bearer")
                 assert resp.json()["error"] == "authentication_failed"

@@ -23,7 +23,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
-from server_helpers import ServerProcess, free_port
+from server_helpers import ADMIN_HEADERS, ADMIN_KEY, ServerProcess, free_port
 
 from engramdb.server.mcp_server import TOOL_NAMES
 
@@ -315,7 +315,9 @@ def served(tmp_path: Path) -> Iterator[Serve]:
 @asynccontextmanager
 async def http_client(base: str, request_id: str | None = None) -> AsyncIterator[Client]:
     """The SDK client over streamable HTTP at ``base/mcp``, optionally sending a request id."""
-    headers = {"X-Request-ID": request_id} if request_id else {}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    if request_id:
+        headers["X-Request-ID"] = request_id
     async with (
         httpx2.AsyncClient(headers=headers, timeout=30) as http,
         Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
@@ -332,7 +334,7 @@ async def test_http_serves_every_tool_beside_rest(served: Serve) -> None:
             )
         )
     # The same store as REST, in the namespace the call named.
-    async with httpx.AsyncClient(base_url=served.base, timeout=30) as rest:
+    async with httpx.AsyncClient(base_url=served.base, timeout=30, headers=ADMIN_HEADERS) as rest:
         hits = await rest.post(
             "/v1/namespaces/agents/search", json={"query": "shared with rest", "mode": "keyword"}
         )
@@ -366,7 +368,7 @@ async def test_http_refuses_a_foreign_host_header(served: Serve) -> None:
     SDK's DNS-rebinding protection), whatever else REST does."""
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     headers = {"Host": "evil.example:80", "Accept": "application/json, text/event-stream"}
-    async with httpx.AsyncClient(base_url=served.base, timeout=30) as raw:
+    async with httpx.AsyncClient(base_url=served.base, timeout=30, headers=ADMIN_HEADERS) as raw:
         refused = await raw.post("/mcp", json=body, headers=headers)
     assert refused.status_code in (400, 403, 421), refused.text
 

@@ -18,9 +18,10 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_helpers import ServerProcess, free_port
+from server_helpers import ADMIN_HEADERS, ServerProcess, free_port
 
 from engramdb import HashEmbedder, Memory, Settings
+from engramdb.ops.keys import ENV_ADMIN_ID
 from engramdb.server import create_app
 from engramdb.server.logs import JsonFormatter
 
@@ -60,7 +61,9 @@ async def obs_client(
     app = create_app(mem)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://engram.test") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://engram.test", headers=ADMIN_HEADERS
+        ) as c:
             yield c
     finally:
         mem.close()
@@ -120,7 +123,9 @@ async def test_a_store_failure_is_counted_by_kind(
     try:
         app = create_app(mem)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=ADMIN_HEADERS
+        ) as c:
             holder.execute("BEGIN IMMEDIATE")
             r = await c.post(f"{NS}/records", json={"text": "cannot be written now"})
             holder.rollback()
@@ -162,8 +167,12 @@ async def test_one_json_access_line_per_request_without_memory_text(
 ) -> None:
     secret = "the launch code is 0000"
     with caplog.at_level(logging.INFO):
+        refused = await obs_client.post(
+            f"{NS}/records?x=1", json={"text": secret}, headers={"X-Request-ID": "req-0"}
+        )
+        assert refused.status_code == 422  # an unknown query parameter
         r = await obs_client.post(
-            f"{NS}/records?x=1", json={"text": secret}, headers={"X-Request-ID": "req-1"}
+            f"{NS}/records", json={"text": secret}, headers={"X-Request-ID": "req-1"}
         )
         assert r.status_code == 200
         rid = r.json()["results"][0]["id"]
@@ -173,12 +182,14 @@ async def test_one_json_access_line_per_request_without_memory_text(
         lines = [JsonFormatter().format(rec) for rec in ours]
     access = [json.loads(x) for x in lines if '"engramdb.access"' in x]
     assert [(a["method"], a["route"], a["status"], a["request_id"]) for a in access] == [
+        ("POST", "/v1/namespaces/{ns}/records", 422, "req-0"),
         ("POST", "/v1/namespaces/{ns}/records", 200, "req-1"),
         ("GET", "/v1/namespaces/{ns}/records/{record_id}", 200, "req-2"),
         ("GET", "<unmatched>", 404, "req-3"),
     ]
     for a in access:
-        assert a["level"] == "INFO" and a["key_id"] is None and a["duration_ms"] >= 0
+        # every request carried the admin key (ENGRAM_ADMIN_KEY): its id, never the secret
+        assert a["level"] == "INFO" and a["key_id"] == ENV_ADMIN_ID and a["duration_ms"] >= 0
     everything = "\n".join(lines)
     assert secret not in everything and rid not in everything and "obs" not in everything
 
@@ -241,7 +252,9 @@ def test_metrics_add_up_across_worker_processes(tmp_path: Path) -> None:
 
     def add(i: int) -> int:
         """One add on a fresh connection; the pid of the worker that served it."""
-        with httpx.Client(base_url=base, timeout=30) as c:  # one connection: one worker
+        with httpx.Client(
+            base_url=base, timeout=30, headers=ADMIN_HEADERS
+        ) as c:  # one connection: one worker
             r = c.post("/v1/namespaces/multi/records", json={"text": f"worker note {i}"})
             assert r.status_code == 200, r.text
             pid: int = c.get("/health").json()["pid"]
@@ -255,7 +268,7 @@ def test_metrics_add_up_across_worker_processes(tmp_path: Path) -> None:
                 pids |= set(pool.map(add, range(total, total + 16)))
                 total += 16
         assert len(pids) == 2, f"only {pids} served {total} adds:\n{server.tail()}"
-        with httpx.Client(base_url=base, timeout=30) as c:
+        with httpx.Client(base_url=base, timeout=30, headers=ADMIN_HEADERS) as c:
             scrapes = [c.get("/metrics") for _ in range(6)]
         for resp in scrapes:  # whichever worker answers, it reports both
             assert resp.status_code == 200, f"{resp.text}\n{server.tail()}"

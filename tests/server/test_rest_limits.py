@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import ServerProcess, assert_error, free_port
+from server_helpers import ADMIN_HEADERS, ADMIN_KEY, ServerProcess, assert_error, free_port
 
 from engramdb import HashEmbedder, Memory, Settings
 from engramdb.server import create_app
@@ -39,6 +39,7 @@ def limited(tmp_path: Path) -> Iterator[Memory]:
         max_body_bytes=BODY_LIMIT,
         max_upload_bytes=UPLOAD_LIMIT,
         max_header_count=20,
+        admin_key=ADMIN_KEY,
     )
     m = Memory(settings=settings, embedder=HashEmbedder(64))
     yield m
@@ -49,7 +50,9 @@ def _client(mem: Memory, **overrides: Any) -> httpx.AsyncClient:
     settings = mem.settings.model_copy(update=overrides)
     app = create_app(mem, settings=settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://engram.test")
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://engram.test", headers=ADMIN_HEADERS
+    )
 
 
 @pytest.fixture
@@ -201,6 +204,9 @@ def served(tmp_path: Path) -> Iterator[Serve]:
     server.stop()
 
 
+AUTH = f"Authorization: Bearer {ADMIN_KEY}\r\n"  # the raw requests' key header
+
+
 def _raw(port: int, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
@@ -219,7 +225,7 @@ def test_a_real_server_honours_env_address_and_refuses_unread_bodies(served: Ser
     assert httpx.get(f"{served.base}/health").status_code == 200
     # 300 MB announced, 1 KB sent: the answer comes without the rest being read.
     head = (
-        f"POST {NS}/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {NS}/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{AUTH}"
         f"Content-Length: {300 * 1024 * 1024}\r\n\r\n"
     ).encode()
     reply = _raw(served.port, head + b"{" * 1024)
@@ -228,7 +234,7 @@ def test_a_real_server_honours_env_address_and_refuses_unread_bodies(served: Ser
     # closed, so the client cannot push the rest.
     with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
         sock.sendall(
-            f"POST {NS}/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST {NS}/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{AUTH}"
             "Transfer-Encoding: chunked\r\n\r\n".encode()
         )
         chunk, sent = b"x" * (1 << 20), 0
