@@ -20,6 +20,7 @@ SCHEMA_REVISIONS = [
     "0009",
     "0010",
     "0011",
+    "0016",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
