@@ -92,9 +92,12 @@ class SparseBM25:
         for cid, u in user_rows:
             if cid in pos_of:
                 self.user_of[pos_of[cid]] = self.user_index[u or ""]
-        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_row USING fts5vocab(main, chunks_fts, row)")
         conn.execute(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_inst USING fts5vocab(main, chunks_fts, instance)"
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_row USING fts5vocab(main, chunks_fts, row)"
+        )
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_inst "
+            "USING fts5vocab(main, chunks_fts, instance)"
         )
         self.nhit = dict(conn.execute("SELECT term, doc FROM temp.v_row").fetchall())
         tf: dict[str, dict[int, int]] = {}
@@ -111,7 +114,8 @@ class SparseBM25:
         self.build_s = time.perf_counter() - t0
         self._tok = sqlite3.connect(":memory:")
         self._tok.execute(
-            "CREATE VIRTUAL TABLE t USING fts5(x, tokenize = 'porter unicode61 remove_diacritics 2')"
+            "CREATE VIRTUAL TABLE t USING fts5(x, "
+            "tokenize = 'porter unicode61 remove_diacritics 2')"
         )
         self._tok.execute("CREATE VIRTUAL TABLE ti USING fts5vocab(t, instance)")
         self._tokens: dict[str, tuple[str, ...]] = {}

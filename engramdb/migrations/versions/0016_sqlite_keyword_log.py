@@ -14,7 +14,7 @@ revision = "0016"
 down_revision = "0011"
 
 SQLITE = [
-    """CREATE TABLE keyword_log (
+    """CREATE TABLE IF NOT EXISTS keyword_log (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id INTEGER NOT NULL)""",
 ]
 

@@ -326,6 +326,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Persist the vector index sidecar and close this process's connections."""
+        self._keywords.stop()
         self._db.close(persist=self._vectors.persist)
 
 
