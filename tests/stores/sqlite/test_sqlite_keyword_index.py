@@ -12,7 +12,7 @@ import pytest
 
 from engramdb import HashEmbedder, Memory
 from engramdb.engine.keyword import match_expression
-from engramdb.query.filters import Cmp, Node
+from engramdb.query.filters import Bool, Cmp, Node
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite.keyword_search import KeywordSearch, match_words
 
@@ -147,7 +147,9 @@ def _record_ids(m: Memory, hits: list[ChunkHit]) -> list[str]:
     return [where[h.chunk_id][0] for h in hits]
 
 
-def _both(m: Memory, ks: KeywordSearch, query: str, node: Node | None, limit: int) -> None:
+def _both(
+    m: Memory, ks: KeywordSearch, query: str, node: Node | None, limit: int, fallback: bool = False
+) -> None:
     match = match_expression(query)
     store = m._engine.store  # type: ignore[attr-defined]
     want = [
@@ -159,7 +161,7 @@ def _both(m: Memory, ks: KeywordSearch, query: str, node: Node | None, limit: in
         (h.chunk_id, h.rid, h.score) for h in ks.keyword_candidates(m.namespace, match, node, limit)
     ]
     assert got == want, query
-    if match_words(match) is not None and "_" not in query:
+    if match_words(match) is not None and "_" not in query and not fallback:
         assert ks.answered == before + 1, "the derived index did not answer"
 
 
@@ -218,6 +220,11 @@ def test_what_it_does_not_cover_falls_back_to_fts5(mem: Memory) -> None:
     ks = _derived(mem)
     # A word FTS5 splits into a phrase, a thread scope, and a filter narrower than the probe.
     _both(mem, ks, "snake_case bakery", None, 10)
+    mem.add([f"bakery museum note {i}" for i in range(30)], user_id="bob", tags=["rare"])
+    rare = Cmp("tags", "tags", "$contains", ("rare",))
+    for q in ("bakery", "museum park", "note cafe"):
+        _both(mem, ks, q, rare, 10, fallback=True)
+        _both(mem, ks, q, Bool("and", (Cmp("str", "user_id", "$eq", "bob"), rare)), 5, True)
     thread = Cmp("str", "thread_id", "$eq", "t9")
     mem.add("bakery in a thread", user_id="alice", thread_id="t9")
     assert ks.keyword_candidates(mem.namespace, match_expression("bakery"), thread, 10)
