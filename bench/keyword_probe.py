@@ -34,6 +34,7 @@ import numpy as np
 
 from bench.common import CACHE_DIR, RESULTS_DIR, latency, log, machine
 from bench.data import load_workload, store_config
+from engramdb.stores.sqlite.keyword_index import _varints
 
 K1, B = 1.2, 0.75
 
@@ -55,18 +56,6 @@ def build_store(records: int, path: Path) -> None:
         mem.add([{"text": t, "user_id": u} for t, u in zip(w.texts[sl], users[sl], strict=True)])
     mem.close()
     tmp.rename(path)
-
-
-def _varints(blob: bytes) -> list[int]:
-    out, v, shift = [], 0, 0
-    for byte in blob:
-        v |= (byte & 0x7F) << shift
-        if byte & 0x80:
-            shift += 7
-        else:
-            out.append(v)
-            v, shift = 0, 0
-    return out
 
 
 class SparseBM25:
@@ -281,6 +270,24 @@ def run(records: int, nq: int, limit: int) -> dict[str, Any]:
                 times[scope][n].append(time.perf_counter() - t0)
             for n in names:
                 agree[scope][n] += same_top(got["fts5_today"], got[n])
+    # Whole hybrid searches (the default mode), the store's keyword side swapped per query.
+    hybrid: dict[str, dict[str, list[float]]] = {
+        s: {"fts5_today": [], "derived_index": []} for s in ("filtered", "unfiltered")
+    }
+    sides = {"fts5_today": fts5_only, "derived_index": derived}
+    same_hybrid = 0
+    for i in range(min(nq, len(w.query_texts))):
+        for scope, user in (("filtered", w.user_name(w.query_users[i])), ("unfiltered", None)):
+            pages = {}
+            for n in list(sides) if i % 2 == 0 else list(sides)[::-1]:
+                store._keywords = sides[n]
+                t0 = time.perf_counter()
+                page = mem.search(
+                    w.query_texts[i], top_k=10, user_id=user, query_vector=w.query_vectors[i]
+                )
+                hybrid[scope][n].append(time.perf_counter() - t0)
+                pages[n] = [(h.record.id, h.score) for h in page.hits]
+            same_hybrid += pages["fts5_today"] == pages["derived_index"]
     answered = derived.answered
     derived.stop()
     mem.close()
@@ -309,6 +316,16 @@ def run(records: int, nq: int, limit: int) -> dict[str, Any]:
                 "p95_ratio_to_today": round(lat["p95_ms"] / base["p95_ms"], 3),
                 "same_top_as_today": round(agree[scope][n] / nq, 4),
             }
+    out["hybrid_top10"] = {"same_answers_share": round(same_hybrid / (2 * nq), 4)}
+    for scope, by in hybrid.items():
+        base = latency(by["fts5_today"])
+        new = latency(by["derived_index"])
+        out["hybrid_top10"][scope] = {
+            "fts5_today": base,
+            "derived_index": new,
+            "p50_ratio": round(new["p50_ms"] / base["p50_ms"], 3),
+            "p95_ratio": round(new["p95_ms"] / base["p95_ms"], 3),
+        }
     return out
 
 
@@ -322,7 +339,7 @@ def main() -> None:
     report = run(a.records, a.queries, a.limit)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("filtered", "unfiltered")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("filtered", "unfiltered", "hybrid_top10")}, indent=2))
 
 
 if __name__ == "__main__":
