@@ -12,7 +12,7 @@ from engramdb.query.filters import Node, required_equalities
 from engramdb.stores.background import BackgroundWorker
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite import gates
-from engramdb.stores.sqlite.chunks import passing_rids
+from engramdb.stores.sqlite.chunks import passing_located
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
 from engramdb.stores.sqlite.keys import SCOPE_FIELDS, scope_token
@@ -190,8 +190,12 @@ class KeywordSearch:
                     ranked = self._derived(c, namespace, words, user, bool(scopes), size)
                     if ranked is None:
                         break
-                    passed = passing_rids(c, namespace, [r[0] for r in ranked], node)
-                    hits = [ChunkHit(cid, passed[cid], s) for cid, s in ranked if cid in passed]
+                    passed = passing_located(c, namespace, [r[0] for r in ranked], node)
+                    hits = [
+                        ChunkHit(cid, passed[cid][0], s, passed[cid][1])
+                        for cid, s in ranked
+                        if cid in passed
+                    ]
                     # As below: the probe is a prefix of the full order.
                     if len(hits) >= limit or len(ranked) < size:
                         self.answered += 1
@@ -213,20 +217,25 @@ class KeywordSearch:
                 "ORDER BY s, rowid LIMIT ?",
                 (match, *member_args, probe),
             ).fetchall()
-            passed = passing_rids(c, namespace, [r[0] for r in ranked], node)
-            hits = [ChunkHit(cid, passed[cid], -float(s)) for cid, s in ranked if cid in passed]
+            passed = passing_located(c, namespace, [r[0] for r in ranked], node)
+            hits = [
+                ChunkHit(cid, passed[cid][0], -float(s), passed[cid][1])
+                for cid, s in ranked
+                if cid in passed
+            ]
             # The probe is a prefix of the full order: its passing rows are the best ones.
             if len(hits) >= limit or len(ranked) < probe:
                 return hits[:limit]
             where, params = compile_sqlite(node)
             rows = c.execute(
-                f"SELECT chunks_fts.rowid, c.rid, {_BM25} AS s FROM chunks_fts "
+                f"SELECT chunks_fts.rowid, c.rid, {_BM25} AS s, r.id, r.version, c.start, "
+                "c.end FROM chunks_fts "
                 "JOIN chunks c ON c.id = chunks_fts.rowid JOIN records r ON r.rid = c.rid "
                 f"WHERE chunks_fts MATCH ?{members} AND r.namespace = ? AND {where} "
                 "ORDER BY s, chunks_fts.rowid LIMIT ?",
                 (match, *member_args, namespace, *params, limit),
             ).fetchall()
-        return [ChunkHit(r[0], r[1], -float(r[2])) for r in rows]
+        return [ChunkHit(r[0], r[1], -float(r[2]), (r[3], r[4], r[5], r[6])) for r in rows]
 
     def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
         """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""

@@ -153,12 +153,13 @@ def _both(
     match = match_expression(query)
     store = m._engine.store  # type: ignore[attr-defined]
     want = [
-        (h.chunk_id, h.rid, h.score)
+        (h.chunk_id, h.rid, h.score, h.located)
         for h in store.keyword_candidates(m.namespace, match, node, limit)
     ]
     before = ks.answered
     got = [
-        (h.chunk_id, h.rid, h.score) for h in ks.keyword_candidates(m.namespace, match, node, limit)
+        (h.chunk_id, h.rid, h.score, h.located)
+        for h in ks.keyword_candidates(m.namespace, match, node, limit)
     ]
     assert got == want, query
     if match_words(match) is not None and "_" not in query and not fallback:
