@@ -22,9 +22,12 @@ It is derived data (invariant 1) and never decides what is visible:
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,18 @@ BODY = "body"
 
 # One keyword row to index: (rowid, namespace or None for an orphan row, user_id or None).
 RowMeta = tuple[int, str | None, str | None]
+SIDE_FORMAT = 1
+_SEGMENT_ARRAYS = (
+    "rowids",
+    "keys",
+    "doclen",
+    "p_row",
+    "p_key",
+    "p_tf",
+    "starts",
+    "fwd_tids",
+    "fwd_starts",
+)
 
 
 class Segment:
@@ -141,6 +156,68 @@ def merge(segments: Sequence[Segment], nterms: int) -> Segment:
         cat(f_row),
         nterms,
     )
+
+
+def save(index: KeywordIndex, path: Path) -> None:
+    """Write the index as one ``.npz`` file (merged into one segment), atomically."""
+    seg = merge(index.segments, len(index.term_id)) if index.segments else None
+    meta = {
+        "format": SIDE_FORMAT,
+        "epoch": index.epoch,
+        "n_rows": index.n_rows,
+        "n_tokens": index.n_tokens,
+        "max_rowid": index.max_rowid,
+        "delete_seq": index.delete_seq,
+        "log_seq": index.log_seq,
+        "namespaces": sorted(index.ns_id, key=index.ns_id.__getitem__),
+        "users": sorted(index.user_id, key=index.user_id.__getitem__),
+    }
+    arrays: dict[str, Any] = {
+        "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        "terms": np.frombuffer(
+            "\n".join(sorted(index.term_id, key=index.term_id.__getitem__)).encode(), np.uint8
+        ),
+        "nhit": index.nhit[: len(index.term_id)],
+        "scope_terms": np.array(sorted(index.scope_terms), dtype=np.int64),
+    }
+    if seg is not None:
+        arrays.update({f"seg_{k}": getattr(seg, k) for k in _SEGMENT_ARRAYS})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> KeywordIndex | None:
+    """Read a saved index, or None when there is none or it is unreadable (rebuilt then)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            if meta.get("format") != SIDE_FORMAT:
+                return None
+            index = KeywordIndex(str(meta["epoch"]))
+            text = bytes(z["terms"]).decode()
+            terms = text.split("\n") if text else []
+            index.term_id = {t: i for i, t in enumerate(terms)}
+            nhit = np.array(z["nhit"], dtype=np.int64)
+            index.nhit = np.zeros(max(1024, len(nhit)), dtype=np.int64)
+            index.nhit[: len(nhit)] = nhit
+            index.scope_terms = set(z["scope_terms"].tolist())
+            for key in ("n_rows", "n_tokens", "max_rowid", "delete_seq", "log_seq"):
+                setattr(index, key, int(meta[key]))
+            index.ns_id = {n: i for i, n in enumerate(meta["namespaces"])}
+            index.user_id = {u: i for i, u in enumerate(meta["users"])}
+            if "seg_rowids" in z:
+                seg = Segment.__new__(Segment)
+                for k in _SEGMENT_ARRAYS:
+                    setattr(seg, k, np.array(z[f"seg_{k}"]))
+                seg.alive = np.ones(len(seg.rowids), dtype=bool)
+                seg.scratch = np.zeros(len(seg.rowids), dtype=np.float64)
+                index.segments = [seg]
+                index.where = {rid: (seg, i) for i, rid in enumerate(seg.rowids.tolist())}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return index
 
 
 def fts_totals(c: sqlite3.Connection) -> tuple[int, int] | None:

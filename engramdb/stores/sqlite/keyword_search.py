@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -22,6 +23,8 @@ from engramdb.stores.sqlite.keyword_index import (
     build,
     catch_up,
     fts_totals,
+    load,
+    save,
 )
 from engramdb.stores.sqlite.meta import read_meta
 
@@ -60,7 +63,7 @@ class IndexBuilder(BackgroundWorker):
             if self.stopped or self.failures >= 3:
                 return
             try:
-                index, ok = self._build()
+                index, ok = self._load_or_build()
             except Exception:  # noqa: BLE001 - a failed build leaves searches on FTS5
                 self.failures += 1
                 continue
@@ -69,6 +72,16 @@ class IndexBuilder(BackgroundWorker):
                     self.owner._index = index
             else:
                 self.failures += 1
+
+    def _load_or_build(self) -> tuple[KeywordIndex, bool]:
+        """The saved index of the last close (once per process; the first search catches
+        it up and checks it), else a fresh build."""
+        if not self.owner._sidecar_tried:
+            self.owner._sidecar_tried = True
+            saved = load(self.owner._sidecar)
+            if saved is not None:
+                return saved, True
+        return self._build()
 
     def _build(self) -> tuple[KeywordIndex, bool]:
         """Build in one snapshot on a connection of its own: the build reads FTS5's
@@ -105,6 +118,8 @@ class KeywordSearch:
         self._local = threading.local()
         self._builder = IndexBuilder(self)
         self.answered = 0  # searches the derived index answered (for tests and stats)
+        self._sidecar = db.path.with_name(db.path.name + ".kindex")
+        self._sidecar_tried = False
         db.after_fork(self._forget_inherited)
 
     def _forget_inherited(self) -> None:
@@ -114,6 +129,17 @@ class KeywordSearch:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._builder = IndexBuilder(self)
+
+    def persist(self) -> None:
+        """Stop the builder and save the index beside the database (best effort: without
+        it the next open builds it again)."""
+        self._builder.stop()
+        with self._lock:
+            index = self._index
+            if index is None:
+                return
+            with contextlib.suppress(OSError):
+                save(index, self._sidecar)
 
     def stop(self) -> None:
         """Stop the index builder (before the store closes)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engramdb import HashEmbedder, Memory
+from engramdb import HashEmbedder, Memory, Settings
 from engramdb.engine.keyword import match_expression
 from engramdb.query.filters import Bool, Cmp, Node
 from engramdb.stores.prepared import ChunkHit
@@ -135,11 +135,15 @@ def _derived(m: Memory) -> KeywordSearch:
     """A second keyword reader over the same store, using the derived index from row 0."""
     ks = KeywordSearch(m._engine.store._db, min_rows=0)  # type: ignore[attr-defined]
     ks.keyword_candidates(m.namespace, '"cafe"', None, 10)  # kicks the builder
+    _wait(ks)
+    return ks
+
+
+def _wait(ks: KeywordSearch) -> None:
     deadline = time.monotonic() + 60
     while ks._index is None:
         assert time.monotonic() < deadline, "the keyword index was never built"
         time.sleep(0.02)
-    return ks
 
 
 def _record_ids(m: Memory, hits: list[ChunkHit]) -> list[str]:
@@ -237,3 +241,44 @@ def test_match_words_reads_only_its_own_shape() -> None:
     assert match_words('"a" AND "b"') is None
     assert match_words("a") is None
     assert match_words("") is None
+
+
+def test_saved_on_close_and_caught_up_after_writes_by_another_opener(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'side.db'}"
+    rng = np.random.default_rng(21)
+    on = Settings(url=url, keyword_index_min_rows=0)
+    m = Memory(settings=on, embedder=HashEmbedder(32))
+    m.add([{"text": _text(rng, 12), "user_id": USERS[i % 5]} for i in range(300)])
+    ks = m._engine.store._keywords  # type: ignore[attr-defined]
+    ks.keyword_candidates(m.namespace, '"cafe"', None, 10)
+    _wait(ks)
+    m.close()
+    side = tmp_path / "side.db.kindex"
+    assert side.exists()
+    # Writes while no opener keeps the derived index: it must catch up from the logs.
+    off = Memory(
+        settings=Settings(url=url, keyword_index_min_rows=10**9), embedder=HashEmbedder(32)
+    )
+    off.add([{"text": _text(rng, 12), "user_id": "bob"} for _ in range(40)])
+    for h in off.search("bakery museum cafe", top_k=15, mode="keyword").hits:
+        off.delete(h.record.id)
+    off.add_messages("t2", [{"role": "user", "content": _text(rng, 9)} for _ in range(6)])
+    off.close()
+    m = Memory(settings=on, embedder=HashEmbedder(32))
+    ks = m._engine.store._keywords  # type: ignore[attr-defined]
+    reference = KeywordSearch(m._engine.store._db, min_rows=10**9)  # type: ignore[attr-defined]
+    ks.keyword_candidates(m.namespace, '"cafe"', None, 10)
+    _wait(ks)
+    assert ks._sidecar_tried and ks._index.max_rowid <= 300 + 10  # loaded, not rebuilt
+    for i in range(60):
+        q = match_expression(_query(rng))
+        for node in (None, Cmp("str", "user_id", "$eq", USERS[i % 5])):
+            want = [
+                (h.chunk_id, h.score)
+                for h in reference.keyword_candidates(m.namespace, q, node, 10)
+            ]
+            before = ks.answered
+            got = [(h.chunk_id, h.score) for h in ks.keyword_candidates(m.namespace, q, node, 10)]
+            assert got == want
+            assert ks.answered == before + 1
+    m.close()
