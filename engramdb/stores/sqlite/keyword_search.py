@@ -172,7 +172,11 @@ class KeywordSearch:
                 epoch = read_meta(c, "index_epoch") or ""
                 if epoch == index.epoch and behind(index, c):
                     return None
-                if epoch != index.epoch or not catch_up(index, c):
+                try:
+                    fresh = epoch == index.epoch and catch_up(index, c)
+                except sqlite3.Error:
+                    fresh = False  # possibly half caught up: dropped, FTS5 answers
+                if not fresh:
                     self._index = None
                     self._builder.kick()
                     return None
