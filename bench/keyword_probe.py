@@ -56,6 +56,8 @@ def build_store(records: int, path: Path) -> None:
         mem.add([{"text": t, "user_id": u} for t, u in zip(w.texts[sl], users[sl], strict=True)])
     mem.close()
     tmp.rename(path)
+    for p in tmp.parent.glob(tmp.name + "*"):
+        p.unlink()
 
 
 class SparseBM25:
