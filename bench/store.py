@@ -41,6 +41,7 @@ from bench.common import (
     rss_mb,
 )
 from bench.data import DataConfig, Workload, describe, load_workload, store_config
+from bench.footprint import breakdown
 
 BATCH = 1_000
 K = 10
@@ -446,6 +447,7 @@ def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) 
             "chroma_mb": dir_size_mb(c_path),
             "engramdb_files_mb": _files_mb(e_path.parent),
             "chroma_files_mb": _files_mb(c_path),
+            "engramdb_breakdown": breakdown(e_path),
         }
 
         # ---------------------------------------------------------------- cold open

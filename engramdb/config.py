@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         description="A user scope larger than this is searched through an ANN graph "
         "(SQLite: its own graph; PostgreSQL: HNSW with a user filter)",
     )
+    keyword_index_min_rows: int = Field(
+        5_000,
+        ge=0,
+        description="SQLite: from this many keyword rows, keyword search ranks through a "
+        "derived index (same ranking as FTS5, without scoring every match)",
+    )
     ann_ef_search: int = Field(96, ge=8, description="ANN search breadth (recall vs speed)")
     ann_connectivity: int = Field(
         16, ge=4, le=128, description="ANN graph degree (HNSW M): recall and memory vs speed"

@@ -137,8 +137,9 @@ class Searcher:
             vec_hits = self.store.vector_candidates(
                 namespace, qvec, user_id, node, pool, with_records=mode == "vector"
             )
-        if mode in ("hybrid", "keyword"):
-            kw_hits = self.store.keyword_candidates(namespace, match_expression(query), full, pool)
+        match = match_expression(query) if mode in ("hybrid", "keyword") else ""
+        if match:  # a query with no word has no keyword side at all
+            kw_hits = self.store.keyword_candidates(namespace, match, full, pool)
         # Rank and fuse on ids; read whole records only for the page returned (hydrating
         # every candidate of both pools would cost more than the rest of the search).
         rows: dict[int, Located] = {}

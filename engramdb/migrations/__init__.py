@@ -23,6 +23,7 @@ SCHEMA_REVISIONS = [
     "0012",
     "0013",
     "0014",
+    "0015",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

@@ -168,4 +168,5 @@ def open_store(url: str | StoreURL, settings: Settings | None = None, **override
         ann_ef_search=base.ann_ef_search,
         ann_ef_add=base.ann_ef_add,
         namespace_max_records=base.namespace_max_records,
+        keyword_index_min_rows=base.keyword_index_min_rows,
     )

@@ -111,6 +111,9 @@ class Doctor:
                     "WHERE rowid IN (SELECT value FROM json_each(?))",
                     (json.dumps(stale_scope),),
                 )
+                c.executemany(  # the derived keyword index re-reads these rows
+                    "INSERT INTO keyword_log(chunk_id) VALUES (?)", [(i,) for i in stale_scope]
+                )
             repaired.append("keyword scopes recomputed from the records")
         for what, table, cols, rows in VALUE_INDEXES:
             if repair and stale_values[what]:

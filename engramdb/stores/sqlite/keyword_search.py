@@ -2,28 +2,191 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import sqlite3
+import threading
 from typing import Any
 
 from engramdb.query.filters import Node, required_equalities
+from engramdb.stores.background import BackgroundWorker
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite import gates
-from engramdb.stores.sqlite.chunks import passing_rids
+from engramdb.stores.sqlite.chunks import passing_located
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
 from engramdb.stores.sqlite.keys import SCOPE_FIELDS, scope_token
+from engramdb.stores.sqlite.keyword_index import (
+    KeywordIndex,
+    behind,
+    build,
+    catch_up,
+    fts_totals,
+    load,
+    save,
+)
+from engramdb.stores.sqlite.meta import read_meta
 
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (unscoped search)
+INDEX_MIN_ROWS = 5_000  # keyword rows from which the derived index is built and used
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 # The keyword weights of chunks_fts's columns: a match on a scope token adds nothing to a
 # score (FTS5 still counts the tokens in a row's length, which BM25 normalises by).
 _BM25 = "bm25(chunks_fts, 1.0, 0.0)"
 
 
-class KeywordSearch:
-    """The keyword index's reads (ranked candidates) and its one kind of rewrite."""
+def match_words(match: str) -> list[str] | None:
+    """The words of a MATCH expression of ``engine.keyword.match_expression``'s shape
+    (quoted words joined by OR), or None for any other expression."""
+    words = [w.replace('""', '"') for w in _QUOTED.findall(match)]
+    if not words or match != " OR ".join('"' + w.replace('"', '""') + '"' for w in words):
+        return None
+    return words
 
-    def __init__(self, db: Connections) -> None:
+
+class IndexBuilder(BackgroundWorker):
+    """Builds the derived keyword index off the search path, then hands it over."""
+
+    thread_name = "engramdb-keyword-index"
+
+    def __init__(self, owner: KeywordSearch) -> None:
+        super().__init__()
+        self.owner = owner
+        self.failures = 0
+
+    def _run(self) -> None:
+        while not self.stopped:
+            if not self.wake.wait(timeout=1.0):
+                return
+            self.wake.clear()
+            if self.stopped or self.failures >= 3:
+                return
+            try:
+                index, ok = self._load_or_build()
+            except Exception:  # noqa: BLE001 - a failed build leaves searches on FTS5
+                self.failures += 1
+                continue
+            if ok:
+                with self.owner._lock:
+                    self.owner._index = index
+            else:
+                self.failures += 1
+
+    def _load_or_build(self) -> tuple[KeywordIndex, bool]:
+        """The saved index of the last close (once per process; the first search catches
+        it up and checks it), else a fresh build."""
+        if not self.owner._sidecar_tried:
+            self.owner._sidecar_tried = True
+            saved = load(self.owner._sidecar)
+            if saved is not None:
+                return saved, True
+        return self._build()
+
+    def _build(self) -> tuple[KeywordIndex, bool]:
+        """Build in one snapshot on a connection of its own: the build reads FTS5's
+        vocabulary through a temporary virtual table, which the store's query-only readers
+        may not create."""
+        path = self.owner._db.path
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("BEGIN")
+            epoch = read_meta(conn, "index_epoch") or ""
+            index = build(conn, epoch)
+            ok = fts_totals(conn) == (index.n_rows, index.n_tokens)
+            conn.execute("COMMIT")
+            return index, ok
+        finally:
+            conn.close()
+
+
+class KeywordSearch:
+    """The keyword index's reads (ranked candidates) and its one kind of rewrite.
+
+    Above ``min_rows`` keyword rows, candidates come from the derived index
+    (:mod:`~engramdb.stores.sqlite.keyword_index`), which ranks exactly as FTS5 does
+    without scoring every match; FTS5 answers until it is built, and whenever a search
+    falls outside what it covers (a thread scope, a filter too narrow for the probe).
+    """
+
+    def __init__(self, db: Connections, min_rows: int = INDEX_MIN_ROWS) -> None:
         self._db = db
+        self._min_rows = min_rows
+        self._index: KeywordIndex | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._builder = IndexBuilder(self)
+        self.answered = 0  # searches the derived index answered (for tests and stats)
+        self._sidecar = db.path.with_name(db.path.name + ".kindex")
+        self._sidecar_tried = False
+        db.after_fork(self._forget_inherited)
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: the parent's index may be mid-change under a lock no thread
+        here will release, and its builder thread does not exist here."""
+        self._index = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._builder = IndexBuilder(self)
+
+    def persist(self) -> None:
+        """Stop the builder and save the index beside the database (best effort: without
+        it the next open builds it again)."""
+        self._builder.stop()
+        with self._lock:
+            index = self._index
+            if index is None:
+                return
+            with contextlib.suppress(OSError):
+                save(index, self._sidecar)
+
+    def stop(self) -> None:
+        """Stop the index builder (before the store closes)."""
+        self._builder.stop()
+
+    def _derived(
+        self,
+        c: sqlite3.Connection,
+        namespace: str,
+        words: list[str],
+        user: str | None,
+        scoped: bool,
+        probe: int,
+    ) -> list[tuple[int, float]] | None:
+        """The derived index's best ``probe`` rows, caught up in ``c``'s snapshot; None
+        when it cannot answer (not built yet, busy, or a word it does not cover)."""
+        if not self._lock.acquire(blocking=False):
+            return None  # a catch-up or hand-over in progress: FTS5 answers this one
+        try:
+            index = self._index
+            dv = c.execute("PRAGMA data_version").fetchone()[0]
+            if index is None:
+                if getattr(self._local, "checked", None) != dv:
+                    self._local.checked = dv
+                    totals = fts_totals(c)
+                    if totals is not None and totals[0] >= self._min_rows:
+                        self._builder.kick()
+                return None
+            if getattr(self._local, "seen", None) != (id(index), dv):
+                epoch = read_meta(c, "index_epoch") or ""
+                if epoch == index.epoch and behind(index, c):
+                    return None
+                try:
+                    fresh = epoch == index.epoch and catch_up(index, c)
+                except sqlite3.Error:
+                    fresh = False  # possibly half caught up: dropped, FTS5 answers
+                if not fresh:
+                    self._index = None
+                    self._builder.kick()
+                    return None
+                self._local.seen = (id(index), dv)
+            tids = index.term_ids(words)
+            if tids is None:
+                return None
+            return index.search(tids, namespace, user, scoped, probe)
+        finally:
+            self._lock.release()
 
     def keyword_candidates(
         self, namespace: str, match: str, node: Node | None, limit: int
@@ -45,9 +208,30 @@ class KeywordSearch:
         if not match:
             return []
         scopes = required_equalities(node, SCOPE_FIELDS)
+        probe = max(limit * 4, KEYWORD_PROBE)
+        words = match_words(match)
+        if words is not None and all(f == "user_id" for f, _ in scopes) and len(scopes) <= 1:
+            user = next(iter(scopes))[1] if scopes else None
+            with self._db.read("keyword search") as c:
+                # The index holds exactly the scope's rows, so the filter's other clauses
+                # (expiry at least) rarely drop any: a probe just above the limit usually
+                # suffices, and reading the records of 400 rows cost more than ranking them.
+                for size in (limit + limit // 4 + 8, probe):
+                    ranked = self._derived(c, namespace, words, user, bool(scopes), size)
+                    if ranked is None:
+                        break
+                    passed = passing_located(c, namespace, [r[0] for r in ranked], node)
+                    hits = [
+                        ChunkHit(cid, passed[cid][0], s, passed[cid][1])
+                        for cid, s in ranked
+                        if cid in passed
+                    ]
+                    # As below: the probe is a prefix of the full order.
+                    if len(hits) >= limit or len(ranked) < size:
+                        self.answered += 1
+                        return hits[:limit]
         for field, value in sorted(scopes):
             match = f'({match}) AND scope:"{scope_token(namespace, field, value)}"'
-        probe = max(limit * 4, KEYWORD_PROBE)
         with self._db.read("keyword search") as c:
             members = ""
             member_args: list[Any] = []
@@ -63,20 +247,25 @@ class KeywordSearch:
                 "ORDER BY s, rowid LIMIT ?",
                 (match, *member_args, probe),
             ).fetchall()
-            passed = passing_rids(c, namespace, [r[0] for r in ranked], node)
-            hits = [ChunkHit(cid, passed[cid], -float(s)) for cid, s in ranked if cid in passed]
+            passed = passing_located(c, namespace, [r[0] for r in ranked], node)
+            hits = [
+                ChunkHit(cid, passed[cid][0], -float(s), passed[cid][1])
+                for cid, s in ranked
+                if cid in passed
+            ]
             # The probe is a prefix of the full order: its passing rows are the best ones.
             if len(hits) >= limit or len(ranked) < probe:
                 return hits[:limit]
             where, params = compile_sqlite(node)
             rows = c.execute(
-                f"SELECT chunks_fts.rowid, c.rid, {_BM25} AS s FROM chunks_fts "
+                f"SELECT chunks_fts.rowid, c.rid, {_BM25} AS s, r.id, r.version, c.start, "
+                "c.end FROM chunks_fts "
                 "JOIN chunks c ON c.id = chunks_fts.rowid JOIN records r ON r.rid = c.rid "
                 f"WHERE chunks_fts MATCH ?{members} AND r.namespace = ? AND {where} "
                 "ORDER BY s, chunks_fts.rowid LIMIT ?",
                 (match, *member_args, namespace, *params, limit),
             ).fetchall()
-        return [ChunkHit(r[0], r[1], -float(r[2])) for r in rows]
+        return [ChunkHit(r[0], r[1], -float(r[2]), (r[3], r[4], r[5], r[6])) for r in rows]
 
     def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
         """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""
@@ -94,7 +283,7 @@ class KeywordSearch:
                     (json.dumps([cid for cid, _ in texts]), namespace),
                 )
             }
-            c.executemany(
-                "UPDATE chunks_fts SET body = ? WHERE rowid = ?",
-                [(body, cid) for cid, body in texts if cid in live],
-            )
+            rows = [(body, cid) for cid, body in texts if cid in live]
+            c.executemany("UPDATE chunks_fts SET body = ? WHERE rowid = ?", rows)
+            # The derived keyword index re-reads rows named here (same rowid, new tokens).
+            c.executemany("INSERT INTO keyword_log(chunk_id) VALUES (?)", [(r[1],) for r in rows])

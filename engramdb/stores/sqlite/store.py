@@ -106,6 +106,7 @@ class SQLiteStore:
         ann_ef_search: int = 96,
         ann_ef_add: int = 128,
         namespace_max_records: int = 0,
+        keyword_index_min_rows: int = 5_000,
     ) -> None:
         self._db = Connections(
             path,
@@ -120,7 +121,7 @@ class SQLiteStore:
         self._vectors = VectorSearch(
             self._db, (ann_min_rows, ann_min_user_rows, ann_connectivity, ann_ef_search, ann_ef_add)
         )
-        self._keywords = KeywordSearch(self._db)
+        self._keywords = KeywordSearch(self._db, keyword_index_min_rows)
         self._threads = Threads(self._db)
         self._erasure = Erasure(self._db)
         self._stats = Stats(self._db, self._vectors, self._records, self.backend)
@@ -573,7 +574,13 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Persist the vector index sidecar and close this process's connections."""
-        self._db.close(persist=self._vectors.persist)
+        self._keywords.stop()
+        self._db.close(persist=self._persist)
+
+    def _persist(self) -> None:
+        """Save the derived indexes beside the file (the owning process only)."""
+        self._vectors.persist()
+        self._keywords.persist()
 
 
 if TYPE_CHECKING:

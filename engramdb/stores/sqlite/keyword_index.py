@@ -1,0 +1,525 @@
+"""A derived keyword index: the FTS5 table's postings as numpy arrays, scored as FTS5 does.
+
+Why: FTS5's ``bm25()`` scores every row matching any query word before it sorts, and a
+hybrid search's ten-word query matches most rows of a large namespace, so the keyword side
+cost tens of milliseconds at 30k records (``bench/keyword_probe.py``). Here each term's
+postings are sorted by scope (namespace, then user), so a search adds only the asking
+scope's postings, vectorised, in the query's word order, with FTS5's own formula and
+statistics: the same doubles, hence the same ranking, ties included.
+
+It is derived data (invariant 1) and never decides what is visible:
+
+* it is built from the FTS5 table itself (its own tokens, so stemming, diacritics and the
+  index text are today's) by a background thread; until it is ready, searches use FTS5;
+* each search catches it up inside its own read snapshot: new rows by rowid watermark
+  (rowids only grow), deleted rows from ``chunk_deletes``, rows rewritten in place from
+  ``keyword_log``; new and rewritten rows are tokenised by an in-memory FTS5 table with the
+  same tokenizer, into small segments merged as they accumulate;
+* after each catch-up its row and token totals must equal FTS5's own (the averages
+  record): a change that no log names discards it, and searches use FTS5 until a rebuild;
+* the caller still reads every hit's record under the filter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TOKENIZE = "porter unicode61 remove_diacritics 2"  # chunks_fts's tokenizer (migration 0007)
+K1, B = 1.2, 0.75  # FTS5's bm25 constants
+MERGE_SEGMENTS = 8  # more segments than this: the small ones are merged into one
+USER_BITS = 32  # a scope key is namespace id << USER_BITS | user id
+BODY = "body"
+
+# One keyword row to index: (rowid, namespace or None for an orphan row, user_id or None).
+RowMeta = tuple[int, str | None, str | None]
+SIDE_FORMAT = 1
+_SEGMENT_ARRAYS = (
+    "rowids",
+    "keys",
+    "doclen",
+    "p_row",
+    "p_key",
+    "p_tf",
+    "starts",
+    "fwd_tids",
+    "fwd_starts",
+)
+
+
+class Segment:
+    """The postings of some rows: per term, body frequencies sorted by (scope key, row).
+
+    Immutable except ``alive`` (a deleted or rewritten row is masked, then dropped by the
+    next merge). ``fwd_*`` list each row's distinct terms in any column, so a delete can
+    take the row out of the per-term row counts that FTS5's IDF reads.
+    """
+
+    def __init__(
+        self,
+        rowids: np.ndarray,
+        keys: np.ndarray,
+        doclen: np.ndarray,
+        p_tid: np.ndarray,
+        p_row: np.ndarray,
+        p_tf: np.ndarray,
+        f_tid: np.ndarray,
+        f_row: np.ndarray,
+        nterms: int,
+    ) -> None:
+        n = len(rowids)
+        self.rowids = rowids.astype(np.int64)
+        self.keys = keys.astype(np.int64)
+        self.doclen = doclen.astype(np.float64)
+        self.alive = np.ones(n, dtype=bool)
+        order = np.lexsort((p_row, self.keys[p_row], p_tid))
+        self.p_row = p_row[order].astype(np.int64)
+        self.p_key = self.keys[self.p_row]
+        self.p_tf = p_tf[order].astype(np.float64)
+        self.starts = np.searchsorted(p_tid[order], np.arange(nterms + 1)).astype(np.int64)
+        forder = np.argsort(f_row, kind="stable")
+        self.fwd_tids = f_tid[forder].astype(np.int64)
+        self.fwd_starts = np.searchsorted(f_row[forder], np.arange(n + 1)).astype(np.int64)
+        self.scratch = np.zeros(n, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.rowids)
+
+    def scores(
+        self, tids: Sequence[int], idfs: Sequence[float], lo: int, hi: int, avgdl: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rowids and bm25 scores of this segment's live rows in keys [lo, hi) matching any
+        term; each row's sum is formed term by term in the given order, as FTS5 does."""
+        acc = self.scratch
+        touched = []
+        nterms = len(self.starts) - 1
+        for t, idf in zip(tids, idfs, strict=True):
+            if t < 0 or t >= nterms:
+                continue
+            s, e = int(self.starts[t]), int(self.starts[t + 1])
+            if s == e:
+                continue
+            a, b = np.searchsorted(self.p_key[s:e], (lo, hi))
+            if a == b:
+                continue
+            pos = self.p_row[s + a : s + b]
+            f = self.p_tf[s + a : s + b]
+            acc[pos] += idf * ((f * (K1 + 1.0)) / (f + K1 * (1 - B + B * self.doclen[pos] / avgdl)))
+            touched.append(pos)
+        if not touched:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        # Only touched rows are non-zero (every term adds a positive score): one pass over
+        # the scratch array is cheaper than sorting the touched positions.
+        cand = np.flatnonzero(acc) if len(touched) > 1 else touched[0]
+        sc = acc[cand]
+        acc[cand] = 0.0
+        live = self.alive[cand]
+        return self.rowids[cand[live]], sc[live]
+
+
+def merge(segments: Sequence[Segment], nterms: int) -> Segment:
+    """One segment holding the live rows of ``segments``."""
+    rowids, keys, doclen = [], [], []
+    p_tid, p_row, p_tf, f_tid, f_row = [], [], [], [], []
+    base = 0
+    for seg in segments:
+        newpos = np.cumsum(seg.alive) - 1 + base
+        rowids.append(seg.rowids[seg.alive])
+        keys.append(seg.keys[seg.alive])
+        doclen.append(seg.doclen[seg.alive])
+        tid = np.repeat(np.arange(len(seg.starts) - 1), np.diff(seg.starts))
+        keep = seg.alive[seg.p_row]
+        p_tid.append(tid[keep])
+        p_row.append(newpos[seg.p_row[keep]])
+        p_tf.append(seg.p_tf[keep])
+        frow = np.repeat(np.arange(len(seg)), np.diff(seg.fwd_starts))
+        fkeep = seg.alive[frow]
+        f_tid.append(seg.fwd_tids[fkeep])
+        f_row.append(newpos[frow[fkeep]])
+        base += int(seg.alive.sum())
+    cat = np.concatenate
+    return Segment(
+        cat(rowids),
+        cat(keys),
+        cat(doclen),
+        cat(p_tid),
+        cat(p_row),
+        cat(p_tf),
+        cat(f_tid),
+        cat(f_row),
+        nterms,
+    )
+
+
+def save(index: KeywordIndex, path: Path) -> None:
+    """Write the index as one ``.npz`` file (merged into one segment), atomically."""
+    seg = merge(index.segments, len(index.term_id)) if index.segments else None
+    meta = {
+        "format": SIDE_FORMAT,
+        "epoch": index.epoch,
+        "n_rows": index.n_rows,
+        "n_tokens": index.n_tokens,
+        "max_rowid": index.max_rowid,
+        "delete_seq": index.delete_seq,
+        "log_seq": index.log_seq,
+        "namespaces": sorted(index.ns_id, key=index.ns_id.__getitem__),
+        "users": sorted(index.user_id, key=index.user_id.__getitem__),
+    }
+    arrays: dict[str, Any] = {
+        "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        "terms": np.frombuffer(
+            "\n".join(sorted(index.term_id, key=index.term_id.__getitem__)).encode(), np.uint8
+        ),
+        "nhit": index.nhit[: len(index.term_id)],
+        "scope_terms": np.array(sorted(index.scope_terms), dtype=np.int64),
+    }
+    if seg is not None:
+        arrays.update({f"seg_{k}": getattr(seg, k) for k in _SEGMENT_ARRAYS})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> KeywordIndex | None:
+    """Read a saved index, or None when there is none or it is unreadable (rebuilt then)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            if meta.get("format") != SIDE_FORMAT:
+                return None
+            index = KeywordIndex(str(meta["epoch"]))
+            text = bytes(z["terms"]).decode()
+            terms = text.split("\n") if text else []
+            index.term_id = {t: i for i, t in enumerate(terms)}
+            nhit = np.array(z["nhit"], dtype=np.int64)
+            index.nhit = np.zeros(max(1024, len(nhit)), dtype=np.int64)
+            index.nhit[: len(nhit)] = nhit
+            index.scope_terms = set(z["scope_terms"].tolist())
+            for key in ("n_rows", "n_tokens", "max_rowid", "delete_seq", "log_seq"):
+                setattr(index, key, int(meta[key]))
+            index.ns_id = {n: i for i, n in enumerate(meta["namespaces"])}
+            index.user_id = {u: i for i, u in enumerate(meta["users"])}
+            if "seg_rowids" in z:
+                seg = Segment.__new__(Segment)
+                for k in _SEGMENT_ARRAYS:
+                    setattr(seg, k, np.array(z[f"seg_{k}"]))
+                seg.alive = np.ones(len(seg.rowids), dtype=bool)
+                seg.scratch = np.zeros(len(seg.rowids), dtype=np.float64)
+                index.segments = [seg]
+                index.where = {rid: (seg, i) for i, rid in enumerate(seg.rowids.tolist())}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return index
+
+
+def fts_totals(c: sqlite3.Connection) -> tuple[int, int] | None:
+    """FTS5's own row count and token total (all columns) of ``chunks_fts``, or None when
+    its averages record cannot be read (the caller then trusts no derived index)."""
+    row = c.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+    if row is None:
+        return (0, 0)
+    try:
+        values = _varints(bytes(row[0]))
+    except (IndexError, TypeError):
+        return None
+    if not values:
+        return None
+    return values[0], sum(values[1:])
+
+
+def _varints(blob: bytes) -> list[int]:
+    """SQLite's varints (big-endian groups of 7 bits; a ninth byte carries 8)."""
+    out: list[int] = []
+    i = 0
+    while i < len(blob):
+        v = 0
+        for j in range(9):
+            byte = blob[i]
+            i += 1
+            if j == 8:
+                v = (v << 8) | byte
+                break
+            v = (v << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        out.append(v)
+    return out
+
+
+class KeywordIndex:
+    """Segments of postings, the statistics FTS5's bm25 reads, and catch-up watermarks."""
+
+    def __init__(self, epoch: str) -> None:
+        self.epoch = epoch
+        self.segments: list[Segment] = []
+        self.where: dict[int, tuple[Segment, int]] = {}
+        self.term_id: dict[str, int] = {}
+        self.nhit = np.zeros(1024, dtype=np.int64)  # rows holding each term, any column
+        self.scope_terms: set[int] = set()  # terms seen in the scope column
+        self.n_rows = 0
+        self.n_tokens = 0
+        self.max_rowid = 0
+        self.delete_seq = 0
+        self.log_seq = 0
+        self.ns_id: dict[str, int] = {}
+        self.user_id: dict[str | None, int] = {}
+        self._tok: sqlite3.Connection | None = None
+        self._word_tokens: dict[str, tuple[str, ...]] = {}
+
+    # ------------------------------------------------------------------ building
+
+    def key(self, namespace: str | None, user: str | None) -> int:
+        """The scope key of a row (-1 for a row without a record: never searched)."""
+        if namespace is None:
+            return -1
+        ns = self.ns_id.setdefault(namespace, len(self.ns_id))
+        uid = self.user_id.setdefault(user, len(self.user_id))
+        return (ns << USER_BITS) | uid
+
+    def add_rows(
+        self, metas: Sequence[RowMeta], vocab: Iterable[tuple[str, int, str, int]]
+    ) -> None:
+        """Index rows from their metadata and FTS5 instance counts (term, rowid, column,
+        count) as a new segment."""
+        if not metas:
+            return
+        pos_of = {rid: i for i, (rid, _, _) in enumerate(metas)}
+        keys = np.array([self.key(ns, u) for _, ns, u in metas], dtype=np.int64)
+        doclen = np.zeros(len(metas), dtype=np.float64)
+        p_tid: list[int] = []
+        p_row: list[int] = []
+        p_tf: list[int] = []
+        pairs: set[tuple[int, int]] = set()
+        term_id = self.term_id
+        for term, doc, col, cnt in vocab:
+            row = pos_of.get(doc)
+            if row is None:
+                continue
+            tid = term_id.get(term)
+            if tid is None:
+                tid = term_id[term] = len(term_id)
+            doclen[row] += cnt
+            pairs.add((tid, row))
+            if col == BODY:
+                p_tid.append(tid)
+                p_row.append(row)
+                p_tf.append(cnt)
+            else:
+                self.scope_terms.add(tid)
+        if len(term_id) > len(self.nhit):
+            grown = np.zeros(max(len(term_id), 2 * len(self.nhit)), dtype=np.int64)
+            grown[: len(self.nhit)] = self.nhit
+            self.nhit = grown
+        f = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+        np.add.at(self.nhit, f[:, 0], 1)
+        seg = Segment(
+            np.array([m[0] for m in metas], dtype=np.int64),
+            keys,
+            doclen,
+            np.array(p_tid, dtype=np.int64),
+            np.array(p_row, dtype=np.int64),
+            np.array(p_tf, dtype=np.float64),
+            f[:, 0],
+            f[:, 1],
+            len(term_id),
+        )
+        self.segments.append(seg)
+        for i, (rid, _, _) in enumerate(metas):
+            self.where[rid] = (seg, i)
+            if rid > self.max_rowid:
+                self.max_rowid = rid
+        self.n_rows += len(metas)
+        self.n_tokens += int(doclen.sum())
+        if len(self.segments) > MERGE_SEGMENTS:
+            self._merge()
+
+    def remove(self, rowid: int) -> None:
+        """Take a row out (a no-op for a row not indexed)."""
+        loc = self.where.pop(rowid, None)
+        if loc is None:
+            return
+        seg, p = loc
+        seg.alive[p] = False
+        self.nhit[seg.fwd_tids[seg.fwd_starts[p] : seg.fwd_starts[p + 1]]] -= 1
+        self.n_rows -= 1
+        self.n_tokens -= int(seg.doclen[p])
+
+    def _merge(self) -> None:
+        """Merge the small segments, and everything once they hold a quarter of the rows:
+        each posting is rewritten O(log n) times over the index's life."""
+        base, rest = self.segments[0], self.segments[1:]
+        rest_live = sum(int(s.alive.sum()) for s in rest)
+        group = self.segments if rest_live * 4 >= int(base.alive.sum()) else rest
+        merged = merge(group, len(self.term_id))
+        self.segments = [merged] if group is self.segments else [base, merged]
+        for i, rid in enumerate(merged.rowids.tolist()):
+            self.where[rid] = (merged, i)
+
+    def tokenize_rows(
+        self, rows: Sequence[tuple[int, str, str]]
+    ) -> list[tuple[str, int, str, int]]:
+        """FTS5 instance counts of (rowid, body, scope) rows, from an in-memory FTS5 table
+        with chunks_fts's tokenizer."""
+        tok = self._tokenizer()
+        tok.executemany("INSERT INTO t(rowid, body, scope) VALUES (?, ?, ?)", rows)
+        out = tok.execute(
+            "SELECT term, doc, col, count(*) FROM ti GROUP BY term, doc, col"
+        ).fetchall()
+        tok.execute("DELETE FROM t")
+        return out
+
+    def _tokenizer(self) -> sqlite3.Connection:
+        if self._tok is None:
+            tok = sqlite3.connect(":memory:", check_same_thread=False)
+            tok.execute(f"CREATE VIRTUAL TABLE t USING fts5(body, scope, tokenize = '{TOKENIZE}')")
+            tok.execute("CREATE VIRTUAL TABLE ti USING fts5vocab(t, instance)")
+            self._tok = tok
+        return self._tok
+
+    # ------------------------------------------------------------------ searching
+
+    def term_ids(self, words: Sequence[str]) -> list[int] | None:
+        """Each query word's term id (-1: in no row), or None when a word is not exactly
+        one token or names a scope token (FTS5 would match those differently)."""
+        out = []
+        for w in words:
+            toks = self._word_tokens.get(w)
+            if toks is None:
+                tok = self._tokenizer()
+                tok.execute("INSERT INTO t(rowid, body, scope) VALUES (1, ?, '')", (w,))
+                toks = tuple(r[0] for r in tok.execute("SELECT term FROM ti ORDER BY offset"))
+                tok.execute("DELETE FROM t")
+                if len(self._word_tokens) < 100_000:
+                    self._word_tokens[w] = toks
+            if len(toks) != 1:
+                return None
+            tid = self.term_id.get(toks[0], -1)
+            if tid in self.scope_terms:
+                return None
+            out.append(tid)
+        return out
+
+    def idf(self, tid: int) -> float:
+        """FTS5's IDF of a term over every row of the table."""
+        n_hit = int(self.nhit[tid]) if tid >= 0 else 0
+        idf = math.log((self.n_rows - n_hit + 0.5) / (n_hit + 0.5))
+        return idf if idf > 0.0 else 1e-6
+
+    def search(
+        self, tids: Sequence[int], namespace: str, user: str | None, scoped: bool, limit: int
+    ) -> list[tuple[int, float]]:
+        """The best ``limit`` (rowid, score) of the namespace (or of one of its users, when
+        ``scoped``) in FTS5's order: score descending, then rowid."""
+        ns = self.ns_id.get(namespace)
+        if ns is None or self.n_rows == 0:
+            return []
+        if scoped:
+            uid = self.user_id.get(user)
+            if uid is None:
+                return []
+            lo = (ns << USER_BITS) | uid
+            hi = lo + 1
+        else:
+            lo, hi = ns << USER_BITS, (ns + 1) << USER_BITS
+        avgdl = self.n_tokens / self.n_rows
+        idfs = [self.idf(t) for t in tids]
+        parts = [seg.scores(tids, idfs, lo, hi, avgdl) for seg in self.segments]
+        rowids = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        if len(rowids) > limit:
+            kth = np.partition(-scores, limit - 1)[limit - 1]
+            keep = -scores <= kth
+            rowids, scores = rowids[keep], scores[keep]
+        order = np.lexsort((rowids, -scores))[:limit]
+        return list(zip(rowids[order].tolist(), scores[order].tolist(), strict=True))
+
+
+def read_rows(c: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Keyword rows with their record's scope: (rowid, body, scope, namespace, user_id).
+
+    LEFT JOINs keep a keyword row without a chunk (which FTS5 still counts)."""
+    return c.execute(
+        "SELECT f.rowid, f.body, f.scope, r.namespace, r.user_id FROM chunks_fts f "
+        "LEFT JOIN chunks ch ON ch.id = f.rowid LEFT JOIN records r ON r.rid = ch.rid "
+        f"WHERE {where} ORDER BY f.rowid",
+        args,
+    ).fetchall()
+
+
+def build(c: sqlite3.Connection, epoch: str) -> KeywordIndex:
+    """Build the whole index inside the caller's read transaction on ``c``."""
+    index = KeywordIndex(epoch)
+    index.delete_seq = int(
+        c.execute("SELECT coalesce(max(seq), 0) FROM chunk_deletes").fetchone()[0]
+    )
+    index.log_seq = int(c.execute("SELECT coalesce(max(seq), 0) FROM keyword_log").fetchone()[0])
+    metas: list[RowMeta] = [
+        (int(r[0]), r[1], r[2])
+        for r in c.execute(
+            "SELECT f.rowid, r.namespace, r.user_id FROM chunks_fts f "
+            "LEFT JOIN chunks ch ON ch.id = f.rowid LEFT JOIN records r ON r.rid = ch.rid "
+            "ORDER BY f.rowid"
+        )
+    ]
+    c.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.engram_kw_vocab "
+        "USING fts5vocab(main, chunks_fts, instance)"
+    )
+    vocab = c.execute(
+        "SELECT term, doc, col, count(*) FROM temp.engram_kw_vocab GROUP BY term, doc, col"
+    )
+    index.add_rows(metas, vocab)
+    return index
+
+
+def behind(index: KeywordIndex, c: sqlite3.Connection) -> bool:
+    """Whether ``c``'s snapshot is older than the index (another thread caught it up
+    further): such a search must not use it, nor judge it by older totals."""
+    seqs = dict(
+        c.execute(
+            "SELECT name, seq FROM sqlite_sequence WHERE name IN ('chunks', 'chunk_deletes', "
+            "'keyword_log')"
+        ).fetchall()
+    )
+    return (
+        int(seqs.get("chunks", 0)) < index.max_rowid
+        or int(seqs.get("chunk_deletes", 0)) < index.delete_seq
+        or int(seqs.get("keyword_log", 0)) < index.log_seq
+    )
+
+
+def catch_up(index: KeywordIndex, c: sqlite3.Connection) -> bool:
+    """Apply every change committed since the index's watermarks, inside the caller's read
+    transaction (not :func:`behind` the index); False when the result does not match
+    FTS5's own totals."""
+    deletes = c.execute(
+        "SELECT seq, chunk_id FROM chunk_deletes WHERE seq > ? ORDER BY seq", (index.delete_seq,)
+    ).fetchall()
+    rewrites = c.execute(
+        "SELECT seq, chunk_id FROM keyword_log WHERE seq > ? ORDER BY seq", (index.log_seq,)
+    ).fetchall()
+    for _, cid in deletes:
+        index.remove(cid)
+    old = sorted({cid for _, cid in rewrites if cid <= index.max_rowid})
+    for cid in old:
+        index.remove(cid)
+    rows = read_rows(c, "f.rowid > ?", (index.max_rowid,))
+    if old:
+        for cid in old:
+            rows.extend(read_rows(c, "f.rowid = ?", (cid,)))
+    if rows:
+        vocab = index.tokenize_rows([(r[0], r[1], r[2]) for r in rows])
+        index.add_rows([(int(r[0]), r[3], r[4]) for r in rows], vocab)
+    if deletes:
+        index.delete_seq = int(deletes[-1][0])
+    if rewrites:
+        index.log_seq = int(rewrites[-1][0])
+    return fts_totals(c) == (index.n_rows, index.n_tokens)

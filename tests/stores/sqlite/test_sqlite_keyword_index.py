@@ -1,0 +1,284 @@
+"""The derived keyword index ranks exactly as FTS5's bm25 on a real store file, and nothing
+written is invisible to it: new rows, deletes and in-place re-indexing (thread context)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engramdb import HashEmbedder, Memory, Settings
+from engramdb.engine.keyword import match_expression
+from engramdb.query.filters import Bool, Cmp, Node
+from engramdb.stores.prepared import ChunkHit
+from engramdb.stores.sqlite.keyword_search import KeywordSearch, match_words
+
+WORDS = [
+    "run",
+    "running",
+    "runs",
+    "ran",
+    "runner",
+    "café",
+    "cafe",
+    "naïve",
+    "résumé",
+    "bakery",
+    "gym",
+    "office",
+    "airport",
+    "station",
+    "library",
+    "beach",
+    "park",
+    "clinic",
+    "market",
+    "museum",
+    "garage",
+    "school",
+    "stadium",
+    "hotel",
+    "harbour",
+    "cinema",
+    "bicycle",
+    "lasagna",
+    "report",
+    "passport",
+    "tickets",
+    "camera",
+    "contract",
+    "starter",
+    "boots",
+    "cake",
+    "offsite",
+    "piano",
+    "lessons",
+    "flight",
+    "Lisbon",
+    "dentist",
+    "appointment",
+    "hose",
+    "laptop",
+    "playlist",
+    "insurance",
+    "yoga",
+    "tax",
+    "chess",
+    "keys",
+    "puppy",
+    "talk",
+    "knitting",
+    "budget",
+    "shoes",
+    "deadline",
+    "sofa",
+    "honey",
+    "Spanish",
+    "bill",
+    "album",
+    "surfboard",
+    "2023",
+    "May",
+    "8",
+    "42",
+    "3rd",
+    "the",
+    "and",
+    "of",
+    "to",
+    "a",
+    "in",
+    "is",
+    "it",
+    "you",
+    "that",
+    "was",
+    "for",
+    "on",
+    "are",
+    "with",
+    "as",
+    "I",
+    "his",
+    "they",
+]
+USERS = ["alice", "bob", "carla", "dmitri", "elena"]
+
+
+def _text(rng: np.random.Generator, n: int) -> str:
+    return " ".join(WORDS[int(i)] for i in rng.integers(0, len(WORDS), n))
+
+
+def _query(rng: np.random.Generator) -> str:
+    return _text(rng, int(rng.integers(1, 9)))
+
+
+@pytest.fixture
+def mem(tmp_path: Path) -> Iterator[Memory]:
+    m = Memory(f"sqlite:///{tmp_path / 'kw.db'}", embedder=HashEmbedder(32))
+    rng = np.random.default_rng(11)
+    for b in range(6):
+        m.add(
+            [
+                {"text": _text(rng, int(rng.integers(3, 30))), "user_id": USERS[i % 5]}
+                for i in range(b * 100, b * 100 + 100)
+            ]
+        )
+    yield m
+    m.close()
+
+
+def _derived(m: Memory) -> KeywordSearch:
+    """A second keyword reader over the same store, using the derived index from row 0."""
+    ks = KeywordSearch(m._engine.store._db, min_rows=0)  # type: ignore[attr-defined]
+    ks.keyword_candidates(m.namespace, '"cafe"', None, 10)  # kicks the builder
+    _wait(ks)
+    return ks
+
+
+def _wait(ks: KeywordSearch) -> None:
+    deadline = time.monotonic() + 60
+    while ks._index is None:
+        assert time.monotonic() < deadline, "the keyword index was never built"
+        time.sleep(0.02)
+
+
+def _record_ids(m: Memory, hits: list[ChunkHit]) -> list[str]:
+    where = m._engine.store.locate(m.namespace, [h.chunk_id for h in hits], None)  # type: ignore[attr-defined]
+    return [where[h.chunk_id][0] for h in hits]
+
+
+def _both(
+    m: Memory, ks: KeywordSearch, query: str, node: Node | None, limit: int, fallback: bool = False
+) -> None:
+    match = match_expression(query)
+    store = m._engine.store  # type: ignore[attr-defined]
+    want = [
+        (h.chunk_id, h.rid, h.score, h.located)
+        for h in store.keyword_candidates(m.namespace, match, node, limit)
+    ]
+    before = ks.answered
+    got = [
+        (h.chunk_id, h.rid, h.score, h.located)
+        for h in ks.keyword_candidates(m.namespace, match, node, limit)
+    ]
+    assert got == want, query
+    if match_words(match) is not None and "_" not in query and not fallback:
+        assert ks.answered == before + 1, "the derived index did not answer"
+
+
+def test_same_ranking_as_fts5_over_random_queries(mem: Memory) -> None:
+    ks = _derived(mem)
+    rng = np.random.default_rng(5)
+    for i in range(300):
+        q = _query(rng)
+        user = USERS[i % 5]
+        _both(mem, ks, q, None, 10)
+        _both(mem, ks, q, Cmp("str", "user_id", "$eq", user), 10)
+        _both(mem, ks, q, Cmp("str", "user_id", "$eq", user), 100)
+    ks.stop()
+
+
+def test_writes_are_visible_at_once(mem: Memory) -> None:
+    ks = _derived(mem)
+    rng = np.random.default_rng(9)
+    queries = [_query(rng) for _ in range(40)]
+    new = mem.add("zanzibar quokka running café", user_id="bob")[0]
+    hits = ks.keyword_candidates(
+        mem.namespace, match_expression("quokka"), Cmp("str", "user_id", "$eq", "bob"), 10
+    )
+    assert _record_ids(mem, hits) == [new.id]
+    # Deletes, and thread messages whose context re-indexes their neighbours in place.
+    doomed = mem.search("bakery museum", top_k=20, mode="keyword").hits
+    for h in doomed:
+        mem.delete(h.record.id)
+    for j in range(12):
+        mem.add_messages("t1", [{"role": "user", "content": _text(rng, 8)}], user_id="alice")
+        if j % 3 == 0:
+            for q in queries[:10]:
+                _both(mem, ks, q, None, 10)
+    store = mem._engine.store  # type: ignore[attr-defined]
+    assert store._db.query("t", "SELECT count(*) FROM keyword_log", ())[0][0] > 0
+    for q in queries:
+        _both(mem, ks, q, None, 10)
+        _both(mem, ks, q, Cmp("str", "user_id", "$eq", "alice"), 20)
+    gone = ks.keyword_candidates(mem.namespace, match_expression("bakery museum"), None, 50)
+    dead = {h.record.id for h in doomed}
+    assert gone and not set(_record_ids(mem, gone)) & dead
+    ks.stop()
+
+
+def test_many_small_writes_merge_segments(mem: Memory) -> None:
+    ks = _derived(mem)
+    rng = np.random.default_rng(3)
+    for i in range(30):
+        mem.add(_text(rng, 10), user_id=USERS[i % 5])
+        _both(mem, ks, _query(rng), None, 10)
+    assert ks._index is not None and len(ks._index.segments) <= 9
+    ks.stop()
+
+
+def test_what_it_does_not_cover_falls_back_to_fts5(mem: Memory) -> None:
+    ks = _derived(mem)
+    # A word FTS5 splits into a phrase, a thread scope, and a filter narrower than the probe.
+    _both(mem, ks, "snake_case bakery", None, 10)
+    mem.add([f"bakery museum note {i}" for i in range(30)], user_id="bob", tags=["rare"])
+    rare = Cmp("tags", "tags", "$contains", ("rare",))
+    for q in ("bakery", "museum park", "note cafe"):
+        _both(mem, ks, q, rare, 10, fallback=True)
+        _both(mem, ks, q, Bool("and", (Cmp("str", "user_id", "$eq", "bob"), rare)), 5, True)
+    thread = Cmp("str", "thread_id", "$eq", "t9")
+    mem.add("bakery in a thread", user_id="alice", thread_id="t9")
+    assert ks.keyword_candidates(mem.namespace, match_expression("bakery"), thread, 10)
+    ks.stop()
+
+
+def test_match_words_reads_only_its_own_shape() -> None:
+    assert match_words('"a" OR "b""c"') == ["a", 'b"c']
+    assert match_words('"a" AND "b"') is None
+    assert match_words("a") is None
+    assert match_words("") is None
+
+
+def test_saved_on_close_and_caught_up_after_writes_by_another_opener(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'side.db'}"
+    rng = np.random.default_rng(21)
+    on = Settings(url=url, keyword_index_min_rows=0)
+    m = Memory(settings=on, embedder=HashEmbedder(32))
+    m.add([{"text": _text(rng, 12), "user_id": USERS[i % 5]} for i in range(300)])
+    ks = m._engine.store._keywords  # type: ignore[attr-defined]
+    ks.keyword_candidates(m.namespace, '"cafe"', None, 10)
+    _wait(ks)
+    m.close()
+    side = tmp_path / "side.db.kindex"
+    assert side.exists()
+    # Writes while no opener keeps the derived index: it must catch up from the logs.
+    off = Memory(
+        settings=Settings(url=url, keyword_index_min_rows=10**9), embedder=HashEmbedder(32)
+    )
+    off.add([{"text": _text(rng, 12), "user_id": "bob"} for _ in range(40)])
+    for h in off.search("bakery museum cafe", top_k=15, mode="keyword").hits:
+        off.delete(h.record.id)
+    off.add_messages("t2", [{"role": "user", "content": _text(rng, 9)} for _ in range(6)])
+    off.close()
+    m = Memory(settings=on, embedder=HashEmbedder(32))
+    ks = m._engine.store._keywords  # type: ignore[attr-defined]
+    reference = KeywordSearch(m._engine.store._db, min_rows=10**9)  # type: ignore[attr-defined]
+    ks.keyword_candidates(m.namespace, '"cafe"', None, 10)
+    _wait(ks)
+    assert ks._sidecar_tried and ks._index.max_rowid <= 300 + 10  # loaded, not rebuilt
+    for i in range(60):
+        q = match_expression(_query(rng))
+        for node in (None, Cmp("str", "user_id", "$eq", USERS[i % 5])):
+            want = [
+                (h.chunk_id, h.score)
+                for h in reference.keyword_candidates(m.namespace, q, node, 10)
+            ]
+            before = ks.answered
+            got = [(h.chunk_id, h.score) for h in ks.keyword_candidates(m.namespace, q, node, 10)]
+            assert got == want
+            assert ks.answered == before + 1
+    m.close()
