@@ -11,12 +11,12 @@
      ├── ConflictError                       stale version / id reused with other text: 409, exit 4
      ├── EmbedderMismatchError               store built with another embedder: 409, exit 5
      ├── EmbeddingError                      the embedder failed or returned garbage: 502, exit 6
-     ├── ExtractionError                     the entity extractor is missing or failed: 503, exit 10
+     ├── ExtractionError                     the entity extractor is missing or failed: 503, exit 15
      ├── SchemaError                         store schema out of date / too new: 409, exit 7
      │    └── SchemaTooNewError
-     ├── RateLimitedError                    a key's rate or concurrency limit: 429, exit 10
-     ├── OverloadedError                     the service's queue for the call is full: 503, exit 10
-     ├── QueryTimeoutError                   a read ran past its time budget: 504, exit 10
+     ├── RateLimitedError                    a key's rate or concurrency limit: 429, exit 12
+     ├── OverloadedError                     the service's queue for the call is full: 503, exit 13
+     ├── QueryTimeoutError                   a read ran past its time budget: 504, exit 14
      ├── StoreError                          the storage layer failed: 503, exit 8
      │    ├── BusyError                      lock not acquired within busy_timeout: 503, exit 8
      │    └── StoreUnavailableError          server unreachable within store_retry_s: 503, exit 8
@@ -238,15 +238,15 @@ ERROR_TABLE: dict[type[EngramError], tuple[int, int]] = {
     LimitExceededError: (413, 2),
     NotSupportedError: (422, 2),
     UnsupportedMediaTypeError: (415, 2),
-    RateLimitedError: (429, 10),
-    OverloadedError: (503, 10),
-    QueryTimeoutError: (504, 10),
+    RateLimitedError: (429, 12),
+    OverloadedError: (503, 13),
+    QueryTimeoutError: (504, 14),
     NotFoundError: (404, 3),
     ConflictError: (409, 4),
     QuotaExceededError: (409, 4),
     EmbedderMismatchError: (409, 5),
     EmbeddingError: (502, 6),
-    ExtractionError: (503, 10),
+    ExtractionError: (503, 15),
     SchemaError: (409, 7),
     SchemaTooNewError: (409, 7),
     StoreError: (503, 8),
@@ -305,5 +305,10 @@ def error_from_body(status: int, body: object) -> EngramError:
 _BY_CODE: dict[str, type[EngramError]] = {cls.code: cls for cls in ERROR_TABLE}
 _BY_STATUS: dict[int, type[EngramError]] = {}
 for _cls, (_status, _exit) in ERROR_TABLE.items():
-    # the first class of a status in the table is its most general one (parents come first)
-    _BY_STATUS.setdefault(_status, _cls)
+    # an unknown code of a status becomes that status's most general class (fewest bases)
+    _known = _BY_STATUS.get(_status)
+    if _known is None or len(_cls.__mro__) < len(_known.__mro__):
+        _BY_STATUS[_status] = _cls
+# An unknown 503 is read as the storage layer's (retryable) failure: overload and extraction
+# failures carry codes every client of this version knows.
+_BY_STATUS[503] = StoreError

@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from engramdb.models import (
     AddResult,
+    Entity,
+    EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
@@ -46,6 +48,8 @@ Results = list[AddResult]
 Records = list[MemoryRecord]
 Events = list[Event]
 Changes = list[HistoryEntry]
+Entities = list[Entity]
+EntityLog = list[dict[str, Any]]
 
 
 class AsyncClientMethods:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from engramdb.models import (
     AddResult,
+    Entity,
+    EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
@@ -28,6 +30,8 @@ Results = list[AddResult]
 Records = list[MemoryRecord]
 Events = list[Event]
 Changes = list[HistoryEntry]
+Entities = list[Entity]
+EntityLog = list[dict[str, Any]]
 
 
 class AsyncClientMethods:
@@ -242,9 +246,10 @@ class AsyncClientMethods:
         valid_at: datetime | str | None = None,
         include_expired: bool = False,
         query_vector: Any = None,
+        include_entities: bool = False,
     ) -> SearchPage:
         """Find the records most relevant to ``query`` (``query_vector`` is not sent:
-        ``NotSupportedError``)."""
+        ``NotSupportedError``); ``include_entities=True`` fills each hit's ``entities``."""
         return await self._call(
             "search",
             query=query,
@@ -262,7 +267,41 @@ class AsyncClientMethods:
             valid_at=valid_at,
             include_expired=include_expired,
             query_vector=query_vector,
+            include_entities=include_entities,
         )
+
+    async def entities(
+        self,
+        query: str | None = None,
+        *,
+        type: str | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+    ) -> Entities:
+        """Return the namespace's entities (one user's with ``user_id``), most mentioned first."""
+        return await self._call("entities", query=query, type=type, user_id=user_id, limit=limit)
+
+    async def entity(self, id: int) -> Entity:
+        """Return one entity with its mentions (``NotFoundError`` when there is none)."""
+        return await self._call("entity", id=id)
+
+    async def relations(
+        self, entity_id: int, *, depth: int = 1, types: Sequence[str] | None = None
+    ) -> EntityGraph:
+        """Return the entities and relations within ``depth`` (1-3) hops of an entity."""
+        return await self._call("relations", entity_id=entity_id, depth=depth, types=types)
+
+    async def records_about(self, entity_id: int, *, limit: int = 100) -> Records:
+        """Return the records that mention an entity (or one of its aliases), newest first."""
+        return await self._call("records_about", entity_id=entity_id, limit=limit)
+
+    async def unlink_entity(self, id: int) -> Entity:
+        """Undo an alias join: the entity stands on its own again (and stays so)."""
+        return await self._call("unlink_entity", id=id)
+
+    async def entity_history(self, id: int) -> EntityLog:
+        """Return the alias log of an entity: each join and separation, oldest first."""
+        return await self._call("entity_history", id=id)
 
     async def log_event(
         self,

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from engramdb.models import (
     AddResult,
+    Entity,
+    EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
@@ -33,6 +35,8 @@ Results = list[AddResult]
 Records = list[MemoryRecord]
 Events = list[Event]
 Changes = list[HistoryEntry]
+Entities = list[Entity]
+EntityLog = list[dict[str, Any]]
 
 
 class ClientMethods:
@@ -249,9 +253,10 @@ class ClientMethods:
         valid_at: datetime | str | None = None,
         include_expired: bool = False,
         query_vector: Any = None,
+        include_entities: bool = False,
     ) -> SearchPage:
         """Find the records most relevant to ``query`` (``query_vector`` is not sent:
-        ``NotSupportedError``)."""
+        ``NotSupportedError``); ``include_entities=True`` fills each hit's ``entities``."""
         return self._call(
             "search",
             query=query,
@@ -269,7 +274,41 @@ class ClientMethods:
             valid_at=valid_at,
             include_expired=include_expired,
             query_vector=query_vector,
+            include_entities=include_entities,
         )
+
+    def entities(
+        self,
+        query: str | None = None,
+        *,
+        type: str | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+    ) -> Entities:
+        """Return the namespace's entities (one user's with ``user_id``), most mentioned first."""
+        return self._call("entities", query=query, type=type, user_id=user_id, limit=limit)
+
+    def entity(self, id: int) -> Entity:
+        """Return one entity with its mentions (``NotFoundError`` when there is none)."""
+        return self._call("entity", id=id)
+
+    def relations(
+        self, entity_id: int, *, depth: int = 1, types: Sequence[str] | None = None
+    ) -> EntityGraph:
+        """Return the entities and relations within ``depth`` (1-3) hops of an entity."""
+        return self._call("relations", entity_id=entity_id, depth=depth, types=types)
+
+    def records_about(self, entity_id: int, *, limit: int = 100) -> Records:
+        """Return the records that mention an entity (or one of its aliases), newest first."""
+        return self._call("records_about", entity_id=entity_id, limit=limit)
+
+    def unlink_entity(self, id: int) -> Entity:
+        """Undo an alias join: the entity stands on its own again (and stays so)."""
+        return self._call("unlink_entity", id=id)
+
+    def entity_history(self, id: int) -> EntityLog:
+        """Return the alias log of an entity: each join and separation, oldest first."""
+        return self._call("entity_history", id=id)
 
     def log_event(
         self,

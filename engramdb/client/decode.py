@@ -14,10 +14,14 @@ from typing import Any
 from engramdb.errors import ResponseError
 from engramdb.models import (
     AddResult,
+    Entity,
+    EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
+    Mention,
     RecordPage,
+    Relation,
     ScoreParts,
     SearchHit,
     SearchPage,
@@ -66,12 +70,33 @@ def _history(body: dict[str, Any]) -> list[HistoryEntry]:
     return [HistoryEntry(**{**e, "at": _time(e["at"])}) for e in body["entries"]]
 
 
+def entity(e: dict[str, Any]) -> Entity:
+    """An entity from its REST body (``mentions`` only when the call gives them)."""
+    mentions = e.get("mentions")
+    return Entity(
+        **{
+            **e,
+            "mentions": None if mentions is None else [Mention(**m) for m in mentions],
+        }
+    )
+
+
+def graph(g: dict[str, Any]) -> EntityGraph:
+    """Entities and the relations between them, from their REST body."""
+    return EntityGraph(
+        entities=[entity(e) for e in g["entities"]],
+        relations=[Relation(**r) for r in g["relations"]],
+    )
+
+
 def _hit(h: dict[str, Any]) -> SearchHit:
+    entities = h.get("entities")
     return SearchHit(
         record=record(h["record"]),
         score=h["score"],
         parts=ScoreParts(**h["parts"]),
         chunk=h["chunk"],
+        entities=None if entities is None else graph(entities),
     )
 
 
@@ -116,6 +141,12 @@ DECODERS: dict[str, Callable[[Any], Any]] = {
     "delete_all": lambda b: b["deleted"],
     "history": _history,
     "search": _search,
+    "entities": lambda b: [entity(e) for e in b["entities"]],
+    "entity": entity,
+    "relations": graph,
+    "records_about": _records,
+    "unlink_entity": entity,
+    "entity_history": lambda b: [dict(e) for e in b["entries"]],
     "log_event": event,
     "events": lambda b: [event(e) for e in b["events"]],
     "snapshot": _snapshot,

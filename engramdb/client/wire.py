@@ -298,6 +298,7 @@ def _search(
     valid_at: Any = None,
     include_expired: bool = False,
     query_vector: Any = None,
+    include_entities: bool = False,
 ) -> Request:
     if query_vector is not None:
         raise NotSupportedError(
@@ -321,7 +322,63 @@ def _search(
         valid_at=valid_at,
         include_expired=include_expired,
     )
+    if include_entities:  # sent only when asked: a service without entities still answers
+        body["include_entities"] = include_entities
     return Request("search", "POST", f"{_ns(ns)}/search", body=body)
+
+
+# ---------------------------------------------------------------------------- entities
+
+
+def _entity_path(ns: str, id: object, name: str, rest: str = "") -> str:
+    # an entity id is a positive integer of the namespace (the route says ge=1)
+    if isinstance(id, bool) or not isinstance(id, int) or not 1 <= id < 2**63:
+        raise ValidationError(f"entity id: a positive integer, not {id!r}", field=name)
+    return f"{_ns(ns)}/entities/{id}{rest}"
+
+
+def _entities(
+    ns: str,
+    query: str | None = None,
+    *,
+    type: str | None = None,
+    user_id: str | None = None,
+    limit: int = 100,
+) -> Request:
+    params = _query(query=query, type=type, user_id=user_id, limit=limit)
+    return Request("entities", "GET", f"{_ns(ns)}/entities", params=params)
+
+
+def _entity(ns: str, id: int) -> Request:
+    return Request("entity", "GET", _entity_path(ns, id, "id"))
+
+
+def _relations(
+    ns: str, entity_id: int, *, depth: int = 1, types: Sequence[str] | None = None
+) -> Request:
+    wanted: str | None = None
+    if types is not None:
+        if isinstance(types, str) or not all(isinstance(t, str) for t in types):
+            raise ValidationError("types: a list of relation types", field="types")
+        # the route takes them comma-separated; none at all means every type (as Memory)
+        wanted = ",".join(types) or None
+    params = _query(depth=depth, types=wanted)
+    path = _entity_path(ns, entity_id, "entity_id", "/relationships")
+    return Request("relations", "GET", path, params=params)
+
+
+def _records_about(ns: str, entity_id: int, *, limit: int = 100) -> Request:
+    path = _entity_path(ns, entity_id, "entity_id", "/records")
+    return Request("records_about", "GET", path, params=_query(limit=limit))
+
+
+def _unlink_entity(ns: str, id: int) -> Request:
+    path = _entity_path(ns, id, "id", "/unlink")
+    return Request("unlink_entity", "POST", path, keyed=True)
+
+
+def _entity_history(ns: str, id: int) -> Request:
+    return Request("entity_history", "GET", _entity_path(ns, id, "id", "/history"))
 
 
 # ---------------------------------------------------------------------------- threads
@@ -410,8 +467,9 @@ def _stats(ns: str) -> Request:
 
 
 def _health(ns: str) -> Request:
-    # a degraded service answers 503 with the same body: a report, not an error
-    return Request("health", "GET", "/health", ok_statuses=frozenset({200, 503}))
+    # the components' report is /ready (/health is liveness only); a degraded service
+    # answers 503 with the same body: a report, not an error
+    return Request("health", "GET", "/ready", ok_statuses=frozenset({200, 503}))
 
 
 def _doctor(ns: str, *, repair: bool = False) -> Request:
@@ -507,6 +565,12 @@ ENCODERS: dict[str, Callable[..., Request]] = {
     "delete_all": _delete_all,
     "history": _history,
     "search": _search,
+    "entities": _entities,
+    "entity": _entity,
+    "relations": _relations,
+    "records_about": _records_about,
+    "unlink_entity": _unlink_entity,
+    "entity_history": _entity_history,
     "add_messages": _add_messages,
     "log_event": _log_event,
     "events": _events,

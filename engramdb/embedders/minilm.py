@@ -6,14 +6,12 @@ the export, the comparison benchmark and environments that prefer torch.
 
 The model is loaded lazily on first use. torch's thread count is set per call:
 
-* single queries use ``threads`` (default 1): on a busy 2-core machine two threads gave
-  p95 spikes of 0.5-0.8 s while one thread stayed at 30-55 ms (``engramdb bench
-  ingest-embed``, figures ``single_query_*``);
+* single queries use ``threads`` (default 1): on a busy machine more threads for one short
+  text make latency spikes, not speed (docs/tuning.md, ``engramdb bench ingest-embed``);
 * batches use ``batch_threads``, by default chosen by measurement (:class:`ThreadChooser`):
-  on an idle machine two threads encoded 340 texts/s vs 214 with one, on a busy one
-  51-68 texts/s vs 89-104. Which holds depends on what else the machine runs, so the
-  embedder keeps a running texts/s per thread count and uses the faster, re-trying the
-  other every tenth batch.
+  whether two threads beat one depends on what else the machine runs, so the embedder
+  keeps a running texts/s per thread count and uses the faster, re-trying the other every
+  tenth batch.
 """
 
 from __future__ import annotations

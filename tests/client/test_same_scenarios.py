@@ -6,10 +6,12 @@ twins: the same results, of the same types, and the same exceptions.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engramdb import HashEmbedder, Memory, Settings
 from engramdb.errors import (
     ConflictError,
     LimitExceededError,
@@ -20,10 +22,14 @@ from engramdb.errors import (
 )
 from engramdb.models import (
     AddResult,
+    Entity,
+    EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
+    Mention,
     RecordPage,
+    Relation,
     SearchHit,
     SearchPage,
     Slots,
@@ -157,6 +163,59 @@ def test_namespaces_forget_stats_and_health(face: Any) -> None:
             other.get(face.list()[0].id)
 
 
+def test_entities_relations_and_aliases(face: Any, tmp_path: Path) -> None:
+    if isinstance(face, Memory):  # the tests run embedded Memory without extraction
+        face = Memory(
+            f"sqlite:///{tmp_path / 'entities.db'}",
+            namespace=face.namespace,
+            embedder=HashEmbedder(),
+            settings=Settings(extract="background"),
+        )
+        with face:
+            _entity_scenario(face)
+    else:
+        _entity_scenario(face)
+
+
+def _entity_scenario(face: Any) -> None:
+    texts = ["Bob Smith is employed by Google.", "Mr. Smith lives in Paris.", "Bob likes sushi."]
+    added = face.add(texts, user_id="u1")
+    people = face.entities(user_id="u1", type="PERSON")
+    assert [e.name for e in people] == ["Bob Smith"] and isinstance(people[0], Entity)
+    bob = people[0]
+    assert sorted(bob.aliases) == ["Bob", "Mr. Smith"] and bob.mention_count == 3
+    assert bob.mentions is None
+    one = face.entity(bob.id)
+    assert one.mentions is not None and all(isinstance(m, Mention) for m in one.mentions)
+    assert {m.record_id for m in one.mentions} == {r.id for r in added}
+    graph = face.relations(bob.id)
+    assert isinstance(graph, EntityGraph) and all(isinstance(r, Relation) for r in graph.relations)
+    assert {r.type for r in graph.relations} == {"works_for", "lives_in", "likes"}
+    only = face.relations(bob.id, depth=2, types=["lives_in"])
+    assert [r.type for r in only.relations] == ["lives_in"]
+    about = face.records_about(bob.id, limit=2)
+    assert len(about) == 2 and all(isinstance(r, MemoryRecord) for r in about)
+    log = face.entity_history(bob.id)
+    assert {(x["name"], x["op"]) for x in log} == {("Mr. Smith", "link"), ("Bob", "link")}
+    mr = next(x["entity_id"] for x in log if x["name"] == "Mr. Smith")
+    separated = face.unlink_entity(mr)
+    assert isinstance(separated, Entity) and separated.aliases == []
+    assert [x["op"] for x in face.entity_history(mr)] == ["link", "unlink"]
+    with pytest.raises(ValidationError):
+        face.unlink_entity(mr)
+    with pytest.raises(NotFoundError):
+        face.entity(2**62)
+    with pytest.raises(ValidationError):
+        face.relations(bob.id, depth=4)
+    with pytest.raises(ValidationError):
+        face.entity(0)
+    page = face.search("Google", user_id="u1", include_entities=True, top_k=3)
+    hit = next(h for h in page if "Google" in h.record.text)
+    assert isinstance(hit.entities, EntityGraph)
+    assert {e.name for e in hit.entities.entities} >= {"Bob Smith", "Google"}
+    assert all(h.entities is None for h in face.search("Google", user_id="u1", top_k=3))
+
+
 def test_unknown_arguments_fail_like_the_library(face: Any) -> None:
     with pytest.raises(TypeError):
         face.add("text", colour="red")
@@ -176,3 +235,5 @@ async def test_the_async_faces(async_face: Any) -> None:
     hits = await async_face.search("Oslo", mode="keyword")
     assert [h.record.id for h in hits] == [rec.id]
     assert (await async_face.get_slots("t")).version == 0
+    found = await async_face.entities(user_id="frank")
+    assert isinstance(found, list) and all(isinstance(e, Entity) for e in found)
