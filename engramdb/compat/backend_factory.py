@@ -193,9 +193,14 @@ class MemoryManager:
         return True
 
     async def health_check(self) -> dict[str, bool]:
-        """Each component (``store``, ``embedder``) → healthy."""
+        """Each component (``store``, ``embedder``, ``cache``) → healthy; a cache that is not
+        configured counts as healthy (``disabled``)."""
         health = await (await self._ready()).health()
-        return {k: v.get("status") == "ok" for k, v in health.items() if isinstance(v, dict)}
+        return {
+            k: v.get("status") in ("ok", "disabled")
+            for k, v in health.items()
+            if isinstance(v, dict)
+        }
 
     # --- the synchronous twins --------------------------------------------------------
 
