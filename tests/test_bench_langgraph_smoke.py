@@ -1,4 +1,4 @@
-"""Smoke test of ``engramdb bench langgraph``: a tiny model-free run writes langgraph.json."""
+"""Smoke test of ``engramdb bench langgraph``: a tiny model-free run writes langgraph_quick.json."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from bench.cli import main
 def test_langgraph_bench_quick_without_postgres(tmp_path: Path) -> None:
     argv = ["langgraph", "--quick", "--records", "1000", "--queries", "20", "--hash-vectors"]
     assert main([*argv, "--no-postgres", "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "langgraph.json").read_text())
+    report = json.loads((tmp_path / "langgraph_quick.json").read_text())
     summary = report["summary"]
     assert summary["records"] == 1000
     for name in ("engram_sqlite", "inmemory"):

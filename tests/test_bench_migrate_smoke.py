@@ -1,4 +1,4 @@
-"""Smoke test of ``engramdb bench migrate``: a tiny model-free-vector run writes migrate.json."""
+"""Smoke test of ``engramdb bench migrate``: a tiny run with model-free vectors writes its file."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_migrate_bench_quick(tmp_path: Path) -> None:
         ]
     )
     assert rc == 0
-    report = json.loads((tmp_path / "migrate.json").read_text())
+    report = json.loads((tmp_path / "migrate_quick.json").read_text())
     summary = report["summary"]
     for key in (
         "chroma_read_rec_per_s",

@@ -69,11 +69,14 @@ class ServerProcess:
         self.proc = subprocess.Popen(argv, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
 
     @staticmethod
-    def clean_env(**extra: str) -> dict[str, str]:
+    def clean_env(with_admin_key: bool = True, **extra: str) -> dict[str, str]:
         """This process's environment without ENGRAM_* settings, offline, with the tests'
-        admin key (ENGRAM_ADMIN_KEY), plus ``extra``."""
+        admin key (ENGRAM_ADMIN_KEY) unless ``with_admin_key`` is False, plus ``extra``."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-        env.update(HF_HUB_OFFLINE="1", ENGRAM_ADMIN_KEY=ADMIN_KEY, **extra)
+        env["HF_HUB_OFFLINE"] = "1"
+        if with_admin_key:
+            env["ENGRAM_ADMIN_KEY"] = ADMIN_KEY
+        env.update(extra)
         return env
 
     def tail(self, lines: int = 40) -> str:

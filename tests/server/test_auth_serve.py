@@ -32,7 +32,9 @@ class Service(ServerProcess):
     def __init__(self, db: Path, workers: int, log: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = self.clean_env(ENGRAM_URL=f"sqlite:///{db}", ENGRAM_EMBEDDER="hash")
+        env = self.clean_env(
+            with_admin_key=False, ENGRAM_URL=f"sqlite:///{db}", ENGRAM_EMBEDDER="hash"
+        )
         argv = cli_argv() + ["serve", "--port", str(self.port), "--workers", str(workers)]
         super().__init__("serve", argv, env, log)
 
@@ -76,7 +78,7 @@ def test_the_admin_key_is_printed_once_and_revocation_reaches_every_worker(
         # Revoked by another process entirely (the CLI on the store): every worker refuses it.
         revoke = subprocess.run(
             cli_argv() + ["--url", f"sqlite:///{db}", "keys", "revoke", made[1]["id"]],
-            env=ServerProcess.clean_env(),
+            env=ServerProcess.clean_env(with_admin_key=False),
             capture_output=True,
             text=True,
             timeout=120,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import ServerProcess, free_port
+from server_helpers import ADMIN_HEADERS, ServerProcess, free_port
 
 from engramdb import HashEmbedder, Memory, Settings
 
@@ -48,7 +48,7 @@ def test_sigterm_during_writes_keeps_every_acknowledged_write(
 
     def writer(k: int) -> None:
         waited = False
-        with httpx.Client(base_url=served.base, timeout=60) as c:
+        with httpx.Client(base_url=served.base, timeout=60, headers=ADMIN_HEADERS) as c:
             for i in range(100_000):
                 try:
                     resp = c.post(
