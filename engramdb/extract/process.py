@@ -45,10 +45,15 @@ def _serve(conn: Connection, batch_size: int) -> None:  # pragma: no cover - in 
             texts = conn.recv()
         except (EOFError, OSError):
             return
+        found: tuple[str, object]
         try:
-            conn.send(("ok", [asdict(x) for x in extractor.extract(texts)]))
+            found = ("ok", [asdict(x) for x in extractor.extract(texts)])
         except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            found = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(found)
+        except OSError:  # the parent is gone (killed or closed): nobody to answer, stop
+            return
 
 
 def _stop() -> None:
