@@ -29,10 +29,8 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import queue
-import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -55,6 +53,7 @@ from engramdb.ops.mapping import (
     parse_mapping,
 )
 from engramdb.ops.migrate import CHECKPOINT_PREFIX, MAX_BATCH, Target, load_batches, open_target
+from engramdb.ops.prefetch import prefetch
 from engramdb.ops.report import SkipLog, write_report
 from engramdb.ops.sources import EmbeddingModel, LegacySource, SourceItem, open_source
 from engramdb.ops.validate import Ledger, compare, content_line, record_line, sample
@@ -458,7 +457,9 @@ def _load(
     plan = plan_resume(dst.read_meta_prefix(log_prefix(key)), key)
     tally = {"written": 0, "unchanged": 0}
     copy_started = time.perf_counter()
-    batches = _prefetch(lambda: _batches(run, plan, present, batch_size))
+    batches = prefetch(
+        lambda: _batches(run, plan, present, batch_size), "engramdb-migrate-legacy-reader"
+    )
     try:
         load_batches(
             dst, key, batches, max(1, min(2, dst.pool_max)), plan.next_seq, tally, progress
@@ -567,52 +568,6 @@ def _past(
             yield item
         elif item[0] == after:
             reached = True
-
-
-def _prefetch(
-    make: Callable[[], Iterator[Any]],
-) -> Generator[Any, None, None]:
-    """Run ``make()``'s iterator on a second thread, at most two items ahead.
-
-    Why: reading, mapping and (re-)embedding a batch is client work, loading the previous
-    one is the store's; overlapping them shortens the run. The thread owns the source from
-    start to end (some drivers bind a connection to its thread).
-    """
-    done = object()
-    out: queue.Queue[Any] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in make():
-                if not put(item):
-                    return
-            put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-
-    thread = threading.Thread(target=work, name="engramdb-migrate-legacy-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = out.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 # ---------------------------------------------------------------------------- validation

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -48,6 +47,7 @@ from engramdb.ops.batch_log import (
     plan_resume,
     skip_islands,
 )
+from engramdb.ops.prefetch import prefetch
 from engramdb.stores import (
     BulkLoader,
     Maintenance,
@@ -367,51 +367,22 @@ def _read_ahead(
     the key of the record before it (its span's ``prev`` in the batch log), and the spans
     a killed run committed out of order are stepped over.
     """
-    done = object()
-    out: queue.Queue[Any] = queue.Queue(maxsize=2)
-    stop = threading.Event()
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def batches() -> Iterator[tuple[Key | None, list[dict[str, Any]]]]:
+        batch: list[dict[str, Any]] = []
+        prev: Key | None = None
+        items = src.iter_all(namespace, None, after=plan.after)
+        for before, item in skip_islands(items, plan.after, plan.islands, _source_key):
+            if not batch:  # a span over an island still holds only copied records
+                prev = before
+            batch.append(_import_row(item))
+            if len(batch) >= batch_size:
+                yield prev, batch
+                batch = []
+        if batch:
+            yield prev, batch
 
-    def read() -> None:
-        try:
-            batch: list[dict[str, Any]] = []
-            prev: Key | None = None
-            items = src.iter_all(namespace, None, after=plan.after)
-            for before, item in skip_islands(items, plan.after, plan.islands, _source_key):
-                if not batch:  # a span over an island still holds only copied records
-                    prev = before
-                batch.append(_import_row(item))
-                if len(batch) >= batch_size:
-                    if not put((prev, batch)):
-                        return
-                    batch = []
-            if batch and not put((prev, batch)):
-                return
-            put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-
-    reader = threading.Thread(target=read, name="engramdb-migrate-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = out.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        reader.join()
+    return prefetch(batches, "engramdb-migrate-reader")
 
 
 def load_batches(
