@@ -16,6 +16,7 @@ from engramdb.server.admin_page import install_admin_page
 from engramdb.server.auth import install_auth
 from engramdb.server.docs import install_docs
 from engramdb.server.errors import install_error_handlers
+from engramdb.server.keys_routes import keys_router
 from engramdb.server.limits import install_limits
 from engramdb.server.logs import RequestLogMiddleware, configure_logging
 from engramdb.server.lsn import ReadFloorMiddleware
@@ -79,6 +80,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.include_router(meta)
     app.include_router(admin)
     app.include_router(probes)
+    app.include_router(keys_router)
     install_docs(app)
     install_metrics(app)
     app.state.mcp_lifespan = mount_mcp(app, app.state.memory, host=settings.host)

@@ -297,16 +297,14 @@ class AuthMiddleware:
 
 
 def install_auth(app: Any, memory: Any, settings: Settings) -> None:
-    """Wire keys into a FastAPI app: the key routes, the middleware, ``app.state.keys``.
+    """Wire keys into a FastAPI app: the middleware and ``app.state.keys`` (the key routes
+    themselves are included by the app, like every other router).
 
     Called by :func:`engramdb.server.app.create_app` after its other middleware, so this one
     runs first on every request.
     """
-    from engramdb.server.keys_routes import keys_router
-
     keys = KeyService.of(memory, settings)
     app.state.keys = keys
-    app.include_router(keys_router)
     _declare_bearer(app)
     enabled = settings.auth != "off"
     if not enabled:
