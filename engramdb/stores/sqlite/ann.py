@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from engramdb.stores.background import BackgroundWorker
-
-if TYPE_CHECKING:
-    from engramdb.stores.sqlite.vector_index import VectorIndex
 
 RECALL_TARGET = 0.98  # recall@10 against exact a namespace graph must reach before use
 USER_RECALL_TARGET = 0.99  # the same for a user's graph (the filtered search's target)
@@ -41,6 +38,29 @@ CALIBRATION_QUERIES = 48  # sample queries per calibration (one exact scan each)
 SEARCH_K = 64  # neighbours asked of the graph at least (see VectorSearch.vector_candidates)
 STEP = 2048  # vectors added to a graph per lock hold: searches wait at most one step
 TAIL_MAX = 4096  # above this many pending chunks a search uses the exact scan instead
+
+
+class ExactIndex(Protocol):
+    """What the graphs need of the exact index they derive from (``VectorIndex``), named
+    here so that this module sits below it: the exact index owns the graphs, not the reverse."""
+
+    lock: threading.RLock
+    where: dict[int, Any]
+    ann: dict[Any, AnnGraph]
+
+    def scope_chunk_ids(self, namespace: str, user_id: str | None) -> list[int]:
+        """The chunk ids of a namespace (``user_id`` None) or of one of its users."""
+        ...
+
+    def vectors(self, chunk_ids: list[int]) -> np.ndarray:
+        """The vectors of indexed chunks as one matrix (caller holds the lock)."""
+        ...
+
+    def scan(
+        self, namespace: str, user_id: str | None, query: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, cosine scores) of every row in the scope, exactly."""
+        ...
 
 
 class AnnGraph:
@@ -112,7 +132,7 @@ class AnnGraph:
         """The recall@10 the calibration must reach (a user's graph serves filtered search)."""
         return RECALL_TARGET if self.user_id is None else USER_RECALL_TARGET
 
-    def reset(self, index: VectorIndex) -> None:
+    def reset(self, index: ExactIndex) -> None:
         """Forget the graph: every chunk of the scope becomes pending (a full rebuild)."""
         with index.lock:
             every = sorted(index.scope_chunk_ids(self.namespace, self.user_id))
@@ -121,7 +141,7 @@ class AnnGraph:
             self.pending = every
             self.size = self.stale = 0
 
-    def step(self, index: VectorIndex) -> bool:
+    def step(self, index: ExactIndex) -> bool:
         """Do one unit of background work; return False when there is nothing left to do."""
         if self.failures >= 3:
             return False
@@ -157,7 +177,7 @@ class AnnGraph:
             del self.pending[: len(batch)]
         return True
 
-    def calibrate(self, index: VectorIndex) -> None:
+    def calibrate(self, index: ExactIndex) -> None:
         """Pick the smallest ``ef`` that reaches the recall target against the exact scan.
 
         Why: HNSW recall depends on the data (clustered sentence embeddings are easy, random
@@ -243,7 +263,7 @@ class AnnWorker(BackgroundWorker):
 
     thread_name = "engramdb-ann"
 
-    def __init__(self, index: VectorIndex) -> None:
+    def __init__(self, index: ExactIndex) -> None:
         super().__init__()
         self.index = index
         self.error: BaseException | None = None
