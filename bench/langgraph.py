@@ -13,7 +13,14 @@ same precomputed vectors (a lookup embedder), so the figures compare stores, not
 Measured: put throughput (batches of 1,000 ``PutOp``s through ``batch``), search p50/p95 of
 top-10 within one user's namespace prefix and across all users, and recall@10 of each
 against the exact top-10 by cosine over the same vectors (ties at the 10th score count).
-Queries are interleaved (query i on each store in turn) so machine load falls on all alike.
+Hybrid search ranks by fused vector and keyword relevance, so its recall against the cosine
+top-10 is not a loss measure; the vector mode is the like-for-like comparison with
+LangGraph's stores (which rank by cosine alone).
+Queries are interleaved (query i on each store in turn) so machine load falls on all alike;
+the in-memory store, which scores every item in Python, answers only the first
+``INMEMORY_ACROSS_MAX`` of the searches across all users. engramdb's entity extraction is
+off (LangGraph's stores extract nothing, and its backlog would run during the searches),
+and SQLite's ANN graphs are built before the searches, as in ``bench store``.
 
 **Checkpointer.** ``aput`` + ``aget_tuple`` of a 50-step thread (a growing message list and
 a step counter, as a chat graph writes them), timed together per step over several threads:
