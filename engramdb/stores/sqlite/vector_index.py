@@ -62,9 +62,9 @@ def scores_of(mat: np.ndarray, query: np.ndarray) -> np.ndarray:
     at the tail, exactly as for a whole-namespace scan (:func:`one_blas_thread`).
     """
     if len(mat) < ONE_THREAD_ROWS:
-        return mat @ query
+        return np.asarray(mat @ query)
     with one_blas_thread():
-        return mat @ query
+        return np.asarray(mat @ query)
 
 
 SIDE_FORMAT = 2
