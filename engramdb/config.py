@@ -134,7 +134,10 @@ class Settings(BaseSettings):
         "~/.cache/engramdb/onnx; built there from the model package when missing)",
     )
     ann_min_rows: int = Field(
-        20_000, ge=0, description="Scopes larger than this use the ANN index for unfiltered search"
+        20_000,
+        ge=0,
+        description="Scopes larger than this use the ANN index (a filter too narrow for its "
+        "best candidates falls back to the exact scan)",
     )
     ann_min_user_rows: int = Field(
         5_000,

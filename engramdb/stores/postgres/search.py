@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from engramdb.query.filters import Node, required_equalities, required_leaves
+from engramdb.query.filters import Node, is_live_only, required_equalities, required_leaves
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.filters import compile_postgres
 from engramdb.stores.postgres.search_sql import (
@@ -51,6 +51,7 @@ KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (see
 # page is full, which is slowest exactly when few records pass (docs/tuning.md). The count
 # stops at this many + 1.
 PREFILTER_MAX_RECORDS = 2_000
+PROBE_MIN = 64  # chunks a broad filter is first checked on (the page x4 when larger)
 USER_SCOPE = frozenset({"user_id"})  # the scope chunks carry (they have no thread_id)
 SCOPE_SIZE_TTL_S = 10.0  # how long a counted scope size picks plans
 
@@ -139,11 +140,18 @@ class Search:
             else:
                 cap = self.exact_max_user_rows
                 exact = self.scopes.count(c, namespace, user_id, cap) <= cap
+            rows = None
             if not exact:
                 rows = self._prefiltered(c, q, namespace, user_id, node, limit, with_records)
                 if rows is None:
                     rows = self._ann_candidates(c, q, namespace, user_id, node, limit, with_records)
-            else:
+            elif node is not None and not is_live_only(node):
+                # A filter most of the scope passes (a tag every item carries) is settled on
+                # the best few chunks; a narrow one scores just its records' chunks.
+                rows = self._probed(c, q, scope, scope_args, namespace, node, limit, with_records)
+                if rows is None:
+                    rows = self._prefiltered(c, q, namespace, user_id, node, limit, with_records)
+            if rows is None:
                 check, check_args = record_check("s", namespace, node)
                 rows = c.execute(
                     located(
@@ -158,6 +166,44 @@ class Search:
         hits = [located_hit(r, with_records) for r in rows]
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
         return hits
+
+    def _probed(
+        self,
+        c: psycopg.Connection[Any],
+        q: _Vector,
+        scope: str,
+        scope_args: list[Any],
+        namespace: str,
+        node: Node,
+        limit: int,
+        with_records: bool,
+    ) -> list[tuple[Any, ...]] | None:
+        """The exact search of a scope whose filter most chunks pass, or None.
+
+        The scope's best ``PROBE`` chunks (four pages, at least 64) by distance are a prefix
+        of its full order, so those of them that pass the filter are the best passing
+        chunks: when they fill the page (or the probe held the whole scope) that is the
+        answer, and the filter was checked on a few dozen records instead of on every chunk
+        of the scope. None when too few passed (a narrow filter): the caller searches again
+        with the filter applied first.
+        """
+        probe = max(limit * 4, PROBE_MIN)
+        check, check_args = record_check("s", namespace, node)
+        inner = (
+            "WITH s AS MATERIALIZED (SELECT id, rid, start_pos, end_pos, "
+            f"embedding <=> %s::vector AS d FROM chunks WHERE {scope} "
+            f"ORDER BY d, id LIMIT {int(probe)}) "
+            "SELECT s.id, s.rid, 1 - s.d AS score, s.start_pos, s.end_pos, "
+            f"{check} AS passed FROM s"
+        )
+        # located()'s columns, then whether the chunk's record passed the filter.
+        sql = located(inner, with_records, extra="passed")
+        rows = c.execute(sql, (q, *scope_args, *check_args)).fetchall()
+        rows.sort(key=lambda r: (-float(r[2]), int(r[0])))
+        passed = [r[:-1] for r in rows if r[-1]]
+        if len(passed) >= limit or len(rows) < probe:
+            return passed[:limit]
+        return None
 
     def _narrow(
         self, c: psycopg.Connection[Any], namespace: str, node: Node | None, user_id: str | None

@@ -82,16 +82,18 @@ def tsquery_text(match: str) -> str:
     return " | ".join(quoted)
 
 
-def located(inner: str, with_records: bool) -> str:
+def located(inner: str, with_records: bool, extra: str = "") -> str:
     """Candidate chunks with what ``locate`` would add (see :attr:`ChunkHit.located`).
 
     ``inner`` selects ``id, rid, score, start_pos, end_pos`` with its own LIMIT (written as
     a literal: with a ``LIMIT $n`` parameter the planner cannot plan for the page size,
     see docs/tuning.md); its rows
     meet their records only after that limit, so a large scope never joins every chunk,
-    and the engine needs no second statement. ``with_records`` adds the whole record.
+    and the engine needs no second statement. ``with_records`` adds the whole record, and
+    ``extra`` (space-separated names) more columns of ``inner`` after everything else.
     """
     cols = f", {COLS}" if with_records else ""
+    cols += "".join(f", t.{name}" for name in extra.split())
     return (
         "SELECT t.id, t.rid, t.score, r.id, r.version, t.start_pos, t.end_pos"
         f"{cols} FROM ({inner}) t JOIN records r ON r.rid = t.rid"

@@ -49,6 +49,24 @@ def one_blas_thread() -> Any:
     return _BLAS.limit(limits=1, user_api="blas")
 
 
+# From this many rows OpenBLAS splits a matrix-vector product over its threads; below it the
+# product runs on one thread anyway and limiting would only add its own cost.
+ONE_THREAD_ROWS = 1024
+
+
+def scores_of(mat: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``mat @ query``, on one BLAS thread when the product is large enough to be split.
+
+    Why: a user's block of a few thousand rows is split too, and on a loaded machine the
+    second thread's wait for a core turns a sub-millisecond scan into tens of milliseconds
+    at the tail, exactly as for a whole-namespace scan (:func:`one_blas_thread`).
+    """
+    if len(mat) < ONE_THREAD_ROWS:
+        return np.asarray(mat @ query)
+    with one_blas_thread():
+        return np.asarray(mat @ query)
+
+
 SIDE_FORMAT = 2
 
 
@@ -176,14 +194,13 @@ class VectorIndex:
             block = self.blocks.get((namespace, user_id))
             if block is None or block.n == 0:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
-            return block.ids[: block.n], block.mat[: block.n] @ query
+            return block.ids[: block.n], scores_of(block.mat[: block.n], query)
         flat = self.flat.get(namespace)
         if flat is None:
             flat = self._flatten(namespace)
         if flat.n == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        with one_blas_thread():
-            return flat.ids[: flat.n], flat.mat[: flat.n] @ query
+        return flat.ids[: flat.n], scores_of(flat.mat[: flat.n], query)
 
     def _flatten(self, namespace: str) -> Block:
         """Build the namespace's contiguous copy (caller holds the lock)."""
@@ -277,7 +294,7 @@ class VectorIndex:
             keys, scores = keys[live], scores[live]
             tail = [c for c in tail if c in where]
             if tail:
-                tail_scores = self.vectors(tail) @ query
+                tail_scores = scores_of(self.vectors(tail), query)
                 keys = np.concatenate([keys, np.asarray(tail, np.int64)])
                 scores = np.concatenate([scores, tail_scores.astype(np.float32)])
         return keys, scores

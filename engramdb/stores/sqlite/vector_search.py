@@ -129,7 +129,9 @@ class VectorSearch:
     ) -> list[ChunkHit]:
         """Return the best chunks by cosine similarity (exact) that pass the filter.
 
-        The scope's rows are scored exactly. Without a residual filter the top ``limit`` are
+        A large scope is first searched through its ANN graph, when ready, and a filter is
+        checked on the graph's best candidates; otherwise (or when too few of them pass) the
+        scope's rows are scored exactly. Without a residual filter the top ``limit`` are
         returned directly; with one, the best few are checked in SQL first, and if too many
         fail, the exact set of qualifying chunks is fetched and used as a mask.
         ``with_records`` is ignored: reading the page's records afterwards is a local read.
@@ -147,18 +149,19 @@ class VectorSearch:
                 return self._score_members(members, query, limit)
         if node is not None and is_live_only(node) and not self._any_expired(namespace, node):
             node = None  # nothing has expired: the expiry check would pass every chunk
-        if node is None or is_live_only(node):
-            # A large scope (namespace, or one user with many chunks) without a residual
-            # filter: its HNSW graph (plus the exact tail it has not absorbed yet), when the
-            # background worker has it ready.
-            got = index.ann_scan(namespace, query, max(limit, SEARCH_K), user_id)
-            if got is not None:
-                probe = _top(got[0], got[1], len(got[0]))
-                if node is not None:
-                    passed = self._passing(namespace, [h.chunk_id for h in probe], node)
-                    probe = [h for h in probe if h.chunk_id in passed]
-                if len(probe) >= limit:
-                    return probe[:limit]
+        # A large scope (namespace, or one user with many chunks): its HNSW graph (plus the
+        # exact tail it has not absorbed yet), when the background worker has it ready. A
+        # residual filter is checked on the graph's best candidates: one that most of the
+        # scope passes (a tag every record carries) fills the page from them; a narrower one
+        # leaves it short, and the exact scan below answers.
+        got = index.ann_scan(namespace, query, max(limit, SEARCH_K), user_id)
+        if got is not None:
+            probe = _top(got[0], got[1], len(got[0]))
+            if node is not None:
+                passed = self._passing(namespace, [h.chunk_id for h in probe], node)
+                probe = [h for h in probe if h.chunk_id in passed]
+            if len(probe) >= limit:
+                return probe[:limit]
         with index.lock:
             ids, scores = index.scan(namespace, user_id, query)
             ids = ids.copy()

@@ -54,10 +54,13 @@ def test_narrow_indexed_filters_search_just_their_records(
     narrow = [{"tags": "rare"}, {"metadata.k": "v"}, {"tags": "nobody"}, {"metadata.k": "w"}]
     taken: list[bool] = []
     find = postgres_search.Search._narrow
+    ann_store = ann.engine.store
+    assert isinstance(ann_store, PostgresStore)
 
     def spy(self: postgres_search.Search, *args: Any) -> Any:
         got = find(self, *args)
-        taken.append(got is not None)
+        if self is ann_store._search:  # the exact instance may ask too (a failed probe)
+            taken.append(got is not None)
         return got
 
     monkeypatch.setattr(postgres_search.Search, "_narrow", spy)
@@ -74,7 +77,7 @@ def test_narrow_indexed_filters_search_just_their_records(
                         assert len(got) == expected, (flt, mode)
                     assert all(h.record.metadata.get("n") == 1 for h in got)
         # The HNSW instance took the narrow path every time (vector and keyword).
-        assert len(taken) == 3 * len(narrow) * 3 and all(taken)
+        assert len(taken) == 3 * len(narrow) * 2 and all(taken)
         monkeypatch.setattr(postgres_search, "PREFILTER_MAX_RECORDS", 0)
         hits = ann.search("topic 3 item 5", mode="vector", top_k=10, tags=["rare"])
         assert len(hits) == 10 and all("rare" in h.record.tags for h in hits)
@@ -160,3 +163,43 @@ def test_vector_search_reads_hits_and_their_records_in_one_statement(
     hybrid = pg.search("harbour boats 3", mode="hybrid", user_id="ann", top_k=8)
     assert len(hybrid) == 8 and calls == {"locate": 0, "get_records": 1}
     assert all(h.record == pg.get(h.record.id) for h in hybrid)
+
+
+@pytestmark_pg
+def test_exact_scope_settles_a_broad_filter_on_its_best_chunks(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exact scope with a filter most records pass (a tag every record carries) checks
+    the filter on the best few chunks only, with the same answer as checking every chunk;
+    a filter too few of those pass falls back to filtering first, with the same answer."""
+    import engramdb.stores.postgres.search as postgres_search
+
+    texts = [f"entry {i} about subject {i % 11} and part {i * 3 % 23}" for i in range(300)]
+    mem = open_memory(postgres_url)
+    mem.add(texts[:290], tags=["all"])
+    mem.add(texts[290:], tags=["all", "few"])
+    probed: list[bool] = []
+    real = postgres_search.Search._probed
+
+    def spy(self: postgres_search.Search, *args: Any) -> Any:
+        got = real(self, *args)
+        probed.append(got is not None)
+        return got
+
+    try:
+        for q in ("subject 3 part 5", "entry 295", "about subject 10"):
+            for flt in ({"tags": "all"}, {"tags": "few"}, {"tags": "none"}):
+                monkeypatch.setattr(postgres_search.Search, "_probed", spy)
+                got = mem.search(q, mode="vector", filters=flt, top_k=10)
+                monkeypatch.undo()
+                monkeypatch.setattr(postgres_search, "PROBE_MIN", 1_000)  # the whole scope
+                want = mem.search(q, mode="vector", filters=flt, top_k=10, threshold=-1.0)
+                monkeypatch.undo()
+                assert [h.record.id for h in got] == [h.record.id for h in want], flt
+                assert [h.score for h in got] == pytest.approx([h.score for h in want])
+                assert len(got) == {"all": 10, "few": 10, "none": 0}[flt["tags"]]
+                assert all(flt["tags"] in h.record.tags for h in got)
+        # "all" was settled by the probe every time; "few" and "none" needed the fallback.
+        assert probed == [True, False, False] * 3
+    finally:
+        mem.close()

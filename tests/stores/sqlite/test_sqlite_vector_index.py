@@ -306,3 +306,43 @@ def test_orphaned_sidecar_copies_of_dead_processes_are_removed(tmp_path: Path) -
     mem.close()
     assert not any(p.exists() for p in orphans)
     assert live.exists()  # a save in progress in a live process is left alone
+
+
+def test_filtered_search_of_a_large_scope_uses_the_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter that most of a large namespace passes is checked on the graph's best
+    candidates (no exact scan of the namespace); one too narrow for them falls back to the
+    exact scan, so its page is still the exact best passing records."""
+    mem = _open(tmp_path / "f.db")
+    try:
+        items = [
+            {"text": f"v{i}", "user_id": "u", "tags": ["all"], "metadata": {"n": i}}
+            for i in range(N)
+        ]
+        for start in range(0, N, 1000):
+            mem.add(items[start : start + 1000])
+        _wait_ann(mem)
+        scans: list[int] = []
+        real_scan = VectorIndex.scan
+
+        def spy(self: VectorIndex, *args: object) -> object:
+            scans.append(1)
+            return real_scan(self, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(VectorIndex, "scan", spy)
+        emb = TableEmbedder()
+        for i in (5, 250, 499):
+            q = emb.vecs[N + i]
+            broad = mem.search("q", query_vector=q, mode="vector", top_k=10, tags=["all"])
+            assert [h.record.text for h in broad.hits] == _hits(mem, q)
+            assert scans == []
+            # A range no index answers, passed by 1% of the namespace.
+            flt = {"metadata.n": {"$lt": 30}}
+            narrow = mem.search("q", query_vector=q, mode="vector", top_k=5, filters=flt)
+            best = np.argsort(-(emb.vecs[:30] @ q), kind="stable")[:5]
+            assert [h.record.text for h in narrow.hits] == [f"v{j}" for j in best]
+            assert scans == [1]
+            scans.clear()
+    finally:
+        mem.close()
