@@ -41,6 +41,10 @@ CALIBRATION_QUERIES = 48  # sample queries per calibration (one exact scan each)
 SEARCH_K = 64  # neighbours asked of the graph at least (see VectorSearch.vector_candidates)
 STEP = 2048  # vectors added to a graph per lock hold: searches wait at most one step
 TAIL_MAX = 4096  # above this many pending chunks a search uses the exact scan instead
+# The graph keeps its own copy of every vector (HNSW walks need them). It is stored in half
+# precision: the graph only picks candidates, and every hit is rescored in float32 from the
+# exact index (VectorIndex.ann_scan), so scores and order stay exact while the copy halves.
+GRAPH_DTYPE = "f16"
 
 
 class AnnGraph:
@@ -70,6 +74,7 @@ class AnnGraph:
         self.stale = 0  # deletes since the graph was built (upper bound of dead keys in it)
         self.failures = 0  # after 3 failed steps the scope stays on the exact scan
         self.calibrated = False  # True once the graph met its recall target on sample queries
+        self.dtype = GRAPH_DTYPE  # a loaded sidecar's graph keeps the dtype it was saved with
         self.lock = threading.Lock()
 
     @property
@@ -89,7 +94,7 @@ class AnnGraph:
         return Index(
             ndim=self.dim,
             metric="ip",
-            dtype="f32",
+            dtype=self.dtype,
             connectivity=self.connectivity,
             expansion_add=self.ef_add,
             expansion_search=self.ef_search,
@@ -120,6 +125,7 @@ class AnnGraph:
             self.graph, self.view, self.file = None, False, None
             self.pending = every
             self.size = self.stale = 0
+            self.dtype = GRAPH_DTYPE
 
     def step(self, index: VectorIndex) -> bool:
         """Do one unit of background work; return False when there is nothing left to do."""
@@ -234,6 +240,7 @@ class AnnGraph:
                 "stale": self.stale,
                 "ef_search": self.ef_search,
                 "calibrated": self.calibrated,
+                "dtype": self.dtype,
                 "pending": list(self.pending),
             }
 
