@@ -10,7 +10,6 @@ import sqlite3
 
 import numpy as np
 
-from engramdb.errors import StoreError
 from engramdb.query.filters import Node
 from engramdb.stores.prepared import PreparedChunk
 from engramdb.stores.sqlite.connection import Connections
@@ -21,27 +20,8 @@ INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
 
 
 def vector_bytes(vec: np.ndarray) -> bytes:
-    """A vector as stored: contiguous float16 bytes.
-
-    Why half precision: the stored vector is the source the in-process index is derived
-    from, never scanned itself; the index holds it as float32 and scores in float32. Unit
-    vectors lose nothing that moves a ranking (the PostgreSQL store's HNSW is halfvec too),
-    and the table halves. Rows written before stay float32: :func:`vector_array` reads both.
-    """
-    return np.ascontiguousarray(vec, np.float16).tobytes()
-
-
-def vector_array(blob: bytes, dim: int) -> np.ndarray:
-    """A stored vector as float32: float16 bytes (2 per value) or older float32 (4 per value).
-
-    Raises:
-        StoreError: the blob fits neither layout for ``dim`` (a damaged row).
-    """
-    if len(blob) == 2 * dim:
-        return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-    if len(blob) == 4 * dim:
-        return np.frombuffer(blob, dtype=np.float32)
-    raise StoreError(f"a stored vector has {len(blob)} bytes, which fits no {dim}-dim layout")
+    """A vector as stored: contiguous float32 bytes."""
+    return np.ascontiguousarray(vec, np.float32).tobytes()
 
 
 def insert_chunks(c: sqlite3.Connection, rid: int, chunks: list[PreparedChunk], scope: str) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engramdb.stores.sqlite.chunks import vector_bytes
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.meta import read_meta, write_meta
 from engramdb.stores.sqlite.vector_search import VectorSearch
@@ -50,7 +49,7 @@ class Reembedding:
         with self._db.write("storing re-embedded vectors") as c:
             c.executemany(
                 "INSERT OR REPLACE INTO reembed_vectors(chunk_id, vector) VALUES (?, ?)",
-                [(cid, vector_bytes(vec)) for cid, vec in rows],
+                [(cid, np.asarray(vec, np.float32).tobytes()) for cid, vec in rows],
             )
 
     def reembed_finish(self, name: str, dim: int, embed: Callable[[list[str]], np.ndarray]) -> None:
@@ -65,7 +64,10 @@ class Reembedding:
                 vecs = embed([t for _, t in late])
                 c.executemany(
                     "INSERT INTO reembed_vectors(chunk_id, vector) VALUES (?, ?)",
-                    [(cid, vector_bytes(vec)) for (cid, _), vec in zip(late, vecs, strict=True)],
+                    [
+                        (cid, vec.astype(np.float32).tobytes())
+                        for (cid, _), vec in zip(late, vecs, strict=True)
+                    ],
                 )
             c.execute(
                 "UPDATE chunks SET vector = (SELECT vector FROM reembed_vectors n "

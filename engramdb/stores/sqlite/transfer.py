@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from engramdb.errors import ConflictError
 from engramdb.query.filters import Node
 from engramdb.stores.rows import row_to_record
-from engramdb.stores.sqlite.chunks import INSERT_CHUNK, INSERT_FTS, vector_array, vector_bytes
+from engramdb.stores.sqlite.chunks import INSERT_CHUNK, INSERT_FTS
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.entities import queue_extraction
 from engramdb.stores.sqlite.filters import compile_sqlite
 from engramdb.stores.sqlite.keys import dedup_digest, scope_text
-from engramdb.stores.sqlite.meta import read_meta, write_meta
+from engramdb.stores.sqlite.meta import write_meta
 from engramdb.stores.sqlite.records import COLS, INSERT_HISTORY, select_one
 from engramdb.stores.sqlite.value_index import index_values
 from engramdb.stores.transfer_rows import (
@@ -52,7 +54,6 @@ class RowTransfer:
         conn = self._db.connect(readonly=True)
         try:
             conn.execute("BEGIN")
-            dim = int(read_meta(conn, "embedder_dim") or 0)
             cur = conn.execute(
                 f"SELECT {COLS} FROM records r WHERE {ns_sql} AND {where} "
                 "ORDER BY r.namespace, r.id",
@@ -60,15 +61,11 @@ class RowTransfer:
             )
             for row in cur:
                 rec = row_to_record(row)
-                # Chunks leave as float32 bytes whatever their stored precision.
-                chunks = [
-                    (start, end, vector_array(blob, dim).tobytes(), body)
-                    for start, end, blob, body in conn.execute(
-                        "SELECT c.start, c.end, c.vector, f.body FROM chunks c JOIN chunks_fts f "
-                        "ON f.rowid = c.id WHERE c.rid = ? ORDER BY c.ord",
-                        (row[0],),
-                    )
-                ]
+                chunks = conn.execute(
+                    "SELECT c.start, c.end, c.vector, f.body FROM chunks c JOIN chunks_fts f "
+                    "ON f.rowid = c.id WHERE c.rid = ? ORDER BY c.ord",
+                    (row[0],),
+                ).fetchall()
                 hist = conn.execute(
                     "SELECT op, version, before, after, at FROM history WHERE namespace = ? AND "
                     "record_id = ? ORDER BY seq",
@@ -171,7 +168,7 @@ class RowTransfer:
                 for ordinal, (start, end, body, vec) in enumerate(r["chunks"]):
                     cur = c.execute(
                         INSERT_CHUNK,
-                        (row[0], ordinal, start, end, vector_bytes(vec)),
+                        (row[0], ordinal, start, end, np.asarray(vec, np.float32).tobytes()),
                     )
                     c.execute(INSERT_FTS, (cur.lastrowid, body, scope))
                 c.executemany(INSERT_HISTORY, history_rows(r))

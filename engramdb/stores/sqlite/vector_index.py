@@ -28,7 +28,6 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from engramdb.stores.sqlite.ann import AnnGraph, AnnWorker
-from engramdb.stores.sqlite.chunks import vector_array
 
 BlockKey = tuple[str, str]
 # An ANN scope: (namespace, None) for the whole namespace, (namespace, user) for one user.
@@ -395,7 +394,7 @@ class VectorIndex:
     ) -> None:
         """Apply a catch-up batch: (chunk_id, vector bytes, namespace, user) and (seq, chunk_id)."""
         for chunk_id, blob, ns, user in inserts:
-            self.add((ns, user), chunk_id, vector_array(blob, self.dim))
+            self.add((ns, user), chunk_id, np.frombuffer(blob, dtype=np.float32))
         for seq, chunk_id in deletes:
             self.remove(chunk_id)
             if seq > self.delete_seq:

@@ -131,8 +131,7 @@ def test_sidecar_round_trip_keeps_the_graph(built: Path) -> None:
 
 
 def test_graph_is_half_precision_and_scores_are_exact(built: Path) -> None:
-    """The graph's copy of the vectors is float16; hits are rescored in float32 from the
-    stored rows (float16 values widened)."""
+    """The graph's copy of the vectors is float16; hits are rescored in float32 exactly."""
     mem = _open(built)
     try:
         index = _wait_ann(mem)
@@ -142,7 +141,7 @@ def test_graph_is_half_precision_and_scores_are_exact(built: Path) -> None:
         q /= np.linalg.norm(q)
         hits = mem.search("q", query_vector=q, mode="vector", top_k=10).hits
         rows = [int(h.record.text[1:]) for h in hits]
-        exact = emb.vecs[rows].astype(np.float16).astype(np.float32) @ q  # as stored
+        exact = emb.vecs[rows] @ q
         assert [h.score for h in hits] == pytest.approx(exact.tolist(), abs=1e-6)
     finally:
         mem.close()
@@ -355,42 +354,3 @@ def test_orphaned_sidecar_copies_of_dead_processes_are_removed(tmp_path: Path) -
     mem.close()
     assert not any(p.exists() for p in orphans)
     assert live.exists()  # a save in progress in a live process is left alone
-
-
-def test_vectors_are_stored_in_half_precision_and_older_rows_still_read(tmp_path: Path) -> None:
-    """Rows hold float16 vectors; float32 rows written before are read as they are."""
-    path = tmp_path / "half.db"
-    emb = TableEmbedder()
-    mem = _open(path)
-    mem.add(["v1", "v2"], user_id="u")
-    mem.close()
-    conn = sqlite3.connect(path)
-    assert [n for (n,) in conn.execute("SELECT length(vector) FROM chunks")] == [2 * DIM] * 2
-    with conn:  # v2 as a row written before half precision
-        conn.execute(
-            "UPDATE chunks SET vector = ? WHERE id = (SELECT max(id) FROM chunks)",
-            (emb.vecs[2].tobytes(),),
-        )
-    conn.close()
-    shutil.rmtree(path.with_name(path.name + ".vindex"), ignore_errors=True)  # from the rows
-    mem = _open(path)
-    try:
-        q = emb.vecs[2]
-        hits = mem.search("q", query_vector=q, mode="vector", top_k=2, user_id="u").hits
-        assert [h.record.text for h in hits] == ["v2", "v1"]
-        assert hits[0].score == pytest.approx(float(q @ q), abs=1e-6)
-        half = emb.vecs[1].astype(np.float16).astype(np.float32)
-        assert hits[1].score == pytest.approx(float(half @ q), abs=1e-6)
-    finally:
-        mem.close()
-
-
-def test_a_stored_vector_of_no_known_layout_is_named() -> None:
-    from engramdb.errors import StoreError
-    from engramdb.stores.sqlite.chunks import vector_array, vector_bytes
-
-    vec = TableEmbedder().vecs[0]
-    assert vector_array(vector_bytes(vec), DIM) == pytest.approx(vec, abs=1e-3)
-    assert vector_array(vec.tobytes(), DIM).tolist() == vec.tolist()
-    with pytest.raises(StoreError, match="3 bytes"):
-        vector_array(b"abc", DIM)
