@@ -278,7 +278,7 @@ class VectorIndex:
             tail = [c for c in tail if c in where]
             if tail:
                 keys = np.concatenate([keys, np.asarray(tail, np.int64)])
-            # The graph's scores are approximate (half-precision copies): every candidate is
+            # The graph's scores are approximate (int8 copies): every candidate is
             # rescored from the exact float32 rows, so a score never depends on the graph.
             scores = (self.vectors(keys.tolist()) @ query).astype(np.float32, copy=False)
         return keys, scores
@@ -382,7 +382,7 @@ class VectorIndex:
             graph.stale = int(entry["stale"])
             graph.calibrated = bool(entry.get("calibrated", False))
             graph.ef_search = int(entry.get("ef_search", 96))
-            graph.dtype = str(entry.get("dtype", "f32"))  # absent: saved before half precision
+            graph.dtype = str(entry.get("dtype", "f32"))  # absent: saved before quantised graphs
             graph.pending = [int(c) for c in entry["pending"]]
             index.ann[(entry["namespace"], user)] = graph
         return index

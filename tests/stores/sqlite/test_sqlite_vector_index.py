@@ -130,12 +130,12 @@ def test_sidecar_round_trip_keeps_the_graph(built: Path) -> None:
         mem.close()
 
 
-def test_graph_is_half_precision_and_scores_are_exact(built: Path) -> None:
-    """The graph's copy of the vectors is float16; hits are rescored in float32 exactly."""
+def test_graph_is_quantised_and_scores_are_exact(built: Path) -> None:
+    """The graph's copy of the vectors is int8; hits are rescored in float32 exactly."""
     mem = _open(built)
     try:
         index = _wait_ann(mem)
-        assert index.ann[(NS, None)].dtype == "f16"
+        assert index.ann[(NS, None)].dtype == "i8"
         emb = TableEmbedder()
         q = np.random.default_rng(11).standard_normal(DIM).astype(np.float32)
         q /= np.linalg.norm(q)
@@ -150,7 +150,7 @@ def test_graph_is_half_precision_and_scores_are_exact(built: Path) -> None:
 def test_float32_graph_of_an_older_sidecar_still_loads(
     built: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A sidecar saved before half precision (no dtype in its header) keeps its float32 graph."""
+    """A sidecar saved before quantised graphs (no dtype in its header) keeps its float32 graph."""
     import json
 
     from engramdb.stores.sqlite import ann
@@ -165,7 +165,7 @@ def test_float32_graph_of_an_older_sidecar_still_loads(
     for entry in header["ann"]:
         assert entry.pop("dtype") == "f32"
     header_path.write_text(json.dumps(header))
-    monkeypatch.setattr(ann, "GRAPH_DTYPE", "f16")
+    monkeypatch.setattr(ann, "GRAPH_DTYPE", "i8")
     mem = _open(built)
     try:
         graph = _store(mem)._vectors.index().ann[(NS, None)]
