@@ -65,6 +65,16 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _synthetic_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--real-rows",
+        type=int,
+        default=100_000,
+        help="rows with embedded vectors; above it rows are drawn around them with noise and "
+        "the results go to <name>_<size>.json, e.g. store_1m.json (bench/synthetic.py)",
+    )
+
+
 def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--texts", type=int, default=3_000, help="texts to ingest (default 3000; quick 600)"
@@ -86,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     _store_args(p)
+    _synthetic_args(p)
     p = sub.add_parser(
         "filters",
         help="tag-filtered reads against Chroma (filters.json)",
@@ -129,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     _store_args(p)
+    _synthetic_args(p)
     p = sub.add_parser(
         "embedder",
         help="the text encoder: torch vs ONNX Runtime vs int8 (embedder.json)",
@@ -221,6 +233,7 @@ def main(argv: list[str]) -> int:
             args.hash_vectors,
             users=args.users,
             queries=args.queries,
+            real_rows=getattr(args, "real_rows", 100_000),
         )
     if args.command in ("filters", "all"):
         from bench import filters
@@ -244,6 +257,7 @@ def main(argv: list[str]) -> int:
             args.hash_vectors,
             users=args.users,
             queries=args.queries,
+            real_rows=getattr(args, "real_rows", 100_000),
         )
     if args.command in ("ingest-parts", "all"):
         from bench import ingest_parts

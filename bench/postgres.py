@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import finish, latency, log, machine, ratio
-from bench.data import DataConfig, load_workload, store_config
+from bench.data import DataConfig, store_config
 from bench.data import describe as describe_workload
 from bench.store import (
     BATCH,
@@ -48,6 +48,7 @@ from bench.store import (
     search_in_blocks,
     timed_search,
 )
+from bench.synthetic import REAL_ROWS, describe_synthetic, result_name, workload
 
 HNSW = {"m": 16, "ef_construction": 100, "ef_search": 64}
 # shared_buffers holds the whole 100k table of either system (~300 MB of heap with inline
@@ -113,7 +114,9 @@ def _methods(conn: Any, w: Any, users: list[str]) -> dict[str, Any]:
     }
 
 
-def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
+def run(
+    cfg: DataConfig, search_queries: int | None = None, real_rows: int = REAL_ROWS
+) -> dict[str, Any]:
     """Run the PostgreSQL benchmark on the workload of ``cfg``; return the report."""
     import psycopg
 
@@ -121,7 +124,7 @@ def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
     from engramdb import Memory, Settings
     from engramdb.ops.migrate import migrate_store
 
-    w = load_workload(cfg)
+    w = workload(cfg, real_rows)
     info = describe_workload(w)
     log(f"workload: {info}")
     nq = len(w.query_texts) if search_queries is None else min(search_queries, len(w.query_texts))
@@ -356,6 +359,7 @@ def run(cfg: DataConfig, search_queries: int | None = None) -> dict[str, Any]:
             "summary": summary,
             "config": {
                 **asdict(cfg),
+                "synthetic": describe_synthetic(cfg, real_rows),
                 "batch": BATCH,
                 "top_k": K,
                 "search_queries": nq,
@@ -391,7 +395,9 @@ def main(
     hash_vectors: bool,
     users: int | None = None,
     queries: int | None = None,
+    real_rows: int = REAL_ROWS,
 ) -> dict[str, Any]:
     """Run with CLI-level options, write ``postgres.json`` and print the summary."""
     cfg = store_config(records, quick, hash_vectors, users, queries)
-    return finish(run(cfg), out_dir, "postgres", quick)
+    report = run(cfg, real_rows=real_rows)
+    return finish(report, out_dir, result_name("postgres", cfg.records, real_rows), quick)

@@ -40,8 +40,9 @@ from bench.common import (
     ratio,
     rss_mb,
 )
-from bench.data import DataConfig, Workload, describe, load_workload, store_config
+from bench.data import DataConfig, Workload, describe, store_config
 from bench.footprint import breakdown
+from bench.synthetic import REAL_ROWS, describe_synthetic, result_name, workload
 
 BATCH = 1_000
 K = 10
@@ -237,11 +238,16 @@ def _cold_open(system: str, path: Path, w: Workload, tmp: Path, runs: int) -> di
     return {"median": med, "runs": out}
 
 
-def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) -> dict[str, Any]:
+def run(
+    cfg: DataConfig,
+    search_queries: int | None = None,
+    cold_runs: int = 3,
+    real_rows: int = REAL_ROWS,
+) -> dict[str, Any]:
     """Run the store benchmark on the workload of ``cfg``; return the report."""
     from engramdb import Memory, Settings
 
-    w = load_workload(cfg)
+    w = workload(cfg, real_rows)
     info = describe(w)
     log(f"workload: {info}")
     nq = len(w.query_texts) if search_queries is None else min(search_queries, len(w.query_texts))
@@ -518,6 +524,7 @@ def run(cfg: DataConfig, search_queries: int | None = None, cold_runs: int = 3) 
             "summary": summary,
             "config": {
                 **asdict(cfg),
+                "synthetic": describe_synthetic(cfg, real_rows),
                 "batch": BATCH,
                 "top_k": K,
                 "search_queries": nq,
@@ -547,7 +554,9 @@ def main(
     hash_vectors: bool,
     users: int | None = None,
     queries: int | None = None,
+    real_rows: int = REAL_ROWS,
 ) -> dict[str, Any]:
     """Run with CLI-level options, write ``store.json`` and print the summary."""
     cfg = store_config(records, quick, hash_vectors, users, queries)
-    return finish(run(cfg, cold_runs=1 if quick else 3), out_dir, "store", quick)
+    report = run(cfg, cold_runs=1 if quick else 3, real_rows=real_rows)
+    return finish(report, out_dir, result_name("store", cfg.records, real_rows), quick)

@@ -38,6 +38,12 @@ CALIBRATION_QUERIES = 48  # sample queries per calibration (one exact scan each)
 SEARCH_K = 64  # neighbours asked of the graph at least (see VectorSearch.vector_candidates)
 STEP = 2048  # vectors added to a graph per lock hold: searches wait at most one step
 TAIL_MAX = 4096  # above this many pending chunks a search uses the exact scan instead
+# The graph keeps its own copy of every vector (HNSW walks need them), stored as int8 (unit
+# vectors scaled by 127): the graph only picks candidates, and every hit is rescored in
+# float32 from the exact index (VectorIndex.ann_scan), so scores and order among the
+# candidates stay exact while the copy shrinks 4x. The calibration below measures recall
+# through the quantised graph, so a scope it cannot serve stays on the exact scan.
+GRAPH_DTYPE = "i8"
 
 
 class ExactIndex(Protocol):
@@ -90,6 +96,7 @@ class AnnGraph:
         self.stale = 0  # deletes since the graph was built (upper bound of dead keys in it)
         self.failures = 0  # after 3 failed steps the scope stays on the exact scan
         self.calibrated = False  # True once the graph met its recall target on sample queries
+        self.dtype = GRAPH_DTYPE  # a loaded sidecar's graph keeps the dtype it was saved with
         self.lock = threading.Lock()
 
     @property
@@ -109,7 +116,7 @@ class AnnGraph:
         return Index(
             ndim=self.dim,
             metric="ip",
-            dtype="f32",
+            dtype=self.dtype,
             connectivity=self.connectivity,
             expansion_add=self.ef_add,
             expansion_search=self.ef_search,
@@ -122,7 +129,9 @@ class AnnGraph:
             if self.graph is None or self.size == 0:
                 return np.empty(0, np.int64), np.empty(0, np.float32), tail
             want = min(self.size, k + min(self.stale, 4 * k))
-            m = self.graph.search(query, want, threads=1)
+            # int8 copies hold values in [-1, 1]: the graph walks with the unit query (the
+            # order of inner products does not depend on the query's length).
+            m = self.graph.search(query / np.linalg.norm(query), want, threads=1)
             keys = np.asarray(m.keys, dtype=np.int64)
             scores = (1.0 - np.asarray(m.distances, dtype=np.float32)).astype(np.float32)
         return keys, scores, tail
@@ -140,6 +149,7 @@ class AnnGraph:
             self.graph, self.view, self.file = None, False, None
             self.pending = every
             self.size = self.stale = 0
+            self.dtype = GRAPH_DTYPE
 
     def step(self, index: ExactIndex) -> bool:
         """Do one unit of background work; return False when there is nothing left to do."""
@@ -254,6 +264,7 @@ class AnnGraph:
                 "stale": self.stale,
                 "ef_search": self.ef_search,
                 "calibrated": self.calibrated,
+                "dtype": self.dtype,
                 "pending": list(self.pending),
             }
 

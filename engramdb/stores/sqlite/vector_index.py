@@ -281,7 +281,7 @@ class VectorIndex:
             self.kick()
         if not graph.ready:
             return None
-        keys, scores, tail = graph.search(query, k)
+        keys, _, tail = graph.search(query, k)
         with self.lock:
             where = self.where
             if user_id is None:
@@ -291,12 +291,13 @@ class VectorIndex:
                 live = np.fromiter(
                     (where.get(int(c), (None,))[0] == key for c in keys), bool, count=len(keys)
                 )
-            keys, scores = keys[live], scores[live]
+            keys = keys[live]
             tail = [c for c in tail if c in where]
             if tail:
-                tail_scores = scores_of(self.vectors(tail), query)
                 keys = np.concatenate([keys, np.asarray(tail, np.int64)])
-                scores = np.concatenate([scores, tail_scores.astype(np.float32)])
+            # The graph's scores are approximate (int8 copies): every candidate is
+            # rescored from the exact float32 rows, so a score never depends on the graph.
+            scores = scores_of(self.vectors(keys.tolist()), query).astype(np.float32, copy=False)
         return keys, scores
 
     def kick(self) -> None:
@@ -398,6 +399,7 @@ class VectorIndex:
             graph.stale = int(entry["stale"])
             graph.calibrated = bool(entry.get("calibrated", False))
             graph.ef_search = int(entry.get("ef_search", 96))
+            graph.dtype = str(entry.get("dtype", "f32"))  # absent: saved before quantised graphs
             graph.pending = [int(c) for c in entry["pending"]]
             index.ann[(entry["namespace"], user)] = graph
         return index

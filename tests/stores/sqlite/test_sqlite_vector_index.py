@@ -130,6 +130,54 @@ def test_sidecar_round_trip_keeps_the_graph(built: Path) -> None:
         mem.close()
 
 
+def test_graph_is_quantised_and_scores_are_exact(built: Path) -> None:
+    """The graph's copy of the vectors is int8; hits are rescored in float32 exactly."""
+    mem = _open(built)
+    try:
+        index = _wait_ann(mem)
+        assert index.ann[(NS, None)].dtype == "i8"
+        emb = TableEmbedder()
+        q = np.random.default_rng(11).standard_normal(DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        hits = mem.search("q", query_vector=q, mode="vector", top_k=10).hits
+        rows = [int(h.record.text[1:]) for h in hits]
+        exact = emb.vecs[rows] @ q
+        assert [h.score for h in hits] == pytest.approx(exact.tolist(), abs=1e-6)
+    finally:
+        mem.close()
+
+
+def test_float32_graph_of_an_older_sidecar_still_loads(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sidecar saved before quantised graphs (no dtype in its header) keeps its float32 graph."""
+    import json
+
+    from engramdb.stores.sqlite import ann
+
+    shutil.rmtree(built.with_name(built.name + ".vindex"))
+    monkeypatch.setattr(ann, "GRAPH_DTYPE", "f32")
+    mem = _open(built)
+    _wait_ann(mem)
+    mem.close()
+    header_path = built.with_name(built.name + ".vindex") / "index.json"
+    header = json.loads(header_path.read_text())
+    for entry in header["ann"]:
+        assert entry.pop("dtype") == "f32"
+    header_path.write_text(json.dumps(header))
+    monkeypatch.setattr(ann, "GRAPH_DTYPE", "i8")
+    mem = _open(built)
+    try:
+        graph = _store(mem)._vectors.index().ann[(NS, None)]
+        assert graph.dtype == "f32" and graph.file is not None
+        index = _wait_ann(mem)
+        graph = index.ann[(NS, None)]
+        assert graph.size == N and graph.dtype == "f32"  # loaded as float32, not rebuilt
+        assert _hits(mem, TableEmbedder().vecs[17], 1) == ["v17"]
+    finally:
+        mem.close()
+
+
 CHILD = """
 import sys
 import numpy as np
