@@ -75,28 +75,7 @@ def export_jsonl(
         }
         out.write(json.dumps(header) + "\n")
         for item in store.iter_all(namespace, node):
-            chunks = []
-            for start, end, blob, body in item["chunks"]:
-                ch: dict[str, Any] = {"start": start, "end": end, "index_text": body}
-                if vectors:
-                    ch["vector"] = np.frombuffer(blob, dtype=np.float32).tolist()
-                chunks.append(ch)
-            hist = [
-                {
-                    "op": op,
-                    "version": ver,
-                    "before": json.loads(b) if b else None,
-                    "after": json.loads(a) if a else None,
-                    "at": at,
-                }
-                for op, ver, b, a, at in item["history"]
-            ]
-            line = {
-                "kind": "record",
-                "record": item["record"].to_dict(),
-                "chunks": chunks,
-                "history": hist,
-            }
+            line = record_line(item, vectors)
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
             n += 1
             if progress:
@@ -109,6 +88,32 @@ def export_jsonl(
         out.flush()
     tmp.replace(path)
     return n
+
+
+def record_line(item: dict[str, Any], vectors: bool) -> dict[str, Any]:
+    """The export line of one ``iter_all`` item (a record, its chunks, its history)."""
+    chunks = []
+    for start, end, blob, body in item["chunks"]:
+        ch: dict[str, Any] = {"start": start, "end": end, "index_text": body}
+        if vectors:
+            ch["vector"] = np.frombuffer(blob, dtype=np.float32).tolist()
+        chunks.append(ch)
+    hist = [
+        {
+            "op": op,
+            "version": ver,
+            "before": json.loads(b) if b else None,
+            "after": json.loads(a) if a else None,
+            "at": at,
+        }
+        for op, ver, b, a, at in item["history"]
+    ]
+    return {
+        "kind": "record",
+        "record": item["record"].to_dict(),
+        "chunks": chunks,
+        "history": hist,
+    }
 
 
 def import_jsonl(
@@ -183,7 +188,7 @@ def _load_record_lines(
         if obj["kind"] == "history":
             tombstones.append(_history_row(obj, namespace, lineno))
         elif obj["kind"] == "record":
-            batch.append(_prepare_import(engine, obj, namespace, same_embedder, lineno))
+            batch.append(prepare_import(engine, obj, namespace, same_embedder, lineno))
             if len(batch) >= 256:
                 _flush(store, batch, counts, progress)
                 batch = []
@@ -308,9 +313,11 @@ def _history_row(obj: dict[str, Any], namespace: str | None, lineno: int) -> tup
         raise ValidationError(f"line {lineno}: malformed history line: {exc}") from exc
 
 
-def _prepare_import(
+def prepare_import(
     engine: Embedding, obj: dict[str, Any], namespace: str | None, same_embedder: bool, lineno: int
 ) -> dict[str, Any]:
+    """Check one record line of an export and turn it into the dict ``import_records``
+    takes (vectors kept when the embedder is the same, else the text is embedded again)."""
     rec = obj.get("record")
     if not isinstance(rec, dict):
         raise ValidationError(f"line {lineno}: record line without a record")
