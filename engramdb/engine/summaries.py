@@ -84,35 +84,39 @@ class ThreadSummaries:
         dry_run: bool,
     ) -> list[SummaryAction]:
         """Create or refresh the summary of every long thread among ``live`` records."""
-        turns: dict[tuple[str, str], list[MemoryRecord]] = defaultdict(list)
-        existing: dict[tuple[str, str], MemoryRecord] = {}
+        turns: dict[str, list[MemoryRecord]] = defaultdict(list)
+        existing: dict[str, MemoryRecord] = {}
         for r in live:
             if not r.thread_id:
                 continue
-            key = (r.user_id or "", r.thread_id)
             if r.type == "message":
-                turns[key].append(r)
+                turns[r.thread_id].append(r)
             elif r.type == "summary" and r.metadata.get("summary_of_thread") == r.thread_id:
-                existing[key] = r
+                existing[r.thread_id] = r
         out: list[SummaryAction] = []
-        for key in sorted(turns):
-            thread = sorted(turns[key], key=lambda r: (r.occurred_at is None, r.occurred_at, r.id))
+        for thread_id in sorted(turns):
+            thread = sorted(
+                turns[thread_id], key=lambda r: (r.occurred_at is None, r.occurred_at, r.id)
+            )
             if len(thread) < self.settings.summarize_min_turns:
                 continue
-            old = existing.get(key)
+            old = existing.get(thread_id)
             if old is not None and old.metadata.get("turns") == len(thread):
                 continue
             text = self.summarizer.summarize([r.text for r in thread], self._sentences())
             meta = {
-                "summary_of_thread": key[1],
+                "summary_of_thread": thread_id,
                 "turns": len(thread),
                 "first_event": thread[0].event_id,
                 "last_event": thread[-1].event_id,
                 "summarizer": self.summarizer.name,
             }
+            # A thread is a namespace's; its user is the first one its turns name.
+            user = next((r.user_id for r in thread if r.user_id), None)
+            key = (user or "", thread_id)
             action = SummaryAction(
-                thread_id=key[1],
-                user_id=key[0] or None,
+                thread_id=thread_id,
+                user_id=user,
                 summary_id=None if old is None else old.id,
                 turns=len(thread),
                 text=text,
