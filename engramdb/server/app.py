@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
-from engramdb.server import entity_routes, idempotency
+from engramdb.server import consolidate_routes, entity_routes, idempotency
 from engramdb.server.admin_page import install_admin_page
 from engramdb.server.auth import install_auth
 from engramdb.server.docs import install_docs
@@ -86,6 +86,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     install_admin_page(app)  # /admin: the HTML page; its cookie middleware runs before auth
     app.add_middleware(RequestLogMiddleware)  # outermost: ids and times every request
     app.include_router(entity_routes.entities)
+    app.include_router(consolidate_routes.consolidation)
     return app
 
 

@@ -49,9 +49,7 @@ def _dump(mem: Memory, tmp: Path, name: str) -> list[Any]:
 
 def test_near_duplicates_merge_into_the_richer_text(cmem: Memory) -> None:
     a = cmem.add(NURSE, user_id="u", tags=["work"], occurred_at="2024-03-01T00:00:00Z")
-    b = cmem.add(
-        NURSE_2, user_id="u", tags=["home"], metadata={"src": "chat"}, occurred_at=OLD
-    )
+    b = cmem.add(NURSE_2, user_id="u", tags=["home"], metadata={"src": "chat"}, occurred_at=OLD)
     other = cmem.add("Bob likes chess on Sundays", user_id="u")
     keep, gone = b[0].id, a[0].id  # the second text is longer: the richer one
 
@@ -203,7 +201,10 @@ def _planted(mem: Memory) -> None:
     mem.add("trivia about lunch", user_id="u", importance=0.05, occurred_at=OLD)
     mem.add_messages(
         "long",
-        [{"role": "user", "content": f"Turn {i}: we talked about topic {i % 4}."} for i in range(6)],
+        [
+            {"role": "user", "content": f"Turn {i}: we talked about topic {i % 4}."}
+            for i in range(6)
+        ],
         user_id="u",
     )
 

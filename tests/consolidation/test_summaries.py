@@ -187,6 +187,6 @@ def test_an_unreachable_summarizer_is_an_error_naming_it(tmp_path: Any) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
-    with _open(f"sqlite:///{tmp_path / 'u.db'}", summarizer_url=url) as m:
-        with pytest.raises(ExtractionError, match=str(port)):
-            m.summarize_text("Some text of mine.")
+    m = _open(f"sqlite:///{tmp_path / 'u.db'}", summarizer_url=url)
+    with m, pytest.raises(ExtractionError, match=str(port)):
+        m.summarize_text("Some text of mine.")
