@@ -23,6 +23,7 @@ from engramdb.server.mcp_server import mount_mcp
 from engramdb.server.metrics import install_metrics, worker_exited
 from engramdb.server.probes import probes
 from engramdb.server.routes import admin, meta, records
+from engramdb.server.schedule import scheduled_consolidation
 
 API_DESCRIPTION = """Long-term memory for AI agents over HTTP: the same verbs as the library.
 
@@ -54,7 +55,10 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with app.state.mcp_lifespan():
+        async with (
+            app.state.mcp_lifespan(),
+            scheduled_consolidation(app.state.memory, settings.consolidate_interval_s),
+        ):
             yield
         worker_exited()
         if owned:
