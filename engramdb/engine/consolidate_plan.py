@@ -53,8 +53,11 @@ def record_vector(chunks: Sequence[tuple[int, int, bytes, str]]) -> np.ndarray |
     """The unit vector standing for a record: its chunks' vectors averaged and renormalised."""
     if not chunks:
         return None
-    vecs = np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob, _ in chunks])
-    mean = vecs.mean(axis=0)
+    if len(chunks) == 1:
+        mean = np.frombuffer(chunks[0][2], dtype=np.float32)
+    else:
+        vecs = np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob, _ in chunks])
+        mean = vecs.mean(axis=0)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm > 0 else None
 

@@ -58,6 +58,8 @@ from engramdb.stores.prepared import PreparedChunk, RecordChanges
 from engramdb.timeutil import from_us_req, now_us, to_us
 
 _TIME_FIELDS = ("occurred_at", "created_at", "updated_at", "valid_from", "valid_to", "expires_at")
+# Records taken out per archive transaction (a merge pass over a large namespace).
+_ARCHIVE_BATCH = 500
 # Archive rows read per unmerge lookup (a survivor's merge groups, newest first).
 _GROUP_ROWS = 10_000
 
@@ -127,8 +129,7 @@ class Consolidator:
                 decayed.append(s)
         if not dry_run:
             self._expire(archive, namespace, scan, report)
-            for g in groups:
-                self._merge(archive, namespace, live, g, report)
+            self._merge(archive, namespace, live, groups, report)
             self._retire(archive, namespace, decayed, report)
         turns = [s.record for s in live if s.record.id not in set(report.skipped)]
         report.summaries = self.summaries.refresh(namespace, turns, user_id, dry_run)
@@ -185,44 +186,50 @@ class Consolidator:
         archive: Archive,
         ns: str,
         live: list[Scanned],
-        g: MergeGroup,
+        groups: list[MergeGroup],
         report: ConsolidationReport,
     ) -> None:
-        head = live[g.survivor]
-        s = head.record
-        members = [live[i].record for i in g.members]
-        before = {
-            "tags": s.tags,
-            "metadata": s.metadata,
-            "occurred_at": None if s.occurred_at is None else s.occurred_at.isoformat(),
-            "importance": s.importance,
-            "version": s.version + 1,
-        }
-        group = uuid.uuid4().hex
-        items = [
-            ArchiveItem(
-                m.id,
-                m.version,
-                "merge",
-                reason="merged",
-                image=_image(live[i]),
-                after=json.dumps({"merged_into": s.id}),
-                merged_into=s.id,
-                merge_group=group,
-                survivor=json.dumps(before),
+        """Archive every group's absorbed records (in batches), then update each survivor."""
+        items: list[ArchiveItem] = []
+        for g in groups:
+            s = live[g.survivor].record
+            before = {
+                "tags": s.tags,
+                "metadata": s.metadata,
+                "occurred_at": None if s.occurred_at is None else s.occurred_at.isoformat(),
+                "importance": s.importance,
+                "version": s.version + 1,
+            }
+            group = uuid.uuid4().hex
+            items.extend(
+                ArchiveItem(
+                    live[i].record.id,
+                    live[i].record.version,
+                    "merge",
+                    reason="merged",
+                    image=_image(live[i]),
+                    after=json.dumps({"merged_into": s.id}),
+                    merged_into=s.id,
+                    merge_group=group,
+                    survivor=json.dumps(before),
+                )
+                for i in g.members
             )
-            for i, m in zip(g.members, members, strict=True)
-        ]
-        taken = set(self._take(archive, ns, items, report))
-        if not taken:
-            return
-        absorbed = [m for m in members if m.id in taken]
-        changes = _merged_changes(head, absorbed)
-        try:
-            self.store.update_record(ns, s.id, changes, s.version)
-        except (ConflictError, NotFoundError):
-            report.skipped.append(s.id)
-        self.cache.invalidate_records(ns, [s.id])
+        taken: set[str] = set()
+        for start in range(0, len(items), _ARCHIVE_BATCH):
+            taken.update(self._take(archive, ns, items[start : start + _ARCHIVE_BATCH], report))
+        for g in groups:
+            head = live[g.survivor]
+            absorbed = [live[i].record for i in g.members if live[i].record.id in taken]
+            if not absorbed:
+                continue
+            try:
+                self.store.update_record(
+                    ns, head.record.id, _merged_changes(head, absorbed), head.record.version
+                )
+            except (ConflictError, NotFoundError):
+                report.skipped.append(head.record.id)
+            self.cache.invalidate_records(ns, [head.record.id])
 
     # ------------------------------------------------------------------ archive reads
 
