@@ -131,7 +131,9 @@ class Consolidator:
             self._expire(archive, namespace, scan, report)
             self._merge(archive, namespace, live, groups, report)
             self._retire(archive, namespace, decayed, report)
-        turns = [s.record for s in live if s.record.id not in set(report.skipped)]
+        gone = set(report.skipped) | {a.record_id for a in report.archived}
+        gone.update(x for m in report.merges for x in m.merged_ids)
+        turns = [s.record for s in live if s.record.id not in gone]
         report.summaries = self.summaries.refresh(namespace, turns, user_id, dry_run)
         report.seconds = time.perf_counter() - started
         return report

@@ -288,3 +288,18 @@ def test_forget_erases_archived_records(cmem: Memory) -> None:
     with pytest.raises(NotFoundError):
         cmem.get(a)
     assert cmem.archived() == []
+
+
+def test_a_record_changed_since_the_plan_is_left_alone(cmem: Memory) -> None:
+    from engramdb.stores.base import Archive, ArchiveItem
+
+    store = cmem._engine.store
+    assert isinstance(store, Archive)
+    rec = cmem.add("a note that changes", user_id="u")[0].record
+    cmem.update(rec.id, add_tags=["changed"])  # now at version 2
+    stale = ArchiveItem(rec.id, rec.version, "archive", reason="retention", image="{}")
+    assert store.archive_records(cmem.namespace, [stale]) == []
+    assert cmem.count() == 1 and store.archived(cmem.namespace, [rec.id]) == []
+    fresh = ArchiveItem(rec.id, rec.version + 1, "archive", reason="retention", image="{}")
+    assert store.archive_records(cmem.namespace, [fresh]) == [rec.id]
+    assert cmem.count() == 0
