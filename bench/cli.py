@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "consolidate",
         help="consolidation time and merge precision/recall on planted duplicates "
         "(consolidate.json)",
-        description="Memory.add of --records texts (hash embedder), 10%% of them planted "
+        description="Memory.add of --records texts (hash embedder), 10% of them planted "
         "near-duplicates, then consolidate (dry run and real), scored against the planted pairs.",
     )
     _common(p)
