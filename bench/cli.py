@@ -19,6 +19,8 @@ Subcommands:
   re-embedded, beside Chroma's own read-out of the same data (``migrate.json``);
 - ``langgraph``: ``EngramStore`` and ``EngramSaver`` against LangGraph's in-memory,
   SQLite and PostgreSQL backends (``langgraph.json``);
+- ``consolidate``: consolidation of 100,000 records with 10% planted near-duplicates:
+  time and precision/recall of the merges (``consolidate.json``);
 - ``all``: every one in sequence.
 """
 
@@ -192,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--singles", type=int, default=300, help="Texts added one per call")
     p.add_argument("--batch", type=int, default=100, help="Texts per batch add")
     p.add_argument("--rounds", type=int, default=2, help="Rounds (modes rotate each round)")
+    p = sub.add_parser(
+        "consolidate",
+        help="consolidation time and merge precision/recall on planted duplicates "
+        "(consolidate.json)",
+        description="Memory.add of --records texts (hash embedder), 10% of them planted "
+        "near-duplicates, then consolidate (dry run and real), scored against the planted pairs.",
+    )
+    _common(p)
+    p.add_argument("--records", type=int, default=DEFAULT_RECORDS, help="records (default 100000)")
+    p.add_argument("--users", type=int, default=100, help="users (scopes) the records spread over")
+    p.add_argument("--batch", type=int, default=1000, help="records per add call")
     sub.add_parser(
         "locomo",
         help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
@@ -298,6 +311,10 @@ def main(argv: list[str]) -> int:
         from bench import extract
 
         extract.main(args.out, args.texts, args.singles, args.batch, args.rounds, args.quick)
+    if args.command == "consolidate":
+        from bench import consolidate
+
+        consolidate.main(args.out, args.records, args.users, args.batch, args.quick)
     if args.command == "all":
         loc = ["--json", str(args.out / "locomo.json")]
         if args.data is not None:

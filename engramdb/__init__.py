@@ -32,9 +32,12 @@ from engramdb.errors import (
 from engramdb.memory import Memory
 from engramdb.models import (
     AddResult,
+    ArchiveAction,
+    ArchivedRecord,
     CheckpointBlob,
     CheckpointRow,
     CheckpointWrite,
+    ConsolidationReport,
     Entity,
     EntityGraph,
     Event,
@@ -44,6 +47,7 @@ from engramdb.models import (
     HistoryEntry,
     MemoryRecord,
     Mention,
+    MergeAction,
     RecordPage,
     Relation,
     ScoreParts,
@@ -51,6 +55,7 @@ from engramdb.models import (
     SearchPage,
     Slots,
     Snapshot,
+    SummaryAction,
 )
 
 __version__ = "0.1.0"
@@ -72,6 +77,11 @@ __all__ = [
     "EngramError",
     "Entity",
     "EntityGraph",
+    "ArchiveAction",
+    "ArchivedRecord",
+    "ConsolidationReport",
+    "MergeAction",
+    "SummaryAction",
     "Event",
     "Extraction",
     "ExtractionError",

@@ -17,6 +17,8 @@ from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
 from engramdb.models import (
     AddResult,
+    ArchivedRecord,
+    ConsolidationReport,
     Entity,
     EntityGraph,
     Event,
@@ -35,6 +37,7 @@ Events = list[Event]
 Changes = list[HistoryEntry]
 Entities = list[Entity]
 EntityLog = list[dict[str, Any]]
+Archived = list[ArchivedRecord]
 
 
 class AsyncMemory(_Shared):
@@ -447,6 +450,72 @@ class AsyncMemory(_Shared):
     async def entity_history(self, id: int) -> EntityLog:
         """Return the alias log of an entity: each join and separation, oldest first."""
         return await self._call("entity_history", self._engine.entity_history, self.namespace, id)
+
+    async def consolidate(
+        self,
+        *,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        dry_run: bool = False,
+    ) -> ConsolidationReport:
+        """Keep the namespace (or one user's or thread's part) small and current.
+
+        Deletes records past ``expires_at``; merges near-duplicates of one scope (cosine
+        at least ``consolidate_merge_threshold``, metadata that do not disagree) into the
+        richest, which gains their tags and metadata and the earliest ``occurred_at``;
+        archives records whose importance decayed below ``consolidate_archive_floor``
+        (never one without an importance, or younger than the half-life); writes or
+        refreshes a ``summary`` record for each thread of ``summarize_min_turns`` turns.
+        Merged and archived records leave search, list and count, stay readable by id
+        and in exports; ``unmerge`` and ``restore_archived`` bring them back.
+        ``dry_run=True`` returns the same report and changes nothing.
+
+        Example::
+
+            report = mem.consolidate(user_id="alice", dry_run=True)
+            [(m.survivor_id, m.merged_ids) for m in report.merges]
+        """
+        return await self._call(
+            "consolidate",
+            self._engine.consolidate,
+            self.namespace,
+            user_id,
+            thread_id,
+            dry_run,
+        )
+
+    async def unmerge(self, record_id: str) -> Records:
+        """Undo the merge a record took part in (a survivor: its latest merge).
+
+        The merged records come back with their ids, texts and vectors; the survivor gets
+        back its tags, metadata, importance and ``occurred_at`` unless it changed since.
+
+        Raises:
+            NotFoundError: the record took part in no merge still in effect.
+        """
+        return await self._call("unmerge", self._engine.unmerge, self.namespace, record_id)
+
+    async def restore_archived(self, record_id: str) -> MemoryRecord:
+        """Bring a record archived by consolidation back to search, list and count.
+
+        Raises:
+            NotFoundError: no archived record with this id.
+        """
+        return await self._call(
+            "restore_archived", self._engine.restore_archived, self.namespace, record_id
+        )
+
+    async def archived(self, *, user_id: str | None = None, limit: int = 100) -> Archived:
+        """Return records consolidation took out of the live set, newest first."""
+        return await self._call("archived", self._engine.archived, self.namespace, user_id, limit)
+
+    async def summarize_text(self, text: str, *, max_sentences: int | None = None) -> str:
+        """Summarize a text with the store's summarizer (extractive unless configured).
+
+        The extractive default keeps the text's best sentences by TextRank over their
+        embeddings; ``max_sentences`` defaults to ``summarize_sentences``.
+        """
+        return await self._call("summarize_text", self._engine.summarize_text, text, max_sentences)
 
     async def log_event(
         self,

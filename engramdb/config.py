@@ -313,6 +313,50 @@ class Settings(BaseSettings):
     extract_batch: int = Field(
         64, ge=1, le=1024, description="Texts per extraction batch (one nlp.pipe call)"
     )
+    consolidate_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="Service: seconds between scheduled consolidations of every namespace "
+        "(merge, expire, archive, summarize); 0: never (run `engramdb consolidate`)",
+    )
+    consolidate_merge_threshold: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Consolidation: cosine similarity at or above which two records of the "
+        "same scope are near-duplicates and merged",
+    )
+    consolidate_half_life_days: float = Field(
+        30.0,
+        gt=0,
+        description="Consolidation: half-life of a record's importance (retention score = "
+        "importance * 0.5 ** (age / half-life)); younger records are never archived",
+    )
+    consolidate_archive_floor: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Consolidation: a record with an importance, older than the half-life, "
+        "whose retention score is below this is archived (0: never archive)",
+    )
+    summarize_min_turns: int = Field(
+        20,
+        ge=2,
+        description="Consolidation: a thread with at least this many message records gets a "
+        "summary record (refreshed when the thread grows)",
+    )
+    summarize_sentences: int = Field(
+        5, ge=1, le=50, description="Consolidation: sentences in an extractive thread summary"
+    )
+    summarizer_url: str | None = Field(
+        None,
+        description="OpenAI-compatible chat endpoint base URL (e.g. http://127.0.0.1:11434/v1) "
+        "for thread summaries; unset: the extractive summarizer (no network)",
+    )
+    summarizer_model: str = Field("llama3.2", description="Model name sent to summarizer_url")
+    summarizer_api_key: SecretStr | None = Field(
+        None, description="Bearer key for summarizer_url, if it needs one"
+    )
 
 
 def url_without_password(url: str, mask: str = "") -> str:

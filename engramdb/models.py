@@ -404,3 +404,86 @@ class CheckpointRow:
     versions: dict[str, str]
     blobs: list[CheckpointBlob] = field(default_factory=list)
     writes: list[CheckpointWrite] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class MergeAction:
+    """Near-duplicates folded into one record: ``survivor_id`` keeps the richest text, the
+    union of tags and metadata and the earliest ``occurred_at``; ``merged_ids`` are archived
+    (readable by id, undone by ``unmerge``). ``similarity`` is the lowest cosine to the
+    survivor."""
+
+    survivor_id: str
+    merged_ids: list[str]
+    similarity: float
+    text: str
+    tags: list[str] = field(default_factory=list)
+    occurred_at: datetime | None = None
+    user_id: str | None = None
+    thread_id: str | None = None
+
+
+@dataclass(slots=True)
+class ArchiveAction:
+    """A record leaving the live set: ``expired`` (past ``expires_at``: deleted, history
+    kept) or ``retention`` (importance decayed below the floor: archived, restorable);
+    ``score`` is the retention score of an archived one."""
+
+    record_id: str
+    reason: Literal["expired", "retention"]
+    score: float | None = None
+
+
+@dataclass(slots=True)
+class SummaryAction:
+    """A thread summary written (``created`` or ``refreshed``) as a ``summary`` record over
+    ``turns`` message records; ``summary_id`` is None in a dry run of a new one."""
+
+    thread_id: str
+    user_id: str | None
+    summary_id: str | None
+    turns: int
+    text: str
+    status: Literal["created", "refreshed"]
+
+
+@dataclass(slots=True)
+class ConsolidationReport:
+    """What one ``consolidate`` call did, or (``dry_run``) would do, in one namespace.
+
+    ``scanned`` counts the live records looked at; ``skipped`` lists ids changed by another
+    writer between planning and applying (left as they were).
+    """
+
+    namespace: str
+    dry_run: bool
+    scanned: int = 0
+    merges: list[MergeAction] = field(default_factory=list)
+    expired: list[ArchiveAction] = field(default_factory=list)
+    archived: list[ArchiveAction] = field(default_factory=list)
+    summaries: list[SummaryAction] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (datetimes as ISO 8601 strings)."""
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
+
+
+@dataclass(slots=True)
+class ArchivedRecord:
+    """A record out of the live set (merged away or archived by retention), as it was.
+
+    ``reason`` is ``merged`` (``merged_into`` names the survivor) or ``retention``.
+    """
+
+    record: MemoryRecord
+    reason: str
+    archived_at: datetime
+    merged_into: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (datetimes as ISO 8601 strings)."""
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out

@@ -141,6 +141,10 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("postgres", "pgvector_ingest_rec_per_s", "PostgreSQL ingest, rec/s (pgvector)", ""),
     ("postgres", "ingest_ratio_vs_pgvector", "PostgreSQL ingest / pgvector's", "≥ 1.0"),
     ("postgres", "bulk_load_rec_per_s", "PostgreSQL bulk load incl. index, rec/s", "≥ 3,000"),
+    ("consolidate", "consolidate_s", "consolidate 100k records (10% near-duplicates), s", ""),
+    ("consolidate", "dry_run_s", "same, dry run (plan only), s", ""),
+    ("consolidate", "precision", "merge precision vs planted pairs", ""),
+    ("consolidate", "recall", "merge recall vs planted pairs", ""),
 ]
 
 # The README's short table: (file, engramdb key, alternative key or "", what, alternative, target)
@@ -249,6 +253,7 @@ COMMANDS = {
     "locomo": "engramdb bench locomo --data ../shared/data/locomo_dev.json "
     "--json bench/results/locomo.json",
     "postgres": "engramdb bench postgres",
+    "consolidate": "engramdb bench consolidate",
 }
 
 

@@ -33,6 +33,8 @@ from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
 from engramdb.models import (
     AddResult,
+    ArchivedRecord,
+    ConsolidationReport,
     Entity,
     EntityGraph,
     Event,
@@ -51,6 +53,7 @@ Events = list[Event]
 Changes = list[HistoryEntry]
 Entities = list[Entity]
 EntityLog = list[dict[str, Any]]
+Archived = list[ArchivedRecord]
 
 
 class AsyncMemory(_Shared):

@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from engramdb.models import (
     AddResult,
+    ArchivedRecord,
+    ConsolidationReport,
     Entity,
     EntityGraph,
     Event,
@@ -50,6 +52,7 @@ Events = list[Event]
 Changes = list[HistoryEntry]
 Entities = list[Entity]
 EntityLog = list[dict[str, Any]]
+Archived = list[ArchivedRecord]
 
 
 class AsyncClientMethods:

@@ -18,6 +18,7 @@ import click
 
 from engramdb.cli import (
     commands_admin,
+    commands_consolidate,
     commands_entities,
     commands_keys,
     commands_mcp,
@@ -63,6 +64,7 @@ for _module in (
     commands_records,
     commands_threads,
     commands_entities,
+    commands_consolidate,
     commands_admin,
     commands_keys,
     commands_serve,

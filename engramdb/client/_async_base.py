@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from engramdb.models import (
     AddResult,
+    ArchivedRecord,
+    ConsolidationReport,
     Entity,
     EntityGraph,
     Event,
@@ -32,6 +34,7 @@ Events = list[Event]
 Changes = list[HistoryEntry]
 Entities = list[Entity]
 EntityLog = list[dict[str, Any]]
+Archived = list[ArchivedRecord]
 
 
 class AsyncClientMethods:
@@ -302,6 +305,35 @@ class AsyncClientMethods:
     async def entity_history(self, id: int) -> EntityLog:
         """Return the alias log of an entity: each join and separation, oldest first."""
         return await self._call("entity_history", id=id)
+
+    async def consolidate(
+        self,
+        *,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        dry_run: bool = False,
+    ) -> ConsolidationReport:
+        """Merge near-duplicates, expire, archive by retention, summarize long threads
+        (``dry_run``: report the plan, change nothing). Needs a key that may write."""
+        return await self._call(
+            "consolidate", user_id=user_id, thread_id=thread_id, dry_run=dry_run
+        )
+
+    async def unmerge(self, record_id: str) -> Records:
+        """Undo the merge a record took part in; return the survivor and the records back."""
+        return await self._call("unmerge", record_id=record_id)
+
+    async def restore_archived(self, record_id: str) -> MemoryRecord:
+        """Bring an archived record back to search, list and count."""
+        return await self._call("restore_archived", record_id=record_id)
+
+    async def archived(self, *, user_id: str | None = None, limit: int = 100) -> Archived:
+        """Return records consolidation took out of the live set, newest first."""
+        return await self._call("archived", user_id=user_id, limit=limit)
+
+    async def summarize_text(self, text: str, *, max_sentences: int | None = None) -> str:
+        """Summarize a text with the service's summarizer."""
+        return await self._call("summarize_text", text=text, max_sentences=max_sentences)
 
     async def log_event(
         self,

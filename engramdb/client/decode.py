@@ -14,12 +14,16 @@ from typing import Any
 from engramdb.errors import ResponseError
 from engramdb.models import (
     AddResult,
+    ArchiveAction,
+    ArchivedRecord,
+    ConsolidationReport,
     Entity,
     EntityGraph,
     Event,
     HistoryEntry,
     MemoryRecord,
     Mention,
+    MergeAction,
     RecordPage,
     Relation,
     ScoreParts,
@@ -27,6 +31,7 @@ from engramdb.models import (
     SearchPage,
     Slots,
     Snapshot,
+    SummaryAction,
 )
 
 _RECORD_TIMES = ("occurred_at", "created_at", "updated_at", "valid_from", "valid_to", "expires_at")
@@ -129,6 +134,33 @@ def _health(body: dict[str, Any]) -> dict[str, Any]:
     return {**body["components"], "status": body["status"]}
 
 
+def _report(b: dict[str, Any]) -> ConsolidationReport:
+    merges = [MergeAction(**{**m, "occurred_at": _time(m.get("occurred_at"))}) for m in b["merges"]]
+    return ConsolidationReport(
+        namespace=b["namespace"],
+        dry_run=b["dry_run"],
+        scanned=b["scanned"],
+        merges=merges,
+        expired=[ArchiveAction(**a) for a in b["expired"]],
+        archived=[ArchiveAction(**a) for a in b["archived"]],
+        summaries=[SummaryAction(**x) for x in b["summaries"]],
+        skipped=list(b["skipped"]),
+        seconds=b["seconds"],
+    )
+
+
+def _archived(b: dict[str, Any]) -> list[ArchivedRecord]:
+    return [
+        ArchivedRecord(
+            record=record(a["record"]),
+            reason=a["reason"],
+            archived_at=datetime.fromisoformat(a["archived_at"]),
+            merged_into=a.get("merged_into"),
+        )
+        for a in b["archived"]
+    ]
+
+
 DECODERS: dict[str, Callable[[Any], Any]] = {
     "add": _results,
     "add_messages": _results,
@@ -147,6 +179,11 @@ DECODERS: dict[str, Callable[[Any], Any]] = {
     "records_about": _records,
     "unlink_entity": entity,
     "entity_history": lambda b: [dict(e) for e in b["entries"]],
+    "consolidate": _report,
+    "unmerge": _records,
+    "restore_archived": record,
+    "archived": _archived,
+    "summarize_text": lambda b: b["summary"],
     "log_event": event,
     "events": lambda b: [event(e) for e in b["events"]],
     "snapshot": _snapshot,

@@ -443,6 +443,40 @@ def _get_slots(ns: str, thread_id: str) -> Request:
     return Request("get_slots", "GET", _thread(ns, thread_id, "slots"))
 
 
+# ---------------------------------------------------------------------------- consolidation
+
+
+def _consolidate(
+    ns: str,
+    *,
+    user_id: str | None = None,
+    thread_id: str | None = None,
+    dry_run: bool = False,
+) -> Request:
+    body = _drop_none(user_id=user_id, thread_id=thread_id, dry_run=dry_run)
+    return Request("consolidate", "POST", f"{_ns(ns)}/consolidate", body=body, keyed=True)
+
+
+def _unmerge(ns: str, record_id: str) -> Request:
+    path = f"{_ns(ns)}/records/{_seg(record_id, 'record_id')}/unmerge"
+    return Request("unmerge", "POST", path, keyed=True)
+
+
+def _restore_archived(ns: str, record_id: str) -> Request:
+    path = f"{_ns(ns)}/records/{_seg(record_id, 'record_id')}/restore-archived"
+    return Request("restore_archived", "POST", path, keyed=True)
+
+
+def _archived(ns: str, *, user_id: str | None = None, limit: int = 100) -> Request:
+    params = _query(user_id=user_id, limit=limit)
+    return Request("archived", "GET", f"{_ns(ns)}/archived", params=params)
+
+
+def _summarize_text(ns: str, text: str, *, max_sentences: int | None = None) -> Request:
+    body = _drop_none(text=text, max_sentences=max_sentences)
+    return Request("summarize_text", "POST", f"{_ns(ns)}/summarize", body=body)
+
+
 # ---------------------------------------------------------------------------- namespace, admin
 
 
@@ -571,6 +605,11 @@ ENCODERS: dict[str, Callable[..., Request]] = {
     "records_about": _records_about,
     "unlink_entity": _unlink_entity,
     "entity_history": _entity_history,
+    "consolidate": _consolidate,
+    "unmerge": _unmerge,
+    "restore_archived": _restore_archived,
+    "archived": _archived,
+    "summarize_text": _summarize_text,
     "add_messages": _add_messages,
     "log_event": _log_event,
     "events": _events,

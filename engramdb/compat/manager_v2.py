@@ -126,17 +126,35 @@ class MemoryManagerV2:
             text=snap.text,
         )
 
-    async def aconsolidate(self) -> dict[str, Any]:
-        """Report what consolidation would work on; changes nothing yet (engramdb has no
-        consolidation step so far: ``consolidated`` is 0 and ``changed`` False)."""
+    async def aconsolidate(
+        self,
+        *,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Run engramdb's consolidation (merge near-duplicates, expire, archive by
+        retention, summarize long threads; see ``Memory.consolidate``) and report it the
+        way the manager did: ``records`` left, ``consolidated`` (records merged away,
+        expired or archived, and summaries written), ``changed``, and the full ``report``."""
+        report = await self.memory.consolidate(
+            user_id=user_id, thread_id=thread_id, dry_run=dry_run
+        )
         stats = await self.memory.stats()
         records = await self.memory.count(include_expired=True)
+        done = (
+            sum(len(m.merged_ids) for m in report.merges)
+            + len(report.expired)
+            + len(report.archived)
+            + len(report.summaries)
+        )
         return {
             "namespace": self.memory.namespace,
             "records": records,
-            "consolidated": 0,
-            "changed": False,
+            "consolidated": done,
+            "changed": done > 0 and not dry_run,
             "store": stats.get("store", {}),
+            "report": report.to_dict(),
         }
 
     async def health_check(self) -> dict[str, bool]:

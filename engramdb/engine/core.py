@@ -14,6 +14,8 @@ an embedder, and hands each call to the part whose job it is:
 * :mod:`~engramdb.engine.checkpoints` keeps agent frameworks' thread checkpoints.
 * :mod:`~engramdb.engine.entities` extracts entities and relations off the write path and
   answers the entity reads (each first catching up its scope).
+* :mod:`~engramdb.engine.consolidation` merges near-duplicates, expires, archives by
+  retention and summarizes long threads (:mod:`~engramdb.engine.summaries`).
 
 The parts share one :class:`~engramdb.engine.encoder.Encoder`, so a re-embedding switches
 the embedder for all of them at once.
@@ -35,15 +37,19 @@ from engramdb.deadline import read_budget
 from engramdb.embedders.base import Embedder, resolve_embedder
 from engramdb.engine.admin import Admin
 from engramdb.engine.checkpoints import ThreadCheckpoints
+from engramdb.engine.consolidation import Consolidator
 from engramdb.engine.encoder import Encoder
 from engramdb.engine.entities import EntityIndex
 from engramdb.engine.records import Records
 from engramdb.engine.search import Mode, Searcher
+from engramdb.engine.summaries import ThreadSummaries
 from engramdb.engine.threads import Threads
 from engramdb.engine.write import Writer
-from engramdb.errors import ValidationError
+from engramdb.errors import NotFoundError, ValidationError
 from engramdb.models import (
     AddResult,
+    ArchivedRecord,
+    ConsolidationReport,
     Entity,
     EntityGraph,
     Event,
@@ -84,6 +90,10 @@ class Engine:
         self._threads = Threads(settings, store, self.cache)
         self._admin = Admin(settings, store, self.cache, self._encoder)
         self._entities = EntityIndex(settings, store)
+        self.summaries = ThreadSummaries(settings, self._encoder, self.add, self.update)
+        self._consolidator = Consolidator(
+            settings, store, self.cache, self._encoder, self._records, self.summaries
+        )
 
     @classmethod
     def open(cls, settings: Settings, embedder: str | Embedder | None) -> Engine:
@@ -176,8 +186,14 @@ class Engine:
         return results
 
     def get(self, namespace: str, record_id: str) -> MemoryRecord:
-        """Return one record or raise NotFoundError."""
-        return self._records.get(namespace, record_id)
+        """Return one record (live, or archived by consolidation) or raise NotFoundError."""
+        try:
+            return self._records.get(namespace, record_id)
+        except NotFoundError:
+            archived = self._consolidator.get_archived(namespace, record_id)
+            if archived is None:
+                raise
+            return archived
 
     def get_many(self, namespace: str, ids: Sequence[str]) -> list[MemoryRecord]:
         """Return the records that exist among ``ids``, in the order given."""
@@ -310,6 +326,34 @@ class Engine:
     def entity_history(self, namespace: str, entity_id: int) -> list[dict[str, Any]]:
         """The alias log of an entity."""
         return self._entities.links(namespace, entity_id)
+
+    # ------------------------------------------------------------------ consolidation
+
+    def consolidate(
+        self, namespace: str, user_id: str | None, thread_id: str | None, dry_run: bool
+    ) -> ConsolidationReport:
+        """Merge near-duplicates, expire, archive by retention, summarize long threads."""
+        return self._consolidator.consolidate(namespace, user_id, thread_id, dry_run)
+
+    def unmerge(self, namespace: str, record_id: str) -> list[MemoryRecord]:
+        """Undo a merge: the absorbed records come back, the survivor as it was."""
+        records = self._consolidator.unmerge(namespace, record_id)
+        self._entities.written(namespace)
+        return records
+
+    def restore_archived(self, namespace: str, record_id: str) -> MemoryRecord:
+        """Bring an archived record back to the live set."""
+        record = self._consolidator.restore_archived(namespace, record_id)
+        self._entities.written(namespace)
+        return record
+
+    def archived(self, namespace: str, user_id: str | None, limit: int) -> list[ArchivedRecord]:
+        """Archived records, newest first."""
+        return self._consolidator.archived(namespace, user_id, limit)
+
+    def summarize_text(self, text: str, max_sentences: int | None) -> str:
+        """Summarize a caller's text with the configured summarizer."""
+        return self.summaries.summarize_text(text, max_sentences)
 
     # ------------------------------------------------------------------ episodic + slots
 

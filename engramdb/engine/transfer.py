@@ -10,6 +10,9 @@ Export format (JSONL, one object per line), version 1::
     {"kind": "slots", "namespace", "thread_id", "values", "version"}
     {"kind": "history", "namespace", "record_id", "user_id", "thread_id", "op", "version",
      "before", "after", "at"}       (the history of deleted records: their tombstones)
+    {"kind": "archived", "namespace", "id", "reason", "merged_into", "image", ...}
+                                    (records consolidation archived: ``image`` is a record
+                                     line as JSON text)
 
 Import keeps ids, times, versions and history, so an export re-imported gives back the same
 data; re-importing is idempotent (existing ids are reported as unchanged).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +34,7 @@ from engramdb.embedders.base import Embedder, check_vectors
 from engramdb.engine import validation as v
 from engramdb.errors import ValidationError
 from engramdb.query.filters import Node
-from engramdb.stores.base import Maintenance, Transfer
+from engramdb.stores.base import Archive, ArchivedRow, Maintenance, Transfer
 from engramdb.timeutil import to_us
 
 
@@ -75,40 +79,50 @@ def export_jsonl(
         }
         out.write(json.dumps(header) + "\n")
         for item in store.iter_all(namespace, node):
-            chunks = []
-            for start, end, blob, body in item["chunks"]:
-                ch: dict[str, Any] = {"start": start, "end": end, "index_text": body}
-                if vectors:
-                    ch["vector"] = np.frombuffer(blob, dtype=np.float32).tolist()
-                chunks.append(ch)
-            hist = [
-                {
-                    "op": op,
-                    "version": ver,
-                    "before": json.loads(b) if b else None,
-                    "after": json.loads(a) if a else None,
-                    "at": at,
-                }
-                for op, ver, b, a, at in item["history"]
-            ]
-            line = {
-                "kind": "record",
-                "record": item["record"].to_dict(),
-                "chunks": chunks,
-                "history": hist,
-            }
+            line = record_line(item, vectors)
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
             n += 1
             if progress:
                 progress(1)
         for row in store.iter_events_and_slots(namespace):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if node is None and isinstance(store, Archive):
+            # Records consolidation archived or merged away are data too: exported whole.
+            for arch in store.iter_archived(namespace):
+                out.write(json.dumps({"kind": "archived", **asdict(arch)}, ensure_ascii=False))
+                out.write("\n")
         if node is None:  # a filtered export selects live records; tombstones match nothing
             for hist_line in _orphan_history(store, namespace):
                 out.write(json.dumps(hist_line, ensure_ascii=False) + "\n")
         out.flush()
     tmp.replace(path)
     return n
+
+
+def record_line(item: dict[str, Any], vectors: bool) -> dict[str, Any]:
+    """The export line of one ``iter_all`` item (a record, its chunks, its history)."""
+    chunks = []
+    for start, end, blob, body in item["chunks"]:
+        ch: dict[str, Any] = {"start": start, "end": end, "index_text": body}
+        if vectors:
+            ch["vector"] = np.frombuffer(blob, dtype=np.float32).tolist()
+        chunks.append(ch)
+    hist = [
+        {
+            "op": op,
+            "version": ver,
+            "before": json.loads(b) if b else None,
+            "after": json.loads(a) if a else None,
+            "at": at,
+        }
+        for op, ver, b, a, at in item["history"]
+    ]
+    return {
+        "kind": "record",
+        "record": item["record"].to_dict(),
+        "chunks": chunks,
+        "history": hist,
+    }
 
 
 def import_jsonl(
@@ -147,7 +161,11 @@ def import_jsonl(
         except UnicodeDecodeError as exc:
             bad = ValidationError(f"{path}: not UTF-8 text (byte {exc.start} of a line)")
             raise _with_progress(bad, counts) from exc
+        archived = [o["row"] for o in others if o["kind"] == "archived"]
+        others = [o for o in others if o["kind"] != "archived"]
         ev, sl = store.import_events_and_slots(others)
+        if archived and isinstance(store, Archive):
+            counts["archived"] = store.put_archived(archived)
         counts["events"] += ev
         counts["slots"] += sl
         counts["deleted_history"] = 0
@@ -182,8 +200,10 @@ def _load_record_lines(
             raise ValidationError(f"{path}:{lineno}: unknown line kind")
         if obj["kind"] == "history":
             tombstones.append(_history_row(obj, namespace, lineno))
+        elif obj["kind"] == "archived":
+            others.append({"kind": "archived", "row": _archived_row(obj, namespace, lineno)})
         elif obj["kind"] == "record":
-            batch.append(_prepare_import(engine, obj, namespace, same_embedder, lineno))
+            batch.append(prepare_import(engine, obj, namespace, same_embedder, lineno))
             if len(batch) >= 256:
                 _flush(store, batch, counts, progress)
                 batch = []
@@ -206,7 +226,37 @@ def _with_progress(exc: ValidationError, counts: dict[str, int]) -> ValidationEr
     )
 
 
-KINDS = ("record", "event", "slots", "history")
+# Every kind of change a history entry records (consolidation adds the last five).
+HISTORY_OPS = ("add", "update", "delete", "merge", "unmerge", "expire", "archive", "restore")
+KINDS = ("record", "event", "slots", "history", "archived")
+
+
+def _archived_row(obj: dict[str, Any], namespace: str | None, lineno: int) -> ArchivedRow:
+    """Check an exported archive line (its image must be a record line)."""
+    try:
+        image = json.loads(obj["image"])
+        if not isinstance(image, dict) or not isinstance(image.get("record"), dict):
+            raise ValueError("image is not a record line")
+        ns = v.check_namespace(namespace or obj["namespace"])
+        image["record"]["namespace"] = ns
+        return ArchivedRow(
+            namespace=ns,
+            id=v.check_id(obj["id"]),
+            user_id=v.check_scope(obj.get("user_id") or None, "user_id") or "",
+            thread_id=v.check_scope(obj.get("thread_id") or None, "thread_id") or "",
+            reason=str(obj["reason"]),
+            merged_into=obj.get("merged_into"),
+            merge_group=obj.get("merge_group"),
+            image=json.dumps(image, ensure_ascii=False),
+            survivor=obj.get("survivor"),
+            archived_at=int(obj["archived_at"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise ValidationError(f"line {lineno}: archived line: {exc.message}") from exc
+        raise ValidationError(f"line {lineno}: malformed archived line: {exc}") from exc
+
+
 _HISTORY_FIELDS = ("record_id", "user_id", "thread_id", "op", "version", "before", "after", "at")
 
 
@@ -285,7 +335,7 @@ def _history_row(obj: dict[str, Any], namespace: str | None, lineno: int) -> tup
     try:
         ns = v.check_namespace(namespace or obj.get("namespace"))
         op = obj["op"]
-        if op not in ("add", "update", "delete"):
+        if op not in HISTORY_OPS:
             raise ValidationError(f"line {lineno}: unknown history op {op!r}")
         images = [
             None if obj.get(k) is None else json.dumps(obj[k], ensure_ascii=False)
@@ -308,9 +358,11 @@ def _history_row(obj: dict[str, Any], namespace: str | None, lineno: int) -> tup
         raise ValidationError(f"line {lineno}: malformed history line: {exc}") from exc
 
 
-def _prepare_import(
+def prepare_import(
     engine: Embedding, obj: dict[str, Any], namespace: str | None, same_embedder: bool, lineno: int
 ) -> dict[str, Any]:
+    """Check one record line of an export and turn it into the dict ``import_records``
+    takes (vectors kept when the embedder is the same, else the text is embedded again)."""
     rec = obj.get("record")
     if not isinstance(rec, dict):
         raise ValidationError(f"line {lineno}: record line without a record")

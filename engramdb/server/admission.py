@@ -1,8 +1,8 @@
 """Admission control: which calls run now, which wait, which are refused (429 / 503).
 
 Why: one slow call starved every other. Heavy calls (export, import, backup, restore,
-reembed, doctor, forget and delete-all, deep-offset searches, large batches) now run in a
-pool of their own (``heavy_concurrency`` at once, ``heavy_queue`` waiting), light calls in
+reembed, doctor, forget, delete-all, consolidate, deep-offset searches, large batches) run
+in a pool of their own (``heavy_concurrency`` at once, ``heavy_queue`` waiting), light calls in
 another (``light_concurrency`` / ``light_queue``): a queue of exports never delays a get.
 Past a pool's queue a call is refused at once with :class:`~engramdb.errors.OverloadedError`
 (503 with ``Retry-After``) instead of piling up. ``/health``, ``/ready``, ``/docs``,
@@ -35,7 +35,7 @@ from engramdb.server.errors import error_response
 
 BYPASS = frozenset({"/health", "/ready", "/docs", "/openapi.json", "/metrics"})
 HEAVY_PREFIXES = ("/v1/admin/",)
-HEAVY_SUFFIXES = ("/forget", "/records/delete-all")
+HEAVY_SUFFIXES = ("/forget", "/records/delete-all", "/consolidate")
 # A search this deep reads and ranks offset + top_k candidates: heavy.
 DEEP_OFFSET = 1000
 # A write body this large is a large batch (1,000 short records is about 100 KB).

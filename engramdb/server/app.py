@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from engramdb._async_memory import AsyncMemory
 from engramdb.config import Settings
 from engramdb.memory import Memory
-from engramdb.server import entity_routes, idempotency
+from engramdb.server import consolidate_routes, entity_routes, idempotency
 from engramdb.server.admin_page import install_admin_page
 from engramdb.server.auth import install_auth
 from engramdb.server.docs import install_docs
@@ -24,6 +24,7 @@ from engramdb.server.mcp_server import mount_mcp
 from engramdb.server.metrics import install_metrics, worker_exited
 from engramdb.server.probes import probes
 from engramdb.server.routes import admin, meta, records
+from engramdb.server.schedule import scheduled_consolidation
 
 API_DESCRIPTION = """Long-term memory for AI agents over HTTP: the same verbs as the library.
 
@@ -55,7 +56,10 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with app.state.mcp_lifespan():
+        async with (
+            app.state.mcp_lifespan(),
+            scheduled_consolidation(app.state.memory, settings.consolidate_interval_s),
+        ):
             yield
         worker_exited()
         if owned:
@@ -88,6 +92,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     install_admin_page(app)  # /admin: the HTML page; its cookie middleware runs before auth
     app.add_middleware(RequestLogMiddleware)  # outermost: ids and times every request
     app.include_router(entity_routes.entities)
+    app.include_router(consolidate_routes.consolidation)
     return app
 
 

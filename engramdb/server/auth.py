@@ -61,7 +61,7 @@ OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/admin/l
 OPEN_PREFIXES = ("/docs/",)
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reads sent as POST, by their path after /v1/namespaces/{ns}/.
-READ_POSTS = frozenset({("search",), ("records", "count"), ("records", "get-many")})
+READ_POSTS = frozenset({("search",), ("records", "count"), ("records", "get-many"), ("summarize",)})
 CHALLENGE = 'Bearer realm="engramdb"'
 
 

@@ -15,6 +15,7 @@ for a capability by type (``isinstance(store, Maintenance)``):
 * :class:`Checkpoints`: the thread checkpoints of agent frameworks (LangGraph's checkpointer);
 * :class:`KeyStore`: the service's keys (hashed) and its admin audit log.
 * :class:`EntityStore`: entities, relations and mentions derived from the texts.
+* :class:`Archive`: records consolidation took out of the live set (merged, archived).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from engramdb.models import (
 from engramdb.query.filters import Node
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
+    ArchivedRow,
+    ArchiveItem,
     ChunkHit,
     OnError,
     PendingText,
@@ -54,6 +57,9 @@ from engramdb.stores.prepared import (
 )
 
 __all__ = [
+    "Archive",
+    "ArchiveItem",
+    "ArchivedRow",
     "AuditRow",
     "BulkLoader",
     "Checkpoints",
@@ -619,4 +625,42 @@ class EntityStore(Protocol):
 
     def record_entities(self, namespace: str, record_ids: list[str]) -> dict[str, EntityGraph]:
         """Return each record's canonical entities and the relations it states."""
+        ...
+
+
+@runtime_checkable
+class Archive(Protocol):
+    """Records out of the live set: merged into a near-duplicate or archived by retention.
+
+    An archived record is gone from ``records`` (so from search, list, count and every
+    index) and kept whole (its export image with chunk vectors) in ``archived_records``,
+    readable by id, exported, and restorable by importing the image back.
+    """
+
+    def archive_records(self, namespace: str, items: list[ArchiveItem]) -> list[str]:
+        """In one transaction, for each item whose record is still at its version: write
+        its history entry, keep its archive row (when it has a reason), delete it from
+        every index. Return the ids taken (the others changed or vanished meanwhile)."""
+        ...
+
+    def archived(self, namespace: str, ids: list[str]) -> list[ArchivedRow]:
+        """Return the archive rows of these ids (missing ones omitted)."""
+        ...
+
+    def list_archived(
+        self, namespace: str, user_id: str | None, merged_into: str | None, limit: int
+    ) -> list[ArchivedRow]:
+        """Return archive rows, newest first, optionally of one user or one merge survivor."""
+        ...
+
+    def drop_archived(self, namespace: str, ids: list[str]) -> int:
+        """Delete archive rows (their records were restored); return how many."""
+        ...
+
+    def put_archived(self, rows: list[ArchivedRow]) -> int:
+        """Insert archive rows unless present (import); return how many were new."""
+        ...
+
+    def iter_archived(self, namespace: str | None) -> list[ArchivedRow]:
+        """Every archive row of a namespace (or of every one), for export."""
         ...

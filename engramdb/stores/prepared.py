@@ -77,7 +77,48 @@ class RecordChanges:
     valid_from: int | None = None
     valid_to: int | None = None
     expires_at: int | None = None
+    occurred_at: int | None = None
     clear: frozenset[str] = frozenset()
+    #: The history entry's ``op``: ``update``, or ``merge``/``unmerge`` for consolidation.
+    op: str = "update"
+
+
+@dataclass(slots=True)
+class ArchiveItem:
+    """A record to take out of the live set in one transaction with its history entry.
+
+    Taken only while it is still at ``version`` (a record changed since it was planned is
+    left alone). ``op`` is the history entry's (``merge``, ``archive``, ``expire``);
+    ``after`` its after-image (JSON text, e.g. ``{"merged_into": id}``). With a ``reason``
+    (``merged`` or ``retention``) the record's export ``image`` (JSON text) is kept in
+    ``archived_records``; without one (expiry) the record is only deleted.
+    """
+
+    record_id: str
+    version: int
+    op: str
+    reason: str | None = None
+    image: str | None = None
+    after: str | None = None
+    merged_into: str | None = None
+    merge_group: str | None = None
+    survivor: str | None = None
+
+
+@dataclass(slots=True)
+class ArchivedRow:
+    """One row of ``archived_records`` (``image``, ``survivor``: JSON text; times: epoch us)."""
+
+    namespace: str
+    id: str
+    user_id: str
+    thread_id: str
+    reason: str
+    merged_into: str | None
+    merge_group: str | None
+    image: str
+    survivor: str | None
+    archived_at: int
 
 
 @dataclass(slots=True)

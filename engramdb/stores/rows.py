@@ -175,17 +175,21 @@ def record_image(record: MemoryRecord) -> str:
 
 
 def change_row(
-    namespace: str, before: MemoryRecord, after: MemoryRecord | None, at: int
+    namespace: str,
+    before: MemoryRecord,
+    after: MemoryRecord | None,
+    at: int,
+    op: str | None = None,
 ) -> tuple[Any, ...]:
     """The history row of an update (``after`` given) or a delete (``after`` None) in the
     column order of ``transfer_rows.HISTORY_COLUMNS``; a delete's version is the one the
-    record would have had next."""
+    record would have had next. ``op`` names another kind of change (``merge``...)."""
     return (
         namespace,
         before.id,
         before.user_id or "",
         before.thread_id or "",
-        "update" if after else "delete",
+        op or ("update" if after else "delete"),
         after.version if after else before.version + 1,
         record_image(before),
         record_image(after) if after else None,
@@ -283,6 +287,7 @@ UPDATABLE_COLUMNS = (
     "valid_from",
     "valid_to",
     "expires_at",
+    "occurred_at",
 )
 
 

@@ -145,7 +145,18 @@ def test_every_subcommand_has_help() -> None:
         "migrate",
         "langgraph",
         "extract",
+        "consolidate",
         "locomo",
         "all",
     }
     assert all(helps.values())
+
+
+def test_consolidate_bench_scores_the_planted_duplicates(tmp_path: Path) -> None:
+    assert main(["consolidate", "--records", "600", "--users", "6", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "consolidate.json").read_text())
+    s = report["summary"]
+    assert (s["records"], s["planted_pairs"]) == (600, 60)
+    assert s["recall"] == 1.0 and s["precision"] is not None and s["precision"] >= 0.9
+    assert s["records_left"] == 600 - s["merged_away"]
+    assert s["same_plan_dry_and_real"] is True

@@ -237,3 +237,24 @@ async def test_the_async_faces(async_face: Any) -> None:
     assert (await async_face.get_slots("t")).version == 0
     found = await async_face.entities(user_id="frank")
     assert isinstance(found, list) and all(isinstance(e, Entity) for e in found)
+
+
+def test_consolidate_unmerge_and_summaries(face: Any) -> None:
+    """Consolidation through each face: the same plan, the same undo."""
+    nurse = "Alice lives in Lisbon and works as a nurse at the hospital"
+    a = face.add(nurse, user_id="u", tags=["x"])[0].id
+    b = face.add(nurse.lower() + "!!", user_id="u", tags=["y"])[0].id
+    dry = face.consolidate(dry_run=True)
+    assert dry.dry_run and [(m.survivor_id, m.merged_ids) for m in dry.merges] == [(b, [a])]
+    assert face.count() == 2
+    done = face.consolidate(user_id="u")
+    assert done.merges == dry.merges and not done.dry_run
+    assert face.count() == 1 and face.get(a).text == nurse
+    assert face.get(b).tags == ["x", "y"]
+    [arch] = face.archived()
+    assert (arch.record.id, arch.reason, arch.merged_into) == (a, "merged", b)
+    assert {r.id for r in face.unmerge(a)} == {a, b}
+    assert face.count() == 2 and face.get(b).tags == ["y"]
+    with pytest.raises(NotFoundError):
+        face.restore_archived(a)
+    assert face.summarize_text("One sentence here. Another one there.", max_sentences=1)

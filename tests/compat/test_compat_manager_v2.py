@@ -123,3 +123,17 @@ async def test_production_manager_from_a_sqlalchemy_dsn_on_postgres(
     mm = create_production_memory_manager(namespace="support")
     await _the_teams_flow(mm)
     await mm.aclose()
+
+
+async def test_aconsolidate_runs_the_real_consolidation(tmp_path: Path) -> None:
+    mm = create_dev_memory_manager(path=tmp_path / "c.db", embedder="hash")
+    text = "Alice lives in Lisbon and works as a nurse at the hospital"
+    first = await mm.memory.add(text, user_id="alice")
+    await mm.memory.add(text.lower() + "!", user_id="alice")
+    planned = await mm.aconsolidate(dry_run=True)
+    assert planned["consolidated"] == 1 and planned["changed"] is False
+    assert planned["records"] == 2
+    done = await mm.aconsolidate()
+    assert done["changed"] is True and done["records"] == 1
+    assert done["report"]["merges"][0]["merged_ids"] == [first[0].id]
+    await mm.aclose()

@@ -36,6 +36,7 @@ READ_POSTS = {
     "/v1/namespaces/{ns}/search",
     "/v1/namespaces/{ns}/records/count",
     "/v1/namespaces/{ns}/records/get-many",
+    "/v1/namespaces/{ns}/summarize",
 }
 CALLERS = ("no key", "wrong key", "other namespace's key", "read-only key", "own key", "admin")
 
@@ -151,6 +152,12 @@ CALLS: dict[tuple[str, str], tuple[int, Body]] = {
     ("GET", "/v1/namespaces/{ns}/entities/{entity_id}/records"): (404, _none),
     ("GET", "/v1/namespaces/{ns}/entities/{entity_id}/history"): (404, _none),
     ("POST", "/v1/namespaces/{ns}/entities/{entity_id}/unlink"): (404, _none),
+    # Consolidation: a write (read-only keys 403); no record here was merged or archived.
+    ("POST", "/v1/namespaces/{ns}/consolidate"): (200, _json({"dry_run": False})),
+    ("POST", "/v1/namespaces/{ns}/records/{record_id}/unmerge"): (404, _none),
+    ("POST", "/v1/namespaces/{ns}/records/{record_id}/restore-archived"): (404, _none),
+    ("GET", "/v1/namespaces/{ns}/archived"): (200, _none),
+    ("POST", "/v1/namespaces/{ns}/summarize"): (200, _json({"text": "One note. Another."})),
     ("POST", "/v1/admin/doctor"): (200, _json({"repair": False})),
     ("POST", "/v1/admin/backup"): (200, _none),
     ("POST", "/v1/admin/restore"): (200, lambda w, ns: {"content": w.backup, "headers": OCTETS}),

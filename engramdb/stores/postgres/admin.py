@@ -32,6 +32,7 @@ _FORGET_TABLES = (
     "events",
     "slots",
     "slot_versions",
+    "archived_records",
     *CHECKPOINT_TABLES,
 )
 
@@ -94,6 +95,9 @@ class Admin:
             counts["records"] = c.execute(f"DELETE FROM records WHERE {cond}", args).rowcount
             counts["history"] = c.execute(f"DELETE FROM history WHERE {cond}", args).rowcount
             counts["events"] = c.execute(f"DELETE FROM events WHERE {cond}", args).rowcount
+            counts["archived"] = c.execute(
+                f"DELETE FROM archived_records WHERE {cond}", args
+            ).rowcount
             if user_id is None or thread_id is not None:
                 slot_cond = ["namespace = %s"]
                 slot_args: list[Any] = [namespace]

@@ -49,6 +49,10 @@ BACKUP_TABLES = {
     "slots": "namespace, thread_id, name, value",
     "slot_versions": "namespace, thread_id, user_id, version, updated_at",
     "reembed_vectors": "chunk_id, vector",
+    "archived_records": (
+        "namespace, id, user_id, thread_id, reason, merged_into, merge_group, image, "
+        "survivor, archived_at"
+    ),
 }
 IDENTITIES = {"records": "rid", "chunks": "id", "history": "seq", "events": "seq"}
 

@@ -55,6 +55,7 @@ from engramdb.models import (
 from engramdb.query.filters import Node
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.postgres.admin import Admin
+from engramdb.stores.postgres.archive import Archive
 from engramdb.stores.postgres.backup import Backup
 from engramdb.stores.postgres.bulk import BulkLoad
 from engramdb.stores.postgres.checkpoints import CheckpointTables
@@ -70,6 +71,8 @@ from engramdb.stores.postgres.threads import Threads
 from engramdb.stores.postgres.transfer import Transfer
 from engramdb.stores.postgres.vectors import VectorIndexes
 from engramdb.stores.prepared import (
+    ArchivedRow,
+    ArchiveItem,
     ChunkHit,
     OnError,
     PendingText,
@@ -146,6 +149,7 @@ class PostgresStore:
         self._checkpoints = CheckpointTables(self._db)
         self._keys = KeyTable(self._db)
         self._entities = Entities(self._db)
+        self._archive = Archive(self._db)
         self._db.open(auto_migrate, initialise=self._meta.init)
 
     # ------------------------------------------------------------------ Store: the store itself
@@ -654,6 +658,34 @@ class PostgresStore:
         """Return audit entries newest first, older than seq ``before``."""
         return self._keys.list_audit(limit, before)
 
+    # ------------------------------------------------------------------ archive (consolidation)
+
+    def archive_records(self, namespace: str, items: list[ArchiveItem]) -> list[str]:
+        """Take records out of the live set (see ``Archive.archive_records``)."""
+        return self._archive.archive_records(namespace, items)
+
+    def archived(self, namespace: str, ids: list[str]) -> list[ArchivedRow]:
+        """Return the archive rows of these ids."""
+        return self._archive.archived(namespace, ids)
+
+    def list_archived(
+        self, namespace: str, user_id: str | None, merged_into: str | None, limit: int
+    ) -> list[ArchivedRow]:
+        """Return archive rows, newest first."""
+        return self._archive.list_archived(namespace, user_id, merged_into, limit)
+
+    def drop_archived(self, namespace: str, ids: list[str]) -> int:
+        """Delete archive rows of restored records."""
+        return self._archive.drop_archived(namespace, ids)
+
+    def put_archived(self, rows: list[ArchivedRow]) -> int:
+        """Insert exported archive rows unless present."""
+        return self._archive.put_archived(rows)
+
+    def iter_archived(self, namespace: str | None) -> list[ArchivedRow]:
+        """Every archive row of a namespace (or all), for export."""
+        return self._archive.iter_archived(namespace)
+
 
 if TYPE_CHECKING:
 
@@ -667,6 +699,7 @@ if TYPE_CHECKING:
         base.Checkpoints,
         base.KeyStore,
         base.EntityStore,
+        base.Archive,
     ]:
         """mypy proves here that the store fills every role structurally."""
-        return s, s, s, s, s, s, s
+        return s, s, s, s, s, s, s, s

@@ -65,6 +65,9 @@ class Erasure:
                         f"DELETE FROM history WHERE {cond}", args
                     ).rowcount
                     counts["events"] = c.execute(f"DELETE FROM events WHERE {cond}", args).rowcount
+                    counts["archived"] = c.execute(
+                        f"DELETE FROM archived_records WHERE {cond}", args
+                    ).rowcount
                     if user_id is None or thread_id is not None:
                         # Slots are a thread's: the user condition is dropped, by position
                         # (a user id equal to the namespace or the thread id is no reason to

@@ -293,7 +293,7 @@ class Records:
                 )
             after = select_one(c, namespace, record_id)
             assert after is not None
-            c.execute(INSERT_HISTORY, change_row(namespace, before, after, now))
+            c.execute(INSERT_HISTORY, change_row(namespace, before, after, now, changes.op))
             return after
 
     def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:

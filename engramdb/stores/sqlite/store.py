@@ -45,6 +45,8 @@ from engramdb.models import (
 from engramdb.query.filters import Node
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
+    ArchivedRow,
+    ArchiveItem,
     ChunkHit,
     OnError,
     PendingText,
@@ -54,6 +56,7 @@ from engramdb.stores.prepared import (
     ScopeEntity,
     ThreadTurn,
 )
+from engramdb.stores.sqlite.archive import Archive
 from engramdb.stores.sqlite.backup import Backups
 from engramdb.stores.sqlite.bulk import SQLiteBulkLoad
 from engramdb.stores.sqlite.checkpoints import CheckpointTables
@@ -73,6 +76,7 @@ from engramdb.stores.sqlite.transfer import RowTransfer
 from engramdb.stores.sqlite.vector_search import VectorSearch
 
 if TYPE_CHECKING:
+    from engramdb.stores.base import Archive as ArchiveRole
     from engramdb.stores.base import (
         BulkLoader,
         Checkpoints,
@@ -134,6 +138,7 @@ class SQLiteStore:
         self._checkpoints = CheckpointTables(self._db)
         self._keys = KeyTable(self._db)
         self._entities = Entities(self._db)
+        self._archive = Archive(self._db)
 
     # ------------------------------------------------------------------ identity, health
 
@@ -582,11 +587,41 @@ class SQLiteStore:
         self._vectors.persist()
         self._keywords.persist()
 
+    # ------------------------------------------------------------------ archive (consolidation)
+
+    def archive_records(self, namespace: str, items: list[ArchiveItem]) -> list[str]:
+        """Take records out of the live set (see ``Archive.archive_records``)."""
+        return self._archive.archive_records(namespace, items)
+
+    def archived(self, namespace: str, ids: list[str]) -> list[ArchivedRow]:
+        """Return the archive rows of these ids."""
+        return self._archive.archived(namespace, ids)
+
+    def list_archived(
+        self, namespace: str, user_id: str | None, merged_into: str | None, limit: int
+    ) -> list[ArchivedRow]:
+        """Return archive rows, newest first."""
+        return self._archive.list_archived(namespace, user_id, merged_into, limit)
+
+    def drop_archived(self, namespace: str, ids: list[str]) -> int:
+        """Delete archive rows of restored records."""
+        return self._archive.drop_archived(namespace, ids)
+
+    def put_archived(self, rows: list[ArchivedRow]) -> int:
+        """Insert exported archive rows unless present."""
+        return self._archive.put_archived(rows)
+
+    def iter_archived(self, namespace: str | None) -> list[ArchivedRow]:
+        """Every archive row of a namespace (or all), for export."""
+        return self._archive.iter_archived(namespace)
+
 
 if TYPE_CHECKING:
 
     def _roles(
         s: SQLiteStore,
-    ) -> tuple[Store, Maintenance, Transfer, BulkLoader, Checkpoints, KeyStore, EntityStore]:
+    ) -> tuple[
+        Store, Maintenance, Transfer, BulkLoader, Checkpoints, KeyStore, EntityStore, ArchiveRole
+    ]:
         """SQLiteStore fills every role it claims (a missing method fails mypy here)."""
-        return s, s, s, s, s, s, s
+        return s, s, s, s, s, s, s, s
