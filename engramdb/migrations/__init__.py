@@ -24,6 +24,7 @@ SCHEMA_REVISIONS = [
     "0013",
     "0014",
     "0015",
+    "0016",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
