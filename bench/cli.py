@@ -21,6 +21,9 @@ Subcommands:
   SQLite and PostgreSQL backends (``langgraph.json``);
 - ``consolidate``: consolidation of 100,000 records with 10% planted near-duplicates:
   time and precision/recall of the merges (``consolidate.json``);
+- ``service``: search and add in-process, over HTTP (``engramdb serve``) and over ZeroMQ
+  with 1, 8 and 32 clients; ``/health`` under heavy calls; a refused 300 MB body
+  (``service.json``);
 - ``all``: every one in sequence.
 """
 
@@ -205,6 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", type=int, default=DEFAULT_RECORDS, help="records (default 100000)")
     p.add_argument("--users", type=int, default=100, help="users (scopes) the records spread over")
     p.add_argument("--batch", type=int, default=1000, help="records per add call")
+    p = sub.add_parser(
+        "service",
+        help="the service over HTTP and ZeroMQ against in-process calls (service.json)",
+        description="User-filtered hybrid search and single add (hash embedder, 5,000 "
+        "records) in-process from 1/8/32 threads, then over HTTP and ZeroMQ from 1/8/32 "
+        "clients against a real `engramdb serve` (1 worker, then --workers 2); /health p95 "
+        "under 8 heavy calls; server RSS around a refused 300 MB body.",
+    )
+    _common(p)
+    p.add_argument("--records", type=int, default=5000, help="records seeded (default 5000)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="seconds per measured phase (default 6; quick 1.5)",
+    )
     sub.add_parser(
         "locomo",
         help="retrieval quality on LoCoMo (locomo.json); options as bench.locomo",
@@ -315,6 +334,10 @@ def main(argv: list[str]) -> int:
         from bench import consolidate
 
         consolidate.main(args.out, args.records, args.users, args.batch, args.quick)
+    if args.command == "service":
+        from bench import service
+
+        service.main(args.out, args.quick, records=args.records, seconds=args.seconds)
     if args.command == "all":
         loc = ["--json", str(args.out / "locomo.json")]
         if args.data is not None:

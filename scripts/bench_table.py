@@ -145,6 +145,27 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("consolidate", "dry_run_s", "same, dry run (plan only), s", ""),
     ("consolidate", "precision", "merge precision vs planted pairs", ""),
     ("consolidate", "recall", "merge recall vs planted pairs", ""),
+    ("service", "http_1_added_p50_ms", "HTTP, 1 client: search p50 added to in-process, ms", "≤ 1"),
+    (
+        "service",
+        "http_8_throughput_over_inprocess",
+        "HTTP, 8 clients (2 workers): search throughput / in-process",
+        "≥ 0.8",
+    ),
+    (
+        "service",
+        "http_8_p95_over_inprocess",
+        "HTTP, 8 clients (2 workers): search p95 / in-process",
+        "≤ 1.5",
+    ),
+    ("service", "zmq_1_added_p50_ms", "ZeroMQ, 1 client: search p50 added, ms", ""),
+    ("service", "health_p95_ms_under_heavy", "/health p95 under 8 heavy calls, ms", "≤ 50"),
+    (
+        "service",
+        "huge_body_rss_growth_mb",
+        "server RSS growth around a refused 300 MB body, MB",
+        "",
+    ),
 ]
 
 # The README's short table: (file, engramdb key, alternative key or "", what, alternative, target)
@@ -250,6 +271,7 @@ COMMANDS = {
     "ingest_parts": "engramdb bench ingest-parts",
     "ingest_embed": "engramdb bench ingest-embed",
     "embedder": "engramdb bench embedder",
+    "service": "engramdb bench service",
     "locomo": "engramdb bench locomo --data ../shared/data/locomo_dev.json "
     "--json bench/results/locomo.json",
     "postgres": "engramdb bench postgres",

@@ -25,6 +25,7 @@ SCHEMA_REVISIONS = [
     "0014",
     "0015",
     "0016",
+    "0017",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

@@ -57,6 +57,7 @@ from engramdb.errors import (
 from engramdb.ops.keys import ADMIN_KEY_PATTERN, KeyService, hash_key
 from engramdb.server import admin_html as h
 from engramdb.server.auth import AUDIT_DETAILS, bearer, principal_of, route_path
+from engramdb.server.metrics import operation_errors, operation_figures
 
 log = logging.getLogger("engramdb.server.admin_page")
 
@@ -74,10 +75,9 @@ ERRORS_SCANNED = 500
 LIST_PAGE = 50
 SEARCH_TOP_K = 25
 TEXT_SHOWN = 400
-NO_LATENCY = (
-    "Latency per operation is not measured by this build (no metrics module): "
-    "what the store's stats offer is shown instead."
-)
+# The record types the overview counts one by one (types are open: the rest is "other").
+COUNTED_TYPES = ("semantic", "fact", "preference", "summary", "message")
+TYPES_FOR_NAMESPACES = 50  # the type breakdown costs one count per type and namespace
 
 admin_page_router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -369,21 +369,53 @@ async def _counts(mem: AsyncMemory) -> h.Markup:
     namespaces = await mem.namespaces()
     names = sorted(namespaces)[:MAX_NAMESPACES_SHOWN]
     rows = []
-    for ns in names:
-        part = (await mem.with_namespace(ns).stats()).get("namespace_stats", {})
+    by_type = []
+    for i, ns in enumerate(names):
+        scoped = mem.with_namespace(ns)
+        part = (await scoped.stats()).get("namespace_stats", {})
+        link = h.link(f"/admin/memories?{urlencode({'ns': ns})}", ns)
+        records = part.get("records")
         rows.append(
             (
-                h.link(f"/admin/memories?{urlencode({'ns': ns})}", ns),
-                part.get("records"),
+                link,
+                records,
                 part.get("history"),
                 part.get("events"),
                 part.get("threads_with_slots"),
             )
         )
+        if i < TYPES_FOR_NAMESPACES:
+            counts = [await scoped.count(type=t) for t in COUNTED_TYPES]
+            other = records - sum(counts) if isinstance(records, int) else None
+            by_type.append((link, *counts, other))
     more = len(namespaces) - len(names)
     note = h.render("<p>$n more namespaces not shown.</p>", n=more) if more > 0 else h.Markup("")
     headers = ("Namespace", "Records", "History entries", "Events", "Threads with slots")
-    return h.join([h.table(headers, rows, "counts"), note])
+    type_headers = ("Namespace", *COUNTED_TYPES, "other types")
+    return h.join(
+        [
+            h.table(headers, rows, "counts"),
+            note,
+            h.render("<h3>Records per namespace and type</h3>"),
+            h.table(type_headers, by_type, "counts-by-type"),
+        ]
+    )
+
+
+async def _latency() -> h.Markup:
+    """Latency and failures per operation, from the metrics registry (every worker's)."""
+    figures = operation_figures()
+    rows = [
+        (f["op"], f["calls"], f["failed"], f["mean_ms"], f["p50_ms"], f["p95_ms"]) for f in figures
+    ]
+    headers = ("Operation", "Calls", "Failed", "Mean ms", "p50 ms (bucket)", "p95 ms (bucket)")
+    return h.table(headers, rows, "latency")
+
+
+async def _op_errors() -> h.Markup:
+    """Failed calls by operation and error code since the service started (metrics)."""
+    rows = [(op, status, count) for op, status, count in operation_errors()]
+    return h.table(("Operation", "Error", "Calls"), rows, "op-errors")
 
 
 async def _stats(mem: AsyncMemory) -> h.Markup:
@@ -391,8 +423,7 @@ async def _stats(mem: AsyncMemory) -> h.Markup:
     store = {k: v for k, v in (stats.get("store") or {}).items() if k != "path"}
     shown = {"store": store, "embedder": stats.get("embedder"), "cache": stats.get("cache")}
     rows = [(part, h.pretty(value)) for part, value in shown.items()]
-    note = h.render('<p id="latency">$t</p>', t=NO_LATENCY)
-    return h.join([note, h.table(("Part", "Figures"), rows, "stats")])
+    return h.table(("Part", "Figures"), rows, "stats")
 
 
 def _audit_rows(entries: list[Any]) -> list[tuple[Any, ...]]:
@@ -437,6 +468,8 @@ async def overview(request: Request) -> HTMLResponse:
         [
             await _section("Health", lambda: _health(mem)),
             await _section("Namespaces", lambda: _counts(mem)),
+            await _section("Latency per operation", _latency),
+            await _section("Recent errors by operation", _op_errors),
             await _section("Store, embedder and cache", lambda: _stats(mem)),
             await _section("Admin audit log", lambda: _audit(keys)),
         ]

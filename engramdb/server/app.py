@@ -79,7 +79,7 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     install_error_handlers(app)
     app.add_middleware(ReadFloorMiddleware, last_write_lsn=memory._last_write_lsn)
     install_limits(app, settings)
-    idempotency.install(app)
+    idempotency.install(app, memory)  # keys in the store: a retry lands once, any worker
     app.include_router(records)
     app.include_router(meta)
     app.include_router(admin)

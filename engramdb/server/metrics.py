@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from typing import Any
@@ -255,3 +256,72 @@ def install_metrics(app: Any) -> None:
     install_observer()
     app.state.records_gauge = _RecordsGauge()
     app.include_router(metrics_router)
+
+
+def operation_figures() -> list[dict[str, Any]]:
+    """Per operation, from the registry a scrape reads (every worker's values): calls, calls
+    that failed, mean latency and the p50/p95 bucket bounds, for the admin page.
+
+    A percentile is the upper bound of the first histogram bucket holding it (what a
+    histogram can tell); past the last finite bucket it is None.
+    """
+    calls: dict[str, dict[str, float]] = {}
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    sums: dict[str, float] = {}
+    for family in registry().collect():
+        for sample in family.samples:
+            op = sample.labels.get("op")
+            if op is None:
+                continue
+            if sample.name == "memory_operations_total":
+                mine = calls.setdefault(op, {"calls": 0.0, "failed": 0.0})
+                mine["calls"] += sample.value
+                if sample.labels.get("status") != "ok":
+                    mine["failed"] += sample.value
+            elif sample.name in ("memory_retrieval_seconds_bucket", "memory_write_seconds_bucket"):
+                bound = float(sample.labels["le"])
+                buckets.setdefault(op, []).append((bound, sample.value))
+            elif sample.name in ("memory_retrieval_seconds_sum", "memory_write_seconds_sum"):
+                sums[op] = sums.get(op, 0.0) + sample.value
+    out = []
+    for op in sorted(calls):
+        merged: dict[float, float] = {}
+        for bound, count in buckets.get(op, []):
+            merged[bound] = merged.get(bound, 0.0) + count  # one series per worker, summed
+        ordered = sorted(merged.items())
+        timed = ordered[-1][1] if ordered else 0.0
+        out.append(
+            {
+                "op": op,
+                "calls": int(calls[op]["calls"]),
+                "failed": int(calls[op]["failed"]),
+                "mean_ms": round(sums.get(op, 0.0) / timed * 1000, 3) if timed else None,
+                "p50_ms": _bucket_bound(ordered, 0.50),
+                "p95_ms": _bucket_bound(ordered, 0.95),
+            }
+        )
+    return out
+
+
+def operation_errors() -> list[tuple[str, str, int]]:
+    """``(op, error code, calls)`` of every failed outcome counted, most calls first."""
+    found: dict[tuple[str, str], float] = {}
+    for family in registry().collect():
+        for sample in family.samples:
+            if sample.name != "memory_operations_total":
+                continue
+            op, status = sample.labels.get("op", ""), sample.labels.get("status", "ok")
+            if status != "ok":
+                found[(op, status)] = found.get((op, status), 0.0) + sample.value
+    ordered = sorted(found.items(), key=lambda item: (-item[1], item[0]))
+    return [(op, status, int(count)) for (op, status), count in ordered if count]
+
+
+def _bucket_bound(cumulative: list[tuple[float, float]], q: float) -> float | None:
+    total = cumulative[-1][1] if cumulative else 0.0
+    if not total:
+        return None
+    for bound, count in cumulative:
+        if count >= q * total:
+            return None if math.isinf(bound) else round(bound * 1000, 3)
+    return None

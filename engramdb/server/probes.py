@@ -20,7 +20,7 @@ from engramdb._async_memory import AsyncMemory
 from engramdb.server import schemas as s
 
 
-def _memory(request: Request) -> AsyncMemory:
+async def _memory(request: Request) -> AsyncMemory:
     mem: AsyncMemory = request.app.state.memory
     return mem
 

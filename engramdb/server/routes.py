@@ -105,15 +105,20 @@ ROUTES_BY_VERB: dict[str, tuple[str, str]] = {
 }
 
 
-def memory_of(request: Request) -> AsyncMemory:
-    """Return the app's ``AsyncMemory`` (scoped to the server's default namespace)."""
+async def memory_of(request: Request) -> AsyncMemory:
+    """Return the app's ``AsyncMemory`` (scoped to the server's default namespace).
+
+    ``async`` (like :func:`scoped`) although it awaits nothing: FastAPI runs a plain
+    ``def`` dependency in its thread pool, one thread hop per request for no I/O.
+    """
     mem: AsyncMemory = request.app.state.memory
     return mem
 
 
-def scoped(ns: s.NamespacePath, request: Request) -> AsyncMemory:
+async def scoped(ns: s.NamespacePath, request: Request) -> AsyncMemory:
     """Dependency: the memory scoped to the namespace named in the URL (validated)."""
-    return memory_of(request).with_namespace(ns)
+    mem: AsyncMemory = request.app.state.memory
+    return mem.with_namespace(ns)
 
 
 Mem = Annotated[AsyncMemory, Depends(scoped)]

@@ -41,6 +41,7 @@ from engramdb.models import (
     Slots,
 )
 from engramdb.query.filters import Node
+from engramdb.stores.idempotency_rows import IdempotencyRow
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
     ArchivedRow,
@@ -539,6 +540,39 @@ class KeyStore(Protocol):
 
     def list_audit(self, limit: int, before: int | None = None) -> list[AuditRow]:
         """Return up to ``limit`` audit entries, newest first, older than seq ``before``."""
+        ...
+
+
+@runtime_checkable
+class IdempotencyStore(Protocol):
+    """The service's idempotency keys (table of migration 0017), shared by its processes.
+
+    See :mod:`engramdb.stores.idempotency_rows`: a key is claimed by one caller (an insert
+    that takes over only an expired row), then holds the answer to replay until it
+    expires. Times are epoch microseconds. Reads are on the primary.
+    """
+
+    def claim_idempotency(self, key: str, now: int, lease_until: int) -> IdempotencyRow | None:
+        """Claim ``key`` until ``lease_until``: None when the caller now owns it, else the
+        key's row (a claim still running, or a kept answer)."""
+        ...
+
+    def get_idempotency(self, key: str) -> IdempotencyRow | None:
+        """The key's row, or None (released, purged or never claimed)."""
+        ...
+
+    def finish_idempotency(
+        self, key: str, status: int, headers: str, body: bytes, expires_at: int
+    ) -> None:
+        """Keep the answer of the request that claimed ``key`` until ``expires_at``."""
+        ...
+
+    def release_idempotency(self, key: str) -> None:
+        """Drop a running claim (its request failed: a retry must run again)."""
+        ...
+
+    def purge_idempotency(self, now: int) -> int:
+        """Delete the rows expired at ``now``; return how many."""
         ...
 
 

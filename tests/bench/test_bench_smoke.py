@@ -146,6 +146,7 @@ def test_every_subcommand_has_help() -> None:
         "langgraph",
         "extract",
         "consolidate",
+        "service",
         "locomo",
         "all",
     }

@@ -7,11 +7,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from engramdb.server.idempotency import IdempotencyMiddleware, KeyTable
+from engramdb import HashEmbedder, Memory
+from engramdb.ops.idempotency import IdempotencyService
+from engramdb.server.idempotency import IdempotencyMiddleware, KeyTable, StoreTable, Table
+
+
+@pytest.fixture(params=["process", "store"])
+def table(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Table]:
+    """The table in this process, and the one in a real SQLite store (what serve uses)."""
+    if request.param == "process":
+        yield KeyTable()
+        return
+    with Memory(f"sqlite:///{tmp_path / 'idem.db'}", embedder=HashEmbedder()) as mem:
+        service = IdempotencyService.of(mem, ttl_s=3600, lease_s=600)
+        assert service is not None
+        yield StoreTable(service)
 
 
 def test_the_table_is_bounded_and_expires() -> None:
@@ -37,8 +54,10 @@ class Writes:
         self.applied = 0
         self.gate = asyncio.Event()
         self.status = 201
+        self.entered = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.entered += 1
         await self.gate.wait()
         self.applied += 1
         body = json.dumps({"n": self.applied}).encode()
@@ -47,14 +66,16 @@ class Writes:
         await send({"type": "http.response.body", "body": body})
 
 
-async def test_a_twin_waits_for_the_first_and_gets_its_answer() -> None:
+async def test_a_twin_waits_for_the_first_and_gets_its_answer(table: Table) -> None:
     app = Writes()
-    transport = httpx.ASGITransport(app=IdempotencyMiddleware(app))
+    transport = httpx.ASGITransport(app=IdempotencyMiddleware(app, table))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         first = asyncio.create_task(http.post("/w", headers={"Idempotency-Key": "k"}))
+        while app.entered == 0:  # the first holds the key before its twin is sent
+            await asyncio.sleep(0.01)
         twin = asyncio.create_task(http.post("/w", headers={"Idempotency-Key": "k"}))
         for _ in range(20):
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.01)  # the store's claim runs on a worker thread
         assert not first.done() and not twin.done() and app.applied == 0
         app.gate.set()
         one, two = await first, await twin
@@ -67,11 +88,11 @@ async def test_a_twin_waits_for_the_first_and_gets_its_answer() -> None:
         assert (fresh.json(), unkeyed.json(), app.applied) == ({"n": 2}, {"n": 3}, 3)
 
 
-async def test_a_failed_first_request_lets_the_retry_run() -> None:
+async def test_a_failed_first_request_lets_the_retry_run(table: Table) -> None:
     app = Writes()
     app.gate.set()
     app.status = 503
-    transport = httpx.ASGITransport(app=IdempotencyMiddleware(app))
+    transport = httpx.ASGITransport(app=IdempotencyMiddleware(app, table))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         failed = await http.post("/w", headers={"Idempotency-Key": "k"})
         app.status = 201

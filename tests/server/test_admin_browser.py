@@ -53,9 +53,16 @@ def test_the_admin_page_in_headless_chromium(service: Service, tmp_path: Path) -
 
     assert CHROMIUM.exists(), "install Debian's chromium (make system-deps)"
     with httpx.Client(base_url=service.base, headers=ADMIN_HEADERS, timeout=30) as api:
-        for text in ("Alice moved to Lisbon in March", "Bob prefers tea", XSS):
-            resp = api.post("/v1/namespaces/team-a/records", json={"text": text})
+        for text, kind in (
+            ("Alice moved to Lisbon in March", "fact"),
+            ("Bob prefers tea", "preference"),
+            (XSS, "semantic"),
+            ("A note of a type of its own", "journal"),
+        ):
+            resp = api.post("/v1/namespaces/team-a/records", json={"text": text, "type": kind})
             assert resp.status_code == 200, resp.text
+        missing = api.get("/v1/namespaces/team-a/records/no-such-record")
+        assert missing.status_code == 404, missing.text
 
     console_errors: list[str] = []
     dialogs: list[str] = []
@@ -90,6 +97,16 @@ def test_the_admin_page_in_headless_chromium(service: Service, tmp_path: Path) -
             page.wait_for_url(f"{service.base}/admin")
             assert "ok" in page.inner_text("#health")
             assert "team-a" in page.inner_text("table.counts")
+            # Counts per namespace and type; latency and failures per operation (metrics).
+            by_type = page.locator("table.counts-by-type tbody tr", has_text="team-a")
+            cells = [c.strip() for c in by_type.inner_text().split("\t")]
+            header = page.inner_text("table.counts-by-type thead").split("\t")
+            counts = dict(zip([h.strip() for h in header], cells, strict=True))
+            assert counts["fact"] == counts["preference"] == counts["semantic"] == "1", counts
+            assert counts["message"] == "0" and counts["other types"] == "1", counts
+            latency = page.locator("table.latency tbody tr", has_text="add").first.inner_text()
+            assert latency.split("\t")[1].strip() == "4", latency  # four adds, all ok
+            assert "not_found" in page.inner_text("table.op-errors")
             session = next(c for c in page.context.cookies() if c["name"] == "engram_admin")
             assert session["httpOnly"] and session["sameSite"] == "Strict"
 

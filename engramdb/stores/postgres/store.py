@@ -53,6 +53,7 @@ from engramdb.models import (
     Slots,
 )
 from engramdb.query.filters import Node
+from engramdb.stores.idempotency_rows import IdempotencyRow, IdempotencyTable
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.postgres.admin import Admin
 from engramdb.stores.postgres.archive import Archive
@@ -148,6 +149,7 @@ class PostgresStore:
         self._reembed = Reembed(self._db, indexes)
         self._checkpoints = CheckpointTables(self._db)
         self._keys = KeyTable(self._db)
+        self._idempotency = IdempotencyTable(self._db, "%s")
         self._entities = Entities(self._db)
         self._archive = Archive(self._db)
         self._db.open(auto_migrate, initialise=self._meta.init)
@@ -686,6 +688,35 @@ class PostgresStore:
         """Every archive row of a namespace (or all), for export."""
         return self._archive.iter_archived(namespace)
 
+    # ------------------------------------------------------------------ IdempotencyStore
+
+    @retried
+    def claim_idempotency(self, key: str, now: int, lease_until: int) -> IdempotencyRow | None:
+        """Claim an idempotency key (see ``IdempotencyStore.claim_idempotency``)."""
+        return self._idempotency.claim_idempotency(key, now, lease_until)
+
+    @retried
+    def get_idempotency(self, key: str) -> IdempotencyRow | None:
+        """The idempotency key's row, or None."""
+        return self._idempotency.get_idempotency(key)
+
+    @retried
+    def finish_idempotency(
+        self, key: str, status: int, headers: str, body: bytes, expires_at: int
+    ) -> None:
+        """Keep the answer of the request that claimed ``key``."""
+        self._idempotency.finish_idempotency(key, status, headers, body, expires_at)
+
+    @retried
+    def release_idempotency(self, key: str) -> None:
+        """Drop a running claim of ``key``."""
+        self._idempotency.release_idempotency(key)
+
+    @retried
+    def purge_idempotency(self, now: int) -> int:
+        """Delete the idempotency rows expired at ``now``."""
+        return self._idempotency.purge_idempotency(now)
+
 
 if TYPE_CHECKING:
 
@@ -700,6 +731,7 @@ if TYPE_CHECKING:
         base.KeyStore,
         base.EntityStore,
         base.Archive,
+        base.IdempotencyStore,
     ]:
         """mypy proves here that the store fills every role structurally."""
-        return s, s, s, s, s, s, s, s
+        return s, s, s, s, s, s, s, s, s

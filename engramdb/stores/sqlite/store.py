@@ -43,6 +43,7 @@ from engramdb.models import (
     Slots,
 )
 from engramdb.query.filters import Node
+from engramdb.stores.idempotency_rows import IdempotencyRow, IdempotencyTable
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
     ArchivedRow,
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
         BulkLoader,
         Checkpoints,
         EntityStore,
+        IdempotencyStore,
         KeyStore,
         Maintenance,
         Store,
@@ -137,6 +139,7 @@ class SQLiteStore:
 
         self._checkpoints = CheckpointTables(self._db)
         self._keys = KeyTable(self._db)
+        self._idempotency = IdempotencyTable(self._db, "?")
         self._entities = Entities(self._db)
         self._archive = Archive(self._db)
 
@@ -575,6 +578,30 @@ class SQLiteStore:
         """Return audit entries newest first, older than seq ``before``."""
         return self._keys.list_audit(limit, before)
 
+    # ------------------------------------------------------------------ IdempotencyStore
+
+    def claim_idempotency(self, key: str, now: int, lease_until: int) -> IdempotencyRow | None:
+        """Claim an idempotency key (see ``IdempotencyStore.claim_idempotency``)."""
+        return self._idempotency.claim_idempotency(key, now, lease_until)
+
+    def get_idempotency(self, key: str) -> IdempotencyRow | None:
+        """The idempotency key's row, or None."""
+        return self._idempotency.get_idempotency(key)
+
+    def finish_idempotency(
+        self, key: str, status: int, headers: str, body: bytes, expires_at: int
+    ) -> None:
+        """Keep the answer of the request that claimed ``key``."""
+        self._idempotency.finish_idempotency(key, status, headers, body, expires_at)
+
+    def release_idempotency(self, key: str) -> None:
+        """Drop a running claim of ``key``."""
+        self._idempotency.release_idempotency(key)
+
+    def purge_idempotency(self, now: int) -> int:
+        """Delete the idempotency rows expired at ``now``."""
+        return self._idempotency.purge_idempotency(now)
+
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
@@ -621,7 +648,15 @@ if TYPE_CHECKING:
     def _roles(
         s: SQLiteStore,
     ) -> tuple[
-        Store, Maintenance, Transfer, BulkLoader, Checkpoints, KeyStore, EntityStore, ArchiveRole
+        Store,
+        Maintenance,
+        Transfer,
+        BulkLoader,
+        Checkpoints,
+        KeyStore,
+        EntityStore,
+        ArchiveRole,
+        IdempotencyStore,
     ]:
         """SQLiteStore fills every role it claims (a missing method fails mypy here)."""
-        return s, s, s, s, s, s, s, s
+        return s, s, s, s, s, s, s, s, s
