@@ -19,6 +19,7 @@ from engramdb.engine import validation as v
 from engramdb.engine.chunking import chunk_text
 from engramdb.engine.context_index import ContextIndex
 from engramdb.engine.encoder import Encoder
+from engramdb.engine.facts import FactRecorder
 from engramdb.engine.gc_pause import gc_paused
 from engramdb.engine.keyword import index_text
 from engramdb.engine.prepare import chunk_and_embed, prepare_messages, prepare_record
@@ -50,6 +51,7 @@ class Writer:
         self.encoder = encoder
         self.records = records
         self.context = ContextIndex(settings, store)
+        self.facts = FactRecorder(settings, records, self)
 
     def add(
         self,
@@ -156,6 +158,7 @@ class Writer:
             # already written with their context above.
             written = {r.record.id for r in results if r.outcome == "written" and r.record}
             self.context.reindex(namespace, thread_id, *span, written)
+        self.facts.record(namespace, records, results)
         return results
 
     def update(
