@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engramdb.config import Settings
 from engramdb.engine.records import Records
@@ -36,6 +36,9 @@ from engramdb.models import AddResult, MemoryRecord
 from engramdb.query.filters import parse
 from engramdb.stores.prepared import PreparedRecord
 from engramdb.timeutil import from_us_req, to_us
+
+if TYPE_CHECKING:
+    from engramdb.engine.write import Writer
 
 log = logging.getLogger("engramdb.facts")
 MAX_OPEN = 100  # facts of one subject and relation looked at when a new one arrives
@@ -55,10 +58,10 @@ def build_extractor(settings: Settings) -> FactExtractor | None:
 class FactRecorder:
     """Extracts facts from written messages, stores them and closes what they contradict."""
 
-    def __init__(self, settings: Settings, records: Records, writer: Any) -> None:
+    def __init__(self, settings: Settings, records: Records, writer: Writer) -> None:
         self.settings = settings
         self.records = records
-        self.writer = writer  # engramdb.engine.write.Writer (add, update)
+        self.writer = writer
         self.extractor: FactExtractor | None = build_extractor(settings)
 
     def record(
@@ -132,7 +135,7 @@ class FactRecorder:
         }
         if valid_to is not None:
             item["valid_to"] = from_us_req(valid_to)
-        result = self.writer.add(namespace, [item], {}, "abort")[0]
+        result: AddResult = self.writer.add(namespace, [item], {}, "abort")[0]
         return result.record
 
     def _facts_of(

@@ -216,8 +216,8 @@ class Writer:
         ch.clear = frozenset(clear)
         after = self.store.update_record(namespace, record_id, ch, expected_version)
         self.cache.invalidate_records(namespace, [record_id])
-        retyped = ch.type is not None and bool(after.thread_id)
-        if retyped or (ch.text is not None and is_turn(after.type, after.thread_id)):
+        turn_changed = ch.text is not None and is_turn(after.type, after.thread_id)
+        if after.thread_id and (ch.type is not None or turn_changed):
             # A turn and its neighbours index each other's text: re-index them all (a change
             # of type may also make a record a turn, or stop it being one).
             when = _occurred_us(after)
@@ -234,7 +234,7 @@ class Writer:
             )
         self.cache.invalidate_records(namespace, [record_id])
         gone = found[0]
-        if is_turn(gone.type, gone.thread_id):
+        if gone.thread_id and is_turn(gone.type, gone.thread_id):
             # Its neighbours indexed its text as context: re-index them without it.
             when = _occurred_us(gone)
             self.context.reindex(namespace, gone.thread_id, when, when, set())
