@@ -75,16 +75,26 @@ class EntityRanker:
                     found |= ids
         return frozenset(found)
 
-    def boost(self, namespace: str, query: str, fused: dict[str, float]) -> dict[str, float]:
-        """Return ``fused`` with each candidate's entity overlap with the query added."""
+    def boost(
+        self, namespace: str, query: str, fused: dict[str, float], need: int
+    ) -> dict[str, float]:
+        """Return ``fused`` with each candidate's entity overlap with the query added.
+
+        Only candidates that a boost could lift into the first ``need`` are read: one whose
+        score plus the whole weight stays below the ``need``-th score cannot get there, and
+        the order below the page does not matter to the page.
+        """
         if not fused or not self.enabled:
             return fused
         wanted = self.query_entities(namespace, query)
         if not wanted:
             return fused
         assert self.entities is not None
-        graphs = self.entities.record_entities(namespace, list(fused))
         weight = self.settings.entity_ranking_weight
+        scores = sorted(fused.values(), reverse=True)
+        floor = scores[min(need, len(scores)) - 1] - weight
+        reach = [rid for rid, sc in fused.items() if sc >= floor]
+        graphs = self.entities.record_entities(namespace, reach)
         out = dict(fused)
         for rid, graph in graphs.items():
             if rid not in out:

@@ -165,7 +165,7 @@ class Searcher:
                     ranking.vec_score[rid] = sc
         fused = self._fuse(ranking, mode)
         if mode == "hybrid":
-            fused = self.ranker.boost(namespace, query, fused)
+            fused = self.ranker.boost(namespace, query, fused, need)
         ordered = sorted(fused, key=lambda rid: (-fused[rid], rid))
         if threshold is not None:
             ordered = [rid for rid in ordered if ranking.vec_score.get(rid, -2.0) >= threshold]

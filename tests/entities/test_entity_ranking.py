@@ -85,3 +85,15 @@ def test_other_namespaces_entities_are_not_matched(store_url: str, ids: tuple[st
         ranker = m._engine._searcher.ranker
         assert ranker.query_entities(m.namespace, QUERY) == {mine}
         assert ranker.query_entities("other", QUERY) == {theirs}
+
+
+def test_a_page_is_the_head_of_a_longer_answer(store_url: str, ids: tuple[str, str]) -> None:
+    """Only candidates a boost could lift into the page are read; the page is still exact."""
+    with ranked_mem(store_url, True) as m:
+        m.add([f"John and the note number {i} about work" for i in range(12)], user_id="u")
+        longest = [h.record.id for h in m.search(QUERY, top_k=15, user_id="u")]
+        for k in (1, 2, 5, 10):
+            assert [h.record.id for h in m.search(QUERY, top_k=k, user_id="u")] == longest[:k]
+        first = m.search(QUERY, top_k=5, user_id="u")
+        second = m.search(QUERY, top_k=5, user_id="u", cursor=first.next_cursor)
+        assert [h.record.id for h in (*first.hits, *second.hits)] == longest[:10]
