@@ -170,6 +170,29 @@ class Settings(BaseSettings):
     hybrid_vector_weight: float = Field(
         0.3, ge=0.0, le=1.0, description="Weight of the vector side in convex hybrid fusion"
     )
+    facts: Literal["off", "patterns", "openai"] = Field(
+        "off",
+        description="Facts from add_messages: off, patterns (spaCy relation patterns, no "
+        "model download) or openai (an OpenAI-compatible chat endpoint, facts_llm_url)",
+    )
+    facts_llm_url: str | None = Field(
+        None, description="Base URL of the OpenAI-compatible API for facts=openai (…/v1)"
+    )
+    facts_llm_model: str = Field("gpt-4o-mini", description="Chat model for facts=openai")
+    facts_llm_api_key: SecretStr | None = Field(
+        None, description="Bearer key for facts_llm_url (none for a local server)"
+    )
+    facts_llm_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Time limit of one facts=openai request"
+    )
+    entity_ranking: bool = Field(
+        False,
+        description="Hybrid search ranks higher the records that mention the entities the "
+        "query names (matched against the namespace's known entity names)",
+    )
+    entity_ranking_weight: float = Field(
+        0.1, ge=0.0, le=1.0, description="Score added for mentioning every entity the query names"
+    )
     search_pool: int = Field(
         100, ge=10, description="Fewest candidates fetched from each retriever in a search"
     )

@@ -28,6 +28,7 @@ from engramdb.engine import validation as v
 from engramdb.errors import NotFoundError, NotSupportedError, ValidationError
 from engramdb.extract import EntityExtractor, ProcessExtractor, alias_links
 from engramdb.models import Entity, EntityGraph, Extraction
+from engramdb.observe import timing
 from engramdb.stores.background import BackgroundWorker
 from engramdb.stores.base import EntityStore, Store
 from engramdb.stores.prepared import PendingText
@@ -168,8 +169,10 @@ class EntityIndex:
                         store.fail_extraction(item, f"{type(exc).__name__}: {exc}")
                 return ok
         finally:
-            self.seconds += time.perf_counter() - start
+            took = time.perf_counter() - start
+            self.seconds += took
             self.extracted += len(batch)
+            timing("entity_extraction", took)
 
     def _aliases(self, store: EntityStore, found: list[tuple[PendingText, Extraction]]) -> None:
         scopes = {

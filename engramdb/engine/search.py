@@ -18,6 +18,7 @@ from engramdb.config import Settings
 from engramdb.engine import validation as v
 from engramdb.engine.cursors import decode_cursor, encode_cursor
 from engramdb.engine.encoder import Encoder
+from engramdb.engine.entity_ranking import EntityRanker
 from engramdb.engine.fusion import convex, rrf
 from engramdb.engine.keyword import match_expression
 from engramdb.engine.search_key import live_cutoff, search_key
@@ -40,6 +41,7 @@ class Searcher:
         self.store = store
         self.cache = cache
         self.encoder = encoder
+        self.ranker = EntityRanker(settings, store)
 
     def search(
         self,
@@ -162,6 +164,8 @@ class Searcher:
                 for rid, sc in zip(missing, scores, strict=True):
                     ranking.vec_score[rid] = sc
         fused = self._fuse(ranking, mode)
+        if mode == "hybrid":
+            fused = self.ranker.boost(namespace, query, fused, need)
         ordered = sorted(fused, key=lambda rid: (-fused[rid], rid))
         if threshold is not None:
             ordered = [rid for rid in ordered if ranking.vec_score.get(rid, -2.0) >= threshold]

@@ -47,6 +47,8 @@ def search_key(
             settings.hybrid_fusion,
             settings.hybrid_vector_weight,
             settings.rrf_k,
+            settings.entity_ranking,
+            settings.entity_ranking_weight,
         ],
     }
 

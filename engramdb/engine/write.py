@@ -1,7 +1,8 @@
 """The write path: validate -> chunk -> embed (checked) -> one store transaction.
 
 Dedup happens in the database (a unique index decides whether a text is new), so concurrent
-adds from several processes agree. A change to a message also re-indexes its neighbours'
+adds from several processes agree. A change to a turn of a thread (a message, or a record
+added with a thread) also re-indexes its neighbours'
 keyword text (:mod:`engramdb.engine.context_index`). Every change of a record drops its
 cached copy.
 """
@@ -18,6 +19,7 @@ from engramdb.engine import validation as v
 from engramdb.engine.chunking import chunk_text
 from engramdb.engine.context_index import ContextIndex
 from engramdb.engine.encoder import Encoder
+from engramdb.engine.facts import FactRecorder
 from engramdb.engine.gc_pause import gc_paused
 from engramdb.engine.keyword import index_text
 from engramdb.engine.prepare import chunk_and_embed, prepare_messages, prepare_record
@@ -26,7 +28,7 @@ from engramdb.errors import NotFoundError, ValidationError
 from engramdb.models import AddResult, MemoryRecord
 from engramdb.query.filters import Node
 from engramdb.stores.base import Store
-from engramdb.stores.prepared import PreparedChunk, PreparedRecord, RecordChanges
+from engramdb.stores.prepared import PreparedChunk, PreparedRecord, RecordChanges, is_turn
 from engramdb.timeutil import now_us, to_us
 
 CLEARABLE = ("importance", "valid_from", "valid_to", "expires_at")
@@ -49,6 +51,7 @@ class Writer:
         self.encoder = encoder
         self.records = records
         self.context = ContextIndex(settings, store)
+        self.facts = FactRecorder(settings, records, self)
 
     def add(
         self,
@@ -92,6 +95,7 @@ class Writer:
                     prepared.append(None)
         good = [p for p in prepared if p is not None]
         chunk_and_embed(good, self.encoder)
+        spans = self._thread_context(namespace, good)
         with gc_paused():
             stored = self.store.add_records(namespace, good, on_error) if good else []
             out: list[AddResult] = []
@@ -103,7 +107,29 @@ class Writer:
                     r = next(it)
                     r.index = i
                     out.append(r)
+        if spans:
+            written = {r.record.id for r in stored if r.outcome == "written" and r.record}
+            for thread_id, span in spans.items():
+                self.context.reindex(namespace, thread_id, *span, written)
         return out
+
+    def _thread_context(
+        self, namespace: str, records: list[PreparedRecord]
+    ) -> dict[str, tuple[int, int]]:
+        """Index records added with a thread with their neighbouring turns, thread by thread.
+
+        Returns each thread's time span, for re-indexing its stored turns after the write.
+        """
+        by_thread: dict[str, list[PreparedRecord]] = {}
+        for rec in records:
+            if is_turn(rec.type, rec.thread_id):
+                by_thread.setdefault(rec.thread_id, []).append(rec)
+        spans: dict[str, tuple[int, int]] = {}
+        for thread_id, recs in by_thread.items():
+            span = self.context.prepare(namespace, thread_id, recs)
+            if span is not None:
+                spans[thread_id] = span
+        return spans
 
     def add_messages(
         self,
@@ -132,6 +158,7 @@ class Writer:
             # already written with their context above.
             written = {r.record.id for r in results if r.outcome == "written" and r.record}
             self.context.reindex(namespace, thread_id, *span, written)
+        self.facts.record(namespace, records, results)
         return results
 
     def update(
@@ -151,6 +178,12 @@ class Writer:
         given = {k: val for k, val in fields.items() if val is not None}
         if not given and not fields.get("clear"):
             raise ValidationError("nothing to update: give text, metadata, tags or another field")
+        if "type" in given and "text" not in given:
+            current = self.records.get(namespace, record_id)
+            if current.thread_id:
+                # A change of type can make a record a turn of its thread or stop it being
+                # one: its keyword text is rebuilt (and its neighbours' below).
+                given["text"] = current.text
         if "text" in given:
             ch.text = v.check_text(given["text"], s)
             ch.content_hash = v.content_hash(ch.text)
@@ -183,8 +216,10 @@ class Writer:
         ch.clear = frozenset(clear)
         after = self.store.update_record(namespace, record_id, ch, expected_version)
         self.cache.invalidate_records(namespace, [record_id])
-        if ch.text is not None and after.type == "message" and after.thread_id:
-            # The message and its neighbours index each other's text: re-index them all.
+        turn_changed = ch.text is not None and is_turn(after.type, after.thread_id)
+        if after.thread_id and (ch.type is not None or turn_changed):
+            # A turn and its neighbours index each other's text: re-index them all (a change
+            # of type may also make a record a turn, or stop it being one).
             when = _occurred_us(after)
             self.context.reindex(namespace, after.thread_id, when, when, set())
         return after
@@ -199,7 +234,7 @@ class Writer:
             )
         self.cache.invalidate_records(namespace, [record_id])
         gone = found[0]
-        if gone.type == "message" and gone.thread_id:
+        if gone.thread_id and is_turn(gone.type, gone.thread_id):
             # Its neighbours indexed its text as context: re-index them without it.
             when = _occurred_us(gone)
             self.context.reindex(namespace, gone.thread_id, when, when, set())

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from engramdb._async_memory import AsyncMemory
 from engramdb.errors import EngramError
 from engramdb.ops.keys import Principal
+from engramdb.server import entity_schemas as es
 from engramdb.server import schemas as s
 from engramdb.server.auth import PRINCIPAL
 from engramdb.server.logs import accept_request_id, current_request_id, request_id_context
@@ -45,8 +46,9 @@ INSTRUCTIONS = """Long-term memory for this conversation's user, kept across ses
 Search it (search_memory) before answering anything that may depend on what the user said
 or did before; store durable facts, preferences and decisions with add_memory; keep the raw
 turns of a conversation with add_messages and read them back with get_thread; use
-get_slots/set_slots for small pieces of working state of a thread (a plan, a step counter).
-Always pass the same user_id for the same person."""
+get_slots/set_slots for small pieces of working state of a thread (a plan, a step counter);
+find the people, places and organisations memories are about with search_entities, and how
+they relate with get_entity_relations. Always pass the same user_id for the same person."""
 
 NamespaceArg = Annotated[
     str | None,
@@ -99,7 +101,7 @@ def _tool_error(exc: EngramError) -> ToolError:
     return ToolError(f"{exc.code}: {exc.message}")
 
 
-def _json(model: s._Response) -> dict[str, Any]:
+def _json(model: s._Response | es._Out) -> dict[str, Any]:
     out: dict[str, Any] = model.model_dump(mode="json")
     return out
 
@@ -186,7 +188,7 @@ def tool_call(name: str) -> Callable[[F], F]:
 
 
 def _register(server: MCPServer, tools: Tools) -> None:
-    """Define the nine tools on ``server``."""
+    """Define the tools of ``TOOL_NAMES`` on ``server``."""
 
     @server.tool(
         name="add_memory",
@@ -427,6 +429,67 @@ def _register(server: MCPServer, tools: Tools) -> None:
         )
         return _json(s.SlotsOut.of(slots))
 
+    _register_entities(server, tools)
+
+
+def _register_entities(server: MCPServer, tools: Tools) -> None:
+    """Define the entity tools: find entities, read one, walk its relations."""
+
+    @server.tool(
+        name="search_entities",
+        description="Find the people, organisations, places and things the memories are "
+        "about: each with an id, its name, type (PERSON, ORG, GPE, ...), aliases and how "
+        "often it is mentioned, most mentioned first. query matches names and aliases.",
+    )
+    @tool_call("search_entities")
+    async def search_entities(
+        ctx: Context,
+        query: Annotated[
+            str | None, Field(description="Part of a name or alias (case-insensitive)")
+        ] = None,
+        type: Annotated[  # noqa: A002 - the library's parameter name
+            str | None, Field(description="Only this entity type, e.g. PERSON or ORG")
+        ] = None,
+        user_id: UserArg = None,
+        limit: Annotated[int, Field(description="At most this many entities")] = 20,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        found = await tools.scoped(ctx, namespace).entities(
+            query, type=type, user_id=user_id, limit=limit
+        )
+        return _json(es.EntitiesOut(entities=[es.EntityOut.model_validate(e) for e in found]))
+
+    @server.tool(
+        name="get_entity",
+        description="Read one entity (an id from search_entities) with its mentions: the "
+        "memories naming it and the sentence each does so in.",
+    )
+    @tool_call("get_entity")
+    async def get_entity(
+        ctx: Context,
+        entity_id: Annotated[int, Field(description="The entity's id")],
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        found = await tools.scoped(ctx, namespace).entity(entity_id)
+        return _json(es.EntityOut.model_validate(found))
+
+    @server.tool(
+        name="get_entity_relations",
+        description="How an entity relates to others (works_for, lives_in, located_in, "
+        "part_of, knows, related_to, likes, owns) within depth hops (1-3): the entities "
+        "and relations, each relation with the ids of the memories stating it.",
+    )
+    @tool_call("get_entity_relations")
+    async def get_entity_relations(
+        ctx: Context,
+        entity_id: Annotated[int, Field(description="The entity's id")],
+        depth: Annotated[int, Field(description="Hops to follow, 1 to 3")] = 1,
+        types: Annotated[list[str] | None, Field(description="Only these relation types")] = None,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        graph = await tools.scoped(ctx, namespace).relations(entity_id, depth=depth, types=types)
+        return _json(es.EntityGraphOut.model_validate(graph))
+
 
 TOOL_NAMES = (
     "add_memory",
@@ -438,6 +501,9 @@ TOOL_NAMES = (
     "get_thread",
     "get_slots",
     "set_slots",
+    "search_entities",
+    "get_entity",
+    "get_entity_relations",
 )
 
 

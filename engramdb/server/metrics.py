@@ -16,8 +16,8 @@ Metrics (all prefixed as named):
   of ``engramdb.errors`` (``not_found``, ``validation_error``, ...).
 * ``memory_retrieval_seconds{op}`` / ``memory_write_seconds{op}``: latency of read and
   write verbs, as the caller saw it (time waiting for a thread included).
-* ``embedding_seconds``: one embedder call (a batch); ``entity_extraction_seconds``: defined
-  for the extraction stage, which reports through the same hook.
+* ``embedding_seconds``: one embedder call (a batch); ``entity_extraction_seconds``: one
+  batch through the NLP step (the background worker's or an inline write's).
 * ``memory_cache_hits_total`` / ``memory_cache_misses_total``: the optional Redis tier.
 * ``memory_store_errors_total{kind}``: calls that failed in the store, by error code.
 * ``memory_records{namespace}``: records per namespace, refreshed at most every
@@ -114,7 +114,7 @@ EMBEDDING_SECONDS = Histogram(
     "embedding_seconds", "Time of one embedder call (a batch)", buckets=_LATENCY_BUCKETS
 )
 ENTITY_EXTRACTION_SECONDS = Histogram(
-    "entity_extraction_seconds", "Time of entity extraction per write", buckets=_LATENCY_BUCKETS
+    "entity_extraction_seconds", "Time of one entity extraction batch", buckets=_LATENCY_BUCKETS
 )
 CACHE_HITS = Counter("memory_cache_hits_total", "Entries served by the cache tier")
 CACHE_MISSES = Counter("memory_cache_misses_total", "Entries the cache tier did not hold")

@@ -199,9 +199,10 @@ class Store(Protocol):
     def thread_turns(
         self, namespace: str, thread_id: str, start: int, end: int, margin: int
     ) -> list[ThreadTurn]:
-        """Return a thread's ``message`` records around a time range, in thread order.
+        """Return a thread's turns around a time range, in thread order.
 
-        Every message with ``start <= occurred_at <= end``, plus the ``margin`` messages just
+        Turns are the thread's records but derived statements (``prepared.is_turn``).
+        Every turn with ``start <= occurred_at <= end``, plus the ``margin`` turns just
         before ``start`` and the ``margin`` just after ``end``; ordered by (occurred_at,
         insertion order).
         """

@@ -140,9 +140,21 @@ class ChunkHit:
     record: Callable[[], MemoryRecord] | None = None
 
 
+# Records of a thread that are not turns of the conversation but statements derived from it
+# (extracted facts, summaries): they neither get nor give thread context.
+NOT_TURN_TYPES = ("fact", "summary")
+# The same rule as a SQL condition on ``type`` (constants only, never a caller's string).
+TURN_TYPE_SQL = "type NOT IN (" + ", ".join(f"'{t}'" for t in NOT_TURN_TYPES) + ")"
+
+
+def is_turn(record_type: str, thread_id: str | None) -> bool:
+    """Whether a record is a turn of its thread: it has one, and is no derived statement."""
+    return bool(thread_id) and record_type not in NOT_TURN_TYPES
+
+
 @dataclass(slots=True)
 class ThreadTurn:
-    """A stored message of a thread, as contextual keyword indexing needs it."""
+    """A stored turn of a thread, as contextual keyword indexing needs it."""
 
     record_id: str
     text: str

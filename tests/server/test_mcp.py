@@ -60,7 +60,8 @@ def error_text(result: CallToolResult) -> str:
 
 
 async def exercise_every_tool(client: Client, namespace: str | None = None) -> None:
-    """One pass over the nine tools, with their failures, as an agent would call them."""
+    """One pass over the tools of records and threads, with their failures, as an agent
+    would call them (the entity tools: test_stdio_entity_tools)."""
     ns = {"namespace": namespace} if namespace else {}
     listed = await client.list_tools()
     tools = {t.name: t for t in listed.tools}
@@ -189,6 +190,47 @@ async def test_stdio_serves_every_tool(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(out.stdout) == {"count": 2}  # two message records; the memory was deleted
+
+
+async def test_stdio_entity_tools(tmp_path: Path) -> None:
+    """Entities found in stored memories, read back and walked through their relations."""
+    async with Client(stdio_params(tmp_path / "entities.db")) as client:
+        ok(
+            await client.call_tool(
+                "add_memory", {"text": "John works for Microsoft in Seattle", "user_id": "u"}
+            )
+        )
+        ok(await client.call_tool("add_memory", {"text": "John works for Acme", "namespace": "b"}))
+        people = ok(await client.call_tool("search_entities", {"query": "john"}))["entities"]
+        assert [(e["name"], e["type"], e["mention_count"]) for e in people] == [
+            ("John", "PERSON", 1)
+        ]
+        john = people[0]["id"]
+        orgs = ok(await client.call_tool("search_entities", {"type": "ORG", "user_id": "u"}))
+        assert [e["name"] for e in orgs["entities"]] == ["Microsoft"]
+        one = ok(await client.call_tool("get_entity", {"entity_id": john}))
+        assert [m["sentence"] for m in one["mentions"]] == ["John works for Microsoft in Seattle"]
+        graph = ok(await client.call_tool("get_entity_relations", {"entity_id": john}))
+        names = {e["id"]: e["name"] for e in graph["entities"]}
+        stated = {
+            (names[r["source_id"]], r["type"], names[r["target_id"]]) for r in graph["relations"]
+        }
+        assert ("John", "works_for", "Microsoft") in stated
+        narrowed = ok(
+            await client.call_tool(
+                "get_entity_relations", {"entity_id": john, "types": ["lives_in"], "depth": 2}
+            )
+        )
+        assert all(r["type"] == "lives_in" for r in narrowed["relations"])
+        # The other namespace has its own John; this one's id is unknown there.
+        theirs = ok(await client.call_tool("search_entities", {"query": "john", "namespace": "b"}))
+        assert [e["id"] for e in theirs["entities"]] != [john]
+        assert "not_found" in error_text(
+            await client.call_tool("get_entity", {"entity_id": john, "namespace": "b"})
+        )
+        assert "validation_error" in error_text(
+            await client.call_tool("get_entity_relations", {"entity_id": john, "depth": 9})
+        )
 
 
 async def test_stdio_namespace_argument_separates_tenants(tmp_path: Path) -> None:

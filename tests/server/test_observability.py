@@ -99,6 +99,27 @@ async def test_metrics_count_verbs_by_outcome_and_time_them(obs_client: httpx.As
         assert f"# HELP {family}" in after  # defined from the start, even before any use
 
 
+async def test_entity_extraction_is_timed(server_settings: Settings) -> None:
+    """Each batch through the NLP step (here inline, in the write) feeds its histogram."""
+    mem = Memory(settings=server_settings.model_copy(update={"extract": "inline"}))
+    transport = httpx.ASGITransport(app=create_app(mem), raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://engram.test", headers=ADMIN_HEADERS
+        ) as c:
+            before = (await c.get("/metrics")).text
+            body = {"text": "John works for Microsoft in Seattle"}
+            assert (await c.post(f"{NS}/records", json=body)).status_code == 200
+            after = (await c.get("/metrics")).text
+    finally:
+        mem.close()
+    count = "entity_extraction_seconds_count"
+    assert sample(after, count) - sample(before, count) >= 1
+    assert sample(after, "entity_extraction_seconds_sum") > sample(
+        before, "entity_extraction_seconds_sum"
+    )
+
+
 async def test_records_per_namespace_gauge(obs_client: httpx.AsyncClient) -> None:
     for ns, n in (("obs", 3), ("other", 1)):
         for i in range(n):

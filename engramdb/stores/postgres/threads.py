@@ -15,7 +15,7 @@ import psycopg
 
 from engramdb.models import Event, Slots
 from engramdb.stores.postgres.connection import Database
-from engramdb.stores.prepared import PreparedEvent, ThreadTurn
+from engramdb.stores.prepared import TURN_TYPE_SQL, PreparedEvent, ThreadTurn
 from engramdb.stores.rows import check_slot_version, write_slot_values
 from engramdb.timeutil import from_us, from_us_req, now_us
 
@@ -152,8 +152,8 @@ class Threads:
     def thread_turns(
         self, namespace: str, thread_id: str, start: int, end: int, margin: int
     ) -> list[ThreadTurn]:
-        """Return a thread's messages in ``[start, end]`` plus ``margin`` on each side."""
-        scope = "namespace = %s AND thread_id = %s AND type = 'message'"
+        """Return a thread's turns in ``[start, end]`` plus ``margin`` on each side."""
+        scope = f"namespace = %s AND thread_id = %s AND {TURN_TYPE_SQL}"
         with self._db.read("reading a thread", snapshot=True, route=True) as c:
             rids = [
                 r[0]

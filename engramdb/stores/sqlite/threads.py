@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from engramdb.models import Event, Slots
-from engramdb.stores.prepared import PreparedEvent, ThreadTurn
+from engramdb.stores.prepared import TURN_TYPE_SQL, PreparedEvent, ThreadTurn
 from engramdb.stores.rows import check_slot_version, write_slot_values
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.timeutil import from_us, from_us_req, now_us
@@ -133,8 +133,8 @@ class Threads:
     def thread_turns(
         self, namespace: str, thread_id: str, start: int, end: int, margin: int
     ) -> list[ThreadTurn]:
-        """Return a thread's messages in ``[start, end]`` plus ``margin`` on each side."""
-        scope = "namespace = ? AND thread_id = ? AND type = 'message'"
+        """Return a thread's turns in ``[start, end]`` plus ``margin`` on each side."""
+        scope = f"namespace = ? AND thread_id = ? AND {TURN_TYPE_SQL}"
         with self._db.read("reading a thread") as c:
             rids = [
                 r[0]

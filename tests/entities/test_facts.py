@@ -1,0 +1,232 @@
+"""Facts over time from add_messages: fact records linked to their source, valid from when
+they began, closed (never deleted) by a newer contradicting fact, answered by valid_at."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from engramdb import HashEmbedder, Memory, Settings
+from engramdb.models import MemoryRecord
+
+
+def at(year: int, month: int = 6) -> datetime:
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def fmem(store_url: str) -> Iterator[Memory]:
+    settings = Settings(facts="patterns", extract="off")
+    m = Memory(store_url, embedder=HashEmbedder(384), settings=settings)
+    yield m
+    m.close()
+
+
+def say(mem: Memory, text: str, when: datetime, thread: str = "chat") -> str:
+    out = mem.add_messages(
+        thread, [{"role": "user", "content": text, "occurred_at": when}], user_id="ana"
+    )
+    assert out[0].record is not None
+    return out[0].record.id
+
+
+def facts(mem: Memory, **filters: Any) -> list[MemoryRecord]:
+    return list(mem.list(filters={"type": "fact", **filters}, limit=100))
+
+
+def lives_at(mem: Memory, when: datetime) -> list[str]:
+    page = mem.search("where does the user live", type="fact", valid_at=when, user_id="ana")
+    return [
+        h.record.metadata["object"]
+        for h in page.hits
+        if h.record.metadata["relation"] == "lives_in"
+    ]
+
+
+def test_a_statement_becomes_a_fact_linked_to_its_source(fmem: Memory) -> None:
+    source = say(fmem, "I moved to Lisbon last year.", at(2024, 3))
+    [fact] = facts(fmem)
+    assert fact.text == "user lives in Lisbon"
+    assert fact.user_id == "ana" and fact.thread_id == "chat"
+    assert fact.valid_from == datetime(2023, 1, 1, tzinfo=UTC) and fact.valid_to is None
+    meta = fact.metadata
+    assert (meta["subject"], meta["relation"], meta["object"]) == ("user", "lives_in", "Lisbon")
+    assert meta["source_record"] == source
+    events = fmem.events("chat")
+    assert meta["source_event"] == events[0].id
+    # The message stays a turn of the thread; the fact is not one.
+    assert {r.type for r in fmem.list(limit=10)} == {"message", "fact"}
+
+
+def test_a_newer_fact_closes_the_older_one(fmem: Memory) -> None:
+    say(fmem, "I live in Porto.", at(2021))
+    say(fmem, "Hello again!", at(2022))
+    say(fmem, "I moved to Lisbon.", at(2023))
+    porto, lisbon = sorted(facts(fmem), key=lambda f: f.valid_from or at(1970))
+    assert porto.metadata["object"] == "Porto" and lisbon.metadata["object"] == "Lisbon"
+    assert porto.valid_to == lisbon.valid_from == at(2023)
+    assert lisbon.valid_to is None
+    # Where did she live in 2022? And now?
+    assert lives_at(fmem, at(2022)) == ["Porto"]
+    assert lives_at(fmem, at(2024)) == ["Lisbon"]
+    assert lives_at(fmem, at(2020)) == []
+    # The old fact is kept, with its history: closing is an update.
+    assert [h.op for h in fmem.history(porto.id)][-1] == "update"
+
+
+def test_a_fact_told_late_is_closed_by_the_newer_one(fmem: Memory) -> None:
+    say(fmem, "I moved to Lisbon in 2023.", at(2024))
+    say(fmem, "I lived in Porto back in 2019.", at(2024, 7), thread="older")
+    by_object = {f.metadata["object"]: f for f in facts(fmem)}
+    assert by_object["Porto"].valid_to == by_object["Lisbon"].valid_from == at(2023, 1)
+    assert by_object["Lisbon"].valid_to is None
+    assert lives_at(fmem, at(2021)) == ["Porto"]
+
+
+def test_restating_and_many_valued_relations(fmem: Memory) -> None:
+    say(fmem, "I live in Berlin.", at(2022))
+    say(fmem, "As I said, I live in Berlin.", at(2023))
+    assert [f.metadata["object"] for f in facts(fmem)] == ["Berlin"]
+    say(fmem, "I love sushi.", at(2023))
+    say(fmem, "I love ramen.", at(2024))
+    likes = facts(fmem, **{"metadata.relation": "likes"})
+    assert sorted(f.metadata["object"] for f in likes) == ["ramen", "sushi"]
+    assert all(f.valid_to is None for f in likes)
+
+
+def test_the_assistants_first_person_is_not_the_user(fmem: Memory) -> None:
+    fmem.add_messages(
+        "chat",
+        [{"role": "assistant", "content": "I live in Dublin.", "occurred_at": at(2024)}],
+        user_id="ana",
+    )
+    assert facts(fmem) == []
+    say(fmem, "I live in Dublin too.", at(2024))  # the user's own words are a fact
+    assert [f.text for f in facts(fmem)] == ["user lives in Dublin"]
+
+
+def test_users_facts_are_kept_apart(fmem: Memory) -> None:
+    say(fmem, "I live in Porto.", at(2021))
+    fmem.add_messages(
+        "b",
+        [{"role": "user", "content": "I moved to Oslo.", "occurred_at": at(2023)}],
+        user_id="bo",
+    )
+    assert lives_at(fmem, at(2024)) == ["Porto"]
+
+
+def test_facts_are_off_by_default(store_url: str) -> None:
+    with Memory(store_url, embedder=HashEmbedder(384)) as m:
+        say(m, "I moved to Lisbon last year.", at(2024))
+        assert facts(m) == []
+
+
+# ------------------------------------------------------------ the OpenAI-compatible extractor
+
+
+class ChatServer:
+    """A local HTTP server speaking the chat completions protocol with canned answers."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.answer: Any = {"facts": []}
+        self.status = 200
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                length = int(self.headers["Content-Length"])
+                server.requests.append(
+                    {
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                        "body": json.loads(self.rfile.read(length)),
+                    }
+                )
+                content = json.dumps(server.answer) if server.status == 200 else "oops"
+                body = json.dumps(
+                    {"choices": [{"message": {"role": "assistant", "content": content}}]}
+                ).encode()
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chat() -> Iterator[ChatServer]:
+    server = ChatServer()
+    yield server
+    server.close()
+
+
+def test_the_llm_extractor_speaks_the_protocol(store_url: str, chat: ChatServer) -> None:
+    settings = Settings(
+        facts="openai",
+        facts_llm_url=chat.url,
+        facts_llm_model="tiny",
+        facts_llm_api_key="sk-local",
+        extract="off",
+    )
+    with Memory(store_url, embedder=HashEmbedder(384), settings=settings) as m:
+        chat.answer = {
+            "facts": [
+                {
+                    "message": 0,
+                    "subject": "user",
+                    "relation": "lives_in",
+                    "object": "Porto",
+                    "since": "2019-01-01",
+                },
+                {
+                    "message": 1,
+                    "subject": "user",
+                    "relation": "lives_in",
+                    "object": "Lisbon",
+                    "since": "2023-01-01T00:00:00+00:00",
+                },
+                {"message": 7, "subject": "user", "relation": "lives_in", "object": "Nowhere"},
+                {"message": 0, "subject": "user", "relation": "hates", "object": "rain"},
+            ]
+        }
+        m.add_messages(
+            "llm",
+            [
+                {"role": "user", "content": "I grew up in Porto", "occurred_at": at(2024)},
+                {"role": "user", "content": "now I am in Lisbon", "occurred_at": at(2024, 7)},
+            ],
+            user_id="ana",
+        )
+        [req] = chat.requests
+        assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-local"
+        assert req["body"]["model"] == "tiny"
+        prompt = req["body"]["messages"][-1]["content"]
+        assert "[0]" in prompt and "I grew up in Porto" in prompt and "now I am in Lisbon" in prompt
+        # Out-of-range messages and unknown relations are dropped, not guessed.
+        assert sorted(f.metadata["object"] for f in facts(m)) == ["Lisbon", "Porto"]
+        assert lives_at(m, at(2020)) == ["Porto"]
+        assert lives_at(m, at(2024)) == ["Lisbon"]
+        # A failing endpoint never fails add_messages: the turn is stored without facts.
+        chat.status = 500
+        out = m.add_messages("llm", [{"role": "user", "content": "I moved to Oslo"}], user_id="ana")
+        assert out[0].outcome == "written"
+        assert len(facts(m)) == 2
