@@ -99,7 +99,8 @@ CONTRACTS = (
         only=LEAVES + CLIENT,
     ),
     Contract(
-        "legacy source adapters only read: they use the leaves and each other, nothing that writes",
+        "legacy source adapters use the leaves and each other, nothing of engramdb that writes "
+        "(the writable ones write only to their own legacy store)",
         importers=("engramdb.ops.sources",),
         only=LEAVES + ("engramdb.ops.sources",),
     ),

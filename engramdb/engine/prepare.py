@@ -56,7 +56,7 @@ def prepare_record(
     text = v.check_text(f.get("text"), settings)
     caller_id = f.get("id") is not None
     rid = v.check_id(f["id"]) if caller_id else new_id()
-    metadata = v.check_metadata(f.get("metadata"), settings)
+    metadata_json = v.metadata_json(f.get("metadata"), settings)
     tags = v.check_tags(f.get("tags"), settings)
     occurred = v.check_time(f.get("occurred_at"), "occurred_at") or now_us()
     vf = v.check_time(f.get("valid_from"), "valid_from")
@@ -72,9 +72,7 @@ def prepare_record(
         user_id=v.check_scope(f.get("user_id"), "user_id") or "",
         agent_id=v.check_scope(f.get("agent_id"), "agent_id") or "",
         thread_id=v.check_scope(f.get("thread_id"), "thread_id") or "",
-        metadata_json=(
-            json.dumps(metadata, ensure_ascii=False, allow_nan=False) if metadata else "{}"
-        ),
+        metadata_json=metadata_json,
         tags_json=json.dumps(tags, ensure_ascii=False) if tags else "[]",
         source=v.check_source(f.get("source")) or "",
         importance=v.check_importance(f.get("importance")),

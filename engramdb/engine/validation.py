@@ -11,7 +11,7 @@ import json
 import math
 import re
 import unicodedata
-from typing import Any
+from typing import Any, cast
 
 from engramdb.config import Settings
 from engramdb.errors import LimitExceededError, ValidationError
@@ -151,13 +151,24 @@ def check_metadata(metadata: Any, settings: Settings) -> dict[str, Any]:
     """Return metadata as a JSON-safe dict within the size and depth limits."""
     if metadata is None:
         return {}
+    metadata_json(metadata, settings)
+    return cast(dict[str, Any], metadata)
+
+
+def metadata_json(metadata: Any, settings: Settings) -> str:
+    """Check metadata as :func:`check_metadata` does and return its stored JSON text
+    (``"{}"`` for none): the size check already serialises it, so a caller that stores
+    the text takes it from here instead of serialising twice."""
+    if metadata is None:
+        return "{}"
     if not isinstance(metadata, dict):
         raise ValidationError(
             f"metadata must be a JSON object, got {type(metadata).__name__}", field="metadata"
         )
     _check_json_value(metadata, settings.max_metadata_depth, 1, "metadata")
     try:
-        size = len(json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+        size = len(text.encode("utf-8"))
     except (ValueError, UnicodeEncodeError) as exc:
         raise ValidationError(
             f"metadata is not JSON-serialisable: {exc}", field="metadata"
@@ -170,7 +181,7 @@ def check_metadata(metadata: Any, settings: Settings) -> dict[str, Any]:
             limit="max_metadata_bytes",
             value=size,
         )
-    return metadata
+    return text if metadata else "{}"
 
 
 def _check_json_value(value: Any, max_depth: int, depth: int, path: str) -> None:

@@ -25,10 +25,10 @@ fails any of that is skipped, logged with its source id and reason, and counted.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -213,10 +213,38 @@ def _reuse_decision(src: EmbeddingModel | None, emb: Embedder, re_embed: bool) -
 # ---------------------------------------------------------------------------- reading
 
 
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # every 10-bit value as 2 characters
+
+
 def derived_id(ref: str) -> str:
-    """The engramdb id of the record whose provenance is ``ref`` (26 base32 characters)."""
-    digest = hashlib.sha256(ref.encode("utf-8")).digest()
-    return "m" + base64.b32encode(digest).decode("ascii")[:25]
+    """The engramdb id of the record whose provenance is ``ref`` (26 base32 characters).
+
+    ``"m"`` and the first 25 base32 characters (125 bits) of the SHA-256 of ``ref``, the
+    same characters as ``base64.b32encode(digest)[:25]``, without encoding the whole
+    digest one 5-byte group at a time in Python (it runs once per migrated item).
+    """
+    bits = int.from_bytes(hashlib.sha256(ref.encode("utf-8")).digest()[:16], "big") >> 3
+    pairs = _B32_PAIRS
+    return (
+        "m"
+        + "".join([pairs[(bits >> shift) & 1023] for shift in range(115, 0, -10)])
+        + _B32[bits & 31]
+    )
+
+
+ENGRAM_PREFIX = "engram:"
+
+
+def _mirrored_id(source_id: str) -> str | None:
+    """The engramdb id in a source id ``engram:<id>`` (an item ``LegacyMemory`` wrote for
+    an engramdb record), else None."""
+    if not source_id.startswith(ENGRAM_PREFIX):
+        return None
+    try:
+        return v.check_id(source_id[len(ENGRAM_PREFIX) :])
+    except ValidationError:
+        return None
 
 
 class _Run:
@@ -298,7 +326,8 @@ class _Run:
                 self.read += 1
                 if item.error is None:
                     self.readable += 1
-                    self.seen |= fields_seen(self.spec, item.fields)
+                    if pending or check_all:  # once checked, what is seen no longer matters
+                        self.seen |= fields_seen(self.spec, item.fields)
             if pending and self.readable:
                 self._check_fields()
                 pending = False
@@ -331,7 +360,8 @@ class _Run:
             return None
         ref = f"{kind}:{item.collection}/{mapped.source_id}"
         ns = self._namespace(item.collection)
-        rid = derived_id(ref)
+        mirrored = _mirrored_id(mapped.source_id)
+        rid = mirrored or derived_id(ref)
         if (ns, rid) in self._ids:
             self._skip(ref, "duplicate source id (an earlier item had the same one)")
             return None
@@ -344,7 +374,11 @@ class _Run:
                 {
                     **values,
                     "id": rid,
-                    "metadata": {**meta, "migrated_from": ref, "migrated_at": self.migrated_at},
+                    # An engramdb record mirrored into the legacy store (LegacyMemory)
+                    # is not a migrated one: it comes back as it was.
+                    "metadata": meta
+                    if mirrored
+                    else {**meta, "migrated_from": ref, "migrated_at": self.migrated_at},
                 },
                 {},
                 self.settings,
@@ -359,14 +393,15 @@ class _Run:
             return None
         self._scopes[scope] = ref
         self._ids.add((ns, rid))
+        # The mapped metadata as checked (JSON values only, so it reads back equal).
         digest = content_line(
-            ref,
+            "" if mirrored else ref,
             rec.text,
             rec.user_id,
             rec.agent_id,
             rec.thread_id,
             rec.type,
-            json.loads(rec.metadata_json),
+            meta,
         )
         self.ledger.add(ns, rid, digest, rec.text, rec.user_id)
         return (ns, rid), rec, mapped.embedding
@@ -378,7 +413,7 @@ class _Run:
         window = self.encoder.max_chunk_tokens
         for _ns, rec, vec in batch:
             if self.reuse and vec is not None and vec.shape == (dim,):
-                norm = float(np.linalg.norm(vec))
+                norm = math.sqrt(float(np.dot(vec, vec)))
                 fits = (
                     len(rec.text) <= window
                     or len(chunk_text(rec.text, window, self.encoder.count_tokens)) == 1
@@ -395,8 +430,9 @@ class _Run:
             chunk_and_embed(todo, self.encoder)
             self.recomputed += len(todo)
 
-    def row(self, ns: str, rec: PreparedRecord) -> dict[str, Any]:
-        """The record in the shape ``BulkLoader.load_records`` takes."""
+    def row(self, ns: str, rec: PreparedRecord, version: int = 1) -> dict[str, Any]:
+        """The record in the shape ``BulkLoader.load_records`` takes (``version``: the
+        target's, for a record already there)."""
         return {
             "namespace": ns,
             "id": rec.id,
@@ -410,7 +446,7 @@ class _Run:
             "tags": rec.tags_json,
             "source": rec.source,
             "importance": rec.importance,
-            "version": 1,
+            "version": version,
             "event_id": None,
             "occurred_at": rec.occurred_at,
             "created_at": self.now,
@@ -443,7 +479,7 @@ def _load(
     saved = dst.read_meta(key)
     state: dict[str, Any] | None = json.loads(saved) if saved and resume else None
     resumed = state is not None
-    present: set[Key] = set()
+    present: dict[Key, int] = {}
     if state is None:
         empty = not dst.stats().get("records")
         if not empty:
@@ -485,15 +521,17 @@ def _load(
     return out
 
 
-def _compare_existing(run: _Run, dst: Target, batch_size: int) -> set[Key]:
+def _compare_existing(run: _Run, dst: Target, batch_size: int) -> dict[Key, int]:
     """Before writing into a non-empty target: every derived id the target already holds
-    must hold the same content; return those (nothing to write for them).
+    must hold the same content; return those with their version there (nothing to write
+    for them: a record changed since, through a dual write, is the same content at a
+    later version).
 
     Raises:
         ConflictError: a derived id holds other data (nothing was written).
     """
     run_log, run.log = run.log, None  # the load pass logs the skips
-    present: set[Key] = set()
+    present: dict[Key, int] = {}
     pending: dict[str, list[str]] = {}
 
     def check(ns: str, ids: list[str]) -> None:
@@ -501,7 +539,7 @@ def _compare_existing(run: _Run, dst: Target, batch_size: int) -> set[Key]:
         bad = []
         for rec in dst.get_records(ns, ids):
             if record_line(rec) == want[rec.id]:
-                present.add((ns, rec.id))
+                present[(ns, rec.id)] = rec.version
             else:
                 bad.append(rec.id)
         if bad:
@@ -530,7 +568,7 @@ def _compare_existing(run: _Run, dst: Target, batch_size: int) -> set[Key]:
 
 
 def _batches(
-    run: _Run, plan: ResumePlan, present: set[Key], batch_size: int
+    run: _Run, plan: ResumePlan, present: dict[Key, int], batch_size: int
 ) -> Iterator[tuple[Key | None, list[dict[str, Any]]]]:
     """The load batches: mapped, past the checkpoint, islands stepped over, embedded."""
     stream: Iterator[tuple[Key, PreparedRecord, np.ndarray | None]] = run.records(batch_size)
@@ -552,10 +590,12 @@ def _batches(
 
 
 def _rows(
-    run: _Run, batch: list[tuple[str, PreparedRecord, np.ndarray | None]], present: set[Key]
+    run: _Run,
+    batch: list[tuple[str, PreparedRecord, np.ndarray | None]],
+    present: dict[Key, int],
 ) -> list[dict[str, Any]]:
     run.embed([b for b in batch if (b[0], b[1].id) not in present])
-    return [run.row(ns, rec) for ns, rec, _ in batch]
+    return [run.row(ns, rec, present.get((ns, rec.id), 1)) for ns, rec, _ in batch]
 
 
 def _past(

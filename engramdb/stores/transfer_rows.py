@@ -9,6 +9,7 @@ is decided here once, so an export from one backend imports into the other uncha
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -71,14 +72,23 @@ def insert_sql(
     return f"INSERT INTO {table}({', '.join(columns)}) VALUES ({values}){tail}"
 
 
-_NOW_IF_MISSING = frozenset({"occurred_at", "created_at", "updated_at"})
+_RECORD_VALUES = operator.itemgetter(*RECORD_COLUMNS)
+_TIME_SLOTS = tuple(
+    RECORD_COLUMNS.index(col) for col in ("occurred_at", "created_at", "updated_at")
+)
 
 
 def record_values(r: dict[str, Any]) -> tuple[Any, ...]:
     """An exported record's values in :data:`RECORD_COLUMNS` order (times kept as given;
     a missing one, from an older or hand-written file, becomes now)."""
+    values: tuple[Any, ...] = _RECORD_VALUES(r)
+    if all(values[i] for i in _TIME_SLOTS):
+        return values
     now = now_us()
-    return tuple((r[col] or now) if col in _NOW_IF_MISSING else r[col] for col in RECORD_COLUMNS)
+    out = list(values)
+    for i in _TIME_SLOTS:
+        out[i] = out[i] or now
+    return tuple(out)
 
 
 def image_text(value: Any) -> str | None:

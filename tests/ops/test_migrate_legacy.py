@@ -362,8 +362,8 @@ def test_validation_catches_a_record_written_wrong(
     real_row = legacy._Run.row
     wrong = derived_id("chroma:notes/notes-2")
 
-    def row(self: Any, ns: str, rec: Any) -> dict[str, Any]:
-        out = real_row(self, ns, rec)
+    def row(self: Any, ns: str, rec: Any, *rest: Any) -> dict[str, Any]:
+        out = real_row(self, ns, rec, *rest)
         if out["id"] == wrong:
             meta = json.loads(out["metadata"])
             meta["topic"] = "tampered"

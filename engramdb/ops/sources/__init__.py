@@ -13,9 +13,17 @@ from urllib.parse import parse_qs, urlsplit
 
 from engramdb.config import url_without_password
 from engramdb.errors import ValidationError
-from engramdb.ops.sources.base import EmbeddingModel, LegacySource, SourceItem
+from engramdb.ops.sources.base import EmbeddingModel, LegacySource, SourceItem, WritableSource
 
-__all__ = ["KINDS", "EmbeddingModel", "LegacySource", "SourceItem", "is_legacy", "open_source"]
+__all__ = [
+    "KINDS",
+    "EmbeddingModel",
+    "LegacySource",
+    "SourceItem",
+    "WritableSource",
+    "is_legacy",
+    "open_source",
+]
 
 KINDS = (
     "chroma",

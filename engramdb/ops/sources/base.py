@@ -4,9 +4,11 @@ A source reads batches of :class:`SourceItem` (the raw fields of one stored memo
 stable source id, the collection or table it came from, and its stored vector if the
 source keeps one) and says, when it knows, which embedding model made those vectors.
 What a field means is the mapping's business (:mod:`engramdb.ops.mapping`), not the
-adapter's: an adapter only reads. An item the adapter cannot even read (a line that is
-not JSON, a Redis element that is not a turn) still comes out, carrying ``error``, so it
-is logged and counted as skipped instead of stopping the run.
+adapter's. Migration only reads; the adapters of stores that are live (Chroma, SQL tables)
+can also write (:class:`WritableSource`), for running them beside engramdb. An item the
+adapter cannot even read (a line that is not JSON, a Redis element that is not a turn)
+still comes out, carrying ``error``, so it is logged and counted as skipped instead of
+stopping the run.
 
 Order: a source yields its items in the same order on every run over the same data
 (resume relies on it); each adapter says how it ensures that.
@@ -83,3 +85,30 @@ def batched(items: Iterator[SourceItem], size: int) -> Iterator[list[SourceItem]
             batch = []
     if batch:
         yield batch
+
+
+@runtime_checkable
+class WritableSource(LegacySource, Protocol):
+    """A legacy store that can also be written: the legacy side of dual write and shadow
+    reads (:class:`engramdb.ops.legacy_memory.LegacyMemory`). Chroma and SQL tables are;
+    files and exports are not (they are snapshots)."""
+
+    def put(self, collection: str, items: list[SourceItem]) -> None:
+        """Insert or replace items by source id."""
+        ...
+
+    def remove(self, collection: str, source_ids: list[str]) -> None:
+        """Delete items by source id (absent ones ignored)."""
+        ...
+
+    def fetch(self, collection: str, source_ids: list[str]) -> list[SourceItem]:
+        """The items with these source ids (absent ones left out)."""
+        ...
+
+    def source_ids(self, collection: str) -> list[str]:
+        """Every source id of ``collection``."""
+        ...
+
+    def count_where(self, collection: str, where: dict[str, Any] | None) -> int:
+        """How many items have these field values."""
+        ...

@@ -43,6 +43,7 @@ class SQLSource:
                 field="source",
             ) from exc
         self._id_column = mapping.get("id") if isinstance(mapping.get("id"), str) else None
+        self._table: Any = None
         if mapping.get("table"):
             self.collection = str(mapping["table"])
             self._stmt = self._table_select(sa, self.collection)
@@ -62,6 +63,7 @@ class SQLSource:
             if self._id_column and self._id_column in table.c
             else list(table.primary_key.columns) or list(table.c)
         )
+        self._table = table
         return sa.select(table).order_by(*order)
 
     def builtin_mapping(self) -> dict[str, Any] | None:
@@ -103,6 +105,74 @@ class SQLSource:
     def close(self) -> None:
         """Dispose of the connection pool."""
         self._engine.dispose()
+
+    # --- writing (the legacy side of dual write and shadow reads) ------------------------
+
+    def _writable(self) -> Any:
+        if self._table is None or not self._id_column or self._id_column not in self._table.c:
+            raise ValidationError(
+                "writing to a sql: source needs a mapping with a 'table' and an 'id' column "
+                "of that table",
+                field="mapping",
+            )
+        return self._table
+
+    def put(self, collection: str, items: list[SourceItem]) -> None:
+        """Replace the rows of these ids with the items' fields (columns the table has;
+        the id column takes the source id), in one transaction."""
+        table = self._writable()
+        id_column = str(self._id_column)
+        idc = table.c[id_column]
+        rows = []
+        for item in items:
+            row = {k: v for k, v in item.fields.items() if k in table.c and not k.startswith("$")}
+            row[id_column] = item.source_id
+            rows.append(row)
+        with self._engine.begin() as conn:
+            conn.execute(table.delete().where(idc.in_([i.source_id for i in items])))
+            for row in rows:
+                conn.execute(table.insert().values(**row))
+
+    def remove(self, collection: str, source_ids: list[str]) -> None:
+        """Delete the rows of these ids."""
+        table = self._writable()
+        with self._engine.begin() as conn:
+            conn.execute(table.delete().where(table.c[self._id_column].in_(source_ids)))
+
+    def fetch(self, collection: str, source_ids: list[str]) -> list[SourceItem]:
+        """The rows of these ids, as items."""
+        table = self._writable()
+        stmt = table.select().where(table.c[self._id_column].in_(source_ids))
+        with self._engine.connect() as conn:
+            result = conn.execute(stmt)
+            keys = list(result.keys())
+            out = []
+            for row in result:
+                fields = {k: _plain(v) for k, v in zip(keys, row, strict=True)}
+                out.append(SourceItem(str(fields[self._id_column]), self.collection, fields))
+        return out
+
+    def source_ids(self, collection: str) -> list[str]:
+        """Every id of the table."""
+        table = self._writable()
+        with self._engine.connect() as conn:
+            return [
+                str(r[0])
+                for r in conn.execute(table.select().with_only_columns(table.c[self._id_column]))
+            ]
+
+    def count_where(self, collection: str, where: dict[str, Any] | None) -> int:
+        """How many rows have these column values."""
+        import sqlalchemy as sa
+
+        table = self._writable()
+        stmt = sa.select(sa.func.count()).select_from(table)
+        for key, value in (where or {}).items():
+            if key not in table.c:
+                raise ValidationError(f"the table has no column {key!r}", field=key)
+            stmt = stmt.where(table.c[key] == value)
+        with self._engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
 
 def _plain(value: Any) -> Any:

@@ -491,7 +491,10 @@ class SQLiteStore:
         """Nothing to drop (the sidecar follows the chunks table)."""
 
     def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
-        """Nothing to build: the sidecar catches up on the next read."""
+        """Catch the vector index up with the loaded rows now (saved as the sidecar on
+        close), so that the first search after a bulk load does not carry it: over 100k
+        new chunks that catch-up outlasted a search's time budget."""
+        self._vectors.index()
 
     # ------------------------------------------------------------------ thread checkpoints
 

@@ -1,0 +1,296 @@
+"""``LegacyMemory``: a team's current store (Chroma, a SQL table) with the ``Memory`` verbs
+that :class:`~engramdb.sidebyside.DualWriteMemory` and
+:class:`~engramdb.sidebyside.ShadowReadMemory` use, so it can run beside engramdb before
+the switch (as either side).
+
+It speaks through a writable source adapter (:class:`~engramdb.ops.sources.WritableSource`)
+and the same mapping ``migrate`` reads with: a record written here is laid out as the
+team's code lays it out (the mapping read backwards), and an item read here is mapped as
+``migrate`` maps it. Ids are engramdb's on both sides, so ``reconcile`` and the shadow
+comparisons match records by id:
+
+* an item this class writes gets the source id ``engram:<engramdb id>`` (the id of the
+  record, given by the caller or new), read back as that engramdb id; ``migrate`` gives
+  such an item the same id, so a later migration finds it already there;
+* an item that was in the store before gets the id ``migrate`` derives from its source
+  id (``derived_id``), and carries ``migrated_from`` like a migrated record does.
+
+Search embeds the query with the legacy side's own embedder (the model its vectors came
+from) and asks the store for the nearest items (Chroma); a SQL table has no vector search
+and refuses it with a ValidationError.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from engramdb.config import Settings
+from engramdb.embedders import Embedder
+from engramdb.engine import validation as v
+from engramdb.errors import NotFoundError, ValidationError
+from engramdb.ids import new_id
+from engramdb.models import AddResult, MemoryRecord, ScoreParts, SearchHit, SearchPage
+from engramdb.ops.legacy import ENGRAM_PREFIX, derived_id
+from engramdb.ops.mapping import SkipItem, apply_mapping, parse_mapping
+from engramdb.ops.sources import SourceItem, WritableSource, open_source
+
+_SCOPES = ("user_id", "agent_id", "thread_id", "type", "source")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class LegacyMemory:
+    """A writable legacy store behind the ``Memory`` verbs (see the module docstring).
+
+    Args:
+        source: a source URL (``chroma:///dir?collection=NAME``, ``sql:…``) or an open
+            writable adapter.
+        embedder: the legacy side's embedder (its vectors' model); needed to write to
+            Chroma and to search.
+        mapping: the mapping (default: the source's built-in one).
+        collection: the collection (Chroma) written and read; default the source's only one.
+
+    Raises:
+        ValidationError: the source cannot be written, or the collection is ambiguous.
+    """
+
+    def __init__(
+        self,
+        source: str | WritableSource,
+        *,
+        embedder: Embedder | None = None,
+        mapping: dict[str, Any] | None = None,
+        collection: str | None = None,
+    ) -> None:
+        src = open_source(source, mapping) if isinstance(source, str) else source
+        if not isinstance(src, WritableSource):
+            src.close()
+            raise ValidationError(
+                f"a {src.kind} source cannot be written (Chroma and SQL tables can)",
+                field="source",
+            )
+        self.source = src
+        raw = mapping if mapping is not None else src.builtin_mapping()
+        if raw is None:
+            raise ValidationError("a mapping is needed for this source", field="mapping")
+        self.spec = parse_mapping(raw)
+        names = list(getattr(src, "collections", None) or [getattr(src, "collection", "")])
+        if collection is None and len(names) != 1:
+            raise ValidationError(
+                f"name the collection to use (the source has {names})", field="collection"
+            )
+        self.collection = collection or names[0]
+        self.namespace = self.collection
+        self.embedder = embedder
+        self._derived: dict[str, str] | None = None  # engramdb id -> older item's source id
+
+    # --- writes -------------------------------------------------------------------------
+
+    def add(self, text: Any, **kwargs: Any) -> list[AddResult]:
+        """Add one text (with ``user_id=``… keywords) or a list of record dicts; each
+        written item keeps its ``id`` when given (a dual write's replay), else gets one."""
+        items = (
+            [dict(i) for i in text]
+            if isinstance(text, list)
+            else [{"text": text, **{k: val for k, val in kwargs.items() if val is not None}}]
+        )
+        records = [self._record_of(item) for item in items]
+        self.source.put(self.collection, [self._item_of(r) for r in records])
+        return [AddResult(i, "written", r) for i, r in enumerate(records)]
+
+    def update(self, id: str, **fields: Any) -> MemoryRecord:
+        """Change a record's text, scope fields or metadata (the item is rewritten)."""
+        old = self.get(id)
+        fields.pop("expected_version", None)
+        item = {
+            "text": fields.get("text", old.text),
+            "id": old.id,
+            **{k: getattr(old, k) for k in _SCOPES if getattr(old, k)},
+            "metadata": {**old.metadata, **(fields.get("metadata") or {})},
+            "occurred_at": old.occurred_at,
+        }
+        item.update({k: fields[k] for k in _SCOPES if fields.get(k) is not None})
+        record = self._record_of(item)
+        sid = self._source_id(id)
+        if sid is not None and not sid.startswith(ENGRAM_PREFIX):
+            # An older item is rewritten under its own source id, so it keeps the id and
+            # provenance migrate gives it.
+            self.source.put(self.collection, [self._item_of(record, sid)])
+            return self.get(id)
+        self._delete_source(id)
+        self.source.put(self.collection, [self._item_of(record)])
+        return record
+
+    def delete(self, id: str) -> None:
+        """Delete a record. Raises NotFoundError when it is not there."""
+        self.get(id)
+        self._delete_source(id)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get(self, id: str) -> MemoryRecord:
+        """The record with this engramdb id. Raises NotFoundError when absent."""
+        sid = self._source_id(id)
+        found = self.source.fetch(self.collection, [sid]) if sid is not None else []
+        record = self._read(found[0]) if found else None
+        if record is None:
+            raise NotFoundError(f"record {id!r} not found in the legacy store", id=id)
+        return record
+
+    def count(self, filters: dict[str, Any] | None = None, **scope: Any) -> int:
+        """How many items, optionally in one scope (``user_id=``…); filters are refused."""
+        if filters:
+            raise ValidationError("the legacy store counts by scope only", field="filters")
+        return self.source.count_where(self.collection, self._where(scope))
+
+    def search(self, query: str, *, top_k: int = 10, **scope: Any) -> SearchPage:
+        """The ``top_k`` items nearest the query (by the legacy store's own vectors)."""
+        nearest = getattr(self.source, "nearest", None)
+        if nearest is None or self.embedder is None:
+            raise ValidationError(
+                f"the {self.source.kind} store cannot search (no vector search or embedder)",
+                field="source",
+            )
+        vector = self.embedder.embed([query], query=True)[0]
+        hits = []
+        for item, distance in nearest(self.collection, vector, top_k, self._where(scope)):
+            record = self._read(item)
+            if record is not None:
+                score = 1.0 - distance
+                hits.append(SearchHit(record, score, ScoreParts(vector=score, fused=score), ""))
+        return SearchPage(hits)
+
+    def close(self) -> None:
+        """Close the adapter."""
+        self.source.close()
+
+    def __enter__(self) -> LegacyMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the mapping, both ways -----------------------------------------------------------
+
+    def _field(self, name: str) -> str | None:
+        spec = self.spec.fields.get(name)
+        return spec if isinstance(spec, str) else None
+
+    def _where(self, scope: dict[str, Any]) -> dict[str, Any] | None:
+        terms = []
+        for key, value in scope.items():
+            column = self._field(key) if key in _SCOPES else None
+            if value is None:
+                continue
+            if column is None:
+                raise ValidationError(f"the mapping does not map {key!r}", field=key)
+            terms.append({column: value})
+        if len(terms) > 1 and self.source.kind == "chroma":
+            return {"$and": terms}
+        return {k: val for t in terms for k, val in t.items()} or None
+
+    def _record_of(self, item: dict[str, Any]) -> MemoryRecord:
+        text = v.check_text(item.get("text"), _LIMITS)
+        rid = v.check_id(item["id"]) if item.get("id") else new_id()
+        meta = v.check_metadata(item.get("metadata"), _LIMITS)
+        when = item.get("occurred_at")
+        return MemoryRecord(
+            id=rid,
+            namespace=self.namespace,
+            text=text,
+            type=str(item.get("type") or "semantic"),
+            user_id=item.get("user_id"),
+            agent_id=item.get("agent_id"),
+            thread_id=item.get("thread_id"),
+            metadata=dict(meta),
+            source=item.get("source"),
+            occurred_at=when if isinstance(when, dt.datetime) else None,
+            content_hash=v.content_hash(text),
+        )
+
+    def _item_of(self, record: MemoryRecord, sid: str | None = None) -> SourceItem:
+        """A record laid out as the mapping reads it, under source id ``sid`` (default:
+        ``engram:<its id>``)."""
+        text_field = self._field("text") or "$document"
+        fields: dict[str, Any] = {text_field: record.text}
+        if text_field != "$document":
+            fields["$document"] = record.text
+        for name in _SCOPES:
+            column, value = self._field(name), getattr(record, name)
+            if column and value:
+                fields[column] = value
+        when = self._field("occurred_at")
+        if when and record.occurred_at is not None:
+            fields[when] = record.occurred_at.isoformat()
+        meta = dict(record.metadata)
+        if sid is not None:  # an older item: its provenance is derived when read
+            meta.pop("migrated_from", None)
+        if isinstance(self.spec.metadata, list | str) and self.spec.metadata not in ("*",):
+            if isinstance(self.spec.metadata, str):
+                fields[self.spec.metadata] = meta
+            else:
+                fields.update({k: meta[k] for k in self.spec.metadata if k in meta})
+        elif self.spec.metadata == "*":
+            fields.update({k: val for k, val in meta.items() if k not in fields})
+        vector = None
+        if self.embedder is not None:
+            vector = self.embedder.embed([record.text])[0]
+        elif self.source.kind == "chroma":
+            raise ValidationError("writing to Chroma needs the legacy embedder", field="embedder")
+        sid = sid or ENGRAM_PREFIX + record.id
+        id_field = self._field("id")
+        if id_field and id_field != "$id":
+            fields[id_field] = sid
+        return SourceItem(sid, self.collection, fields, vector)
+
+    def _read(self, item: SourceItem) -> MemoryRecord | None:
+        """An item mapped as ``migrate`` maps it (None: it would be skipped)."""
+        try:
+            mapped = apply_mapping(self.spec, item.fields, item.source_id, item.embedding)
+        except SkipItem:
+            return None
+        values = mapped.values
+        sid = mapped.source_id
+        ref = f"{self.source.kind}:{self.collection}/{sid}"
+        rid = sid[len(ENGRAM_PREFIX) :] if sid.startswith(ENGRAM_PREFIX) else derived_id(ref)
+        meta = dict(values.get("metadata") or {})
+        if not sid.startswith(ENGRAM_PREFIX):
+            meta.setdefault("migrated_from", ref)
+        when = values.get("occurred_at")
+        return MemoryRecord(
+            id=rid,
+            namespace=self.namespace,
+            text=values["text"],
+            type=values.get("type") or "semantic",
+            user_id=values.get("user_id"),
+            agent_id=values.get("agent_id"),
+            thread_id=values.get("thread_id"),
+            metadata=meta,
+            source=values.get("source"),
+            occurred_at=None if when is None else _EPOCH + dt.timedelta(microseconds=when),
+            content_hash=v.content_hash(values["text"]),
+        )
+
+    def _source_id(self, rid: str) -> str | None:
+        """The source id holding engramdb id ``rid`` (an older item's is found by deriving
+        every source id's engramdb id once)."""
+        found = self.source.fetch(self.collection, [ENGRAM_PREFIX + rid])
+        if found:
+            return found[0].source_id
+        if self._derived is None:
+            kind = self.source.kind
+            self._derived = {
+                derived_id(f"{kind}:{self.collection}/{sid}"): sid
+                for sid in self.source.source_ids(self.collection)
+                if not sid.startswith(ENGRAM_PREFIX)
+            }
+        return self._derived.get(rid)
+
+    def _delete_source(self, rid: str) -> None:
+        sid = self._source_id(rid)
+        if sid is not None:
+            self.source.remove(self.collection, [sid])
+
+
+# The engine's text and metadata limits, as a default store has them.
+_LIMITS = Settings()
