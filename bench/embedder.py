@@ -238,7 +238,7 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
     log("embedder: threads")
     report["default_threads"] = thread_study(texts, singles, rounds)
     log("embedder: floor (the runtimes with no engramdb code)")
-    report["floor"] = measure_floor(texts[:128], singles[:32], rounds)
+    report["floor"] = measure_floor(texts, singles, rounds)
     log("embedder: cold starts")
     report["cold_start"] = cold_starts(texts, rounds)
     with tempfile.TemporaryDirectory(prefix="engram-bench-embedder-") as tmp:
