@@ -10,9 +10,10 @@ settings), single-text latency (distinct texts, no cache), cold start to the fir
 a new process (and that time less importing engramdb itself) and its RSS after a batch, and
 agreement with torch (cosine per text, top-10 overlap of 50 held-out queries over the
 texts). The default variant also runs at 1 and 2 intra-op threads (what its thread settings
-rest on). End to end, torch against the default: a CLI ``add`` on an existing store (wall
-time of the process) and 32 concurrent single adds over HTTP to ``engramdb serve --workers
-2`` (texts/s and p95 per request).
+rest on). The floor (:mod:`bench.embedder_floor`): the runtimes with no engramdb code around
+them. End to end, torch against the default: a CLI ``add`` on an existing store (wall time of
+the process) and 32 concurrent single adds over HTTP (:mod:`bench.embedder_http`, with the
+hash embedder and a no-op server as the ceilings).
 
     engramdb bench embedder [--quick] [--out DIR]
 """
@@ -21,12 +22,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,13 @@ import numpy as np
 
 from bench.common import latency, log, machine, ratio, write_report
 from bench.data import generate_texts
+from bench.embedder_floor import measure_floor
+from bench.embedder_http import CONCURRENCY as HTTP_CONCURRENCY
+from bench.embedder_http import http_adds
 
 VARIANTS = {"torch": "minilm-torch", "default": "minilm", "int8": "minilm-int8"}
 SEED = 22_000_022
-HTTP_CONCURRENCY = 32
+HTTP_WAVES = 3  # timed waves of 32 adds per server start
 CLI = [sys.executable, "-c", "from engramdb.cli import main; main()"]
 
 COLD_START = """
@@ -208,75 +210,6 @@ def cli_add(folder: Path, rounds: int) -> dict[str, Any]:
     return {v: {"wall_s": round(float(np.median(w)), 3), "samples_s": w} for v, w in walls.items()}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_adds(folder: Path, texts: list[str], rounds: int) -> dict[str, Any]:
-    """32 concurrent single adds over HTTP (2 workers), torch against the default."""
-    import httpx
-
-    out: dict[str, Any] = {"torch": [], "default": []}
-    for r in range(rounds):
-        for variant in ("torch", "default") if r % 2 == 0 else ("default", "torch"):
-            port = _free_port()
-            url = f"sqlite:///{folder / f'http-{variant}-{r}.db'}"
-            extra = {"ENGRAM_EMBEDDER": VARIANTS[variant]}
-            server = subprocess.Popen(
-                [*CLI, "--url", url, "serve"] + ["--port", str(port), "--workers", "2"],
-                env=_env(**extra),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                base = f"http://127.0.0.1:{port}"
-                _wait_ready(base, server)
-                # Both workers load the model before the timed requests.
-                with ThreadPoolExecutor(8) as pool:
-                    list(pool.map(lambda u: httpx.get(u, timeout=300), [f"{base}/health"] * 8))
-                path = f"{base}/v1/namespaces/default/records"
-                batch = texts[r * HTTP_CONCURRENCY : (r + 1) * HTTP_CONCURRENCY]
-
-                def add(text: str, path: str = path) -> float:
-                    started = time.perf_counter()
-                    httpx.post(path, json={"text": text}, timeout=300).raise_for_status()
-                    return time.perf_counter() - started
-
-                started = time.perf_counter()
-                with ThreadPoolExecutor(HTTP_CONCURRENCY) as pool:
-                    each = list(pool.map(add, batch))
-                wall = time.perf_counter() - started
-                out[variant].append({"texts_per_s": len(batch) / wall, "latency": latency(each)})
-            finally:
-                server.terminate()
-                server.wait(60)
-    return {
-        v: {
-            "texts_per_s": round(float(np.median([x["texts_per_s"] for x in runs])), 1),
-            "p95_ms": round(float(np.median([x["latency"]["p95_ms"] for x in runs])), 1),
-            "runs": runs,
-        }
-        for v, runs in out.items()
-    }
-
-
-def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"engramdb serve exited with {server.returncode}")
-        try:
-            httpx.get(f"{base}/docs", timeout=2)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError("engramdb serve did not start")
-
-
 def main(out_dir: Path, quick: bool) -> dict[str, Any]:
     """Run the benchmark; write ``embedder.json``; return the report."""
     started = time.perf_counter()
@@ -287,7 +220,8 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
     texts = generate_texts(n_texts, rng, seen)
     singles = generate_texts(n_singles, rng, seen)
     queries = generate_texts(50, rng, seen)
-    http_texts = generate_texts(HTTP_CONCURRENCY * rounds, rng, seen)
+    http_rounds = 1 if quick else 2
+    http_texts = generate_texts(HTTP_CONCURRENCY * HTTP_WAVES * http_rounds, rng, seen)
     report["config"] = {
         "texts": n_texts,
         "single_texts": n_singles,
@@ -303,14 +237,19 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
     del measured
     log("embedder: threads")
     report["default_threads"] = thread_study(texts, singles, rounds)
+    log("embedder: floor (the runtimes with no engramdb code)")
+    report["floor"] = measure_floor(texts, singles, rounds)
     log("embedder: cold starts")
     report["cold_start"] = cold_starts(texts, rounds)
     with tempfile.TemporaryDirectory(prefix="engram-bench-embedder-") as tmp:
         log("embedder: CLI add")
         report["cli_add"] = cli_add(Path(tmp), rounds)
         log("embedder: HTTP adds")
-        report["http_concurrent_adds"] = http_adds(Path(tmp), http_texts, 1 if quick else 2)
+        report["http_concurrent_adds"] = http_adds(
+            Path(tmp), http_texts, http_rounds, _env(), ["torch", "default", "hash", "noop"]
+        )
     run, agree = report["in_process"], report["agreement_with_torch"]
+    http = report["http_concurrent_adds"]
     report["summary"] = {
         "default_over_torch_throughput": ratio(
             run["default"]["batch_texts_per_s"], run["torch"]["batch_texts_per_s"]
@@ -345,6 +284,14 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
         ),
         "http_p95_ms_default": report["http_concurrent_adds"]["default"]["p95_ms"],
         "http_p95_ms_torch": report["http_concurrent_adds"]["torch"]["p95_ms"],
+        "http_adds_per_s_hash": http["hash"]["texts_per_s"],
+        "http_noop_per_s": http["noop"]["texts_per_s"],
+        # No encoder makes an add cheaper than none: the ceiling of http_default_over_torch.
+        "http_ceiling_over_torch": ratio(http["hash"]["texts_per_s"], http["torch"]["texts_per_s"]),
+        "floor_raw_onnx_over_torch_throughput": report["floor"]["raw_onnx_over_torch_throughput"],
+        "floor_per_request_encoder_over_torch": report["floor"][
+            "per_request_encoder_ceiling_over_torch"
+        ],
     }
     report["quick"] = quick
     report["seconds"] = round(time.perf_counter() - started, 1)
