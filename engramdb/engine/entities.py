@@ -67,6 +67,8 @@ class _Worker(BackgroundWorker):
             try:
                 self.index.drain(None, None, stop=self.halt)
             except Exception:  # the queue keeps the work; the next kick retries
+                if self.stopped:  # close() aborted the batch: it stays queued, say nothing
+                    return
                 log.warning("background entity extraction failed", exc_info=True)
                 if self.halt.wait(1.0):
                     return
@@ -87,6 +89,7 @@ class EntityIndex:
             else EntityExtractor(settings.extract_batch)
         )
         self._lock = threading.Lock()
+        self._closing = False  # close() ran: a failed batch is abandoned, never parked
         self._worker = _Worker(self)
         self.seconds = 0.0  # entity_extraction_seconds: time spent in the NLP step
         self.extracted = 0
@@ -103,7 +106,16 @@ class EntityIndex:
         return self.store
 
     def close(self) -> None:
-        """Stop the worker (what it left queued is drained by the next process)."""
+        """Stop the worker (what it left queued is drained by the next process).
+
+        A batch in the extraction helper is abandoned, not awaited: on a loaded machine
+        the helper's first batch (it loads the NLP pipeline at a low priority) can take
+        longer than a service's shutdown deadline, and the batch is still queued anyway.
+        """
+        self._closing = True
+        self._worker.stopped = True  # before the abort, so its failure is not reported
+        if isinstance(self.extractor, ProcessExtractor):
+            self.extractor.abort()
         self._worker.stop()
 
     # ------------------------------------------------------------------ extraction
@@ -160,6 +172,8 @@ class EntityIndex:
                 results = self.extractor.extract([p.text for p in batch])
                 return list(zip(batch, results, strict=True))
             except Exception:
+                if self._closing:  # aborted by close(): the batch stays queued
+                    raise
                 ok: list[tuple[PendingText, Extraction]] = []
                 for item in batch:
                     try:

@@ -99,6 +99,24 @@ class ProcessExtractor:
 
     def __init__(self, batch_size: int = 64) -> None:
         self.batch_size = batch_size
+        self._state = threading.Lock()  # guards the two flags below
+        self._closed = False  # abort() ran: no batch is sent any more
+        self._waiting: Any = None  # the helper this extractor awaits an answer from
+
+    def abort(self) -> None:
+        """End this extractor: refuse later batches, and fail the one awaited now at once.
+
+        Why: the helper loads the NLP pipeline at a low priority; on a busy machine its
+        first batch takes tens of seconds, and a process shutting down (SIGTERM) would wait
+        for it. Killing the helper makes the waiting ``extract`` raise at once; the batch
+        stays queued in the store for the next process. Another extractor's batch is never
+        touched: the helper is killed only while this extractor is the one waiting on it.
+        """
+        with self._state:
+            self._closed = True
+            proc = self._waiting
+        if proc is not None and proc.is_alive():
+            proc.kill()
 
     def extract(self, texts: list[str]) -> list[Extraction]:
         """Return one extraction per text, parsed in the helper process.
@@ -107,13 +125,22 @@ class ProcessExtractor:
             ExtractionError: the helper failed (the pipeline is missing, or it died).
         """
         with _lock:
+            if self._closed:
+                raise ExtractionError("the extractor is closed")
             conn = _connection(self.batch_size)
+            with self._state:
+                if self._closed:  # abort() ran while the helper started
+                    raise ExtractionError("the extractor is closed")
+                self._waiting = _helper[0] if _helper is not None else None
             try:
                 conn.send(list(texts))
                 status, payload = conn.recv()
             except (EOFError, OSError, BrokenPipeError) as exc:
                 _stop()
                 raise ExtractionError(f"the extraction process died: {exc}") from exc
+            finally:
+                with self._state:
+                    self._waiting = None
         if status != "ok":
             raise ExtractionError(f"extraction failed: {payload}")
         return [_from_dict(d) for d in payload]
