@@ -33,6 +33,14 @@ FINISH_SQL = (
 )
 RELEASE_SQL = "DELETE FROM idempotency_keys WHERE key = {p} AND status = 0"
 PURGE_SQL = "DELETE FROM idempotency_keys WHERE expires_at <= {p}"
+# A restore empties the table, in its own transaction, whichever store it runs on. Why
+# neither the live keys nor the backup's: a live answer belongs to a write the restore may
+# have undone (replaying it would acknowledge a write the store no longer holds); a backup's
+# row may be a claim whose write the snapshot caught half-way (its answer unknown), or come
+# from another store altogether. With no key, a retry runs against the restored content:
+# at worst a write the backup already holds is applied again, where an ``id`` or the same
+# text makes it a no-op; never an answer the store cannot back.
+CLEAR_SQL = "DELETE FROM idempotency_keys"
 
 
 @dataclass(frozen=True, slots=True)

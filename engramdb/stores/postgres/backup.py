@@ -20,6 +20,7 @@ from typing import Any
 
 from engramdb.errors import NotFoundError, ValidationError
 from engramdb.migrations import SCHEMA_HEAD
+from engramdb.stores.idempotency_rows import CLEAR_SQL as CLEAR_IDEMPOTENCY_SQL
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.meta import meta_value
 from engramdb.stores.postgres.schema import current_revision
@@ -135,6 +136,10 @@ class Backup:
     def restore(self, path: Path) -> None:
         """Replace the store's whole content with a backup, in one transaction.
 
+        The idempotency keys (not in a backup) are emptied in the same transaction, not
+        kept: a live answer may be for a write the restore undid (why: see ``CLEAR_SQL`` in
+        :mod:`engramdb.stores.idempotency_rows`).
+
         Raises:
             NotFoundError: there is no such file.
             ValidationError: the file is not a backup of this schema revision.
@@ -180,4 +185,5 @@ class Backup:
                 )
                 c.execute("UPDATE meta SET value = %s WHERE key = 'store_id'", (store_id,))
                 c.execute(RESTORE_GENERATION_SQL.format(p="%s"), (int(top[0] if top else 0) + 1,))
+                c.execute(CLEAR_IDEMPOTENCY_SQL)
         self._restored()

@@ -17,6 +17,7 @@ from engramdb.errors import (
     ValidationError,
 )
 from engramdb.migrations import SCHEMA_HEAD, SCHEMA_REVISIONS
+from engramdb.stores.idempotency_rows import CLEAR_SQL as CLEAR_IDEMPOTENCY_SQL
 from engramdb.stores.rows import MAX_GENERATION_SQL, RESTORE_GENERATION_SQL
 from engramdb.stores.sqlite.connection import Connections, translate
 from engramdb.stores.sqlite.keys_table import carried_over
@@ -59,7 +60,12 @@ class Backups:
             raise translate(exc, "backing up") from exc
 
     def restore(self, path: Path) -> None:
-        """Replace the store's content with a backup (other processes must be stopped)."""
+        """Replace the store's content with a backup (other processes must be stopped).
+
+        The service's keys and audit log stay the live ones (``carried_over``); the
+        idempotency keys are emptied, neither the live ones nor the backup's (why: see
+        ``CLEAR_SQL`` in :mod:`engramdb.stores.idempotency_rows`).
+        """
         path = Path(path)
         if not path.exists():
             raise NotFoundError(f"backup file {path} does not exist")
@@ -97,6 +103,7 @@ class Backups:
                     )
                     dst.execute("UPDATE meta SET value = ? WHERE key = 'store_id'", (store_id,))
                     dst.execute(RESTORE_GENERATION_SQL.format(p="?"), (top + 1,))
+                    dst.execute(CLEAR_IDEMPOTENCY_SQL)
             finally:
                 src.close()
         except sqlite3.Error as exc:

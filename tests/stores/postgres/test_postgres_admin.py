@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from engramdb import HashEmbedder, Memory
+from engramdb.ops.idempotency import IdempotencyService
 
 pytestmark_pg = pytest.mark.postgres
 
@@ -102,3 +103,22 @@ def test_forget_compact_leaves_no_trace_in_the_data_files(postgres_url: str) -> 
         assert mem.count(user_id="bob") == 100
     finally:
         mem.close()
+
+
+@pytestmark_pg
+def test_restore_empties_the_idempotency_keys(pg: Memory, tmp_path: Path) -> None:
+    """A backup holds no keys, and the live answers may be for writes the restore undid:
+    after it, a retried write runs again instead of replaying their answer."""
+    keys = IdempotencyService.of(pg, ttl_s=3600, lease_s=600)
+    assert keys is not None
+    assert keys.claim("before-backup") is None
+    keys.finish("before-backup", 201, [], b'{"n": 1}')
+    pg.backup(tmp_path / "pg.backup")
+    assert keys.claim("after-backup") is None
+    pg.add("undone by the restore", id="undone")
+    keys.finish("after-backup", 201, [], b'{"n": 2}')
+    pg.restore(tmp_path / "pg.backup")
+    assert len(pg.get_many(["undone"])) == 0
+    for key in ("before-backup", "after-backup"):
+        assert keys.state(key) is None, key
+    assert keys.claim("after-backup") is None  # the retried write runs again
