@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,37 @@ def test_a_killed_extraction_process_is_started_again(store_url: str) -> None:
         assert {"Maria Garcia", "Paris"} <= set(by_name(m.entities()))
         assert m.stats()["entities"]["failed"] == 0
         assert process._helper is not None and process._helper[0].pid != helper.pid  # noqa: SLF001
+
+
+@pytest.mark.fault
+def test_close_abandons_a_batch_the_helper_does_not_answer(store_url: str) -> None:
+    """A helper that never answers (stopped: a stand-in for one still loading its pipeline
+    on a busy machine) does not hold up ``close`` (SIGTERM's shutdown); the batch it was
+    given stays queued for the next process, neither lost nor parked as failed."""
+    from engramdb.extract import process
+
+    m = open_memory(store_url, extract="background")
+    helper = None
+    try:
+        extractor = m._engine._entities.extractor  # noqa: SLF001 - the worker's extractor
+        process._connection(64)  # noqa: SLF001 - start the helper now, to stop it
+        assert process._helper is not None  # noqa: SLF001
+        helper = process._helper[0]  # noqa: SLF001
+        os.kill(helper.pid, signal.SIGSTOP)
+        m.add("John works for Microsoft.")
+        deadline = time.monotonic() + 60  # a bound for a failure, not a measurement
+        while extractor._waiting is None and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.01)
+        assert extractor._waiting is helper  # noqa: SLF001 - the worker awaits its answer
+        closer = threading.Thread(target=m.close)
+        closer.start()
+        closer.join(timeout=60)
+        assert not closer.is_alive(), "close() waited for a helper that never answers"
+        assert not helper.is_alive()
+    finally:
+        if helper is not None and helper.is_alive():
+            helper.kill()
+        m.close()
+    with open_memory(store_url, extract="off") as again:
+        stats = again.stats()["entities"]
+        assert (stats["pending"], stats["failed"]) == (1, 0)
