@@ -152,10 +152,10 @@ def test_a_killed_extraction_process_is_started_again(store_url: str) -> None:
         m.add("John works for Microsoft.")
         assert set(by_name(m.entities())) == {"John", "Microsoft"}
         assert process._helper is not None  # noqa: SLF001 - the helper this process started
-        helper = process._helper[0]  # noqa: SLF001
+        helper = process._helper.proc  # noqa: SLF001
         helper.kill()
-        helper.join()
+        helper.wait()
         m.add("Maria Garcia lives in Paris.")
         assert {"Maria Garcia", "Paris"} <= set(by_name(m.entities()))
         assert m.stats()["entities"]["failed"] == 0
-        assert process._helper is not None and process._helper[0].pid != helper.pid  # noqa: SLF001
+        assert process._helper is not None and process._helper.proc.pid != helper.pid  # noqa: SLF001
