@@ -90,6 +90,7 @@ class Engine:
         self._threads = Threads(settings, store, self.cache)
         self._admin = Admin(settings, store, self.cache, self._encoder)
         self._entities = EntityIndex(settings, store)
+        self._writer.on_written = self._entities.written
         self.summaries = ThreadSummaries(settings, self._encoder, self.add, self.update)
         self._consolidator = Consolidator(
             settings, store, self.cache, self._encoder, self._records, self.summaries
@@ -178,12 +179,10 @@ class Engine:
         remember: bool,
     ) -> list[AddResult]:
         """Append conversation turns as events and (optionally) as searchable records."""
-        results = self._writer.add_messages(
+        # The writer wakes the entity extraction for the messages and again for any facts.
+        return self._writer.add_messages(
             namespace, thread_id, messages, user_id, agent_id, remember
         )
-        if remember:
-            self._entities.written(namespace)
-        return results
 
     def get(self, namespace: str, record_id: str) -> MemoryRecord:
         """Return one record (live, or archived by consolidation) or raise NotFoundError."""

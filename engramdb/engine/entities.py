@@ -10,7 +10,9 @@ Every read of entities first drains what is pending in the scope it reads (names
 user when given), under the same lock as the worker, so a caller never sees a record
 without its entities after ``add`` returned. A batch that the NLP step fails on is retried
 text by text; a text that still fails is parked (counted as ``failed``), never lost, and
-``doctor --repair`` queues it again.
+``doctor --repair`` queues it again. A batch interrupted rather than failed (the helper
+process killed, this process exiting) is not the texts' fault: it stays queued for the next
+drain, here or in the next process to open the store.
 
 After each batch, the alias step (:func:`engramdb.extract.alias_links`) joins the short
 forms of people's names in each (namespace, user) scope the batch touched.
@@ -26,7 +28,13 @@ from typing import Any
 from engramdb.config import Settings
 from engramdb.engine import validation as v
 from engramdb.errors import NotFoundError, NotSupportedError, ValidationError
-from engramdb.extract import EntityExtractor, ProcessExtractor, alias_links
+from engramdb.extract import (
+    EntityExtractor,
+    ExtractionInterrupted,
+    ProcessExtractor,
+    alias_links,
+    exiting,
+)
 from engramdb.models import Entity, EntityGraph, Extraction
 from engramdb.observe import timing
 from engramdb.stores.background import BackgroundWorker
@@ -41,6 +49,9 @@ RELATION_TYPES = frozenset(
 MENTION_LIMIT = 1000  # mentions returned by entity(id)
 DEBOUNCE_S = 0.2  # the worker waits this long after a write before extracting
 OPEN_DELAY_S = 2.0  # ... and this long after an open that found records queued
+# A batch interrupted this many times in a row while the process is not exiting is treated
+# as failing (a text that kills the helper each time would otherwise be retried forever).
+MAX_INTERRUPTS = 3
 
 
 class _Worker(BackgroundWorker):
@@ -66,9 +77,12 @@ class _Worker(BackgroundWorker):
             self.wake.clear()
             try:
                 self.index.drain(None, None, stop=self.halt)
-            except Exception:  # the queue keeps the work; the next kick retries
-                if self.stopped:  # close() aborted the batch: it stays queued, say nothing
+            except ExtractionInterrupted as exc:  # stays queued; retried after a pause
+                log.info("entity extraction interrupted, left queued: %s", exc)
+                if self.halt.wait(1.0):
                     return
+                self.wake.set()
+            except Exception:  # the queue keeps the work; the next kick retries
                 log.warning("background entity extraction failed", exc_info=True)
                 if self.halt.wait(1.0):
                     return
@@ -89,10 +103,11 @@ class EntityIndex:
             else EntityExtractor(settings.extract_batch)
         )
         self._lock = threading.Lock()
-        self._closing = False  # close() ran: a failed batch is abandoned, never parked
+        self._closing = False  # close() ran: an interrupted batch is abandoned, never judged
         self._worker = _Worker(self)
         self.seconds = 0.0  # entity_extraction_seconds: time spent in the NLP step
         self.extracted = 0
+        self._interrupts = 0  # consecutive interrupted batches (see MAX_INTERRUPTS)
         # Records left queued by another process (or by an upgrade, which queues a store's
         # history) are extracted in the background from the start, not at the first read.
         es = self.store
@@ -113,7 +128,6 @@ class EntityIndex:
         longer than a service's shutdown deadline, and the batch is still queued anyway.
         """
         self._closing = True
-        self._worker.stopped = True  # before the abort, so its failure is not reported
         if isinstance(self.extractor, ProcessExtractor):
             self.extractor.abort()
         self._worker.stop()
@@ -155,7 +169,12 @@ class EntityIndex:
                 batch = store.extraction_pending(namespace, user_id, self.settings.extract_batch)
                 if not batch:
                     return done
-                found = self._extract(store, batch)
+                try:
+                    found = self._extract(store, batch)
+                except ExtractionInterrupted:
+                    if exiting() or self._closing or (stop is not None and stop.is_set()):
+                        raise  # left queued for the next process
+                    continue  # a fresh helper takes the batch (see MAX_INTERRUPTS)
                 if found:
                     store.write_extractions(found)
                     self._aliases(store, found)
@@ -168,20 +187,34 @@ class EntityIndex:
         """Run the NLP step; texts it fails on are parked, the others returned."""
         start = time.perf_counter()
         try:
+            give_up = False  # True: a text the helper dies on is parked like a failing one
             try:
                 results = self.extractor.extract([p.text for p in batch])
+                self._interrupts = 0
                 return list(zip(batch, results, strict=True))
+            except ExtractionInterrupted:
+                self._interrupts += 1
+                if exiting() or self._closing or self._interrupts < MAX_INTERRUPTS:
+                    raise  # not judged: the batch stays queued
+                self._interrupts, give_up = 0, True
             except Exception:
-                if self._closing:  # aborted by close(): the batch stays queued
-                    raise
-                ok: list[tuple[PendingText, Extraction]] = []
-                for item in batch:
-                    try:
-                        ok.append((item, self.extractor.extract([item.text])[0]))
-                    except Exception as exc:
+                log.info("entity extraction failed for a batch; retrying text by text")
+            ok: list[tuple[PendingText, Extraction]] = []
+            for item in batch:
+                try:
+                    ok.append((item, self.extractor.extract([item.text])[0]))
+                except ExtractionInterrupted as exc:
+                    if give_up and not exiting() and not self._closing:
                         log.warning("entity extraction failed for record %s", item.record_id)
                         store.fail_extraction(item, f"{type(exc).__name__}: {exc}")
-                return ok
+                        continue
+                    if ok:  # keep what was judged; the rest stays queued
+                        store.write_extractions(ok)
+                    raise
+                except Exception as exc:
+                    log.warning("entity extraction failed for record %s", item.record_id)
+                    store.fail_extraction(item, f"{type(exc).__name__}: {exc}")
+            return ok
         finally:
             took = time.perf_counter() - start
             self.seconds += took

@@ -91,6 +91,8 @@ class FactRecorder:
                 stored = self._store(namespace, p, rec, fact)
                 if stored is not None:
                     out.append(stored)
+        if out:  # fact records are records: their entities are extracted like any add's
+            self.writer.on_written(namespace)
         return out
 
     def _store(

@@ -10,7 +10,7 @@ cached copy.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from engramdb.cache import Cache
@@ -52,6 +52,9 @@ class Writer:
         self.records = records
         self.context = ContextIndex(settings, store)
         self.facts = FactRecorder(settings, records, self)
+        # Called with the namespace after add_messages stored records (its messages, then
+        # its facts): the engine wakes the entity extraction there (see Engine.__init__).
+        self.on_written: Callable[[str], None] = _nothing
 
     def add(
         self,
@@ -152,6 +155,7 @@ class Writer:
         results = self.store.add_records(namespace, records, "abort", events=events)
         if not remember:
             return [AddResult(i, "written", None) for i in range(len(events))]
+        self.on_written(namespace)  # the messages' extraction need not wait for the facts
         if span is not None:
             # The earlier (and any later) turns now have a new neighbour: correct their index.
             # A separate transaction: the keyword index is derived, and the new turns were
@@ -253,3 +257,7 @@ class Writer:
 def _occurred_us(record: MemoryRecord) -> int:
     """A stored record's ``occurred_at`` in epoch microseconds (always set on write)."""
     return now_us() if record.occurred_at is None else to_us(record.occurred_at, "occurred_at")
+
+
+def _nothing(namespace: str) -> None:
+    """The default ``on_written``: nobody to tell."""

@@ -6,6 +6,14 @@ pipeline is loaded lazily, once per process, and offline (an installed model pac
 
 from engramdb.extract.entities import EntityExtractor, load_pipeline
 from engramdb.extract.names import alias_links, normalise
-from engramdb.extract.process import ProcessExtractor
+from engramdb.extract.process import ExtractionInterrupted, ProcessExtractor, exiting
 
-__all__ = ["EntityExtractor", "ProcessExtractor", "alias_links", "load_pipeline", "normalise"]
+__all__ = [
+    "EntityExtractor",
+    "ExtractionInterrupted",
+    "ProcessExtractor",
+    "alias_links",
+    "exiting",
+    "load_pipeline",
+    "normalise",
+]

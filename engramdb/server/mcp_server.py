@@ -37,6 +37,7 @@ from engramdb.ops.keys import Principal
 from engramdb.server import entity_schemas as es
 from engramdb.server import schemas as s
 from engramdb.server.auth import PRINCIPAL
+from engramdb.server.consolidate_routes import ConsolidationOut
 from engramdb.server.logs import accept_request_id, current_request_id, request_id_context
 
 log = logging.getLogger("engramdb.mcp")
@@ -74,7 +75,14 @@ class NamespaceResolver(Protocol):
 
 # The tools that write: a read-only key may not call them.
 WRITE_TOOLS = frozenset(
-    {"add_memory", "update_memory", "delete_memory", "add_messages", "set_slots"}
+    {
+        "add_memory",
+        "update_memory",
+        "delete_memory",
+        "add_messages",
+        "set_slots",
+        "consolidate_memory",  # a write even with dry_run: one tool, one rule (as REST)
+    }
 )
 # The tool being run (set by :func:`tool_call`), for the resolver's read-only check.
 _current_tool: ContextVar[str] = ContextVar("engramdb_mcp_tool", default="")
@@ -429,6 +437,26 @@ def _register(server: MCPServer, tools: Tools) -> None:
         )
         return _json(s.SlotsOut.of(slots))
 
+    @server.tool(
+        name="consolidate_memory",
+        description="Tidy the memory (the namespace, or one user's or thread's part): merge "
+        "near-duplicates, drop expired memories, archive faded unimportant ones, summarize "
+        "long threads. Returns what it did; with dry_run it only reports what it would do. "
+        "Merges and archives can be undone by the operator.",
+    )
+    @tool_call("consolidate_memory")
+    async def consolidate_memory(
+        ctx: Context,
+        user_id: UserArg = None,
+        thread_id: ThreadArg = None,
+        dry_run: Annotated[bool, Field(description="Report the plan, change nothing")] = False,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        report = await tools.scoped(ctx, namespace).consolidate(
+            user_id=user_id, thread_id=thread_id, dry_run=dry_run
+        )
+        return _json(ConsolidationOut.of(report))
+
     _register_entities(server, tools)
 
 
@@ -501,6 +529,7 @@ TOOL_NAMES = (
     "get_thread",
     "get_slots",
     "set_slots",
+    "consolidate_memory",
     "search_entities",
     "get_entity",
     "get_entity_relations",

@@ -155,13 +155,13 @@ def test_a_killed_extraction_process_is_started_again(store_url: str) -> None:
         m.add("John works for Microsoft.")
         assert set(by_name(m.entities())) == {"John", "Microsoft"}
         assert process._helper is not None  # noqa: SLF001 - the helper this process started
-        helper = process._helper[0]  # noqa: SLF001
+        helper = process._helper.proc  # noqa: SLF001
         helper.kill()
-        helper.join()
+        helper.wait()
         m.add("Maria Garcia lives in Paris.")
         assert {"Maria Garcia", "Paris"} <= set(by_name(m.entities()))
         assert m.stats()["entities"]["failed"] == 0
-        assert process._helper is not None and process._helper[0].pid != helper.pid  # noqa: SLF001
+        assert process._helper is not None and process._helper.proc.pid != helper.pid  # noqa: SLF001
 
 
 @pytest.mark.fault
@@ -175,9 +175,7 @@ def test_close_abandons_a_batch_the_helper_does_not_answer(store_url: str) -> No
     helper = None
     try:
         extractor = m._engine._entities.extractor  # noqa: SLF001 - the worker's extractor
-        process._connection(64)  # noqa: SLF001 - start the helper now, to stop it
-        assert process._helper is not None  # noqa: SLF001
-        helper = process._helper[0]  # noqa: SLF001
+        helper = process._current(64).proc  # noqa: SLF001 - start the helper now, to stop it
         os.kill(helper.pid, signal.SIGSTOP)
         m.add("John works for Microsoft.")
         deadline = time.monotonic() + 60  # a bound for a failure, not a measurement
@@ -188,9 +186,9 @@ def test_close_abandons_a_batch_the_helper_does_not_answer(store_url: str) -> No
         closer.start()
         closer.join(timeout=60)
         assert not closer.is_alive(), "close() waited for a helper that never answers"
-        assert not helper.is_alive()
+        assert helper.poll() is not None
     finally:
-        if helper is not None and helper.is_alive():
+        if helper is not None and helper.poll() is None:
             helper.kill()
         m.close()
     with open_memory(store_url, extract="off") as again:

@@ -230,3 +230,37 @@ def test_the_llm_extractor_speaks_the_protocol(store_url: str, chat: ChatServer)
         out = m.add_messages("llm", [{"role": "user", "content": "I moved to Oslo"}], user_id="ana")
         assert out[0].outcome == "written"
         assert len(facts(m)) == 2
+
+
+def test_fact_records_are_queued_and_extracted_like_any_add(store_url: str) -> None:
+    """add_messages wakes extraction for its messages, then again for the facts it wrote."""
+    from engramdb.extract.facts import FactInput, PatternFactExtractor
+
+    mem = Memory(
+        store_url,
+        embedder=HashEmbedder(384),
+        settings=Settings(facts="patterns", extract="inline"),
+    )
+    pending_during_facts: list[int] = []
+
+    class Watching(PatternFactExtractor):
+        """The real pattern extractor, noting what was still queued when it ran."""
+
+        def extract(self, messages: list[FactInput]) -> list[list[Any]]:
+            pending_during_facts.append(mem.stats()["entities"]["pending"])
+            return super().extract(messages)
+
+    try:
+        mem._engine._writer.facts.extractor = Watching(8)  # noqa: SLF001 - our own double
+        say(mem, "I moved to Lisbon last year.", at(2024))
+        # The message was extracted before the facts were worked out ...
+        assert pending_during_facts == [0]
+        assert [f.text for f in facts(mem)] == ["user lives in Lisbon"]
+        # ... and the fact record was extracted too, with no later write and no entity read
+        # (stats counts the tables, it does not catch up).
+        stats = mem.stats()["entities"]
+        assert (stats["pending"], stats["failed"], stats["mentions"]) == (0, 0, 2)
+        lisbon = [e for e in mem.entities() if e.name == "Lisbon"]
+        assert [e.mention_count for e in lisbon] == [2]
+    finally:
+        mem.close()

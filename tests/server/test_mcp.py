@@ -233,6 +233,39 @@ async def test_stdio_entity_tools(tmp_path: Path) -> None:
         )
 
 
+async def test_stdio_consolidate_memory(tmp_path: Path) -> None:
+    """consolidate_memory plans (dry_run) and then merges near-duplicates of one user."""
+    nurse = "Alice lives in Lisbon and works as a nurse at the hospital"
+    nurse_2 = "alice lives in lisbon, and works as a nurse at the hospital!!"  # cosine 1.0
+    async with Client(stdio_params(tmp_path / "consolidate.db")) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        schema = tools["consolidate_memory"].input_schema["properties"]
+        assert {"user_id", "thread_id", "dry_run", "namespace"} <= set(schema)
+        first = ok(await client.call_tool("add_memory", {"text": nurse, "user_id": "alice"}))
+        second = ok(await client.call_tool("add_memory", {"text": nurse_2, "user_id": "alice"}))
+        ok(await client.call_tool("add_memory", {"text": nurse, "user_id": "bob"}))
+
+        plan = ok(await client.call_tool("consolidate_memory", {"dry_run": True}))
+        assert plan["dry_run"] is True
+        assert [(m["survivor_id"], m["merged_ids"]) for m in plan["merges"]] == [
+            (second["id"], [first["id"]])
+        ]
+        assert ok(await client.call_tool("get_memory", {"id": first["id"]}))["id"] == first["id"]
+        listed = ok(await client.call_tool("search_memory", {"query": "nurse", "mode": "keyword"}))
+        assert len(listed["hits"]) == 3  # the dry run changed nothing
+
+        other_user = ok(await client.call_tool("consolidate_memory", {"user_id": "bob"}))
+        assert other_user["merges"] == []
+        done = ok(await client.call_tool("consolidate_memory", {"user_id": "alice"}))
+        assert done["dry_run"] is False and done["merges"] == plan["merges"]
+        after = ok(await client.call_tool("search_memory", {"query": "nurse", "mode": "keyword"}))
+        assert first["id"] not in {h["record"]["id"] for h in after["hits"]}
+        assert len(after["hits"]) == 2
+        assert "validation_error" in error_text(
+            await client.call_tool("consolidate_memory", {"user_id": ""})
+        )
+
+
 async def test_stdio_namespace_argument_separates_tenants(tmp_path: Path) -> None:
     async with Client(stdio_params(tmp_path / "ns.db")) as client:
         ok(await client.call_tool("add_memory", {"text": "team a secret", "namespace": "team-a"}))

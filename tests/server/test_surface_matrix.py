@@ -234,6 +234,7 @@ MCP_TOOLS: dict[str, tuple[bool, str, Args]] = {
     "get_thread": (False, OK, _mcp(thread_id="alpha-t")),
     "get_slots": (False, OK, _mcp(thread_id="alpha-t")),
     "set_slots": (True, OK, _mcp(thread_id="alpha-t", values={"step": 2})),
+    "consolidate_memory": (True, OK, _mcp(dry_run=True)),
     "search_entities": (False, OK, _mcp()),
     "get_entity": (False, NOT_FOUND, _mcp(entity_id=1)),
     "get_entity_relations": (False, NOT_FOUND, _mcp(entity_id=1)),
