@@ -44,6 +44,27 @@ class MemoryRecord:
         return out
 
 
+# The fields an ``add`` item may carry: what a caller writes, never what the store derives
+# (namespace, created/updated times, version, content hash, event id). One list for the
+# engine's item check and for copying a record into another store.
+WRITABLE_RECORD_FIELDS = (
+    "id",
+    "text",
+    "user_id",
+    "agent_id",
+    "thread_id",
+    "type",
+    "metadata",
+    "tags",
+    "source",
+    "importance",
+    "occurred_at",
+    "expires_at",
+    "valid_from",
+    "valid_to",
+)
+
+
 @dataclass(slots=True)
 class AddResult:
     """The outcome of one item of an ``add`` call.

@@ -19,25 +19,11 @@ from engramdb.engine.gc_pause import gc_paused
 from engramdb.engine.keyword import index_text
 from engramdb.errors import ValidationError
 from engramdb.ids import new_id
+from engramdb.models import WRITABLE_RECORD_FIELDS
 from engramdb.stores.prepared import PreparedChunk, PreparedEvent, PreparedRecord
 from engramdb.timeutil import now_us
 
-RECORD_FIELDS = {
-    "text",
-    "id",
-    "user_id",
-    "agent_id",
-    "thread_id",
-    "type",
-    "metadata",
-    "tags",
-    "source",
-    "importance",
-    "occurred_at",
-    "expires_at",
-    "valid_from",
-    "valid_to",
-}
+RECORD_FIELDS = frozenset(WRITABLE_RECORD_FIELDS)
 MESSAGE_FIELDS = {"role", "content", "occurred_at", "metadata", "name"}
 
 

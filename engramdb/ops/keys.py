@@ -39,7 +39,7 @@ from engramdb.errors import (
     ValidationError,
 )
 from engramdb.stores import open_store
-from engramdb.stores.base import KeyStore
+from engramdb.stores.base import KeyStore, Store
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.timeutil import now_us
 
@@ -132,12 +132,11 @@ class KeyService:
             print(made.key)
     """
 
-    def __init__(self, store: object, admin_key: str | None = None) -> None:
+    def __init__(self, store: Store, admin_key: str | None = None) -> None:
         if not isinstance(store, KeyStore):
             raise NotSupportedError(
-                f"the {getattr(store, 'backend', type(store).__name__)} store keeps no "
-                "service keys",
-                backend=getattr(store, "backend", None),
+                f"the {store.backend} store keeps no service keys",
+                backend=store.backend,
                 capability="KeyStore",
             )
         if admin_key is not None and not ADMIN_KEY_PATTERN.match(admin_key):

@@ -27,29 +27,12 @@ from engramdb.errors import (
     NotFoundError,
     StoreError,
 )
-from engramdb.models import AddResult, MemoryRecord
+from engramdb.models import WRITABLE_RECORD_FIELDS, AddResult, MemoryRecord
 from engramdb.sidebyside import metrics
 from engramdb.sidebyside.queue import RetryQueue
 
 log = logging.getLogger("engramdb.sidebyside")
 
-# The fields of a record that an add carries, copied from the primary's record.
-REPLICATED_FIELDS = (
-    "id",
-    "text",
-    "user_id",
-    "agent_id",
-    "thread_id",
-    "type",
-    "metadata",
-    "tags",
-    "source",
-    "importance",
-    "occurred_at",
-    "expires_at",
-    "valid_from",
-    "valid_to",
-)
 # Failures that pass: the entry is tried again. Anything else is tried BURY_AFTER times,
 # then moved to the dead-letter table so that the entries behind it can go.
 TRANSIENT = (StoreError, EmbeddingError, OSError, TimeoutError)
@@ -58,7 +41,7 @@ BURY_AFTER = 3
 
 def record_item(record: MemoryRecord) -> dict[str, Any]:
     """The add item that recreates ``record`` (same id) in another store."""
-    item = {name: getattr(record, name) for name in REPLICATED_FIELDS}
+    item = {name: getattr(record, name) for name in WRITABLE_RECORD_FIELDS}
     return {k: v for k, v in item.items() if v is not None and v != [] and v != {}}
 
 

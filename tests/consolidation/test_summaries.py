@@ -6,14 +6,12 @@ OpenAI chat-completions protocol on a free loopback port (not against a real LLM
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pytest
+from protocol_servers import OpenAIProtocolServer
 
 from engramdb import ExtractionError, HashEmbedder, Memory, Settings, ValidationError
 from engramdb.extract.summarize import ExtractiveSummarizer, split_sentences, textrank
@@ -98,69 +96,24 @@ def test_summarize_text_uses_the_extractive_summarizer(tmp_path: Any) -> None:
             m.summarize_text("text", max_sentences=0)
 
 
-class _ChatServer:
-    """A loopback server answering ``POST /v1/chat/completions`` like an OpenAI endpoint."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.status = 200
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(
-                    {"path": self.path, "auth": self.headers.get("Authorization"), **body}
-                )
-                if outer.status != 200:
-                    self.send_response(outer.status)
-                    self.end_headers()
-                    return
-                turns = body["messages"][1]["content"].count("\n") + 1
-                answer = {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {
-                                "role": "assistant",
-                                "content": f"A summary of {turns} lines.",
-                            },
-                            "finish_reason": "stop",
-                        }
-                    ],
-                }
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def _summary_of(body: dict[str, Any]) -> str:
+    """The canned summary: how many lines the user message held."""
+    return f"A summary of {body['messages'][1]['content'].count(chr(10)) + 1} lines."
 
 
 @pytest.fixture
-def chat() -> Iterator[_ChatServer]:
-    s = _ChatServer()
+def chat() -> Iterator[OpenAIProtocolServer]:
+    s = OpenAIProtocolServer()
+    s.chat_answer = _summary_of
     yield s
     s.close()
 
 
-def test_the_http_summarizer_speaks_the_openai_protocol(tmp_path: Any, chat: _ChatServer) -> None:
+def test_the_http_summarizer_speaks_the_openai_protocol(
+    tmp_path: Any, chat: OpenAIProtocolServer
+) -> None:
     settings = {
-        "summarizer_url": chat.url,
+        "summarizer_url": chat.base_url,
         "summarizer_model": "tiny",
         "summarizer_api_key": "k-123",
         "summarize_min_turns": 3,
@@ -172,10 +125,10 @@ def test_the_http_summarizer_speaks_the_openai_protocol(tmp_path: Any, chat: _Ch
         assert m.get(action.summary_id or "").metadata["summarizer"] == "http"
         req = chat.requests[-1]
         assert req["path"] == "/v1/chat/completions"
-        assert req["model"] == "tiny" and req["auth"] == "Bearer k-123"
-        assert [msg["role"] for msg in req["messages"]] == ["system", "user"]
+        assert req["body"]["model"] == "tiny" and req["auth"] == "Bearer k-123"
+        assert [msg["role"] for msg in req["body"]["messages"]] == ["system", "user"]
         assert m.summarize_text("Some text of mine.") == "A summary of 1 lines."
-        chat.status = 500
+        chat.mode = "error"
         with pytest.raises(ExtractionError, match="summarizer"):
             m.summarize_text("Some text of mine.")
 

@@ -162,6 +162,16 @@ def test_an_int8_vector_does_not_depend_on_its_batch() -> None:
         assert float(alone @ batched) >= 0.99999
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_int8_batches_run_one_text_per_call_on_lanes(lanes: int) -> None:
+    """Side by side or one after another, a batch gives each text its own vector, in order."""
+    int8 = OnnxMiniLMEmbedder("int8", batch_threads=lanes)
+    rows = int8.embed(TEXTS)
+    alone = np.concatenate([int8.embed([t]) for t in TEXTS])
+    assert rows.shape == (len(TEXTS), 384)
+    assert np.abs(rows - alone).max() <= 1e-6
+
+
 def test_a_store_built_with_torch_opens_with_onnx(tmp_path: Path, minilm: MiniLMEmbedder) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     with Memory(url, embedder=minilm) as m:

@@ -4,13 +4,12 @@ they began, closed (never deleted) by a newer contradicting fact, answered by va
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from protocol_servers import OpenAIProtocolServer
 
 from engramdb import HashEmbedder, Memory, Settings
 from engramdb.models import MemoryRecord
@@ -130,84 +129,50 @@ def test_facts_are_off_by_default(store_url: str) -> None:
 # ------------------------------------------------------------ the OpenAI-compatible extractor
 
 
-class ChatServer:
-    """A local HTTP server speaking the chat completions protocol with canned answers."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.answer: Any = {"facts": []}
-        self.status = 200
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                length = int(self.headers["Content-Length"])
-                server.requests.append(
-                    {
-                        "path": self.path,
-                        "auth": self.headers.get("Authorization"),
-                        "body": json.loads(self.rfile.read(length)),
-                    }
-                )
-                content = json.dumps(server.answer) if server.status == 200 else "oops"
-                body = json.dumps(
-                    {"choices": [{"message": {"role": "assistant", "content": content}}]}
-                ).encode()
-                self.send_response(server.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def chat() -> Iterator[ChatServer]:
-    server = ChatServer()
+def chat() -> Iterator[OpenAIProtocolServer]:
+    server = OpenAIProtocolServer()
     yield server
     server.close()
 
 
-def test_the_llm_extractor_speaks_the_protocol(store_url: str, chat: ChatServer) -> None:
+def answer_with(chat: OpenAIProtocolServer, answer: Any) -> None:
+    """Make the server's chat completions carry ``answer`` as their JSON content."""
+    chat.chat_answer = lambda body: json.dumps(answer)
+
+
+def test_the_llm_extractor_speaks_the_protocol(store_url: str, chat: OpenAIProtocolServer) -> None:
     settings = Settings(
         facts="openai",
-        facts_llm_url=chat.url,
+        facts_llm_url=chat.base_url,
         facts_llm_model="tiny",
         facts_llm_api_key="sk-local",
         extract="off",
     )
     with Memory(store_url, embedder=HashEmbedder(384), settings=settings) as m:
-        chat.answer = {
-            "facts": [
-                {
-                    "message": 0,
-                    "subject": "user",
-                    "relation": "lives_in",
-                    "object": "Porto",
-                    "since": "2019-01-01",
-                },
-                {
-                    "message": 1,
-                    "subject": "user",
-                    "relation": "lives_in",
-                    "object": "Lisbon",
-                    "since": "2023-01-01T00:00:00+00:00",
-                },
-                {"message": 7, "subject": "user", "relation": "lives_in", "object": "Nowhere"},
-                {"message": 0, "subject": "user", "relation": "hates", "object": "rain"},
-            ]
-        }
+        answer_with(
+            chat,
+            {
+                "facts": [
+                    {
+                        "message": 0,
+                        "subject": "user",
+                        "relation": "lives_in",
+                        "object": "Porto",
+                        "since": "2019-01-01",
+                    },
+                    {
+                        "message": 1,
+                        "subject": "user",
+                        "relation": "lives_in",
+                        "object": "Lisbon",
+                        "since": "2023-01-01T00:00:00+00:00",
+                    },
+                    {"message": 7, "subject": "user", "relation": "lives_in", "object": "Nowhere"},
+                    {"message": 0, "subject": "user", "relation": "hates", "object": "rain"},
+                ]
+            },
+        )
         m.add_messages(
             "llm",
             [
@@ -226,7 +191,7 @@ def test_the_llm_extractor_speaks_the_protocol(store_url: str, chat: ChatServer)
         assert lives_at(m, at(2020)) == ["Porto"]
         assert lives_at(m, at(2024)) == ["Lisbon"]
         # A failing endpoint never fails add_messages: the turn is stored without facts.
-        chat.status = 500
+        chat.mode = "error"
         out = m.add_messages("llm", [{"role": "user", "content": "I moved to Oslo"}], user_id="ana")
         assert out[0].outcome == "written"
         assert len(facts(m)) == 2
