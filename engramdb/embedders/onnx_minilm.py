@@ -6,7 +6,8 @@ built with either opens with the other. The ``int8`` variant has weights quantiz
 its vectors differ, so it carries another name and a store must be re-embedded to switch.
 Its activations are quantized per encoder call (dynamic quantization), which would make a
 text's vector depend on its batch companions, so it encodes one text per call and does not
-coalesce.
+coalesce; a batch runs its one-text calls on parallel lanes instead (one intra-op thread
+each, the lane count chosen by measured throughput like the thread count of fp32 batches).
 
 How a call runs:
 
@@ -34,6 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,16 @@ SMALL_RUN = 4  # texts; a run this small uses the single-query thread count
 _shared_lock = threading.Lock()
 _sessions: dict[tuple[str, int], Any] = {}
 _tokenizers: dict[str, tuple[Any, Any]] = {}
+_lanes: ThreadPoolExecutor | None = None
+
+
+def one_text_lanes() -> ThreadPoolExecutor:
+    """The process's pool for one-text encoder calls run side by side (int8 batches)."""
+    global _lanes
+    with _shared_lock:
+        if _lanes is None:
+            _lanes = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="engramdb-lane")
+        return _lanes
 
 
 def load_tokenizers(source: Path) -> tuple[Any, Any]:
@@ -199,6 +211,8 @@ class OnnxMiniLMEmbedder:
 
     def _encode(self, encodings: Sequence[Any]) -> np.ndarray:
         """Run the encoder over tokenized texts in length-sorted batches; rows in input order."""
+        if self.batch_size == 1 and len(encodings) > 1:
+            return self._encode_in_lanes(encodings)
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         out = np.empty((len(encodings), self.dim), dtype=np.float32)
         path = self._model_path()
@@ -207,15 +221,38 @@ class OnnxMiniLMEmbedder:
             out[part] = self._run(path, [encodings[i] for i in part])
         return out
 
+    def _encode_in_lanes(self, encodings: Sequence[Any]) -> np.ndarray:
+        """Encode one text per call, ``lanes`` calls at a time (the session runs them at once).
+
+        Each call runs on one intra-op thread, so its vector never depends on another text.
+        """
+        path = self._model_path()
+        lanes = self.batch_threads or self.chooser.pick()
+        session = load_session(path, self.threads)
+        started = time.perf_counter()
+        if lanes == 1:
+            rows = [self._run_session(session, [e]) for e in encodings]
+        else:
+            pool = one_text_lanes()
+            rows = list(pool.map(lambda e: self._run_session(session, [e]), encodings))
+        if not self.batch_threads:
+            self.chooser.record(lanes, len(encodings), time.perf_counter() - started)
+        return np.concatenate(rows, axis=0)
+
+    @staticmethod
+    def _run_session(session: Any, encodings: Sequence[Any]) -> np.ndarray:
+        feed = pad(encodings)
+        wanted = {i.name for i in session.get_inputs()}
+        rows = session.run(None, {k: v for k, v in feed.items() if k in wanted})[0]
+        return np.asarray(rows, dtype=np.float32)
+
     def _run(self, path: Path, encodings: Sequence[Any]) -> np.ndarray:
         small = len(encodings) <= SMALL_RUN
         measured = not small and not self.batch_threads
         threads = self.threads if small else self.batch_threads or self.chooser.pick()
         session = load_session(path, threads)
-        feed = pad(encodings)
-        wanted = {i.name for i in session.get_inputs()}
         started = time.perf_counter()
-        rows = session.run(None, {k: v for k, v in feed.items() if k in wanted})[0]
+        rows = self._run_session(session, encodings)
         if measured:
             self.chooser.record(threads, len(encodings), time.perf_counter() - started)
-        return np.asarray(rows, dtype=np.float32)
+        return rows
