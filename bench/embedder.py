@@ -292,6 +292,9 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
         "floor_per_request_encoder_over_torch": report["floor"][
             "per_request_encoder_ceiling_over_torch"
         ],
+        "floor_int8_one_per_call_over_torch": report["floor"][
+            "int8_one_per_call_over_torch_throughput"
+        ],
     }
     report["quick"] = quick
     report["seconds"] = round(time.perf_counter() - started, 1)
