@@ -42,6 +42,7 @@ from engramdb.engine import validation as v
 from engramdb.errors import NotFoundError, ValidationError
 from engramdb.ids import new_id
 from engramdb.models import (
+    WRITABLE_RECORD_FIELDS,
     AddResult,
     MemoryRecord,
     RecordPage,
@@ -105,6 +106,14 @@ class LegacyMemory:
         self.namespace = namespace or self.collection
         self.embedder = embedder
         self._derived: dict[str, str] | None = None  # engramdb id -> older item's source id
+
+    @property
+    def unheld_fields(self) -> frozenset[str]:
+        """The record fields this store cannot keep (the mapping gives them no column, or a
+        constant): ``reconcile`` leaves them out of its comparison."""
+        held = {"id", "text", "metadata"}
+        held.update(n for n in (*_SCOPES, "occurred_at") if self._field(n))
+        return frozenset(WRITABLE_RECORD_FIELDS) - held
 
     # --- writes -------------------------------------------------------------------------
 
@@ -330,7 +339,8 @@ class LegacyMemory:
             thread_id=item.get("thread_id"),
             metadata=dict(meta),
             source=item.get("source"),
-            occurred_at=when if isinstance(when, dt.datetime) else None,
+            # Like engramdb, a record without a time happened when it was written.
+            occurred_at=when if isinstance(when, dt.datetime) else dt.datetime.now(dt.UTC),
             content_hash=v.content_hash(text),
         )
 
