@@ -28,6 +28,11 @@ from engramdb.config import url_without_password
 def serve_cmd(host: str | None, port: int | None, workers: int, zmq_url: str | None) -> None:
     """Run the REST service over the store (OpenAPI docs at /docs)."""
     settings = state().settings()
+    if settings.sidebyside_old and workers > 1:
+        raise click.UsageError(
+            "side by side (ENGRAM_SIDEBYSIDE_OLD) runs in one worker process: its retry "
+            "queue is drained by the process that owns it; use --workers 1"
+        )
     host = settings.host if host is None else host
     port = settings.port if port is None else port
     try:
