@@ -12,8 +12,8 @@ from server_helpers import assert_error
 
 from engramdb import Memory
 from engramdb.server.keys_routes import KEY_ROUTES
-from engramdb.server.sidebyside_routes import SIDEBYSIDE_ROUTES
 from engramdb.server.routes import ROUTES_BY_VERB
+from engramdb.server.sidebyside_routes import SIDEBYSIDE_ROUTES
 
 NS = "/v1/namespaces/team-a"
 RECORD_KEYS = {
