@@ -148,7 +148,11 @@ class LegacyMemory:
             # provenance migrate gives it.
             self.source.put(self.collection, [self._item_of(record, sid)])
             return self.get(id)
-        self._delete_source(id)
+        # Every adapter's put replaces by source id, so the item is rewritten where it is
+        # (a Redis turn keeps its place in its conversation; one that changes conversation
+        # leaves the old one first, since Redis looks for it in the new one only).
+        if record.thread_id != old.thread_id:
+            self._delete_source(id)
         self.source.put(self.collection, [self._item_of(record)])
         return record
 

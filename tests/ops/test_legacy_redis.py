@@ -87,11 +87,20 @@ def test_redis_lists_as_the_dual_write_secondary(tmp_path: Path, redis_server: R
             assert json.loads(r.hget("chat:t2", "2"))["$engram_id"] == in_hash
         fresh = dual.add("Hello again", thread_id="t3", user_id="u2")[0].record.id
         assert [t["content"] for t in _turns(redis_server, "chat:t3")] == ["Hello again"]
+        moved = legacy.add("Wrong conversation", thread_id="t3")[0].record.id
+        legacy.update(moved, thread_id="t4")  # a turn that changes thread leaves the old one
+        assert [t["content"] for t in _turns(redis_server, "chat:t3")] == ["Hello again"]
+        assert [t["content"] for t in _turns(redis_server, "chat:t4")] == ["Wrong conversation"]
+        assert legacy.get(moved).thread_id == "t4"
 
         # An update rewrites the turn where it is; a replayed add lands once.
+        dual.add("And a vegetarian meal", thread_id="t1")
         dual.update(rid, text="Please make it an aisle seat")
         turns = _turns(redis_server, "chat:t1")
-        assert len(turns) == 3 and turns[2]["content"] == "Please make it an aisle seat"
+        assert [t["content"] for t in turns[2:]] == [
+            "Please make it an aisle seat",
+            "And a vegetarian meal",
+        ]
         legacy.add([{"id": fresh, "text": "Hello again", "thread_id": "t3", "user_id": "u2"}])
         assert len(_turns(redis_server, "chat:t3")) == 1
 
@@ -107,6 +116,7 @@ def test_redis_lists_as_the_dual_write_secondary(tmp_path: Path, redis_server: R
         assert [t["content"] for t in _turns(redis_server, "chat:t1")] == [
             "I need a flight to Oslo",
             "Booked Friday 9:40",
+            "And a vegetarian meal",
         ]
         with pytest.raises(NotFoundError):
             legacy.get(rid)

@@ -18,7 +18,8 @@ which must match the pattern), as a JSON object the reader above reads back (the
 fields, ``$engram_id``, no other ``$`` field); replacing a turn rewrites it in place.
 Removing a list turn shifts the positions after it, so an older turn behind it (one without
 ``$engram_id``) gets a new source id and with it a new derived engramdb id; turns written
-here keep theirs. Lookups by ``engram:`` id scan the keys (Redis has no index on them).
+here keep theirs. A write looks for the turn in its thread's key only; a read by ``engram:``
+id scans the pattern's keys (Redis has no index on them).
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ class RedisSource:
     def _keys(self) -> list[bytes]:
         return sorted(self._client.scan_iter(match=self.pattern, count=1000))
 
-    def _items(self) -> Iterator[SourceItem]:
-        for raw_key in self._keys():
+    def _items(self, keys: list[bytes] | None = None) -> Iterator[SourceItem]:
+        for raw_key in self._keys() if keys is None else keys:
             key = raw_key.decode("utf-8", errors="replace")
             thread = key[len(self.prefix) :] or key
             kind = self._client.type(raw_key).decode()
@@ -151,11 +152,10 @@ class RedisSource:
         self._check(collection)
         for item in items:
             sid = item.source_id
-            found = self._locate([sid]).get(sid)
-            if found is not None and not sid.startswith(ENGRAM):
-                thread = found[0][len(self.prefix) :]
-            else:
+            if sid.startswith(ENGRAM):
                 thread = str(item.fields.get("$thread") or "")
+            else:  # an older turn: its position names its thread
+                thread = sid.rpartition("/")[0]
             if not thread:
                 raise ValidationError(
                     "a Redis turn needs a thread id (the key's suffix)", field="thread_id"
@@ -165,11 +165,12 @@ class RedisSource:
                 turn[ENGRAM_ID] = sid[len(ENGRAM) :]
             raw = json.dumps(turn, default=str)
             key = self.prefix + thread
-            if found is not None and found[0] == key:
+            # Only the thread's own key is searched: a turn that changes thread is removed
+            # from the old one first (LegacyMemory.update does).
+            found = self._locate([sid], [key]).get(sid)
+            if found is not None:
                 self._replace(key, found[1], raw)
             else:
-                if found is not None:  # the turn moves to another thread
-                    self._remove_at(*found)
                 self._append(key, raw)
 
     def remove(self, collection: str, source_ids: list[str]) -> None:
@@ -184,7 +185,10 @@ class RedisSource:
         """The turns with these source ids (absent ones left out)."""
         self._check(collection)
         wanted = set(source_ids)
-        return [i for i in self._items() if i.source_id in wanted and i.error is None]
+        keys = None
+        if not any(sid.startswith(ENGRAM) for sid in wanted):  # positions name their keys
+            keys = sorted({(self.prefix + sid.rpartition("/")[0]).encode() for sid in wanted})
+        return [i for i in self._items(keys) if i.source_id in wanted and i.error is None]
 
     def source_ids(self, collection: str) -> list[str]:
         """Every readable turn's source id."""
@@ -208,11 +212,14 @@ class RedisSource:
                 field="collection",
             )
 
-    def _locate(self, source_ids: list[str]) -> dict[str, tuple[str, str]]:
-        """source id -> (key, position or field) of the turns that exist."""
+    def _locate(
+        self, source_ids: list[str], keys: list[str] | None = None
+    ) -> dict[str, tuple[str, str]]:
+        """source id -> (key, position or field) of the turns that exist (in ``keys``, or
+        under the whole pattern)."""
         wanted = set(source_ids)
         out: dict[str, tuple[str, str]] = {}
-        for item in self._items():
+        for item in self._items(None if keys is None else [k.encode() for k in keys]):
             if item.source_id in wanted and item.error is None:
                 out[item.source_id] = (str(item.fields["$key"]), str(item.fields["$index"]))
         return out
