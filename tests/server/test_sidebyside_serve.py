@@ -99,6 +99,15 @@ def test_serve_side_by_side_with_chroma(
         assert c.get(f"/v1/namespaces/notes/records/{rid}").json()["text"] == (
             "Alice moved to Lisbon"
         )
+        hits = c.post("/v1/namespaces/notes/search", json={"query": "Alice moved to Lisbon"})
+        assert hits.status_code == 200, hits.text
+        assert hits.json()["hits"][0]["record"]["id"] == rid  # Chroma's nearest, same id
+        count = c.post("/v1/namespaces/notes/records/count", json={})
+        assert count.json()["count"] == 4
+        filtered = c.post(
+            "/v1/namespaces/notes/search", json={"query": "x", "filter": {"user_id": "ana"}}
+        )
+        assert "does not support 'filters'" in assert_error(filtered, 422)["message"]
         other = c.post("/v1/namespaces/other/records", json={"text": "not side by side"})
         assert other.status_code == 200  # every other namespace: the service's store alone
 
@@ -112,13 +121,14 @@ def test_serve_side_by_side_with_chroma(
         assert_error(c.put(ROUTE, json={"percent": 100}, headers=ns_key), 403)
 
         # Every read from the new store, every read compared: the migrated copies agree.
+        _wait_compared(c, 3)  # the get, search and count above, before the window restarts
         status = c.put(ROUTE, json={"percent": 100}).json()
         assert status["read_from_new"] == 100
         assert RoutingControl(server.control).read()["read_from_new"] == 100  # type: ignore[index]
         for doc in chroma_docs("notes", 3):
             hits = c.post("/v1/namespaces/notes/search", json={"query": doc, "top_k": 1})
             assert hits.json()["hits"][0]["record"]["text"] == doc
-        status = _wait_compared(c, 3)
+        status = _wait_compared(c, 6)
         agreement = status["agreement"]
         assert (agreement["samples"], agreement["inconsistency"]) == (3, 0.0)
         assert status["rolled_back"] is False and status["dual_write"]["pending"] == 0
