@@ -45,6 +45,12 @@ def serve_cmd(host: str | None, port: int | None, workers: int, zmq_url: str | N
         err=True,
     )
     click.echo(f"OpenAPI docs: http://{shown}:{port}/docs", err=True)
+    if settings.sidebyside_old:
+        click.echo(
+            f"side by side with {url_without_password(settings.sidebyside_old, '***')} "
+            f"(GET/PUT /v1/admin/read-from-new)",
+            err=True,
+        )
     zmq_url = zmq_url or settings.zmq_url
     if zmq_url:
         click.echo(f"ZeroMQ endpoint: {zmq_url}", err=True)

@@ -176,6 +176,7 @@ def test_serve_side_by_side_with_chroma(
     SharedSystemClient.clear_system_cache()
     with LegacyMemory(source, embedder=EMB) as legacy:
         assert legacy.get(rid).text == "Alice moved to Lisbon"
+    assert f"side by side with {source}" in server.log.read_text()
 
 
 def test_serve_refuses_workers_beside_an_old_store(tmp_path: Path) -> None:
