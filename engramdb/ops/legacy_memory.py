@@ -129,6 +129,34 @@ class LegacyMemory:
         self.source.put(self.collection, [self._item_of(r) for r in records])
         return [AddResult(i, "written", r) for i, r in enumerate(records)]
 
+    def add_messages(
+        self,
+        thread_id: str,
+        messages: Sequence[dict[str, Any]],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        remember: bool = True,
+    ) -> list[AddResult]:
+        """Add conversation turns as ``message`` records of the thread (``role`` in their
+        metadata). A legacy store keeps turns only as records: with ``remember=False`` (a
+        dual write's replay, whose message records follow as an ``add``) nothing is written.
+        """
+        if not remember:
+            return []
+        items = [
+            {
+                "text": m.get("content"),
+                "thread_id": thread_id,
+                "type": "message",
+                "user_id": user_id,
+                "agent_id": agent_id,
+                "metadata": {**(m.get("metadata") or {}), "role": m.get("role")},
+            }
+            for m in messages
+        ]
+        return self.add(items)
+
     def update(self, id: str, **fields: Any) -> MemoryRecord:
         """Change a record's text, scope fields or metadata (the item is rewritten)."""
         old = self.get(id)

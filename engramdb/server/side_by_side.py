@@ -4,8 +4,9 @@ One namespace (``sidebyside_namespace``: by default a legacy store's collection 
 namespace ``migrate`` gives it, else the default namespace) is served by the pair; every
 other namespace by the service's own store alone.
 
-* **Writes** (``add``, ``update``, ``delete``; with an engramdb old store also
-  ``delete_all``, ``add_messages``, ``log_event``, ``set_slots`` and ``forget``) go through
+* **Writes** (``add``, ``update``, ``delete``, ``add_messages``, whose turns a legacy store
+  keeps as message records; with an engramdb old store also ``delete_all``, ``log_event``,
+  ``set_slots`` and ``forget``) go through
   :class:`~engramdb.sidebyside.DualWriteMemory` with the service's own store as the
   primary: it validates, assigns ids and answers; the old store is kept in step under the
   same ids, and what it fails to take waits in the durable retry queue
@@ -80,7 +81,7 @@ class SideBySide:
             )
             self.namespace: str = old.namespace
             self._old_root: Any = old
-            self.writes: tuple[str, ...] = BASIC_WRITES
+            self.writes: tuple[str, ...] = (*BASIC_WRITES, "add_messages")
         else:
             self.namespace = settings.sidebyside_namespace or settings.namespace
             self._old_root = Memory(settings=settings.model_copy(update={"url": url}))

@@ -4,18 +4,21 @@ What must hold: with an engramdb old store every write verb of the namespace rea
 stores (records under the same ids, thread events and slots, deletions and erasures); reads
 follow ``read_from_new`` (a record only the old store holds is found at 0% and not at 100%);
 other namespaces are the service's alone; and a server not side by side answers the admin
-route with a 409 that names the setting, and says so on the admin page.
+route with a 409 that names the setting, and says so on the admin page. Beside Redis
+conversation lists, the turns posted to a thread are appended to its list.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from redis_server import RedisServer
 from server_helpers import ADMIN_HEADERS, ADMIN_KEY, assert_error
 
 from engramdb import HashEmbedder, Memory, Settings
@@ -121,3 +124,64 @@ async def test_a_server_not_side_by_side_says_so(tmp_path: Path) -> None:
                 body = assert_error(resp, 409, "conflict")
                 assert "ENGRAM_SIDEBYSIDE_OLD" in str(body["message"])
             assert "Not running side by side" in (await c.get("/admin")).text
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.mark.redis
+async def test_conversation_turns_reach_redis_lists(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with redis_server.client() as r:
+        r.flushall()
+        r.rpush("chat:t1", json.dumps({"role": "user", "content": "I need a flight to Oslo"}))
+    settings = _settings(
+        tmp_path,
+        sidebyside_old=f"{redis_server.url}?pattern=chat:*",
+        sidebyside_queue=str(tmp_path / "dual.queue"),
+        sidebyside_sample=0.0,
+    )
+    mem = Memory(settings=settings, embedder=HashEmbedder(64))
+    app = create_app(mem, settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://engram.test", headers=ADMIN_HEADERS
+        ) as c:
+            status = (await c.get("/v1/admin/read-from-new")).json()
+            assert status["namespace"] == "chat"
+            turns = {
+                "messages": [
+                    {"role": "assistant", "content": "Booked Friday 9:40"},
+                    {"role": "user", "content": "Window seat please"},
+                ],
+                "user_id": "u1",
+            }
+            made = await c.post("/v1/namespaces/chat/threads/t1/messages", json=turns)
+            assert made.status_code == 200, made.text
+            ids = [r["record"]["id"] for r in made.json()["results"]]
+            # Reads at 0% come from Redis: the older turn and the new ones, by their ids.
+            got = await c.get(f"/v1/namespaces/chat/records/{ids[1]}")
+            assert got.json()["text"] == "Window seat please"
+            count = await c.post("/v1/namespaces/chat/records/count", json={})
+            assert count.json()["count"] == 3
+        with redis_server.client() as r:
+            stored = [json.loads(v) for v in r.lrange("chat:t1", 0, -1)]
+        assert [(t["role"], t["content"]) for t in stored] == [
+            ("user", "I need a flight to Oslo"),
+            ("assistant", "Booked Friday 9:40"),
+            ("user", "Window seat please"),
+        ]
+        assert [t.get("$engram_id") for t in stored[1:]] == ids
+        assert stored[2]["user_id"] == "u1"
+    finally:
+        await asyncio.to_thread(app.state.sidebyside.close)
+        await asyncio.to_thread(mem.close)
