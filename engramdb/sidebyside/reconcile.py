@@ -3,11 +3,13 @@
 Records are matched by id (dual-write and migration keep ids) and compared by a digest of
 their content hash and the fields a caller sets (scopes, type, source, tags, metadata,
 importance and the record's times), not by times a store or a migration assigns
-(``created_at``, ``version``, the ``migrated_at`` metadata key). With ``repair`` a record
-missing on one side is copied from the other with its id, and a record that differs is
-rewritten on ``b`` from ``a`` (``a`` is the reference: the primary of a dual write). A side
-named in ``read_only`` is never written: what repair would write there is left, and counted
-as a difference that remains. ``run_every`` repeats a job on a schedule until told to stop.
+(``created_at``, ``version``, the ``migrated_at`` metadata key); a side that holds no time
+for a record (a legacy item without one) does not make it differ by its time. With
+``repair`` a record missing on one side is copied from the other with its id, and a record
+that differs is rewritten on ``b`` from ``a`` (``a`` is the reference: the primary of a dual
+write). A side named in ``read_only`` is never written: what repair would write there is
+left, and counted as a difference that remains. ``run_every`` repeats a job on a schedule
+until told to stop.
 """
 
 from __future__ import annotations
@@ -50,13 +52,29 @@ def _iso(value: Any) -> str:
     raise TypeError(type(value).__name__)
 
 
-def _digests(mem: Any, ignore: Collection[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
+# A record's digest without its time, and its time (None: the side holds none).
+Fingerprint = tuple[str, str | None]
+
+
+def _fingerprint(record: Any, ignore: Collection[str]) -> Fingerprint:
+    when = record.occurred_at
+    kept = None if when is None or "occurred_at" in ignore else _iso(when)
+    return record_digest(record, (*ignore, "occurred_at")), kept
+
+
+def _same(x: Fingerprint, y: Fingerprint) -> bool:
+    """Equal digests, and equal times unless a side holds none (a legacy item without a
+    time, which its copy got when it was written)."""
+    return x[0] == y[0] and (x[1] is None or y[1] is None or x[1] == y[1])
+
+
+def _digests(mem: Any, ignore: Collection[str]) -> dict[str, Fingerprint]:
+    out: dict[str, Fingerprint] = {}
     cursor = None
     while True:
         page = mem.list(limit=PAGE, cursor=cursor, include_expired=True)
         for record in page.records:
-            out[record.id] = record_digest(record, ignore)
+            out[record.id] = _fingerprint(record, ignore)
         cursor = page.next_cursor
         if not cursor:
             return out
@@ -123,7 +141,7 @@ def reconcile(
         diff = NamespaceDiff(a=len(da), b=len(db))
         diff.missing_in_b = sorted(set(da) - set(db))
         diff.missing_in_a = sorted(set(db) - set(da))
-        diff.different = sorted(i for i in set(da) & set(db) if da[i] != db[i])
+        diff.different = sorted(i for i in set(da) & set(db) if not _same(da[i], db[i]))
         if repair and "b" not in read_only:
             diff.repaired += _copy(side_a, side_b, diff.missing_in_b)
             for rid in diff.different:

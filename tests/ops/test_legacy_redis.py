@@ -19,7 +19,7 @@ from redis_server import RedisServer
 from engramdb import HashEmbedder, Memory, NotFoundError, ValidationError
 from engramdb.ops.legacy import derived_id, migrate_legacy
 from engramdb.ops.legacy_memory import LegacyMemory
-from engramdb.sidebyside import DualWriteMemory, ShadowReadMemory
+from engramdb.sidebyside import DualWriteMemory, ShadowReadMemory, reconcile
 
 EMB = HashEmbedder(64)
 pytestmark = pytest.mark.redis
@@ -156,6 +156,16 @@ def test_a_migration_after_dual_writing_finds_the_turns_already_there(
         assert again["written"] == 0, again
         assert new.count() == 5 and new.get(rid).text == "Window seat please"
         assert legacy.get(rid).text == "Window seat please"
+        # Reconcile compares what the turns can hold (the type is the mapping's constant).
+        assert "type" in legacy.unheld_fields and "user_id" not in legacy.unheld_fields
+        report = reconcile(legacy, new, namespaces=["chat"], ignore=legacy.unheld_fields)
+        assert report["differences"] == 0, report
+        new.add("only in engramdb", thread_id="t1", type="message")
+        report = reconcile(
+            legacy, new, namespaces=["chat"], repair=True, ignore=legacy.unheld_fields
+        )
+        assert (report["differences"], report["repaired"]) == (1, 1)
+        assert [t["content"] for t in _turns(redis_server, "chat:t1")][-1] == "only in engramdb"
     finally:
         legacy.close()
         new.close()
