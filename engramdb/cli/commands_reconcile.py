@@ -46,6 +46,7 @@ def _open_pair(
     mapping_file: str | None,
     collection: str | None,
     legacy_embedder: str | None,
+    legacy_read_only: bool,
 ) -> tuple[Any, Any, LegacyMemory | None]:
     """Both sides, and the legacy one if there is one.
 
@@ -54,9 +55,10 @@ def _open_pair(
     """
     legacy = [u for u in (url_a, url_b) if is_legacy(u)]
     if not legacy:
-        if mapping_file or collection or legacy_embedder:
+        if mapping_file or collection or legacy_embedder or legacy_read_only:
             raise ValidationError(
-                "--mapping, --collection and --legacy-embedder apply to a legacy side",
+                "--mapping, --collection, --legacy-embedder and --legacy-read-only apply to "
+                "a legacy side",
                 field="mapping",
             )
         return _open(url_a), _open(url_b), None
@@ -160,7 +162,9 @@ def reconcile_cmd(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--every") from None
     left = 0
-    a_side, b_side, old = _open_pair(url_a, url_b, mapping_file, collection, legacy_embedder)
+    a_side, b_side, old = _open_pair(
+        url_a, url_b, mapping_file, collection, legacy_embedder, legacy_read_only
+    )
     # A legacy store holds one namespace, and the fields its mapping has columns for.
     names = [old.namespace] if old is not None else None
     ignore = old.unheld_fields if old is not None else frozenset()

@@ -441,11 +441,12 @@ class LegacyMemory:
 
     def _source_id(self, rid: str) -> str | None:
         """The source id holding engramdb id ``rid`` (an older item's is found by deriving
-        every source id's engramdb id once)."""
+        every source id's engramdb id, again when an id is not among them: the team's own
+        code keeps writing the store while it runs beside engramdb)."""
         found = self.source.fetch(self.collection, [ENGRAM_PREFIX + rid])
         if found:
             return found[0].source_id
-        if self._derived is None:
+        if self._derived is None or rid not in self._derived:
             kind = self.source.kind
             self._derived = {
                 derived_id(f"{kind}:{self.collection}/{sid}"): sid

@@ -121,6 +121,9 @@ def test_redis_lists_as_the_dual_write_secondary(tmp_path: Path, redis_server: R
         with pytest.raises(NotFoundError):
             legacy.get(rid)
         assert legacy.get(derived_id("redis:chat/t1/0")).text == "I need a flight to Oslo"
+        with redis_server.client() as r:  # the team's own code keeps writing meanwhile
+            r.rpush("chat:t9", json.dumps({"role": "user", "content": "written by the app"}))
+        assert legacy.get(derived_id("redis:chat/t9/0")).text == "written by the app"
         with pytest.raises(ValidationError, match="thread id"):
             legacy.add("a turn with no conversation")
         assert dual.pending == 0 and dual.secondary_failures == 0
