@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engramdb.config import Settings, url_without_password
 from engramdb.embedders import resolve_embedder
-from engramdb.errors import ConflictError
+from engramdb.errors import ConflictError, ValidationError
 from engramdb.memory import Memory
 from engramdb.ops.legacy_memory import LegacyMemory
 from engramdb.ops.mapping import load_mapping
@@ -83,6 +83,11 @@ class SideBySide:
             self._old_root: Any = old
             self.writes: tuple[str, ...] = (*BASIC_WRITES, "add_messages")
         else:
+            if url == settings.url:
+                raise ValidationError(
+                    "ENGRAM_SIDEBYSIDE_OLD names the service's own store: name the old one",
+                    field="sidebyside_old",
+                )
             self.namespace = settings.sidebyside_namespace or settings.namespace
             self._old_root = Memory(settings=settings.model_copy(update={"url": url}))
             old = self._old_root.with_namespace(self.namespace)

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from redis_server import RedisServer
 from server_helpers import ADMIN_HEADERS, ADMIN_KEY, assert_error
 
-from engramdb import HashEmbedder, Memory, Settings
+from engramdb import HashEmbedder, Memory, Settings, ValidationError
 from engramdb.server import create_app
 
 NS = "/v1/namespaces/default"
@@ -107,6 +107,16 @@ async def test_reads_follow_the_share(pair: tuple[httpx.AsyncClient, Memory, str
     assert (await c.put("/v1/admin/read-from-new", json={"percent": 100})).status_code == 200
     assert_error(await c.get(f"{NS}/records/{only_old}"), 404)  # 100%: the new store
     assert (await c.post(f"{NS}/records/count", json={})).json()["count"] == 0
+
+
+def test_the_old_store_must_be_another_store(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    settings = settings.model_copy(update={"sidebyside_old": settings.url})
+    with (
+        Memory(settings=settings, embedder=HashEmbedder(64)) as mem,
+        pytest.raises(ValidationError, match="the service's own store"),
+    ):
+        create_app(mem, settings)
 
 
 async def test_a_server_not_side_by_side_says_so(tmp_path: Path) -> None:
