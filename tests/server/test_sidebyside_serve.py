@@ -149,6 +149,8 @@ def test_serve_side_by_side_with_chroma(
         assert (status["read_from_new"], status["rollbacks"]) == (0, 1)
         assert status["last_rollback"]["reason"] == "inconsistency"
         assert RoutingControl(server.control).read()["rolled_back"] is True  # type: ignore[index]
+        scraped = c.get("/metrics").text  # the alert, exported
+        assert 'engramdb_sidebyside_rollbacks_total{reason="inconsistency"} 1.0' in scraped
 
         # The admin page shows it and sets the share through its form.
         page = c.get("/admin").text
