@@ -95,6 +95,10 @@ class SideBySide:
         new = memory.with_namespace(self.namespace)
         try:
             self.dual = DualWriteMemory(new, old, settings.sidebyside_queue, settings=settings)
+        except BaseException:
+            self._old_root.close()
+            raise
+        try:
             self.shadow = ShadowReadMemory(
                 old,
                 new,
@@ -104,6 +108,7 @@ class SideBySide:
                 control_path=settings.sidebyside_control,
             )
         except BaseException:
+            self.dual.close()
             self._old_root.close()
             raise
 
