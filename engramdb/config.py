@@ -299,6 +299,38 @@ class Settings(BaseSettings):
         False,
         description="Serve /metrics without a key (for a scrape port only monitoring reaches)",
     )
+    sidebyside_old: str | None = Field(
+        None,
+        description="Serve side by side with this old store: a legacy source URL (chroma://, "
+        "sql:, redis://) or an engramdb store URL; writes go to both, reads are routed by "
+        "sidebyside_read_from_new (unset: off)",
+    )
+    sidebyside_namespace: str | None = Field(
+        None,
+        description="Side by side: the namespace run beside the old store (default: the "
+        "legacy collection's name, else the default namespace)",
+    )
+    sidebyside_old_embedder: str | None = Field(
+        None, description="Side by side: a legacy old store's embedder (default: the service's)"
+    )
+    sidebyside_old_mapping: str | None = Field(
+        None, description="Side by side: a legacy old store's mapping file (JSON)"
+    )
+    sidebyside_sample: float = Field(
+        0.1, ge=0, le=1, description="Side by side: share of reads also run on the other store"
+    )
+    sidebyside_read_from_new: int = Field(
+        0, ge=0, le=100, description="Side by side: percentage of reads the new store answers"
+    )
+    sidebyside_queue: str = Field(
+        "engramdb-sidebyside.queue",
+        description="Side by side: the retry queue file of writes the old store has not taken",
+    )
+    sidebyside_control: str | None = Field(
+        None,
+        description="Side by side: a routing control file (engramdb read-from-new --control) "
+        "the service follows and writes its changes and rollbacks to",
+    )
     sidebyside_window: int = Field(
         1000, ge=1, description="Side-by-side reads: compared reads the rollback rules look at"
     )

@@ -1,6 +1,14 @@
 """The side-by-side commands. ``engramdb reconcile``: records missing or different between two
 stores, repaired on request, once or on a schedule (``--every 24h``) with a dated report per
-run. ``engramdb read-from-new``: the share of reads a running application sends to the new
+run. Either side may be a team's legacy store (``chroma://``, ``sql:``, ``redis://``) read
+through :class:`~engramdb.ops.legacy_memory.LegacyMemory`: it is compared in one namespace
+(``--namespace``, default the collection's name, the namespace ``migrate`` gives it), with
+the engramdb side's embedder as its own unless ``--legacy-embedder`` names it. Repair writes
+the legacy side too (it is a store the team's code writes, like the engramdb side), unless
+``--legacy-read-only``: then only the engramdb side is written, and what the legacy side
+lacks is reported as left.
+
+``engramdb read-from-new``: the share of reads a running application sends to the new
 store, through its routing control file."""
 
 from __future__ import annotations
@@ -16,7 +24,12 @@ import click
 
 from engramdb.cli.context import CliState, global_options, state
 from engramdb.cli.output import emit
+from engramdb.embedders import resolve_embedder
+from engramdb.errors import ValidationError
 from engramdb.memory import Memory
+from engramdb.ops.legacy_memory import LegacyMemory
+from engramdb.ops.mapping import load_mapping
+from engramdb.ops.sources import is_legacy
 from engramdb.sidebyside.control import RoutingControl
 from engramdb.sidebyside.reconcile import parse_interval, reconcile, run_every
 
@@ -25,6 +38,51 @@ def _open(url: str) -> Memory:
     """A Memory on ``url`` with the store's own embedder (or the global --embedder)."""
     settings = CliState(url=url, embedder=state().embedder).settings()
     return Memory(settings=settings)
+
+
+def _open_pair(
+    url_a: str,
+    url_b: str,
+    mapping_file: str | None,
+    collection: str | None,
+    legacy_embedder: str | None,
+    legacy_read_only: bool,
+) -> tuple[Any, Any, LegacyMemory | None]:
+    """Both sides, and the legacy one if there is one.
+
+    Raises:
+        ValidationError: two legacy stores, or legacy options with none.
+    """
+    legacy = [u for u in (url_a, url_b) if is_legacy(u)]
+    if not legacy:
+        if mapping_file or collection or legacy_embedder or legacy_read_only:
+            raise ValidationError(
+                "--mapping, --collection, --legacy-embedder and --legacy-read-only apply to "
+                "a legacy side",
+                field="mapping",
+            )
+        return _open(url_a), _open(url_b), None
+    if len(legacy) == 2:
+        raise ValidationError(
+            "one side must be an engramdb store (reconcile compares a legacy store with one)",
+            field="b",
+        )
+    engram_url = url_b if is_legacy(url_a) else url_a
+    engram = _open(engram_url)
+    try:
+        emb = resolve_embedder(legacy_embedder, engram.settings)
+        old = LegacyMemory(
+            legacy[0],
+            embedder=emb,
+            mapping=load_mapping(mapping_file) if mapping_file else None,
+            collection=collection,
+            namespace=state().namespace,
+        )
+    except BaseException:
+        engram.close()
+        raise
+    pair = (old, engram) if is_legacy(url_a) else (engram, old)
+    return pair[0], pair[1], old
 
 
 def _dated(output: Path | None, when: datetime) -> Path:
@@ -62,6 +120,18 @@ def _show(report: dict[str, Any]) -> None:
     help="Write the JSON report here (with --every: a dated file per run beside it).",
 )
 @click.option("--every", metavar="INTERVAL", help="Run on a schedule, e.g. 24h, 30m, 90s.")
+@click.option("--mapping", "mapping_file", metavar="FILE", help="A legacy side's mapping (JSON).")
+@click.option("--collection", help="A legacy side's collection (Chroma), if it has several.")
+@click.option(
+    "--legacy-embedder",
+    metavar="NAME",
+    help="A legacy side's embedder (its vectors' model); default: the engramdb side's.",
+)
+@click.option(
+    "--legacy-read-only",
+    is_flag=True,
+    help="With --repair, write only the engramdb side; what the legacy side lacks is left.",
+)
 @click.option("--max-runs", type=click.IntRange(min=1), hidden=True, help="Stop after N runs.")
 @global_options
 def reconcile_cmd(
@@ -71,8 +141,15 @@ def reconcile_cmd(
     output: Path | None,
     every: str | None,
     max_runs: int | None,
+    mapping_file: str | None,
+    collection: str | None,
+    legacy_embedder: str | None,
+    legacy_read_only: bool,
 ) -> None:
     """Find records missing or different on either of two stores (by id and content hash).
+
+    Either URL may be a legacy store (chroma://DIR?collection=NAME, sql:URL with --mapping,
+    redis://HOST/DB?pattern=P), compared in --namespace (default: its collection's name).
 
     Exits 0 when the stores agree (or every difference was repaired), 1 when differences
     remain. With --every the check repeats until interrupted, each run writing a dated
@@ -85,11 +162,22 @@ def reconcile_cmd(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--every") from None
     left = 0
-    with _open(url_a) as a, _open(url_b) as b:
+    a_side, b_side, old = _open_pair(
+        url_a, url_b, mapping_file, collection, legacy_embedder, legacy_read_only
+    )
+    # A legacy store holds one namespace, and the fields its mapping has columns for.
+    names = [old.namespace] if old is not None else None
+    ignore = old.unheld_fields if old is not None else frozenset()
+    read_only = (
+        [n for n, u in (("a", url_a), ("b", url_b)) if is_legacy(u)] if legacy_read_only else []
+    )
+    with a_side as a, b_side as b:
 
         def job(run: int) -> None:
             nonlocal left
-            report = reconcile(a, b, repair=repair)
+            report = reconcile(
+                a, b, repair=repair, namespaces=names, read_only=read_only, ignore=ignore
+            )
             left = report["differences"] - report["repaired"]
             if interval is not None or output is not None:
                 path = _dated(output, datetime.now(UTC)) if interval is not None else output

@@ -28,6 +28,11 @@ from engramdb.config import url_without_password
 def serve_cmd(host: str | None, port: int | None, workers: int, zmq_url: str | None) -> None:
     """Run the REST service over the store (OpenAPI docs at /docs)."""
     settings = state().settings()
+    if settings.sidebyside_old and workers > 1:
+        raise click.UsageError(
+            "side by side (ENGRAM_SIDEBYSIDE_OLD) runs in one worker process: its retry "
+            "queue is drained by the process that owns it; use --workers 1"
+        )
     host = settings.host if host is None else host
     port = settings.port if port is None else port
     try:
@@ -40,6 +45,12 @@ def serve_cmd(host: str | None, port: int | None, workers: int, zmq_url: str | N
         err=True,
     )
     click.echo(f"OpenAPI docs: http://{shown}:{port}/docs", err=True)
+    if settings.sidebyside_old:
+        click.echo(
+            f"side by side with {url_without_password(settings.sidebyside_old, '***')} "
+            f"(GET/PUT /v1/admin/read-from-new)",
+            err=True,
+        )
     zmq_url = zmq_url or settings.zmq_url
     if zmq_url:
         click.echo(f"ZeroMQ endpoint: {zmq_url}", err=True)

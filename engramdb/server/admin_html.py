@@ -179,3 +179,40 @@ def status_cell(status: Any) -> Markup:
     """A component's or an entry's status, coloured by whether it is ok."""
     text = str(status)
     return render('<span class="$cls">$s</span>', cls="ok" if text == "ok" else "bad", s=text)
+
+
+READ_FROM_NEW_FORM = """<form method="post" action="/admin/read-from-new" id="read-from-new">$csrf
+<label>Reads from the new store (%) <input type="number" name="percent" min="0" max="100"
+step="1" value="$percent" required></label>
+<button type="submit">Set</button></form>"""
+
+
+def side_by_side(status: dict[str, Any] | None, csrf: str) -> Markup:
+    """The side-by-side section: where reads go, the rollback state, the agreement figures
+    and the form that sets the share (``status`` None: the server is not side by side)."""
+    if status is None:
+        return render(
+            '<p id="side-by-side">Not running side by side (ENGRAM_SIDEBYSIDE_OLD unset).</p>'
+        )
+    agreement, dual = status["agreement"], status["dual_write"]
+    rows = [
+        ("Namespace", status["namespace"]),
+        ("Old store", status["old"]),
+        ("Reads from the new store", f"{status['read_from_new']}%"),
+        ("Rolled back", status_cell("ROLLED BACK" if status["rolled_back"] else "ok")),
+        ("Automatic rollbacks", status["rollbacks"]),
+        ("Compared reads (window)", f"{agreement['compared']} ({agreement['samples']})"),
+        ("Inconsistency", f"{agreement['inconsistency']:.4f}"),
+        ("Added p95 latency (ms)", f"{agreement['added_p95_ms']:.1f}"),
+        ("New-store error rate", f"{agreement['error_rate']:.4f}"),
+        ("Writes queued for the old store", dual["pending"]),
+    ]
+    last = status["last_rollback"]
+    if last is not None:
+        rows.append(("Last rollback", last["reason"]))
+    return join(
+        [
+            table(("", "Side by side"), rows, "side-by-side"),
+            render(READ_FROM_NEW_FORM, csrf=hidden_csrf(csrf), percent=status["read_from_new"]),
+        ]
+    )

@@ -5,12 +5,13 @@
     GET  /admin/login                     the login form (open: the one page without a key)
     POST /admin/login                     check the key; keep it in an HttpOnly cookie
     POST /admin/logout                    forget the cookies
-    GET  /admin                           counts, health, stats, the audit log and its errors
+    GET  /admin                           counts, health, stats, side by side, the audit log
     GET  /admin/memories?ns=&q=           browse (newest first) or search a namespace
     GET  /admin/memory?ns=&id=            one memory and its history
     GET  /admin/keys                      keys (never a secret)
     POST /admin/keys                      make a namespace key (shown once)
     POST /admin/keys/{key_id}/revoke      revoke a key
+    POST /admin/read-from-new             the side-by-side share (admin_sidebyside.py)
 
 Rules:
 
@@ -471,10 +472,17 @@ async def overview(request: Request) -> HTMLResponse:
             await _section("Latency per operation", _latency),
             await _section("Recent errors by operation", _op_errors),
             await _section("Store, embedder and cache", lambda: _stats(mem)),
+            await _section("Side by side", lambda: _side_by_side(request)),
             await _section("Admin audit log", lambda: _audit(keys)),
         ]
     )
     return html_page("Overview", body, session_csrf(request))
+
+
+async def _side_by_side(request: Request) -> h.Markup:
+    side = request.app.state.sidebyside
+    status = None if side is None else await run_in_threadpool(side.status)
+    return h.side_by_side(status, session_csrf(request))
 
 
 # ---------------------------------------------------------------------------- memories

@@ -13,6 +13,7 @@ from engramdb.config import Settings
 from engramdb.memory import Memory
 from engramdb.server import consolidate_routes, entity_routes, idempotency
 from engramdb.server.admin_page import install_admin_page
+from engramdb.server.admin_sidebyside import admin_sidebyside_router
 from engramdb.server.auth import install_auth
 from engramdb.server.docs import install_docs
 from engramdb.server.errors import install_error_handlers
@@ -25,6 +26,8 @@ from engramdb.server.metrics import install_metrics, worker_exited
 from engramdb.server.probes import probes
 from engramdb.server.routes import admin, meta, records
 from engramdb.server.schedule import scheduled_consolidation
+from engramdb.server.side_by_side import SideBySide
+from engramdb.server.sidebyside_routes import sidebyside_router
 
 API_DESCRIPTION = """Long-term memory for AI agents over HTTP: the same verbs as the library.
 
@@ -62,6 +65,8 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
         ):
             yield
         worker_exited()
+        if app.state.sidebyside is not None:
+            await run_in_threadpool(app.state.sidebyside.close)
         if owned:
             await run_in_threadpool(mem.close)
 
@@ -76,6 +81,14 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     )
     app.state.memory = memory._view(AsyncMemory)
     app.state.settings = settings
+    # Side by side with an old store (server/side_by_side.py): opened before serving, so a
+    # wrong URL stops the start with its error instead of failing every request.
+    try:
+        app.state.sidebyside = SideBySide(memory, settings) if settings.sidebyside_old else None
+    except BaseException:
+        if owned:
+            memory.close()
+        raise
     install_error_handlers(app)
     app.add_middleware(ReadFloorMiddleware, last_write_lsn=memory._last_write_lsn)
     install_limits(app, settings)
@@ -93,6 +106,8 @@ def create_app(memory: Memory | None = None, settings: Settings | None = None) -
     app.add_middleware(RequestLogMiddleware)  # outermost: ids and times every request
     app.include_router(entity_routes.entities)
     app.include_router(consolidate_routes.consolidation)
+    app.include_router(sidebyside_router)
+    app.include_router(admin_sidebyside_router)
     return app
 
 

@@ -95,6 +95,8 @@ AUDITED: list[tuple[str, re.Pattern[str], str]] = [
     ("DELETE", re.compile(r"/v1/admin/keys/(?P<key_id>[^/]+)"), "revoke_key"),
     ("POST", re.compile(r"/admin/keys"), "create_key"),  # the admin page's forms
     ("POST", re.compile(r"/admin/keys/(?P<key_id>[^/]+)/revoke"), "revoke_key"),
+    ("PUT", re.compile(r"/v1/admin/read-from-new"), "set_read_from_new"),
+    ("POST", re.compile(r"/admin/read-from-new"), "set_read_from_new"),
 ]
 
 

@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -116,8 +116,12 @@ async def memory_of(request: Request) -> AsyncMemory:
 
 
 async def scoped(ns: s.NamespacePath, request: Request) -> AsyncMemory:
-    """Dependency: the memory scoped to the namespace named in the URL (validated)."""
+    """Dependency: the memory scoped to the namespace named in the URL (validated); in the
+    namespace run side by side, the pair's view (``server/side_by_side.py``)."""
     mem: AsyncMemory = request.app.state.memory
+    side = request.app.state.sidebyside
+    if side is not None and ns == side.namespace:
+        return cast(AsyncMemory, side.view(mem.with_namespace(ns)))
     return mem.with_namespace(ns)
 
 

@@ -171,6 +171,10 @@ CALLS: dict[tuple[str, str], tuple[int, Body]] = {
     ("GET", "/v1/admin/keys"): (200, _none),
     ("DELETE", "/v1/admin/keys/{key_id}"): (200, _none),
     ("GET", "/v1/admin/audit"): (200, _none),
+    # Side by side: this world runs without an old store, so an admin gets the 409 that
+    # says so (tests/server/test_sidebyside_serve.py runs a server side by side).
+    ("GET", "/v1/admin/read-from-new"): (409, _none),
+    ("PUT", "/v1/admin/read-from-new"): (409, _json({"percent": 10})),
     # The admin page: the login answers everyone alike (it reads the form, not the header).
     ("GET", "/admin/login"): (200, _none),
     ("POST", "/admin/login"): (
@@ -187,6 +191,7 @@ CALLS: dict[tuple[str, str], tuple[int, Body]] = {
     ("GET", "/admin/keys"): (200, _none),
     ("POST", "/admin/keys"): (200, lambda w, ns: _form(namespace=ns)(w, ns)),
     ("POST", "/admin/keys/{key_id}/revoke"): (303, _form()),
+    ("POST", "/admin/read-from-new"): (409, _form(percent="10")),
 }
 
 

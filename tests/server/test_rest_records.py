@@ -13,6 +13,7 @@ from server_helpers import assert_error
 from engramdb import Memory
 from engramdb.server.keys_routes import KEY_ROUTES
 from engramdb.server.routes import ROUTES_BY_VERB
+from engramdb.server.sidebyside_routes import SIDEBYSIDE_ROUTES
 
 NS = "/v1/namespaces/team-a"
 RECORD_KEYS = {
@@ -343,8 +344,10 @@ async def test_openapi_lists_a_route_for_every_library_verb(client: httpx.AsyncC
     assert set(ROUTES_BY_VERB) == verbs
     spec = (await client.get("/openapi.json")).json()
     actual = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-    # the verbs, the keys' routes and liveness
-    assert actual == set(ROUTES_BY_VERB.values()) | KEY_ROUTES | {("GET", "/health")}
+    # the verbs, the keys' routes, the side-by-side admin route and liveness
+    assert actual == set(ROUTES_BY_VERB.values()) | KEY_ROUTES | SIDEBYSIDE_ROUTES | {
+        ("GET", "/health")
+    }
     # Every request schema forbids unknown fields.
     for name, schema in spec["components"]["schemas"].items():
         if name.endswith("Request") or name in ("RecordIn", "MessageIn"):

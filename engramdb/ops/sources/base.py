@@ -90,8 +90,8 @@ def batched(items: Iterator[SourceItem], size: int) -> Iterator[list[SourceItem]
 @runtime_checkable
 class WritableSource(LegacySource, Protocol):
     """A legacy store that can also be written: the legacy side of dual write and shadow
-    reads (:class:`engramdb.ops.legacy_memory.LegacyMemory`). Chroma and SQL tables are;
-    files and exports are not (they are snapshots)."""
+    reads (:class:`engramdb.ops.legacy_memory.LegacyMemory`). Chroma, SQL tables and Redis
+    are; files and exports are not (they are snapshots)."""
 
     def put(self, collection: str, items: list[SourceItem]) -> None:
         """Insert or replace items by source id."""
