@@ -451,6 +451,11 @@ class Engine:
         """The store's position after this process's last write (read-your-writes)."""
         return self._admin.last_write_lsn()
 
+    def generation(self, namespace: str) -> int:
+        """The namespace's write generation: it rises in every write transaction, so a value
+        derived from the namespace's content holds while it stays the same."""
+        return self.store.generation(namespace)
+
     def export(
         self,
         path: str | Path,
