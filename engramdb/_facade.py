@@ -104,6 +104,14 @@ class _Shared:
         """
         return self._engine.generation(self.namespace)
 
+    def _user_ids(self) -> list[str]:
+        """The distinct user scopes of this namespace's live records (an index scan).
+
+        Private like ``_write_generation``: the LangGraph store reads its namespaces from
+        them instead of from every record.
+        """
+        return self._engine.user_ids(self.namespace)
+
     def _view(self, face: type[F]) -> F:
         """The other face (``Memory`` or ``AsyncMemory``) over this one's engine and namespace.
 

@@ -225,6 +225,12 @@ class Store(Protocol):
         """
         ...
 
+    def user_ids(self, namespace: str, now: int) -> list[str]:
+        """Return the distinct non-empty ``user_id``s of the namespace's records live at
+        ``now`` (epoch microseconds), by a loose scan of the ``(namespace, user_id)`` index:
+        one probe per scope, so its cost follows the number of scopes, not of records."""
+        ...
+
     def next_expiry(self, namespace: str, after: int) -> int | None:
         """Return the earliest ``expires_at`` later than ``after`` in the namespace, if any.
 

@@ -116,3 +116,40 @@ def test_list_namespaces_past_a_page_and_after_writes(store: EngramStore) -> Non
     assert ("org", "new") in store.list_namespaces(prefix=("org",), max_depth=2, limit=100)
     store.delete(("org", "new"), "k")
     assert ("org", "new") not in store.list_namespaces(prefix=("org",), max_depth=2, limit=100)
+
+
+def test_list_namespaces_of_shallow_items_comes_from_the_user_scopes(store: EngramStore) -> None:
+    from langgraph.store.base import PutOp
+
+    users = [("users", f"u{u:04}") for u in range(1200)]
+    store.batch([PutOp(ns, "k", {"text": f"hello {ns[1]}"}) for ns in users])
+    store.put(("users",), "top", {"text": "one label"})
+    store.put(("users", "u0001"), "raw", {"text": "unindexed"}, index=False)
+    assert store.list_namespaces(limit=5000) == sorted([*users, ("users",)])
+    # The deep-item marker is on none of them: the answer came from the distinct scopes.
+    assert store.memory.count(tags=["lg:deep"]) == 0
+    assert store.list_namespaces(prefix=("users", "u0007")) == [("users", "u0007")]
+    assert store.list_namespaces(max_depth=1) == [("users",)]
+
+
+def test_a_scope_holding_only_deeper_items_names_no_namespace(store: EngramStore) -> None:
+    store.put(("a", "b", "c"), "k", {"text": "deep"})
+    store.put(("a", "x", "y", "z"), "k", {"text": "deeper"}, index=False)
+    assert store.list_namespaces() == [("a", "b", "c"), ("a", "x", "y", "z")]
+    store.put(("a", "b"), "k", {"text": "the scope itself"})
+    assert store.list_namespaces() == [("a", "b"), ("a", "b", "c"), ("a", "x", "y", "z")]
+    store.delete(("a", "b", "c"), "k")
+    assert store.list_namespaces() == [("a", "b"), ("a", "x", "y", "z")]
+
+
+def test_list_namespaces_skips_expired_items(mem: Memory) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    store = EngramStore(mem)
+    store.put(("t", "live"), "k", {"text": "kept"})
+    store.put(("t", "gone"), "k", {"text": "expiring"}, ttl=5)
+    store.put(("t", "gone", "deep"), "k", {"text": "expiring too"}, ttl=5)
+    assert store.list_namespaces() == [("t", "gone"), ("t", "gone", "deep"), ("t", "live")]
+    for r in mem.list(filters={"metadata.ttl": 5}).records:
+        mem.update(r.id, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert store.list_namespaces() == [("t", "live")]

@@ -37,14 +37,17 @@ from engramdb.embedders.base import Embedder
 from engramdb.errors import ConflictError, ValidationError
 from engramdb.integrations.langgraph.census import Census
 from engramdb.integrations.langgraph.layout import (
+    DEEP,
     INDEXED,
     RAW,
     RAW_SCOPE,
     check_labels,
     index_text,
+    is_deep,
     is_exact,
     label_tags,
     record_id,
+    scope_labels,
     scope_of,
     value_filter,
 )
@@ -207,7 +210,7 @@ class EngramStore(BaseStore):
             "type": INDEXED if text.strip() else RAW,
             "user_id": scope if text.strip() else RAW_SCOPE + scope,
             "agent_id": rid,
-            "tags": label_tags(labels),
+            "tags": label_tags(labels) + ([DEEP] if is_deep(labels, self._depth) else []),
             "metadata": metadata,
             "expires_at": expires,
         }
@@ -310,11 +313,13 @@ class EngramStore(BaseStore):
         records = self._list(filters, op.offset + op.limit)[op.offset :]
         return [_item(r, None) for r in records], records
 
-    def _list(self, filters: dict[str, Any], want: int) -> list[MemoryRecord]:
+    def _list(self, filters: dict[str, Any], want: int | None) -> list[MemoryRecord]:
+        """The first ``want`` matching records (all of them when None)."""
         records: list[MemoryRecord] = []
         cursor = None
-        while len(records) < want:
-            page = self.memory.list(filters, limit=min(PAGE, want - len(records)), cursor=cursor)
+        while want is None or len(records) < want:
+            left = PAGE if want is None else min(PAGE, want - len(records))
+            page = self.memory.list(filters, limit=left, cursor=cursor)
             records += page.records
             cursor = page.next_cursor
             if cursor is None:
@@ -329,24 +334,35 @@ class EngramStore(BaseStore):
             check_labels(tuple(cond.path), prefix=True)
             if cond.match_type == "prefix":
                 tags += [f"{i}:{x}" for i, x in enumerate(cond.path) if x != "*"]
-        filters = {"tags": {"$contains": tags}} if tags else None
-
-        def read() -> frozenset[tuple[str, ...]]:
-            found: set[tuple[str, ...]] = set()
-            cursor = None
-            while True:
-                page = self.memory.list(filters, limit=PAGE, cursor=cursor)
-                found |= {tuple(r.metadata["ns"]) for r in page.records if "ns" in r.metadata}
-                cursor = page.next_cursor
-                if cursor is None:
-                    return frozenset(found)
-
-        found = self._census.namespaces(tags, read)
+        found = self._census.namespaces(tags, lambda: self._namespaces(tags))
         spaces = [ns for ns in found if all(_does_match(c, ns) for c in op.match_conditions or ())]
         if op.max_depth is not None:
             spaces = [ns[: op.max_depth] for ns in spaces]
         ordered = sorted(set(spaces))
         return ordered[op.offset : op.offset + op.limit]
+
+    def _namespaces(self, tags: list[str]) -> frozenset[tuple[str, ...]]:
+        """Every namespace holding a live item (``tags``: of the prefix conditions).
+
+        An item no deeper than ``scope_depth`` labels is named exactly by its user scope,
+        so those come from the distinct scopes (a loose scan of engramdb's user index);
+        only the items tagged deeper are read, and a scope that holds nothing but those
+        names no namespace of its own.
+        """
+        found: set[tuple[str, ...]] = set()
+        deep_in: dict[str, int] = {}
+        for r in self._list({"tags": {"$contains": [DEEP, *tags]}}, None):
+            if "ns" in r.metadata:
+                found.add(tuple(r.metadata["ns"]))
+                deep_in[r.user_id or ""] = deep_in.get(r.user_id or "", 0) + 1
+        for user in self.memory._user_ids():
+            labels = scope_labels(user)
+            if labels is None:
+                continue
+            if user in deep_in and self.memory.count(user_id=user) == deep_in[user]:
+                continue  # every item of the scope is deeper than it
+            found.add(labels)
+        return frozenset(found)
 
     def _refresh(self, records: Sequence[MemoryRecord]) -> None:
         """Push back the expiry of items read (``refresh_on_read``) by their own ttl."""

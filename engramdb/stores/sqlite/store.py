@@ -214,6 +214,10 @@ class SQLiteStore:
         """Return every change of a record, oldest first."""
         return self._records.history(namespace, record_id)
 
+    def user_ids(self, namespace: str, now: int) -> list[str]:
+        """Return the distinct user scopes of live records (see ``Store.user_ids``)."""
+        return self._records.user_ids(namespace, now)
+
     def next_expiry(self, namespace: str, after: int) -> int | None:
         """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""
         return self._records.next_expiry(namespace, after)
