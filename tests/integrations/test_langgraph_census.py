@@ -153,3 +153,17 @@ def test_list_namespaces_skips_expired_items(mem: Memory) -> None:
     for r in mem.list(filters={"metadata.ttl": 5}).records:
         mem.update(r.id, expires_at=datetime.now(UTC) - timedelta(seconds=1))
     assert store.list_namespaces() == [("t", "live")]
+
+
+def test_user_ids_are_the_distinct_live_scopes(mem: Memory) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    for i in range(30):
+        mem.add(f"note {i}", user_id=f"user-{i % 4}")
+    mem.add("no user at all")
+    mem.add("gone", user_id="expired-user", expires_at=datetime.now(UTC) + timedelta(hours=1))
+    assert sorted(mem._user_ids()) == ["expired-user", "user-0", "user-1", "user-2", "user-3"]
+    rec = mem.list(user_id="expired-user").records[0]
+    mem.update(rec.id, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert sorted(mem._user_ids()) == ["user-0", "user-1", "user-2", "user-3"]
+    assert mem.with_namespace("elsewhere")._user_ids() == []
