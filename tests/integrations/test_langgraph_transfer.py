@@ -133,3 +133,29 @@ def test_migrate_carries_checkpoints(tmp_path: Path, postgres_url: str) -> None:
     assert report["checkpoint_rows_copied"] > 0
     with Memory(postgres_url, embedder=HashEmbedder(384)) as mem:
         assert state(EngramSaver(mem), "t1") == before
+
+
+async def test_rest_snapshot_and_the_client_carry_checkpoints(tmp_path: Path) -> None:
+    import httpx
+
+    from engramdb import Settings
+    from engramdb.client.decode import DECODERS
+    from engramdb.server import create_app
+
+    key = "test-admin-key-0123456789abcdef"
+    settings = Settings(url=f"sqlite:///{tmp_path / 'rest.db'}", admin_key=key)
+    with Memory(settings=settings, embedder=HashEmbedder(64)) as mem:
+        ids = run_thread(EngramSaver(mem.with_namespace("agents")), "t1", 3)
+        transport = httpx.ASGITransport(app=create_app(mem))
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://engram.test",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
+            got = await client.get("/v1/namespaces/agents/threads/t1/snapshot")
+    assert got.status_code == 200
+    body = got.json()
+    assert [c["checkpoint_id"] for c in body["checkpoints"]] == ids[::-1]
+    assert body["checkpoints"][0]["metadata"] == {"source": "loop", "step": 2}
+    snap = DECODERS["snapshot"](body)
+    assert [c.checkpoint_id for c in snap.checkpoints] == ids[::-1]
