@@ -96,6 +96,22 @@ class _Shared:
         """
         return self._engine.last_write_lsn()
 
+    def _write_generation(self) -> int:
+        """This namespace's write generation (it rises in every write transaction).
+
+        Private, like ``_last_write_lsn``: adapters keep what they derive from the
+        namespace's content (the LangGraph store's census of its labels) while it holds.
+        """
+        return self._engine.generation(self.namespace)
+
+    def _user_ids(self) -> list[str]:
+        """The distinct user scopes of this namespace's live records (an index scan).
+
+        Private like ``_write_generation``: the LangGraph store reads its namespaces from
+        them instead of from every record.
+        """
+        return self._engine.user_ids(self.namespace)
+
     def _view(self, face: type[F]) -> F:
         """The other face (``Memory`` or ``AsyncMemory``) over this one's engine and namespace.
 

@@ -233,14 +233,34 @@ class HistoryEntry:
 
 
 @dataclass(slots=True)
+class CheckpointSummary:
+    """One saved checkpoint of a thread as a snapshot lists it: where it is in the thread
+    and the framework's metadata (LangGraph's ``source``, ``step``...); its serialised state
+    stays with the checkpointer."""
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
+
+
+@dataclass(slots=True)
 class Snapshot:
-    """A readable, ordered account of a thread: its events and its slots."""
+    """A readable, ordered account of a thread: its events, its slots and, when an agent
+    framework's checkpointer keeps the thread here, its newest checkpoints (newest first)."""
 
     namespace: str
     thread_id: str
     events: list[Event]
     slots: Slots
     text: str
+    checkpoints: list[CheckpointSummary] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -250,6 +270,7 @@ class Snapshot:
             "events": [e.to_dict() for e in self.events],
             "slots": self.slots.to_dict(),
             "text": self.text,
+            "checkpoints": [c.to_dict() for c in self.checkpoints],
         }
 
 

@@ -16,6 +16,7 @@ from engramdb.models import (
     AddResult,
     ArchiveAction,
     ArchivedRecord,
+    CheckpointSummary,
     ConsolidationReport,
     Entity,
     EntityGraph,
@@ -126,6 +127,10 @@ def _snapshot(body: dict[str, Any]) -> Snapshot:
         events=[event(e) for e in body["events"]],
         slots=slots(body["slots"]),
         text=body["text"],
+        checkpoints=[
+            CheckpointSummary(**{**c, "created_at": _time(c["created_at"])})
+            for c in body.get("checkpoints", [])
+        ],
     )
 
 

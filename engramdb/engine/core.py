@@ -63,6 +63,7 @@ from engramdb.models import (
 from engramdb.query.filters import Node
 from engramdb.stores import open_store
 from engramdb.stores.base import Checkpoints, Maintenance, Store, Transfer
+from engramdb.timeutil import now_us
 
 
 class Engine:
@@ -450,6 +451,15 @@ class Engine:
     def last_write_lsn(self) -> str | None:
         """The store's position after this process's last write (read-your-writes)."""
         return self._admin.last_write_lsn()
+
+    def user_ids(self, namespace: str) -> list[str]:
+        """The distinct user scopes of the namespace's live records (an index scan)."""
+        return self.store.user_ids(namespace, now_us())
+
+    def generation(self, namespace: str) -> int:
+        """The namespace's write generation: it rises in every write transaction, so a value
+        derived from the namespace's content holds while it stays the same."""
+        return self.store.generation(namespace)
 
     def export(
         self,

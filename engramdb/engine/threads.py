@@ -1,7 +1,9 @@
 """A thread's episodic log and working memory: events, slots and the snapshot of both.
 
 Events are append-only; slots are compare-and-set with a version. Reads go through the
-cache tier.
+cache tier. A snapshot also lists the thread's newest checkpoints when an agent framework's
+checkpointer (LangGraph's, ``EngramSaver``) keeps the thread in this store, so one call
+shows what an agent said, holds and where its graph stands.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from engramdb.cache import Cache
 from engramdb.config import Settings
 from engramdb.engine import validation as v
 from engramdb.ids import new_id
-from engramdb.models import Event, Slots, Snapshot
-from engramdb.stores.base import Store
+from engramdb.models import CheckpointSummary, Event, Slots, Snapshot
+from engramdb.stores.base import Checkpoints, Store
 from engramdb.stores.prepared import PreparedEvent
 from engramdb.timeutil import now_us
 
@@ -94,18 +96,43 @@ class Threads:
         """Return the thread's events and slots as data and as readable text."""
         events = self.events(namespace, thread_id, None, limit)
         slots = self.get_slots(namespace, thread_id)
-        return Snapshot(
-            namespace, thread_id, events, slots, render(namespace, thread_id, events, slots)
-        )
+        checkpoints: list[CheckpointSummary] = []
+        if isinstance(self.store, Checkpoints):
+            checkpoints = self.store.latest_checkpoints(
+                namespace, v.check_scope(thread_id, "thread_id") or "", SNAPSHOT_CHECKPOINTS
+            )
+        text = render(namespace, thread_id, events, slots, checkpoints)
+        return Snapshot(namespace, thread_id, events, slots, text, checkpoints)
 
 
-def render(namespace: str, thread_id: str, events: list[Event], slots: Slots) -> str:
-    """A thread as readable text: its slots, then its events in order, one per line."""
+SNAPSHOT_CHECKPOINTS = 10  # the newest checkpoints a snapshot lists
+
+
+def render(
+    namespace: str,
+    thread_id: str,
+    events: list[Event],
+    slots: Slots,
+    checkpoints: list[CheckpointSummary] | None = None,
+) -> str:
+    """A thread as readable text: its slots, its newest checkpoints, then its events in
+    order, one per line."""
     lines = [f"Thread {thread_id} (namespace {namespace})"]
     if slots.values:
         lines.append(f"Working memory (version {slots.version}):")
         for name, value in slots.values.items():
             lines.append(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
+    if checkpoints:
+        lines.append(f"Checkpoints (newest {len(checkpoints)}):")
+        for cp in checkpoints:
+            when = cp.created_at.isoformat(timespec="seconds")
+            where = f" ns={cp.checkpoint_ns}" if cp.checkpoint_ns else ""
+            step = cp.metadata.get("step")
+            source = cp.metadata.get("source")
+            about = " ".join(
+                f"{k}={val}" for k, val in (("step", step), ("source", source)) if val is not None
+            )
+            lines.append(f"  [{when}] {cp.checkpoint_id}{where} {about}".rstrip())
     lines.append(f"Events ({len(events)}):")
     for e in events:
         when = e.timestamp.isoformat(timespec="seconds")

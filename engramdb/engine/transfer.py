@@ -13,6 +13,9 @@ Export format (JSONL, one object per line), version 1::
     {"kind": "archived", "namespace", "id", "reason", "merged_into", "image", ...}
                                     (records consolidation archived: ``image`` is a record
                                      line as JSON text)
+    {"kind": "checkpoint", "table": "checkpoint"|"blob"|"write", "namespace", "thread_id", ...}
+                                    (an agent framework's thread checkpoints, row by row:
+                                     :mod:`engramdb.stores.checkpoint_rows`)
 
 Import keeps ids, times, versions and history, so an export re-imported gives back the same
 data; re-importing is idempotent (existing ids are reported as unchanged).
@@ -32,9 +35,11 @@ import numpy as np
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder, check_vectors
 from engramdb.engine import validation as v
+from engramdb.engine.checkpoints import check_key
 from engramdb.errors import ValidationError
 from engramdb.query.filters import Node
-from engramdb.stores.base import Archive, ArchivedRow, Maintenance, Transfer
+from engramdb.stores.base import Archive, ArchivedRow, Checkpoints, Maintenance, Transfer
+from engramdb.stores.checkpoint_rows import check_line
 from engramdb.timeutil import to_us
 
 
@@ -91,6 +96,10 @@ def export_jsonl(
             for arch in store.iter_archived(namespace):
                 out.write(json.dumps({"kind": "archived", **asdict(arch)}, ensure_ascii=False))
                 out.write("\n")
+        if node is None and isinstance(store, Checkpoints):
+            # Thread checkpoints are data too (what resumes an agent): exported row by row.
+            for cp_line in store.iter_checkpoint_lines(namespace):
+                out.write(json.dumps(cp_line, ensure_ascii=False) + "\n")
         if node is None:  # a filtered export selects live records; tombstones match nothing
             for hist_line in _orphan_history(store, namespace):
                 out.write(json.dumps(hist_line, ensure_ascii=False) + "\n")
@@ -162,10 +171,15 @@ def import_jsonl(
             bad = ValidationError(f"{path}: not UTF-8 text (byte {exc.start} of a line)")
             raise _with_progress(bad, counts) from exc
         archived = [o["row"] for o in others if o["kind"] == "archived"]
-        others = [o for o in others if o["kind"] != "archived"]
+        checkpoints = [o for o in others if o["kind"] == "checkpoint"]
+        others = [o for o in others if o["kind"] not in ("archived", "checkpoint")]
         ev, sl = store.import_events_and_slots(others)
         if archived and isinstance(store, Archive):
             counts["archived"] = store.put_archived(archived)
+        if checkpoints:
+            if not isinstance(store, Checkpoints):
+                raise ValidationError(f"{path} holds thread checkpoints; this store keeps none")
+            counts["checkpoint_rows"] = store.import_checkpoint_lines(checkpoints)
         counts["events"] += ev
         counts["slots"] += sl
         counts["deleted_history"] = 0
@@ -202,6 +216,8 @@ def _load_record_lines(
             tombstones.append(_history_row(obj, namespace, lineno))
         elif obj["kind"] == "archived":
             others.append({"kind": "archived", "row": _archived_row(obj, namespace, lineno)})
+        elif obj["kind"] == "checkpoint":
+            others.append(checkpoint_line(obj, namespace, lineno))
         elif obj["kind"] == "record":
             batch.append(prepare_import(engine, obj, namespace, same_embedder, lineno))
             if len(batch) >= 256:
@@ -228,7 +244,24 @@ def _with_progress(exc: ValidationError, counts: dict[str, int]) -> ValidationEr
 
 # Every kind of change a history entry records (consolidation adds the last five).
 HISTORY_OPS = ("add", "update", "delete", "merge", "unmerge", "expire", "archive", "restore")
-KINDS = ("record", "event", "slots", "history", "archived")
+KINDS = ("record", "event", "slots", "history", "archived", "checkpoint")
+_CHECKPOINT_KEYS = ("thread_id", "checkpoint_id", "parent_id", "task_id", "channel", "version")
+
+
+def checkpoint_line(obj: dict[str, Any], namespace: str | None, lineno: int) -> dict[str, Any]:
+    """Check an exported checkpoint row (types, key lengths); ``namespace`` overrides its own."""
+    try:
+        ns = v.check_namespace(namespace or obj.get("namespace"))
+        line = check_line(obj, ns)
+        for key in _CHECKPOINT_KEYS:
+            if line.get(key) is not None:
+                check_key(line[key], key)
+        check_key(line["checkpoint_ns"], "checkpoint_ns", empty=True)
+        return line
+    except ValidationError as exc:
+        raise ValidationError(f"line {lineno}: checkpoint line: {exc.message}") from exc
+    except ValueError as exc:
+        raise ValidationError(f"line {lineno}: malformed checkpoint line: {exc}") from exc
 
 
 def _archived_row(obj: dict[str, Any], namespace: str | None, lineno: int) -> ArchivedRow:

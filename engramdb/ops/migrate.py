@@ -4,7 +4,8 @@ The direct path from one store to another (the general tool with source adapters
 own module to come). It works store to store, below the engine: records are copied with
 their ids, versions, times, metadata, tags, chunk spans, keyword texts and vectors (never
 re-embedded: the target takes the source's embedder name and dimension), their history,
-the events and the slots of every namespace.
+the events and the slots of every namespace, and the thread checkpoints of agent
+frameworks (idempotent by their keys, like events).
 
 * **Batched and resumable.** Records stream out of the source in (namespace, id) order
   (:meth:`Transfer.iter_all`) and go in through :meth:`BulkLoader.load_records` (COPY), one
@@ -50,6 +51,7 @@ from engramdb.ops.batch_log import (
 from engramdb.ops.prefetch import prefetch
 from engramdb.stores import (
     BulkLoader,
+    Checkpoints,
     Maintenance,
     Store,
     StoreURL,
@@ -317,6 +319,11 @@ def _run(
         ev, sl = dst.import_events_and_slots(lines[start : start + batch_size])
         events += ev
         slots += sl
+    checkpoint_rows = 0
+    if isinstance(src, Checkpoints) and isinstance(dst, Checkpoints):
+        cps = list(src.iter_checkpoint_lines(namespace))
+        for start in range(0, len(cps), batch_size):
+            checkpoint_rows += dst.import_checkpoint_lines(cps[start : start + batch_size])
     index_s = 0.0
     if state["bulk"] or not dst.vector_index_exists():
         t0 = time.perf_counter()
@@ -347,6 +354,7 @@ def _run(
         "deleted_records_history_written": orphans,
         "events_written": events,
         "slot_threads_written": slots,
+        "checkpoint_rows_copied": checkpoint_rows,
         "loaders": loaders,
         "copy_seconds": round(copy_s, 3),
         "index_seconds": round(index_s, 3),

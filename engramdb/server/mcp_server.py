@@ -398,6 +398,7 @@ def _register(server: MCPServer, tools: Tools) -> None:
                 thread_id=snap.thread_id,
                 events=[s.EventOut.of(e) for e in snap.events],
                 slots=s.SlotsOut.of(snap.slots),
+                checkpoints=[s.CheckpointOut.of(c) for c in snap.checkpoints],
                 text=snap.text,
             )
         )

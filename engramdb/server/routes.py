@@ -315,6 +315,7 @@ async def snapshot(thread_id: s.ThreadIdPath, mem: Mem) -> s.SnapshotOut:
         thread_id=snap.thread_id,
         events=[s.EventOut.of(e) for e in snap.events],
         slots=s.SlotsOut.of(snap.slots),
+        checkpoints=[s.CheckpointOut.of(c) for c in snap.checkpoints],
         text=snap.text,
     )
 

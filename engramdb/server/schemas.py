@@ -422,14 +422,25 @@ class SlotsOut(_Response):
     updated_at: datetime | None
 
 
+class CheckpointOut(_Response):
+    """One saved checkpoint of a thread (an agent framework's), without its state."""
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
 class SnapshotOut(_Response):
-    """A readable, ordered account of a thread."""
+    """A readable, ordered account of a thread (and its newest checkpoints, newest first)."""
 
     namespace: str
     thread_id: str
     events: list[EventOut]
     slots: SlotsOut
     text: str
+    checkpoints: list[CheckpointOut] = []
 
 
 class ForgetOut(_Response):

@@ -4,11 +4,12 @@
 Nothing here imports the engine, the facades or a surface (a test checks it).
 """
 
-from engramdb.stores.base import BulkLoader, Maintenance, Store, Transfer
+from engramdb.stores.base import BulkLoader, Checkpoints, Maintenance, Store, Transfer
 from engramdb.stores.opener import StoreURL, open_store, parse_store_url
 
 __all__ = [
     "BulkLoader",
+    "Checkpoints",
     "Maintenance",
     "Store",
     "StoreURL",

@@ -31,6 +31,7 @@ from engramdb.models import (
     AddResult,
     CheckpointBlob,
     CheckpointRow,
+    CheckpointSummary,
     CheckpointWrite,
     Entity,
     EntityGraph,
@@ -222,6 +223,12 @@ class Store(Protocol):
         (:mod:`engramdb.cache`) reads it before a store read and never serves an entry
         tagged with an older one, even for writes made while the cache was unreachable.
         """
+        ...
+
+    def user_ids(self, namespace: str, now: int) -> list[str]:
+        """Return the distinct non-empty ``user_id``s of the namespace's records live at
+        ``now`` (epoch microseconds), by a loose scan of the ``(namespace, user_id)`` index:
+        one probe per scope, so its cost follows the number of scopes, not of records."""
         ...
 
     def next_expiry(self, namespace: str, after: int) -> int | None:
@@ -491,6 +498,22 @@ class Checkpoints(Protocol):
 
     def copy_checkpoint_thread(self, namespace: str, source: str, target: str) -> int:
         """Copy every checkpoint, blob and write of ``source`` to ``target``."""
+        ...
+
+    def latest_checkpoints(
+        self, namespace: str, thread_id: str, limit: int
+    ) -> list[CheckpointSummary]:
+        """Return a thread's newest checkpoints (every checkpoint namespace), newest first."""
+        ...
+
+    def iter_checkpoint_lines(self, namespace: str | None) -> Iterator[dict[str, Any]]:
+        """Yield every checkpoint, blob and write row as an export line (of one namespace
+        or all; :mod:`engramdb.stores.checkpoint_rows`)."""
+        ...
+
+    def import_checkpoint_lines(self, lines: list[dict[str, Any]]) -> int:
+        """Insert checked export lines in one transaction, keeping rows already present;
+        return how many rows were offered."""
         ...
 
     def prune_checkpoints(self, namespace: str, thread_ids: list[str]) -> int:

@@ -31,6 +31,19 @@ RESTORE_GENERATION_SQL = (
     "INSERT INTO namespace_generations(namespace, generation) VALUES ('', {p}) "
     "ON CONFLICT (namespace) DO UPDATE SET generation = excluded.generation"
 )
+# The distinct user scopes of a namespace's live records: one probe of the (namespace,
+# user_id) index per scope (a loose index scan), not a read of every record.
+_NEXT_USER = (
+    "SELECT user_id FROM records WHERE namespace = {p} AND user_id > {x} "
+    "AND (expires_at IS NULL OR expires_at > {p}) ORDER BY user_id LIMIT 1"
+)
+DISTINCT_USERS_SQL = (
+    "WITH RECURSIVE u(v) AS (SELECT ("
+    + _NEXT_USER.replace("{x}", "{p}")
+    + ") UNION ALL SELECT ("
+    + _NEXT_USER.replace("{x}", "u.v")
+    + ") FROM u WHERE u.v IS NOT NULL) SELECT v FROM u WHERE v IS NOT NULL"
+)
 NEXT_EXPIRY_SQL = "SELECT MIN(expires_at) FROM records WHERE namespace = {p} AND expires_at > {p}"
 MAX_GENERATION_SQL = (
     "SELECT COALESCE(MAX(generation), 0) + COALESCE((SELECT generation FROM "

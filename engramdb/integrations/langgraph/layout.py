@@ -6,6 +6,10 @@
 * ``tags``: one ``"<position>:<label>"`` per label. A prefix search requires the tags of the
   prefix's labels, so it matches whole labels at their positions: ``("users", "al")``
   requires ``1:al``, which ``("users", "alice")`` does not carry. The tag index answers it.
+  An item whose namespace its user scope does not name exactly (more labels than
+  ``scope_depth``, or a digest scope) also carries ``lg:deep`` (no label tag starts with
+  a letter), so ``list_namespaces`` reads only those items and takes the others' namespaces
+  from the distinct user scopes.
 * ``user_id``: the JSON of the first ``scope_depth`` labels (a digest when longer than a
   scope may be), prefixed ``raw:`` for an item stored without indexing. A search whose prefix
   has that many labels passes it as engramdb's user scope, so it runs on the per-user vector
@@ -36,6 +40,7 @@ RAW = "langgraph-raw"
 MAX_LABEL_CHARS = 120
 MAX_SCOPE_CHARS = 250  # engramdb's scopes hold 256; ``raw:`` goes in front
 RAW_SCOPE = "raw:"
+DEEP = "lg:deep"
 OPERATORS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"}
 
 
@@ -72,6 +77,28 @@ def scope_of(labels: tuple[str, ...], depth: int) -> str:
     if len(raw) <= MAX_SCOPE_CHARS:
         return raw
     return "lg#" + hashlib.blake2b(raw.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def is_deep(labels: tuple[str, ...], depth: int) -> bool:
+    """Whether an item's user scope leaves part of its namespace unnamed."""
+    return len(labels) > depth or not is_exact(scope_of(labels, depth))
+
+
+def scope_labels(user_id: str) -> tuple[str, ...] | None:
+    """The labels a user scope names (indexed or ``raw:``), or None when it names none
+    exactly (a digest, or a ``user_id`` this layout did not write)."""
+    raw = user_id[len(RAW_SCOPE) :] if user_id.startswith(RAW_SCOPE) else user_id
+    if not raw.startswith("["):
+        return None
+    try:
+        labels = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(labels, list) or not labels:
+        return None
+    if not all(isinstance(x, str) and x for x in labels):
+        return None
+    return tuple(labels)
 
 
 def is_exact(scope: str) -> bool:

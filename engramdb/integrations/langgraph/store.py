@@ -11,6 +11,7 @@ limits and tenancy of the engramdb namespace apply to the whole LangGraph store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -34,15 +35,19 @@ from engramdb._facade import call_async
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
 from engramdb.errors import ConflictError, ValidationError
+from engramdb.integrations.langgraph.census import Census
 from engramdb.integrations.langgraph.layout import (
+    DEEP,
     INDEXED,
     RAW,
     RAW_SCOPE,
     check_labels,
     index_text,
+    is_deep,
     is_exact,
     label_tags,
     record_id,
+    scope_labels,
     scope_of,
     value_filter,
 )
@@ -112,6 +117,7 @@ class EngramStore(BaseStore):
         self._fields: list[str] | None = (index or {}).get("fields")
         self._depth = scope_depth
         self.ttl_config = ttl
+        self._census = Census(self.memory)
 
     def close(self) -> None:
         """Close the store if this object opened it (a shared Memory stays open)."""
@@ -204,7 +210,7 @@ class EngramStore(BaseStore):
             "type": INDEXED if text.strip() else RAW,
             "user_id": scope if text.strip() else RAW_SCOPE + scope,
             "agent_id": rid,
-            "tags": label_tags(labels),
+            "tags": label_tags(labels) + ([DEEP] if is_deep(labels, self._depth) else []),
             "metadata": metadata,
             "expires_at": expires,
         }
@@ -252,39 +258,68 @@ class EngramStore(BaseStore):
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
         prefix = check_labels(op.namespace_prefix, prefix=True)
-        filters = value_filter(op.filter)
+        plan = self._plan(prefix, op.filter)
+        out, records = self._run(op, plan)
+        if plan.generation is not None and self._census.generation() != plan.generation:
+            # A write landed while the search ran without the filters it had found
+            # redundant: run it again with them, so no record it added can slip in.
+            out, records = self._run(op, self._plan(prefix, op.filter, trust_census=False))
+        if op.refresh_ttl:
+            self._refresh(records)
+        return out
+
+    def _plan(
+        self, prefix: tuple[str, ...], filter: dict[str, Any] | None, trust_census: bool = True
+    ) -> Plan:
+        """How a search under ``prefix`` runs: engramdb filters, user scope, type.
+
+        Within a user scope, the scope names the leading labels (no tag test for them) and
+        keeps unindexed items out. Across users, each label of the prefix is a tag test and
+        the type keeps unindexed items out, unless the census says every record of the
+        namespace is an indexed item with those tags: then both go, and the search runs on
+        engramdb's unfiltered paths (the ANN graph of the namespace, plain keyword ranking).
+        """
+        filters = value_filter(filter)
         user = scope_of(prefix, self._depth) if len(prefix) >= self._depth else None
-        # Labels the user scope names exactly need no tag test; the others do.
         tags = label_tags(prefix, self._depth if user and is_exact(user) else 0)
+        generation = None
+        typed = user is None
+        if user is None and trust_census:
+            generation, covered = self._census.covers(tags)
+            if covered:
+                tags, typed = [], False
+            else:
+                generation = None
         if tags:
             filters["tags"] = {"$contains": tags}
+        return Plan(filters, user, typed, generation)
+
+    def _run(self, op: SearchOp, plan: Plan) -> tuple[list[SearchItem], list[MemoryRecord]]:
+        filters = dict(plan.filters)
         if op.query and self._indexing:
             page = self.memory.search(
                 op.query,
                 top_k=op.limit,
                 offset=op.offset,
                 filters=filters,
-                user_id=user,
+                user_id=plan.user,
                 # Within a scope unindexed items are in their own (raw:) scope already.
-                type=None if user else INDEXED,
+                type=INDEXED if plan.typed else None,
                 mode=self._mode,
             )
-            out = [_item(h.record, h.score) for h in page.hits]
-            records = [h.record for h in page.hits]
-        else:
-            if user is not None:
-                filters["user_id"] = {"$in": [user, RAW_SCOPE + user]}
-            records = self._list(filters, op.offset + op.limit)[op.offset :]
-            out = [_item(r, None) for r in records]
-        if op.refresh_ttl:
-            self._refresh(records)
-        return out
+            return [_item(h.record, h.score) for h in page.hits], [h.record for h in page.hits]
+        if plan.user is not None:
+            filters["user_id"] = {"$in": [plan.user, RAW_SCOPE + plan.user]}
+        records = self._list(filters, op.offset + op.limit)[op.offset :]
+        return [_item(r, None) for r in records], records
 
-    def _list(self, filters: dict[str, Any], want: int) -> list[MemoryRecord]:
+    def _list(self, filters: dict[str, Any], want: int | None) -> list[MemoryRecord]:
+        """The first ``want`` matching records (all of them when None)."""
         records: list[MemoryRecord] = []
         cursor = None
-        while len(records) < want:
-            page = self.memory.list(filters, limit=min(PAGE, want - len(records)), cursor=cursor)
+        while want is None or len(records) < want:
+            left = PAGE if want is None else min(PAGE, want - len(records))
+            page = self.memory.list(filters, limit=left, cursor=cursor)
             records += page.records
             cursor = page.next_cursor
             if cursor is None:
@@ -299,20 +334,35 @@ class EngramStore(BaseStore):
             check_labels(tuple(cond.path), prefix=True)
             if cond.match_type == "prefix":
                 tags += [f"{i}:{x}" for i, x in enumerate(cond.path) if x != "*"]
-        filters = {"tags": {"$contains": tags}} if tags else None
-        found: set[tuple[str, ...]] = set()
-        cursor = None
-        while True:
-            page = self.memory.list(filters, limit=PAGE, cursor=cursor)
-            found |= {tuple(r.metadata["ns"]) for r in page.records if "ns" in r.metadata}
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        found = self._census.namespaces(tags, lambda: self._namespaces(tags))
         spaces = [ns for ns in found if all(_does_match(c, ns) for c in op.match_conditions or ())]
         if op.max_depth is not None:
             spaces = [ns[: op.max_depth] for ns in spaces]
         ordered = sorted(set(spaces))
         return ordered[op.offset : op.offset + op.limit]
+
+    def _namespaces(self, tags: list[str]) -> frozenset[tuple[str, ...]]:
+        """Every namespace holding a live item (``tags``: of the prefix conditions).
+
+        An item no deeper than ``scope_depth`` labels is named exactly by its user scope,
+        so those come from the distinct scopes (a loose scan of engramdb's user index);
+        only the items tagged deeper are read, and a scope that holds nothing but those
+        names no namespace of its own.
+        """
+        found: set[tuple[str, ...]] = set()
+        deep_in: dict[str, int] = {}
+        for r in self._list({"tags": {"$contains": [DEEP, *tags]}}, None):
+            if "ns" in r.metadata:
+                found.add(tuple(r.metadata["ns"]))
+                deep_in[r.user_id or ""] = deep_in.get(r.user_id or "", 0) + 1
+        for user in self.memory._user_ids():
+            labels = scope_labels(user)
+            if labels is None:
+                continue
+            if user in deep_in and self.memory.count(user_id=user) == deep_in[user]:
+                continue  # every item of the scope is deeper than it
+            found.add(labels)
+        return frozenset(found)
 
     def _refresh(self, records: Sequence[MemoryRecord]) -> None:
         """Push back the expiry of items read (``refresh_on_read``) by their own ttl."""
@@ -321,6 +371,17 @@ class EngramStore(BaseStore):
             ttl = r.metadata.get("ttl")
             if isinstance(ttl, int | float) and not isinstance(ttl, bool):
                 self.memory.update(r.id, expires_at=now + timedelta(minutes=ttl))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A search's engramdb arguments; ``generation`` is the census generation it relied on
+    (None when it relied on none)."""
+
+    filters: dict[str, Any]
+    user: str | None
+    typed: bool
+    generation: int | None
 
 
 class ConfigEmbedder:

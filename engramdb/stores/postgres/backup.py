@@ -54,6 +54,16 @@ BACKUP_TABLES = {
         "namespace, id, user_id, thread_id, reason, merged_into, merge_group, image, "
         "survivor, archived_at"
     ),
+    # Thread checkpoints of agent frameworks (migration 0013): what resumes an agent.
+    "thread_checkpoints": (
+        "namespace, thread_id, checkpoint_ns, checkpoint_id, parent_id, type, checkpoint, "
+        "metadata, versions, run_id, created_at"
+    ),
+    "thread_checkpoint_blobs": "namespace, thread_id, checkpoint_ns, channel, version, type, blob",
+    "thread_checkpoint_writes": (
+        "namespace, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, "
+        "type, blob"
+    ),
 }
 IDENTITIES = {"records": "rid", "chunks": "id", "history": "seq", "events": "seq"}
 

@@ -16,9 +16,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from engramdb.errors import ValidationError
-from engramdb.models import CheckpointBlob, CheckpointRow, CheckpointWrite
+from engramdb.models import CheckpointBlob, CheckpointRow, CheckpointSummary, CheckpointWrite
+from engramdb.stores.checkpoint_rows import exported_checkpoints, import_checkpoints
 from engramdb.stores.postgres.connection import Database
-from engramdb.timeutil import now_us
+from engramdb.timeutil import from_us_req, now_us
 
 DELTA_KEYS = ["counters_since_delta_snapshot", "delta_writes_versioned"]
 _SELECT = """
@@ -282,6 +283,35 @@ class CheckpointTables:
             ).fetchall()
             _delete(c, namespace, doomed)
             return len(doomed)
+
+    def latest_checkpoints(
+        self, namespace: str, thread_id: str, limit: int
+    ) -> list[CheckpointSummary]:
+        """Return a thread's newest checkpoints, newest first (ids order a thread's)."""
+        with self._db.read("listing checkpoints") as c:
+            rows = c.execute(
+                "SELECT checkpoint_ns, checkpoint_id, parent_id, metadata, created_at "
+                "FROM thread_checkpoints WHERE namespace = %s AND thread_id = %s "
+                "ORDER BY checkpoint_id DESC, checkpoint_ns LIMIT %s",
+                (namespace, thread_id, int(limit)),
+            ).fetchall()
+        return [CheckpointSummary(r[0], r[1], r[2], r[3], from_us_req(int(r[4]))) for r in rows]
+
+    def iter_checkpoint_lines(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Every checkpoint row as an export line, read in one snapshot."""
+        with self._db.read("exporting checkpoints", snapshot=True) as c:
+            return list(
+                exported_checkpoints(
+                    lambda sql, args: c.execute(sql, args).fetchall(), "%s", namespace
+                )
+            )
+
+    def import_checkpoint_lines(self, lines: list[dict[str, Any]]) -> int:
+        """Insert checked export lines in one transaction (rows present are kept)."""
+        if not lines:
+            return 0
+        with self._db.write("importing checkpoints") as c, c.cursor() as cur:
+            return import_checkpoints(lines, cur.executemany, "%s", "::jsonb")
 
 
 def _delete(c: psycopg.Connection[Any], namespace: str, doomed: list[Any]) -> None:

@@ -31,6 +31,7 @@ from engramdb.stores.postgres.replica import INSERT_LSN_SQL, parse_lsn
 from engramdb.stores.postgres.threads import insert_events
 from engramdb.stores.prepared import OnError, PreparedEvent, PreparedRecord, RecordChanges
 from engramdb.stores.rows import (
+    DISTINCT_USERS_SQL,
     GENERATION_SQL,
     NEXT_EXPIRY_SQL,
     change_row,
@@ -277,6 +278,15 @@ class Records:
                 if pos:
                     router.note_thread_floor(parse_lsn(str(pos[0])))
         return int(row[0]) if row else 0
+
+    def user_ids(self, namespace: str, now: int) -> list[str]:
+        """The distinct user scopes of the namespace's records live at ``now`` (see
+        ``Store.user_ids``)."""
+        with self._db.read("listing user scopes", route=True) as c:
+            rows = c.execute(
+                DISTINCT_USERS_SQL.format(p="%s"), (namespace, "", now, namespace, now)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def next_expiry(self, namespace: str, after: int) -> int | None:
         """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""

@@ -43,6 +43,7 @@ from engramdb.models import (
     AddResult,
     CheckpointBlob,
     CheckpointRow,
+    CheckpointSummary,
     CheckpointWrite,
     Entity,
     EntityGraph,
@@ -335,6 +336,11 @@ class PostgresStore:
         return self._records.generation(namespace)
 
     @retried
+    def user_ids(self, namespace: str, now: int) -> list[str]:
+        """Return the distinct user scopes of live records (see ``Store.user_ids``)."""
+        return self._records.user_ids(namespace, now)
+
+    @retried
     def next_expiry(self, namespace: str, after: int) -> int | None:
         """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""
         return self._records.next_expiry(namespace, after)
@@ -622,6 +628,23 @@ class PostgresStore:
     def copy_checkpoint_thread(self, namespace: str, source: str, target: str) -> int:
         """Copy every checkpoint, blob and write of ``source`` to ``target``."""
         return self._checkpoints.copy_checkpoint_thread(namespace, source, target)
+
+    @retried
+    def latest_checkpoints(
+        self, namespace: str, thread_id: str, limit: int
+    ) -> list[CheckpointSummary]:
+        """Return a thread's newest checkpoints, newest first."""
+        return self._checkpoints.latest_checkpoints(namespace, thread_id, limit)
+
+    @retried
+    def iter_checkpoint_lines(self, namespace: str | None) -> Iterator[dict[str, Any]]:
+        """Yield every checkpoint row as an export line (one namespace, or all)."""
+        return iter(self._checkpoints.iter_checkpoint_lines(namespace))
+
+    @retried
+    def import_checkpoint_lines(self, lines: list[dict[str, Any]]) -> int:
+        """Insert checked checkpoint export lines in one transaction (rows present kept)."""
+        return self._checkpoints.import_checkpoint_lines(lines)
 
     @retried
     def prune_checkpoints(self, namespace: str, thread_ids: list[str]) -> int:

@@ -13,9 +13,10 @@ import sqlite3
 from typing import Any
 
 from engramdb.errors import ValidationError
-from engramdb.models import CheckpointBlob, CheckpointRow, CheckpointWrite
+from engramdb.models import CheckpointBlob, CheckpointRow, CheckpointSummary, CheckpointWrite
+from engramdb.stores.checkpoint_rows import exported_checkpoints, import_checkpoints
 from engramdb.stores.sqlite.connection import Connections
-from engramdb.timeutil import now_us
+from engramdb.timeutil import from_us_req, now_us
 
 _COLUMNS = (
     "thread_id, checkpoint_ns, checkpoint_id, parent_id, type, checkpoint, metadata, versions"
@@ -306,6 +307,38 @@ class CheckpointTables:
             ).fetchall()
             self._delete(c, namespace, doomed)
             return len(doomed)
+
+    def latest_checkpoints(
+        self, namespace: str, thread_id: str, limit: int
+    ) -> list[CheckpointSummary]:
+        """Return a thread's newest checkpoints, newest first (ids order a thread's)."""
+        with self._db.read("listing checkpoints") as c:
+            rows = c.execute(
+                "SELECT checkpoint_ns, checkpoint_id, parent_id, metadata, created_at "
+                "FROM thread_checkpoints WHERE namespace = ? AND thread_id = ? "
+                "ORDER BY checkpoint_id DESC, checkpoint_ns LIMIT ?",
+                (namespace, thread_id, int(limit)),
+            ).fetchall()
+        return [
+            CheckpointSummary(r[0], r[1], r[2], json.loads(r[3]), from_us_req(int(r[4])))
+            for r in rows
+        ]
+
+    def iter_checkpoint_lines(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Every checkpoint row as an export line, read in one snapshot."""
+        with self._db.read("exporting checkpoints") as c:
+            return list(
+                exported_checkpoints(
+                    lambda sql, args: c.execute(sql, args).fetchall(), "?", namespace
+                )
+            )
+
+    def import_checkpoint_lines(self, lines: list[dict[str, Any]]) -> int:
+        """Insert checked export lines in one transaction (rows present are kept)."""
+        if not lines:
+            return 0
+        with self._db.write("importing checkpoints") as c:
+            return import_checkpoints(lines, c.executemany, "?")
 
     @staticmethod
     def _delete(c: sqlite3.Connection, namespace: str, doomed: list[Any]) -> None:

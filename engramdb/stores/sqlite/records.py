@@ -16,6 +16,7 @@ from engramdb.models import AddResult, HistoryEntry, MemoryRecord
 from engramdb.query.filters import Node, required_equalities
 from engramdb.stores.prepared import OnError, PreparedEvent, PreparedRecord, RecordChanges
 from engramdb.stores.rows import (
+    DISTINCT_USERS_SQL,
     HISTORY_SQL,
     NEXT_EXPIRY_SQL,
     RECORD_SELECT,
@@ -374,6 +375,15 @@ class Records:
         with self._db.read("reading history") as c:
             rows = c.execute(_HISTORY_SQL, (namespace, record_id)).fetchall()
         return [history_entry(r) for r in rows]
+
+    def user_ids(self, namespace: str, now: int) -> list[str]:
+        """The distinct user scopes of the namespace's records live at ``now`` (see
+        ``Store.user_ids``)."""
+        with self._db.read("listing user scopes") as c:
+            rows = c.execute(
+                DISTINCT_USERS_SQL.format(p="?"), (namespace, "", now, namespace, now)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def next_expiry(self, namespace: str, after: int) -> int | None:
         """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""
