@@ -20,7 +20,8 @@ Subcommands:
 - ``langgraph``: ``EngramStore`` and ``EngramSaver`` against LangGraph's in-memory,
   SQLite and PostgreSQL backends (``langgraph.json``);
 - ``consolidate``: consolidation of 100,000 records with 10% planted near-duplicates:
-  time and precision/recall of the merges (``consolidate.json``);
+  time and precision/recall of the merges (``consolidate.json``; ``--postgres``:
+  ``consolidate_postgres.json``);
 - ``service``: search and add in-process, over HTTP (``engramdb serve``) and over ZeroMQ
   with 1, 8 and 32 clients; ``/health`` under heavy calls; a refused 300 MB body
   (``service.json``);
@@ -208,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", type=int, default=DEFAULT_RECORDS, help="records (default 100000)")
     p.add_argument("--users", type=int, default=100, help="users (scopes) the records spread over")
     p.add_argument("--batch", type=int, default=1000, help="records per add call")
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="on a PostgreSQL server started for the run (consolidate_postgres.json)",
+    )
     p = sub.add_parser(
         "service",
         help="the service over HTTP and ZeroMQ against in-process calls (service.json)",
@@ -333,7 +339,9 @@ def main(argv: list[str]) -> int:
     if args.command == "consolidate":
         from bench import consolidate
 
-        consolidate.main(args.out, args.records, args.users, args.batch, args.quick)
+        consolidate.main(
+            args.out, args.records, args.users, args.batch, args.quick, postgres=args.postgres
+        )
     if args.command == "service":
         from bench import service
 

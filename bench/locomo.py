@@ -217,6 +217,152 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
+Rankings = dict[str, list[tuple[str, int, set[str], list[str]]]]
+
+
+def search_all(
+    mem: Any, convs: list[dict[str, Any]], modes: Sequence[str]
+) -> tuple[Rankings, dict[str, list[float]]]:
+    """Every question in every mode, each in its own thread: the ranked record ids and
+    the latency (ms) of each search, per mode."""
+    rankings: Rankings = {m: [] for m in modes}
+    latency: dict[str, list[float]] = {m: [] for m in modes}
+    # The hybrid mode (the default) runs first, so its latency includes embedding the query.
+    order = sorted(modes, key=lambda m: m != "hybrid")
+    for conv in convs:
+        for q in conv["questions"]:
+            for mode in order:
+                start = time.perf_counter()
+                page = mem.search(q["question"], thread_id=conv["id"], top_k=20, mode=mode)
+                latency[mode].append((time.perf_counter() - start) * 1000)
+                ids = [h.record.id for h in page.hits]
+                rankings[mode].append((conv["id"], q["category"], set(q["evidence"]), ids))
+    return rankings, latency
+
+
+def turns_of(mapping: dict[str, dict[str, str]]) -> dict[str, dict[str, set[str]]]:
+    """Per conversation: record id -> the dialogue turns (dia ids) it holds."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for conv_id, ids in mapping.items():
+        held: dict[str, set[str]] = {}
+        for did, rid in ids.items():
+            held.setdefault(rid, set()).add(did)
+        out[conv_id] = held
+    return out
+
+
+def credit_merges(
+    held: dict[str, dict[str, set[str]]], merged_into: dict[str, str]
+) -> dict[str, dict[str, set[str]]]:
+    """The turns each record holds once merged records are credited to their survivors.
+
+    A record merged away holds nothing any more; its survivor (followed through any chain
+    of merges) holds its turns as well as its own (see :func:`run` for why that is fair).
+    """
+    out: dict[str, dict[str, set[str]]] = {}
+    for conv_id, records in held.items():
+        moved: dict[str, set[str]] = {}
+        for rid, dias in records.items():
+            seen = {rid}
+            while rid in merged_into and merged_into[rid] not in seen:
+                rid = merged_into[rid]
+                seen.add(rid)
+            moved.setdefault(rid, set()).update(dias)
+        out[conv_id] = moved
+    return out
+
+
+def score_all(
+    rankings: Rankings, held: dict[str, dict[str, set[str]]]
+) -> dict[str, list[tuple[int, dict[str, float]]]]:
+    """Each mode's per-question figures, a record counting for the turns it holds."""
+    out: dict[str, list[tuple[int, dict[str, float]]]] = {}
+    for mode, rows in rankings.items():
+        out[mode] = [
+            (cat, score([held[conv_id].get(rid, set()) for rid in ids], evidence))
+            for conv_id, cat, evidence, ids in rows
+        ]
+    return out
+
+
+def mode_entries(
+    per_mode: dict[str, list[tuple[int, dict[str, float]]]],
+    latency: dict[str, list[float]],
+    modes: Sequence[str],
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The report's ``modes`` section (overall, per category, latency) and its summary."""
+    entries: dict[str, Any] = {}
+    summary: dict[str, float] = {}
+    for mode in modes:
+        rows = per_mode[mode]
+        scored = [r for c, r in rows if c != ADVERSARIAL]
+        entry: dict[str, Any] = {"overall": mean_figures(scored), "by_category": {}}
+        for cat, name in {**CATEGORIES, ADVERSARIAL: "adversarial"}.items():
+            sub = [r for c, r in rows if c == cat]
+            entry["by_category"][name] = {"questions": len(sub), **mean_figures(sub)}
+        entry["latency_ms"] = {
+            "p50": round(percentile(latency[mode], 50), 2),
+            "p95": round(percentile(latency[mode], 95), 2),
+        }
+        entries[mode] = entry
+        for key, value in entry["overall"].items():
+            summary[f"{mode}_{key}"] = value
+        adv = entry["by_category"]["adversarial"]
+        for key in ("recall_at_10", "ndcg_at_10"):
+            summary[f"{mode}_adversarial_{key}"] = adv.get(key, 0.0)
+        summary[f"{mode}_search_p50_ms"] = entry["latency_ms"]["p50"]
+        summary[f"{mode}_search_p95_ms"] = entry["latency_ms"]["p95"]
+    return entries, summary
+
+
+def consolidate_and_score(
+    mem: Any,
+    convs: list[dict[str, Any]],
+    modes: Sequence[str],
+    held: dict[str, dict[str, set[str]]],
+    before: Rankings,
+) -> dict[str, Any]:
+    """Run ``consolidate()`` on the namespace, search again, and score the new rankings.
+
+    Returns the ``after_consolidation`` section: what consolidation did, every mode's
+    figures with merged turns credited to their survivors, and the strict overall figures
+    (merged turns never found), plus how many questions' evidence was merged away.
+    """
+    t0 = time.perf_counter()
+    rep = mem.consolidate()
+    seconds = time.perf_counter() - t0
+    merged_into = {x: m.survivor_id for m in rep.merges for x in m.merged_ids}
+    rankings, latency = search_all(mem, convs, modes)
+    credited = credit_merges(held, merged_into)
+    entries, summary = mode_entries(score_all(rankings, credited), latency, modes)
+    strict = score_all(
+        rankings,
+        {c: {r: d for r, d in recs.items() if r not in merged_into} for c, recs in held.items()},
+    )
+    merged_dias = {
+        d for recs in held.values() for r, ds in recs.items() if r in merged_into for d in ds
+    }
+    first = modes[0]
+    touched = sum(1 for _, _, ev, _ in before[first] if ev & merged_dias)
+    return {
+        "consolidation": {
+            "seconds": round(seconds, 2),
+            "merges": len(rep.merges),
+            "merged_away": len(merged_into),
+            "summaries": len(rep.summaries),
+            "archived": len(rep.archived),
+            "expired": len(rep.expired),
+            "skipped": len(rep.skipped),
+            "questions_with_merged_evidence": touched,
+        },
+        "modes": entries,
+        "strict_overall": {
+            m: mean_figures([r for c, r in strict[m] if c != ADVERSARIAL]) for m in modes
+        },
+        "summary": summary,
+    }
+
+
 def run(
     data: Path,
     modes: Sequence[str],
@@ -226,6 +372,7 @@ def run(
     embedder_name: str = "minilm",
     write_path: str = "add_messages",
     settings: dict[str, Any] | None = None,
+    consolidate: bool = False,
 ) -> dict[str, Any]:
     """Ingest every conversation, run every question in every mode, return the report.
 
@@ -233,6 +380,21 @@ def run(
     ``embedder_name``: a settings name (``minilm``, ``minilm-torch``, ``minilm-int8``).
     ``write_path``: ``add_messages`` or ``add`` (see the module docstring).
     ``settings``: Settings fields to run with (e.g. a ranking switch), recorded in the report.
+    ``consolidate``: after the questions, run ``consolidate()`` over the namespace and ask
+    them all again; the report's ``after_consolidation`` holds the second figures beside
+    the first (``modes``), from the same ingest in the same run.
+
+    Scoring after consolidation. A merge archives near-duplicates and keeps one survivor
+    (the richest text, with the others' tags and metadata): the merged records leave search,
+    and the survivor stands for them. So a turn whose record was merged counts as found when
+    its survivor is retrieved (``merged_into`` is followed through chains). That is the
+    rule a user of the merged memory lives with: the fact is still there, under the
+    survivor's words. It can only credit turns the merge itself judged the same content,
+    and the survivor still takes one place in the ranking. Because it could flatter a
+    merge that joined two different statements, the strict figures (``strict_overall``:
+    a merged turn is never found) and the number of questions whose evidence was merged
+    are reported as well. A summary record holds no turn: it takes a place in the ranking
+    and counts for nothing (crediting it with its thread would make every question a hit).
     """
     from engramdb import Memory, Settings
     from engramdb.embedders.base import resolve_embedder
@@ -244,11 +406,10 @@ def run(
     embedder: Any = CachingEmbedder(base, CACHE_DIR / cache_file) if cache else base
     tmp = tempfile.TemporaryDirectory(prefix="engram-locomo-")
     path = db or Path(tmp.name) / "locomo.db"
-    per_mode: dict[str, list[tuple[int, dict[str, float]]]] = {m: [] for m in modes}
-    latency: dict[str, list[float]] = {m: [] for m in modes}
     embedder.embed(["warm up"])
     t0 = time.perf_counter()
     opts = Settings(**(settings or {}))
+    after: dict[str, Any] | None = None
     with Memory(
         url or f"sqlite:///{path}", namespace="locomo", embedder=embedder, settings=opts
     ) as mem:
@@ -265,23 +426,15 @@ def run(
             # before the first question, whatever the machine's speed.
             mem.entities(limit=1)
         ingest_s = time.perf_counter() - t0
-        # The hybrid mode (the default) runs first, so its latency includes embedding the query.
-        order = sorted(modes, key=lambda m: m != "hybrid")
-        for conv in convs:
-            dias_of: dict[str, set[str]] = {}
-            for did, rid in mapping[conv["id"]].items():
-                dias_of.setdefault(rid, set()).add(did)
-            for q in conv["questions"]:
-                evidence = set(q["evidence"])
-                for mode in order:
-                    start = time.perf_counter()
-                    page = mem.search(q["question"], thread_id=conv["id"], top_k=20, mode=mode)
-                    latency[mode].append((time.perf_counter() - start) * 1000)
-                    ranked = [dias_of.get(h.record.id, set()) for h in page.hits]
-                    per_mode[mode].append((q["category"], score(ranked, evidence)))
+        held = turns_of(mapping)
+        rankings, latency = search_all(mem, convs, modes)
+        if consolidate:
+            after = consolidate_and_score(mem, convs, modes, held, rankings)
     if cache:
         embedder.save()
     tmp.cleanup()
+    per_mode = score_all(rankings, held)
+    entries, summary = mode_entries(per_mode, latency, modes)
     report: dict[str, Any] = {
         "data": str(data),
         "store": "postgresql" if url and url.startswith("postgres") else "sqlite",
@@ -294,31 +447,19 @@ def run(
         "embedder": {"setting": embedder_name, "name": base.name},
         "write_path": write_path,
         "settings": settings or {},
-        "modes": {},
+        "modes": entries,
     }
-    summary: dict[str, float] = {}
-    for mode in modes:
-        rows = per_mode[mode]
-        scored = [r for c, r in rows if c != ADVERSARIAL]
-        entry: dict[str, Any] = {"overall": mean_figures(scored), "by_category": {}}
-        for cat, name in {**CATEGORIES, ADVERSARIAL: "adversarial"}.items():
-            sub = [r for c, r in rows if c == cat]
-            entry["by_category"][name] = {"questions": len(sub), **mean_figures(sub)}
-        entry["latency_ms"] = {
-            "p50": round(percentile(latency[mode], 50), 2),
-            "p95": round(percentile(latency[mode], 95), 2),
-        }
-        report["modes"][mode] = entry
-        for key, value in entry["overall"].items():
-            summary[f"{mode}_{key}"] = value
-        adv = entry["by_category"]["adversarial"]
-        for key in ("recall_at_10", "ndcg_at_10"):
-            summary[f"{mode}_adversarial_{key}"] = adv.get(key, 0.0)
-        summary[f"{mode}_search_p50_ms"] = entry["latency_ms"]["p50"]
-        summary[f"{mode}_search_p95_ms"] = entry["latency_ms"]["p95"]
     main_mode = "hybrid" if "hybrid" in modes else modes[0]
     summary["search_p50_ms"] = summary[f"{main_mode}_search_p50_ms"]
     summary["search_p95_ms"] = summary[f"{main_mode}_search_p95_ms"]
+    if after is not None:
+        report["after_consolidation"] = after
+        for mode in modes:
+            for key in ("recall_at_10", "ndcg_at_10", "adversarial_recall_at_10"):
+                summary[f"{mode}_consolidated_{key}"] = after["summary"][f"{mode}_{key}"]
+            summary[f"{mode}_consolidated_strict_recall_at_10"] = after["strict_overall"][mode][
+                "recall_at_10"
+            ]
     report["summary"] = summary
     return report
 
@@ -359,6 +500,12 @@ def main(argv: list[str]) -> int:
         metavar="NAME=VALUE",
         help="a Settings field to run with (repeatable), e.g. --set entity_ranking=false",
     )
+    parser.add_argument(
+        "--consolidate",
+        action="store_true",
+        help="then run consolidate() and ask every question again: figures before and after "
+        "(merged turns count when their survivor is found; see run())",
+    )
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {}
     for item in args.set:
@@ -381,6 +528,7 @@ def main(argv: list[str]) -> int:
         args.embedder,
         write_path=args.write_path,
         settings=overrides,
+        consolidate=args.consolidate,
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -402,6 +550,22 @@ def main(argv: list[str]) -> int:
             f"MRR {o['mrr']:.3f} | R@10 {cats}"
         )
     print(f"  search p50 {s['search_p50_ms']:.1f} ms, p95 {s['search_p95_ms']:.1f} ms")
+    after = report.get("after_consolidation")
+    if after:
+        c = after["consolidation"]
+        print(
+            f"  consolidate(): {c['merges']} merges ({c['merged_away']} records merged away), "
+            f"{c['summaries']} summaries, {c['archived']} archived in {c['seconds']:.1f}s; "
+            f"{c['questions_with_merged_evidence']} questions' evidence merged"
+        )
+        for mode in modes:
+            o = after["modes"][mode]["overall"]
+            adv = after["modes"][mode]["by_category"]["adversarial"].get("recall_at_10", 0)
+            print(
+                f"  {mode:8s} after: R@10 {o['recall_at_10']:.3f} NDCG@10 {o['ndcg_at_10']:.3f} "
+                f"adversarial R@10 {adv:.3f} (strict R@10 "
+                f"{after['strict_overall'][mode]['recall_at_10']:.3f})"
+            )
     print(f"  written to {args.json}")
     return 0
 

@@ -29,6 +29,7 @@ from engramdb.errors import (
     ValidationError,
     WrongContextError,
 )
+from engramdb.extract.facts import Fact, FactExtractor, FactInput
 from engramdb.memory import Memory
 from engramdb.models import (
     AddResult,
@@ -86,6 +87,9 @@ __all__ = [
     "SummaryAction",
     "Event",
     "Extraction",
+    "Fact",
+    "FactExtractor",
+    "FactInput",
     "ExtractionError",
     "FoundEntity",
     "FoundRelation",

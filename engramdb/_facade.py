@@ -20,6 +20,7 @@ from engramdb.engine.checkpoints import ThreadCheckpoints
 from engramdb.engine.core import Engine
 from engramdb.engine.validation import check_namespace
 from engramdb.errors import WrongContextError
+from engramdb.extract.facts import FactExtractor
 from engramdb.observe import observer
 
 T = TypeVar("T")
@@ -40,7 +41,13 @@ def shared_pool() -> ThreadPoolExecutor:
 
 
 class _Shared:
-    """Construction shared by both faces: settings, embedder, store, namespace."""
+    """Construction shared by both faces: settings, embedder, store, namespace.
+
+    ``embedder`` and ``facts`` take a settings name or an object: an
+    :class:`~engramdb.Embedder`, and a :class:`~engramdb.FactExtractor` (the facts
+    ``add_messages`` extracts; None: ``settings.facts``). A value that is neither raises
+    :class:`~engramdb.ValidationError` before the store opens.
+    """
 
     def __init__(
         self,
@@ -49,6 +56,7 @@ class _Shared:
         namespace: str | None = None,
         embedder: str | Embedder | None = None,
         settings: Settings | None = None,
+        facts: str | FactExtractor | None = None,
         _engine: Engine | None = None,
     ) -> None:
         if _engine is not None:
@@ -62,7 +70,7 @@ class _Shared:
         if url is not None:
             base = base.model_copy(update={"url": url})
         self.namespace = check_namespace(base.namespace if namespace is None else namespace)
-        self._engine = Engine.open(base, embedder)
+        self._engine = Engine.open(base, embedder, facts)
         self._owner = True
 
     @property

@@ -16,6 +16,7 @@ import numpy as np
 from engramdb._facade import _Shared, call_sync
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
+from engramdb.extract.facts import FactExtractor
 from engramdb.models import (
     AddResult,
     ArchivedRecord,
@@ -60,6 +61,7 @@ class Memory(_Shared):
         namespace: str | None = None,
         embedder: str | Embedder | None = None,
         settings: Settings | None = None,
+        facts: str | FactExtractor | None = None,
     ) -> Self:
         """Open the store at ``url`` and return a ready ``Memory`` (same as ``Memory(url)``).
 
@@ -71,7 +73,7 @@ class Memory(_Shared):
                 ``await AsyncMemory.open(...)`` there).
         """
         return call_sync(
-            "open", cls, url, namespace=namespace, embedder=embedder, settings=settings
+            "open", cls, url, namespace=namespace, embedder=embedder, settings=settings, facts=facts
         )
 
     def _call(self, method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

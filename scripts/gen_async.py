@@ -31,6 +31,7 @@ import numpy as np
 from engramdb._facade import _Shared, call_async, open_async
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
+from engramdb.extract.facts import FactExtractor
 from engramdb.models import (
     AddResult,
     ArchivedRecord,
@@ -74,6 +75,7 @@ class AsyncMemory(_Shared):
         namespace: str | None = None,
         embedder: str | Embedder | None = None,
         settings: Settings | None = None,
+        facts: str | FactExtractor | None = None,
     ) -> Self:
         """Open the store at ``url`` off the event loop and return a ready ``AsyncMemory``.
 
@@ -83,7 +85,9 @@ class AsyncMemory(_Shared):
 
             mem = await AsyncMemory.open("sqlite:///agent.db")
         """
-        return await open_async(cls, url, namespace=namespace, embedder=embedder, settings=settings)
+        return await open_async(
+            cls, url, namespace=namespace, embedder=embedder, settings=settings, facts=facts
+        )
 
     async def _call(self, method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await call_async(method, fn, *args, **kwargs)

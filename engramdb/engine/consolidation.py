@@ -15,6 +15,11 @@ Archived records leave ``records`` and so every read but ``get`` by id, and are 
 does no writes, so ``dry_run=True`` returns the same report a real run would and changes
 nothing.
 
+Records of a thread carry their neighbouring turns in their keyword text
+(:mod:`.context_index`): after a step takes turns out (merge, expiry, retention), moves a
+survivor's time, or brings turns back (unmerge, restore), the turns whose window reached
+those times are re-indexed, as after a delete or an update by the write path.
+
 Each step is its own transaction and checks the versions it planned against (a record
 another writer changed meanwhile is reported in ``skipped`` and left alone). A merge
 archives the absorbed records first, then updates the survivor: a crash between the two
@@ -40,6 +45,7 @@ from engramdb.engine.consolidate_plan import (
     record_vector,
     retention_score,
 )
+from engramdb.engine.context_index import ContextIndex
 from engramdb.engine.encoder import Encoder
 from engramdb.engine.keyword import index_text
 from engramdb.engine.records import Records
@@ -54,7 +60,7 @@ from engramdb.models import (
     MergeAction,
 )
 from engramdb.stores.base import Archive, ArchivedRow, ArchiveItem, Store, Transfer
-from engramdb.stores.prepared import PreparedChunk, RecordChanges
+from engramdb.stores.prepared import PreparedChunk, RecordChanges, is_turn
 from engramdb.timeutil import from_us_req, now_us, to_us
 
 _TIME_FIELDS = ("occurred_at", "created_at", "updated_at", "valid_from", "valid_to", "expires_at")
@@ -82,6 +88,7 @@ class Consolidator:
         self.encoder = encoder
         self.records = records
         self.summaries = summaries
+        self.context = ContextIndex(settings, store)
 
     # ------------------------------------------------------------------ capabilities
 
@@ -129,8 +136,11 @@ class Consolidator:
                 decayed.append(s)
         if not dry_run:
             self._expire(archive, namespace, scan, report)
-            self._merge(archive, namespace, live, groups, report)
+            moved = self._merge(archive, namespace, live, groups, report)
             self._retire(archive, namespace, decayed, report)
+            taken = {a.record_id for a in (*report.expired, *report.archived)} - set(report.skipped)
+            taken.update(x for m in report.merges for x in m.merged_ids)
+            self._reindex(namespace, [s.record for s in scan if s.record.id in taken] + moved)
         gone = set(report.skipped) | {a.record_id for a in report.archived}
         gone.update(x for m in report.merges for x in m.merged_ids)
         turns = [s.record for s in live if s.record.id not in gone]
@@ -190,8 +200,12 @@ class Consolidator:
         live: list[Scanned],
         groups: list[MergeGroup],
         report: ConsolidationReport,
-    ) -> None:
-        """Archive every group's absorbed records (in batches), then update each survivor."""
+    ) -> list[MemoryRecord]:
+        """Archive every group's absorbed records (in batches), then update each survivor.
+
+        Returns the survivors whose time moved, before and after (their thread context is
+        re-indexed at both times).
+        """
         items: list[ArchiveItem] = []
         for g in groups:
             s = live[g.survivor].record
@@ -218,6 +232,7 @@ class Consolidator:
                 for i in g.members
             )
         taken: set[str] = set()
+        moved: list[MemoryRecord] = []
         for start in range(0, len(items), _ARCHIVE_BATCH):
             taken.update(self._take(archive, ns, items[start : start + _ARCHIVE_BATCH], report))
         for g in groups:
@@ -225,13 +240,23 @@ class Consolidator:
             absorbed = [live[i].record for i in g.members if live[i].record.id in taken]
             if not absorbed:
                 continue
+            changes = _merged_changes(head, absorbed)
             try:
-                self.store.update_record(
-                    ns, head.record.id, _merged_changes(head, absorbed), head.record.version
-                )
+                after = self.store.update_record(ns, head.record.id, changes, head.record.version)
             except (ConflictError, NotFoundError):
                 report.skipped.append(head.record.id)
+            else:
+                if changes.occurred_at is not None:
+                    moved.extend((head.record, after))
             self.cache.invalidate_records(ns, [head.record.id])
+        return moved
+
+    def _reindex(self, ns: str, records: list[MemoryRecord]) -> None:
+        """Re-index the thread context around the times of turns taken out, moved or back."""
+        for rec in records:
+            if rec.occurred_at is not None and rec.thread_id and is_turn(rec.type, rec.thread_id):
+                when = to_us(rec.occurred_at, "occurred_at")
+                self.context.reindex(ns, rec.thread_id, when, when, set())
 
     # ------------------------------------------------------------------ archive reads
 
@@ -313,6 +338,8 @@ class Consolidator:
         except ConflictError:
             return cur
         self.cache.invalidate_records(ns, [cur.id])
+        if ch.occurred_at is not None:
+            self._reindex(ns, [cur, after])
         return after
 
     def _rechunk(self, ns: str, rec: MemoryRecord, when: int) -> list[PreparedChunk] | None:
@@ -369,7 +396,9 @@ class Consolidator:
                 )
         self._archive("restore archived records").drop_archived(ns, ids)
         self.cache.invalidate_records(ns, ids)
-        return self.store.get_records(ns, ids)
+        back = self.store.get_records(ns, ids)
+        self._reindex(ns, back)
+        return back
 
     def encoder_view(self) -> Any:
         """What ``prepare_import`` needs of the engine: settings, embedder, embed."""

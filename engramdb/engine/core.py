@@ -40,12 +40,14 @@ from engramdb.engine.checkpoints import ThreadCheckpoints
 from engramdb.engine.consolidation import Consolidator
 from engramdb.engine.encoder import Encoder
 from engramdb.engine.entities import EntityIndex
+from engramdb.engine.facts import check_spec as check_facts
 from engramdb.engine.records import Records
 from engramdb.engine.search import Mode, Searcher
 from engramdb.engine.summaries import ThreadSummaries
 from engramdb.engine.threads import Threads
 from engramdb.engine.write import Writer
 from engramdb.errors import NotFoundError, ValidationError
+from engramdb.extract.facts import FactExtractor
 from engramdb.models import (
     AddResult,
     ArchivedRecord,
@@ -69,7 +71,13 @@ from engramdb.timeutil import now_us
 class Engine:
     """Validation, chunking, embedding, retrieval and fusion over one store."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        store: Store,
+        facts: str | FactExtractor | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self._encoder = Encoder(settings, embedder)
@@ -86,7 +94,7 @@ class Engine:
             timeout_ms=settings.cache_timeout_ms,
         )
         self._records = Records(settings, store, self.cache)
-        self._writer = Writer(settings, store, self.cache, self._encoder, self._records)
+        self._writer = Writer(settings, store, self.cache, self._encoder, self._records, facts)
         self._searcher = Searcher(settings, store, self.cache, self._encoder)
         self._threads = Threads(settings, store, self.cache)
         self._admin = Admin(settings, store, self.cache, self._encoder)
@@ -98,17 +106,26 @@ class Engine:
         )
 
     @classmethod
-    def open(cls, settings: Settings, embedder: str | Embedder | None) -> Engine:
+    def open(
+        cls,
+        settings: Settings,
+        embedder: str | Embedder | None,
+        facts: str | FactExtractor | None = None,
+    ) -> Engine:
         """Resolve the embedder, open the store at ``settings.url`` and build the engine.
+
+        ``facts``: the fact extractor of ``add_messages`` (a name or a FactExtractor
+        object; None: ``settings.facts``), checked before the store opens.
 
         A store opened here is closed again when the engine cannot be built over it (its
         data was made with another embedder, the cache URL is invalid), so a failed open
         leaves nothing behind.
         """
         emb = resolve_embedder(embedder, settings)
+        check_facts(facts)  # a bad value fails before the store opens
         store = open_store(settings.url, settings)
         try:
-            return cls(settings, emb, store)
+            return cls(settings, emb, store, facts)
         except BaseException:
             store.close()
             raise

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from engramdb.config import Settings
 from engramdb.engine.records import Records
+from engramdb.errors import ValidationError
 from engramdb.extract.facts import (
     SINGLE_VALUED,
     Fact,
@@ -42,27 +43,92 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engramdb.facts")
 MAX_OPEN = 100  # facts of one subject and relation looked at when a new one arrives
+#: The names ``Settings.facts`` (and ``Memory(facts=...)``) accept.
+FACT_EXTRACTOR_NAMES = ("off", "patterns", "openai")
 
 
-def build_extractor(settings: Settings) -> FactExtractor | None:
-    """The extractor ``settings.facts`` names (None: facts are off)."""
-    if settings.facts == "patterns":
+def build_extractor(settings: Settings, name: str | None = None) -> FactExtractor | None:
+    """The extractor ``name`` (default ``settings.facts``) names (None: facts are off)."""
+    name = settings.facts if name is None else name
+    if name == "patterns":
         return PatternFactExtractor(settings.extract_batch)
-    if settings.facts == "openai":
+    if name == "openai":
         from engramdb.extract.fact_llm import OpenAIFactExtractor
 
         return OpenAIFactExtractor.from_settings(settings)
     return None
 
 
+def check_spec(spec: object) -> None:
+    """Check a ``Memory(facts=...)`` value without building anything.
+
+    Raises:
+        ValidationError: not None, not one of :data:`FACT_EXTRACTOR_NAMES` and not an object
+            with a callable ``extract`` (the FactExtractor protocol).
+    """
+    names = ", ".join(map(repr, FACT_EXTRACTOR_NAMES))
+    if spec is None:
+        return
+    if isinstance(spec, str):
+        if spec not in FACT_EXTRACTOR_NAMES:
+            raise ValidationError(
+                f"facts must be one of {names} or a FactExtractor object, got {spec!r}",
+                field="facts",
+            )
+        return
+    if not isinstance(spec, FactExtractor) or not callable(spec.extract):
+        raise ValidationError(
+            f"facts must be one of {names} or an object with a method "
+            "extract(messages: list[FactInput]) -> list[list[Fact]] (the FactExtractor "
+            f"protocol); got a {type(spec).__name__} without one",
+            field="facts",
+        )
+
+
+def resolve_extractor(spec: str | FactExtractor | None, settings: Settings) -> FactExtractor | None:
+    """Turn ``Memory(facts=...)`` into the extractor to use (None: facts are off).
+
+    ``None`` means ``settings.facts``; a name is one of :data:`FACT_EXTRACTOR_NAMES`; any
+    other value must implement :class:`~engramdb.extract.facts.FactExtractor` (a callable
+    ``extract(messages)``), the way ``embedder=`` takes a name or an Embedder object.
+
+    Raises:
+        ValidationError: see :func:`check_spec`.
+    """
+    check_spec(spec)
+    if spec is None or isinstance(spec, str):
+        return build_extractor(settings, spec)
+    return spec
+
+
+def check_output(found: object, n: int) -> list[list[Fact]]:
+    """An extractor's answer, checked: a list of ``n`` lists of :class:`Fact`.
+
+    Raises:
+        TypeError: any other shape (a custom extractor's bug; the caller logs it).
+    """
+    if not isinstance(found, list) or len(found) != n:
+        raise TypeError(f"the fact extractor must return a list of {n} lists, got {found!r:.200}")
+    for i, facts in enumerate(found):
+        if not isinstance(facts, list) or not all(isinstance(f, Fact) for f in facts):
+            raise TypeError(f"the fact extractor's item {i} is not a list of Fact: {facts!r:.200}")
+    return found
+
+
 class FactRecorder:
     """Extracts facts from written messages, stores them and closes what they contradict."""
 
-    def __init__(self, settings: Settings, records: Records, writer: Writer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        records: Records,
+        writer: Writer,
+        extractor: str | FactExtractor | None = None,
+    ) -> None:
         self.settings = settings
         self.records = records
         self.writer = writer
-        self.extractor: FactExtractor | None = build_extractor(settings)
+        self.extractor: FactExtractor | None = resolve_extractor(extractor, settings)
 
     def record(
         self, namespace: str, messages: list[PreparedRecord], results: list[AddResult]
@@ -81,7 +147,7 @@ class FactRecorder:
             FactInput(p.text, str(json_role(p.metadata_json)), p.occurred_at) for p, _ in written
         ]
         try:
-            found = self.extractor.extract(inputs)
+            found = check_output(self.extractor.extract(inputs), len(inputs))
         except Exception:
             log.exception("fact extraction failed; the messages are stored without facts")
             return []

@@ -25,6 +25,7 @@ from engramdb.engine.keyword import index_text
 from engramdb.engine.prepare import chunk_and_embed, prepare_messages, prepare_record
 from engramdb.engine.records import Records
 from engramdb.errors import NotFoundError, ValidationError
+from engramdb.extract.facts import FactExtractor
 from engramdb.models import AddResult, MemoryRecord
 from engramdb.query.filters import Node
 from engramdb.stores.base import Store
@@ -44,6 +45,7 @@ class Writer:
         cache: Cache,
         encoder: Encoder,
         records: Records,
+        facts: str | FactExtractor | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -51,7 +53,7 @@ class Writer:
         self.encoder = encoder
         self.records = records
         self.context = ContextIndex(settings, store)
-        self.facts = FactRecorder(settings, records, self)
+        self.facts = FactRecorder(settings, records, self, facts)
         # Called with the namespace after add_messages stored records (its messages, then
         # its facts): the engine wakes the entity extraction there (see Engine.__init__).
         self.on_written: Callable[[str], None] = _nothing

@@ -20,7 +20,7 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from engramdb.extract.entities import KEPT_TYPES, load_pipeline
 from engramdb.extract.relations import find_relations
@@ -87,8 +87,14 @@ class Fact:
         return f"{self.subject} {RELATION_WORDS.get(self.relation, self.relation)} {self.object}"
 
 
+@runtime_checkable
 class FactExtractor(Protocol):
-    """Facts from messages: one list per message, in order. Must not change its input."""
+    """Facts from messages: one list per message, in order. Must not change its input.
+
+    Any object with this method can be passed as ``Memory(..., facts=obj)``; it is called
+    from the thread of the ``add_messages`` call (several at once when callers write
+    concurrently), so it must be safe to share between threads.
+    """
 
     def extract(self, messages: list[FactInput]) -> list[list[Fact]]:
         """Return the facts each message states."""

@@ -161,3 +161,19 @@ def test_consolidate_bench_scores_the_planted_duplicates(tmp_path: Path) -> None
     assert s["recall"] == 1.0 and s["precision"] is not None and s["precision"] >= 0.9
     assert s["records_left"] == 600 - s["merged_away"]
     assert s["same_plan_dry_and_real"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_consolidate_bench_on_postgres(tmp_path: Path) -> None:
+    """The same planted pairs on a PostgreSQL server the benchmark starts and removes."""
+    argv = ["consolidate", "--postgres", "--records", "600", "--users", "6"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "consolidate_postgres.json").read_text())
+    s = report["summary"]
+    assert s["store"] == "postgresql"
+    assert (s["records"], s["planted_pairs"]) == (600, 60)
+    assert s["recall"] == 1.0 and s["precision"] is not None and s["precision"] >= 0.9
+    assert s["records_left"] == 600 - s["merged_away"]
+    assert s["same_plan_dry_and_real"] is True
