@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.common import log
 from bench.service_drivers import phase_report, run_http
+from engramdb.server import schemas as s
 
 FLOORS: dict[str, tuple[str, str]] = {
     # name: (app kind, uvicorn http implementation)
@@ -44,8 +45,6 @@ PATH = "/v1/namespaces/bench/search"
 
 def _page() -> Any:
     """A 10-hit search page shaped like the service's answers (texts of a typical length)."""
-    from engramdb.server import schemas as s
-
     now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
     hits = []
     for i in range(10):
@@ -95,8 +94,6 @@ def floor_app(kind: str) -> Any:
 
         return Starlette(routes=[Route(PATH, search, methods=["POST"]), Route("/health", health)])
     from fastapi import FastAPI
-
-    from engramdb.server import schemas as s
 
     app = FastAPI()
     page = _page()
