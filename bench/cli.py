@@ -23,8 +23,8 @@ Subcommands:
   time and precision/recall of the merges (``consolidate.json``; ``--postgres``:
   ``consolidate_postgres.json``);
 - ``service``: search and add in-process, over HTTP (``engramdb serve``) and over ZeroMQ
-  with 1, 8 and 32 clients; ``/health`` under heavy calls; a refused 300 MB body
-  (``service.json``);
+  with 1, 8 and 32 clients; the floor of a bare Python HTTP round trip; ``/health`` under
+  heavy calls; a refused 300 MB body; a memory soak (``service.json``);
 - ``all``: every one in sequence.
 """
 
@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="User-filtered hybrid search and single add (hash embedder, 5,000 "
         "records) in-process from 1/8/32 threads, then over HTTP and ZeroMQ from 1/8/32 "
         "clients against a real `engramdb serve` (1 worker, then --workers 2); /health p95 "
-        "under 8 heavy calls; server RSS around a refused 300 MB body.",
+        "under 8 heavy calls; server RSS around a refused 300 MB body; the floor of a bare "
+        "FastAPI round trip; server RSS through a mixed-load soak (--soak-seconds).",
     )
     _common(p)
     p.add_argument("--records", type=int, default=5000, help="records seeded (default 5000)")
@@ -229,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="seconds per measured phase (default 6; quick 1.5)",
+    )
+    p.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=None,
+        help="seconds of the mixed-load memory soak (default 300; quick 3)",
     )
     sub.add_parser(
         "locomo",
@@ -345,7 +352,13 @@ def main(argv: list[str]) -> int:
     if args.command == "service":
         from bench import service
 
-        service.main(args.out, args.quick, records=args.records, seconds=args.seconds)
+        service.main(
+            args.out,
+            args.quick,
+            records=args.records,
+            seconds=args.seconds,
+            soak_seconds=args.soak_seconds,
+        )
     if args.command == "all":
         loc = ["--json", str(args.out / "locomo.json")]
         if args.data is not None:

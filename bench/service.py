@@ -12,7 +12,14 @@ One run (``engramdb bench service``; ``--quick`` for a short one) on a SQLite fi
 * ``health``: ``/health`` p95 while 8 callers loop on heavy calls (deep-offset searches and
   exports), beside the idle figure;
 * ``huge_body``: the server's RSS before and after a 300 MB body (Content-Length, then
-  chunked) is refused.
+  chunked) is refused, three rounds: a body sent without a length is read up to
+  ``max_body_bytes`` before the 413, so the first round may grow the heap by about that
+  much; later rounds show whether it stays bounded (the allocator reuses it) or leaks;
+* ``floor``: trivial Starlette/FastAPI apps under the same uvicorn and httpx driver, 1
+  client (:mod:`bench.service_floor`): what any Python HTTP round trip costs here;
+* ``soak``: a mixed search/add/delete load over HTTP against the one-worker server for
+  ``--soak-seconds`` (300 in a full run) with the server's RSS sampled
+  (:mod:`bench.service_soak`): whether memory stays flat.
 
 Figures go to ``bench/results/service.json`` (``service_quick.json`` for ``--quick``); the
 summary's ratios compare each surface with in-process calls at the same concurrency,
@@ -45,13 +52,18 @@ from bench.service_drivers import (
     run_zmq,
     send_huge_body,
 )
+from bench.service_floor import measure_floors
+from bench.service_soak import soak
 
 CLI = [sys.executable, "-c", "from engramdb.cli import main; main()"]
 NAMESPACE = "bench"
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 CLIENTS = (1, 8, 32)
 HUGE_BODY = 300 * 1024 * 1024
+HUGE_BODY_ROUNDS = 3
 WARM_S = 3.0
+SOAK_S = 300.0
+SOAK_QUICK_S = 3.0
 
 
 def _free_port() -> int:
@@ -217,14 +229,30 @@ def _frame(op: str, key: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def huge_body(server: Server, key: str) -> dict[str, Any]:
-    """RSS of the server around a refused 300 MB body, declared and then chunked."""
-    out: dict[str, Any] = {"rss_mb_before": server.rss_mb()}
+    """RSS of the server around a refused 300 MB body, declared and then chunked, in
+    :data:`HUGE_BODY_ROUNDS` rounds (RSS after each kind of body in each round)."""
+    out: dict[str, Any] = {"rss_mb_before": server.rss_mb(), "rounds": []}
     path = f"/v1/namespaces/{NAMESPACE}/records"
-    out["content_length"] = send_huge_body("127.0.0.1", server.port, path, key, HUGE_BODY, False)
-    out["chunked"] = send_huge_body("127.0.0.1", server.port, path, key, HUGE_BODY, True)
-    time.sleep(0.5)
-    out["rss_mb_after"] = server.rss_mb()
+    for _ in range(HUGE_BODY_ROUNDS):
+        got: dict[str, Any] = {}
+        for kind, chunked in (("content_length", False), ("chunked", True)):
+            got[kind] = send_huge_body("127.0.0.1", server.port, path, key, HUGE_BODY, chunked)
+            time.sleep(0.5)
+            got[f"rss_mb_after_{kind}"] = server.rss_mb()
+        out["rounds"].append(got)
+    first = out["rounds"][0]
+    out["content_length"], out["chunked"] = first["content_length"], first["chunked"]
+    out["rss_mb_after"] = out["rounds"][-1]["rss_mb_after_chunked"]
     out["rss_growth_mb"] = round(out["rss_mb_after"] - out["rss_mb_before"], 1)
+    out["rss_growth_mb_content_length"] = round(
+        first["rss_mb_after_content_length"] - out["rss_mb_before"], 1
+    )
+    out["rss_growth_mb_first_round"] = round(
+        first["rss_mb_after_chunked"] - out["rss_mb_before"], 1
+    )
+    out["rss_growth_mb_later_rounds"] = round(
+        out["rss_mb_after"] - first["rss_mb_after_chunked"], 1
+    )
     return out
 
 
@@ -266,13 +294,35 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         report["huge_body"][k]["status_line"] for k in ("content_length", "chunked")
     ]
     s["huge_body_rss_growth_mb"] = report["huge_body"]["rss_growth_mb"]
+    for k in ("content_length", "first_round", "later_rounds"):
+        s[f"huge_body_rss_growth_mb_{k}"] = report["huge_body"][f"rss_growth_mb_{k}"]
+    floor = report["floor"]
+    for name, phase in floor.items():
+        tag = "" if name == "starlette" else f"_{name}"
+        s[f"http_floor{tag}_p50_ms"] = phase.get("p50_ms")
+        s[f"http_floor{tag}_p95_ms"] = phase.get("p95_ms")
+    # The service's own cost: its HTTP p50 less the in-process call and less the floor of a
+    # FastAPI app with the same models and one thread hop (what any such service pays).
+    s["http_1_search_added_over_floor_ms"] = _diff(
+        s["http_1_search_added_p50_ms"], floor["fastapi_thread"].get("p50_ms")
+    )
+    s["http_1_add_added_over_floor_ms"] = _diff(
+        s["http_1_add_added_p50_ms"], floor["fastapi_thread"].get("p50_ms")
+    )
+    sk = report["soak"]
+    s["soak_seconds"] = sk["seconds"]
+    for k in ("rss_mb_start", "rss_mb_end", "rss_mb_max"):
+        s[f"soak_{k}"] = sk[k]
+    s["soak_slope_mb_per_min"] = sk["second_half_slope_mb_per_min"]
+    s["soak_flat"] = sk["flat"]
+    s["soak_errors"] = sk.get("errors")
     errors = sum(
         v.get("errors", 0)
         for srv in report["servers"].values()
         for surface in ("http", "zmq")
         for v in srv[surface].values()
     )
-    s["errors"] = errors
+    s["errors"] = errors + sum(p.get("errors", 0) for p in floor.values())
     return s
 
 
@@ -281,11 +331,17 @@ def _diff(a: float | None, b: float | None) -> float | None:
 
 
 def main(
-    out_dir: Path, quick: bool, records: int | None = None, seconds: float | None = None
+    out_dir: Path,
+    quick: bool,
+    records: int | None = None,
+    seconds: float | None = None,
+    soak_seconds: float | None = None,
 ) -> dict:
     """Run the whole benchmark and write ``service.json`` (``service_quick.json``)."""
     records = records if records is not None else 5000
     seconds = seconds if seconds is not None else (1.5 if quick else 6.0)
+    if soak_seconds is None:
+        soak_seconds = SOAK_QUICK_S if quick else SOAK_S
     report: dict[str, Any] = {
         "machine": machine(),
         "config": {
@@ -296,6 +352,7 @@ def main(
             "extract": "off (entity extraction is a cost of its own, apart from the service)",
             "store": "sqlite",
             "clients": list(CLIENTS),
+            "soak_seconds": soak_seconds,
             "driver": "one asyncio process (httpx / zmq.asyncio), on the same 2 cores",
         },
     }
@@ -306,6 +363,9 @@ def main(
         seed(url, records)
         key = namespace_key(url)
         report["inprocess"] = inprocess(url, seconds)
+        report["floor"] = measure_floors(
+            Calls("floor").search, seconds, min(WARM_S, seconds), tmpdir, _free_port
+        )
         report["servers"] = {}
         with serving(url, 1, tmpdir) as server:
             report["servers"]["workers_1"] = one = over_the_wire(server, key, (1, 8), seconds)
@@ -316,6 +376,12 @@ def main(
             log(f"health p95 under heavy: {report['health']['under_heavy'].get('p95_ms')} ms")
             report["huge_body"] = huge_body(server, key)
             log(f"huge body: {report['huge_body']}")
+            report["soak"] = soak(server.base, key, NAMESPACE, server.rss_mb, soak_seconds)
+            log(
+                f"soak {soak_seconds} s: RSS {report['soak']['rss_mb_start']} -> "
+                f"{report['soak']['rss_mb_end']} MB, second-half slope "
+                f"{report['soak']['second_half_slope_mb_per_min']} MB/min"
+            )
         with serving(url, 2, tmpdir) as server:
             report["servers"]["workers_2"] = over_the_wire(server, key, (8, 32), seconds)
     report["summary"] = summarize(report)

@@ -172,6 +172,30 @@ ROWS: list[tuple[str, str, str, str]] = [
         "server RSS growth around a refused 300 MB body, MB",
         "",
     ),
+    (
+        "service",
+        "huge_body_rss_growth_mb_later_rounds",
+        "same, over the second and third rounds (bounded, not a leak), MB",
+        "0",
+    ),
+    (
+        "service",
+        "http_floor_fastapi_thread_p50_ms",
+        "HTTP floor: bare FastAPI, same models, one thread hop, 1 client p50, ms",
+        "",
+    ),
+    (
+        "service",
+        "http_1_search_added_over_floor_ms",
+        "HTTP, 1 client: search p50 added beyond that floor, ms",
+        "",
+    ),
+    (
+        "service",
+        "soak_slope_mb_per_min",
+        "server RSS slope over a 5-minute soak's second half, MB/min",
+        "flat (≤ 1)",
+    ),
 ]
 
 # The README's short table: (file, engramdb key, alternative key or "", what, alternative, target)

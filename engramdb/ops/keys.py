@@ -11,9 +11,14 @@ routes only; ``read_only`` keeps it to reads). The admin key of ``ENGRAM_ADMIN_K
 in the settings, not the store; without it, the first start of a service over a store with
 no admin key makes one (:meth:`KeyService.ensure_admin_key`) and prints it once.
 
-Every check reads the key's row from the store (one primary-key read, on the primary for
-PostgreSQL), so a revocation holds for the next request of every worker process at once:
-there is no cache to invalidate.
+A check reads the key's row from the store (one primary-key read, on the primary for
+PostgreSQL), so a revocation holds for the next request of every worker process at once.
+The one shortcut keeps that promise: a store with a cheap change counter
+(``KeyStore.keys_version``; SQLite's ``data_version``, which moves on every commit of any
+process) lets :meth:`KeyService.cached` answer a key checked since the counter last moved,
+without a read and without leaving the event loop. Any commit, a revocation among them,
+moves the counter, and the next check reads the row again. PostgreSQL has no such counter
+and always reads.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -65,6 +71,7 @@ ENV_ADMIN_ID = "env-admin"  # who, in the audit log, the ENGRAM_ADMIN_KEY admin 
 AUTH_OFF_ID = "auth-off"  # who, when the service runs without keys (loopback only)
 CLI_ID = "cli"  # who, when the command line changes keys on the store directly
 MAX_AUDIT_PAGE = 1000
+MAX_CACHED_KEYS = 1024
 
 
 def hash_key(key: str) -> str:
@@ -146,6 +153,9 @@ class KeyService:
             )
         self._store: KeyStore = store
         self._admin_hash = hash_key(admin_key) if admin_key is not None else None
+        # digest -> (keys_version when the row was read, principal); see ``cached``.
+        self._checked: dict[str, tuple[int, Principal]] = {}
+        self._pid = os.getpid()  # a forked child's counter is another connection's: start over
 
     @classmethod
     def of(cls, memory: _Shared, settings: Settings | None = None) -> KeyService:
@@ -221,7 +231,7 @@ class KeyService:
         return row
 
     def authenticate(self, key: str) -> Principal:
-        """The principal ``key`` stands for.
+        """The principal ``key`` stands for (reads the store: call it off the event loop).
 
         Raises:
             AuthenticationError: the key is unknown, malformed or revoked (the message
@@ -231,12 +241,40 @@ class KeyService:
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return Principal(ENV_ADMIN_ID, None)
         found = KEY_PATTERN.match(key)
+        # Read before the row: a change committed between the two moves it past this value.
+        version = self._store.keys_version() if found else None
         row = self._store.get_key(found.group(1)) if found else None
         if row is None or not hmac.compare_digest(digest, row.secret_hash):
             raise AuthenticationError("the key is not valid")
         if row.revoked_at is not None:
             raise AuthenticationError("the key was revoked", key_id=row.id)
-        return Principal(row.id, row.namespace, row.read_only)
+        principal = Principal(row.id, row.namespace, row.read_only)
+        if version is not None and self._pid == os.getpid():
+            if len(self._checked) >= MAX_CACHED_KEYS:
+                self._checked.clear()
+            self._checked[digest] = (version, principal)
+        return principal
+
+    def cached(self, key: str) -> Principal | None:
+        """The principal of ``key`` when that needs no read of the store, else None (then
+        call :meth:`authenticate`). Never waits: safe on an event loop.
+
+        Answers the settings' admin key, and a store key :meth:`authenticate` accepted
+        while no commit has happened since (``KeyStore.keys_version`` unchanged); a revoked
+        or changed key always misses. Refusals are never answered from here.
+        """
+        digest = hash_key(key)
+        if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
+            return Principal(ENV_ADMIN_ID, None)
+        if self._pid != os.getpid():
+            self._checked, self._pid = {}, os.getpid()
+        entry = self._checked.get(digest)
+        if entry is None:
+            return None
+        version = self._store.keys_version()
+        if version is None or version != entry[0]:
+            return None
+        return entry[1]
 
     # ------------------------------------------------------------------ audit log
 

@@ -269,6 +269,10 @@ class AuthMiddleware:
                 "this route needs a key: send Authorization: Bearer <key>",
                 header="Authorization",
             )
+        # A key checked since the store last changed needs no read, and no thread.
+        known = self.keys.cached(key)
+        if known is not None:
+            return known
         return await anyio.to_thread.run_sync(self.keys.authenticate, key)
 
     async def _audit(

@@ -152,7 +152,9 @@ def _counting(receive: Receive, name: str, limit: int, timeout_s: float) -> Rece
     async def wrapped() -> Message:
         nonlocal seen
         try:
-            message = await asyncio.wait_for(receive(), timeout_s)
+            # asyncio.timeout arms one timer; wait_for wrapped every receive in a new task.
+            async with asyncio.timeout(timeout_s):
+                message = await receive()
         except TimeoutError as exc:
             raise LimitHTTPError(
                 408,

@@ -551,6 +551,16 @@ class KeyStore(Protocol):
         """Return every key, revoked ones included, oldest first."""
         ...
 
+    def keys_version(self) -> int | None:
+        """A number that changes whenever a key may have changed, read without waiting on
+        anything (an event loop calls it), or None when there is none.
+
+        Two equal values mean no key changed in between, in any process: a key checked
+        after the first may be trusted until the value moves. None means "unknown": read the
+        key. A store may move it for any write; it must move it for every key change.
+        """
+        ...
+
     def revoke_key(self, key_id: str, at: int) -> KeyRow | None:
         """Mark a key revoked at ``at`` (a revoked key stays revoked at its first time).
 

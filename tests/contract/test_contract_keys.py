@@ -7,6 +7,8 @@ revocation) the other must act on with its very next check.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +78,43 @@ def test_a_revocation_holds_at_once_in_every_process(keys: KeyService, second: K
         keys.revoke("0123456789abcdef")
     with pytest.raises(NotFoundError):
         keys.revoke(ENV_ADMIN_ID)
+
+
+def test_a_cached_check_never_outlives_a_revocation(
+    keys: KeyService, second: KeyService, store_url: str
+) -> None:
+    """``cached`` answers only while nothing was committed since the key was read; a
+    revocation by another handle, or another process, sends the next check to the store."""
+    made = keys.create("team-a")
+    assert second.cached(made.key) is None  # never checked by this handle: nothing to reuse
+    assert second.authenticate(made.key).namespace == "team-a"
+    hit = second.cached(made.key)
+    if store_url.startswith("sqlite"):
+        assert hit is not None and (hit.key_id, hit.namespace) == (made.row.id, "team-a")
+    else:
+        assert hit is None  # PostgreSQL has no change counter: every check reads
+    keys.revoke(made.row.id)
+    assert second.cached(made.key) is None
+    with pytest.raises(AuthenticationError, match="revoked"):
+        second.authenticate(made.key)
+    assert second.cached(made.key) is None
+    # The same through a revocation made by another OS process.
+    other = keys.create("team-b")
+    assert second.authenticate(other.key).namespace == "team-b"
+    script = (
+        "import sys; from engramdb import Settings; from engramdb.ops.keys import open_keys\n"
+        "with open_keys(Settings(url=sys.argv[1])) as k: k.revoke(sys.argv[2])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, store_url, other.row.id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert second.cached(other.key) is None
+    with pytest.raises(AuthenticationError, match="revoked"):
+        second.authenticate(other.key)
 
 
 def test_a_key_may_name_a_namespace_that_holds_nothing(keys: KeyService, mem: Memory) -> None:

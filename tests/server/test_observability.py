@@ -6,10 +6,12 @@ real ``engramdb serve --workers 2`` for the multiprocess metrics.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
 import sys
+import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import ADMIN_HEADERS, ServerProcess, free_port
 
 from engramdb import HashEmbedder, Memory, Settings
+from engramdb._facade import shared_pool
 from engramdb.ops.keys import ENV_ADMIN_ID
 from engramdb.server import create_app
 from engramdb.server.logs import JsonFormatter
@@ -252,6 +255,24 @@ async def test_liveness_holds_while_readiness_fails(
     assert live.status_code == 200 and live.json()["status"] == "ok"
     embedder.broken = False
     assert (await obs_client.get("/ready")).status_code == 200
+
+
+async def test_ready_answers_while_every_thread_of_the_shared_pool_is_busy(
+    obs_client: httpx.AsyncClient,
+) -> None:
+    # Searches, adds and exports run on the shared pool; with all of its threads held (and
+    # more calls queued behind them), readiness must still answer: it has a thread of its own.
+    release = threading.Event()
+    pool = shared_pool()
+    held = [pool.submit(release.wait, 60) for _ in range(32)]
+    try:
+        ready = await asyncio.wait_for(obs_client.get("/ready"), 30)
+        assert ready.status_code == 200 and ready.json()["status"] == "ok"
+        assert not any(f.done() for f in held)  # the pool stayed held throughout
+    finally:
+        release.set()
+        for f in held:
+            f.result(60)
 
 
 # ---------------------------------------------------------------------------- processes

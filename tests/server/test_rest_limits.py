@@ -6,6 +6,7 @@ server does (its head-size limit, a body refused without being read, ENGRAM_HOST
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -90,6 +91,23 @@ async def test_a_chunked_body_is_counted_as_it_streams(lc: httpx.AsyncClient) ->
     assert out["details"]["limit"] == "max_body_bytes"
     small = await lc.post(f"{NS}/records", json={"text": "fits"})
     assert small.status_code == 200
+
+
+async def test_a_body_that_stops_arriving_is_408(limited: Memory) -> None:
+    never = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b'{"text": '
+        await never.wait()  # the rest never comes
+        yield b'"late"}'
+
+    async with _client(limited, body_timeout_s=0.2) as c:
+        resp = await c.post(
+            f"{NS}/records", content=stalls(), headers={"content-type": "application/json"}
+        )
+        out = assert_error(resp, 408, "request_timeout")
+        assert "body_timeout_s" in str(out["message"])
+        assert (await c.post(f"{NS}/records", json={"text": "on time"})).status_code == 200
 
 
 async def test_uploads_have_their_own_larger_limit(lc: httpx.AsyncClient) -> None:

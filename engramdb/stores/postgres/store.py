@@ -668,6 +668,11 @@ class PostgresStore:
         """Return every key, oldest first."""
         return self._keys.list_keys()
 
+    def keys_version(self) -> int | None:
+        """None: no check cheaper than reading the key is known here, so nothing is cached
+        (see ``KeyStore.keys_version``)."""
+        return None
+
     @retried
     def revoke_key(self, key_id: str, at: int) -> KeyRow | None:
         """Mark a key revoked; return it as it now is (None when unknown)."""

@@ -110,6 +110,8 @@ class Connections:
         self._writer: sqlite3.Connection | None = None
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._probe: sqlite3.Connection | None = None
+        self._probe_lock = threading.Lock()
         self.closed = False
         self._fork_hooks: list[Callable[[], None]] = []
         self._wal_path = self.path.with_name(self.path.name + "-wal")
@@ -164,8 +166,12 @@ class Connections:
             if self._writer is not None:
                 _abandoned.append(self._writer)
             _abandoned.extend(self._readers)
+            if self._probe is not None:
+                _abandoned.append(self._probe)
             self._writer = None
             self._readers = []
+            self._probe = None
+            self._probe_lock = threading.Lock()
             self._local = threading.local()
             self.lock = threading.RLock()
             self._pid = os.getpid()
@@ -302,6 +308,30 @@ class Connections:
         except sqlite3.Error as exc:
             raise translate(exc, doing) from exc
 
+    def data_version(self) -> int | None:
+        """SQLite's ``PRAGMA data_version`` on a connection that never writes: it changes
+        whenever any other connection, of any process, commits. None when it cannot be read
+        at once (the file is locked, the probe is in use, the store is closed).
+
+        Never waits (busy timeout 0, the probe's lock is only tried), so an event loop may
+        call it: a caller that gets None reads the store the ordinary way.
+        """
+        self._check_fork()
+        if self.closed or not self._probe_lock.acquire(blocking=False):
+            return None
+        try:
+            if self._probe is None:
+                probe = sqlite3.connect(
+                    str(self.path), timeout=0, isolation_level=None, check_same_thread=False
+                )
+                probe.execute("PRAGMA query_only = ON")
+                self._probe = probe
+            return int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None
+        finally:
+            self._probe_lock.release()
+
     def close(self, persist: Callable[[], None] = lambda: None) -> None:
         """Stop the checkpointer, run ``persist`` (in the owning process only), and close
         this process's connections; a second call does nothing."""
@@ -312,7 +342,13 @@ class Connections:
             persist()
         self.closed = True
         if self.in_owner():
-            for conn in [*self._readers, *([self._writer] if self._writer else [])]:
+            with self._probe_lock:
+                probe, self._probe = self._probe, None
+            for conn in [
+                *self._readers,
+                *([self._writer] if self._writer else []),
+                *([probe] if probe else []),
+            ]:
                 with suppress(sqlite3.Error):
                     conn.close()
         self._readers = []

@@ -588,6 +588,11 @@ class SQLiteStore:
         """Return every key, oldest first."""
         return self._keys.list_keys()
 
+    def keys_version(self) -> int | None:
+        """The file's ``data_version``: it moves on every commit of any other connection,
+        a key's among them (see ``KeyStore.keys_version``)."""
+        return self._db.data_version()
+
     def revoke_key(self, key_id: str, at: int) -> KeyRow | None:
         """Mark a key revoked; return it as it now is (None when unknown)."""
         return self._keys.revoke_key(key_id, at)
