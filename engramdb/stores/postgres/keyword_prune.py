@@ -38,7 +38,8 @@ from engramdb.stores.postgres.search_sql import words_tsquery
 
 BOUND = 0.1  # above what one lexeme adds to ts_rank before the division by n (see above)
 MARGIN = 1e-4  # relative slack over the bound: ts_rank's float rounding stays far below it
-FIRST_LEAVE_OUT = 0.5  # share of the query's lexemes a search first leaves out
+FIRST_LEAVE_OUT = 0.5  # most of the query's lexemes a search first leaves out (a share)
+MATCH_FACTOR = 2.0  # what is left must be expected to match this many times the page
 MIN_LEAVE_OUT = 0.002  # a lexeme in fewer chunks than this share is never left out
 STATS_TTL_S = 60.0  # how long ANALYZE's lexeme frequencies are reused
 WORD_CACHE = 50_000  # query words whose lexeme is remembered
@@ -146,3 +147,24 @@ def left_out(terms: Sequence[Term], count: int) -> set[str]:
     any rarer than ``MIN_LEAVE_OUT`` (their matches cost little to rank)."""
     lexemes = list(dict.fromkeys(t.lexeme for t in terms if t.share >= MIN_LEAVE_OUT))
     return set(lexemes[:count])
+
+
+def first_out(
+    terms: Sequence[Term], scope_rows: int, limit: int, most: float, factor: float
+) -> set[str]:
+    """The lexemes a search first leaves out: the commonest, at most a ``most`` share of
+    them, while the rest are still expected to match ``factor`` times ``limit`` chunks of
+    a scope of ``scope_rows`` (lexemes taken as independent). Empty when even the whole
+    query is not expected to match that many: ranking every match is cheap then, and a
+    short page could not bound the others anyway."""
+    lexemes = list(dict.fromkeys((t.lexeme, t.share) for t in terms))
+    need = factor * limit
+    best = 0
+    for j in range(1, int(len(lexemes) * most) + 1):
+        miss = 1.0
+        for _, share in lexemes[j:]:
+            miss *= 1.0 - min(share, 1.0)
+        if scope_rows * (1.0 - miss) < need:
+            break
+        best = j
+    return left_out(terms, best)

@@ -32,8 +32,10 @@ from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.filters import compile_postgres
 from engramdb.stores.postgres.keyword_prune import (
     FIRST_LEAVE_OUT,
+    MATCH_FACTOR,
     KeywordTerms,
     allowed_out,
+    first_out,
     left_out,
     scope_only,
 )
@@ -117,6 +119,8 @@ class Search:
         self.exact_max_user_rows = int(exact_max_user_rows)
         self.terms = KeywordTerms()
         self.prune_keywords = True  # rank only chunks that can reach the page (keyword_prune)
+        self.first_leave_out = FIRST_LEAVE_OUT
+        self.match_factor = MATCH_FACTOR
 
     def vector_candidates(
         self,
@@ -391,11 +395,16 @@ class Search:
         fewer than ``limit`` such matches, no lexeme may be left out, or a record on the
         page fails the filter (expired): the caller's probe handles those.
         """
+        if len(users) > 1:
+            return None
         terms = self.terms.terms(c, fts_words(match))
         if terms is None:
             return None
         n = len({t.lexeme for t in terms})
-        out = left_out(terms, int(n * FIRST_LEAVE_OUT))
+        user = users[0] if users else None
+        cap = self.ann_min_rows if user is None else self.exact_max_user_rows
+        rows_in_scope = self.scopes.count(c, namespace, user, cap)  # the vector side's count
+        out = first_out(terms, rows_in_scope, limit, self.first_leave_out, self.match_factor)
         columns = "m.id, m.rid, m.s, r.id, r.version, m.start_pos, m.end_pos"
         for _ in range(2):
             if not out:

@@ -15,7 +15,13 @@ from pg_store_helpers import open_memory
 from engramdb import Memory
 from engramdb.engine.keyword import match_expression
 from engramdb.query.filters import Bool, Cmp, Live, Node
-from engramdb.stores.postgres.keyword_prune import BOUND, allowed_out, scope_only
+from engramdb.stores.postgres.keyword_prune import (
+    BOUND,
+    Term,
+    allowed_out,
+    first_out,
+    scope_only,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -85,6 +91,17 @@ def test_allowed_out_keeps_every_left_out_chunk_below_the_page() -> None:
         for kth in (0.001, 0.02, 0.05, 0.0999):
             m = allowed_out(n, kth)
             assert m * BOUND / n < kth or m == 0
+
+
+def test_first_out_leaves_out_common_lexemes_while_the_rest_fill_the_page() -> None:
+    terms = [Term("a", "a", 0.6), Term("b", "b", 0.5), Term("c", "c", 0.1), Term("d", "d", 0.0)]
+    # 10,000 rows: without a and b, c and d are expected in 1,000 rows.
+    assert first_out(terms, 10_000, 100, 0.5, 2.0) == {"a", "b"}
+    assert first_out(terms, 10_000, 100, 0.25, 2.0) == {"a"}
+    # 1,000 rows: c alone is expected in 100 rows, fewer than twice the page.
+    assert first_out(terms, 1_000, 100, 0.5, 2.0) == {"a"}
+    assert first_out(terms, 100, 100, 0.5, 2.0) == set()
+    assert first_out(terms, 100, 100, 0.5, 0.0) == {"a", "b"}  # no estimate asked
 
 
 def test_scope_only_accepts_users_and_expiry_alone() -> None:
