@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from pg_store_helpers import open_memory
+from test_postgres_replica import Pair, _memory, pair, urls, wait_caught_up
 
 from engramdb import Memory
 from engramdb.engine.keyword import match_expression
@@ -30,6 +31,7 @@ MEDIUM = [f"medium{i}" for i in range(12)]
 RARE = [f"rare{i}" for i in range(60)]
 USERS = ["ann", "bob", "cyd"]
 NOW = 1_900_000_000_000_000  # microseconds; records expiring before it are hidden
+__all__ = ["pair", "urls"]  # the replica fixtures, used by the last test
 
 
 def _text(rng: random.Random) -> str:
@@ -200,3 +202,31 @@ def test_search_through_memory_matches_the_full_ranking(store_mem: tuple[Memory,
         ]
     assert pages[True] == pages[False]
     assert all(len(p) == 8 for p in pages[True])
+
+
+@pytest.mark.slow
+def test_a_replica_gives_the_full_ranking(
+    pair: Pair, urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searches routed to a streaming replica read its chunks and its (replayed)
+    statistics: the pruned page is still the full ranking's, and a write shows at once."""
+    rng = random.Random(3)
+    with _memory(urls) as writer, _memory(urls) as reader:
+        writer.add([{"text": f"{_text(rng)} n{i}", "user_id": USERS[i % 3]} for i in range(900)])
+        with psycopg.connect(urls[0], autocommit=True) as conn:
+            conn.execute("ANALYZE chunks")
+        wait_caught_up(pair)
+        store = reader.engine.store
+        answered = _pruned_answers(store, monkeypatch)
+        before = store.stats()["replica"]["replica_reads"]
+        for query in ("river garden medium1 medium2", "coffee window garden medium5 rare1"):
+            for user in (None, "ann"):
+                full = _page(store, query, _node(user), 20, prune=False)
+                assert _page(store, query, _node(user), 20, prune=True) == full
+        assert answered[0] >= 2
+        assert store.stats()["replica"]["replica_reads"] >= before + 8
+        # The writer reads its own write (the primary serves until the replica replays it).
+        text = "river river garden garden coffee coffee window window medium1 medium2"
+        rid = writer.add(text, user_id="ann")[0].record.id
+        hits = writer.search("river garden medium1 medium2", user_id="ann", mode="keyword")
+        assert hits[0].record.id == rid
