@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from pg_store_helpers import open_memory
-from test_postgres_replica import Pair, _memory, pair, urls, wait_caught_up
+from test_postgres_replica import Pair, _add, _memory, _store, pair, urls, wait_caught_up
 
 from engramdb import Memory
 from engramdb.engine.keyword import match_expression
@@ -146,7 +146,7 @@ def test_writes_are_visible_to_the_next_search(
     before = _page(store, query, _node("ann"), 5, prune=True)
     assert answered[0] == 1
     text = "river river garden garden window window coffee coffee medium1 medium2 newcomer"
-    rec = mem.add(text, user_id="ann")[0].record
+    rec = mem.get(_add(mem, text, user_id="ann"))
     top = _page(store, query, _node("ann"), 5, prune=True)
     assert answered[0] == 2
     assert top[0][2][0] == rec.id and top != before
@@ -216,7 +216,7 @@ def test_a_replica_gives_the_full_ranking(
         with psycopg.connect(urls[0], autocommit=True) as conn:
             conn.execute("ANALYZE chunks")
         wait_caught_up(pair)
-        store = reader.engine.store
+        store = _store(reader)
         answered = _pruned_answers(store, monkeypatch)
         before = store.stats()["replica"]["replica_reads"]
         for query in ("river garden medium1 medium2", "coffee window garden medium5 rare1"):
@@ -227,6 +227,6 @@ def test_a_replica_gives_the_full_ranking(
         assert store.stats()["replica"]["replica_reads"] >= before + 8
         # The writer reads its own write (the primary serves until the replica replays it).
         text = "river river garden garden coffee coffee window window medium1 medium2"
-        rid = writer.add(text, user_id="ann")[0].record.id
+        rid = _add(writer, text, user_id="ann")
         hits = writer.search("river garden medium1 medium2", user_id="ann", mode="keyword")
         assert hits[0].record.id == rid
