@@ -3,10 +3,11 @@
 Run: ``python -m bench.keyword_probe_pg --records 30000 [--queries 300] [--out FILE]``.
 
 Starts its own PostgreSQL (``bench/pgserver.py``, the benchmark's server settings), adds
-the store benchmark's workload with hash vectors (only the keyword side is timed), runs
-``VACUUM ANALYZE``, builds the side tables of the in-database alternatives from the chunks'
-own tsvectors, then times per query, interleaved in a rotating order so that machine load
-falls on every variant alike, filtered to the query's user and unfiltered, top ``--limit``:
+the store benchmark's workload with hash vectors and entity extraction off (only the
+keyword side is compared), runs ``VACUUM ANALYZE``, builds the side tables of the
+in-database alternatives from the chunks' own tsvectors, then times per query, interleaved
+in a rotating order so that machine load falls on every variant alike, filtered to the
+query's user and unfiltered, top ``--limit``:
 
 - ``today``: the store's ``keyword_candidates`` ranking every match (pruning off);
 - ``maxscore_{half,third,two_thirds}``: the store's ``keyword_candidates`` as built
@@ -23,7 +24,7 @@ falls on every variant alike, filtered to the query's user and unfiltered, top `
 
 Each variant's page is compared with the full ranking: ``same_top`` (identical up to ties
 at the cut) and ``overlap`` (share of its ids among the chunks scoring at least today's
-last score).
+last score). Then whole hybrid searches (top 10) with pruning off and on, alternating.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def run(records: int, nq: int, limit: int) -> dict[str, Any]:
     from bench.pgserver import prepare_test_database, remove, start_local
     from bench.postgres import SERVER_SETTINGS, _create_schema
     from bench.store import LookupEmbedder
-    from engramdb import Memory
+    from engramdb import Memory, Settings
     from engramdb.engine.keyword import match_expression
     from engramdb.query.filters import Bool, Cmp, Live, Node
     from engramdb.stores.postgres.keyword_prune import allowed_out, left_out
@@ -91,7 +92,8 @@ def run(records: int, nq: int, limit: int) -> dict[str, Any]:
     try:
         db = prepare_test_database(pg.admin_url)
         url = _create_schema(db, "engram")
-        mem = Memory(url, embedder=emb)
+        # No entity extraction: its background worker would load the server while timing.
+        mem = Memory(url, embedder=emb, settings=Settings(extract="off"))
         t0 = time.perf_counter()
         for start in range(0, len(w.texts), 1000):
             sl = slice(start, start + 1000)
@@ -241,6 +243,24 @@ def run(records: int, nq: int, limit: int) -> dict[str, Any]:
                     overlap[scope][n] += len(ids & top) / max(1, min(limit, len(top)))
             if i % 50 == 0:
                 log(f"  query {i}")
+        # Whole hybrid searches (the default mode, top 10), pruning off and on per query.
+        hybrid: dict[str, dict[str, list[float]]] = {
+            s: {"today": [], "maxscore": []} for s in scopes
+        }
+        same_hybrid = 0
+        for i in range(nq):
+            for scope, user in (("filtered", w.user_name(w.query_users[i])), ("unfiltered", None)):
+                pages = {}
+                for n in ("today", "maxscore") if i % 2 == 0 else ("maxscore", "today"):
+                    search.prune_keywords = n == "maxscore"
+                    search.first_leave_out, search.match_factor = 0.5, 2.0
+                    t0 = time.perf_counter()
+                    page = mem.search(
+                        w.query_texts[i], top_k=10, user_id=user, query_vector=w.query_vectors[i]
+                    )
+                    hybrid[scope][n].append(time.perf_counter() - t0)
+                    pages[n] = [(h.record.id, h.score) for h in page.hits]
+                same_hybrid += pages["today"] == pages["maxscore"]
         conn.close()
     finally:
         if mem is not None:
@@ -255,6 +275,15 @@ def run(records: int, nq: int, limit: int) -> dict[str, Any]:
         "limit": limit,
         "side_tables": built,
     }
+    out["hybrid_top10"] = {"same_answers_share": round(same_hybrid / (2 * nq), 4)}
+    for scope, by in hybrid.items():
+        base, new = latency(by["today"]), latency(by["maxscore"])
+        out["hybrid_top10"][scope] = {
+            "today": base,
+            "maxscore": new,
+            "p50_ratio": round(new["p50_ms"] / base["p50_ms"], 3),
+            "p95_ratio": round(new["p95_ms"] / base["p95_ms"], 3),
+        }
     for scope in scopes:
         base = latency(times[scope]["today"])
         out[scope] = {}
@@ -287,7 +316,7 @@ def main() -> None:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("filtered", "unfiltered")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("filtered", "unfiltered", "hybrid_top10")}, indent=2))
 
 
 if __name__ == "__main__":
