@@ -38,7 +38,7 @@ from engramdb.stores.postgres.search_sql import words_tsquery
 
 BOUND = 0.1  # above what one lexeme adds to ts_rank before the division by n (see above)
 MARGIN = 1e-4  # relative slack over the bound: ts_rank's float rounding stays far below it
-FIRST_LEAVE_OUT = 0.5  # most of the query's lexemes a search first leaves out (a share)
+FIRST_LEAVE_OUT = 0.34  # most of the query's lexemes a search first leaves out (a share)
 MATCH_FACTOR = 2.0  # what is left must be expected to match this many times the page
 MIN_LEAVE_OUT = 0.002  # a lexeme in fewer chunks than this share is never left out
 STATS_TTL_S = 60.0  # how long ANALYZE's lexeme frequencies are reused

@@ -101,6 +101,14 @@ class ScopeSizes:
             self._cache[key] = (now, n)
         return n
 
+    def known(self, namespace: str, user_id: str | None) -> int | None:
+        """The scope's remembered count, or None (never counts)."""
+        with self._lock:
+            hit = self._cache.get((namespace, user_id))
+        if hit is None or time.monotonic() - hit[0] >= SCOPE_SIZE_TTL_S:
+            return None
+        return hit[1]
+
     def clear(self) -> None:
         """Forget every remembered count."""
         with self._lock:
@@ -392,18 +400,24 @@ class Search:
         query's ``ts_rank``; the page is exact when its last score is above what the left-out
         lexemes alone can score (:mod:`engramdb.stores.postgres.keyword_prune`), else one more
         statement leaves out only as many as that score allows. None when the scope has
-        fewer than ``limit`` such matches, no lexeme may be left out, or a record on the
-        page fails the filter (expired): the caller's probe handles those.
+        fewer than ``limit`` such matches, no lexeme may be left out, a record on the page
+        fails the filter (expired), or the user's scope has not just been counted (a hybrid
+        search's vector side counts it first): the caller's probe handles those.
         """
         if len(users) > 1:
             return None
+        if users:
+            # A user's size only as the hybrid search's vector side just counted it: one
+            # more count per keyword search cost more than pruning saved (docs/tuning.md).
+            rows_in_scope = self.scopes.known(namespace, users[0])
+            if rows_in_scope is None:
+                return None
+        else:
+            rows_in_scope = self.scopes.count(c, namespace, None, self.ann_min_rows)
         terms = self.terms.terms(c, fts_words(match))
         if terms is None:
             return None
         n = len({t.lexeme for t in terms})
-        user = users[0] if users else None
-        cap = self.ann_min_rows if user is None else self.exact_max_user_rows
-        rows_in_scope = self.scopes.count(c, namespace, user, cap)  # the vector side's count
         out = first_out(terms, rows_in_scope, limit, self.first_leave_out, self.match_factor)
         columns = "m.id, m.rid, m.s, r.id, r.version, m.start_pos, m.end_pos"
         for _ in range(2):

@@ -8,6 +8,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from pg_store_helpers import open_memory
@@ -15,7 +16,7 @@ from test_postgres_replica import Pair, _add, _memory, _store, pair, urls, wait_
 
 from engramdb import Memory
 from engramdb.engine.keyword import match_expression
-from engramdb.query.filters import Bool, Cmp, Live, Node
+from engramdb.query.filters import Bool, Cmp, Live, Node, required_leaves
 from engramdb.stores.postgres.keyword_prune import (
     BOUND,
     Term,
@@ -58,7 +59,12 @@ def store_mem(postgres_url: str) -> Iterator[tuple[Memory, Any]]:
 
 
 def _page(store: Any, query: str, node: Node | None, limit: int, prune: bool) -> list[Any]:
+    """The keyword side's page; a user's scope is first counted by a vector search, as in
+    a hybrid search (the pruning reads only that count for a user)."""
     store._search.prune_keywords = prune
+    user = next((c.value for c in required_leaves(node) if c.field == "user_id"), None)
+    if user is not None:
+        store.vector_candidates("default", np.full(64, 0.125, np.float32), user, node, 1)
     hits = store.keyword_candidates("default", match_expression(query), node, limit)
     return [(h.chunk_id, h.score, h.located) for h in hits]
 
