@@ -101,14 +101,6 @@ class ScopeSizes:
             self._cache[key] = (now, n)
         return n
 
-    def known(self, namespace: str, user_id: str | None) -> int | None:
-        """The scope's remembered count, or None (never counts)."""
-        with self._lock:
-            hit = self._cache.get((namespace, user_id))
-        if hit is None or time.monotonic() - hit[0] >= SCOPE_SIZE_TTL_S:
-            return None
-        return hit[1]
-
     def clear(self) -> None:
         """Forget every remembered count."""
         with self._lock:
@@ -331,9 +323,9 @@ class Search:
         (or 4x ``limit``) meet their records and the filter: joining every match first costs
         a join per match of a common word. When too few of the probed ones pass, the whole
         join runs. A narrow indexed filter (see :meth:`_narrow`) ranks just its records'
-        chunks instead of the namespace's matches. A filter of users and expiry first ranks
-        only the matches that can reach the page (:meth:`_pruned`), the same page score for
-        score. Figures: docs/tuning.md.
+        chunks instead of the namespace's matches. A search of the namespace whose filter is
+        only the expiry check first ranks only the matches that can reach the page
+        (:meth:`_pruned`), the same page score for score. Figures: docs/tuning.md.
         """
         tsq = tsquery_text(match)
         if not tsq:
@@ -404,16 +396,11 @@ class Search:
         fails the filter (expired), or the user's scope has not just been counted (a hybrid
         search's vector side counts it first): the caller's probe handles those.
         """
-        if len(users) > 1:
-            return None
         if users:
-            # A user's size only as the hybrid search's vector side just counted it: one
-            # more count per keyword search cost more than pruning saved (docs/tuning.md).
-            rows_in_scope = self.scopes.known(namespace, users[0])
-            if rows_in_scope is None:
-                return None
-        else:
-            rows_in_scope = self.scopes.count(c, namespace, None, self.ann_min_rows)
+            # A user's scope (~100 records in the benchmark) rarely has the matches to
+            # prune, and measured no faster with it (docs/tuning.md).
+            return None
+        rows_in_scope = self.scopes.count(c, namespace, None, self.ann_min_rows)
         terms = self.terms.terms(c, fts_words(match))
         if terms is None:
             return None

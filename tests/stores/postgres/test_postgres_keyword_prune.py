@@ -8,7 +8,6 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import psycopg
 import pytest
 from pg_store_helpers import open_memory
@@ -16,7 +15,7 @@ from test_postgres_replica import Pair, _add, _memory, _store, pair, urls, wait_
 
 from engramdb import Memory
 from engramdb.engine.keyword import match_expression
-from engramdb.query.filters import Bool, Cmp, Live, Node, required_leaves
+from engramdb.query.filters import Bool, Cmp, Live, Node
 from engramdb.stores.postgres.keyword_prune import (
     BOUND,
     Term,
@@ -59,12 +58,8 @@ def store_mem(postgres_url: str) -> Iterator[tuple[Memory, Any]]:
 
 
 def _page(store: Any, query: str, node: Node | None, limit: int, prune: bool) -> list[Any]:
-    """The keyword side's page; a user's scope is first counted by a vector search, as in
-    a hybrid search (the pruning reads only that count for a user)."""
+    """The keyword side's page, pruning on or off."""
     store._search.prune_keywords = prune
-    user = next((c.value for c in required_leaves(node) if c.field == "user_id"), None)
-    if user is not None:
-        store.vector_candidates("default", np.full(64, 0.125, np.float32), user, node, 1)
     hits = store.keyword_candidates("default", match_expression(query), node, limit)
     return [(h.chunk_id, h.score, h.located) for h in hits]
 
@@ -138,7 +133,9 @@ def test_random_queries_give_the_full_ranking(
                 full = _page(store, query, node, limit, prune=False)
                 assert _page(store, query, node, limit, prune=True) == full, (query, user)
                 cases += 1
-    assert answered[0] > cases // 4  # the pruned ranking answered many of them itself
+    # The pruned ranking answered many of the namespace's searches itself (a user's are
+    # always ranked in full).
+    assert answered[0] > cases // 16
 
 
 def test_writes_are_visible_to_the_next_search(
@@ -149,23 +146,24 @@ def test_writes_are_visible_to_the_next_search(
     mem, store = store_mem
     answered = _pruned_answers(store, monkeypatch)
     query = "river garden window coffee medium1 medium2"
-    before = _page(store, query, _node("ann"), 5, prune=True)
+    before = _page(store, query, _node(None), 5, prune=True)
     assert answered[0] == 1
     text = "river river garden garden window window coffee coffee medium1 medium2 newcomer"
     rec = mem.get(_add(mem, text, user_id="ann"))
-    top = _page(store, query, _node("ann"), 5, prune=True)
+    top = _page(store, query, _node(None), 5, prune=True)
     assert answered[0] == 2
     assert top[0][2][0] == rec.id and top != before
-    assert top == _page(store, query, _node("ann"), 5, prune=False)
+    assert top == _page(store, query, _node(None), 5, prune=False)
     assert all(h[2][0] != rec.id for h in _page(store, query, _node("bob"), 5, prune=True))
     mem.update(rec.id, text="nothing of the query left here")
-    gone = _page(store, query, _node("ann"), 5, prune=True)
+    gone = _page(store, query, _node(None), 5, prune=True)
     assert all(h[2][0] != rec.id for h in gone)
-    assert gone == _page(store, query, _node("ann"), 5, prune=False)
+    assert gone == _page(store, query, _node(None), 5, prune=False)
     mem.update(rec.id, text=text + " again")
-    assert _page(store, query, _node("ann"), 5, prune=True)[0][2][0] == rec.id
+    assert _page(store, query, _node(None), 5, prune=True)[0][2][0] == rec.id
     mem.delete(rec.id)
-    assert _page(store, query, _node("ann"), 5, prune=True) == before
+    assert _page(store, query, _node(None), 5, prune=True) == before
+    assert answered[0] == 5
 
 
 def test_user_filter_stays_exact(store_mem: tuple[Memory, Any]) -> None:
