@@ -10,7 +10,9 @@
 * keywords: a ``tsvector`` per chunk (GIN on ``(namespace, user_id, fts)``) with an
   accent-folding, English-stemming configuration without stop words (close to SQLite's
   FTS5 tokenizer), ranked with ``ts_rank`` (term frequency; LoCoMo keyword Recall@10 0.719
-  against 0.651 with the cover-density ``ts_rank_cd``, at a quarter of its CPU per match).
+  against 0.651 with the cover-density ``ts_rank_cd``, at a quarter of its CPU per match);
+  chunks that cannot reach the page are not ranked
+  (:mod:`engramdb.stores.postgres.keyword_prune`).
 * filters: :func:`engramdb.stores.postgres.filters.compile_postgres`, pushed into the SQL.
 
 The statements themselves are built in :mod:`engramdb.stores.postgres.search_sql`.
@@ -28,13 +30,24 @@ import psycopg
 from engramdb.query.filters import Node, is_live_only, required_equalities, required_leaves
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.filters import compile_postgres
+from engramdb.stores.postgres.keyword_prune import (
+    FIRST_LEAVE_OUT,
+    MATCH_FACTOR,
+    KeywordTerms,
+    allowed_out,
+    first_out,
+    left_out,
+    scope_only,
+)
 from engramdb.stores.postgres.search_sql import (
     ann_statement,
+    fts_words,
     keyword_matches,
     located,
     located_hit,
     record_check,
     tsquery_text,
+    words_tsquery,
 )
 from engramdb.stores.postgres.vectors import _Vector
 from engramdb.stores.prepared import ChunkHit
@@ -104,6 +117,10 @@ class Search:
         self.scopes = scopes
         self.ann_min_rows = int(ann_min_rows)
         self.exact_max_user_rows = int(exact_max_user_rows)
+        self.terms = KeywordTerms()
+        self.prune_keywords = True  # rank only chunks that can reach the page (keyword_prune)
+        self.first_leave_out = FIRST_LEAVE_OUT
+        self.match_factor = MATCH_FACTOR
 
     def vector_candidates(
         self,
@@ -306,7 +323,9 @@ class Search:
         (or 4x ``limit``) meet their records and the filter: joining every match first costs
         a join per match of a common word. When too few of the probed ones pass, the whole
         join runs. A narrow indexed filter (see :meth:`_narrow`) ranks just its records'
-        chunks instead of the namespace's matches. Figures: docs/tuning.md.
+        chunks instead of the namespace's matches. A search of the namespace whose filter is
+        only the expiry check first ranks only the matches that can reach the page
+        (:meth:`_pruned`), the same page score for score. Figures: docs/tuning.md.
         """
         tsq = tsquery_text(match)
         if not tsq:
@@ -330,14 +349,16 @@ class Search:
                     prepare=False,
                 ).fetchall()
                 return [located_hit(r, False) for r in rows]
+            if self.prune_keywords and scope_only(node):
+                page = self._pruned(c, match, tsq, namespace, users, where, params, limit)
+                if page is not None:
+                    return [located_hit(r, False) for r in page]
             # The CTEs are materialised so that the planner cannot start from records
             # (see vector_candidates). Never prepared: a query's words decide whether a
             # parallel scan or the GIN index is right, and the generic plan a prepared
             # statement falls back to after a few runs cannot know (docs/tuning.md).
             ranked = c.execute(
-                f"WITH m AS MATERIALIZED ({matches} ORDER BY s DESC, id LIMIT {probe}) "
-                f"SELECT {columns}, r.rid IS NOT NULL FROM m LEFT JOIN records r "
-                f"ON r.rid = m.rid AND r.namespace = %s AND {where} ORDER BY m.s DESC, m.id",
+                _probe_sql(matches, columns, where, probe),
                 (*args, namespace, *params),
                 prepare=False,
             ).fetchall()
@@ -352,6 +373,57 @@ class Search:
                 prepare=False,
             ).fetchall()
         return [located_hit(r, False) for r in rows]
+
+    def _pruned(
+        self,
+        c: psycopg.Connection[Any],
+        match: str,
+        tsq: str,
+        namespace: str,
+        users: list[str],
+        where: str,
+        params: list[Any],
+        limit: int,
+    ) -> list[tuple[Any, ...]] | None:
+        """The best ``limit`` matches ranked without the chunks that cannot reach them, or
+        None (the caller ranks every match).
+
+        Ranks the chunks matching the query without its commonest lexemes, with the whole
+        query's ``ts_rank``; the page is exact when its last score is above what the left-out
+        lexemes alone can score (:mod:`engramdb.stores.postgres.keyword_prune`), else one more
+        statement leaves out only as many as that score allows. None when the scope has
+        fewer than ``limit`` such matches, no lexeme may be left out, a record on the page
+        fails the filter (expired), or the user's scope has not just been counted (a hybrid
+        search's vector side counts it first): the caller's probe handles those.
+        """
+        if users:
+            # A user's scope (~100 records in the benchmark) rarely has the matches to
+            # prune, and measured no faster with it (docs/tuning.md).
+            return None
+        rows_in_scope = self.scopes.count(c, namespace, None, self.ann_min_rows)
+        terms = self.terms.terms(c, fts_words(match))
+        if terms is None:
+            return None
+        n = len({t.lexeme for t in terms})
+        out = first_out(terms, rows_in_scope, limit, self.first_leave_out, self.match_factor)
+        columns = "m.id, m.rid, m.s, r.id, r.version, m.start_pos, m.end_pos"
+        for _ in range(2):
+            if not out:
+                return None
+            sub = words_tsquery([t.word for t in terms if t.lexeme not in out])
+            matches, args = keyword_matches(tsq, namespace, users, sub)
+            rows = c.execute(
+                _probe_sql(matches, columns, where, limit),
+                (*args, namespace, *params),
+                prepare=False,
+            ).fetchall()
+            if len(rows) < limit or not all(r[7] for r in rows):
+                return None
+            allowed = allowed_out(n, float(rows[limit - 1][2]))
+            if len(out) <= allowed:
+                return rows
+            out = left_out(terms, allowed)
+        return None
 
     def locate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
@@ -368,3 +440,14 @@ class Search:
                 (list(chunk_ids), namespace, namespace, *params),
             ).fetchall()
         return {int(r[0]): (r[1], int(r[2]), r[3], r[4]) for r in rows}
+
+
+def _probe_sql(matches: str, columns: str, where: str, limit: int) -> str:
+    """The best ``limit`` of ``matches``, each with its record's location and whether the
+    record passes the filter (``where``, for the namespace given after the matches' own
+    arguments). The CTE is materialised so that the planner cannot start from records."""
+    return (
+        f"WITH m AS MATERIALIZED ({matches} ORDER BY s DESC, id LIMIT {int(limit)}) "
+        f"SELECT {columns}, r.rid IS NOT NULL FROM m LEFT JOIN records r "
+        f"ON r.rid = m.rid AND r.namespace = %s AND {where} ORDER BY m.s DESC, m.id"
+    )

@@ -54,12 +54,16 @@ def ann_statement(
     return sql, [q, namespace, *user_args, *check_args, q]
 
 
-def keyword_matches(tsq: str, namespace: str, users: list[str]) -> tuple[str, list[Any]]:
+def keyword_matches(
+    tsq: str, namespace: str, users: list[str], match_tsq: str | None = None
+) -> tuple[str, list[Any]]:
     """The chunks of a namespace (of ``users``, when the filter requires them) that match a
     tsquery, with their ``ts_rank``, and the statement's arguments.
 
     ``namespace``, ``user_id`` and ``fts`` are the keys of one GIN index (migration 0011),
     so a user's matches are intersected in the index instead of read from the namespace's.
+    ``match_tsq`` (some of the query's words) narrows the matches while the rank is still
+    the whole query's (:mod:`engramdb.stores.postgres.keyword_prune`).
     """
     sql = (
         "SELECT id, rid, start_pos, end_pos, ts_rank(fts, to_tsquery('engram', %s)) AS s "
@@ -67,7 +71,12 @@ def keyword_matches(tsq: str, namespace: str, users: list[str]) -> tuple[str, li
         + " AND user_id = %s"
         * len(users)
     )
-    return sql, [tsq, namespace, tsq, *users]
+    return sql, [tsq, namespace, tsq if match_tsq is None else match_tsq, *users]
+
+
+def fts_words(match: str) -> list[str]:
+    """The words of the engine's FTS5 expression (``"w1" OR "w2"``), unquoted."""
+    return [t.replace('""', '"') for t in _FTS_TERM.findall(match)]
 
 
 def tsquery_text(match: str) -> str:
@@ -77,8 +86,12 @@ def tsquery_text(match: str) -> str:
     it), joined with ``|``; quotes and backslashes are escaped, so no operator in the
     caller's text reaches the query parser.
     """
-    terms = [t.replace('""', '"') for t in _FTS_TERM.findall(match)]
-    quoted = ["'" + t.replace("\\", "\\\\").replace("'", "\\'") + "'" for t in terms if t]
+    return words_tsquery(fts_words(match))
+
+
+def words_tsquery(words: list[str]) -> str:
+    """``to_tsquery`` input ORing these words, each a quoted operand (see :func:`tsquery_text`)."""
+    quoted = ["'" + t.replace("\\", "\\\\").replace("'", "\\'") + "'" for t in words if t]
     return " | ".join(quoted)
 
 
