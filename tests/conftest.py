@@ -1,4 +1,4 @@
-"""Shared fixtures: a real SQLite file per test, the hash embedder, and the real model.
+"""Shared fixtures: a real SQLite file per test, the hash embedder, the real model, Redis.
 
 ``store_url`` is parametrized over every backend (SQLite, and PostgreSQL: a schema of its
 own per test on a server started once per session, see tests/postgres_server.py); every
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_server import RedisServer
 
 from engramdb import HashEmbedder, Memory, MiniLMEmbedder, Settings
 
@@ -91,3 +92,29 @@ def model_mem(tmp_path: Path, minilm: MiniLMEmbedder) -> Iterator[Memory]:
     m = Memory(f"sqlite:///{tmp_path / 'model.db'}", embedder=minilm)
     yield m
     m.close()
+
+
+@pytest.fixture(scope="session")
+def redis_session() -> Iterator[RedisServer]:
+    """One redis-server per test process, started on first use, stopped at the end."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def redis_server(redis_session: RedisServer) -> Iterator[RedisServer]:
+    """The session's server, running and empty at the start of the test.
+
+    A test may ``stop()`` and ``start()`` it (an outage); it is running again after the test.
+    """
+    if redis_session.proc is None or redis_session.proc.poll() is not None:
+        redis_session.start()
+    with redis_session.client() as c:
+        c.flushall()
+    yield redis_session
+    if redis_session.proc is None or redis_session.proc.poll() is not None:
+        redis_session.start()

@@ -1,4 +1,4 @@
-"""Fixtures of the cache-tier tests: a real redis-server per session and a blackhole port."""
+"""Fixtures of the cache-tier tests: a store URL and a blackhole port (Redis: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,33 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_session() -> Iterator[RedisServer]:
-    """One redis-server for the session (started here, stopped at the end)."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.remove()
-
-
-@pytest.fixture
-def redis_server(redis_session: RedisServer) -> Iterator[RedisServer]:
-    """The session's server, running and empty at the start of the test.
-
-    A test may ``stop()`` and ``start()`` it; it is running again after the test.
-    """
-    if redis_session.proc is None or redis_session.proc.poll() is not None:
-        redis_session.start()
-    with redis_session.client() as c:
-        c.flushall()
-    yield redis_session
-    if redis_session.proc is None or redis_session.proc.poll() is not None:
-        redis_session.start()
 
 
 @pytest.fixture

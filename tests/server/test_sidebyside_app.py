@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -134,16 +134,6 @@ async def test_a_server_not_side_by_side_says_so(tmp_path: Path) -> None:
                 body = assert_error(resp, 409, "conflict")
                 assert "ENGRAM_SIDEBYSIDE_OLD" in str(body["message"])
             assert "Not running side by side" in (await c.get("/admin")).text
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 @pytest.mark.redis
