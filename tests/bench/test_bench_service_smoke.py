@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("psutil")
-
-from bench.cli import main  # noqa: E402
+from bench.cli import main
 
 REQUIRED = [
     "http_1_added_p50_ms",

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("psutil")
-
-from bench.service import Server, namespace_key, seed  # noqa: E402
-from bench.service_soak import FLAT_MB_PER_MIN, soak, summarize_rss  # noqa: E402
+from bench.service import Server, namespace_key, seed
+from bench.service_soak import FLAT_MB_PER_MIN, soak, summarize_rss
 
 
 def test_slope_is_taken_over_the_second_half_only() -> None:

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("chromadb")
-pytest.importorskip("psutil")
-
-from bench.cli import build_parser, main  # noqa: E402
+from bench.cli import build_parser, main
 
 REQUIRED = [
     "engramdb_filtered_p95_ms",
