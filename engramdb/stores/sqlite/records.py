@@ -32,9 +32,8 @@ from engramdb.stores.rows import (
 )
 from engramdb.stores.sqlite import gates
 from engramdb.stores.sqlite.chunks import (
-    INSERT_CHUNK,
-    INSERT_FTS,
     delete_chunks_of,
+    insert_chunk_batch,
     insert_chunks,
     vector_bytes,
 )
@@ -214,17 +213,7 @@ class Records:
             results.append(AddResult(i, "written", inserted_record(ns, it, now_dt)))
         index_values(c, ns, tagged)
         queue_extraction(c, [t[0] for t in tagged])
-        if chunk_rows:
-            base_cid = c.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
-            c.executemany(INSERT_CHUNK, chunk_rows)
-            cids = [
-                r[0]
-                for r in c.execute("SELECT id FROM chunks WHERE id > ? ORDER BY id", (base_cid,))
-            ]
-            c.executemany(
-                INSERT_FTS,
-                [(cid, body, scope) for cid, (body, scope) in zip(cids, bodies, strict=True)],
-            )
+        insert_chunk_batch(c, chunk_rows, bodies)
         # No history rows: an add is derivable (the record as inserted is the before-image
         # of its first change, or the live record), so Engine.history derives it: a row
         # per add, and its (namespace, user_id) index entry, would be written to the WAL

@@ -11,7 +11,7 @@ from engramdb.errors import ConflictError
 from engramdb.models import MemoryRecord
 from engramdb.query.filters import Node
 from engramdb.stores.rows import row_to_record
-from engramdb.stores.sqlite.chunks import INSERT_CHUNK, INSERT_FTS, vector_bytes
+from engramdb.stores.sqlite.chunks import insert_chunk_batch, vector_bytes
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.entities import queue_extraction
 from engramdb.stores.sqlite.filters import compile_sqlite
@@ -252,17 +252,7 @@ class RowTransfer:
         for ns, values in by_ns.items():
             index_values(c, ns, values)
         queue_extraction(c, [rid for rid, _ in written])
-        if chunk_rows:
-            base_cid = c.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
-            c.executemany(INSERT_CHUNK, chunk_rows)
-            cids = [
-                r[0]
-                for r in c.execute("SELECT id FROM chunks WHERE id > ? ORDER BY id", (base_cid,))
-            ]
-            c.executemany(
-                INSERT_FTS,
-                [(cid, body, scope) for cid, (body, scope) in zip(cids, bodies, strict=True)],
-            )
+        insert_chunk_batch(c, chunk_rows, bodies)
         if history:
             c.executemany(INSERT_HISTORY, history)
 
