@@ -2,8 +2,8 @@
 
 Uses SQLite's ``dbstat`` virtual table (page bytes of every table and index, free pages
 included in "free") and the sizes of the files beside the database (WAL, the vector index
-sidecar folder with its ANN graphs). Vectors are counted twice on purpose: their bytes
-inside the ``chunks`` table (``vector_payload``) are part of that table's pages, and the
+sidecar folder with its ANN graphs). Vectors are counted twice on purpose: their bytes in
+the ``chunk_vectors`` table (``vector_payload``) are part of that table's pages, and the
 sidecar holds another copy.
 
 Run alone: ``python -m bench.footprint PATH.db``.
@@ -19,7 +19,8 @@ from typing import Any
 
 # dbstat object name -> category (anything else: by prefix, then "other").
 _CATEGORY = {
-    "chunks": "chunks (spans + vectors inline)",
+    "chunks": "chunks (spans)",
+    "chunk_vectors": "chunk vectors",
     "records": "records",
     "history": "history",
     "chunk_deletes": "delete log",
@@ -53,7 +54,9 @@ def breakdown(db: Path) -> dict[str, Any]:
             return {"error": "this SQLite has no dbstat virtual table"}
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         free = int(conn.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
-        vec = conn.execute("SELECT coalesce(sum(length(vector)), 0) FROM chunks").fetchone()[0]
+        vec = conn.execute("SELECT coalesce(sum(length(vector)), 0) FROM chunk_vectors").fetchone()[
+            0
+        ]
     finally:
         conn.close()
     by_object = {str(n): int(b) for n, b in rows}
@@ -80,7 +83,7 @@ def breakdown(db: Path) -> dict[str, Any]:
         "records": records,
         "bytes_per_record": per(total),
         "by_category": {k: per(v) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
-        "vector_payload_in_chunks": per(int(vec)),
+        "vector_payload_in_chunk_vectors": per(int(vec)),
         "beside_the_database": {k: per(v) for k, v in sorted(side.items(), key=lambda kv: -kv[1])},
         "by_object": {k: per(v) for k, v in list(by_object.items())[:16]},
     }

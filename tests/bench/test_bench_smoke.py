@@ -53,10 +53,10 @@ def test_store_bench_quick_hash_vectors(tmp_path: Path) -> None:
     assert summary["engramdb_recall_at_10"] == 1.0
     assert summary["engramdb_unfiltered_recall_at_10"] >= 0.98
     assert report["workload"]["vectors"] == "hash"
-    # Where the bytes go: every category sums to the whole, vectors counted inside chunks.
+    # Where the bytes go: every category sums to the whole, vectors counted in their table.
     parts = report["disk"]["engramdb_breakdown"]
     assert parts["records"] >= 2000
-    assert parts["vector_payload_in_chunks"] == 384 * 4
+    assert parts["vector_payload_in_chunk_vectors"] == 384 * 4
     assert parts["by_category"]["keyword index (FTS5)"] > 0
     total = sum(parts["by_category"].values()) + sum(parts["beside_the_database"].values())
     assert abs(total - parts["bytes_per_record"]) < 1.0

@@ -1,6 +1,11 @@
-"""A record's chunks: their rows in ``chunks`` (span, vector) and ``chunks_fts`` (keyword
-text, scope tokens), the ``chunk_deletes`` log the vector index catches up from, and reads
-of given chunks under a filter.
+"""A record's chunks: their rows in ``chunks`` (span), ``chunk_vectors`` (vector) and
+``chunks_fts`` (keyword text, scope tokens), the ``chunk_deletes`` log the vector index
+catches up from, and reads of given chunks under a filter.
+
+Vectors live in a table of their own because searches never read them from SQL (the vector
+index's sidecar holds them) but do look up many chunk rows by id: with a vector inline a
+chunk row filled a third of a page, so locating a search's candidates read a page per
+chunk; without it the whole ``chunks`` table stays in SQLite's page cache.
 """
 
 from __future__ import annotations
@@ -16,24 +21,27 @@ from engramdb.stores.prepared import PreparedChunk
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
 
-INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)"
+INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end) VALUES (?,?,?,?)"
+INSERT_VECTOR = "INSERT INTO chunk_vectors(chunk_id, vector) VALUES (?, ?)"
 INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
 
 
 def insert_chunk_batch(
     c: sqlite3.Connection, chunk_rows: list[tuple[Any, ...]], bodies: list[tuple[str, str]]
 ) -> None:
-    """Insert chunk rows with one ``executemany``, then their keyword rows.
+    """Insert chunk rows with one ``executemany``, then their vectors and keyword rows.
 
-    ``bodies[i]`` is the (keyword text, scope) of ``chunk_rows[i]``. The new chunk ids are
-    read back in one query (ids only grow inside the writer's transaction), so a batch
-    costs two statements per table instead of one per chunk.
+    ``chunk_rows[i]`` is (record rowid, ordinal, start, end, vector bytes) and ``bodies[i]``
+    its (keyword text, scope). The new chunk ids are read back in one query (ids only grow
+    inside the writer's transaction), so a batch costs two statements per table instead of
+    one per chunk.
     """
     if not chunk_rows:
         return
     base_cid = c.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
-    c.executemany(INSERT_CHUNK, chunk_rows)
+    c.executemany(INSERT_CHUNK, [row[:4] for row in chunk_rows])
     cids = [r[0] for r in c.execute("SELECT id FROM chunks WHERE id > ? ORDER BY id", (base_cid,))]
+    c.executemany(INSERT_VECTOR, [(cid, row[4]) for cid, row in zip(cids, chunk_rows, strict=True)])
     c.executemany(
         INSERT_FTS,
         [(cid, body, scope) for cid, (body, scope) in zip(cids, bodies, strict=True)],
@@ -48,13 +56,14 @@ def vector_bytes(vec: np.ndarray) -> bytes:
 def insert_chunks(c: sqlite3.Connection, rid: int, chunks: list[PreparedChunk], scope: str) -> None:
     """Write a record's chunks, each with its keyword row (``scope``: see keys.scope_text)."""
     for ordinal, ch in enumerate(chunks):
-        cur = c.execute(INSERT_CHUNK, (rid, ordinal, ch.start, ch.end, vector_bytes(ch.vector)))
+        cur = c.execute(INSERT_CHUNK, (rid, ordinal, ch.start, ch.end))
+        c.execute(INSERT_VECTOR, (cur.lastrowid, vector_bytes(ch.vector)))
         c.execute(INSERT_FTS, (cur.lastrowid, ch.index_text, scope))
 
 
 def delete_chunks_of(c: sqlite3.Connection, rids: list[int]) -> None:
-    """Delete the chunks of these records from both tables, logging them for the vector
-    index."""
+    """Delete the chunks of these records from every table, logging them for the vector
+    index (``chunk_vectors`` rows go by their foreign key's cascade)."""
     if not rids:
         return
     arr = json.dumps(rids)

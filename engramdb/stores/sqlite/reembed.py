@@ -70,8 +70,8 @@ class Reembedding:
                     ],
                 )
             c.execute(
-                "UPDATE chunks SET vector = (SELECT vector FROM reembed_vectors n "
-                "WHERE n.chunk_id = chunks.id)"
+                "UPDATE chunk_vectors SET vector = (SELECT n.vector FROM reembed_vectors n "
+                "WHERE n.chunk_id = chunk_vectors.chunk_id)"
             )
             for key, value in (
                 ("embedder_name", name),

@@ -63,7 +63,8 @@ class RowTransfer:
             for row in cur:
                 rec = row_to_record(row)
                 chunks = conn.execute(
-                    "SELECT c.start, c.end, c.vector, f.body FROM chunks c JOIN chunks_fts f "
+                    "SELECT c.start, c.end, v.vector, f.body FROM chunks c "
+                    "JOIN chunk_vectors v ON v.chunk_id = c.id JOIN chunks_fts f "
                     "ON f.rowid = c.id WHERE c.rid = ? ORDER BY c.ord",
                     (row[0],),
                 ).fetchall()

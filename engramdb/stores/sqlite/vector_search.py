@@ -76,7 +76,8 @@ class VectorSearch:
                             index = VectorIndex(dim=dim, epoch=epoch)
                         index.configure(*self._ann)
                     inserts = conn.execute(
-                        "SELECT c.id, c.vector, r.namespace, r.user_id FROM chunks c "
+                        "SELECT c.id, v.vector, r.namespace, r.user_id FROM chunks c "
+                        "JOIN chunk_vectors v ON v.chunk_id = c.id "
                         "JOIN records r ON r.rid = c.rid WHERE c.id > ? ORDER BY c.id",
                         (index.max_chunk_id,),
                     ).fetchall()

@@ -19,9 +19,22 @@ def _drop_value_index(db: Path, kind: str, revision: str) -> None:
         conn.execute(f"UPDATE alembic_version SET version_num = '{revision}'")
 
 
+def as_revision_0017(db: Path) -> None:
+    """Put a file back in the shape revision 0017 left it in (vectors inline in ``chunks``)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE chunks ADD COLUMN vector BLOB NOT NULL DEFAULT x''")
+        conn.execute(
+            "UPDATE chunks SET vector = "
+            "(SELECT v.vector FROM chunk_vectors v WHERE v.chunk_id = chunks.id)"
+        )
+        conn.execute("DROP TABLE chunk_vectors")
+        conn.execute("UPDATE alembic_version SET version_num = '0017'")
+
+
 def as_revision_0011(db: Path) -> None:
     """Put a file back in the shape revision 0011 left it in (no service keys, no audit log,
     no thread checkpoints)."""
+    as_revision_0017(db)
     with sqlite3.connect(db) as conn:
         for table in (
             "api_keys",

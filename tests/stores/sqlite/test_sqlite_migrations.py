@@ -3,10 +3,16 @@ schema derives from them (dedup keys, keyword scopes), and older rows are still 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
-from sqlite_old_revisions import as_revision_0005, as_revision_0006, as_revision_0011
+from sqlite_old_revisions import (
+    as_revision_0005,
+    as_revision_0006,
+    as_revision_0011,
+    as_revision_0017,
+)
 
 from engramdb import HashEmbedder, Memory
 from engramdb.migrations import SCHEMA_HEAD
@@ -89,3 +95,41 @@ def test_migration_0012_gives_an_existing_file_its_key_tables(tmp_path: Path) ->
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
     conn.close()
+
+
+def test_migration_0021_moves_vectors_out_of_the_chunk_rows(tmp_path: Path) -> None:
+    """A file whose vectors are inline in ``chunks`` opens with them in ``chunk_vectors``:
+    the same bytes, searches and exports unchanged, and deletes take them along."""
+    db = tmp_path / "old.db"
+    texts = [f"fact number {i} about {w}" for i, w in enumerate(["tea", "rain", "maps"] * 5)]
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        ids = [r.id for r in mem.add([{"text": t, "user_id": "u"} for t in texts])]
+        before = [(h.record.id, h.score) for h in mem.search("rain maps", top_k=5)]
+        mem.export(tmp_path / "before.jsonl")
+    with sqlite3.connect(db) as conn:
+        stored = dict(conn.execute("SELECT chunk_id, vector FROM chunk_vectors").fetchall())
+    as_revision_0017(db)
+    with sqlite3.connect(db) as conn:
+        inline = dict(conn.execute("SELECT id, vector FROM chunks").fetchall())
+    assert inline == stored and len(inline) == len(texts)
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        with sqlite3.connect(db) as conn:
+            columns = [r[1] for r in conn.execute("PRAGMA table_info(chunks)")]
+            moved = dict(conn.execute("SELECT chunk_id, vector FROM chunk_vectors").fetchall())
+        assert "vector" not in columns and moved == stored
+        assert [(h.record.id, h.score) for h in mem.search("rain maps", top_k=5)] == before
+        mem.export(tmp_path / "after.jsonl")
+        assert _lines(tmp_path / "after.jsonl") == _lines(tmp_path / "before.jsonl")
+        mem.delete(ids[0])
+        with sqlite3.connect(db) as conn:
+            left = conn.execute("SELECT count(*) FROM chunk_vectors").fetchone()[0]
+            orphans = conn.execute(
+                "SELECT count(*) FROM chunk_vectors v LEFT JOIN chunks c ON c.id = v.chunk_id "
+                "WHERE c.id IS NULL"
+            ).fetchone()[0]
+        assert (left, orphans) == (len(texts) - 1, 0)
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    """An export's lines without its header (which carries the time of the export)."""
+    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
