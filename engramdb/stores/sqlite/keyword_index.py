@@ -116,8 +116,14 @@ class Segment:
         if not touched:
             return np.empty(0, np.int64), np.empty(0, np.float64)
         # Only touched rows are non-zero (every term adds a positive score): one pass over
-        # the scratch array is cheaper than sorting the touched positions.
-        cand = np.flatnonzero(acc) if len(touched) > 1 else touched[0]
+        # the scratch array is cheaper than sorting the touched positions, unless they are
+        # few (one user's rows of a large segment).
+        if len(touched) == 1:
+            cand = touched[0]
+        elif sum(len(t) for t in touched) * 64 < len(acc):
+            cand = np.unique(np.concatenate(touched))
+        else:
+            cand = np.flatnonzero(acc)
         sc = acc[cand]
         acc[cand] = 0.0
         live = self.alive[cand]

@@ -372,7 +372,9 @@ class VectorIndex:
             header = json.loads((folder / "index.json").read_text())
             if header["format"] != SIDE_FORMAT or header["dim"] != dim or header["epoch"] != epoch:
                 return None
-            mat = np.load(folder / "vectors.npy", mmap_mode="r")
+            # A plain ndarray view of the mapping: indexing a np.memmap builds a memmap object
+            # per row read, which cost more than the rest of a candidate's rescoring.
+            mat = np.asarray(np.load(folder / "vectors.npy", mmap_mode="r"))
             ids = np.load(folder / "ids.npy")
         except (OSError, ValueError, KeyError):
             return None

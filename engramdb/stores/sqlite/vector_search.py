@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
-from typing import Any
 
 import numpy as np
 
@@ -230,19 +229,20 @@ class VectorSearch:
         return [float(x) for x in self._scores(chunk_ids, query)]
 
     def _scores(self, chunk_ids: list[int], query: np.ndarray) -> np.ndarray:
-        """:meth:`vector_scores` as an array: one product per index block, not per chunk."""
+        """:meth:`vector_scores` as an array: the indexed rows gathered, then one product.
+
+        Candidates of a namespace-wide search come from many users' blocks: a product per
+        block cost more than copying each row once.
+        """
         index = self.index()
         out = np.full(len(chunk_ids), np.nan, dtype=np.float32)
         with index.lock:
-            rows_of: dict[Any, tuple[list[int], list[int]]] = {}
-            for slot, cid in enumerate(chunk_ids):
-                loc = index.where.get(cid)
-                if loc is not None:
-                    slots, rows = rows_of.setdefault(loc[0], ([], []))
-                    slots.append(slot)
-                    rows.append(loc[1])
-            for key, (slots, rows) in rows_of.items():
-                out[slots] = index.blocks[key].mat[rows] @ query
+            where = index.where
+            slots = [slot for slot, cid in enumerate(chunk_ids) if cid in where]
+            if not slots:
+                return out
+            mat = index.vectors([chunk_ids[slot] for slot in slots])
+        out[slots] = mat @ query
         return out
 
     def _passing(self, namespace: str, chunk_ids: list[int], node: Node) -> set[int]:
