@@ -49,6 +49,12 @@ class Doctor:
                     "(SELECT 1 FROM chunks c WHERE c.rid = r.rid)"
                 ).fetchone()[0]
             )
+            unvectored = int(
+                c.execute(
+                    "SELECT count(*) FROM chunks c WHERE NOT EXISTS "
+                    "(SELECT 1 FROM chunk_vectors v WHERE v.chunk_id = c.id)"
+                ).fetchone()[0]
+            )
             stale_dedup = int(
                 c.execute(f"SELECT count(*) FROM records WHERE {_STALE_DEDUP}").fetchone()[0]
             )
@@ -63,6 +69,8 @@ class Doctor:
             problems.append(f"foreign_key_check: {len(fk)} violations")
         if chunks != fts:
             problems.append(f"keyword index has {len(fts)} rows for {len(chunks)} chunks")
+        if unvectored:
+            problems.append(f"{unvectored} chunks have no stored vector (re-embed to restore them)")
         if orphan_records:
             problems.append(f"{orphan_records} records have no indexed chunk")
         if stale_dedup:
@@ -87,7 +95,9 @@ class Doctor:
             self._vectors.index()
             repaired.append("vector index rebuilt from the tables")
         # Problems a repair cannot fix; the vector index, dedup keys and scopes are derived.
-        unfixable = integrity != ["ok"] or bool(fk) or chunks != fts or bool(orphan_records)
+        unfixable = (
+            integrity != ["ok"] or bool(fk) or chunks != fts or bool(orphan_records or unvectored)
+        )
         if repair and stale_dedup:
             try:
                 with self._db.write("recomputing dedup keys") as c:

@@ -70,8 +70,9 @@ class Reembedding:
                     ],
                 )
             c.execute(
-                "UPDATE chunk_vectors SET vector = (SELECT n.vector FROM reembed_vectors n "
-                "WHERE n.chunk_id = chunk_vectors.chunk_id)"
+                # INSERT, not UPDATE: a chunk whose vector row was lost gets one again
+                "INSERT OR REPLACE INTO chunk_vectors(chunk_id, vector) SELECT n.chunk_id, "
+                "n.vector FROM reembed_vectors n JOIN chunks c ON c.id = n.chunk_id"
             )
             for key, value in (
                 ("embedder_name", name),

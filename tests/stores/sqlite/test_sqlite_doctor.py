@@ -71,3 +71,22 @@ def test_doctor_finds_and_repairs_a_stale_metadata_index(tmp_path: Path) -> None
         assert any("metadata index has 2 rows" in p for p in report["problems"]), report
         assert mem.doctor(repair=True)["ok"] and mem.doctor()["ok"]
         assert [r.id for r in mem.list(filters={"metadata.hobby": "bees"}).records] == [rid]
+
+
+def test_doctor_reports_a_chunk_whose_vector_row_is_gone(tmp_path: Path) -> None:
+    """Vectors are table data (``chunk_vectors``), not derived: a lost row is reported,
+    repair does not pretend to rebuild it, and a re-embed writes it again."""
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        mem.add(["one fact", "another fact"], user_id="u")
+        assert mem.doctor()["ok"]
+        with sqlite3.connect(db) as conn:  # e.g. a row removed by another tool
+            conn.execute("DELETE FROM chunk_vectors WHERE chunk_id = (SELECT min(id) FROM chunks)")
+        for report in (mem.doctor(), mem.doctor(repair=True)):
+            assert not report["ok"]
+            assert any("1 chunks have no stored vector" in p for p in report["problems"])
+        mem.reembed(HashEmbedder(24))
+        assert mem.doctor()["ok"]
+        assert [h.record.text for h in mem.search("one fact", top_k=1, mode="vector").hits] == [
+            "one fact"
+        ]
