@@ -9,13 +9,16 @@ the file shrinks only after ``VACUUM``. PostgreSQL: nothing to do (its exact sca
 vectors from the chunk rows, see 0003).
 """
 
-from engramdb.migrations.steps import forward_only, run_statements
+from alembic import op
+from sqlalchemy import text
+
+from engramdb.migrations.steps import forward_only
 
 revision = "0021"
 down_revision = "0017"
 
 SQLITE = [
-    """CREATE TABLE chunk_vectors (
+    """CREATE TABLE IF NOT EXISTS chunk_vectors (
         chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
         vector BLOB NOT NULL
     )""",
@@ -25,7 +28,15 @@ SQLITE = [
 
 
 def upgrade() -> None:
-    run_statements(sqlite=SQLITE)
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    columns = {row[1] for row in bind.execute(text("PRAGMA table_info(chunks)"))}
+    if "vector" not in columns:  # already moved (a file relabelled to an older revision)
+        op.execute(SQLITE[0])
+        return
+    for statement in SQLITE:
+        op.execute(statement)
 
 
 def downgrade() -> None:
