@@ -1,4 +1,4 @@
-"""Thread checkpoint rows as export lines and back: the SQL both stores share.
+"""Thread checkpoint rows as export lines and back, and the SQL both stores share.
 
 An export carries the three tables of migration 0013 row by row, as lines of kind
 ``checkpoint`` with a ``table`` (``checkpoint``, ``blob`` or ``write``) and the row's
@@ -145,3 +145,30 @@ def check_line(line: dict[str, Any], namespace: str) -> dict[str, Any]:
                 raise ValueError(f"{col} must be base64") from exc
         out[col] = value
     return out
+
+
+def list_filters(
+    alias: str,
+    ph: str,
+    namespace: str,
+    thread_id: str | None,
+    checkpoint_ns: str | None,
+    checkpoint_id: str | None,
+    before: str | None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and arguments of a checkpoint listing's plain filters (``alias``
+    prefixes the columns, ``ph`` is the driver's placeholder); metadata is dialect SQL."""
+    where = [f"{alias}namespace = {ph}"]
+    args: list[Any] = [namespace]
+    for column, value in (
+        ("thread_id", thread_id),
+        ("checkpoint_ns", checkpoint_ns),
+        ("checkpoint_id", checkpoint_id),
+    ):
+        if value is not None:
+            where.append(f"{alias}{column} = {ph}")
+            args.append(value)
+    if before is not None:
+        where.append(f"{alias}checkpoint_id < {ph}")
+        args.append(before)
+    return where, args

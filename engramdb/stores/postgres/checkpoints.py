@@ -17,7 +17,11 @@ from psycopg.types.json import Jsonb
 
 from engramdb.errors import ValidationError
 from engramdb.models import CheckpointBlob, CheckpointRow, CheckpointSummary, CheckpointWrite
-from engramdb.stores.checkpoint_rows import exported_checkpoints, import_checkpoints
+from engramdb.stores.checkpoint_rows import (
+    exported_checkpoints,
+    import_checkpoints,
+    list_filters,
+)
 from engramdb.stores.postgres.connection import Database
 from engramdb.timeutil import from_us_req, now_us
 
@@ -182,19 +186,9 @@ class CheckpointTables:
         limit: int | None,
     ) -> list[CheckpointRow]:
         """Return matching checkpoints, newest first, with their blobs and writes."""
-        where = ["c.namespace = %s"]
-        args: list[Any] = [namespace]
-        for column, value in (
-            ("c.thread_id", thread_id),
-            ("c.checkpoint_ns", checkpoint_ns),
-            ("c.checkpoint_id", checkpoint_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = %s")
-                args.append(value)
-        if before is not None:
-            where.append("c.checkpoint_id < %s")
-            args.append(before)
+        where, args = list_filters(
+            "c.", "%s", namespace, thread_id, checkpoint_ns, checkpoint_id, before
+        )
         if metadata:
             where.append("c.metadata @> %s")
             args.append(Jsonb(metadata))

@@ -14,7 +14,11 @@ from typing import Any
 
 from engramdb.errors import ValidationError
 from engramdb.models import CheckpointBlob, CheckpointRow, CheckpointSummary, CheckpointWrite
-from engramdb.stores.checkpoint_rows import exported_checkpoints, import_checkpoints
+from engramdb.stores.checkpoint_rows import (
+    exported_checkpoints,
+    import_checkpoints,
+    list_filters,
+)
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.timeutil import from_us_req, now_us
 
@@ -170,19 +174,9 @@ class CheckpointTables:
         limit: int | None,
     ) -> list[CheckpointRow]:
         """Return matching checkpoints, newest first, with their blobs and writes."""
-        where = ["namespace = ?"]
-        args: list[Any] = [namespace]
-        for column, value in (
-            ("thread_id", thread_id),
-            ("checkpoint_ns", checkpoint_ns),
-            ("checkpoint_id", checkpoint_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if before is not None:
-            where.append("checkpoint_id < ?")
-            args.append(before)
+        where, args = list_filters(
+            "", "?", namespace, thread_id, checkpoint_ns, checkpoint_id, before
+        )
         for key, value in (metadata or {}).items():
             where.append(
                 "EXISTS (SELECT 1 FROM json_each(thread_checkpoints.metadata) j "
