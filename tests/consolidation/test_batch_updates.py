@@ -33,6 +33,25 @@ def _archive(mem: Memory) -> Archive:
     return store
 
 
+def test_updates_of_one_shape_each_get_their_own_values(bmem: Memory) -> None:
+    """Same statement, many rows (PostgreSQL pipelines them): each answer is its own row's."""
+    recs = [r.record for r in bmem.add([{"text": f"note {i}", "user_id": "u"} for i in range(7)])]
+    assert all(r is not None for r in recs)
+    ids = [r.id for r in recs if r is not None]
+    updates = [
+        RecordUpdate(rid, RecordChanges(add_tags=[f"t{i}"], importance=i / 10), 1)
+        for i, rid in enumerate(ids)
+    ]
+    updates.insert(3, RecordUpdate(ids[0], RecordChanges(add_tags=["again"]), 1))
+
+    after = _archive(bmem).update_records(bmem.namespace, updates)
+
+    expect = [(rid, [f"t{i}"], i / 10) for i, rid in enumerate(ids)]
+    got = [(r.id, r.tags, r.importance) for r in after if r is not None]
+    assert got == expect and after[3] is None
+    assert [(r.id, r.tags, r.importance) for r in bmem.get_many(ids)] == expect
+
+
 def test_a_batch_applies_each_update_with_its_history(bmem: Memory) -> None:
     a, b, c = (
         r.record
