@@ -395,6 +395,8 @@ def run(
     a merged turn is never found) and the number of questions whose evidence was merged
     are reported as well. A summary record holds no turn: it takes a place in the ranking
     and counts for nothing (crediting it with its thread would make every question a hit).
+    Turns are never merged, through either write path, so on LoCoMo's conversations alone
+    consolidation merges nothing; the crediting is for runs that merge other records.
     """
     from engramdb import Memory, Settings
     from engramdb.embedders.base import resolve_embedder

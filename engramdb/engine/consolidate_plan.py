@@ -9,8 +9,13 @@ validity) whose vectors' cosine is at least the threshold and whose metadata do 
 disagree on any key. Records are taken richest first (longest text, then most tags and
 metadata, then oldest); each unclaimed record claims its unclaimed near-duplicates, so a
 group is a star around its survivor and a chain A~B~C never joins A and C through B.
-Conversation turns (``message``) and summaries are never merged: they are a thread's
-account of itself, not facts that repeat.
+The turns of a thread and summaries are never merged: they are a thread's account of
+itself, not facts that repeat. A turn is any record of a thread but a derived statement
+(``stores.prepared.is_turn``: the rule thread context follows), whichever path wrote it:
+``add_messages`` (type ``message``) or ``add(thread_id=...)``. Two turns with the same
+words are two things said at two times; merging them would drop one from the thread, move
+the other's time and leave a gap in its neighbours' context. Facts extracted from a
+thread, being statements about it, still merge.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from datetime import datetime
 import numpy as np
 
 from engramdb.models import MemoryRecord
+from engramdb.stores.prepared import is_turn
 
-#: Types never merged: a thread's turns and its summaries.
+#: Types never merged (with or without a thread): conversation turns and summaries.
 UNMERGED_TYPES = frozenset({"message", "summary"})
 # Pairwise similarities are computed this many matrix cells at a time (bounded memory).
 _BLOCK_CELLS = 1 << 23
@@ -60,6 +66,11 @@ def record_vector(chunks: Sequence[tuple[int, int, bytes, str]]) -> np.ndarray |
         mean = vecs.mean(axis=0)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm > 0 else None
+
+
+def mergeable(rec: MemoryRecord) -> bool:
+    """Neither a summary nor a turn of a thread (see the module docstring)."""
+    return rec.type not in UNMERGED_TYPES and not is_turn(rec.type, rec.thread_id)
 
 
 def scope_key(rec: MemoryRecord) -> tuple[object, ...]:
@@ -100,7 +111,7 @@ def merge_groups(scan: Sequence[Scanned], threshold: float) -> list[MergeGroup]:
     """Near-duplicate groups of the scan (see the module docstring for the rule)."""
     by_scope: dict[tuple[object, ...], list[int]] = defaultdict(list)
     for i, s in enumerate(scan):
-        if s.record.type not in UNMERGED_TYPES:
+        if mergeable(s.record):
             by_scope[scope_key(s.record)].append(i)
     groups: list[MergeGroup] = []
     for idx in by_scope.values():

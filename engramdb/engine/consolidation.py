@@ -20,10 +20,11 @@ Records of a thread carry their neighbouring turns in their keyword text
 survivor's time, or brings turns back (unmerge, restore), the turns whose window reached
 those times are re-indexed, as after a delete or an update by the write path.
 
-Each step is its own transaction and checks the versions it planned against (a record
-another writer changed meanwhile is reported in ``skipped`` and left alone). A merge
-archives the absorbed records first, then updates the survivor: a crash between the two
-leaves the survivor without the others' tags, never a record lost.
+Each step writes in transactions of up to ``_ARCHIVE_BATCH`` records and checks the
+versions it planned against (a record another writer changed meanwhile is reported in
+``skipped`` and left alone). A merge archives the absorbed records first, then updates the
+survivors: a crash between the two leaves survivors without the others' tags, never a
+record lost.
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ from engramdb.models import (
     MergeAction,
 )
 from engramdb.stores.base import Archive, ArchivedRow, ArchiveItem, Store, Transfer
-from engramdb.stores.prepared import PreparedChunk, RecordChanges, is_turn
+from engramdb.stores.prepared import PreparedChunk, RecordChanges, RecordUpdate, is_turn
 from engramdb.timeutil import from_us_req, now_us, to_us
 
 _TIME_FIELDS = ("occurred_at", "created_at", "updated_at", "valid_from", "valid_to", "expires_at")
-# Records taken out per archive transaction (a merge pass over a large namespace).
+# Records taken out, or survivors updated, per transaction of a merge pass.
 _ARCHIVE_BATCH = 500
 # Archive rows read per unmerge lookup (a survivor's merge groups, newest first).
 _GROUP_ROWS = 10_000
@@ -201,7 +202,8 @@ class Consolidator:
         groups: list[MergeGroup],
         report: ConsolidationReport,
     ) -> list[MemoryRecord]:
-        """Archive every group's absorbed records (in batches), then update each survivor.
+        """Archive every group's absorbed records, then update the survivors (both in
+        batches: one transaction per batch).
 
         Returns the survivors whose time moved, before and after (their thread context is
         re-indexed at both times).
@@ -235,20 +237,24 @@ class Consolidator:
         moved: list[MemoryRecord] = []
         for start in range(0, len(items), _ARCHIVE_BATCH):
             taken.update(self._take(archive, ns, items[start : start + _ARCHIVE_BATCH], report))
+        updates: list[tuple[MemoryRecord, RecordUpdate]] = []
         for g in groups:
             head = live[g.survivor]
             absorbed = [live[i].record for i in g.members if live[i].record.id in taken]
-            if not absorbed:
-                continue
-            changes = _merged_changes(head, absorbed)
-            try:
-                after = self.store.update_record(ns, head.record.id, changes, head.record.version)
-            except (ConflictError, NotFoundError):
-                report.skipped.append(head.record.id)
-            else:
-                if changes.occurred_at is not None:
-                    moved.extend((head.record, after))
-            self.cache.invalidate_records(ns, [head.record.id])
+            if absorbed:
+                changes = _merged_changes(head, absorbed)
+                updates.append(
+                    (head.record, RecordUpdate(head.record.id, changes, head.record.version))
+                )
+        for start in range(0, len(updates), _ARCHIVE_BATCH):
+            batch = updates[start : start + _ARCHIVE_BATCH]
+            done = archive.update_records(ns, [u for _, u in batch])
+            for (was, u), now in zip(batch, done, strict=True):
+                if now is None:
+                    report.skipped.append(was.id)
+                elif u.changes.occurred_at is not None:
+                    moved.extend((was, now))
+            self.cache.invalidate_records(ns, [u.record_id for _, u in batch])
         return moved
 
     def _reindex(self, ns: str, records: list[MemoryRecord]) -> None:

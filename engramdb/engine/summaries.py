@@ -1,11 +1,15 @@
 """Thread summaries: a ``summary`` record per long thread, refreshed as the thread grows.
 
-A thread with at least ``summarize_min_turns`` message records gets one ``summary``
-record in the same scope (user, thread), whose metadata link it to its sources:
-``summary_of_thread``, ``turns`` (how many turns it covers), ``first_event`` and
-``last_event`` (the span of the thread's event log it summarizes) and ``summarizer``.
-When the thread has more turns than the summary covers, the next consolidation rewrites
-it (an update: its history keeps the earlier summary).
+A thread with at least ``summarize_min_turns`` turns gets one ``summary`` record in the
+same scope (user, thread). Its turns are its records but derived statements
+(``stores.prepared.is_turn``, the rule thread context follows): messages written by
+``add_messages`` and records written by ``add(thread_id=...)`` alike, in the order they
+occurred. The summary's metadata link it to its sources: ``summary_of_thread``, ``turns``
+(how many turns it covers), ``first_record`` and ``last_record`` (its first and last turns,
+by occurrence), ``first_event`` and ``last_event`` (the span of the thread's event log it
+summarizes; None for turns written by ``add``, which have no event) and ``summarizer``.
+When the thread has another number of turns than the summary covers, the next
+consolidation rewrites it (an update: its history keeps the earlier summary).
 
 The summarizer is the extractive one (TextRank over the store's own embeddings) unless
 ``summarizer_url`` names an OpenAI-compatible endpoint.
@@ -23,6 +27,7 @@ from engramdb.engine.encoder import Encoder
 from engramdb.errors import ValidationError
 from engramdb.extract.summarize import ExtractiveSummarizer, HTTPSummarizer, Summarizer
 from engramdb.models import AddResult, MemoryRecord, SummaryAction
+from engramdb.stores.prepared import is_turn
 
 Add = Callable[[str, list[dict[str, Any]], dict[str, Any]], list[AddResult]]
 Update = Callable[[str, str, dict[str, Any], int | None], MemoryRecord]
@@ -89,7 +94,7 @@ class ThreadSummaries:
         for r in live:
             if not r.thread_id:
                 continue
-            if r.type == "message":
+            if is_turn(r.type, r.thread_id):
                 turns[r.thread_id].append(r)
             elif r.type == "summary" and r.metadata.get("summary_of_thread") == r.thread_id:
                 existing[r.thread_id] = r
@@ -107,6 +112,8 @@ class ThreadSummaries:
             meta = {
                 "summary_of_thread": thread_id,
                 "turns": len(thread),
+                "first_record": thread[0].id,
+                "last_record": thread[-1].id,
                 "first_event": thread[0].event_id,
                 "last_event": thread[-1].event_id,
                 "summarizer": self.summarizer.name,

@@ -54,6 +54,7 @@ from engramdb.stores.prepared import (
     PreparedEvent,
     PreparedRecord,
     RecordChanges,
+    RecordUpdate,
     ScopeEntity,
     ThreadTurn,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "PreparedEvent",
     "PreparedRecord",
     "RecordChanges",
+    "RecordUpdate",
     "Store",
     "ThreadTurn",
     "Transfer",
@@ -709,6 +711,15 @@ class Archive(Protocol):
         """In one transaction, for each item whose record is still at its version: write
         its history entry, keep its archive row (when it has a reason), delete it from
         every index. Return the ids taken (the others changed or vanished meanwhile)."""
+        ...
+
+    def update_records(
+        self, namespace: str, updates: list[RecordUpdate]
+    ) -> list[MemoryRecord | None]:
+        """In one transaction, apply each update whose record is still at its expected
+        version, as ``Store.update_record`` would (version bump, history entry). Return, in
+        order, each record after its update, or None where it was left alone (changed or
+        gone meanwhile, or its new text would duplicate another record of its scope)."""
         ...
 
     def archived(self, namespace: str, ids: list[str]) -> list[ArchivedRow]:

@@ -84,6 +84,16 @@ class RecordChanges:
 
 
 @dataclass(slots=True)
+class RecordUpdate:
+    """One update of a batch (``Archive.update_records``): applied only while the record is
+    at ``expected_version`` (any version when None)."""
+
+    record_id: str
+    changes: RecordChanges
+    expected_version: int | None = None
+
+
+@dataclass(slots=True)
 class ArchiveItem:
     """A record to take out of the live set in one transaction with its history entry.
 

@@ -7,6 +7,7 @@ OpenAI chat-completions protocol on a free loopback port (not against a real LLM
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,49 @@ def test_a_long_thread_gets_a_summary_record_linked_to_its_events(store_url: str
         assert refreshed.metadata["last_event"] == m.events("t1")[-1].id
         assert m.history(summary.id)[-1].op == "update"
         assert m.count(type="summary") == 1
+
+
+def test_turns_written_by_add_are_summarized_in_the_order_they_occurred(
+    store_url: str,
+) -> None:
+    t0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    with _open(store_url, summarize_min_turns=5, summarize_sentences=2) as m:
+        ids: dict[int, str] = {}
+        for i in (3, 0, 5, 1, 4, 2):  # one turn per call, out of order
+            at = t0 + timedelta(minutes=i)
+            ids[i] = m.add(TURNS[i], thread_id="t", user_id="u", occurred_at=at)[0].id
+        # Statements derived from the thread are no turns: not summarized, still merged.
+        facts = [
+            m.add(text, type="fact", thread_id="t", user_id="u")[0].id
+            for text in ("The user lives in Lisbon.", "the user lives in lisbon!!")
+        ]
+
+        report = m.consolidate()
+
+        assert [(x.survivor_id, x.merged_ids) for x in report.merges] == [(facts[1], [facts[0]])]
+        [action] = report.summaries
+        assert (action.thread_id, action.user_id, action.turns, action.status) == (
+            "t",
+            "u",
+            6,
+            "created",
+        )
+        assert action.summary_id is not None
+        summary = m.get(action.summary_id)
+        assert summary.type == "summary" and summary.thread_id == "t"
+        assert set(split_sentences([summary.text])) <= set(TURNS)
+        meta = summary.metadata
+        assert (meta["turns"], meta["first_record"], meta["last_record"]) == (6, ids[0], ids[5])
+        assert meta["first_event"] is None and meta["last_event"] is None
+        assert m.consolidate().summaries == []
+        # A message of the same thread is one more turn: the summary is refreshed.
+        m.add_messages("t", _turns(["Next week I start a Portuguese course in Lisbon."]))
+        [again] = m.consolidate().summaries
+        assert (again.summary_id, again.status, again.turns) == (summary.id, "refreshed", 7)
+        meta = m.get(summary.id).metadata
+        [event] = m.events("t")
+        assert (meta["first_record"], meta["last_event"]) == (ids[0], event.id)
+        assert meta["last_record"] == m.list(type="message").records[0].id
 
 
 def test_textrank_prefers_the_central_sentence() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from engramdb.stores.archive_rows import (
     archive_history,
     archive_values,
@@ -27,29 +29,46 @@ class Archive:
     def archive_records(self, namespace: str, items: list[ArchiveItem]) -> list[str]:
         """Take records out of the live set in one transaction; return the ids taken.
 
-        Each record row is locked first, so a concurrent update waits, then finds it gone.
+        The record rows are locked first (one statement, in ``rid`` order as every batch
+        locks them), so a concurrent update waits, then finds them gone; the history rows,
+        archive rows and the delete then go in one statement each.
         """
+        if not items:
+            return []
         done: list[str] = []
         with self._db.write("archiving records", [namespace]) as c:
+            rows = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s) "
+                "ORDER BY r.rid FOR UPDATE",
+                (namespace, [it.record_id for it in items]),
+            ).fetchall()
+            by_id = {r[1]: r for r in rows}
             now = now_us()
+            history: list[tuple[Any, ...]] = []
+            kept: list[tuple[Any, ...]] = []
+            rids: list[int] = []
             for it in items:
-                row = c.execute(
-                    f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = %s FOR UPDATE",
-                    (namespace, it.record_id),
-                ).fetchone()
+                row = by_id.pop(it.record_id, None)  # a repeated id: its first item only
                 if row is None:
                     continue
                 rec = row_to_record(row)
                 if rec.version != it.version:
                     continue
-                c.execute(INSERT_HISTORY, archive_history(namespace, rec, it, now))
+                history.append(archive_history(namespace, rec, it, now))
                 if it.reason is not None:
-                    c.execute(upsert_archived_sql("%s"), archive_values(namespace, rec, it, now))
-                # Chunks (vectors and keyword rows) go with their record (ON DELETE CASCADE).
-                c.execute(
-                    "DELETE FROM records WHERE namespace = %s AND rid = %s", (namespace, row[0])
-                )
+                    kept.append(archive_values(namespace, rec, it, now))
+                rids.append(row[0])
                 done.append(it.record_id)
+            if not rids:
+                return done
+            with c.cursor() as cur:
+                cur.executemany(INSERT_HISTORY, history)
+                if kept:
+                    cur.executemany(upsert_archived_sql("%s"), kept)
+            # Chunks (vectors and keyword rows) go with their record (ON DELETE CASCADE).
+            c.execute(
+                "DELETE FROM records WHERE namespace = %s AND rid = ANY(%s)", (namespace, rids)
+            )
         return done
 
     def archived(self, namespace: str, ids: list[str]) -> list[ArchivedRow]:

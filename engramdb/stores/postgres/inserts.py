@@ -201,11 +201,17 @@ def insert_chunks(
     chunks: list[PreparedChunk],
 ) -> None:
     """Insert the chunks of record ``rid`` (vectors in text form)."""
-    rows = [
+    insert_chunk_rows(c, chunk_values(rid, ns, user_id, chunks))
+
+
+def chunk_values(
+    rid: int, ns: str, user_id: str, chunks: list[PreparedChunk]
+) -> list[tuple[Any, ...]]:
+    """The rows :func:`insert_chunk_rows` takes for the chunks of record ``rid``."""
+    return [
         (rid, ns, user_id, ordinal, ch.start, ch.end, ch.index_text, vector_text(ch.vector))
         for ordinal, ch in enumerate(chunks)
     ]
-    insert_chunk_rows(c, rows)
 
 
 def insert_chunk_rows(c: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:

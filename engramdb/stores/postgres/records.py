@@ -20,16 +20,27 @@ from engramdb.models import AddResult, HistoryEntry, MemoryRecord
 from engramdb.query.filters import Node
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.filters import compile_postgres
-from engramdb.stores.postgres.inserts import insert_batch, insert_chunks, insert_one
+from engramdb.stores.postgres.inserts import (
+    chunk_values,
+    insert_batch,
+    insert_chunk_rows,
+    insert_chunks,
+    insert_one,
+)
 from engramdb.stores.postgres.record_sql import (
     COLS,
     INSERT_HISTORY,
     SELECT_HISTORY,
-    select_one,
 )
 from engramdb.stores.postgres.replica import INSERT_LSN_SQL, parse_lsn
 from engramdb.stores.postgres.threads import insert_events
-from engramdb.stores.prepared import OnError, PreparedEvent, PreparedRecord, RecordChanges
+from engramdb.stores.prepared import (
+    OnError,
+    PreparedEvent,
+    PreparedRecord,
+    RecordChanges,
+    RecordUpdate,
+)
 from engramdb.stores.rows import (
     DISTINCT_USERS_SQL,
     GENERATION_SQL,
@@ -155,42 +166,81 @@ class Records:
                 None if row is None else row_to_record(row), namespace, record_id, expected_version
             )
             assert row is not None  # checked_for_update raised otherwise
-            rid = row[0]
-            sets, params = scalar_set_clauses(changes, "%s")
-            if changes.metadata_json is not None:
-                sets.append("metadata = %s::jsonb, metadata_raw = %s")
-                params.extend([changes.metadata_json, changes.metadata_json])
-            if changes.add_tags or changes.remove_tags:
-                # One statement: the new set is computed from the row's current tags.
-                sets.append(
-                    "tags = (SELECT COALESCE(jsonb_agg(v ORDER BY v COLLATE \"C\"), '[]'::jsonb) "
-                    "FROM (SELECT e.t AS v FROM jsonb_array_elements_text(records.tags) AS e(t) "
-                    "WHERE e.t <> ALL(%s::text[]) UNION SELECT a.t FROM unnest(%s::text[]) "
-                    "AS a(t) WHERE a.t <> ALL(%s::text[])) s)"
-                )
-                rm = list(changes.remove_tags or [])
-                params.extend([rm, list(changes.add_tags or []), rm])
             now = now_us()
-            sets.append("version = version + 1")
-            sets.append("updated_at = %s")
-            params.append(now)
-            try:
-                with c.transaction():
-                    c.execute(
-                        f"UPDATE records SET {', '.join(sets)} WHERE rid = %s", (*params, rid)
-                    )
-            except pgerr.UniqueViolation as exc:
-                raise ConflictError(
-                    f"another record in the same scope already has this text ({record_id!r})",
-                    id=record_id,
-                ) from exc
-            if changes.chunks is not None:
-                c.execute("DELETE FROM chunks WHERE rid = %s", (rid,))
-                insert_chunks(c, rid, namespace, before.user_id or "", changes.chunks)
-            after = select_one(c, namespace, record_id)
-            assert after is not None
+            after = _apply(c, namespace, row[0], before, changes, now)
             c.execute(INSERT_HISTORY, change_row(namespace, before, after, now, changes.op))
             return after
+
+    def update_records(
+        self, namespace: str, updates: list[RecordUpdate]
+    ) -> list[MemoryRecord | None]:
+        """Apply many updates in one transaction (see ``Archive.update_records``).
+
+        The rows are locked in one statement (in ``rid`` order, as every batch locks them);
+        each update is then one ``UPDATE ... RETURNING`` (in a savepoint only when it
+        touches the dedup key, so that one duplicate text refuses only itself), and the
+        chunk rewrites and history rows go in one statement each.
+        """
+        if not updates:
+            return []
+        with self._db.write("updating records", [namespace]) as c:
+            rows = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s) "
+                "ORDER BY r.rid FOR UPDATE",
+                (namespace, [u.record_id for u in updates]),
+            ).fetchall()
+            by_id = {r[1]: r for r in rows}
+            now = now_us()
+            out: list[MemoryRecord | None] = [None] * len(updates)
+            befores: dict[int, tuple[int, MemoryRecord]] = {}
+            # Updates that cannot collide with another record run as one executemany per
+            # statement shape (pipelined); one that may collide gets its own savepoint.
+            shapes: dict[str, list[tuple[int, tuple[Any, ...]]]] = {}
+            for i, u in enumerate(updates):
+                row = by_id.pop(u.record_id, None)  # a repeated id: its first update only
+                before = None if row is None else row_to_record(row)
+                if before is None or (
+                    u.expected_version is not None and before.version != u.expected_version
+                ):
+                    continue
+                assert row is not None
+                befores[i] = (row[0], before)
+                if _keyed(u.changes):
+                    try:
+                        out[i] = _apply(c, namespace, row[0], before, u.changes, now, True)
+                    except ConflictError:
+                        del befores[i]
+                else:
+                    sql, params = _update_sql(u.changes, now)
+                    shapes.setdefault(sql, []).append((i, (*params, row[0])))
+            with c.cursor() as cur:
+                for sql, calls in shapes.items():
+                    cur.executemany(sql, [p for _, p in calls], returning=True)
+                    for n, (i, _) in enumerate(calls):
+                        if n:
+                            cur.nextset()
+                        got = cur.fetchone()
+                        assert got is not None  # the row is locked by this transaction
+                        out[i] = row_to_record(got)
+            history: list[tuple[Any, ...]] = []
+            rewrite: list[int] = []
+            chunk_rows: list[tuple[Any, ...]] = []
+            for i, (rid, before) in befores.items():
+                u, after = updates[i], out[i]
+                assert after is not None
+                if u.changes.chunks is not None:
+                    rewrite.append(rid)
+                    chunk_rows.extend(
+                        chunk_values(rid, namespace, before.user_id or "", u.changes.chunks)
+                    )
+                history.append(change_row(namespace, before, after, now, u.changes.op))
+            if rewrite:
+                c.execute("DELETE FROM chunks WHERE rid = ANY(%s)", (rewrite,))
+                insert_chunk_rows(c, chunk_rows)
+            if history:
+                with c.cursor() as cur:
+                    cur.executemany(INSERT_HISTORY, history)
+            return out
 
     def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:
         """Delete by ids or filter from every index in one transaction, leaving history."""
@@ -293,3 +343,70 @@ class Records:
         with self._db.read("reading the next expiry", route=True) as c:
             row = c.execute(NEXT_EXPIRY_SQL.format(p="%s"), (namespace, after)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+
+# Changes that can collide with another record's dedup key (same scope and content hash).
+_KEY_FIELDS = ("text", "content_hash", "type")
+
+
+def _keyed(changes: RecordChanges) -> bool:
+    """The update can collide with another record's dedup key."""
+    return any(getattr(changes, f) is not None for f in _KEY_FIELDS)
+
+
+def _update_sql(changes: RecordChanges, now: int) -> tuple[str, list[Any]]:
+    """The ``UPDATE ... RETURNING`` of one record's changes; its last parameter, the row's
+    ``rid``, is the caller's to append."""
+    sets, params = scalar_set_clauses(changes, "%s")
+    if changes.metadata_json is not None:
+        sets.append("metadata = %s::jsonb, metadata_raw = %s")
+        params.extend([changes.metadata_json, changes.metadata_json])
+    if changes.add_tags or changes.remove_tags:
+        # One statement: the new set is computed from the row's current tags.
+        sets.append(
+            "tags = (SELECT COALESCE(jsonb_agg(v ORDER BY v COLLATE \"C\"), '[]'::jsonb) "
+            "FROM (SELECT e.t AS v FROM jsonb_array_elements_text(r.tags) AS e(t) "
+            "WHERE e.t <> ALL(%s::text[]) UNION SELECT a.t FROM unnest(%s::text[]) "
+            "AS a(t) WHERE a.t <> ALL(%s::text[])) s)"
+        )
+        rm = list(changes.remove_tags or [])
+        params.extend([rm, list(changes.add_tags or []), rm])
+    sets.append("version = version + 1")
+    sets.append("updated_at = %s")
+    params.append(now)
+    return f"UPDATE records r SET {', '.join(sets)} WHERE rid = %s RETURNING {COLS}", params
+
+
+def _apply(
+    c: psycopg.Connection[Any],
+    namespace: str,
+    rid: int,
+    before: MemoryRecord,
+    changes: RecordChanges,
+    now: int,
+    deferred: bool = False,
+) -> MemoryRecord:
+    """Update the locked row ``rid`` and return the record after (no history row).
+
+    Its chunks are rewritten here unless ``deferred`` (the caller rewrites a batch's at once).
+
+    Raises:
+        ConflictError: the new text duplicates another record of the same scope.
+    """
+    sql, params = _update_sql(changes, now)
+    try:
+        if _keyed(changes):
+            with c.transaction():
+                row = c.execute(sql, (*params, rid)).fetchone()
+        else:
+            row = c.execute(sql, (*params, rid)).fetchone()
+    except pgerr.UniqueViolation as exc:
+        raise ConflictError(
+            f"another record in the same scope already has this text ({before.id!r})",
+            id=before.id,
+        ) from exc
+    assert row is not None  # the row is locked by the caller
+    if changes.chunks is not None and not deferred:
+        c.execute("DELETE FROM chunks WHERE rid = %s", (rid,))
+        insert_chunks(c, rid, namespace, before.user_id or "", changes.chunks)
+    return row_to_record(row)

@@ -81,6 +81,7 @@ from engramdb.stores.prepared import (
     PreparedEvent,
     PreparedRecord,
     RecordChanges,
+    RecordUpdate,
     ScopeEntity,
     ThreadTurn,
 )
@@ -693,6 +694,12 @@ class PostgresStore:
     def archive_records(self, namespace: str, items: list[ArchiveItem]) -> list[str]:
         """Take records out of the live set (see ``Archive.archive_records``)."""
         return self._archive.archive_records(namespace, items)
+
+    def update_records(
+        self, namespace: str, updates: list[RecordUpdate]
+    ) -> list[MemoryRecord | None]:
+        """Apply updates in one transaction (see ``Archive.update_records``)."""
+        return self._records.update_records(namespace, updates)
 
     def archived(self, namespace: str, ids: list[str]) -> list[ArchivedRow]:
         """Return the archive rows of these ids."""

@@ -14,7 +14,13 @@ from typing import Any
 from engramdb.errors import ConflictError
 from engramdb.models import AddResult, HistoryEntry, MemoryRecord
 from engramdb.query.filters import Node, required_equalities
-from engramdb.stores.prepared import OnError, PreparedEvent, PreparedRecord, RecordChanges
+from engramdb.stores.prepared import (
+    OnError,
+    PreparedEvent,
+    PreparedRecord,
+    RecordChanges,
+    RecordUpdate,
+)
 from engramdb.stores.rows import (
     DISTINCT_USERS_SQL,
     HISTORY_SQL,
@@ -236,55 +242,53 @@ class Records:
             before = checked_for_update(
                 None if row is None else row_to_record(row), namespace, record_id, expected_version
             )
-            rid = row[0]
-            sets, params = scalar_set_clauses(changes, "?")
-            if changes.content_hash is not None or changes.type is not None:
-                sets.append("dedup = ?")
-                params.append(
-                    dedup_digest(
-                        before.user_id or "",
-                        before.agent_id or "",
-                        before.thread_id or "",
-                        changes.type or before.type,
-                        changes.content_hash or before.content_hash or "",
-                    )
-                )
-            if changes.metadata_json is not None:
-                sets.append("metadata = ?")
-                params.append(changes.metadata_json)
-            if changes.add_tags or changes.remove_tags:
-                sets.append(
-                    "tags = (SELECT json_group_array(v) FROM ("
-                    "SELECT value AS v FROM json_each(records.tags) "
-                    "WHERE value NOT IN (SELECT value FROM json_each(?)) "
-                    "UNION SELECT value FROM json_each(?) "
-                    "WHERE value NOT IN (SELECT value FROM json_each(?)) ORDER BY 1))"
-                )
-                rm = json.dumps(changes.remove_tags or [])
-                params.extend([rm, json.dumps(changes.add_tags or []), rm])
             now = now_us()
-            sets.append("version = version + 1")
-            sets.append("updated_at = ?")
-            params.append(now)
-            try:
-                c.execute(f"UPDATE records SET {', '.join(sets)} WHERE rid = ?", (*params, rid))
-            except sqlite3.IntegrityError as exc:
-                raise ConflictError(
-                    f"another record in the same scope already has this text ({record_id!r})",
-                    id=record_id,
-                ) from exc
-            if changes.chunks is not None:
-                delete_chunks_of(c, [rid])
-                insert_chunks(
-                    c,
-                    rid,
-                    changes.chunks,
-                    scope_text(namespace, before.user_id or "", before.thread_id or ""),
-                )
-            after = select_one(c, namespace, record_id)
-            assert after is not None
+            after = _apply(c, namespace, row[0], before, changes, now)
             c.execute(INSERT_HISTORY, change_row(namespace, before, after, now, changes.op))
             return after
+
+    def update_records(
+        self, namespace: str, updates: list[RecordUpdate]
+    ) -> list[MemoryRecord | None]:
+        """Apply many updates in one transaction (see ``Archive.update_records``); an
+        update whose new text duplicates another record's is rolled back to its savepoint."""
+        if not updates:
+            return []
+        with self._db.write("updating records", [namespace]) as c:
+            rows = c.execute(
+                f"SELECT {COLS} FROM records r WHERE namespace = ? AND id IN "
+                "(SELECT value FROM json_each(?))",
+                (namespace, json.dumps([u.record_id for u in updates])),
+            ).fetchall()
+            by_id = {r[1]: r for r in rows}
+            now = now_us()
+            out: list[MemoryRecord | None] = []
+            history: list[tuple[Any, ...]] = []
+            for u in updates:
+                row = by_id.pop(u.record_id, None)  # a repeated id: its first update only
+                before = None if row is None else row_to_record(row)
+                if before is None or (
+                    u.expected_version is not None and before.version != u.expected_version
+                ):
+                    out.append(None)
+                    continue
+                assert row is not None
+                keyed = any(getattr(u.changes, f) is not None for f in _KEY_FIELDS)
+                if keyed:
+                    c.execute("SAVEPOINT record_update")
+                try:
+                    after = _apply(c, namespace, row[0], before, u.changes, now)
+                except ConflictError:
+                    c.execute("ROLLBACK TO record_update")
+                    out.append(None)
+                    continue
+                finally:
+                    if keyed:
+                        c.execute("RELEASE record_update")
+                history.append(change_row(namespace, before, after, now, u.changes.op))
+                out.append(after)
+            c.executemany(INSERT_HISTORY, history)
+            return out
 
     def delete_records(self, namespace: str, ids: list[str] | None, node: Node | None) -> int:
         """Delete by ids or filter from every index in one transaction, leaving history."""
@@ -379,3 +383,68 @@ class Records:
         with self._db.read("reading the next expiry") as c:
             row = c.execute(NEXT_EXPIRY_SQL.format(p="?"), (namespace, after)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+
+# Changes that can collide with another record's dedup key (same scope and content hash).
+_KEY_FIELDS = ("text", "content_hash", "type")
+
+
+def _apply(
+    c: sqlite3.Connection,
+    namespace: str,
+    rid: int,
+    before: MemoryRecord,
+    changes: RecordChanges,
+    now: int,
+) -> MemoryRecord:
+    """Update row ``rid`` and its chunks and return the record after (no history row).
+
+    Raises:
+        ConflictError: the new text duplicates another record of the same scope.
+    """
+    sets, params = scalar_set_clauses(changes, "?")
+    if changes.content_hash is not None or changes.type is not None:
+        sets.append("dedup = ?")
+        params.append(
+            dedup_digest(
+                before.user_id or "",
+                before.agent_id or "",
+                before.thread_id or "",
+                changes.type or before.type,
+                changes.content_hash or before.content_hash or "",
+            )
+        )
+    if changes.metadata_json is not None:
+        sets.append("metadata = ?")
+        params.append(changes.metadata_json)
+    if changes.add_tags or changes.remove_tags:
+        sets.append(
+            "tags = (SELECT json_group_array(v) FROM ("
+            "SELECT value AS v FROM json_each(records.tags) "
+            "WHERE value NOT IN (SELECT value FROM json_each(?)) "
+            "UNION SELECT value FROM json_each(?) "
+            "WHERE value NOT IN (SELECT value FROM json_each(?)) ORDER BY 1))"
+        )
+        rm = json.dumps(changes.remove_tags or [])
+        params.extend([rm, json.dumps(changes.add_tags or []), rm])
+    sets.append("version = version + 1")
+    sets.append("updated_at = ?")
+    params.append(now)
+    try:
+        c.execute(f"UPDATE records SET {', '.join(sets)} WHERE rid = ?", (*params, rid))
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(
+            f"another record in the same scope already has this text ({before.id!r})",
+            id=before.id,
+        ) from exc
+    if changes.chunks is not None:
+        delete_chunks_of(c, [rid])
+        insert_chunks(
+            c,
+            rid,
+            changes.chunks,
+            scope_text(namespace, before.user_id or "", before.thread_id or ""),
+        )
+    after = select_one(c, namespace, before.id)
+    assert after is not None
+    return after
