@@ -18,7 +18,9 @@ How a call runs:
   ``batch_size``, so each batch pads to the longest of similar texts, not of all texts.
 * Single texts from concurrent callers are coalesced (:mod:`engramdb.embedders.coalesce`):
   each caller tokenizes its own text on its own thread, overlapping the batch that runs, and
-  one encoder call serves them all.
+  one encoder call serves them all. Up to ``coalesce_lanes`` such calls run at once (one
+  per core by default): a text costs nearly as much CPU in a batch as alone, so what a
+  process's concurrent single texts need is every core, not one batch at a time.
 * A run of at most four texts uses ``threads`` intra-op threads (default 1: a single text
   does not split well across threads and a second thread competes with the store); larger
   batches use ``batch_threads``, or when 0 the count with the better measured throughput
