@@ -155,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         "agreement with torch; CLI add wall time and 32 concurrent single adds over HTTP.",
     )
     _common(p)
+    p.add_argument(
+        "--http-only",
+        action="store_true",
+        help="only the concurrent HTTP adds and the encoder floor under them (embedder.json "
+        "then holds those parts and their summary lines)",
+    )
+    p.add_argument(
+        "--http-variants",
+        default="torch,default,hash,noop",
+        help="comma-separated HTTP variants, interleaved (torch, default, hash, noop, "
+        "default-1lane; default: torch,default,hash,noop)",
+    )
     p = sub.add_parser(
         "migrate",
         help="Chroma -> engramdb migration speed vs Chroma's own read-out (migrate.json)",
@@ -315,7 +327,12 @@ def main(argv: list[str]) -> int:
     if args.command in ("embedder", "all"):
         from bench import embedder
 
-        embedder.main(args.out, args.quick)
+        embedder.main(
+            args.out,
+            args.quick,
+            http_only=getattr(args, "http_only", False),
+            http_variants=getattr(args, "http_variants", "torch,default,hash,noop").split(","),
+        )
     if args.command == "migrate":
         from bench import migrate
 

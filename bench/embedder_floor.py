@@ -10,6 +10,10 @@ A plain ``onnxruntime.InferenceSession`` of the default model file, fed by ``tok
   only pays where a batch costs less per text than one text alone. Torch's cost for one
   text over the cheapest of these is the most the default can reach over torch per request
   when the encoder is what a request waits on (the HTTP adds).
+- the same cases in CPU time (``cpu_ms_per_text``): on a machine whose cores are all busy a
+  request's throughput is its share of the CPU over its CPU cost, so torch's one-text CPU
+  cost over the cheapest ONNX CPU cost per text at any batch size is the most the default
+  can reach over torch per request there, whatever the coalescing.
 - the int8 file encoding one text per call (its rule: a vector must not depend on its
   batch-mates) on one lane and on two lanes side by side: the best of these over the best
   torch figure is the most the int8 embedder can reach over torch here.
@@ -126,23 +130,37 @@ def measure_floor(texts: list[str], singles: list[str], rounds: int) -> dict[str
     for run, _ in cases.values():
         run()  # warm up
     seconds: dict[str, list[float]] = {k: [] for k in cases}
+    cpu_seconds: dict[str, list[float]] = {k: [] for k in cases}
     names = list(cases)
     for r in range(rounds):
         log(f"embedder: floor round {r + 1}/{rounds} (load {os.getloadavg()[0]:.1f})")
         for name in names[r % len(names) :] + names[: r % len(names)]:
             run, _ = cases[name]
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             run()
             seconds[name].append(time.perf_counter() - started)
+            cpu_seconds[name].append(time.process_time() - cpu_started)
     ms_per_text = {
         k: round(1000 * float(np.median(s)) / cases[k][1], 3) for k, s in seconds.items()
     }
+    cpu_ms_per_text = {
+        k: round(1000 * float(np.median(s)) / cases[k][1], 3) for k, s in cpu_seconds.items()
+    }
+    one_thread = [f"onnx_batch{b}_threads1" for b in (*SMALL_BATCHES, 64)]
+    cheapest_cpu = min(cpu_ms_per_text[k] for k in one_thread)
     best_onnx = min(ms_per_text[f"onnx_batch64_threads{n}"] for n in (1, 2))
     best_torch = min(ms_per_text[f"torch_batch64_threads{n}"] for n in (1, 2))
     best_int8 = min(ms_per_text[f"int8_one_per_call_lanes{n}"] for n in (1, 2))
     cheapest_small = min(ms_per_text[f"onnx_batch{b}_threads1"] for b in SMALL_BATCHES)
     return {
         "ms_per_text": ms_per_text,
+        # CPU time (this process, all its threads): what a text costs whatever the load.
+        "cpu_ms_per_text": cpu_ms_per_text,
+        "onnx_cheapest_cpu_ms_per_text": cheapest_cpu,
+        "torch_single_cpu_ms_per_text": cpu_ms_per_text["torch_batch1_threads1"],
+        "per_request_encoder_ceiling_over_torch_cpu": round(
+            cpu_ms_per_text["torch_batch1_threads1"] / cheapest_cpu, 3
+        ),
         "raw_onnx_over_torch_throughput": round(best_torch / best_onnx, 3),
         "per_request_encoder_ceiling_over_torch": round(
             ms_per_text["torch_batch1_threads1"] / cheapest_small, 3

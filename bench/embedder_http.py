@@ -11,10 +11,19 @@ shares the two cores with the server). Variants, interleaved round by round:
   ``default / torch`` on this machine;
 - ``noop``: the same requests to a two-worker uvicorn app that answers at once (the HTTP
   round trip and the client alone).
+
+Beside the wall figures, the CPU time the server's processes (workers, and apart from them
+the entity-extraction helpers, which run at a lower priority) and the benchmark's client
+spent per add during the timed waves: on a machine whose cores are all busy (other work, or
+both workers saturated) throughput is the CPU share over the CPU per add, so the CPU ratio
+of two variants is their throughput ratio there. ``worker_share`` is the busiest worker's
+part of the workers' CPU: a keep-alive pool's connections are accepted by whichever worker
+wakes first, often one worker for nearly all of them.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -31,6 +40,9 @@ CONCURRENCY = 32
 WORKERS = 2
 ADMIN_KEY = "engramdb-bench-embedder-admin-key-0123456789"
 ENGINE_VARIANTS = {"torch": "minilm-torch", "default": "minilm", "hash": "hash"}
+# Extra variants for A/B runs (``--http-variants``): the default embedder with other settings.
+SETTING_VARIANTS = {"default-1lane": ("minilm", {"ENGRAM_EMBED_COALESCE_LANES": "1"})}
+HTTP_VARIANTS = ("torch", "default", "hash", "noop", *SETTING_VARIANTS)
 NOOP_APP = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -63,7 +75,8 @@ def _start(variant: str, folder: Path, r: int, port: int, env: dict[str, str]) -
     url = f"sqlite:///{folder / f'http-{variant}-{r}.db'}"
     cmd = [sys.executable, "-c", "from engramdb.cli import main; main()", "--url", url, "serve"]
     cmd += ["--port", str(port), "--workers", str(WORKERS)]
-    extra = {"ENGRAM_EMBEDDER": ENGINE_VARIANTS[variant], "ENGRAM_ADMIN_KEY": ADMIN_KEY}
+    embedder, settings = SETTING_VARIANTS.get(variant, (ENGINE_VARIANTS.get(variant, ""), {}))
+    extra = {"ENGRAM_EMBEDDER": embedder, "ENGRAM_ADMIN_KEY": ADMIN_KEY, **settings}
     return subprocess.Popen(
         cmd, env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -93,6 +106,38 @@ def _stop(server: Any) -> None:
         log("embedder: the server did not stop within 120 s of SIGTERM; killed")
         server.kill()
         server.wait(30)
+
+
+def _tree_cpu(pid: int) -> dict[int, tuple[float, bool]]:
+    """CPU seconds (user + system) of ``pid`` and its descendants, and whether each is an
+    extraction helper."""
+    import psutil
+
+    out: dict[int, tuple[float, bool]] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return out
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            helper = "serve_stdio" in " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        out[proc.pid] = (times.user + times.system, helper)
+    return out
+
+
+def _cpu_split(before: dict[int, tuple[float, bool]], after: dict[int, tuple[float, bool]]) -> Any:
+    """Worker CPU, helper CPU and the busiest worker's share between two ``_tree_cpu``s."""
+    spent = {
+        p: (cpu - before.get(p, (0.0, helper))[0], helper) for p, (cpu, helper) in after.items()
+    }
+    workers = [cpu for cpu, helper in spent.values() if not helper]
+    helpers = sum(cpu for cpu, helper in spent.values() if helper)
+    total = sum(workers)
+    return total, helpers, (max(workers) / total if total > 0 else 0.0)
 
 
 def _one_round(client: Any, path: str, texts: list[str]) -> dict[str, Any]:
@@ -137,15 +182,38 @@ def http_adds(
                     start = r * waves * CONCURRENCY
                     for w in range(waves):
                         wave = texts[start + w * CONCURRENCY : start + (w + 1) * CONCURRENCY]
-                        out[variant].append(_one_round(client, path, wave))
+                        tree = _tree_cpu(server.pid)
+                        client_cpu = time.process_time()
+                        row = _one_round(client, path, wave)
+                        client_cpu = time.process_time() - client_cpu
+                        workers, helpers, share = _cpu_split(tree, _tree_cpu(server.pid))
+                        row["cpu_ms_per_add"] = {
+                            "server": 1000 * workers / len(wave),
+                            "extraction": 1000 * helpers / len(wave),
+                            "client": 1000 * client_cpu / len(wave),
+                        }
+                        row["worker_share"] = share
+                        row["load"] = os.getloadavg()[0]
+                        out[variant].append(row)
             finally:
                 _stop(server)
     return {
         v: {
             "texts_per_s": round(float(np.median([x["texts_per_s"] for x in runs])), 1),
             "p95_ms": round(float(np.median([x["latency"]["p95_ms"] for x in runs])), 1),
+            "cpu_ms_per_add": {
+                part: round(float(np.median([x["cpu_ms_per_add"][part] for x in runs])), 2)
+                for part in ("server", "extraction", "client")
+            },
+            "busiest_worker_share": round(float(np.median([x["worker_share"] for x in runs])), 3),
+            "load_1min_median": round(float(np.median([x["load"] for x in runs])), 2),
             "waves": [
-                {"texts_per_s": round(x["texts_per_s"], 1), "p95_ms": x["latency"]["p95_ms"]}
+                {
+                    "texts_per_s": round(x["texts_per_s"], 1),
+                    "p95_ms": x["latency"]["p95_ms"],
+                    "cpu_ms_per_add": {k: round(v, 2) for k, v in x["cpu_ms_per_add"].items()},
+                    "load_1min": round(x["load"], 2),
+                }
                 for x in runs
             ],
         }

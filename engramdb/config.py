@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         description="How long a single-text embed waits for concurrent ones to share one "
         "encoder batch (0: no coalescing)",
     )
+    embed_coalesce_lanes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="How many coalesced encoder batches may run at once in one process "
+        "(0: one per core)",
+    )
     model_dir: str | None = Field(
         None,
         description="Folder of the ONNX model files (unset: <venv>/share/engramdb/onnx, then "

@@ -119,6 +119,13 @@ ROWS: list[tuple[str, str, str, str]] = [
         "32 concurrent HTTP adds, hash embedder (no encoder) / torch: the ceiling",
         "",
     ),
+    (
+        "embedder",
+        "http_cpu_bound_ceiling_over_torch",
+        "32 concurrent HTTP adds, default / torch at most where CPU is the limit (an add's "
+        "CPU without encoder + each encoder's CPU per text)",
+        "",
+    ),
     ("locomo", "hybrid_recall_at_10", "LoCoMo hybrid Recall@10", "≥ 0.65"),
     ("locomo", "hybrid_ndcg_at_10", "LoCoMo hybrid NDCG@10", "≥ 0.45"),
     ("locomo", "keyword_recall_at_10", "LoCoMo keyword Recall@10", ""),

@@ -98,6 +98,7 @@ def resolve_embedder(spec: str | Embedder | None, settings: Settings) -> Embedde
             batch_size=settings.embed_batch_size,
             cache_size=settings.query_cache_size,
             coalesce_ms=settings.embed_coalesce_ms,
+            coalesce_lanes=settings.embed_coalesce_lanes,
             model_dir=settings.model_dir,
         )
     if spec == "minilm-torch":

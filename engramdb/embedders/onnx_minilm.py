@@ -18,7 +18,9 @@ How a call runs:
   ``batch_size``, so each batch pads to the longest of similar texts, not of all texts.
 * Single texts from concurrent callers are coalesced (:mod:`engramdb.embedders.coalesce`):
   each caller tokenizes its own text on its own thread, overlapping the batch that runs, and
-  one encoder call serves them all.
+  one encoder call serves them all. Up to ``coalesce_lanes`` such calls run at once (one
+  per core by default): a text costs nearly as much CPU in a batch as alone, so what a
+  process's concurrent single texts need is every core, not one batch at a time.
 * A run of at most four texts uses ``threads`` intra-op threads (default 1: a single text
   does not split well across threads and a second thread competes with the store); larger
   batches use ``batch_threads``, or when 0 the count with the better measured throughput
@@ -129,6 +131,7 @@ class OnnxMiniLMEmbedder:
         cache_size: LRU entries of single-query vectors.
         coalesce_ms: how long a single text waits for concurrent ones to share its encoder
             call; 0 runs each call on its own.
+        coalesce_lanes: how many coalesced batches may run at once (0: one per core).
         model_dir: the folder of the ONNX files (None: ``ENGRAM_MODEL_DIR`` if set, else the
             environment's, then the user's cache).
 
@@ -148,6 +151,7 @@ class OnnxMiniLMEmbedder:
         batch_size: int = 64,
         cache_size: int = 1024,
         coalesce_ms: float = 2.0,
+        coalesce_lanes: int = 0,
         model_dir: str | Path | None = None,
     ) -> None:
         if variant not in ("fp32", "int8"):
@@ -163,7 +167,12 @@ class OnnxMiniLMEmbedder:
         self.chooser = ThreadChooser(sorted({1, max(1, os.cpu_count() or 1)}))
         self._cache = QueryCache(cache_size)
         self.coalescer: Coalescer[Any] | None = (
-            Coalescer(self._encode, coalesce_ms / 1000, batch_size)
+            Coalescer(
+                self._encode,
+                coalesce_ms / 1000,
+                batch_size,
+                lanes=coalesce_lanes or max(1, os.cpu_count() or 1),
+            )
             if coalesce_ms > 0 and self.batch_size > 1
             else None
         )

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from bench.embedder import http_summary
 from bench.embedder_http import CONCURRENCY, http_adds
+
+# A floor as measure_floor reports it (the figures made up: only the arithmetic is tested).
+FLOOR = {
+    "raw_onnx_over_torch_throughput": 1.5,
+    "per_request_encoder_ceiling_over_torch": 2.5,
+    "per_request_encoder_ceiling_over_torch_cpu": 2.4,
+    "onnx_cheapest_cpu_ms_per_text": 8.0,
+    "torch_single_cpu_ms_per_text": 18.0,
+    "int8_one_per_call_over_torch_throughput": 2.0,
+}
 
 
 def _env() -> dict[str, str]:
@@ -30,6 +41,16 @@ def test_http_adds_with_the_hash_embedder_and_the_noop_server(tmp_path: Path) ->
         assert len(report[variant]["waves"]) == 1
         assert report[variant]["texts_per_s"] > 0
         assert report[variant]["p95_ms"] > 0
+        cpu = report[variant]["cpu_ms_per_add"]
+        assert set(cpu) == {"server", "extraction", "client"}
+        assert cpu["client"] > 0 and all(v >= 0 for v in cpu.values())
+        assert 0 <= report[variant]["busiest_worker_share"] <= 1
+    # The hash server's workers parse, validate and store each add: CPU was spent there.
+    assert report["hash"]["cpu_ms_per_add"]["server"] > 0
+    summary = http_summary(report, FLOOR)
+    assert summary["http_adds_per_s_hash"] == report["hash"]["texts_per_s"]
+    assert summary["http_cpu_ms_per_add_hash"] > 0
+    assert summary["http_cpu_bound_ceiling_over_torch"] > 1  # torch's text costs more here
     # Every add was accepted (a refused one raises): the records are in the store.
     import sqlite3
 
@@ -52,3 +73,10 @@ def test_floor_reports_every_case_and_both_ceilings() -> None:
     assert all(cases[f"onnx_batch{b}_threads1"] > 0 for b in SMALL_BATCHES)
     assert report["raw_onnx_over_torch_throughput"] > 0
     assert report["per_request_encoder_ceiling_over_torch"] > 0
+    assert set(report["cpu_ms_per_text"]) == set(cases)
+    assert all(v > 0 for v in report["cpu_ms_per_text"].values())
+    assert report["onnx_cheapest_cpu_ms_per_text"] == min(
+        report["cpu_ms_per_text"][f"onnx_batch{b}_threads1"] for b in (*SMALL_BATCHES, 64)
+    )
+    assert report["per_request_encoder_ceiling_over_torch_cpu"] > 0
+    assert set(FLOOR) <= set(report)  # the made-up floor above has the real one's keys

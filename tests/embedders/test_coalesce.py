@@ -165,3 +165,31 @@ def test_bad_arguments_are_refused() -> None:
         Coalescer(rows_of, window_s=-1.0, max_items=8)
     with pytest.raises(ValueError):
         Coalescer(rows_of, window_s=0.0, max_items=0)
+    with pytest.raises(ValueError):
+        Coalescer(rows_of, window_s=0.0, max_items=8, lanes=0)
+
+
+def test_batches_run_side_by_side_up_to_the_lane_count() -> None:
+    """Each run holds until another runs beside it, so one lane would never finish; the
+    last run alone has no partner and goes once every other item is done."""
+    lock = threading.Lock()
+    active = 0
+    most = 0
+    finished = 0
+
+    def run(items: Sequence[int]) -> np.ndarray:
+        nonlocal active, most, finished
+        with lock:
+            active += 1
+            most = max(most, active)
+        wait_for(lambda: active == 2 or finished == 5)
+        with lock:
+            active -= 1
+            finished += 1
+        return rows_of(items)
+
+    c = Coalescer(run, window_s=0.0, max_items=1, lanes=2)
+    results = run_concurrently(c, list(range(6)))
+    assert most == 2
+    assert (c.batches, c.items) == (6, 6)
+    assert all(row.tolist() == [float(i), float(i) * 2] for i, row in results.items())

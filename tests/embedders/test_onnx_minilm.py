@@ -111,8 +111,11 @@ def test_token_counts_equal_the_torch_tokenizer(
         assert onnx.count_tokens(text) == minilm.count_tokens(text), text[:40]
 
 
-def test_concurrent_single_embeds_get_their_own_vectors(onnx: OnnxMiniLMEmbedder) -> None:
-    coalescing = OnnxMiniLMEmbedder(coalesce_ms=20.0)
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_concurrent_single_embeds_get_their_own_vectors(
+    onnx: OnnxMiniLMEmbedder, lanes: int
+) -> None:
+    coalescing = OnnxMiniLMEmbedder(coalesce_ms=20.0, coalesce_lanes=lanes)
     expected = onnx.embed(TEXTS)
     got: dict[int, np.ndarray] = {}
     barrier = threading.Barrier(len(TEXTS))

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ def test_each_name_builds_its_embedder_with_the_settings(tmp_path: Path) -> None
         onnx_threads=2,
         onnx_batch_threads=1,
         embed_coalesce_ms=5.0,
+        embed_coalesce_lanes=3,
         embed_batch_size=16,
         model_dir=str(tmp_path),
         hash_dim=32,
@@ -34,7 +36,8 @@ def test_each_name_builds_its_embedder_with_the_settings(tmp_path: Path) -> None
     assert (default.variant, default.name) == ("fp32", NAME)
     assert (default.threads, default.batch_threads, default.batch_size) == (2, 1, 16)
     assert default.model_dir == tmp_path
-    assert default.coalescer is not None and default.coalescer.window_s == 0.005
+    assert default.coalescer is not None
+    assert (default.coalescer.window_s, default.coalescer.lanes) == (0.005, 3)
     int8 = resolve_embedder("minilm-int8", settings)
     assert isinstance(int8, OnnxMiniLMEmbedder)
     assert (int8.variant, int8.name, int8.coalescer) == ("int8", NAME_INT8, None)
@@ -42,7 +45,9 @@ def test_each_name_builds_its_embedder_with_the_settings(tmp_path: Path) -> None
     assert isinstance(torch_side, MiniLMEmbedder) and torch_side.name == NAME
     hashing = resolve_embedder("hash", settings)
     assert isinstance(hashing, HashEmbedder) and hashing.dim == 32
-    assert isinstance(resolve_embedder(None, Settings(embedder="minilm")), OnnxMiniLMEmbedder)
+    plain = resolve_embedder(None, Settings(embedder="minilm"))
+    assert isinstance(plain, OnnxMiniLMEmbedder) and plain.coalescer is not None
+    assert plain.coalescer.lanes == (os.cpu_count() or 1)  # 0: one lane per core
     no_coalescing = resolve_embedder("minilm", Settings(embed_coalesce_ms=0))
     assert isinstance(no_coalescing, OnnxMiniLMEmbedder) and no_coalescing.coalescer is None
 
