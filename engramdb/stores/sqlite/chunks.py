@@ -13,9 +13,12 @@ import numpy as np
 
 from engramdb.query.filters import Node
 from engramdb.stores.prepared import PreparedChunk
+from engramdb.stores.rows import RECORD_SELECT
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
 
+# A located chunk's record columns (``metadata`` is SQLite's JSON text column).
+_RECORD_COLS = RECORD_SELECT.format(meta="metadata")
 INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)"
 INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
 
@@ -118,3 +121,30 @@ def locate(
         (json.dumps(chunk_ids), namespace, *params),
     )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def locate_with_records(
+    db: Connections, namespace: str, chunk_ids: list[int], node: Node | None, user_id: str | None
+) -> dict[int, tuple[Any, ...]]:
+    """:func:`locate` and the records' whole rows in the same statement, by chunk id.
+
+    A row is ``(chunk id, chunk rid, record id, version, start, end, *RECORD_SELECT)``, for
+    the chunks whose record passes ``node`` and belongs to ``user_id`` (when given): what
+    ``locate`` with the search's whole filter keeps, so the engine needs neither it nor a
+    second read for the records of the page.
+    """
+    if not chunk_ids:
+        return {}
+    where, params = compile_sqlite(node)
+    scope = ""
+    if user_id is not None:
+        scope = " AND r.user_id = ?"
+        params.append(user_id)
+    rows = db.query(
+        "locating search hits",
+        f"SELECT c.id, c.rid, r.id, r.version, c.start, c.end, {_RECORD_COLS} FROM chunks c "
+        "CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) "
+        f"AND r.namespace = ? AND {where}{scope}",
+        (json.dumps(chunk_ids), namespace, *params),
+    )
+    return {r[0]: r for r in rows}
