@@ -26,6 +26,7 @@ SCHEMA_REVISIONS = [
     "0015",
     "0016",
     "0017",
+    "0019",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

@@ -84,7 +84,8 @@ def passing_rids(
     """
     where, params = compile_sqlite(node)
     rows = c.execute(
-        "SELECT c.id, c.rid FROM chunks c CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN "
+        "SELECT c.id, c.rid FROM chunks c INDEXED BY chunks_locate CROSS JOIN records r "
+        "ON r.rid = c.rid WHERE c.id IN "
         f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
         (json.dumps(chunk_ids), namespace, *params),
     ).fetchall()
@@ -98,8 +99,8 @@ def passing_located(
     a keyword hit that carries it spares the search a second lookup of its record."""
     where, params = compile_sqlite(node)
     rows = c.execute(
-        "SELECT c.id, c.rid, r.id, r.version, c.start, c.end FROM chunks c CROSS JOIN records r "
-        "ON r.rid = c.rid WHERE c.id IN "
+        "SELECT c.id, c.rid, r.id, r.version, c.start, c.end FROM chunks c "
+        "INDEXED BY chunks_locate CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN "
         f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
         (json.dumps(chunk_ids), namespace, *params),
     ).fetchall()
@@ -115,9 +116,9 @@ def locate(
     where, params = compile_sqlite(node)
     rows = db.query(
         "locating search hits",
-        "SELECT c.id, r.id, r.version, c.start, c.end FROM chunks c CROSS JOIN records r "
-        "ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
-        f"r.namespace = ? AND {where}",
+        "SELECT c.id, r.id, r.version, c.start, c.end FROM chunks c INDEXED BY chunks_locate "
+        "CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) "
+        f"AND r.namespace = ? AND {where}",
         (json.dumps(chunk_ids), namespace, *params),
     )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
@@ -143,7 +144,8 @@ def locate_with_records(
     rows = db.query(
         "locating search hits",
         f"SELECT c.id, c.rid, r.id, r.version, c.start, c.end, {_RECORD_COLS} FROM chunks c "
-        "CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) "
+        "INDEXED BY chunks_locate CROSS JOIN records r ON r.rid = c.rid "
+        "WHERE c.id IN (SELECT value FROM json_each(?)) "
         f"AND r.namespace = ? AND {where}{scope}",
         (json.dumps(chunk_ids), namespace, *params),
     )

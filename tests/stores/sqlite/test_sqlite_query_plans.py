@@ -114,3 +114,34 @@ def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements:
                 for sql in reads:
                     steps = [str(r[3]) for r in plain.execute("EXPLAIN QUERY PLAN " + sql)]
                     assert not any(walk.match(step) for step in steps), (name, sql, steps)
+
+
+def test_search_hits_are_located_without_reading_chunk_vectors(
+    tmp_path: Path, statements: list[str]
+) -> None:
+    """Every statement that looks candidate chunks up by id (a vector search's located
+    rows, ``locate`` for keyword hits, the filter checks of candidates) reads the covering
+    ``chunks_locate`` index (migration 0019), never the chunk rows with their vectors."""
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        mem.add([f"fact number {i} about cats" for i in range(30)], user_id="alice")
+        mem.add(["a tagged fact about cats"] * 3, tags=["t"], user_id="bob")
+        calls = {
+            "vector": lambda: mem.search("cats", mode="vector", user_id="alice"),
+            "hybrid": lambda: mem.search("cats", user_id="alice"),
+            "keyword": lambda: mem.search("cats", mode="keyword"),
+            "vector filtered": lambda: mem.search("cats", mode="vector", type="semantic"),
+        }
+        with sqlite3.connect(db) as plain:
+            for name, call in calls.items():
+                statements.clear()
+                call()
+                lookups = [s for s in statements if "c.id IN (SELECT value FROM json_each" in s]
+                assert lookups, name
+                for sql in lookups:
+                    plan = [str(r[3]) for r in plain.execute("EXPLAIN QUERY PLAN " + sql)]
+                    assert any("COVERING INDEX chunks_locate" in step for step in plan), (
+                        name,
+                        sql,
+                        plan,
+                    )
