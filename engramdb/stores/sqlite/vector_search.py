@@ -149,15 +149,9 @@ class VectorSearch:
         for h in hits:
             row = rows.get(h.chunk_id)
             if row is not None:  # gone since the index caught up, or outside the filter
-                out.append(
-                    ChunkHit(
-                        h.chunk_id,
-                        row[1],
-                        h.score,
-                        (row[2], row[3], row[4], row[5]),
-                        partial(row_to_record, row, 6),
-                    )
-                )
+                h.rid, h.located = row[1], (row[2], row[3], row[4], row[5])
+                h.record = partial(row_to_record, row, 6)
+                out.append(h)
         return out
 
     def _best(
