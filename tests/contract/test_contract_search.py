@@ -239,7 +239,8 @@ def test_candidates_with_records_are_what_locate_and_get_records_say(
     """``with_records`` hits carry, from one read, exactly what the engine's two reads
     would give: the location ``locate`` returns under the whole filter (user scope
     included) and the record ``get_records`` returns; a chunk outside the filter is not
-    among them, nor one of a deleted record."""
+    among them, nor one of a deleted record. Asked for the records of the best two, a
+    store attaches at least those."""
     from engramdb.query.filters import Bool, Cmp
 
     store = mem.engine.store
@@ -250,7 +251,7 @@ def test_candidates_with_records_are_what_locate_and_get_records_say(
     live = mem.engine.build_filter(None, {}, None, False)
     for user in (None, "u"):
         plain = store.vector_candidates(ns, q, user, live, 20)
-        hits = store.vector_candidates(ns, q, user, live, 20, with_records=True)
+        hits = store.vector_candidates(ns, q, user, live, 20, with_records=20)
         assert [h.chunk_id for h in hits] == [h.chunk_id for h in plain]
         assert [h.score for h in hits] == pytest.approx([h.score for h in plain])
         full = live if user is None else Bool("and", (Cmp("str", "user_id", "$eq", user), live))
@@ -263,7 +264,13 @@ def test_candidates_with_records_are_what_locate_and_get_records_say(
         )
         users = {h.record().user_id for h in hits}
         assert users == ({"u", "v"} if user is None else {"u"})
-    first = store.vector_candidates(ns, q, "u", live, 20, with_records=True)[0]
+        few = store.vector_candidates(ns, q, user, live, 20, with_records=2)
+        assert [(h.chunk_id, h.located) for h in few] == [(h.chunk_id, h.located) for h in hits]
+        assert all(h.record is not None for h in few[:2])
+        assert [h.record() for h in few[:2]] == [h.record() for h in hits[:2]]
+        if store.backend == "sqlite":  # it builds no row the page will not show
+            assert all(h.record is None for h in few[2:])
+    first = store.vector_candidates(ns, q, "u", live, 20, with_records=20)[0]
     mem.delete(first.located[0])
-    again = store.vector_candidates(ns, q, "u", live, 20, with_records=True)
+    again = store.vector_candidates(ns, q, "u", live, 20, with_records=20)
     assert first.located[0] not in {h.located[0] for h in again}

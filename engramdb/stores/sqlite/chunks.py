@@ -17,8 +17,12 @@ from engramdb.stores.rows import RECORD_SELECT
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
 
-# A located chunk's record columns (``metadata`` is SQLite's JSON text column).
-_RECORD_COLS = RECORD_SELECT.format(meta="metadata")
+# A located chunk's record columns (``metadata`` is SQLite's JSON text column), each read
+# only for the first ``{n}`` chunks asked for (``j.key``: the position in the id array).
+_RECORD_COLS = ", ".join(
+    f"CASE WHEN j.key < {{n}} THEN {col} END"
+    for col in RECORD_SELECT.format(meta="metadata").split(", ")
+)
 INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)"
 INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
 
@@ -125,14 +129,21 @@ def locate(
 
 
 def locate_with_records(
-    db: Connections, namespace: str, chunk_ids: list[int], node: Node | None, user_id: str | None
+    db: Connections,
+    namespace: str,
+    chunk_ids: list[int],
+    node: Node | None,
+    user_id: str | None,
+    records: int,
 ) -> dict[int, tuple[Any, ...]]:
-    """:func:`locate` and the records' whole rows in the same statement, by chunk id.
+    """:func:`locate` and, for the first ``records`` chunk ids, the records' whole rows, in
+    one statement, by chunk id.
 
-    A row is ``(chunk id, chunk rid, record id, version, start, end, *RECORD_SELECT)``, for
-    the chunks whose record passes ``node`` and belongs to ``user_id`` (when given): what
-    ``locate`` with the search's whole filter keeps, so the engine needs neither it nor a
-    second read for the records of the page.
+    A row is ``(chunk id, chunk rid, record id, version, start, end, *RECORD_SELECT)``
+    (the record columns NULL past the first ``records`` ids), for the chunks whose record
+    passes ``node`` and belongs to ``user_id`` (when given): what ``locate`` with the
+    search's whole filter keeps, so the engine needs neither it nor, mostly, a second read
+    for the records of the page.
     """
     if not chunk_ids:
         return {}
@@ -141,12 +152,13 @@ def locate_with_records(
     if user_id is not None:
         scope = " AND r.user_id = ?"
         params.append(user_id)
+    cols = _RECORD_COLS.format(n=int(records))
     rows = db.query(
         "locating search hits",
-        f"SELECT c.id, c.rid, r.id, r.version, c.start, c.end, {_RECORD_COLS} FROM chunks c "
-        "INDEXED BY chunks_locate CROSS JOIN records r ON r.rid = c.rid "
-        "WHERE c.id IN (SELECT value FROM json_each(?)) "
-        f"AND r.namespace = ? AND {where}{scope}",
+        f"SELECT c.id, c.rid, r.id, r.version, c.start, c.end, {cols} FROM json_each(?) j "
+        "CROSS JOIN chunks c INDEXED BY chunks_locate ON c.id = j.value "
+        "CROSS JOIN records r ON r.rid = c.rid "
+        f"WHERE r.namespace = ? AND {where}{scope}",
         (json.dumps(chunk_ids), namespace, *params),
     )
     return {r[0]: r for r in rows}

@@ -127,7 +127,7 @@ class VectorSearch:
         user_id: str | None,
         node: Node | None,
         limit: int,
-        with_records: bool = False,
+        with_records: int = 0,
     ) -> list[ChunkHit]:
         """Return the best chunks by cosine similarity (exact) that pass the filter.
 
@@ -137,20 +137,25 @@ class VectorSearch:
         returned directly; with one, the best few are checked in SQL first, and if too many
         fail, the exact set of qualifying chunks is fetched and used as a mask.
 
-        ``with_records``: the hits come located, with their records, from one statement that
-        applies the whole filter (as ``locate`` would), so a search without fusion reads
-        the store once for its page instead of twice (locate, then the page's records).
+        ``with_records``: the hits come located from one statement that applies the whole
+        filter (as ``locate`` would), the best ``with_records`` of them with their records,
+        so a search without fusion usually reads the store once for its page instead of
+        twice (locate, then the page's records). The other hits' records are not read:
+        building a row's columns costs more than locating it.
         """
         hits = self._best(namespace, query, user_id, node, limit)
         if not with_records or not hits:
             return hits
-        rows = locate_with_records(self._db, namespace, [h.chunk_id for h in hits], node, user_id)
+        rows = locate_with_records(
+            self._db, namespace, [h.chunk_id for h in hits], node, user_id, with_records
+        )
         out = []
         for h in hits:
             row = rows.get(h.chunk_id)
             if row is not None:  # gone since the index caught up, or outside the filter
                 h.rid, h.located = row[1], (row[2], row[3], row[4], row[5])
-                h.record = partial(row_to_record, row, 6)
+                if row[6] is not None:
+                    h.record = partial(row_to_record, row, 6)
                 out.append(h)
         return out
 
