@@ -5,6 +5,7 @@ of given chunks under a filter.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from typing import Any
@@ -17,12 +18,18 @@ from engramdb.stores.rows import RECORD_SELECT
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
 
-# A located chunk's record columns (``metadata`` is SQLite's JSON text column), each read
-# only for the first ``{n}`` chunks asked for (``j.key``: the position in the id array).
-_RECORD_COLS = ", ".join(
-    f"CASE WHEN j.key < {{n}} THEN {col} END"
-    for col in RECORD_SELECT.format(meta="metadata").split(", ")
-)
+
+@functools.lru_cache(maxsize=64)
+def _record_cols(n: int) -> str:
+    """A located chunk's record columns (``metadata`` is SQLite's JSON text column), each
+    read only for the first ``n`` chunks asked for (``j.key``: the position in the id
+    array); one string per page size, built once."""
+    return ", ".join(
+        f"CASE WHEN j.key < {int(n)} THEN {col} END"
+        for col in RECORD_SELECT.format(meta="metadata").split(", ")
+    )
+
+
 INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end, vector) VALUES (?,?,?,?,?)"
 INSERT_FTS = "INSERT INTO chunks_fts(rowid, body, scope) VALUES (?, ?, ?)"
 
@@ -152,7 +159,7 @@ def locate_with_records(
     if user_id is not None:
         scope = " AND r.user_id = ?"
         params.append(user_id)
-    cols = _RECORD_COLS.format(n=int(records))
+    cols = _record_cols(int(records))
     rows = db.query(
         "locating search hits",
         f"SELECT c.id, c.rid, r.id, r.version, c.start, c.end, {cols} FROM json_each(?) j "

@@ -290,4 +290,5 @@ def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> list[ChunkHit]:
         part = np.arange(n)
     order = np.lexsort((ids[part], -scores[part]))[:k]
     sel = part[order]
-    return [ChunkHit(int(i), 0, float(s)) for i, s in zip(ids[sel], scores[sel], strict=True)]
+    # Python numbers from tolist(): converting numpy scalars one by one costs more.
+    return [ChunkHit(i, 0, s) for i, s in zip(ids[sel].tolist(), scores[sel].tolist(), strict=True)]
