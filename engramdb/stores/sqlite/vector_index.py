@@ -372,7 +372,10 @@ class VectorIndex:
             header = json.loads((folder / "index.json").read_text())
             if header["format"] != SIDE_FORMAT or header["dim"] != dim or header["epoch"] != epoch:
                 return None
-            mat = np.load(folder / "vectors.npy", mmap_mode="r")
+            # Still the mapped file, seen as a plain ndarray: every slice or row of a
+            # np.memmap goes through its Python-level __getitem__ and __array_finalize__,
+            # and a search takes one per scan and one per ANN candidate it rescores.
+            mat = np.asarray(np.load(folder / "vectors.npy", mmap_mode="r"))
             ids = np.load(folder / "ids.npy")
         except (OSError, ValueError, KeyError):
             return None
