@@ -423,3 +423,24 @@ def test_sidecar_blocks_are_the_mapped_file_as_plain_arrays(tmp_path: Path) -> N
     mem = _open(path)
     assert _hits(mem, q, k=5) == before
     mem.close()
+
+
+def test_large_products_run_on_one_blas_thread_and_restore_it() -> None:
+    """Inside a scan every BLAS library runs one thread; after it (an error included) each
+    has the count it had before, so the host application's setting is left alone."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from engramdb.stores.sqlite.vector_index import one_blas_thread
+
+    def counts() -> list[int]:
+        return [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    assert counts(), "numpy links a BLAS library"
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = counts()
+        with one_blas_thread():
+            assert set(counts()) == {1}
+        assert counts() == before
+        with pytest.raises(RuntimeError), one_blas_thread():
+            raise RuntimeError("a failed scan")
+        assert counts() == before
