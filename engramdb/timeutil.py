@@ -60,13 +60,14 @@ def from_us(value: int | None) -> datetime | None:
     """Convert epoch microseconds back to an aware UTC datetime (None stays None).
 
     Runs six times per record read (a search page reads ten records): the epoch is built
-    once, not per call.
+    once, not per call, and the timedelta is built from positional arguments (days,
+    seconds, microseconds), which skips the keyword normalisation of ``microseconds=``.
     """
     if value is None:
         return None
-    return _EPOCH + timedelta(microseconds=value)
+    return _EPOCH + timedelta(0, 0, value)
 
 
 def from_us_req(value: int) -> datetime:
     """Convert epoch microseconds (never None) to an aware UTC datetime."""
-    return _EPOCH + timedelta(microseconds=value)
+    return _EPOCH + timedelta(0, 0, value)

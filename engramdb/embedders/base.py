@@ -53,9 +53,12 @@ def check_vectors(vectors: object, n: int, dim: int, name: str) -> np.ndarray:
         raise EmbeddingError(
             f"embedder {name!r} returned dimension {arr.shape[1]}, expected {dim}", embedder=name
         )
-    if not np.isfinite(arr).all():
+    # np.linalg.norm's own arithmetic, without its dispatch (every query pays this). A NaN
+    # or infinity anywhere makes its row's norm non-finite, so the values are only looked
+    # at when a norm is (a norm overflowing from finite values is no error, as before).
+    norms = np.sqrt(np.add.reduce(arr * arr, axis=1, keepdims=True))
+    if not np.isfinite(norms).all() and not np.isfinite(arr).all():
         raise EmbeddingError(f"embedder {name!r} returned NaN or infinite values", embedder=name)
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
     if (norms == 0).any():
         raise EmbeddingError(f"embedder {name!r} returned an all-zero vector", embedder=name)
     return np.ascontiguousarray(arr / norms, dtype=np.float32)

@@ -135,9 +135,10 @@ class Searcher:
         kw_hits: list[ChunkHit] = []
         if mode in ("hybrid", "vector"):
             assert qvec is not None
-            # Vector mode needs no fusion: the page's records may come with the candidates.
+            # Vector mode needs no fusion: the page's records may come with the candidates
+            # (those of the best ``need`` chunks; the page is those unless records repeat).
             vec_hits = self.store.vector_candidates(
-                namespace, qvec, user_id, node, pool, with_records=mode == "vector"
+                namespace, qvec, user_id, node, pool, with_records=need if mode == "vector" else 0
             )
         match = match_expression(query) if mode in ("hybrid", "keyword") else ""
         if match:  # a query with no word has no keyword side at all

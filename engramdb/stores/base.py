@@ -165,12 +165,14 @@ class Store(Protocol):
         user_id: str | None,
         node: Node | None,
         limit: int,
-        with_records: bool = False,
+        with_records: int = 0,
     ) -> list[ChunkHit]:
         """Return the best chunks by cosine similarity, restricted to the filter.
 
-        ``with_records`` invites the store to attach each hit's record (``ChunkHit.record``)
-        when that saves a round trip; a store with local reads may ignore it.
+        ``with_records`` invites the store to attach the records (``ChunkHit.record``) of
+        at least the best ``with_records`` hits, the ones a page is likely to show, when
+        that saves a read; a store may attach more, or none. The engine reads the records
+        of the page that came without one.
         """
         ...
 

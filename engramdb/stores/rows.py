@@ -66,6 +66,10 @@ def row_to_record(row: Sequence[Any], offset: int = 0) -> MemoryRecord:
 
     Metadata arrives as JSON text; tags as JSON text (SQLite) or already decoded from
     ``jsonb`` (PostgreSQL). Empty ones skip the parser (most records have neither).
+    Every search builds its page's records here, so the work per row is kept small: the
+    JSON is decoded without ``json.loads``'s wrapper layers (:func:`_json`); an update
+    time equal to the creation time shares its datetime; the record is built positionally
+    (:data:`_FIELD_ORDER` pins the order it relies on).
     """
     (
         _,
@@ -90,28 +94,67 @@ def row_to_record(row: Sequence[Any], offset: int = 0) -> MemoryRecord:
         ver,
         ev,
     ) = row[offset : offset + NCOLS]
+    created = from_us(cre)
     return MemoryRecord(
-        id=rid,
-        namespace=ns,
-        text=text,
-        type=typ,
-        user_id=user or None,
-        agent_id=agent or None,
-        thread_id=thread or None,
-        metadata={} if meta == "{}" else json.loads(meta),
-        tags=tags if isinstance(tags, list) else [] if tags == "[]" else json.loads(tags),
-        source=source or None,
-        importance=imp,
-        occurred_at=from_us(occ),
-        created_at=from_us(cre),
-        updated_at=from_us(upd),
-        valid_from=from_us(vf),
-        valid_to=from_us(vt),
-        expires_at=from_us(exp),
-        version=ver,
-        content_hash=chash,
-        event_id=ev,
+        rid,
+        ns,
+        text,
+        typ,
+        user or None,
+        agent or None,
+        thread or None,
+        {} if meta == "{}" else _json(meta),
+        tags if isinstance(tags, list) else [] if tags == "[]" else _json(tags),
+        source or None,
+        imp,
+        from_us(occ),
+        created,
+        created if upd == cre else from_us(upd),
+        from_us(vf),
+        from_us(vt),
+        from_us(exp),
+        ver,
+        chash,
+        ev,
     )
+
+
+# The field order row_to_record passes positionally (a test compares it with the model).
+_FIELD_ORDER = (
+    "id",
+    "namespace",
+    "text",
+    "type",
+    "user_id",
+    "agent_id",
+    "thread_id",
+    "metadata",
+    "tags",
+    "source",
+    "importance",
+    "occurred_at",
+    "created_at",
+    "updated_at",
+    "valid_from",
+    "valid_to",
+    "expires_at",
+    "version",
+    "content_hash",
+    "event_id",
+)
+# Decodes one JSON document from the start of a string, returning (value, end).
+_decode = json.JSONDecoder().raw_decode
+
+
+def _json(text: str) -> Any:
+    """``json.loads(text)``, minus its wrapper layers for text that is one JSON document
+    from start to end (the store's own); anything else (surrounding whitespace, an error)
+    goes through ``json.loads``, which accepts and rejects exactly as before."""
+    try:
+        value, end = _decode(text)
+    except ValueError:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def inserted_record(ns: str, it: PreparedRecord, now: datetime) -> MemoryRecord:

@@ -231,3 +231,46 @@ def test_locate_agrees_with_what_candidates_carry(mem: Memory, corpus: list[str]
     assert set(only_u) < set(every) and len(only_u) == len(every) - 1
     assert all(mem.get(rid).user_id == "u" for rid, *_ in only_u.values())
     assert {rid: version for rid, version, *_ in every.values()}[corpus[0]] == 2
+
+
+def test_candidates_with_records_are_what_locate_and_get_records_say(
+    mem: Memory, corpus: list[str]
+) -> None:
+    """``with_records`` hits carry, from one read, exactly what the engine's two reads
+    would give: the location ``locate`` returns under the whole filter (user scope
+    included) and the record ``get_records`` returns; a chunk outside the filter is not
+    among them, nor one of a deleted record. Asked for the records of the best two, a
+    store attaches at least those."""
+    from engramdb.query.filters import Bool, Cmp
+
+    store = mem.engine.store
+    ns = mem.namespace
+    mem.add("a cat in another user's garden", user_id="v")
+    mem.update(corpus[1], text="a dog chased the cat around the cold garden")
+    q = np.asarray(mem.embedder.embed(["cat garden"], query=True), np.float32)[0]
+    live = mem.engine.build_filter(None, {}, None, False)
+    for user in (None, "u"):
+        plain = store.vector_candidates(ns, q, user, live, 20)
+        hits = store.vector_candidates(ns, q, user, live, 20, with_records=20)
+        assert [h.chunk_id for h in hits] == [h.chunk_id for h in plain]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in plain])
+        full = live if user is None else Bool("and", (Cmp("str", "user_id", "$eq", user), live))
+        where = store.locate(ns, [h.chunk_id for h in hits], full)
+        assert {h.chunk_id: h.located for h in hits} == where
+        records = store.get_records(ns, [loc[0] for loc in where.values()])
+        assert all(h.record is not None for h in hits)
+        assert sorted((h.record() for h in hits), key=lambda r: r.id) == sorted(
+            records, key=lambda r: r.id
+        )
+        users = {h.record().user_id for h in hits}
+        assert users == ({"u", "v"} if user is None else {"u"})
+        few = store.vector_candidates(ns, q, user, live, 20, with_records=2)
+        assert [(h.chunk_id, h.located) for h in few] == [(h.chunk_id, h.located) for h in hits]
+        assert all(h.record is not None for h in few[:2])
+        assert [h.record() for h in few[:2]] == [h.record() for h in hits[:2]]
+        if store.backend == "sqlite":  # it builds no row the page will not show
+            assert all(h.record is None for h in few[2:])
+    first = store.vector_candidates(ns, q, "u", live, 20, with_records=20)[0]
+    mem.delete(first.located[0])
+    again = store.vector_candidates(ns, q, "u", live, 20, with_records=20)
+    assert first.located[0] not in {h.located[0] for h in again}

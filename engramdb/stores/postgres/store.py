@@ -356,10 +356,13 @@ class PostgresStore:
         user_id: str | None,
         node: Node | None,
         limit: int,
-        with_records: bool = False,
+        with_records: int = 0,
     ) -> list[ChunkHit]:
-        """Return the best chunks by cosine similarity that pass the filter."""
-        return self._search.vector_candidates(namespace, query, user_id, node, limit, with_records)
+        """Return the best chunks by cosine similarity that pass the filter (with the
+        records of every hit when ``with_records`` asks for any: they share one statement)."""
+        return self._search.vector_candidates(
+            namespace, query, user_id, node, limit, bool(with_records)
+        )
 
     @retried
     def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:

@@ -10,6 +10,7 @@ chunk; without it the whole ``chunks`` table stays in SQLite's page cache.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from typing import Any
@@ -18,8 +19,21 @@ import numpy as np
 
 from engramdb.query.filters import Node
 from engramdb.stores.prepared import PreparedChunk
+from engramdb.stores.rows import RECORD_SELECT
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
+
+
+@functools.lru_cache(maxsize=64)
+def _record_cols(n: int) -> str:
+    """A located chunk's record columns (``metadata`` is SQLite's JSON text column), each
+    read only for the first ``n`` chunks asked for (``j.key``: the position in the id
+    array); one string per page size, built once."""
+    return ", ".join(
+        f"CASE WHEN j.key < {int(n)} THEN {col} END"
+        for col in RECORD_SELECT.format(meta="metadata").split(", ")
+    )
+
 
 INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end) VALUES (?,?,?,?)"
 INSERT_VECTOR = "INSERT INTO chunk_vectors(chunk_id, vector) VALUES (?, ?)"
@@ -90,7 +104,8 @@ def passing_rids(
     """
     where, params = compile_sqlite(node)
     rows = c.execute(
-        "SELECT c.id, c.rid FROM chunks c CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN "
+        "SELECT c.id, c.rid FROM chunks c CROSS JOIN records r "
+        "ON r.rid = c.rid WHERE c.id IN "
         f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
         (json.dumps(chunk_ids), namespace, *params),
     ).fetchall()
@@ -104,8 +119,8 @@ def passing_located(
     a keyword hit that carries it spares the search a second lookup of its record."""
     where, params = compile_sqlite(node)
     rows = c.execute(
-        "SELECT c.id, c.rid, r.id, r.version, c.start, c.end FROM chunks c CROSS JOIN records r "
-        "ON r.rid = c.rid WHERE c.id IN "
+        "SELECT c.id, c.rid, r.id, r.version, c.start, c.end FROM chunks c "
+        "CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN "
         f"(SELECT value FROM json_each(?)) AND r.namespace = ? AND {where}",
         (json.dumps(chunk_ids), namespace, *params),
     ).fetchall()
@@ -121,9 +136,45 @@ def locate(
     where, params = compile_sqlite(node)
     rows = db.query(
         "locating search hits",
-        "SELECT c.id, r.id, r.version, c.start, c.end FROM chunks c CROSS JOIN records r "
-        "ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) AND "
-        f"r.namespace = ? AND {where}",
+        "SELECT c.id, r.id, r.version, c.start, c.end FROM chunks c "
+        "CROSS JOIN records r ON r.rid = c.rid WHERE c.id IN (SELECT value FROM json_each(?)) "
+        f"AND r.namespace = ? AND {where}",
         (json.dumps(chunk_ids), namespace, *params),
     )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def locate_with_records(
+    db: Connections,
+    namespace: str,
+    chunk_ids: list[int],
+    node: Node | None,
+    user_id: str | None,
+    records: int,
+) -> dict[int, tuple[Any, ...]]:
+    """:func:`locate` and, for the first ``records`` chunk ids, the records' whole rows, in
+    one statement, by chunk id.
+
+    A row is ``(chunk id, chunk rid, record id, version, start, end, *RECORD_SELECT)``
+    (the record columns NULL past the first ``records`` ids), for the chunks whose record
+    passes ``node`` and belongs to ``user_id`` (when given): what ``locate`` with the
+    search's whole filter keeps, so the engine needs neither it nor, mostly, a second read
+    for the records of the page.
+    """
+    if not chunk_ids:
+        return {}
+    where, params = compile_sqlite(node)
+    scope = ""
+    if user_id is not None:
+        scope = " AND r.user_id = ?"
+        params.append(user_id)
+    cols = _record_cols(int(records))
+    rows = db.query(
+        "locating search hits",
+        f"SELECT c.id, c.rid, r.id, r.version, c.start, c.end, {cols} FROM json_each(?) j "
+        "CROSS JOIN chunks c ON c.id = j.value "
+        "CROSS JOIN records r ON r.rid = c.rid "
+        f"WHERE r.namespace = ? AND {where}{scope}",
+        (json.dumps(chunk_ids), namespace, *params),
+    )
+    return {r[0]: r for r in rows}

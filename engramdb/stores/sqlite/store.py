@@ -232,7 +232,7 @@ class SQLiteStore:
         user_id: str | None,
         node: Node | None,
         limit: int,
-        with_records: bool = False,
+        with_records: int = 0,
     ) -> list[ChunkHit]:
         """Return the best chunks by cosine similarity (exact) that pass the filter."""
         return self._vectors.vector_candidates(namespace, query, user_id, node, limit, with_records)

@@ -32,21 +32,41 @@ from engramdb.stores.sqlite.ann import AnnGraph, AnnWorker
 BlockKey = tuple[str, str]
 # An ANN scope: (namespace, None) for the whole namespace, (namespace, user) for one user.
 ScopeKey = tuple[str, str | None]
-_BLAS: ThreadpoolController | None = None
+_BLAS: list[Any] | None = None
+
+
+class _OneBlasThread:
+    """Sets every BLAS library to one thread, and back to what each had on exit."""
+
+    __slots__ = ("_libs", "_before")
+
+    def __init__(self, libs: list[Any]) -> None:
+        self._libs = libs
+        self._before: list[int] = []
+
+    def __enter__(self) -> None:
+        self._before = [lib.get_num_threads() for lib in self._libs]
+        for lib in self._libs:
+            lib.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        for lib, n in zip(self._libs, self._before, strict=True):
+            lib.set_num_threads(n)
 
 
 def one_blas_thread() -> Any:
     """Run a large matrix-vector product on one BLAS thread (a context manager).
 
     Why: on a busy 2-core machine OpenBLAS's second thread waits for a core and stretches the
-    tail of every whole-namespace scan; one thread costs nothing at the median. Limiting
-    costs ~10 us, so it is done per scan rather than process-wide (the host application's
-    own numpy keeps its setting).
+    tail of every whole-namespace scan; one thread costs nothing at the median. It is done
+    per scan rather than process-wide (the host application's own numpy keeps its setting),
+    so it talks to threadpoolctl's BLAS controllers, found once, directly: its ``limit``
+    re-reads every library's state on each call, several times the cost of the switch.
     """
     global _BLAS
     if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
+        _BLAS = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return _OneBlasThread(_BLAS)
 
 
 # From this many rows OpenBLAS splits a matrix-vector product over its threads; below it the
@@ -372,8 +392,9 @@ class VectorIndex:
             header = json.loads((folder / "index.json").read_text())
             if header["format"] != SIDE_FORMAT or header["dim"] != dim or header["epoch"] != epoch:
                 return None
-            # A plain ndarray view of the mapping: indexing a np.memmap builds a memmap object
-            # per row read, which cost more than the rest of a candidate's rescoring.
+            # Still the mapped file, seen as a plain ndarray: every slice or row of a
+            # np.memmap goes through its Python-level __getitem__ and __array_finalize__,
+            # and a search takes one per scan and one per ANN candidate it rescores.
             mat = np.asarray(np.load(folder / "vectors.npy", mmap_mode="r"))
             ids = np.load(folder / "ids.npy")
         except (OSError, ValueError, KeyError):

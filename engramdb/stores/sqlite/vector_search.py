@@ -11,14 +11,16 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
+from functools import partial
 
 import numpy as np
 
 from engramdb.query.filters import Node, is_live_only, live_now
 from engramdb.stores.prepared import ChunkHit
+from engramdb.stores.rows import row_to_record
 from engramdb.stores.sqlite import gates
 from engramdb.stores.sqlite.ann import SEARCH_K
-from engramdb.stores.sqlite.chunks import passing_rids
+from engramdb.stores.sqlite.chunks import locate_with_records, passing_rids
 from engramdb.stores.sqlite.connection import Connections, translate
 from engramdb.stores.sqlite.filters import compile_sqlite
 from engramdb.stores.sqlite.meta import read_meta
@@ -125,7 +127,7 @@ class VectorSearch:
         user_id: str | None,
         node: Node | None,
         limit: int,
-        with_records: bool = False,
+        with_records: int = 0,
     ) -> list[ChunkHit]:
         """Return the best chunks by cosine similarity (exact) that pass the filter.
 
@@ -134,8 +136,33 @@ class VectorSearch:
         scope's rows are scored exactly. Without a residual filter the top ``limit`` are
         returned directly; with one, the best few are checked in SQL first, and if too many
         fail, the exact set of qualifying chunks is fetched and used as a mask.
-        ``with_records`` is ignored: reading the page's records afterwards is a local read.
+
+        ``with_records``: the hits come located from one statement that applies the whole
+        filter (as ``locate`` would), the best ``with_records`` of them with their records,
+        so a search without fusion usually reads the store once for its page instead of
+        twice (locate, then the page's records). The other hits' records are not read:
+        building a row's columns costs more than locating it.
         """
+        hits = self._best(namespace, query, user_id, node, limit)
+        if not with_records or not hits:
+            return hits
+        rows = locate_with_records(
+            self._db, namespace, [h.chunk_id for h in hits], node, user_id, with_records
+        )
+        out = []
+        for h in hits:
+            row = rows.get(h.chunk_id)
+            if row is not None:  # gone since the index caught up, or outside the filter
+                h.rid, h.located = row[1], (row[2], row[3], row[4], row[5])
+                if row[6] is not None:
+                    h.record = partial(row_to_record, row, 6)
+                out.append(h)
+        return out
+
+    def _best(
+        self, namespace: str, query: np.ndarray, user_id: str | None, node: Node | None, limit: int
+    ) -> list[ChunkHit]:
+        """The best chunks of :meth:`vector_candidates`, not yet located."""
         index = self.index()
         if user_id is None and gates.indexed_values(node):
             # A rare tag or metadata value: score just its chunks instead of scanning and
@@ -264,4 +291,5 @@ def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> list[ChunkHit]:
         part = np.arange(n)
     order = np.lexsort((ids[part], -scores[part]))[:k]
     sel = part[order]
-    return [ChunkHit(int(i), 0, float(s)) for i, s in zip(ids[sel], scores[sel], strict=True)]
+    # Python numbers from tolist(): converting numpy scalars one by one costs more.
+    return [ChunkHit(i, 0, s) for i, s in zip(ids[sel].tolist(), scores[sel].tolist(), strict=True)]

@@ -114,3 +114,37 @@ def test_everyday_calls_read_no_namespace_wide_range(tmp_path: Path, statements:
                 for sql in reads:
                     steps = [str(r[3]) for r in plain.execute("EXPLAIN QUERY PLAN " + sql)]
                     assert not any(walk.match(step) for step in steps), (name, sql, steps)
+
+
+def test_search_hits_are_located_without_reading_chunk_vectors(
+    tmp_path: Path, statements: list[str]
+) -> None:
+    """Every statement that looks candidate chunks up by id (a vector search's located
+    rows, ``locate`` for keyword hits, the filter checks of candidates) finds each by the
+    chunk table's primary key, and no search statement reads ``chunk_vectors`` (searches
+    take vectors from the sidecar; migration 0021 moved them out of the chunk rows)."""
+    db = tmp_path / "a.db"
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(16)) as mem:
+        mem.add([f"fact number {i} about cats" for i in range(30)], user_id="alice")
+        mem.add(["a tagged fact about cats"] * 3, tags=["t"], user_id="bob")
+        mem.search("warm up", mode="vector")  # the sidecar catches up outside the timed calls
+        calls = {
+            "vector": lambda: mem.search("cats", mode="vector", user_id="alice"),
+            "hybrid": lambda: mem.search("cats", user_id="alice"),
+            "keyword": lambda: mem.search("cats", mode="keyword"),
+            "vector filtered": lambda: mem.search("cats", mode="vector", type="semantic"),
+        }
+        with sqlite3.connect(db) as plain:
+            for name, call in calls.items():
+                statements.clear()
+                call()
+                assert not [s for s in statements if "chunk_vectors" in s], name
+                lookups = [s for s in statements if "json_each" in s and " chunks c " in s]
+                assert lookups, name
+                for sql in lookups:
+                    plan = [str(r[3]) for r in plain.execute("EXPLAIN QUERY PLAN " + sql)]
+                    assert any("SEARCH c USING INTEGER PRIMARY KEY" in step for step in plan), (
+                        name,
+                        sql,
+                        plan,
+                    )

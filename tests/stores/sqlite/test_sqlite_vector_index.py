@@ -394,3 +394,53 @@ def test_filtered_search_of_a_large_scope_uses_the_graph(
             scans.clear()
     finally:
         mem.close()
+
+
+def test_sidecar_blocks_are_the_mapped_file_as_plain_arrays(tmp_path: Path) -> None:
+    """A loaded sidecar's blocks read the mapped file (nothing copied into the process
+    until a block changes) through plain ndarrays, whose slices skip np.memmap's
+    Python-level indexing; searches over them answer as over the rows they were saved
+    from."""
+    import mmap
+
+    path = tmp_path / "side.db"
+    mem = _open(path)
+    _fill(mem, 40)
+    q = TableEmbedder().vecs[5]
+    before = _hits(mem, q, k=5)
+    mem.close()
+    with sqlite3.connect(path) as conn:
+        epoch = conn.execute("SELECT value FROM meta WHERE key = 'index_epoch'").fetchone()[0]
+    conn.close()
+    index = VectorIndex.load(path.with_name(path.name + ".vindex"), DIM, epoch or "")
+    assert index is not None and index.blocks
+    for block in index.blocks.values():
+        assert not block.owned and type(block.mat) is np.ndarray
+        base = block.mat
+        while base.base is not None and not isinstance(base.base, mmap.mmap):
+            base = base.base
+        assert isinstance(base.base, mmap.mmap)
+    mem = _open(path)
+    assert _hits(mem, q, k=5) == before
+    mem.close()
+
+
+def test_large_products_run_on_one_blas_thread_and_restore_it() -> None:
+    """Inside a scan every BLAS library runs one thread; after it (an error included) each
+    has the count it had before, so the host application's setting is left alone."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from engramdb.stores.sqlite.vector_index import one_blas_thread
+
+    def counts() -> list[int]:
+        return [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    assert counts(), "numpy links a BLAS library"
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = counts()
+        with one_blas_thread():
+            assert set(counts()) == {1}
+        assert counts() == before
+        with pytest.raises(RuntimeError), one_blas_thread():
+            raise RuntimeError("a failed scan")
+        assert counts() == before
