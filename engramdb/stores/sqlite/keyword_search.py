@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from engramdb.deadline import paused
 from engramdb.query.filters import Node, required_equalities
 from engramdb.stores.background import BackgroundWorker
 from engramdb.stores.prepared import ChunkHit
@@ -173,7 +174,8 @@ class KeywordSearch:
                 if epoch == index.epoch and behind(index, c):
                     return None
                 try:
-                    fresh = epoch == index.epoch and catch_up(index, c)
+                    with paused():  # shared work, kept for later searches: not this one's
+                        fresh = epoch == index.epoch and catch_up(index, c)
                 except sqlite3.Error:
                     fresh = False  # possibly half caught up: dropped, FTS5 answers
                 if not fresh:

@@ -15,6 +15,7 @@ from functools import partial
 
 import numpy as np
 
+from engramdb.deadline import paused
 from engramdb.query.filters import Node, is_live_only, live_now
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.rows import row_to_record
@@ -56,9 +57,13 @@ class VectorSearch:
         self._local = threading.local()
 
     def index(self) -> VectorIndex:
-        """Return the vector index, caught up with every commit visible to this process."""
+        """Return the vector index, caught up with every commit visible to this process.
+
+        Catching up (and waiting for another thread's catch-up) runs outside the caller's
+        read budget: it is shared work, kept for every later search (``deadline.paused``).
+        """
         conn = self._db.reader()
-        with self._index_lock:
+        with paused(), self._index_lock:
             try:
                 dv = conn.execute("PRAGMA data_version").fetchone()[0]
                 if self._index is not None and getattr(self._local, "dv", None) == dv:
