@@ -14,7 +14,7 @@ from engramdb.stores.archive_rows import (
     upsert_archived_sql,
 )
 from engramdb.stores.postgres.connection import Database
-from engramdb.stores.postgres.record_sql import COLS, INSERT_HISTORY
+from engramdb.stores.postgres.record_sql import INSERT_HISTORY, lock_rows
 from engramdb.stores.prepared import ArchivedRow, ArchiveItem
 from engramdb.stores.rows import row_to_record
 from engramdb.timeutil import now_us
@@ -37,12 +37,7 @@ class Archive:
             return []
         done: list[str] = []
         with self._db.write("archiving records", [namespace]) as c:
-            rows = c.execute(
-                f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s) "
-                "ORDER BY r.rid FOR UPDATE",
-                (namespace, [it.record_id for it in items]),
-            ).fetchall()
-            by_id = {r[1]: r for r in rows}
+            by_id = lock_rows(c, namespace, [it.record_id for it in items])
             now = now_us()
             history: list[tuple[Any, ...]] = []
             kept: list[tuple[Any, ...]] = []

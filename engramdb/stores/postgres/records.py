@@ -31,6 +31,7 @@ from engramdb.stores.postgres.record_sql import (
     COLS,
     INSERT_HISTORY,
     SELECT_HISTORY,
+    lock_rows,
 )
 from engramdb.stores.postgres.replica import INSERT_LSN_SQL, parse_lsn
 from engramdb.stores.postgres.threads import insert_events
@@ -184,12 +185,7 @@ class Records:
         if not updates:
             return []
         with self._db.write("updating records", [namespace]) as c:
-            rows = c.execute(
-                f"SELECT {COLS} FROM records r WHERE namespace = %s AND id = ANY(%s) "
-                "ORDER BY r.rid FOR UPDATE",
-                (namespace, [u.record_id for u in updates]),
-            ).fetchall()
-            by_id = {r[1]: r for r in rows}
+            by_id = lock_rows(c, namespace, [u.record_id for u in updates])
             now = now_us()
             out: list[MemoryRecord | None] = [None] * len(updates)
             befores: dict[int, tuple[int, MemoryRecord]] = {}
