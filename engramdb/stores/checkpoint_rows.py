@@ -172,3 +172,11 @@ def list_filters(
         where.append(f"{alias}checkpoint_id < {ph}")
         args.append(before)
     return where, args
+
+
+# A thread's newest checkpoints, newest first (ids order a thread's); ``{p}``: placeholder.
+LATEST_SQL = (
+    "SELECT checkpoint_ns, checkpoint_id, parent_id, metadata, created_at "
+    "FROM thread_checkpoints WHERE namespace = {p} AND thread_id = {p} "
+    "ORDER BY checkpoint_id DESC, checkpoint_ns LIMIT {p}"
+)

@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 from engramdb.errors import ValidationError
 from engramdb.models import CheckpointBlob, CheckpointRow, CheckpointSummary, CheckpointWrite
 from engramdb.stores.checkpoint_rows import (
+    LATEST_SQL,
     exported_checkpoints,
     import_checkpoints,
     list_filters,
@@ -284,9 +285,7 @@ class CheckpointTables:
         """Return a thread's newest checkpoints, newest first (ids order a thread's)."""
         with self._db.read("listing checkpoints") as c:
             rows = c.execute(
-                "SELECT checkpoint_ns, checkpoint_id, parent_id, metadata, created_at "
-                "FROM thread_checkpoints WHERE namespace = %s AND thread_id = %s "
-                "ORDER BY checkpoint_id DESC, checkpoint_ns LIMIT %s",
+                LATEST_SQL.format(p="%s"),
                 (namespace, thread_id, int(limit)),
             ).fetchall()
         return [CheckpointSummary(r[0], r[1], r[2], r[3], from_us_req(int(r[4]))) for r in rows]

@@ -15,6 +15,7 @@ from typing import Any
 from engramdb.errors import ValidationError
 from engramdb.models import CheckpointBlob, CheckpointRow, CheckpointSummary, CheckpointWrite
 from engramdb.stores.checkpoint_rows import (
+    LATEST_SQL,
     exported_checkpoints,
     import_checkpoints,
     list_filters,
@@ -308,9 +309,7 @@ class CheckpointTables:
         """Return a thread's newest checkpoints, newest first (ids order a thread's)."""
         with self._db.read("listing checkpoints") as c:
             rows = c.execute(
-                "SELECT checkpoint_ns, checkpoint_id, parent_id, metadata, created_at "
-                "FROM thread_checkpoints WHERE namespace = ? AND thread_id = ? "
-                "ORDER BY checkpoint_id DESC, checkpoint_ns LIMIT ?",
+                LATEST_SQL.format(p="?"),
                 (namespace, thread_id, int(limit)),
             ).fetchall()
         return [
