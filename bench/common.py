@@ -33,6 +33,42 @@ def latency(samples_s: Sequence[float]) -> dict[str, float]:
     }
 
 
+def variants_against(
+    times: dict[str, list[float]],
+    base: str,
+    agree: dict[str, int],
+    n: int,
+    overlap: dict[str, float] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Each variant's latency beside the ``base`` variant's, with the share of ``n``
+    queries whose answers agreed with it (and their mean overlap, where given): how the
+    keyword probes report the alternatives they time side by side."""
+    ref = latency(times[base])
+    out: dict[str, dict[str, float]] = {}
+    for name, samples in times.items():
+        lat = latency(samples)
+        out[name] = {
+            **lat,
+            "p50_ratio_to_today": round(lat["p50_ms"] / ref["p50_ms"], 3),
+            "p95_ratio_to_today": round(lat["p95_ms"] / ref["p95_ms"], 3),
+            "same_top_as_today": round(agree[name] / n, 4),
+        }
+        if overlap is not None:
+            out[name]["overlap_with_today"] = round(overlap[name] / n, 4)
+    return out
+
+
+def before_after(before: str, after: str, samples: dict[str, list[float]]) -> dict[str, Any]:
+    """Two variants' latencies and the after/before ratios of their p50 and p95."""
+    old, new = latency(samples[before]), latency(samples[after])
+    return {
+        before: old,
+        after: new,
+        "p50_ratio": round(new["p50_ms"] / old["p50_ms"], 3),
+        "p95_ratio": round(new["p95_ms"] / old["p95_ms"], 3),
+    }
+
+
 def rss_mb() -> float:
     """Resident set size of this process in MiB."""
     import psutil

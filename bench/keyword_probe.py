@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import CACHE_DIR, RESULTS_DIR, latency, log, machine
+from bench.common import CACHE_DIR, RESULTS_DIR, before_after, log, machine, variants_against
 from bench.data import load_workload, store_config
 from engramdb.stores.sqlite.keyword_index import _varints
 
@@ -308,26 +308,10 @@ def run(records: int, nq: int, limit: int) -> dict[str, Any]:
         },
     }
     for scope in times:
-        base = latency(times[scope]["fts5_today"])
-        out[scope] = {}
-        for n in names:
-            lat = latency(times[scope][n])
-            out[scope][n] = {
-                **lat,
-                "p50_ratio_to_today": round(lat["p50_ms"] / base["p50_ms"], 3),
-                "p95_ratio_to_today": round(lat["p95_ms"] / base["p95_ms"], 3),
-                "same_top_as_today": round(agree[scope][n] / nq, 4),
-            }
+        out[scope] = variants_against(times[scope], "fts5_today", agree[scope], nq)
     out["hybrid_top10"] = {"same_answers_share": round(same_hybrid / (2 * nq), 4)}
     for scope, by in hybrid.items():
-        base = latency(by["fts5_today"])
-        new = latency(by["derived_index"])
-        out["hybrid_top10"][scope] = {
-            "fts5_today": base,
-            "derived_index": new,
-            "p50_ratio": round(new["p50_ms"] / base["p50_ms"], 3),
-            "p95_ratio": round(new["p95_ms"] / base["p95_ms"], 3),
-        }
+        out["hybrid_top10"][scope] = before_after("fts5_today", "derived_index", by)
     return out
 
 

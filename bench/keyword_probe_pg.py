@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import RESULTS_DIR, latency, log, machine
+from bench.common import RESULTS_DIR, before_after, log, machine, variants_against
 from bench.data import load_workload, store_config
 from bench.keyword_probe import same_top
 
@@ -281,25 +281,9 @@ def run(records: int, nq: int, limit: int) -> dict[str, Any]:
     }
     out["hybrid_top10"] = {"same_answers_share": round(same_hybrid / (2 * nq), 4)}
     for scope, by in hybrid.items():
-        base, new = latency(by["today"]), latency(by["maxscore"])
-        out["hybrid_top10"][scope] = {
-            "today": base,
-            "maxscore": new,
-            "p50_ratio": round(new["p50_ms"] / base["p50_ms"], 3),
-            "p95_ratio": round(new["p95_ms"] / base["p95_ms"], 3),
-        }
+        out["hybrid_top10"][scope] = before_after("today", "maxscore", by)
     for scope in scopes:
-        base = latency(times[scope]["today"])
-        out[scope] = {}
-        for n in names:
-            lat = latency(times[scope][n])
-            out[scope][n] = {
-                **lat,
-                "p50_ratio_to_today": round(lat["p50_ms"] / base["p50_ms"], 3),
-                "p95_ratio_to_today": round(lat["p95_ms"] / base["p95_ms"], 3),
-                "same_top_as_today": round(same[scope][n] / nq, 4),
-                "overlap_with_today": round(overlap[scope][n] / nq, 4),
-            }
+        out[scope] = variants_against(times[scope], "today", same[scope], nq, overlap[scope])
     return out
 
 
