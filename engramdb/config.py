@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         description="SQLite synchronous mode; NORMAL may lose the last commits on power loss",
     )
     busy_timeout_ms: int = Field(10_000, ge=0, description="How long a writer waits for the lock")
+    sqlite_mmap_mb: int = Field(
+        2048,
+        ge=0,
+        description="SQLite: reading connections map up to this much of the file (MB; SQLite "
+        "caps it at 2047) instead of copying its pages in; 0: off",
+    )
     auto_migrate: bool = Field(True, description="Upgrade the schema on open")
     store_retry_s: float = Field(
         10.0,

@@ -161,6 +161,7 @@ def open_store(url: str | StoreURL, settings: Settings | None = None, **override
         ":memory:" if parsed.path is None else str(parsed.path),
         synchronous=base.synchronous,
         busy_timeout_ms=base.busy_timeout_ms,
+        mmap_mb=base.sqlite_mmap_mb,
         auto_migrate=base.auto_migrate,
         ann_min_rows=base.ann_min_rows,
         ann_min_user_rows=base.ann_min_user_rows,

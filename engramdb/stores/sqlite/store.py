@@ -107,6 +107,7 @@ class SQLiteStore:
         *,
         synchronous: str = "FULL",
         busy_timeout_ms: int = 10_000,
+        mmap_mb: int = 2048,
         auto_migrate: bool = True,
         ann_min_rows: int = 20_000,
         ann_min_user_rows: int = 5_000,
@@ -120,6 +121,7 @@ class SQLiteStore:
             path,
             synchronous=synchronous,
             busy_timeout_ms=busy_timeout_ms,
+            mmap_mb=mmap_mb,
             auto_migrate=auto_migrate,
         )
         self.path = self._db.path
