@@ -88,9 +88,24 @@ class Segment:
         self.fwd_tids = f_tid[forder].astype(np.int64)
         self.fwd_starts = np.searchsorted(f_row[forder], np.arange(n + 1)).astype(np.int64)
         self.scratch = np.zeros(n, dtype=np.float64)
+        self._norm_of: tuple[float, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.rowids)
+
+    def _norm(self, avgdl: float, build: bool) -> np.ndarray | None:
+        """Each row's length term of bm25, ``K1 * (1 - B + B * doclen / avgdl)``: the same
+        doubles as computing it per posting, once per row instead of once per matching
+        term. It is kept while the average length stays the same (until the next write);
+        when it is stale only a wide search (``build``) pays for the whole segment's, since
+        one user's few postings are cheaper to compute where they are used."""
+        cached = self._norm_of
+        if cached is not None and cached[0] == avgdl:
+            return cached[1]
+        if not build:
+            return None
+        self._norm_of = (avgdl, K1 * (1 - B + B * self.doclen / avgdl))
+        return self._norm_of[1]
 
     def scores(
         self, tids: Sequence[int], idfs: Sequence[float], lo: int, hi: int, avgdl: float
@@ -100,6 +115,7 @@ class Segment:
         acc = self.scratch
         touched = []
         nterms = len(self.starts) - 1
+        norm = self._norm(avgdl, build=hi - lo > 1)
         for t, idf in zip(tids, idfs, strict=True):
             if t < 0 or t >= nterms:
                 continue
@@ -111,7 +127,8 @@ class Segment:
                 continue
             pos = self.p_row[s + a : s + b]
             f = self.p_tf[s + a : s + b]
-            acc[pos] += idf * ((f * (K1 + 1.0)) / (f + K1 * (1 - B + B * self.doclen[pos] / avgdl)))
+            tail = K1 * (1 - B + B * self.doclen[pos] / avgdl) if norm is None else norm[pos]
+            acc[pos] += idf * ((f * (K1 + 1.0)) / (f + tail))
             touched.append(pos)
         if not touched:
             return np.empty(0, np.int64), np.empty(0, np.float64)
@@ -123,7 +140,9 @@ class Segment:
         elif sum(len(t) for t in touched) * 64 < len(acc):
             cand = np.unique(np.concatenate(touched))
         else:
-            cand = np.flatnonzero(acc)
+            # Through a mask: numpy's nonzero over booleans is vectorised, over doubles it
+            # is not (about ten times slower on a large segment).
+            cand = np.flatnonzero(acc != 0.0)
         sc = acc[cand]
         acc[cand] = 0.0
         live = self.alive[cand]
@@ -219,6 +238,7 @@ def load(path: Path) -> KeywordIndex | None:
                     setattr(seg, k, np.array(z[f"seg_{k}"]))
                 seg.alive = np.ones(len(seg.rowids), dtype=bool)
                 seg.scratch = np.zeros(len(seg.rowids), dtype=np.float64)
+                seg._norm_of = None
                 index.segments = [seg]
                 index.where = {rid: (seg, i) for i, rid in enumerate(seg.rowids.tolist())}
     except (OSError, ValueError, KeyError, TypeError):
