@@ -27,6 +27,7 @@ SCHEMA_REVISIONS = [
     "0016",
     "0017",
     "0021",
+    "0022",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

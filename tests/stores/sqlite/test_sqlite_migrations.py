@@ -133,3 +133,78 @@ def test_migration_0021_moves_vectors_out_of_the_chunk_rows(tmp_path: Path) -> N
 def _lines(path: Path) -> list[dict[str, object]]:
     """An export's lines without its header (which carries the time of the export)."""
     return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+
+
+def _upgrade_to(db: Path, revision: str) -> None:
+    """Run Alembic's upgrade on the file up to ``revision`` only."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from engramdb.migrations import SCRIPT_LOCATION
+
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def _chunk_pages(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM dbstat WHERE name = 'chunks'").fetchone()[0])
+
+
+def test_migration_0022_repacks_the_chunk_rows_0021_left_in_place(tmp_path: Path) -> None:
+    """0021's column drop left two chunk rows to a page; 0022 packs them, keeping ids, the
+    id counter (a deleted last chunk's id is never reused), foreign keys and searches."""
+    db = tmp_path / "old.db"
+    words = ["tea", "rain", "maps", "owls"]
+    texts = [f"fact number {i} about {words[i % 4]}" for i in range(400)]
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(384)) as mem:
+        ids = [r.id for r in mem.add([{"text": t, "user_id": "u"} for t in texts])]
+        mem.delete(ids[-1])  # the highest chunk id is gone; the counter keeps it
+        before = [(h.record.id, h.score) for h in mem.search("rain owls", top_k=5)]
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id, rid, ord, start, end FROM chunks ORDER BY id").fetchall()
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()[0]
+        vectors = dict(conn.execute("SELECT chunk_id, vector FROM chunk_vectors").fetchall())
+    assert seq > rows[-1][0]
+    as_revision_0017(db)
+    _upgrade_to(db, "0021")
+    left_in_place = _chunk_pages(db)  # the dropped column's room is still in every page
+    with Memory(f"sqlite:///{db}", embedder=HashEmbedder(384)) as mem:
+        assert _chunk_pages(db) * 10 < left_in_place
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0022"
+            assert (
+                conn.execute("SELECT id, rid, ord, start, end FROM chunks ORDER BY id").fetchall()
+                == rows
+            )
+            assert dict(conn.execute("SELECT chunk_id, vector FROM chunk_vectors")) == vectors
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+            indexes = {r[1] for r in conn.execute("PRAGMA index_list(chunks)")}
+            assert "chunks_rid" in indexes
+            assert (
+                conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()[0]
+                == seq
+            )
+        assert [(h.record.id, h.score) for h in mem.search("rain owls", top_k=5)] == before
+        new = mem.add("a new fact about herons", user_id="u")[0]
+        mem.delete(ids[0])
+        with sqlite3.connect(db) as conn:
+            new_chunk = conn.execute(
+                "SELECT c.id FROM chunks c JOIN records r ON r.rid = c.rid WHERE r.id = ?",
+                (new.id,),
+            ).fetchone()[0]
+            orphans = conn.execute(
+                "SELECT count(*) FROM chunk_vectors v LEFT JOIN chunks c ON c.id = v.chunk_id "
+                "WHERE c.id IS NULL"
+            ).fetchone()[0]
+            left = conn.execute("SELECT count(*) FROM chunk_vectors").fetchone()[0]
+        assert new_chunk > seq
+        assert (orphans, left) == (0, len(rows))  # one deleted with its record, one added
