@@ -49,6 +49,7 @@ LEAVES = (
     "engramdb.consistency",
     "engramdb.observe",
     "engramdb.deadline",
+    "engramdb.native",
 )
 ENGINE = ("engramdb.engine",)
 STORES = ("engramdb.stores",)

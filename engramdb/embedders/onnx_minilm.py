@@ -47,6 +47,7 @@ from engramdb.embedders.coalesce import Coalescer
 from engramdb.embedders.minilm import NAME, ThreadChooser
 from engramdb.embedders.model_files import configured_root, find_or_build, source_model_dir
 from engramdb.embedders.query_cache import QueryCache
+from engramdb.native import check_onnxruntime_loadable, onnxruntime_wanted
 
 NAME_INT8 = f"{NAME}:onnx-int8"
 MAX_TOKENS = 256
@@ -93,6 +94,7 @@ def load_session(path: Path, threads: int) -> Any:
     key = (str(path), threads)
     with _shared_lock:
         if key not in _sessions:
+            check_onnxruntime_loadable()
             import onnxruntime as ort
 
             options = ort.SessionOptions()
@@ -158,6 +160,7 @@ class OnnxMiniLMEmbedder:
             raise ValueError(f"unknown variant {variant!r}; use 'fp32' or 'int8'")
         self.variant = variant
         self.name = NAME if variant == "fp32" else NAME_INT8
+        onnxruntime_wanted()
         self.threads = threads
         self.batch_threads = batch_threads
         # Dynamic quantization scales activations per encoder call, so an int8 vector would

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from engramdb.native import before_usearch
 from engramdb.stores.background import BackgroundWorker
 
 RECALL_TARGET = 0.98  # recall@10 against exact a namespace graph must reach before use
@@ -111,6 +112,7 @@ class AnnGraph:
 
     def new_graph(self) -> Any:
         """Return an empty usearch index with this graph's parameters."""
+        before_usearch()
         from usearch.index import Index
 
         return Index(
