@@ -1,43 +1,53 @@
 """Native libraries that crash when one process loads them in the wrong order.
 
 usearch's extension (2.26) carries a statically linked copy of parts of the C++ runtime.
-Loaded before onnxruntime's extension (1.32), which uses the system's, it leaves onnxruntime
-crashing with a segmentation fault as it loads (in the C++ locale machinery); loaded after
-it, both work. The default encoder is onnxruntime's and the SQLite ANN graphs are usearch's,
-so a process that searched a large store before it first encoded a text died on that text.
+Loaded into a process whose system C++ runtime has not set up its default locale yet, it
+leaves onnxruntime's extension (1.32, which uses the system runtime) crashing with a
+segmentation fault as it loads, in the locale's character conversion. The default encoder
+is onnxruntime's and the SQLite ANN graphs are usearch's, so a process that searched a large
+store before it first encoded a text died on that text.
 
-The rule: the ONNX encoder says so when it is made (:func:`onnxruntime_wanted`), and the ANN
-code calls :func:`before_usearch` before it first imports usearch, which then loads
-onnxruntime first, in such a process only (one that never encodes with ONNX is spared the
-import). An encoder first made after usearch was loaded cannot be helped:
-:func:`check_onnxruntime_loadable` turns that into an error that says so.
+The rule: whoever imports usearch calls :func:`before_usearch` first. It loads the system's
+C++ runtime and sets up its default locale (``std::locale::classic()``), which is what
+loading onnxruntime first would have done, at the cost of a library the process loads
+anyway. :func:`check_onnxruntime_loadable` turns the order it cannot mend (usearch imported
+by someone else first) into an error that says so.
 """
 
 from __future__ import annotations
 
+import ctypes
 import sys
+import threading
 
 from engramdb.errors import EmbeddingError
 
-_onnxruntime_wanted = False
-
-
-def onnxruntime_wanted() -> None:
-    """This process will run onnxruntime: load it before usearch, whenever that comes."""
-    global _onnxruntime_wanted
-    _onnxruntime_wanted = True
+_lock = threading.Lock()
+_prepared = False
 
 
 def before_usearch() -> None:
-    """Call before importing usearch: loads onnxruntime first if this process will use it."""
-    if _onnxruntime_wanted and "onnxruntime" not in sys.modules:
-        import onnxruntime  # noqa: F401  (loaded for its order, see the module docstring)
+    """Call before importing usearch (once is enough; later calls return at once)."""
+    global _prepared
+    with _lock:
+        if _prepared:
+            return
+        try:
+            runtime = ctypes.CDLL("libstdc++.so.6")
+            runtime._ZNSt6locale7classicEv()  # std::locale::classic()
+        except (OSError, AttributeError):
+            pass  # no system C++ runtime by that name: nothing of it to protect
+        _prepared = True
 
 
 def check_onnxruntime_loadable() -> None:
-    """Call before importing onnxruntime: refuse (instead of crashing) after usearch."""
-    if "onnxruntime" not in sys.modules and "usearch.compiled" in sys.modules:
+    """Call before importing onnxruntime: refuse, instead of crashing, after a usearch
+    that was loaded without :func:`before_usearch`."""
+    if "onnxruntime" in sys.modules or "usearch.compiled" not in sys.modules:
+        return
+    if not _prepared:
         raise EmbeddingError(
-            "onnxruntime cannot be loaded after usearch in one process (it crashes): make the "
-            "ONNX embedder before opening a store whose ANN graphs are in use"
+            "onnxruntime cannot be loaded in this process: usearch was imported before it "
+            "without engramdb.native.before_usearch() (the two then crash); call that, or "
+            "import onnxruntime, before importing usearch"
         )

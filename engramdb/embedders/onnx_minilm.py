@@ -47,7 +47,7 @@ from engramdb.embedders.coalesce import Coalescer
 from engramdb.embedders.minilm import NAME, ThreadChooser
 from engramdb.embedders.model_files import configured_root, find_or_build, source_model_dir
 from engramdb.embedders.query_cache import QueryCache
-from engramdb.native import check_onnxruntime_loadable, onnxruntime_wanted
+from engramdb.native import check_onnxruntime_loadable
 
 NAME_INT8 = f"{NAME}:onnx-int8"
 MAX_TOKENS = 256
@@ -160,7 +160,6 @@ class OnnxMiniLMEmbedder:
             raise ValueError(f"unknown variant {variant!r}; use 'fp32' or 'int8'")
         self.variant = variant
         self.name = NAME if variant == "fp32" else NAME_INT8
-        onnxruntime_wanted()
         self.threads = threads
         self.batch_threads = batch_threads
         # Dynamic quantization scales activations per encoder call, so an int8 vector would
