@@ -52,8 +52,9 @@ def ensure_schema(path: Path, conn: sqlite3.Connection, auto_migrate: bool) -> N
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def upgrade(path: Path) -> None:
-    """Run Alembic's upgrade to head on the file (imports Alembic only when needed)."""
+def upgrade(path: Path, revision: str = "head") -> None:
+    """Run Alembic's upgrade on the file up to ``revision`` (head unless a test stops
+    earlier); imports Alembic only when needed."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine
@@ -64,7 +65,7 @@ def upgrade(path: Path) -> None:
     try:
         with engine.begin() as connection:
             cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
     finally:
         engine.dispose()
 

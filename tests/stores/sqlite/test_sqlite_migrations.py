@@ -17,6 +17,7 @@ from sqlite_old_revisions import (
 from engramdb import HashEmbedder, Memory
 from engramdb.migrations import SCHEMA_HEAD
 from engramdb.ops.keys import KeyService
+from engramdb.stores.sqlite.schema import upgrade
 
 
 def test_add_rows_written_by_earlier_versions_are_returned_once(tmp_path: Path) -> None:
@@ -135,25 +136,6 @@ def _lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()[1:]]
 
 
-def _upgrade_to(db: Path, revision: str) -> None:
-    """Run Alembic's upgrade on the file up to ``revision`` only."""
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine
-
-    from engramdb.migrations import SCRIPT_LOCATION
-
-    cfg = Config()
-    cfg.set_main_option("script_location", SCRIPT_LOCATION)
-    engine = create_engine(f"sqlite:///{db}")
-    try:
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, revision)
-    finally:
-        engine.dispose()
-
-
 def _chunk_pages(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return int(conn.execute("SELECT count(*) FROM dbstat WHERE name = 'chunks'").fetchone()[0])
@@ -175,7 +157,7 @@ def test_migration_0022_repacks_the_chunk_rows_0021_left_in_place(tmp_path: Path
         vectors = dict(conn.execute("SELECT chunk_id, vector FROM chunk_vectors").fetchall())
     assert seq > rows[-1][0]
     as_revision_0017(db)
-    _upgrade_to(db, "0021")
+    upgrade(db, "0021")
     left_in_place = _chunk_pages(db)  # the dropped column's room is still in every page
     with Memory(f"sqlite:///{db}", embedder=HashEmbedder(384)) as mem:
         assert _chunk_pages(db) * 10 < left_in_place

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engramdb import HashEmbedder, Memory, Settings
 from engramdb.stores.sqlite import SQLiteStore
 
@@ -24,31 +26,21 @@ def _mapped(mem: Memory) -> tuple[int, int]:
     return reader, writer
 
 
-def test_readers_map_the_file_and_the_writer_does_not(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mb", [64, 0])
+def test_readers_map_the_file_the_writer_never_and_zero_turns_it_off(
+    tmp_path: Path, mb: int
+) -> None:
     mem = Memory(
         f"sqlite:///{tmp_path / 'a.db'}",
         embedder=HashEmbedder(16),
-        settings=Settings(extract="off", sqlite_mmap_mb=64),
+        settings=Settings(extract="off", sqlite_mmap_mb=mb),
     )
     try:
         mem.add("the heron fishes at dawn", user_id="u")
-        assert _mapped(mem) == (64 * 1024 * 1024, 0)
+        assert _mapped(mem) == (mb * 1024 * 1024, 0)
         assert [h.record.text for h in mem.search("heron", user_id="u").hits] == [
             "the heron fishes at dawn"
         ]
-    finally:
-        mem.close()
-
-
-def test_zero_turns_the_mapping_off(tmp_path: Path) -> None:
-    mem = Memory(
-        f"sqlite:///{tmp_path / 'a.db'}",
-        embedder=HashEmbedder(16),
-        settings=Settings(extract="off", sqlite_mmap_mb=0),
-    )
-    try:
-        mem.add("the heron fishes at dawn", user_id="u")
-        assert _mapped(mem) == (0, 0)
     finally:
         mem.close()
 
