@@ -43,7 +43,14 @@ import numpy as np
 from bench.common import finish, latency, log, machine, ratio
 from bench.data import DataConfig, Workload, load_workload, store_config
 from bench.data import describe as describe_workload
-from bench.store import K, LookupEmbedder, embedder_name, recall_at_k, wait_for_ann
+from bench.store import (
+    K,
+    LookupEmbedder,
+    embedder_name,
+    recall_at_k,
+    wait_for_ann,
+    wait_for_keyword_index,
+)
 
 BATCH = 1_000
 STEPS = 50
@@ -170,6 +177,11 @@ def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[st
             # measured once they are ready (as in ``bench store``), not during the build.
             users = [scope_of(("users", w.user_name(int(u))), 2) for u in w.query_users]
             out["ann_" + label] = wait_for_ann(mem, w.query_vectors[0], users)
+            # Likewise the derived keyword index, which the first hybrid search kicks: until
+            # it is built FTS5 ranks every match and the build competes for the cores.
+            out["keyword_index_" + label] = wait_for_keyword_index(
+                mem, w.query_texts[0], w.query_vectors[0]
+            )
 
     engram(f"sqlite:///{tmp / 'engram.db'}", "engram_sqlite")
     mem_store = InMemoryStore(index=index)  # type: ignore[arg-type]
