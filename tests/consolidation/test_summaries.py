@@ -16,6 +16,7 @@ from protocol_servers import OpenAIProtocolServer
 
 from engramdb import ExtractionError, HashEmbedder, Memory, Settings, ValidationError
 from engramdb.extract.summarize import ExtractiveSummarizer, split_sentences, textrank
+from engramdb.models import ConsolidationReport, MemoryRecord
 
 TURNS = [
     "I moved to Lisbon last year for a new job.",
@@ -35,21 +36,26 @@ def _turns(texts: list[str]) -> list[dict[str, str]]:
     return [{"role": "user", "content": t} for t in texts]
 
 
+def _created_summary(m: Memory, report: ConsolidationReport, thread_id: str) -> MemoryRecord:
+    """The one summary ``report`` created, of user u's six-turn thread ``thread_id``."""
+    [action] = report.summaries
+    assert (action.thread_id, action.user_id, action.turns, action.status) == (
+        thread_id,
+        "u",
+        6,
+        "created",
+    )
+    assert action.summary_id is not None
+    summary = m.get(action.summary_id)
+    assert summary.type == "summary" and summary.thread_id == thread_id
+    return summary
+
+
 def test_a_long_thread_gets_a_summary_record_linked_to_its_events(store_url: str) -> None:
     with _open(store_url, summarize_min_turns=5, summarize_sentences=2) as m:
         m.add_messages("t1", _turns(TURNS), user_id="u")
         m.add_messages("short", _turns(TURNS[:2]), user_id="u")
-        report = m.consolidate()
-        [action] = report.summaries
-        assert (action.thread_id, action.user_id, action.turns, action.status) == (
-            "t1",
-            "u",
-            6,
-            "created",
-        )
-        assert action.summary_id is not None
-        summary = m.get(action.summary_id)
-        assert summary.type == "summary" and summary.thread_id == "t1"
+        summary = _created_summary(m, m.consolidate(), "t1")
         assert summary.user_id == "u"
         sentences = split_sentences([summary.text])
         assert len(sentences) == 2 and set(sentences) <= set(TURNS)
@@ -89,16 +95,7 @@ def test_turns_written_by_add_are_summarized_in_the_order_they_occurred(
         report = m.consolidate()
 
         assert [(x.survivor_id, x.merged_ids) for x in report.merges] == [(facts[1], [facts[0]])]
-        [action] = report.summaries
-        assert (action.thread_id, action.user_id, action.turns, action.status) == (
-            "t",
-            "u",
-            6,
-            "created",
-        )
-        assert action.summary_id is not None
-        summary = m.get(action.summary_id)
-        assert summary.type == "summary" and summary.thread_id == "t"
+        summary = _created_summary(m, report, "t")
         assert set(split_sentences([summary.text])) <= set(TURNS)
         meta = summary.metadata
         assert (meta["turns"], meta["first_record"], meta["last_record"]) == (6, ids[0], ids[5])
