@@ -31,6 +31,8 @@ from engramdb.stores.sqlite.meta import read_meta
 
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (unscoped search)
 INDEX_MIN_ROWS = 5_000  # keyword rows from which the derived index is built and used
+# Matches FTS5 may rank for one unscoped search (see KeywordSearch._within_budget).
+FTS5_MATCH_BUDGET = 200_000
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 # The keyword weights of chunks_fts's columns: a match on a scope token adds nothing to a
 # score (FTS5 still counts the tokens in a row's length, which BM25 normalises by).
@@ -111,9 +113,15 @@ class KeywordSearch:
     falls outside what it covers (a thread scope, a filter too narrow for the probe).
     """
 
-    def __init__(self, db: Connections, min_rows: int = INDEX_MIN_ROWS) -> None:
+    def __init__(
+        self,
+        db: Connections,
+        min_rows: int = INDEX_MIN_ROWS,
+        match_budget: int = FTS5_MATCH_BUDGET,
+    ) -> None:
         self._db = db
         self._min_rows = min_rows
+        self._match_budget = match_budget
         self._index: KeywordIndex | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -238,6 +246,10 @@ class KeywordSearch:
             members = ""
             member_args: list[Any] = []
             rare = gates.rare_values(c, namespace, node)
+            if rare is None and not scopes and words is not None:
+                match = self._within_budget(c, words, match)
+                if not match:
+                    return []
             if rare is not None:
                 rids, member_args = rare.rids(namespace)
                 members = (
@@ -268,6 +280,43 @@ class KeywordSearch:
                 (match, *member_args, namespace, *params, limit),
             ).fetchall()
         return [ChunkHit(r[0], r[1], -float(r[2]), (r[3], r[4], r[5], r[6])) for r in rows]
+
+    def _within_budget(self, c: sqlite3.Connection, words: list[str], match: str) -> str:
+        """``match`` without its commonest words when FTS5 would otherwise rank more than
+        the budget's matches ("" when every word is over it).
+
+        FTS5 scores every match of an unscoped query before it can sort them; over a
+        large store the common words' matches take longer than a search's time budget.
+        The derived index answers such searches exactly; this bounds the ones FTS5 answers
+        meanwhile (while it is built after an open or a bulk load). Counting a word's
+        matches reads only its posting list, stopping past the budget. The words kept
+        score exactly as in the full query (bm25 sums independent terms), so the answer is
+        the full ranking minus the commonest words' small weights; the vector side of a
+        hybrid search still sees every row.
+        """
+        totals = fts_totals(c)
+        if totals is not None and totals[0] * len(words) <= self._match_budget:
+            return match  # cannot exceed the budget
+        phrases = ['"' + w.replace('"', '""') + '"' for w in words]
+        counted = []
+        for phrase in phrases:
+            (n,) = c.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                (phrase, self._match_budget + 1),
+            ).fetchone()
+            counted.append((n, phrase))
+        counted.sort()
+        kept: set[str] = set()
+        spent = 0
+        for n, phrase in counted:
+            if spent + n > self._match_budget:
+                break
+            kept.add(phrase)
+            spent += n
+        if len(kept) == len(counted):
+            return match
+        # In the query's order: FTS5 sums the phrases' scores in that order.
+        return " OR ".join(p for p in phrases if p in kept)
 
     def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
         """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""

@@ -282,3 +282,37 @@ def test_saved_on_close_and_caught_up_after_writes_by_another_opener(tmp_path: P
             assert got == want
             assert ks.answered == before + 1
     m.close()
+
+
+def test_fts5_ranks_at_most_its_match_budget(mem: Memory) -> None:
+    """Until the derived index is built, an unscoped search that FTS5 answers ranks only
+    the words whose matches fit the budget, rarest first; each kept word scores as in the
+    full query. Scoped searches stay exact."""
+    db = mem._engine.store._db  # type: ignore[attr-defined]
+    mem.add([f"zanzibar bakery note {i}" for i in range(4)], user_id="bob")
+
+    def count(word: str) -> int:
+        return db.query(
+            "t", "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{word}"',)
+        )[0][0]
+
+    rare, common = count("zanzibar"), count("bakery")
+    assert rare == 4 and common > 20
+    never = 10**9  # the derived index is never built: FTS5 answers every search
+
+    def hits(ks: KeywordSearch, query: str, node: Node | None = None) -> list[tuple]:
+        found = ks.keyword_candidates(mem.namespace, match_expression(query), node, 500)
+        return [(h.chunk_id, h.score) for h in found]
+
+    exact = KeywordSearch(db, min_rows=never)
+    bounded = KeywordSearch(db, min_rows=never, match_budget=rare + common - 1)
+    both = hits(exact, "bakery zanzibar")
+    assert len(both) >= common > rare
+    assert hits(bounded, "bakery zanzibar") == hits(exact, "zanzibar")
+    assert hits(bounded, "bakery zanzibar") != both
+    # A budget both words fit in, a budget no word fits in, and a scoped search.
+    assert hits(KeywordSearch(db, never, rare + common), "bakery zanzibar") == both
+    assert hits(KeywordSearch(db, never, rare - 1), "bakery zanzibar") == []
+    bob = Cmp("str", "user_id", "$eq", "bob")
+    assert hits(bounded, "bakery zanzibar", bob) == hits(exact, "bakery zanzibar", bob)
+    assert len(hits(exact, "bakery zanzibar", bob)) > rare
