@@ -57,6 +57,17 @@ class IndexBuilder(BackgroundWorker):
         super().__init__()
         self.owner = owner
         self.failures = 0
+        self._building: sqlite3.Connection | None = None  # the build's own connection
+
+    def stop(self) -> None:
+        """Stop, interrupting a build in progress: over a million rows a build takes
+        minutes, and a closing store (a service shutting down) must not wait for it."""
+        self.stopped = True
+        conn = self._building
+        if conn is not None:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed meanwhile
+                conn.interrupt()
+        super().stop()
 
     def _run(self) -> None:
         while not self.stopped:
@@ -70,7 +81,7 @@ class IndexBuilder(BackgroundWorker):
             except Exception:  # noqa: BLE001 - a failed build leaves searches on FTS5
                 self.failures += 1
                 continue
-            if ok:
+            if ok and not self.stopped:
                 with self.owner._lock:
                     self.owner._index = index
             else:
@@ -92,7 +103,10 @@ class IndexBuilder(BackgroundWorker):
         may not create."""
         path = self.owner._db.path
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._building = conn
         try:
+            if self.stopped:  # stopped before the connection could be interrupted
+                raise sqlite3.OperationalError("interrupted")
             conn.execute("PRAGMA busy_timeout = 10000")
             conn.execute("BEGIN")
             epoch = read_meta(conn, "index_epoch") or ""
@@ -101,6 +115,7 @@ class IndexBuilder(BackgroundWorker):
             conn.execute("COMMIT")
             return index, ok
         finally:
+            self._building = None
             conn.close()
 
 

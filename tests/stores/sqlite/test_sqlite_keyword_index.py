@@ -3,9 +3,11 @@ written is invisible to it: new rows, deletes and in-place re-indexing (thread c
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -316,3 +318,46 @@ def test_fts5_ranks_at_most_its_match_budget(mem: Memory) -> None:
     bob = Cmp("str", "user_id", "$eq", "bob")
     assert hits(bounded, "bakery zanzibar", bob) == hits(exact, "bakery zanzibar", bob)
     assert len(hits(exact, "bakery zanzibar", bob)) > rare
+
+
+def test_stopping_interrupts_a_build_in_progress(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closing store does not wait for a build (minutes over a million rows): stopping
+    the builder interrupts the build's query, and no half-built index is handed over."""
+    from engramdb.stores.sqlite import keyword_search
+
+    started, interrupted, held = threading.Event(), threading.Event(), threading.Event()
+    real_build = keyword_search.build
+
+    class Interrupts:
+        """The build's connection as the builder's stop sees it: tells the test."""
+
+        def __init__(self, conn: Any) -> None:
+            self.conn = conn
+
+        def interrupt(self) -> None:
+            self.conn.interrupt()
+            interrupted.set()
+
+    def held_build(conn: Any, epoch: str) -> Any:
+        def hold() -> int:
+            started.set()
+            if not held.is_set():  # inside SQLite's virtual machine, until stop interrupts
+                interrupted.wait(30)
+                held.set()
+            return 0
+
+        ks._builder._building = Interrupts(conn)  # type: ignore[assignment]
+        conn.set_progress_handler(hold, 1000)
+        return real_build(conn, epoch)
+
+    monkeypatch.setattr(keyword_search, "build", held_build)
+    ks = KeywordSearch(mem._engine.store._db, min_rows=0)  # type: ignore[attr-defined]
+    ks.keyword_candidates(mem.namespace, '"cafe"', None, 10)  # kicks the builder
+    assert started.wait(60)
+    ks.stop()
+    assert interrupted.is_set()
+    assert ks._index is None
+    # FTS5 still answers.
+    assert ks.keyword_candidates(mem.namespace, '"cafe"', None, 10)
