@@ -48,6 +48,15 @@ def match_words(match: str) -> list[str] | None:
     return words
 
 
+def _matches(c: sqlite3.Connection, phrase: str, cap: int | None) -> int:
+    """How many rows match one quoted word, counting no further than ``cap``."""
+    (n,) = c.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+        (phrase, -1 if cap is None else cap),
+    ).fetchone()
+    return int(n)
+
+
 class IndexBuilder(BackgroundWorker):
     """Builds the derived keyword index off the search path, then hands it over."""
 
@@ -263,8 +272,6 @@ class KeywordSearch:
             rare = gates.rare_values(c, namespace, node)
             if rare is None and not scopes and words is not None:
                 match = self._within_budget(c, words, match)
-                if not match:
-                    return []
             if rare is not None:
                 rids, member_args = rare.rids(namespace)
                 members = (
@@ -298,7 +305,7 @@ class KeywordSearch:
 
     def _within_budget(self, c: sqlite3.Connection, words: list[str], match: str) -> str:
         """``match`` without its commonest words when FTS5 would otherwise rank more than
-        the budget's matches ("" when every word is over it).
+        the budget's matches (the rarest word is always kept).
 
         FTS5 scores every match of an unscoped query before it can sort them; over a
         large store the common words' matches take longer than a search's time budget.
@@ -313,17 +320,16 @@ class KeywordSearch:
         if totals is not None and totals[0] * len(words) <= self._match_budget:
             return match  # cannot exceed the budget
         phrases = ['"' + w.replace('"', '""') + '"' for w in words]
-        counted = []
-        for phrase in phrases:
-            (n,) = c.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
-                (phrase, self._match_budget + 1),
-            ).fetchone()
-            counted.append((n, phrase))
-        counted.sort()
-        kept: set[str] = set()
-        spent = 0
-        for n, phrase in counted:
+        cap = self._match_budget + 1
+        counted = sorted((_matches(c, p, cap), p) for p in phrases)
+        if counted[0][0] >= cap:
+            # Every word is over the budget. The rarest still stays, so a query of common
+            # words only still gets an answer, ranked over that one word's matches; the
+            # capped counts cannot tell which word it is, so they are redone in full.
+            counted = sorted((_matches(c, p, None), p) for p in phrases)
+        kept = {counted[0][1]}
+        spent = counted[0][0]
+        for n, phrase in counted[1:]:
             if spent + n > self._match_budget:
                 break
             kept.add(phrase)
