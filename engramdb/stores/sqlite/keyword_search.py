@@ -85,6 +85,10 @@ class IndexBuilder(BackgroundWorker):
             self.wake.clear()
             if self.stopped or self.failures >= 3:
                 return
+            if self.owner._index is not None:
+                # Kicked by searches that ran while the index was being built: it is
+                # here now. A second build would only compete with searches for minutes.
+                continue
             try:
                 index, ok = self._load_or_build()
             except Exception:  # noqa: BLE001 - a failed build leaves searches on FTS5

@@ -362,3 +362,37 @@ def test_stopping_interrupts_a_build_in_progress(
     assert ks._index is None
     # FTS5 still answers.
     assert ks.keyword_candidates(mem.namespace, '"cafe"', None, 10)
+
+
+def test_kicks_during_a_build_do_not_start_another(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searches that see new writes while the index is built kick the builder again; once
+    the build hands its index over, those kicks must not start a second whole build."""
+    from engramdb.stores.sqlite import keyword_search
+
+    started, release = threading.Event(), threading.Event()
+    builds: list[int] = []
+    real_build = keyword_search.build
+
+    def counted_build(conn: Any, epoch: str) -> Any:
+        builds.append(1)
+        started.set()
+        assert release.wait(60)
+        return real_build(conn, epoch)
+
+    monkeypatch.setattr(keyword_search, "build", counted_build)
+    ks = KeywordSearch(mem._engine.store._db, min_rows=0)  # type: ignore[attr-defined]
+    ks.keyword_candidates(mem.namespace, '"cafe"', None, 10)  # kicks the builder
+    assert started.wait(60)
+    mem.add("a write during the build", user_id="bob")
+    ks.keyword_candidates(mem.namespace, '"cafe"', None, 10)  # a new data version: kicks
+    assert ks._builder.wake.is_set()
+    release.set()
+    _wait(ks)
+    thread = ks._builder.thread
+    assert thread is not None
+    thread.join(60)  # the builder ends once it has waited a while with nothing to do
+    assert not thread.is_alive()
+    assert len(builds) == 1
+    ks.stop()
