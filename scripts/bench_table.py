@@ -274,7 +274,7 @@ HEADLINE: list[tuple[str, str, str, str, str, str]] = [
         "engramdb_hybrid_filtered_p95_ms",
         "",
         "hybrid (vector + keyword) filtered p95, ms, right after a bulk load "
-        "(entity extraction backlog running)",
+        "(its entity extraction backlog running beside)",
         "",
         "",
     ),
