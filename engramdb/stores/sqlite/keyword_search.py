@@ -43,9 +43,14 @@ def match_words(match: str) -> list[str] | None:
     """The words of a MATCH expression of ``engine.keyword.match_expression``'s shape
     (quoted words joined by OR), or None for any other expression."""
     words = [w.replace('""', '"') for w in _QUOTED.findall(match)]
-    if not words or match != " OR ".join('"' + w.replace('"', '""') + '"' for w in words):
+    if not words or match != " OR ".join(_quoted(w) for w in words):
         return None
     return words
+
+
+def _quoted(word: str) -> str:
+    """One word as an FTS5 phrase (the engine's MATCH expressions quote words so)."""
+    return '"' + word.replace('"', '""') + '"'
 
 
 def _matches(c: sqlite3.Connection, phrase: str, cap: int | None) -> int:
@@ -323,7 +328,7 @@ class KeywordSearch:
         totals = fts_totals(c)
         if totals is not None and totals[0] * len(words) <= self._match_budget:
             return match  # cannot exceed the budget
-        phrases = ['"' + w.replace('"', '""') + '"' for w in words]
+        phrases = [_quoted(w) for w in words]
         cap = self._match_budget + 1
         counted = sorted((_matches(c, p, cap), p) for p in phrases)
         if counted[0][0] >= cap:
