@@ -40,13 +40,12 @@ BODY = "body"
 
 # One keyword row to index: (rowid, namespace or None for an orphan row, user_id or None).
 RowMeta = tuple[int, str | None, str | None]
-SIDE_FORMAT = 1
+SIDE_FORMAT = 2  # 1: rows in rowid order, with each posting's scope key
 _SEGMENT_ARRAYS = (
     "rowids",
     "keys",
     "doclen",
     "p_row",
-    "p_key",
     "p_tf",
     "starts",
     "fwd_tids",
@@ -75,19 +74,30 @@ class Segment:
         nterms: int,
     ) -> None:
         n = len(rowids)
-        self.rowids = rowids.astype(np.int64)
-        self.keys = keys.astype(np.int64)
-        self.doclen = doclen.astype(np.float64)
+        # Rows in scope order (key, then rowid): a scope is a run of rows, so each term's
+        # postings, sorted by row, are sorted by scope too, and a scope's share of them is
+        # found by bisecting rows, with no scope key stored per posting.
+        rorder = np.lexsort((rowids, keys))
+        new_pos = np.empty(n, dtype=np.int64)
+        new_pos[rorder] = np.arange(n, dtype=np.int64)
+        self.rowids = rowids[rorder].astype(np.int64)
+        self.keys = keys[rorder].astype(np.int64)
+        self.doclen = doclen[rorder].astype(np.float64)
         self.alive = np.ones(n, dtype=bool)
-        order = np.lexsort((p_row, self.keys[p_row], p_tid))
+        p_row = new_pos[p_row.astype(np.int64)]
+        order = np.lexsort((p_row, p_tid))
         self.p_row = p_row[order].astype(np.int64)
-        self.p_key = self.keys[self.p_row]
         self.p_tf = p_tf[order].astype(np.float64)
         self.starts = np.searchsorted(p_tid[order], np.arange(nterms + 1)).astype(np.int64)
+        f_row = new_pos[f_row.astype(np.int64)]
         forder = np.argsort(f_row, kind="stable")
         self.fwd_tids = f_tid[forder].astype(np.int64)
         self.fwd_starts = np.searchsorted(f_row[forder], np.arange(n + 1)).astype(np.int64)
-        self.scratch = np.zeros(n, dtype=np.float64)
+        self.init_scratch()
+
+    def init_scratch(self) -> None:
+        """The per-search working state (not saved)."""
+        self.scratch = np.zeros(len(self.rowids), dtype=np.float64)
         self._norm_of: tuple[float, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -107,26 +117,35 @@ class Segment:
         self._norm_of = (avgdl, K1 * (1 - B + B * self.doclen / avgdl))
         return self._norm_of[1]
 
+    def rows_of(self, lo: int, hi: int) -> tuple[int, int]:
+        """The run of rows whose scope key is in [lo, hi)."""
+        r_lo, r_hi = np.searchsorted(self.keys, (lo, hi))
+        return int(r_lo), int(r_hi)
+
+    def postings(self, tid: int, r_lo: int, r_hi: int) -> tuple[int, int]:
+        """The span [s, e) of a term's postings on rows [r_lo, r_hi) (empty: s == e)."""
+        if tid < 0 or tid >= len(self.starts) - 1:
+            return 0, 0
+        s, e = int(self.starts[tid]), int(self.starts[tid + 1])
+        if s == e:
+            return 0, 0
+        a, b = np.searchsorted(self.p_row[s:e], (r_lo, r_hi))
+        return s + int(a), s + int(b)
+
     def scores(
-        self, tids: Sequence[int], idfs: Sequence[float], lo: int, hi: int, avgdl: float
+        self, tids: Sequence[int], idfs: Sequence[float], r_lo: int, r_hi: int, avgdl: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Rowids and bm25 scores of this segment's live rows in keys [lo, hi) matching any
+        """Rowids and bm25 scores of this segment's live rows in [r_lo, r_hi) matching any
         term; each row's sum is formed term by term in the given order, as FTS5 does."""
         acc = self.scratch
         touched = []
-        nterms = len(self.starts) - 1
-        norm = self._norm(avgdl, build=hi - lo > 1)
+        norm = self._norm(avgdl, build=r_hi - r_lo > 1)
         for t, idf in zip(tids, idfs, strict=True):
-            if t < 0 or t >= nterms:
-                continue
-            s, e = int(self.starts[t]), int(self.starts[t + 1])
+            s, e = self.postings(t, r_lo, r_hi)
             if s == e:
                 continue
-            a, b = np.searchsorted(self.p_key[s:e], (lo, hi))
-            if a == b:
-                continue
-            pos = self.p_row[s + a : s + b]
-            f = self.p_tf[s + a : s + b]
+            pos = self.p_row[s:e]
+            f = self.p_tf[s:e]
             tail = K1 * (1 - B + B * self.doclen[pos] / avgdl) if norm is None else norm[pos]
             acc[pos] += idf * ((f * (K1 + 1.0)) / (f + tail))
             touched.append(pos)
@@ -218,7 +237,8 @@ def load(path: Path) -> KeywordIndex | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
-            if meta.get("format") != SIDE_FORMAT:
+            fmt = meta.get("format")
+            if fmt not in (1, SIDE_FORMAT):
                 return None
             index = KeywordIndex(str(meta["epoch"]))
             text = bytes(z["terms"]).decode()
@@ -237,8 +257,9 @@ def load(path: Path) -> KeywordIndex | None:
                 for k in _SEGMENT_ARRAYS:
                     setattr(seg, k, np.array(z[f"seg_{k}"]))
                 seg.alive = np.ones(len(seg.rowids), dtype=bool)
-                seg.scratch = np.zeros(len(seg.rowids), dtype=np.float64)
-                seg._norm_of = None
+                seg.init_scratch()
+                if fmt == 1:  # rows in rowid order: a merge puts them in scope order
+                    seg = merge([seg], len(terms))
                 index.segments = [seg]
                 index.where = {rid: (seg, i) for i, rid in enumerate(seg.rowids.tolist())}
     except (OSError, ValueError, KeyError, TypeError):
@@ -358,10 +379,9 @@ class KeywordIndex:
             len(term_id),
         )
         self.segments.append(seg)
-        for i, (rid, _, _) in enumerate(metas):
+        for i, rid in enumerate(seg.rowids.tolist()):
             self.where[rid] = (seg, i)
-            if rid > self.max_rowid:
-                self.max_rowid = rid
+        self.max_rowid = max(self.max_rowid, max(m[0] for m in metas))
         self.n_rows += len(metas)
         self.n_tokens += int(doclen.sum())
         if len(self.segments) > MERGE_SEGMENTS:
@@ -457,7 +477,11 @@ class KeywordIndex:
             lo, hi = ns << USER_BITS, (ns + 1) << USER_BITS
         avgdl = self.n_tokens / self.n_rows
         idfs = [self.idf(t) for t in tids]
-        parts = [seg.scores(tids, idfs, lo, hi, avgdl) for seg in self.segments]
+        runs = [seg.rows_of(lo, hi) for seg in self.segments]
+        parts = [
+            seg.scores(tids, idfs, r_lo, r_hi, avgdl)
+            for seg, (r_lo, r_hi) in zip(self.segments, runs, strict=True)
+        ]
         rowids = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
         if len(rowids) > limit:

@@ -3,6 +3,7 @@ written is invisible to it: new rows, deletes and in-place re-indexing (thread c
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from engramdb import HashEmbedder, Memory, Settings
 from engramdb.engine.keyword import match_expression
 from engramdb.query.filters import Bool, Cmp, Node
 from engramdb.stores.prepared import ChunkHit
+from engramdb.stores.sqlite.keyword_index import merge, save
 from engramdb.stores.sqlite.keyword_search import KeywordSearch, match_words
 
 WORDS = [
@@ -284,6 +286,70 @@ def test_saved_on_close_and_caught_up_after_writes_by_another_opener(tmp_path: P
             assert got == want
             assert ks.answered == before + 1
     m.close()
+
+
+def _save_first_format(index: Any, path: Path) -> None:
+    """Write ``index`` as format 1 wrote it: rows in rowid order, postings sorted by
+    (term, scope key, row), each with its scope key."""
+    save(index, path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    seg = merge(index.segments, len(index.term_id))
+    order = np.argsort(seg.rowids)
+    pos = np.empty_like(order)
+    pos[order] = np.arange(len(order))
+    keys = seg.keys[order]
+    tid = np.repeat(np.arange(len(seg.starts) - 1), np.diff(seg.starts))
+    p_row = pos[seg.p_row]
+    po = np.lexsort((p_row, keys[p_row], tid))
+    f_row = pos[np.repeat(np.arange(len(seg)), np.diff(seg.fwd_starts))]
+    fo = np.argsort(f_row, kind="stable")
+    arrays.update(
+        seg_rowids=seg.rowids[order],
+        seg_keys=keys,
+        seg_doclen=seg.doclen[order],
+        seg_p_row=p_row[po],
+        seg_p_key=keys[p_row[po]],
+        seg_p_tf=seg.p_tf[po],
+        seg_fwd_tids=seg.fwd_tids[fo],
+        seg_fwd_starts=np.searchsorted(f_row[fo], np.arange(len(seg) + 1)),
+    )
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    assert meta["format"] == 2
+    meta["format"] = 1
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_an_index_saved_in_the_first_format_is_read_in_scope_order(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Format 1 kept rows in rowid order and a scope key per posting; format 2 keeps rows
+    in scope order. A format-1 file beside an upgraded store is read, reordered, and ranks
+    as FTS5 does, without a rebuild."""
+    from engramdb.stores.sqlite import keyword_search
+
+    built = _derived(mem)
+    index = built._index
+    assert index is not None and len({k for k in index.segments[0].keys.tolist()}) == 5
+    built.stop()
+    db = mem._engine.store._db  # type: ignore[attr-defined]
+    _save_first_format(index, db.path.with_name(db.path.name + ".kindex"))
+
+    def no_build(*_: Any) -> None:
+        raise AssertionError("the saved index was rebuilt instead of read")
+
+    monkeypatch.setattr(keyword_search, "build", no_build)
+    ks = _derived(mem)
+    seg = ks._index.segments[0]  # type: ignore[union-attr]
+    assert (np.diff(seg.keys) >= 0).all()
+    rng = np.random.default_rng(17)
+    for i in range(100):
+        q = _query(rng)
+        _both(mem, ks, q, None, 10)
+        _both(mem, ks, q, Cmp("str", "user_id", "$eq", USERS[i % 5]), 20)
+    ks.stop()
 
 
 def test_fts5_ranks_at_most_its_match_budget(mem: Memory) -> None:
