@@ -133,13 +133,20 @@ class Segment:
         return s + int(a), s + int(b)
 
     def scores(
-        self, tids: Sequence[int], idfs: Sequence[float], r_lo: int, r_hi: int, avgdl: float
+        self,
+        tids: Sequence[int],
+        idfs: Sequence[float],
+        rows: tuple[int, int],
+        avgdl: float,
+        wide: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Rowids and bm25 scores of this segment's live rows in [r_lo, r_hi) matching any
-        term; each row's sum is formed term by term in the given order, as FTS5 does."""
+        """Rowids and bm25 scores of this segment's live rows in the run ``rows`` matching
+        any term; each row's sum is formed term by term in the given order, as FTS5 does.
+        ``wide``: a namespace-wide search (see :meth:`_norm`)."""
         acc = self.scratch
         touched = []
-        norm = self._norm(avgdl, build=r_hi - r_lo > 1)
+        r_lo, r_hi = rows
+        norm = self._norm(avgdl, build=wide)
         for t, idf in zip(tids, idfs, strict=True):
             s, e = self.postings(t, r_lo, r_hi)
             if s == e:
@@ -477,10 +484,9 @@ class KeywordIndex:
             lo, hi = ns << USER_BITS, (ns + 1) << USER_BITS
         avgdl = self.n_tokens / self.n_rows
         idfs = [self.idf(t) for t in tids]
-        runs = [seg.rows_of(lo, hi) for seg in self.segments]
         parts = [
-            seg.scores(tids, idfs, r_lo, r_hi, avgdl)
-            for seg, (r_lo, r_hi) in zip(self.segments, runs, strict=True)
+            seg.scores(tids, idfs, seg.rows_of(lo, hi), avgdl, wide=not scoped)
+            for seg in self.segments
         ]
         rowids = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])

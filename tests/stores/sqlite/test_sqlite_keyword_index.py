@@ -225,6 +225,22 @@ def test_many_small_writes_merge_segments(mem: Memory) -> None:
     ks.stop()
 
 
+def test_only_a_namespace_wide_search_computes_every_rows_length_term(mem: Memory) -> None:
+    """bm25's per-row length term changes with every write (the average length moves);
+    a user's search computes its own few postings' terms, never the whole segment's."""
+    ks = _derived(mem)
+    mem.add("a fresh note about the harbour", user_id="bob")
+    user = Cmp("str", "user_id", "$eq", "carla")
+    _both(mem, ks, "bakery museum park", user, 10)
+    index = ks._index
+    assert index is not None
+    avgdl = index.n_tokens / index.n_rows
+    assert all(s._norm_of is None or s._norm_of[0] != avgdl for s in index.segments)
+    _both(mem, ks, "bakery museum park", None, 10)
+    assert any(s._norm_of is not None and s._norm_of[0] == avgdl for s in index.segments)
+    ks.stop()
+
+
 def test_what_it_does_not_cover_falls_back_to_fts5(mem: Memory) -> None:
     ks = _derived(mem)
     # A word FTS5 splits into a phrase, a thread scope, and a filter narrower than the probe.
