@@ -351,7 +351,8 @@ class KeywordIndex:
         p_tid: list[int] = []
         p_row: list[int] = []
         p_tf: list[int] = []
-        pairs: set[tuple[int, int]] = set()
+        a_tid: list[int] = []  # (term, row) of every column, repeats included
+        a_row: list[int] = []
         term_id = self.term_id
         for term, doc, col, cnt in vocab:
             row = pos_of.get(doc)
@@ -361,7 +362,8 @@ class KeywordIndex:
             if tid is None:
                 tid = term_id[term] = len(term_id)
             doclen[row] += cnt
-            pairs.add((tid, row))
+            a_tid.append(tid)
+            a_row.append(row)
             if col == BODY:
                 p_tid.append(tid)
                 p_row.append(row)
@@ -372,8 +374,13 @@ class KeywordIndex:
             grown = np.zeros(max(len(term_id), 2 * len(self.nhit)), dtype=np.int64)
             grown[: len(self.nhit)] = self.nhit
             self.nhit = grown
-        f = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
-        np.add.at(self.nhit, f[:, 0], 1)
+        # Distinct (term, row) pairs in numpy: a sort of millions of Python tuples holds the
+        # interpreter lock throughout (seconds at 100k rows), stalling every search of the
+        # process while a build runs in its background thread.
+        n = len(metas)
+        pair = np.unique(np.array(a_tid, dtype=np.int64) * n + np.array(a_row, dtype=np.int64))
+        f_tid, f_row = pair // n, pair % n
+        self.nhit += np.bincount(f_tid, minlength=len(self.nhit))
         seg = Segment(
             np.array([m[0] for m in metas], dtype=np.int64),
             keys,
@@ -381,8 +388,8 @@ class KeywordIndex:
             np.array(p_tid, dtype=np.int64),
             np.array(p_row, dtype=np.int64),
             np.array(p_tf, dtype=np.float64),
-            f[:, 0],
-            f[:, 1],
+            f_tid,
+            f_row,
             len(term_id),
         )
         self.segments.append(seg)
