@@ -26,6 +26,7 @@ import json
 import math
 import os
 import sqlite3
+from array import array
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,11 @@ def merge(segments: Sequence[Segment], nterms: int) -> Segment:
     )
 
 
+def _ints(buf: array[int]) -> np.ndarray:
+    """An ``array("q")`` as an int64 array, without a copy."""
+    return np.frombuffer(buf, dtype=np.int64) if len(buf) else np.empty(0, np.int64)
+
+
 def save(index: KeywordIndex, path: Path) -> None:
     """Write the index as one ``.npz`` file (merged into one segment), atomically."""
     seg = merge(index.segments, len(index.term_id)) if index.segments else None
@@ -348,11 +354,10 @@ class KeywordIndex:
         pos_of = {rid: i for i, (rid, _, _) in enumerate(metas)}
         keys = np.array([self.key(ns, u) for _, ns, u in metas], dtype=np.int64)
         doclen = np.zeros(len(metas), dtype=np.float64)
-        p_tid: list[int] = []
-        p_row: list[int] = []
-        p_tf: list[int] = []
-        a_tid: list[int] = []  # (term, row) of every column, repeats included
-        a_row: list[int] = []
+        # Typed buffers, not lists: numpy reads them in place, while converting a list of
+        # millions of ints is one call that holds the interpreter lock (see below).
+        p_tid, p_row, p_tf = array("q"), array("q"), array("q")
+        a_tid, a_row = array("q"), array("q")  # (term, row) of every column, repeats included
         term_id = self.term_id
         for term, doc, col, cnt in vocab:
             row = pos_of.get(doc)
@@ -378,16 +383,16 @@ class KeywordIndex:
         # interpreter lock throughout (seconds at 100k rows), stalling every search of the
         # process while a build runs in its background thread.
         n = len(metas)
-        pair = np.unique(np.array(a_tid, dtype=np.int64) * n + np.array(a_row, dtype=np.int64))
+        pair = np.unique(_ints(a_tid) * n + _ints(a_row))
         f_tid, f_row = pair // n, pair % n
         self.nhit += np.bincount(f_tid, minlength=len(self.nhit))
         seg = Segment(
             np.array([m[0] for m in metas], dtype=np.int64),
             keys,
             doclen,
-            np.array(p_tid, dtype=np.int64),
-            np.array(p_row, dtype=np.int64),
-            np.array(p_tf, dtype=np.float64),
+            _ints(p_tid),
+            _ints(p_row),
+            _ints(p_tf).astype(np.float64),
             f_tid,
             f_row,
             len(term_id),
