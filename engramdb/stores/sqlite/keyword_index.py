@@ -379,9 +379,9 @@ class KeywordIndex:
             grown = np.zeros(max(len(term_id), 2 * len(self.nhit)), dtype=np.int64)
             grown[: len(self.nhit)] = self.nhit
             self.nhit = grown
-        # Distinct (term, row) pairs in numpy: a sort of millions of Python tuples holds the
-        # interpreter lock throughout (seconds at 100k rows), stalling every search of the
-        # process while a build runs in its background thread.
+        # Distinct (term, row) pairs in numpy: a sort of Python tuples holds the interpreter
+        # lock throughout, stalling every search of the process while a build runs in its
+        # background thread.
         n = len(metas)
         pair = np.unique(_ints(a_tid) * n + _ints(a_row))
         f_tid, f_row = pair // n, pair % n
