@@ -206,6 +206,14 @@ class Settings(BaseSettings):
     entity_ranking_weight: float = Field(
         0.1, ge=0.0, le=1.0, description="Score added for mentioning every entity the query names"
     )
+    answer_kind_weight: float = Field(
+        0.15,
+        ge=0.0,
+        le=1.0,
+        description="Hybrid search: score added to candidates that hold the kind of answer the "
+        "question asks for (a place for 'where', a time for 'when', a person for 'who', a number "
+        "for 'how many'), as found by entity extraction; 0 switches it off",
+    )
     search_pool: int = Field(
         100, ge=10, description="Fewest candidates fetched from each retriever in a search"
     )

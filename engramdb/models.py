@@ -388,6 +388,8 @@ class Extraction:
 
     entities: list[FoundEntity] = field(default_factory=list)
     relations: list[FoundRelation] = field(default_factory=list)
+    #: The kinds of answer the text holds (flags of :mod:`engramdb.extract.answer_types`).
+    answer_kinds: int = 0
 
 
 def _jsonable(value: Any) -> Any:

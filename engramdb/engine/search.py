@@ -16,6 +16,7 @@ import numpy as np
 from engramdb.cache import Cache
 from engramdb.config import Settings
 from engramdb.engine import validation as v
+from engramdb.engine.answer_ranking import AnswerKindRanker
 from engramdb.engine.cursors import decode_cursor, encode_cursor
 from engramdb.engine.encoder import Encoder
 from engramdb.engine.entity_ranking import EntityRanker
@@ -42,6 +43,7 @@ class Searcher:
         self.cache = cache
         self.encoder = encoder
         self.ranker = EntityRanker(settings, store)
+        self.answer_ranker = AnswerKindRanker(settings, store)
 
     def search(
         self,
@@ -167,6 +169,7 @@ class Searcher:
         fused = self._fuse(ranking, mode)
         if mode == "hybrid":
             fused = self.ranker.boost(namespace, query, fused, need)
+            fused = self.answer_ranker.boost(namespace, query, fused, need)
         ordered = sorted(fused, key=lambda rid: (-fused[rid], rid))
         if threshold is not None:
             ordered = [rid for rid in ordered if ranking.vec_score.get(rid, -2.0) >= threshold]

@@ -49,6 +49,8 @@ def search_key(
             settings.rrf_k,
             settings.entity_ranking,
             settings.entity_ranking_weight,
+            settings.answer_kind_weight,
+            settings.extract != "off",
         ],
     }
 

@@ -8,7 +8,9 @@ per text, the entity mentions (with their span, sentence and a confidence) and t
 relations between them (:mod:`engramdb.extract.relations`).
 
 Kept types: people, organisations, places, nationalities and groups, facilities, products,
-events, works, laws and languages. Dates, times, amounts and numbers are not entities.
+events, works, laws and languages. Dates, times, amounts and numbers are not entities; they
+count, with people and places, among the kinds of answer a text holds
+(:mod:`engramdb.extract.answer_types`).
 A person's title just before the name is part of it ("Mr. Smith").
 """
 
@@ -18,6 +20,7 @@ import threading
 from typing import Any
 
 from engramdb.errors import ExtractionError
+from engramdb.extract.answer_types import kinds_of_labels
 from engramdb.extract.names import TITLES, normalise
 from engramdb.extract.relations import find_relations
 from engramdb.models import Extraction, FoundEntity, FoundRelation
@@ -89,7 +92,7 @@ class EntityExtractor:
 
 
 def _from_doc(doc: Any) -> Extraction:
-    out = Extraction()
+    out = Extraction(answer_kinds=kinds_of_labels(span.label_ for span in doc.ents))
     at_token: dict[int, int] = {}  # token index -> entity index
     for span in doc.ents:
         if span.label_ not in KEPT_TYPES:

@@ -146,7 +146,9 @@ def _current(batch_size: int) -> _Helper:
 
 def _from_dict(d: dict[str, Any]) -> Extraction:
     return Extraction(
-        [FoundEntity(**e) for e in d["entities"]], [FoundRelation(**r) for r in d["relations"]]
+        [FoundEntity(**e) for e in d["entities"]],
+        [FoundRelation(**r) for r in d["relations"]],
+        int(d.get("answer_kinds", 0)),
     )
 
 

@@ -28,6 +28,7 @@ SCHEMA_REVISIONS = [
     "0017",
     "0021",
     "0022",
+    "0023",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

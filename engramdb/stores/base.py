@@ -699,6 +699,11 @@ class EntityStore(Protocol):
         """Return each record's canonical entities and the relations it states."""
         ...
 
+    def answer_kinds(self, namespace: str, record_ids: list[str]) -> dict[str, int]:
+        """Return the answer kinds (:mod:`engramdb.extract.answer_types` flags) of those of
+        ``record_ids`` that hold any; records not extracted yet are left out."""
+        ...
+
 
 @runtime_checkable
 class Archive(Protocol):

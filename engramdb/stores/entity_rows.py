@@ -132,7 +132,8 @@ class EntityRows:
     # ------------------------------------------------------------------ writing an extraction
 
     def write(self, c: Any, item: PendingText, found: Extraction, now: int) -> bool:
-        """Replace a record's mentions and relation evidence by ``found``; dequeue it.
+        """Replace a record's mentions, relation evidence and answer kinds by ``found``;
+        dequeue it.
 
         Skipped (only dequeued) when the record's text changed since it was read (the change
         queued it again), when it is gone, or when another extractor took it first. The new
@@ -194,6 +195,12 @@ class EntityRows:
                 "confidence) VALUES (?, ?, ?, ?, ?)",
                 (int(got[0][0]), ns, item.record_id, r.sentence, r.confidence),
             )
+        self.run(
+            c,
+            "INSERT INTO record_answer_kinds(namespace, record_id, kinds) VALUES (?, ?, ?) "
+            "ON CONFLICT (namespace, record_id) DO UPDATE SET kinds = excluded.kinds",
+            (ns, item.record_id, found.answer_kinds),
+        )
         if old_evidence:
             self.run(
                 c,
@@ -560,3 +567,15 @@ class EntityRows:
                 mine = [r[1:] for r in ev if r[0] == rec]
                 out[rec].relations = self._relations(c, namespace, mine, root)
         return out
+
+    def answer_kinds(self, c: Any, namespace: str, record_ids: list[str]) -> dict[str, int]:
+        """The answer kinds of those records that hold any (extracted ones only)."""
+        if not record_ids:
+            return {}
+        rows = self.run(
+            c,
+            "SELECT record_id, kinds FROM record_answer_kinds WHERE namespace = ? AND kinds <> 0 "
+            f"AND {self.any_of('record_id')}",
+            (namespace, self.array(record_ids)),
+        )
+        return {str(r): int(k) for r, k in rows}

@@ -17,7 +17,9 @@ QUERY = "Where does John work these days?"
 
 
 def ranked_mem(store_url: str, on: bool) -> Memory:
-    settings = Settings(extract="inline", entity_ranking=on, entity_ranking_weight=1.0)
+    settings = Settings(
+        extract="inline", entity_ranking=on, entity_ranking_weight=1.0, answer_kind_weight=0.0
+    )
     return Memory(store_url, embedder=HashEmbedder(384), settings=settings)
 
 

@@ -36,6 +36,7 @@ DERIVED_ENTITY_TABLES = (
     "relations",
     "entity_mentions",
     "entities",
+    "record_answer_kinds",
 )
 BACKUP_TABLES = {
     "meta": "key, value",

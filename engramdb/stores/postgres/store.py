@@ -275,6 +275,11 @@ class PostgresStore:
         """Return each record's canonical entities and the relations it states."""
         return self._entities.record_entities(namespace, record_ids)
 
+    @retried
+    def answer_kinds(self, namespace: str, record_ids: list[str]) -> dict[str, int]:
+        """Return the answer kinds of those of ``record_ids`` that hold any."""
+        return self._entities.answer_kinds(namespace, record_ids)
+
     # ------------------------------------------------------------------ Store: records
 
     @retried

@@ -117,3 +117,8 @@ class Entities:
         """See :meth:`~engramdb.stores.base.EntityStore.record_entities`."""
         with self._db.read("reading records' entities") as c:
             return _ROWS.record_graphs(c, namespace, record_ids)
+
+    def answer_kinds(self, namespace: str, record_ids: list[str]) -> dict[str, int]:
+        """See :meth:`~engramdb.stores.base.EntityStore.answer_kinds`."""
+        with self._db.read("reading records' answer kinds") as c:
+            return _ROWS.answer_kinds(c, namespace, record_ids)

@@ -162,7 +162,9 @@ def test_migration_0022_repacks_the_chunk_rows_0021_left_in_place(tmp_path: Path
     with Memory(f"sqlite:///{db}", embedder=HashEmbedder(384)) as mem:
         assert _chunk_pages(db) * 10 < left_in_place
         with sqlite3.connect(db) as conn:
-            assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0022"
+            assert (
+                conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
+            )
             assert (
                 conn.execute("SELECT id, rid, ord, start, end FROM chunks ORDER BY id").fetchall()
                 == rows
