@@ -35,7 +35,8 @@ LABEL_KINDS = {
 }
 
 # The question words of each kind. A "how many years" question is answered by a number or
-# a date ("for three years", "since 2019"), so the number rule accepts both.
+# a date ("for three years", "since 2019"), so the number rule accepts both; "how long" is
+# answered by a duration, which the pipeline labels a date.
 _RULES = (
     (
         re.compile(
@@ -46,7 +47,7 @@ _RULES = (
     (re.compile(r"\b(who|whom|whose|names?)\b", re.IGNORECASE), PERSON),
     (
         re.compile(
-            r"\b(when|(?:what|which) (?:year|month|day|date|time))\b|\bhow long ago\b",
+            r"\b(when|(?:what|which) (?:year|month|day|date|time)|how long)\b",
             re.IGNORECASE,
         ),
         TIME,

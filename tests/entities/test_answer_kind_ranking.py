@@ -44,6 +44,7 @@ def top(m: Memory, query: str, k: int = 3, **kw: object) -> list[str]:
         ("Which cities has John visited?", PLACE),
         ("When did she start the job?", TIME),
         ("What year did they marry?", TIME),
+        ("How long has she been painting?", TIME),
         ("Who gave him the book?", PERSON),
         ("What are the names of his children?", PERSON),
         ("How many games did they win?", NUMBER | TIME),
