@@ -52,7 +52,6 @@ class ExactIndex(Protocol):
     here so that this module sits below it: the exact index owns the graphs, not the reverse."""
 
     lock: threading.RLock
-    where: dict[int, Any]
     ann: dict[Any, AnnGraph]
 
     def scope_chunk_ids(self, namespace: str, user_id: str | None) -> list[int]:
@@ -61,6 +60,10 @@ class ExactIndex(Protocol):
 
     def vectors(self, chunk_ids: list[int]) -> np.ndarray:
         """The vectors of indexed chunks as one matrix (caller holds the lock)."""
+        ...
+
+    def indexed_vectors(self, chunk_ids: list[int]) -> tuple[list[int], np.ndarray]:
+        """Those of the chunks still indexed, and their vectors (caller holds the lock)."""
         ...
 
     def scan(
@@ -172,8 +175,7 @@ class AnnGraph:
                 return True
             return False
         with index.lock:
-            keep = [cid for cid in batch if cid in index.where]
-            vecs = index.vectors(keep)
+            keep, vecs = index.indexed_vectors(batch)
         graph = None
         if self.graph is None:
             graph = self.new_graph()

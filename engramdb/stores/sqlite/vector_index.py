@@ -20,7 +20,6 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from engramdb.stores.sqlite.ann import AnnGraph, AnnWorker
+from engramdb.stores.sqlite.chunk_map import ChunkMap, Location
 
 BlockKey = tuple[str, str]
 # An ANN scope: (namespace, None) for the whole namespace, (namespace, user) for one user.
@@ -128,7 +128,7 @@ class VectorIndex:
     dim: int
     epoch: str = ""
     blocks: dict[BlockKey, Block] = field(default_factory=dict)
-    where: dict[int, tuple[BlockKey, int]] = field(default_factory=dict)
+    where: ChunkMap = field(default_factory=ChunkMap)
     max_chunk_id: int = 0
     delete_seq: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -252,11 +252,28 @@ class VectorIndex:
         return out
 
     def vectors(self, chunk_ids: list[int]) -> np.ndarray:
-        """Return the vectors of indexed chunks as one (n, dim) matrix (caller holds the lock)."""
-        out = np.empty((len(chunk_ids), self.dim), np.float32)
-        where, blocks = self.where, self.blocks
-        for i, cid in enumerate(chunk_ids):
-            key, pos = where[cid]
+        """Return the vectors of indexed chunks as one (n, dim) matrix (caller holds the lock).
+
+        Raises:
+            KeyError: one of the chunks is not indexed.
+        """
+        locations = self.where.locate(chunk_ids)
+        for cid, loc in zip(chunk_ids, locations, strict=True):
+            if loc is None:
+                raise KeyError(cid)
+        return self.gather(locations)  # type: ignore[arg-type]
+
+    def indexed_vectors(self, chunk_ids: list[int]) -> tuple[list[int], np.ndarray]:
+        """Return those of the chunks still indexed, and their vectors (caller holds the lock)."""
+        found = self.where.locate(chunk_ids)
+        keep = [cid for cid, loc in zip(chunk_ids, found, strict=True) if loc is not None]
+        return keep, self.gather([loc for loc in found if loc is not None])
+
+    def gather(self, locations: list[Location]) -> np.ndarray:
+        """Return the vectors at these locations as one (n, dim) matrix (caller holds the lock)."""
+        out = np.empty((len(locations), self.dim), np.float32)
+        blocks = self.blocks
+        for i, (key, pos) in enumerate(locations):
             out[i] = blocks[key].mat[pos]
         return out
 
@@ -303,21 +320,22 @@ class VectorIndex:
             return None
         keys, _, tail = graph.search(query, k)
         with self.lock:
-            where = self.where
-            if user_id is None:
-                live = np.fromiter((int(c) in where for c in keys), bool, count=len(keys))
-            else:
-                key = (namespace, user_id)
-                live = np.fromiter(
-                    (where.get(int(c), (None,))[0] == key for c in keys), bool, count=len(keys)
-                )
-            keys = keys[live]
-            tail = [c for c in tail if c in where]
-            if tail:
-                keys = np.concatenate([keys, np.asarray(tail, np.int64)])
+            # Graph hits must still be indexed, and in the user's block for a user graph;
+            # the pending tail is the scope's own, so it only needs to be still indexed.
+            candidates = keys.tolist() + [int(c) for c in tail]
+            block_key = None if user_id is None else (namespace, user_id)
+            from_graph = len(keys)
+            kept: list[int] = []
+            rows: list[Location] = []
+            for i, loc in enumerate(self.where.locate(candidates)):
+                if loc is None or (block_key and i < from_graph and loc[0] != block_key):
+                    continue
+                kept.append(candidates[i])
+                rows.append(loc)
+            keys = np.asarray(kept, np.int64)
             # The graph's scores are approximate (int8 copies): every candidate is
             # rescored from the exact float32 rows, so a score never depends on the graph.
-            scores = scores_of(self.vectors(keys.tolist()), query).astype(np.float32, copy=False)
+            scores = scores_of(self.gather(rows), query).astype(np.float32, copy=False)
         return keys, scores
 
     def kick(self) -> None:
@@ -402,18 +420,13 @@ class VectorIndex:
         index = cls(dim=dim, epoch=epoch)
         index.max_chunk_id = int(header["max_chunk_id"])
         index.delete_seq = int(header["delete_seq"])
-        where = index.where
+        table = []
         for ns, user, off, n in header["blocks"]:
             key = (ns, user)
             index.blocks[key] = Block(mat[off : off + n], ids[off : off + n], n, owned=False)
-            where.update(
-                zip(
-                    ids[off : off + n].tolist(),
-                    zip(repeat(key), range(n), strict=False),
-                    strict=True,
-                )
-            )
+            table.append((key, off, n))
             index.ns_rows[ns] = index.ns_rows.get(ns, 0) + n
+        index.where = ChunkMap.loaded(ids, table)
         for entry in header.get("ann", []):
             user = entry.get("user")  # absent in sidecars written before user graphs
             graph = AnnGraph(entry["namespace"], user, dim, 16, 96, 128)

@@ -269,11 +269,11 @@ class VectorSearch:
         index = self.index()
         out = np.full(len(chunk_ids), np.nan, dtype=np.float32)
         with index.lock:
-            where = index.where
-            slots = [slot for slot, cid in enumerate(chunk_ids) if cid in where]
+            found = index.where.locate(chunk_ids)
+            slots = [slot for slot, loc in enumerate(found) if loc is not None]
             if not slots:
                 return out
-            mat = index.vectors([chunk_ids[slot] for slot in slots])
+            mat = index.gather([loc for loc in found if loc is not None])
         out[slots] = mat @ query
         return out
 
