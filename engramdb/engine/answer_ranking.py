@@ -13,6 +13,7 @@ a record not extracted yet simply gains nothing.
 from __future__ import annotations
 
 from engramdb.config import Settings
+from engramdb.engine.fusion import within_reach
 from engramdb.extract.answer_types import kinds_asked
 from engramdb.stores.base import EntityStore, Store
 
@@ -38,9 +39,8 @@ class AnswerKindRanker:
     ) -> dict[str, float]:
         """Return ``fused`` with the weight added to each candidate holding an asked kind.
 
-        Only candidates that the weight could lift into the first ``need`` are read: one
-        whose score plus the weight stays below the ``need``-th score cannot get there, and
-        the order below the page does not matter to the page.
+        Only candidates that the weight could lift into the first ``need`` are read
+        (:func:`~engramdb.engine.fusion.within_reach`).
         """
         if not fused or not self.enabled:
             return fused
@@ -49,9 +49,7 @@ class AnswerKindRanker:
             return fused
         assert self.entities is not None
         weight = self.settings.answer_kind_weight
-        scores = sorted(fused.values(), reverse=True)
-        floor = scores[min(need, len(scores)) - 1] - weight
-        reach = [rid for rid, sc in fused.items() if sc >= floor]
+        reach = within_reach(fused, need, weight)
         held = self.entities.answer_kinds(namespace, reach)
         out = dict(fused)
         for rid, kinds in held.items():

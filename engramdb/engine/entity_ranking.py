@@ -19,6 +19,7 @@ import threading
 import time
 
 from engramdb.config import Settings
+from engramdb.engine.fusion import within_reach
 from engramdb.extract.names import normalise
 from engramdb.stores.base import EntityStore, Store
 
@@ -80,9 +81,8 @@ class EntityRanker:
     ) -> dict[str, float]:
         """Return ``fused`` with each candidate's entity overlap with the query added.
 
-        Only candidates that a boost could lift into the first ``need`` are read: one whose
-        score plus the whole weight stays below the ``need``-th score cannot get there, and
-        the order below the page does not matter to the page.
+        Only candidates that a boost could lift into the first ``need`` are read
+        (:func:`~engramdb.engine.fusion.within_reach`).
         """
         if not fused or not self.enabled:
             return fused
@@ -91,9 +91,7 @@ class EntityRanker:
             return fused
         assert self.entities is not None
         weight = self.settings.entity_ranking_weight
-        scores = sorted(fused.values(), reverse=True)
-        floor = scores[min(need, len(scores)) - 1] - weight
-        reach = [rid for rid, sc in fused.items() if sc >= floor]
+        reach = within_reach(fused, need, weight)
         graphs = self.entities.record_entities(namespace, reach)
         out = dict(fused)
         for rid, graph in graphs.items():

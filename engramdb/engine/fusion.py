@@ -49,3 +49,17 @@ def convex(
         key: vector_weight * nv.get(key, 0.0) + (1.0 - vector_weight) * nk.get(key, 0.0)
         for key in nv.keys() | nk.keys()
     }
+
+
+def within_reach(fused: Mapping[str, float], need: int, boost: float) -> list[str]:
+    """The candidates that a boost of at most ``boost`` could lift into the first ``need``.
+
+    Why: a boost that reads something per candidate (entities, answer kinds) need only read
+    these. One whose score plus the boost stays below the ``need``-th score cannot enter the
+    first ``need``, and the order below them does not matter to the page.
+    """
+    if not fused:
+        return []
+    scores = sorted(fused.values(), reverse=True)
+    floor = scores[min(need, len(scores)) - 1] - boost
+    return [key for key, score in fused.items() if score >= floor]
