@@ -24,8 +24,8 @@ Location = tuple[BlockKey, int]
 class ChunkMap:
     """A mapping of chunk id -> (block key, row in that block), for the exact vector index.
 
-    Supports what the index needs of a dict: ``in``, ``get``, ``[]``, assignment, ``pop``,
-    ``len`` and iteration, plus :meth:`locate` for many ids at once.
+    Supports what the index needs of a dict: ``in``, ``get``, assignment, ``pop``, ``len``
+    and iteration, plus :meth:`locate` for many ids at once.
     """
 
     __slots__ = ("_ids", "_keys", "_overrides", "_rows", "_size", "_starts")
@@ -72,12 +72,6 @@ class ChunkMap:
         if not isinstance(chunk_id, int | np.integer):
             return False
         return self.get(int(chunk_id)) is not None
-
-    def __getitem__(self, chunk_id: int) -> Location:
-        found = self.get(chunk_id)
-        if found is None:
-            raise KeyError(chunk_id)
-        return found
 
     def __setitem__(self, chunk_id: int, location: Location) -> None:
         if self.get(chunk_id) is None:
