@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from engramdb.deadline import paused
-from engramdb.query.filters import Node, required_equalities
+from engramdb.query.filters import Bool, Cmp, Live, Node, required_equalities
 from engramdb.stores.background import BackgroundWorker
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite import gates
@@ -60,6 +60,29 @@ def _matches(c: sqlite3.Connection, phrase: str, cap: int | None) -> int:
         (phrase, -1 if cap is None else cap),
     ).fetchone()
     return int(n)
+
+
+def _passes_every_row(c: sqlite3.Connection, namespace: str, node: Node | None) -> bool:
+    """Whether every live row of the search's scope passes ``node``: it asks for the user
+    scope and the default expiry check at most, and no record of the namespace has
+    expired by then (one probe of the ``(namespace, expires_at)`` index)."""
+    now: int | None = None
+    stack = [] if node is None else [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Bool) and n.op == "and":
+            stack.extend(n.items)
+        elif isinstance(n, Live):
+            now = n.now_us if now is None else max(now, n.now_us)
+        elif not (isinstance(n, Cmp) and n.field == "user_id" and n.op == "$eq" and n.value):
+            return False
+    if now is None:
+        return True
+    (first,) = c.execute(
+        "SELECT MIN(expires_at) FROM records WHERE namespace = ? AND expires_at IS NOT NULL",
+        (namespace,),
+    ).fetchone()
+    return first is None or first > now
 
 
 class IndexBuilder(BackgroundWorker):
@@ -256,9 +279,17 @@ class KeywordSearch:
         if words is not None and all(f == "user_id" for f, _ in scopes) and len(scopes) <= 1:
             user = next(iter(scopes))[1] if scopes else None
             with self._db.read("keyword search") as c:
-                # The index holds exactly the scope's rows, so the filter's other clauses
-                # (expiry at least) rarely drop any: a probe just above the limit usually
-                # suffices, and reading the records of 400 rows cost more than ranking them.
+                if _passes_every_row(c, namespace, node):
+                    # The index holds exactly the scope's rows and the filter asks nothing
+                    # more of them: its best are the answer, left for the caller to locate
+                    # (a hybrid search locates both sides' candidates in one read).
+                    ranked = self._derived(c, namespace, words, user, bool(scopes), limit)
+                    if ranked is not None:
+                        self.answered += 1
+                        return [ChunkHit(cid, 0, s) for cid, s in ranked]
+                # The filter's other clauses (expiry at least) rarely drop any: a probe
+                # just above the limit usually suffices, and reading the records of 400
+                # rows cost more than ranking them.
                 for size in (limit + limit // 4 + 8, probe):
                     ranked = self._derived(c, namespace, words, user, bool(scopes), size)
                     if ranked is None:

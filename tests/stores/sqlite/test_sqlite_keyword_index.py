@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from engramdb import HashEmbedder, Memory, Settings
 from engramdb.engine.keyword import match_expression
-from engramdb.query.filters import Bool, Cmp, Node
+from engramdb.query.filters import Bool, Cmp, Live, Node
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite.keyword_index import merge, save
 from engramdb.stores.sqlite.keyword_search import KeywordSearch, match_words
@@ -155,20 +156,26 @@ def _record_ids(m: Memory, hits: list[ChunkHit]) -> list[str]:
     return [where[h.chunk_id][0] for h in hits]
 
 
+def _as_located(
+    m: Memory, hits: list[ChunkHit], node: Node | None
+) -> list[tuple[int, float, tuple[str, int, int, int]]]:
+    """Each hit as (chunk, score, where its record is), locating the hits that came
+    without it as the engine does (under the same filter), which must find every one."""
+    store = m._engine.store  # type: ignore[attr-defined]
+    missing = [h.chunk_id for h in hits if h.located is None]
+    where = store.locate(m.namespace, missing, node) if missing else {}
+    assert set(where) == set(missing), "a hit left to locate does not pass the filter"
+    return [(h.chunk_id, h.score, h.located or where[h.chunk_id]) for h in hits]
+
+
 def _both(
     m: Memory, ks: KeywordSearch, query: str, node: Node | None, limit: int, fallback: bool = False
 ) -> None:
     match = match_expression(query)
     store = m._engine.store  # type: ignore[attr-defined]
-    want = [
-        (h.chunk_id, h.rid, h.score, h.located)
-        for h in store.keyword_candidates(m.namespace, match, node, limit)
-    ]
+    want = _as_located(m, store.keyword_candidates(m.namespace, match, node, limit), node)
     before = ks.answered
-    got = [
-        (h.chunk_id, h.rid, h.score, h.located)
-        for h in ks.keyword_candidates(m.namespace, match, node, limit)
-    ]
+    got = _as_located(m, ks.keyword_candidates(m.namespace, match, node, limit), node)
     assert got == want, query
     if match_words(match) is not None and "_" not in query and not fallback:
         assert ks.answered == before + 1, "the derived index did not answer"
@@ -253,6 +260,45 @@ def test_what_it_does_not_cover_falls_back_to_fts5(mem: Memory) -> None:
     thread = Cmp("str", "thread_id", "$eq", "t9")
     mem.add("bakery in a thread", user_id="alice", thread_id="t9")
     assert ks.keyword_candidates(mem.namespace, match_expression("bakery"), thread, 10)
+    ks.stop()
+
+
+def test_hits_are_left_to_locate_only_when_every_row_of_the_scope_passes(mem: Memory) -> None:
+    """Without a clause beyond the user scope and the expiry check, and with nothing
+    expired, the derived index's best are the answer and the engine locates them; once a
+    record has expired, or the filter asks more, the index's hits are checked first, so
+    the answer still holds ``limit`` passing hits."""
+    ks = _derived(mem)
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    mem.add(
+        [
+            {"text": f"bakery museum bakery {i}", "user_id": "bob", "expires_at": soon}
+            for i in range(25)
+        ]
+    )
+    later = int((soon + timedelta(seconds=1)).timestamp() * 1_000_000)
+    now = int(datetime.now(UTC).timestamp() * 1_000_000)
+    bob = Cmp("str", "user_id", "$eq", "bob")
+    match = match_expression("bakery museum")
+    for node, unchecked in (
+        (None, True),
+        (Live(now), True),
+        (Bool("and", (bob, Live(now))), True),
+        (Live(later), False),
+        (Bool("and", (bob, Live(later))), False),
+        (Bool("and", (bob, Cmp("str", "agent_id", "$eq", ""))), False),
+    ):
+        hits = ks.keyword_candidates(mem.namespace, match, node, 10)
+        assert len(hits) == 10
+        assert all((h.located is None) == unchecked for h in hits), node
+        _both(mem, ks, "bakery museum", node, 10)
+    # "No user" is no scope token: the index cannot hold just those rows, FTS5 answers.
+    _both(mem, ks, "bakery museum", Cmp("str", "user_id", "$eq", ""), 10, fallback=True)
+    # Past the expiry, none of the expired records is a hit; the answer is still full.
+    got = _as_located(mem, ks.keyword_candidates(mem.namespace, match, Live(later), 10), None)
+    assert len(got) == 10
+    expired = {r.id for r in mem.list(user_id="bob", limit=100).records if r.expires_at}
+    assert not {where[0] for _, _, where in got} & expired
     ks.stop()
 
 
