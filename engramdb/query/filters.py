@@ -318,21 +318,27 @@ def _check_operand(kind: str, key: str, op: str, v: Any, max_in: int) -> Any:
     return _check_scalar(kind, key, op, v)
 
 
+def conjuncts(node: Node | None) -> list[Node]:
+    """The conditions the filter ANDs together at its top level (nested ANDs flattened):
+    every match meets each of them, whatever its kind."""
+    found: list[Node] = []
+    stack = [] if node is None else [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Bool) and n.op == "and":
+            stack.extend(n.items)
+        else:
+            found.append(n)
+    return found
+
+
 def required_leaves(node: Node | None) -> list[Cmp]:
     """The comparisons every match of the filter must meet (the top-level ANDs).
 
     A store can start a read from them (an index on a scope, a tag, a metadata value)
     before evaluating the rest of the filter.
     """
-    found: list[Cmp] = []
-    stack = [] if node is None else [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Bool) and n.op == "and":
-            stack.extend(n.items)
-        elif isinstance(n, Cmp):
-            found.append(n)
-    return found
+    return [n for n in conjuncts(node) if isinstance(n, Cmp)]
 
 
 def required_equalities(node: Node | None, fields: frozenset[str]) -> set[tuple[str, str]]:

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from engramdb.deadline import paused
-from engramdb.query.filters import Bool, Cmp, Live, Node, required_equalities
+from engramdb.query.filters import Cmp, Live, Node, conjuncts, required_equalities
 from engramdb.stores.background import BackgroundWorker
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite import gates
@@ -67,12 +67,8 @@ def _passes_every_row(c: sqlite3.Connection, namespace: str, node: Node | None) 
     scope and the default expiry check at most, and no record of the namespace has
     expired by then (one probe of the ``(namespace, expires_at)`` index)."""
     now: int | None = None
-    stack = [] if node is None else [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Bool) and n.op == "and":
-            stack.extend(n.items)
-        elif isinstance(n, Live):
+    for n in conjuncts(node):
+        if isinstance(n, Live):
             now = n.now_us if now is None else max(now, n.now_us)
         elif not (isinstance(n, Cmp) and n.field == "user_id" and n.op == "$eq" and n.value):
             return False
