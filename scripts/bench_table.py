@@ -48,6 +48,18 @@ ROWS: list[tuple[str, str, str, str]] = [
         "hybrid unfiltered p95, ms, entity extraction backlog stopped",
         "≤ 5",
     ),
+    (
+        "store",
+        "engramdb_filtered_extraction_stopped_p95_ms",
+        "filtered top-10 p95, ms (engramdb), entity extraction backlog stopped",
+        "≤ 2",
+    ),
+    (
+        "store",
+        "engramdb_unfiltered_extraction_stopped_p95_ms",
+        "unfiltered top-10 p95, ms (engramdb), entity extraction backlog stopped",
+        "≤ 3",
+    ),
     ("store", "engramdb_unfiltered_recall_at_10", "unfiltered recall@10 (engramdb)", "≥ 0.98"),
     ("store", "engramdb_ingest_rec_per_s", "batch ingest, records/s (engramdb)", "≥ 25,000"),
     ("store", "chroma_ingest_rec_per_s", "batch ingest, records/s (Chroma)", ""),

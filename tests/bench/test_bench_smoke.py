@@ -11,6 +11,8 @@ from bench.cli import build_parser, main
 
 REQUIRED = [
     "engramdb_filtered_p95_ms",
+    "engramdb_filtered_extraction_stopped_p95_ms",
+    "engramdb_unfiltered_extraction_stopped_p95_ms",
     "chroma_filtered_p95_ms",
     "engramdb_unfiltered_p95_ms",
     "chroma_unfiltered_p95_ms",
