@@ -283,10 +283,13 @@ class KeywordSearch:
                     if ranked is not None:
                         self.answered += 1
                         return [ChunkHit(cid, 0, s) for cid, s in ranked]
-                # The filter's other clauses (expiry at least) rarely drop any: a probe
-                # just above the limit usually suffices, and reading the records of 400
-                # rows cost more than ranking them.
-                for size in (limit + limit // 4 + 8, probe):
+                    sizes: tuple[int, ...] = ()  # the index cannot answer now: FTS5 does
+                else:
+                    # The filter's other clauses (expiry at least) rarely drop any: a probe
+                    # just above the limit usually suffices, and reading the records of 400
+                    # rows cost more than ranking them.
+                    sizes = (limit + limit // 4 + 8, probe)
+                for size in sizes:
                     ranked = self._derived(c, namespace, words, user, bool(scopes), size)
                     if ranked is None:
                         break
