@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from engramdb.errors import ValidationError
 from engramdb.query.filters import COMPARE, EMPTY_AS_NONE, NOT_NULL_FIELDS, Cmp, Node
 from engramdb.query.sql import INLINE_IN, compile_set_ops, compile_tree
 from engramdb.query.sql import SQL_OP as _SQL_OP
+
+
+def first_expiry(c: sqlite3.Connection, namespace: str) -> int | None:
+    """The earliest ``expires_at`` of the namespace's records (None: none expires).
+
+    One probe of the ``(namespace, expires_at)`` index. Searches use it to skip checking
+    their candidates against the default expiry filter while nothing has expired yet.
+    """
+    (first,) = c.execute(
+        "SELECT MIN(expires_at) FROM records WHERE namespace = ? AND expires_at IS NOT NULL",
+        (namespace,),
+    ).fetchone()
+    return None if first is None else int(first)
 
 
 def compile_sqlite(node: Node | None, alias: str = "r") -> tuple[str, list[Any]]:

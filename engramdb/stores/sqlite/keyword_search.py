@@ -16,7 +16,7 @@ from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite import gates
 from engramdb.stores.sqlite.chunks import passing_located
 from engramdb.stores.sqlite.connection import Connections
-from engramdb.stores.sqlite.filters import compile_sqlite
+from engramdb.stores.sqlite.filters import compile_sqlite, first_expiry
 from engramdb.stores.sqlite.keys import SCOPE_FIELDS, scope_token
 from engramdb.stores.sqlite.keyword_index import (
     KeywordIndex,
@@ -74,10 +74,7 @@ def _passes_every_row(c: sqlite3.Connection, namespace: str, node: Node | None) 
             return False
     if now is None:
         return True
-    (first,) = c.execute(
-        "SELECT MIN(expires_at) FROM records WHERE namespace = ? AND expires_at IS NOT NULL",
-        (namespace,),
-    ).fetchone()
+    first = first_expiry(c, namespace)
     return first is None or first > now
 
 

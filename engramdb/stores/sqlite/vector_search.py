@@ -23,7 +23,7 @@ from engramdb.stores.sqlite import gates
 from engramdb.stores.sqlite.ann import SEARCH_K
 from engramdb.stores.sqlite.chunks import locate_with_records, passing_rids
 from engramdb.stores.sqlite.connection import Connections, translate
-from engramdb.stores.sqlite.filters import compile_sqlite
+from engramdb.stores.sqlite.filters import compile_sqlite, first_expiry
 from engramdb.stores.sqlite.meta import read_meta
 from engramdb.stores.sqlite.vector_index import VectorIndex
 
@@ -246,12 +246,7 @@ class VectorSearch:
             first = hit[1]
         else:
             with self._db.read("checking expiry") as c:
-                row = c.execute(
-                    "SELECT MIN(expires_at) FROM records WHERE namespace = ? "
-                    "AND expires_at IS NOT NULL",
-                    (namespace,),
-                ).fetchone()
-            first = None if row[0] is None else int(row[0])
+                first = first_expiry(c, namespace)
             if dv is not None:
                 cache[namespace] = (dv, first)
         return first is not None and first <= live_now(node)
