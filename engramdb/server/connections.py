@@ -91,5 +91,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # A worker answers uvicorn's health pings only once it has unpickled its config,
         # which imports this module and so the whole stack: on a loaded machine that took
         # longer than uvicorn's 5 s, and every worker was killed as hung, again and again.
+        # A worker that dies is still noticed at once (``supervisor.answers``).
         "timeout_worker_healthcheck": WORKER_HEALTHCHECK_S,
     }

@@ -9,7 +9,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from pydantic import SecretStr
@@ -141,6 +141,8 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
     """
     import uvicorn
 
+    from engramdb.server.supervisor import supervise
+
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValidationError(f"workers must be at least 1, got {workers!r}", field="workers")
     check_bind(settings, host)  # no keys only on loopback, and only when asked
@@ -180,7 +182,7 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
             os.environ[key] = value
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
     with _shared_metrics_dir(), _zmq_in_supervisor(settings, zmq_url or settings.zmq_url):
-        uvicorn.run(
+        config = uvicorn.Config(
             APP_FACTORY,
             factory=True,
             host=host,
@@ -191,3 +193,5 @@ def run(settings: Settings, host: str, port: int, workers: int, zmq_url: str | N
             access_log=False,
             **uvicorn_options(settings),
         )
+        with suppress(KeyboardInterrupt):
+            supervise(config)

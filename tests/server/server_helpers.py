@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from pydantic import SecretStr
 
@@ -82,6 +83,23 @@ class ServerProcess:
     def tail(self, lines: int = 40) -> str:
         """The end of the service's log, for failure messages."""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def workers(self) -> set[int]:
+        """The pids of the supervisor's live worker processes (uvicorn spawns them)."""
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return set()
+        out = set()
+        for child in children:
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and any(
+                    "spawn_main" in part for part in child.cmdline()
+                ):
+                    out.add(child.pid)
+            except psutil.NoSuchProcess:
+                continue
+        return out
 
     def wait_ready(self, base: str, deadline: float | None = None) -> None:
         """Wait until ``/health`` answers 200 (fail the test if the process exits first)."""

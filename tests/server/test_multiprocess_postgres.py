@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import psutil
 import pytest
 from server_helpers import ADMIN_HEADERS, ADMIN_KEY, STARTUP_TIMEOUT, ServerProcess, free_port
 
@@ -47,23 +46,6 @@ class Service(ServerProcess):
         argv = [str(cli)] if cli.exists() else [sys.executable, "-m", "engramdb.cli"]
         argv += ["serve", "--port", str(self.port), "--workers", str(workers)]
         super().__init__(name, argv, env, log)
-
-    def workers(self) -> set[int]:
-        """The pids of the supervisor's live worker processes (uvicorn spawns them)."""
-        try:
-            children = psutil.Process(self.proc.pid).children()
-        except psutil.NoSuchProcess:
-            return set()
-        out = set()
-        for child in children:
-            try:
-                if child.status() != psutil.STATUS_ZOMBIE and any(
-                    "spawn_main" in part for part in child.cmdline()
-                ):
-                    out.add(child.pid)
-            except psutil.NoSuchProcess:
-                continue
-        return out
 
 
 def with_password(url: str) -> tuple[str, str]:
