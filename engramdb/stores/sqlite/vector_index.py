@@ -140,10 +140,15 @@ class VectorIndex:
     ann_ef_search: int = 96
     ann_ef_add: int = 128
     worker: AnnWorker | None = None
-    # One contiguous copy of each namespace's rows for exact whole-namespace scans: one
+    # One contiguous matrix of each namespace's rows for exact whole-namespace scans: one
     # matrix-vector product instead of one per user block (1,000 small products cost ~40x
-    # more). Built on the first such scan, extended by appends, dropped by a delete.
+    # more). Built on the first such scan, extended by appends, dropped by a delete. While
+    # a namespace's rows are still those loaded from the sidecar, it is a view of the
+    # mapped file (they lie there in one run, see ``save``), not a second copy in memory.
     flat: dict[str, Block] = field(default_factory=dict)
+    # The sidecar's mapped matrix and chunk ids, and the run of rows of each namespace in it.
+    loaded: tuple[np.ndarray, np.ndarray] | None = None
+    loaded_runs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.where)
@@ -176,7 +181,10 @@ class VectorIndex:
         self.ns_rows[ns] = self.ns_rows.get(ns, 0) + 1
         flat = self.flat.get(ns)
         if flat is not None:
-            flat.append(chunk_id, vec)
+            if flat.owned:
+                flat.append(chunk_id, vec)
+            else:  # a view of the mapped file: appending would copy it whole
+                del self.flat[ns]
         for scope in ((ns, None), key):
             graph = self.ann.get(scope)
             if graph is not None:
@@ -223,9 +231,20 @@ class VectorIndex:
         return flat.ids[: flat.n], scores_of(flat.mat[: flat.n], query)
 
     def _flatten(self, namespace: str) -> Block:
-        """Build the namespace's contiguous copy (caller holds the lock)."""
+        """Build the namespace's contiguous matrix (caller holds the lock): a view of the
+        mapped sidecar while its rows are those loaded, else a copy."""
         parts = [b for (ns, _), b in self.blocks.items() if ns == namespace and b.n]
         n = sum(b.n for b in parts)
+        run = self.loaded_runs.get(namespace)
+        # Unowned blocks are unchanged since the load (a change copies a block first), so
+        # when every block is and they still add up to the run, the run is exactly them.
+        if run is not None and self.loaded is not None and all(not b.owned for b in parts):
+            start, end = run
+            if end - start == n:
+                mat, ids = self.loaded
+                flat = Block(mat[start:end], ids[start:end], n, owned=False)
+                self.flat[namespace] = flat
+                return flat
         cap = max(16, n + n // 8)
         flat = Block(np.empty((cap, self.dim), np.float32), np.empty(cap, np.int64), n)
         off = 0
@@ -354,7 +373,9 @@ class VectorIndex:
     def save(self, folder: Path) -> None:
         """Write the index atomically to ``folder`` (a temp folder renamed into place)."""
         with self.lock:
-            keys = [k for k, b in self.blocks.items() if b.n]
+            # A namespace's blocks in one run, so that a whole-namespace scan after the next
+            # load reads them in place (``_flatten``).
+            keys = sorted((k for k, b in self.blocks.items() if b.n), key=lambda k: k[0])
             total = sum(self.blocks[k].n for k in keys)
             mat = np.empty((total, self.dim), np.float32)
             ids = np.empty(total, np.int64)
@@ -427,6 +448,8 @@ class VectorIndex:
             table.append((key, off, n))
             index.ns_rows[ns] = index.ns_rows.get(ns, 0) + n
         index.where = ChunkMap.loaded(ids, table)
+        index.loaded = (mat, ids)
+        index.loaded_runs = namespace_runs(table)
         for entry in header.get("ann", []):
             user = entry.get("user")  # absent in sidecars written before user graphs
             graph = AnnGraph(entry["namespace"], user, dim, 16, 96, 128)
@@ -452,6 +475,23 @@ class VectorIndex:
             self.remove(chunk_id)
             if seq > self.delete_seq:
                 self.delete_seq = seq
+
+
+def namespace_runs(table: list[tuple[BlockKey, int, int]]) -> dict[str, tuple[int, int]]:
+    """Each namespace whose blocks lie in one gapless run of the sidecar: its (start, end).
+
+    Sidecars written before ``save`` grouped blocks by namespace may interleave them; such
+    a namespace has no run, and its whole-namespace scans copy its rows as before.
+    """
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for (ns, _), off, n in table:
+        spans.setdefault(ns, []).append((off, off + n))
+    runs = {}
+    for ns, parts in spans.items():
+        parts.sort()
+        if all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False)):
+            runs[ns] = (parts[0][0], parts[-1][1])
+    return runs
 
 
 def _fsync_folder(folder: Path) -> None:

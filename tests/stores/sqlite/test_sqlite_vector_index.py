@@ -333,6 +333,68 @@ def test_namespace_scan_matches_brute_force_through_adds_and_removes() -> None:
         assert all(abs(got[c] - want[c]) < 1e-4 for c in want)
 
 
+def test_a_loaded_namespace_is_scanned_in_place_until_it_changes(tmp_path: Path) -> None:
+    """After a load, a whole-namespace scan reads the mapped sidecar in place (no second
+    copy of the namespace's vectors in memory); a write drops that view, and every scan,
+    in place or copied, answers as a brute-force scan of the live rows."""
+    rng = np.random.default_rng(5)
+    index = VectorIndex(dim=DIM)
+    live: dict[str, dict[int, np.ndarray]] = {"a": {}, "b": {}}
+    for cid in range(1, 601):  # the namespaces' users interleave in insertion order
+        ns = "a" if cid % 3 else "b"
+        vec = rng.standard_normal(DIM).astype(np.float32)
+        index.add((ns, f"u{cid % 7}"), cid, vec)
+        live[ns][cid] = vec
+    index.save(tmp_path / "side")
+    loaded = VectorIndex.load(tmp_path / "side", DIM, "")
+    assert loaded is not None and loaded.loaded is not None
+
+    def check(ns: str) -> None:
+        q = rng.standard_normal(DIM).astype(np.float32)
+        ids, scores = loaded.scan(ns, None, q)
+        got = dict(zip(ids.tolist(), scores.tolist(), strict=True))
+        assert sorted(got) == sorted(live[ns])
+        assert all(abs(got[c] - float(v @ q)) < 1e-4 for c, v in live[ns].items())
+
+    for ns in ("a", "b"):
+        check(ns)
+        flat = loaded.flat[ns]
+        assert not flat.owned and np.shares_memory(flat.mat, loaded.loaded[0]), ns
+    vec = rng.standard_normal(DIM).astype(np.float32)
+    loaded.add(("a", "u-new"), 1000, vec)
+    live["a"][1000] = vec
+    check("a")
+    assert loaded.flat["a"].owned  # a copy now: the file no longer holds every row
+    assert not loaded.flat["b"].owned  # the other namespace is still read in place
+    loaded.remove(3)  # a row of "b" (3 % 3 == 0)
+    del live["b"][3]
+    check("b")
+    assert loaded.flat["b"].owned
+    # Loaded again: a user's whole block removed leaves the other blocks untouched (still
+    # in place), but the namespace's run in the file still holds the removed rows.
+    index.remove(3)
+    index.save(tmp_path / "side")
+    loaded = VectorIndex.load(tmp_path / "side", DIM, "")
+    assert loaded is not None
+    gone = [c for c in live["b"] if c % 7 == 3]  # the first block of the run
+    for cid in gone:
+        loaded.remove(cid)
+        del live["b"][cid]
+    assert ("b", "u3") not in loaded.blocks
+    check("b")
+
+
+def test_sidecar_runs_of_a_namespace_are_found_only_when_gapless() -> None:
+    """Sidecars saved before blocks were grouped by namespace interleave them: such a
+    namespace has no run (its scans copy, as before); a grouped one has its span."""
+    from engramdb.stores.sqlite.vector_index import namespace_runs
+
+    grouped = [(("a", "u1"), 0, 5), (("a", "u2"), 5, 3), (("b", "u1"), 8, 4)]
+    assert namespace_runs(grouped) == {"a": (0, 8), "b": (8, 12)}
+    interleaved = [(("a", "u1"), 0, 5), (("b", "u1"), 5, 4), (("a", "u2"), 9, 3)]
+    assert namespace_runs(interleaved) == {"b": (5, 9)}
+
+
 def test_orphaned_sidecar_copies_of_dead_processes_are_removed(tmp_path: Path) -> None:
     """A kill during a sidecar save leaves temp folders; the next open removes them."""
     path = tmp_path / "orph.db"
