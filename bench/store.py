@@ -587,6 +587,10 @@ def run(
             cold_e["median"]["open_plus_first_search_s"],
         ),
         "disk_ratio_vs_chroma": ratio(sizes["engramdb_mb"], sizes["chroma_mb"]),
+        "rss_ratio_vs_chroma": ratio(
+            cold_e["median"]["rss_after_warm_searches_mb"],
+            cold_c["median"]["rss_after_warm_searches_mb"],
+        ),
     }
     report.update(
         {

@@ -26,6 +26,8 @@ REQUIRED = [
     "filtered_speedup_vs_chroma",
     "unfiltered_speedup_vs_chroma",
     "ingest_speedup_vs_chroma",
+    "disk_ratio_vs_chroma",
+    "rss_ratio_vs_chroma",
 ]
 
 
