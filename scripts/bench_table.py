@@ -337,7 +337,15 @@ HEADLINE: list[tuple[str, str, str, str, str, str]] = [
         "Chroma",
         "≤ 0.3",
     ),
-    ("store", "engramdb_disk_mb", "chroma_disk_mb", "size on disk, MB", "Chroma", ""),
+    ("store", "engramdb_disk_mb", "chroma_disk_mb", "size on disk, MB", "Chroma", "≤ 1.0×"),
+    (
+        "store",
+        "engramdb_rss_mb",
+        "chroma_rss_mb",
+        "memory (RSS) after opening and 49 search pairs, MB",
+        "Chroma",
+        "≤ 1.2×",
+    ),
     (
         "filters",
         "engramdb_pref_search_p95_ms",
