@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,6 +58,12 @@ def assert_error(resp: httpx.Response, status: int, error: str | None = None) ->
 
 
 STARTUP_TIMEOUT = 90.0  # a spawned worker imports the whole stack on a loaded machine
+
+
+def cli_argv() -> list[str]:
+    """How to run this environment's ``engramdb`` command (its script, else the module)."""
+    cli = Path(sys.executable).with_name("engramdb")
+    return [str(cli)] if cli.exists() else [sys.executable, "-m", "engramdb.cli"]
 
 
 class ServerProcess:

@@ -9,19 +9,17 @@ it is revoked from the page, then the API refuses it. A screenshot goes to the t
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_helpers import ADMIN_HEADERS, ADMIN_KEY, ServerProcess, free_port
+from server_helpers import ADMIN_HEADERS, ADMIN_KEY, ServerProcess, cli_argv, free_port
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
-CLI = Path(sys.executable).with_name("engramdb")
 XSS = "<script>window.__owned = 1; alert('owned')</script> keep me as text"
 WRONG_KEY = "ek_00000000000000ff_" + "A" * 43
 
@@ -33,8 +31,14 @@ class Service(ServerProcess):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = self.clean_env(ENGRAM_ADMIN_KEY=ADMIN_KEY)
-        cli = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "engramdb.cli"]
-        argv = cli + ["serve", "--no-model", "--url", f"sqlite:///{db}", "--port", str(self.port)]
+        argv = cli_argv() + [
+            "serve",
+            "--no-model",
+            "--url",
+            f"sqlite:///{db}",
+            "--port",
+            str(self.port),
+        ]
         super().__init__("serve", argv, env, log)
 
 

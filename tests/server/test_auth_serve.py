@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import ServerProcess, free_port
+from server_helpers import ServerProcess, cli_argv, free_port
 
 pytestmark = pytest.mark.slow
 
 KEY = re.compile(r"ek_[0-9a-f]{16}_[A-Za-z0-9_\-]{43}")
-CLI = Path(sys.executable).with_name("engramdb")
-
-
-def cli_argv() -> list[str]:
-    return [str(CLI)] if CLI.exists() else [sys.executable, "-m", "engramdb.cli"]
 
 
 class Service(ServerProcess):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -28,7 +27,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
-from server_helpers import ADMIN_HEADERS, ADMIN_KEY, STARTUP_TIMEOUT, ServerProcess, free_port
+from server_helpers import (
+    ADMIN_HEADERS,
+    ADMIN_KEY,
+    STARTUP_TIMEOUT,
+    ServerProcess,
+    cli_argv,
+    free_port,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -42,9 +48,7 @@ class Service(ServerProcess):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = self.clean_env(ENGRAM_URL=url, ENGRAM_EMBEDDER="hash", ENGRAM_ADMIN_KEY=ADMIN_KEY)
-        cli = Path(sys.executable).with_name("engramdb")
-        argv = [str(cli)] if cli.exists() else [sys.executable, "-m", "engramdb.cli"]
-        argv += ["serve", "--port", str(self.port), "--workers", str(workers)]
+        argv = cli_argv() + ["serve", "--port", str(self.port), "--workers", str(workers)]
         super().__init__(name, argv, env, log)
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import STARTUP_TIMEOUT, ServerProcess, free_port
+from server_helpers import STARTUP_TIMEOUT, ServerProcess, cli_argv, free_port
 
 from engramdb.server.connections import WORKER_HEALTHCHECK_S
 
@@ -37,9 +36,7 @@ class Service(ServerProcess):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = self.clean_env(ENGRAM_URL=f"sqlite:///{db}", ENGRAM_EMBEDDER="hash")
-        cli = Path(sys.executable).with_name("engramdb")
-        argv = [str(cli)] if cli.exists() else [sys.executable, "-m", "engramdb.cli"]
-        argv += ["serve", "--port", str(self.port), "--workers", str(WORKERS)]
+        argv = cli_argv() + ["serve", "--port", str(self.port), "--workers", str(WORKERS)]
         super().__init__("serve", argv, env, log)
 
 
