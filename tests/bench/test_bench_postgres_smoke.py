@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ REQUIRED = [
 ]
 
 
-def assert_complete(summary: dict[str, object]) -> None:
+def assert_complete(summary: dict[str, Any]) -> None:
     """Every required figure is there, and a positive number."""
     missing = [k for k in REQUIRED if k not in summary]
     assert not missing, missing
