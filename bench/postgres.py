@@ -79,11 +79,13 @@ def _create_schema(db_url: str, name: str) -> str:
     return _schema_url(db_url, name)
 
 
-def _pgvector_table(conn: Any, name: str, dim: int) -> None:
+def _pgvector_table(conn: Any, name: str, dim: int, index: bool = True) -> None:
     conn.execute(
         f"CREATE TABLE {name} (id bigint PRIMARY KEY, user_id text NOT NULL, "
         f"embedding vector({dim}) NOT NULL)"
     )
+    if not index:
+        return
     conn.execute(
         f"CREATE INDEX {name}_hnsw ON {name} USING hnsw (embedding vector_cosine_ops) "
         f"WITH (m = {HNSW['m']}, ef_construction = {HNSW['ef_construction']})"
@@ -186,21 +188,26 @@ def _bulk_load(
     engramdb: ``migrate`` from a SQLite store of them. pgvector: COPY into the bare table,
     then one HNSW build with the ``maintenance_work_mem`` engramdb's build uses.
     """
+    from engramdb.stores.postgres.vectors import BinaryVectors, _Vector
+
     log(f"bulk load of {stop} records: a SQLite source store, then `migrate`")
     t0 = time.perf_counter()
     src = _source_store(tmp, w, users, stop, embedder)
     log(f"  source store built in {time.perf_counter() - t0:.0f} s")
     bulk = _migrate(src, e_url, settings)
     log(f"  engramdb: {bulk}")
-    dim = int(w.vectors.shape[1])
-    raw.execute(
-        f"CREATE TABLE items (id bigint PRIMARY KEY, user_id text NOT NULL, "
-        f"embedding vector({dim}) NOT NULL)"
-    )
+    _pgvector_table(raw, "items", int(w.vectors.shape[1]), index=False)
+    # Binary COPY, as engramdb's bulk path sends its vectors (no formatting of 384 floats
+    # per row on either side), with engramdb's own dumper of pgvector's binary form.
+    BinaryVectors().enable(raw)
     t0 = time.perf_counter()
-    with raw.cursor() as cur, cur.copy("COPY items(id, user_id, embedding) FROM STDIN") as cp:
+    with (
+        raw.cursor() as cur,
+        cur.copy("COPY items(id, user_id, embedding) FROM STDIN (FORMAT BINARY)") as cp,
+    ):
+        cp.set_types(["int8", "text", "vector"])
         for i in range(stop):
-            cp.write_row((i, users[i], _vec(w.vectors[i])))
+            cp.write_row((i, users[i], _Vector(w.vectors[i])))
     copy_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with raw.transaction():
