@@ -71,14 +71,15 @@ def _lookup(all_texts: list[str], vectors: np.ndarray) -> Callable[[Sequence[str
 
 
 class _Floor:
-    """The parts of a within-user vector search that engramdb cannot skip, timed alone.
+    """The part of a within-user vector search below engramdb's engine, timed alone.
 
-    Not a store but a measuring stick, searched like one beside the others: the scope's
-    ANN graph search (its exact scan below ``ann_min_user_rows``) at the recall engramdb
-    keeps, then one read locating the ten chunks and one reading their records. The query
-    is embedded, validated, planned, fused or wrapped by nothing. A store that does all that
-    cannot be faster than this, so the floor's speed-up over LangGraph's PostgreSQL store
-    bounds what any trimming of engramdb's own layers could reach on this machine.
+    Not a store but a measuring stick, searched like one beside the others: the store's own
+    vector search of the scope, as the engine calls it in vector mode (its ANN graph search,
+    or exact scan below ``ann_min_user_rows``, at the recall engramdb keeps; then one
+    statement locating the hits and reading their records). No query embedding,
+    validation, planning, cache or LangGraph op layer. A search that does all that cannot
+    be faster than this, so the floor's speed-up over LangGraph's PostgreSQL store bounds
+    what any trimming of those layers could reach on the machine of the run.
     """
 
     def __init__(self, mem: Any, all_texts: list[str], vectors: np.ndarray) -> None:
@@ -92,18 +93,21 @@ class _Floor:
         self.vectors = vectors
 
     def search(self, prefix: tuple[str, ...], *, query: str, limit: int) -> list[Any]:
-        user = self.scope_of(prefix, 2)
         q = self.vectors[self.row[query]]
-        index = self.store._vectors.index()
-        got = index.ann_scan(self.namespace, q, limit, user)
-        if got is None:
-            with index.lock:
-                got = index.scan(self.namespace, user, q)
-        ids, scores = got
-        top = ids[np.argsort(-scores, kind="stable")[:limit]].tolist()
-        where = self.store.locate(self.namespace, top, None)
-        records = self.store.get_records(self.namespace, [where[c][0] for c in top if c in where])
-        return [self.item(r) for r in records]
+        # The engine's vector-mode pool: a record with several chunks still fills the page.
+        hits = self.store.vector_candidates(
+            self.namespace, q, self.scope_of(prefix, 2), None, max(2 * limit, 20), limit
+        )
+        out: list[Any] = []
+        seen: set[str] = set()
+        for h in hits:
+            if h.record is None or h.located is None or h.located[0] in seen:
+                continue
+            seen.add(h.located[0])
+            out.append(self.item(h.record()))
+            if len(out) == limit:
+                break
+        return out
 
 
 def _items(w: Workload) -> list[tuple[tuple[str, ...], str, dict[str, Any]]]:
