@@ -253,8 +253,16 @@ def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[st
         stores["langgraph_postgres"] = pg_store
     try:
         log(f"search within a user: {nq} queries on {len(stores)} stores")
+        # The floor runs right after the full search it bounds, on the same warm data;
+        # after the PostgreSQL stores it ran with cold caches and measured slower than it.
+        within: dict[str, Any] = {}
+        for name, store in stores.items():
+            within[name] = store
+            bound = name.removesuffix("_vector") + "_floor"
+            if name.endswith("_vector") and bound in floor:
+                within[bound] = floor[bound]
         out["search_user"] = _search_phase(
-            stores | floor, w, nq, across=False, caps={"inmemory": INMEMORY_USER_MAX}
+            within, w, nq, across=False, caps={"inmemory": INMEMORY_USER_MAX}
         )
         n_all = min(nq, ACROSS_MAX)
         log(f"search across all users: {n_all} queries")
