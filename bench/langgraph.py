@@ -253,8 +253,8 @@ def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[st
         stores["langgraph_postgres"] = pg_store
     try:
         log(f"search within a user: {nq} queries on {len(stores)} stores")
-        # The floor runs right after the full search it bounds, on the same warm data;
-        # after the PostgreSQL stores it ran with cold caches and measured slower than it.
+        # The floor runs right after the full search it bounds, so both read the same warm
+        # data (never after another store's work has evicted the CPU caches).
         within: dict[str, Any] = {}
         for name, store in stores.items():
             within[name] = store

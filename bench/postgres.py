@@ -266,9 +266,9 @@ def run(
         row_of_text = {t: i for i, t in enumerate(w.texts)}
 
         # ------------------------------------------------------- bulk load, batch ingest
-        # Above real_rows (a million records), the online path would take hours on this
-        # machine: both sides are bulk-loaded with all but the last ONLINE_TAIL records, and
-        # the batch ingest is timed for that tail, added online on top of the loaded store.
+        # Above real_rows the online path is too slow for one run: both sides are
+        # bulk-loaded with all but the last tenth (at most ONLINE_TAIL) records, and the
+        # batch ingest is timed for that tail, added online on top of the loaded store.
         base = (
             len(w.texts) - min(ONLINE_TAIL, len(w.texts) // 10) if len(w.texts) > real_rows else 0
         )

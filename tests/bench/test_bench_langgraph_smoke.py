@@ -30,7 +30,7 @@ def test_langgraph_bench_quick_without_postgres(tmp_path: Path) -> None:
     # The floor (the search's unskippable parts alone) is measured within a user only,
     # and finds what the whole vector search finds.
     assert summary["user_recall_at_10_engram_sqlite_floor"] == 1.0
-    assert 0 < summary["user_p95_ms_engram_sqlite_floor"]
+    assert summary["user_p95_ms_engram_sqlite_floor"] > 0
     assert "all_p95_ms_engram_sqlite_floor" not in summary
     assert "checkpointer_p95_speedup_sqlite" in summary
     assert not any("postgres" in key for key in summary)

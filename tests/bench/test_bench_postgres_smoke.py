@@ -29,6 +29,15 @@ REQUIRED = [
 ]
 
 
+def quick_report(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """Run a quick model-free ``bench postgres`` with ``args``; return the report it wrote."""
+    argv = ["postgres", "--quick", "--queries", "20", "--hash-vectors", *args]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    (written,) = tmp_path.glob("postgres*.json")
+    report: dict[str, Any] = json.loads(written.read_text())
+    return report
+
+
 def assert_complete(summary: dict[str, Any]) -> None:
     """Every required figure is there, and a positive number."""
     missing = [k for k in REQUIRED if k not in summary]
@@ -41,21 +50,8 @@ def assert_complete(summary: dict[str, Any]) -> None:
 @pytest.mark.postgres
 @pytest.mark.timeout(300)
 def test_postgres_bench_quick_hash_vectors(tmp_path: Path) -> None:
-    rc = main(
-        [
-            "postgres",
-            "--quick",
-            "--records",
-            "1500",
-            "--queries",
-            "20",
-            "--hash-vectors",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    assert rc == 0
-    report = json.loads((tmp_path / "postgres_quick.json").read_text())
+    report = quick_report(tmp_path, "--records", "1500")
+    assert (tmp_path / "postgres_quick.json").exists()
     summary = report["summary"]
     assert_complete(summary)
     assert summary["records"] == 1500
@@ -72,23 +68,8 @@ def test_postgres_bench_quick_hash_vectors(tmp_path: Path) -> None:
 def test_postgres_bench_above_real_rows_bulk_loads_then_adds_a_tail(tmp_path: Path) -> None:
     # Above --real-rows (a million records in the real run) both systems are bulk-loaded
     # and only the last tenth is added online, on top of the loaded store.
-    rc = main(
-        [
-            "postgres",
-            "--quick",
-            "--records",
-            "3000",
-            "--real-rows",
-            "1500",
-            "--queries",
-            "20",
-            "--hash-vectors",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    assert rc == 0
-    report = json.loads((tmp_path / "postgres_3k_quick.json").read_text())
+    report = quick_report(tmp_path, "--records", "3000", "--real-rows", "1500")
+    assert (tmp_path / "postgres_3k_quick.json").exists()
     summary = report["summary"]
     assert summary["records"] == 3000
     assert report["bulk_load"]["records"] == 2700
