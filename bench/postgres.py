@@ -58,7 +58,6 @@ METHOD_BATCHES = 5  # batches per method in the COPY vs executemany comparison
 # Above real_rows, both systems are bulk-loaded and only this tail (at most a tenth) is
 # added online.
 ONLINE_TAIL = 20_000
-BUILD_MEMORY = "512MB"  # maintenance_work_mem of engramdb's build after a bulk load
 
 
 def _vec(v: np.ndarray) -> str:
@@ -188,6 +187,7 @@ def _bulk_load(
     engramdb: ``migrate`` from a SQLite store of them. pgvector: COPY into the bare table,
     then one HNSW build with the ``maintenance_work_mem`` engramdb's build uses.
     """
+    from engramdb.stores.base import BUILD_MEMORY
     from engramdb.stores.postgres.vectors import BinaryVectors, _Vector
 
     log(f"bulk load of {stop} records: a SQLite source store, then `migrate`")

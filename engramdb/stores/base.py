@@ -59,6 +59,9 @@ from engramdb.stores.prepared import (
     ThreadTurn,
 )
 
+# maintenance_work_mem of a vector index build after a bulk load (PostgreSQL; SQLite ignores it)
+BUILD_MEMORY = "512MB"
+
 __all__ = [
     "Archive",
     "ArchiveItem",
@@ -437,7 +440,7 @@ class BulkLoader(Protocol):
         """Drop the approximate vector index (rebuilt once after a bulk load)."""
         ...
 
-    def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
+    def build_vector_index(self, maintenance_work_mem: str = BUILD_MEMORY) -> None:
         """Build the approximate vector index, then refresh the planner's statistics."""
         ...
 

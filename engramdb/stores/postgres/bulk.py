@@ -19,6 +19,7 @@ import psycopg
 from psycopg import errors as pgerr
 
 from engramdb.errors import ConflictError, ValidationError
+from engramdb.stores.base import BUILD_MEMORY
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.meta import meta_value, put_meta
 from engramdb.stores.postgres.vectors import VectorIndexes, _Vector
@@ -241,7 +242,7 @@ class BulkLoad:
         with self._db.write("dropping the vector indexes") as c:
             self._indexes.drop(c)
 
-    def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
+    def build_vector_index(self, maintenance_work_mem: str = BUILD_MEMORY) -> None:
         """(Re)build the vector indexes in one pass over the loaded rows, then ANALYZE.
 
         Building once after a bulk load is several times faster than maintaining the graph

@@ -54,6 +54,7 @@ from engramdb.models import (
     Slots,
 )
 from engramdb.query.filters import Node
+from engramdb.stores.base import BUILD_MEMORY
 from engramdb.stores.idempotency_rows import IdempotencyRow, IdempotencyTable
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.postgres.admin import Admin
@@ -572,7 +573,7 @@ class PostgresStore:
         """Drop the vector indexes before a bulk load into an empty store (rebuilt after)."""
         self._bulk.drop_vector_index()
 
-    def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
+    def build_vector_index(self, maintenance_work_mem: str = BUILD_MEMORY) -> None:
         """(Re)build the vector indexes in one pass over the loaded rows, then ANALYZE."""
         self._bulk.build_vector_index(maintenance_work_mem)
 

@@ -44,6 +44,7 @@ from engramdb.models import (
     Slots,
 )
 from engramdb.query.filters import Node
+from engramdb.stores.base import BUILD_MEMORY
 from engramdb.stores.idempotency_rows import IdempotencyRow, IdempotencyTable
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
@@ -502,7 +503,7 @@ class SQLiteStore:
     def drop_vector_index(self) -> None:
         """Nothing to drop (the sidecar follows the chunks table)."""
 
-    def build_vector_index(self, maintenance_work_mem: str = "512MB") -> None:
+    def build_vector_index(self, maintenance_work_mem: str = BUILD_MEMORY) -> None:
         """Catch the vector index up with the loaded rows now (saved as the sidecar on
         close), so that the first search after a bulk load does not carry it: over 100k
         new chunks that catch-up outlasted a search's time budget."""
