@@ -194,6 +194,15 @@ class Store(Protocol):
         """
         ...
 
+    def chunk_rids(self, namespace: str, chunk_ids: list[int]) -> dict[int, int]:
+        """Map chunk id -> its record's row id, for those of the chunks that exist.
+
+        A store may also leave out chunks of other namespaces. Cheaper than :meth:`locate`
+        (no record is read): search fuses its candidates on these and locates only those
+        that can reach the page.
+        """
+        ...
+
     def locate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
     ) -> dict[int, tuple[str, int, int, int]]:

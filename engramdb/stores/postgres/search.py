@@ -425,6 +425,17 @@ class Search:
             out = left_out(terms, allowed)
         return None
 
+    def chunk_rids(self, namespace: str, chunk_ids: list[int]) -> dict[int, int]:
+        """Map chunk id -> its record's row id, for the chunks of the namespace that exist."""
+        if not chunk_ids:
+            return {}
+        with self._db.read("locating search hits", route=True) as c:
+            rows = c.execute(
+                "SELECT id, rid FROM chunks WHERE id = ANY(%s) AND namespace = %s",
+                (list(chunk_ids), namespace),
+            ).fetchall()
+        return {int(r[0]): int(r[1]) for r in rows}
+
     def locate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
     ) -> dict[int, tuple[str, int, int, int]]:

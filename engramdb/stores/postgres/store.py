@@ -383,6 +383,11 @@ class PostgresStore:
         return self._search.keyword_candidates(namespace, match, node, limit)
 
     @retried
+    def chunk_rids(self, namespace: str, chunk_ids: list[int]) -> dict[int, int]:
+        """Map chunk id -> its record's row id, for the chunks of the namespace that exist."""
+        return self._search.chunk_rids(namespace, chunk_ids)
+
+    @retried
     def locate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
     ) -> dict[int, tuple[str, int, int, int]]:

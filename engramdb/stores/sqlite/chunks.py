@@ -127,6 +127,19 @@ def passing_located(
     return {r[0]: (r[1], (r[2], r[3], r[4], r[5])) for r in rows}
 
 
+def chunk_rids(db: Connections, chunk_ids: list[int]) -> dict[int, int]:
+    """Map chunk id -> its record's rowid, for the chunks that exist (the narrow ``chunks``
+    table alone: no record row is read)."""
+    if not chunk_ids:
+        return {}
+    rows = db.query(
+        "locating search hits",
+        "SELECT id, rid FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(chunk_ids),),
+    )
+    return dict(rows)
+
+
 def locate(
     db: Connections, namespace: str, chunk_ids: list[int], node: Node | None
 ) -> dict[int, tuple[str, int, int, int]]:

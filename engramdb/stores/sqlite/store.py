@@ -250,6 +250,10 @@ class SQLiteStore:
         """Return the best chunks by BM25 (negated so that higher is better)."""
         return self._keywords.keyword_candidates(namespace, match, node, limit)
 
+    def chunk_rids(self, namespace: str, chunk_ids: list[int]) -> dict[int, int]:
+        """Map chunk id -> its record's row id, for the chunks that exist."""
+        return self._vectors.chunk_rids(chunk_ids)
+
     def locate(
         self, namespace: str, chunk_ids: list[int], node: Node | None
     ) -> dict[int, tuple[str, int, int, int]]:

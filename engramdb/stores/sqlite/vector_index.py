@@ -87,29 +87,41 @@ def scores_of(mat: np.ndarray, query: np.ndarray) -> np.ndarray:
         return np.asarray(mat @ query)
 
 
-SIDE_FORMAT = 2
+SIDE_FORMAT = 3
+# Format 2 lacks each row's record rowid: it loads, and the rowids are read from the store
+# once (``fill_rids``) instead of rebuilding the index and its graphs.
+RIDS_FROM_STORE_FORMAT = 2
 
 
 @dataclass
 class Block:
-    """The rows of one (namespace, user_id) scope: vectors and their chunk ids."""
+    """The rows of one (namespace, user_id) scope: vectors, their chunk ids, and each
+    chunk's record rowid (a search fuses its candidates on records without reading them)."""
 
     mat: np.ndarray
     ids: np.ndarray
+    rids: np.ndarray
     n: int = 0
     owned: bool = True
 
-    def append(self, chunk_id: int, vec: np.ndarray) -> int:
+    @classmethod
+    def empty(cls, dim: int, cap: int = 16, n: int = 0) -> Block:
+        """A block with room for ``cap`` rows, of which the first ``n`` are to be filled."""
+        return cls(
+            np.empty((cap, dim), np.float32), np.empty(cap, np.int64), np.empty(cap, np.int64), n
+        )
+
+    def append(self, chunk_id: int, rid: int, vec: np.ndarray) -> int:
         """Add one row; return its position."""
         if not self.owned or self.n == len(self.ids):
-            cap = max(16, self.n * 2)
-            mat = np.empty((cap, self.mat.shape[1]), dtype=np.float32)
-            ids = np.empty(cap, dtype=np.int64)
-            mat[: self.n] = self.mat[: self.n]
-            ids[: self.n] = self.ids[: self.n]
-            self.mat, self.ids, self.owned = mat, ids, True
+            grown = Block.empty(self.mat.shape[1], max(16, self.n * 2), self.n)
+            grown.mat[: self.n] = self.mat[: self.n]
+            grown.ids[: self.n] = self.ids[: self.n]
+            grown.rids[: self.n] = self.rids[: self.n]
+            self.mat, self.ids, self.rids, self.owned = grown.mat, grown.ids, grown.rids, True
         self.mat[self.n] = vec
         self.ids[self.n] = chunk_id
+        self.rids[self.n] = rid
         self.n += 1
         return self.n - 1
 
@@ -118,6 +130,7 @@ class Block:
         if not self.owned:
             self.mat = np.array(self.mat[: self.n], dtype=np.float32)
             self.ids = np.array(self.ids[: self.n], dtype=np.int64)
+            self.rids = np.array(self.rids[: self.n], dtype=np.int64)
             self.owned = True
 
 
@@ -146,9 +159,12 @@ class VectorIndex:
     # a namespace's rows are still those loaded from the sidecar, it is a view of the
     # mapped file (they lie there in one run, see ``save``), not a second copy in memory.
     flat: dict[str, Block] = field(default_factory=dict)
-    # The sidecar's mapped matrix and chunk ids, and the run of rows of each namespace in it.
-    loaded: tuple[np.ndarray, np.ndarray] | None = None
+    # The sidecar's mapped matrix, chunk ids and record rowids, and the run of rows of each
+    # namespace in it.
+    loaded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     loaded_runs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Loaded from a sidecar without record rowids: ``fill_rids`` must run before a search.
+    rids_missing: bool = False
 
     def __len__(self) -> int:
         return len(self.where)
@@ -166,15 +182,16 @@ class VectorIndex:
             graph.connectivity, graph.ef_add = connectivity, ef_add
             graph.ef_search = max(graph.ef_search, ef_search) if graph.calibrated else ef_search
 
-    def add(self, key: BlockKey, chunk_id: int, vec: np.ndarray) -> None:
-        """Index one chunk vector under its scope (ignored when already present)."""
+    def add(self, key: BlockKey, chunk_id: int, rid: int, vec: np.ndarray) -> None:
+        """Index one chunk vector of record ``rid`` under its scope (ignored when already
+        present)."""
         if chunk_id in self.where:
             return
         block = self.blocks.get(key)
         if block is None:
-            block = Block(np.empty((16, self.dim), np.float32), np.empty(16, np.int64))
+            block = Block.empty(self.dim)
             self.blocks[key] = block
-        self.where[chunk_id] = (key, block.append(chunk_id, vec))
+        self.where[chunk_id] = (key, block.append(chunk_id, rid, vec))
         if chunk_id > self.max_chunk_id:
             self.max_chunk_id = chunk_id
         ns = key[0]
@@ -182,7 +199,7 @@ class VectorIndex:
         flat = self.flat.get(ns)
         if flat is not None:
             if flat.owned:
-                flat.append(chunk_id, vec)
+                flat.append(chunk_id, rid, vec)
             else:  # a view of the mapped file: appending would copy it whole
                 del self.flat[ns]
         for scope in ((ns, None), key):
@@ -209,6 +226,7 @@ class VectorIndex:
             moved = int(block.ids[last])
             block.mat[pos] = block.mat[last]
             block.ids[pos] = moved
+            block.rids[pos] = block.rids[last]
             self.where[moved] = (key, pos)
         block.n -= 1
         if block.n == 0:
@@ -241,16 +259,16 @@ class VectorIndex:
         if run is not None and self.loaded is not None and all(not b.owned for b in parts):
             start, end = run
             if end - start == n:
-                mat, ids = self.loaded
-                flat = Block(mat[start:end], ids[start:end], n, owned=False)
+                mat, ids, rids = self.loaded
+                flat = Block(mat[start:end], ids[start:end], rids[start:end], n, owned=False)
                 self.flat[namespace] = flat
                 return flat
-        cap = max(16, n + n // 8)
-        flat = Block(np.empty((cap, self.dim), np.float32), np.empty(cap, np.int64), n)
+        flat = Block.empty(self.dim, max(16, n + n // 8), n)
         off = 0
         for b in parts:
             flat.mat[off : off + b.n] = b.mat[: b.n]
             flat.ids[off : off + b.n] = b.ids[: b.n]
+            flat.rids[off : off + b.n] = b.rids[: b.n]
             off += b.n
         self.flat[namespace] = flat
         return flat
@@ -258,6 +276,28 @@ class VectorIndex:
     def chunk_ids(self) -> set[int]:
         """Return every indexed chunk id (for doctor)."""
         return set(self.where)
+
+    def rids_of(self, chunk_ids: list[int]) -> list[int | None]:
+        """Each chunk's record rowid, None for a chunk not indexed or whose rowid is unknown
+        (caller holds the lock)."""
+        blocks = self.blocks
+        out: list[int | None] = []
+        for loc in self.where.locate(chunk_ids):
+            rid = 0 if loc is None else int(blocks[loc[0]].rids[loc[1]])
+            out.append(rid if rid > 0 else None)
+        return out
+
+    def fill_rids(self, pairs: np.ndarray) -> None:
+        """Give the rows loaded from a format-2 sidecar their record rowids, from the store's
+        ``(chunk id, rid)`` pairs; a loaded chunk the store no longer has keeps 0 (unknown)
+        until the catch-up removes it."""
+        if self.loaded is not None and len(pairs):
+            _, ids, rids = self.loaded
+            order = np.argsort(pairs[:, 0], kind="stable")
+            known, owner = pairs[order, 0], pairs[order, 1]
+            pos = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+            rids[:] = np.where(known[pos] == ids, owner[pos], 0)
+        self.rids_missing = False
 
     def scope_chunk_ids(self, namespace: str, user_id: str | None) -> list[int]:
         """Return the chunk ids of a namespace (``user_id`` None) or of one of its users."""
@@ -379,12 +419,14 @@ class VectorIndex:
             total = sum(self.blocks[k].n for k in keys)
             mat = np.empty((total, self.dim), np.float32)
             ids = np.empty(total, np.int64)
+            rids = np.empty(total, np.int64)
             table = []
             off = 0
             for k in keys:
                 b = self.blocks[k]
                 mat[off : off + b.n] = b.mat[: b.n]
                 ids[off : off + b.n] = b.ids[: b.n]
+                rids[off : off + b.n] = b.rids[: b.n]
                 table.append([k[0], k[1], off, b.n])
                 off += b.n
             header: dict[str, Any] = {
@@ -412,6 +454,7 @@ class VectorIndex:
         try:
             np.save(tmp / "vectors.npy", mat)
             np.save(tmp / "ids.npy", ids)
+            np.save(tmp / "rids.npy", rids)
             (tmp / "index.json").write_text(json.dumps(header))
             _fsync_folder(tmp)  # the rename below must never publish unwritten blocks
             old = folder.with_name(folder.name + f".old{os.getpid()}")
@@ -429,13 +472,22 @@ class VectorIndex:
         remove_orphans(folder)
         try:
             header = json.loads((folder / "index.json").read_text())
-            if header["format"] != SIDE_FORMAT or header["dim"] != dim or header["epoch"] != epoch:
+            fmt = header["format"]
+            if fmt not in (SIDE_FORMAT, RIDS_FROM_STORE_FORMAT):
+                return None
+            if header["dim"] != dim or header["epoch"] != epoch:
                 return None
             # Still the mapped file, seen as a plain ndarray: every slice or row of a
             # np.memmap goes through its Python-level __getitem__ and __array_finalize__,
             # and a search takes one per scan and one per ANN candidate it rescores.
             mat = np.asarray(np.load(folder / "vectors.npy", mmap_mode="r"))
             ids = np.load(folder / "ids.npy")
+            if fmt == SIDE_FORMAT:
+                rids = np.load(folder / "rids.npy")
+            else:
+                rids = np.zeros(len(ids), np.int64)
+            if len(rids) != len(ids):
+                return None
         except (OSError, ValueError, KeyError):
             return None
         index = cls(dim=dim, epoch=epoch)
@@ -444,11 +496,13 @@ class VectorIndex:
         table = []
         for ns, user, off, n in header["blocks"]:
             key = (ns, user)
-            index.blocks[key] = Block(mat[off : off + n], ids[off : off + n], n, owned=False)
+            rows = slice(off, off + n)
+            index.blocks[key] = Block(mat[rows], ids[rows], rids[rows], n, owned=False)
             table.append((key, off, n))
             index.ns_rows[ns] = index.ns_rows.get(ns, 0) + n
         index.where = ChunkMap.loaded(ids, table)
-        index.loaded = (mat, ids)
+        index.loaded = (mat, ids, rids)
+        index.rids_missing = fmt != SIDE_FORMAT
         index.loaded_runs = namespace_runs(table)
         for entry in header.get("ann", []):
             user = entry.get("user")  # absent in sidecars written before user graphs
@@ -465,12 +519,13 @@ class VectorIndex:
 
     def apply(
         self,
-        inserts: Iterable[tuple[int, bytes, str, str]],
+        inserts: Iterable[tuple[int, int, bytes, str, str]],
         deletes: Iterable[tuple[int, int]],
     ) -> None:
-        """Apply a catch-up batch: (chunk_id, vector bytes, namespace, user) and (seq, chunk_id)."""
-        for chunk_id, blob, ns, user in inserts:
-            self.add((ns, user), chunk_id, np.frombuffer(blob, dtype=np.float32))
+        """Apply a catch-up batch: (chunk_id, rid, vector bytes, namespace, user) and
+        (seq, chunk_id)."""
+        for chunk_id, rid, blob, ns, user in inserts:
+            self.add((ns, user), chunk_id, rid, np.frombuffer(blob, dtype=np.float32))
         for seq, chunk_id in deletes:
             self.remove(chunk_id)
             if seq > self.delete_seq:

@@ -21,7 +21,7 @@ from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.rows import row_to_record
 from engramdb.stores.sqlite import gates
 from engramdb.stores.sqlite.ann import SEARCH_K
-from engramdb.stores.sqlite.chunks import locate_with_records, passing_rids
+from engramdb.stores.sqlite.chunks import chunk_rids, locate_with_records, passing_rids
 from engramdb.stores.sqlite.connection import Connections, translate
 from engramdb.stores.sqlite.filters import compile_sqlite, first_expiry
 from engramdb.stores.sqlite.meta import read_meta
@@ -80,9 +80,12 @@ class VectorSearch:
                         index = VectorIndex.load(self._sidecar, dim, epoch)
                         if index is None:
                             index = VectorIndex(dim=dim, epoch=epoch)
+                        elif index.rids_missing:
+                            pairs = conn.execute("SELECT id, rid FROM chunks").fetchall()
+                            index.fill_rids(np.array(pairs, np.int64).reshape(-1, 2))
                         index.configure(*self._ann)
                     inserts = conn.execute(
-                        "SELECT c.id, v.vector, r.namespace, r.user_id FROM chunks c "
+                        "SELECT c.id, c.rid, v.vector, r.namespace, r.user_id FROM chunks c "
                         "JOIN chunk_vectors v ON v.chunk_id = c.id "
                         "JOIN records r ON r.rid = c.rid WHERE c.id > ? ORDER BY c.id",
                         (index.max_chunk_id,),
@@ -250,6 +253,18 @@ class VectorSearch:
             if dv is not None:
                 cache[namespace] = (dv, first)
         return first is not None and first <= live_now(node)
+
+    def chunk_rids(self, chunk_ids: list[int]) -> dict[int, int]:
+        """Map chunk id -> record rowid for the chunks that exist: from the vector index,
+        caught up to this read, and from the store for chunks it does not hold yet."""
+        index = self.index()
+        with index.lock:
+            found = index.rids_of(chunk_ids)
+        out = {cid: rid for cid, rid in zip(chunk_ids, found, strict=True) if rid is not None}
+        if len(out) < len(chunk_ids):
+            rest = [cid for cid, rid in zip(chunk_ids, found, strict=True) if rid is None]
+            out.update(chunk_rids(self._db, rest))
+        return out
 
     def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:
         """Return the cosine similarity of the query to each chunk (NaN when not indexed)."""

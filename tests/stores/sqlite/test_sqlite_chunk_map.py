@@ -68,6 +68,11 @@ def test_a_map_answers_as_a_dict_of_the_same_history() -> None:
     _same(chunks, model, probe + list(range(2000, next_id)))
 
 
+def _rid(chunk_id: int) -> int:
+    """The record rowid the tests give a chunk (distinct from every chunk id)."""
+    return 50_000 + chunk_id // 2
+
+
 def test_a_loaded_index_serves_the_vectors_it_saved_through_later_changes(
     tmp_path: Path,
 ) -> None:
@@ -76,7 +81,7 @@ def test_a_loaded_index_serves_the_vectors_it_saved_through_later_changes(
     live: dict[int, np.ndarray] = {}
     for cid in rng.permutation(np.arange(1, 801)).tolist():
         vec = rng.standard_normal(DIM).astype(np.float32)
-        index.add(("ns", f"u{cid % 9}"), cid, vec)
+        index.add(("ns", f"u{cid % 9}"), cid, _rid(cid), vec)
         live[cid] = vec
     index.save(tmp_path / "side")
     loaded = VectorIndex.load(tmp_path / "side", DIM, "e")
@@ -86,11 +91,13 @@ def test_a_loaded_index_serves_the_vectors_it_saved_through_later_changes(
         del live[cid]
     for cid in range(801, 901):
         vec = rng.standard_normal(DIM).astype(np.float32)
-        loaded.add(("ns", f"u{cid % 9}"), cid, vec)
+        loaded.add(("ns", f"u{cid % 9}"), cid, _rid(cid), vec)
         live[cid] = vec
     assert len(loaded) == len(live) and loaded.chunk_ids() == set(live)
     order = sorted(live)
     assert np.array_equal(loaded.vectors(order), np.stack([live[c] for c in order]))
+    # Each chunk's record rowid follows its row through the swap-removes and the reload.
+    assert loaded.rids_of([*order, 10_000]) == [*(_rid(c) for c in order), None]
     kept, vecs = loaded.indexed_vectors([*order[:50], 10_000, order[-1]])
     assert kept == [*order[:50], order[-1]]
     assert np.array_equal(vecs, np.stack([live[c] for c in kept]))

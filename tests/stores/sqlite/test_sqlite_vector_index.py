@@ -178,6 +178,34 @@ def test_float32_graph_of_an_older_sidecar_still_loads(
         mem.close()
 
 
+def test_a_sidecar_saved_without_record_rowids_is_completed_in_place(built: Path) -> None:
+    """A format-2 sidecar (before each chunk's record rowid was kept) still loads, graphs
+    and all: the rowids come from the store once, and the next save writes them."""
+    import json
+
+    sidecar = built.with_name(built.name + ".vindex")
+    header = json.loads((sidecar / "index.json").read_text())
+    header["format"] = 2
+    (sidecar / "index.json").write_text(json.dumps(header))
+    (sidecar / "rids.npy").unlink()
+    with sqlite3.connect(built) as conn:
+        want = dict(conn.execute("SELECT id, rid FROM chunks"))
+    assert len(want) == N
+    mem = _open(built)
+    try:
+        index = _store(mem)._vectors.index()
+        assert index.ann[(NS, None)].file is not None  # the graph was loaded, not dropped
+        ids = sorted(want)
+        absent = max(ids) + 1
+        with index.lock:
+            assert index.rids_of([*ids, absent]) == [*(want[c] for c in ids), None]
+        assert _store(mem).chunk_rids(NS, [ids[0], absent]) == {ids[0]: want[ids[0]]}
+    finally:
+        mem.close()
+    header = json.loads((sidecar / "index.json").read_text())
+    assert header["format"] == 3 and (sidecar / "rids.npy").exists()
+
+
 CHILD = """
 import sys
 import numpy as np
@@ -317,7 +345,7 @@ def test_namespace_scan_matches_brute_force_through_adds_and_removes() -> None:
         for _ in range(200):  # appends spread over 40 users and two namespaces
             vec = rng.standard_normal(DIM).astype(np.float32)
             ns = "a" if next_id % 5 else "b"
-            index.add((ns, f"u{next_id % 40}"), next_id, vec)
+            index.add((ns, f"u{next_id % 40}"), next_id, next_id, vec)
             if ns == "a":
                 live[next_id] = vec
             next_id += 1
@@ -343,7 +371,7 @@ def test_a_loaded_namespace_is_scanned_in_place_until_it_changes(tmp_path: Path)
     for cid in range(1, 601):  # the namespaces' users interleave in insertion order
         ns = "a" if cid % 3 else "b"
         vec = rng.standard_normal(DIM).astype(np.float32)
-        index.add((ns, f"u{cid % 7}"), cid, vec)
+        index.add((ns, f"u{cid % 7}"), cid, cid, vec)
         live[ns][cid] = vec
     index.save(tmp_path / "side")
     loaded = VectorIndex.load(tmp_path / "side", DIM, "")
@@ -361,7 +389,7 @@ def test_a_loaded_namespace_is_scanned_in_place_until_it_changes(tmp_path: Path)
         flat = loaded.flat[ns]
         assert not flat.owned and np.shares_memory(flat.mat, loaded.loaded[0]), ns
     vec = rng.standard_normal(DIM).astype(np.float32)
-    loaded.add(("a", "u-new"), 1000, vec)
+    loaded.add(("a", "u-new"), 1000, 1000, vec)
     live["a"][1000] = vec
     check("a")
     assert loaded.flat["a"].owned  # a copy now: the file no longer holds every row
