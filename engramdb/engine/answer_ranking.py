@@ -34,6 +34,12 @@ class AnswerKindRanker:
             and self.entities is not None
         )
 
+    def max_boost(self, query: str) -> float:
+        """The most :meth:`boost` can add to a candidate's score for this query."""
+        if not self.enabled or not kinds_asked(query):
+            return 0.0
+        return self.settings.answer_kind_weight
+
     def boost(
         self, namespace: str, query: str, fused: dict[str, float], need: int
     ) -> dict[str, float]:

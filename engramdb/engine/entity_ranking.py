@@ -76,6 +76,11 @@ class EntityRanker:
                     found |= ids
         return frozenset(found)
 
+    def max_boost(self) -> float:
+        """The most :meth:`boost` can add to a candidate's score (the query's entities are
+        not looked up for this bound)."""
+        return self.settings.entity_ranking_weight if self.enabled else 0.0
+
     def boost(
         self, namespace: str, query: str, fused: dict[str, float], need: int
     ) -> dict[str, float]:

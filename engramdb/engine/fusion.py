@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)  # a candidate's key: its record id, or its record's row id
 
 
 def rrf(
-    rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None
-) -> dict[str, float]:
+    rankings: Sequence[Sequence[K]], k: int = 60, weights: Sequence[float] | None = None
+) -> dict[K, float]:
     """Reciprocal-rank fusion: ``sum_i w_i / (k + rank_i)`` with ranks starting at 1."""
-    scores: dict[str, float] = {}
+    scores: dict[K, float] = {}
     for i, ranking in enumerate(rankings):
         w = 1.0 if weights is None else weights[i]
         for rank, key in enumerate(ranking, start=1):
@@ -18,7 +21,7 @@ def rrf(
     return scores
 
 
-def minmax(scores: Mapping[str, float]) -> dict[str, float]:
+def minmax(scores: Mapping[K, float]) -> dict[K, float]:
     """Scale finite scores to [0, 1] over the candidates (all 1.0 when they are equal).
 
     A missing or non-finite score (a chunk not yet in the vector index) becomes 0.
@@ -35,8 +38,8 @@ def minmax(scores: Mapping[str, float]) -> dict[str, float]:
 
 
 def convex(
-    vector: Mapping[str, float], keyword: Mapping[str, float], vector_weight: float
-) -> dict[str, float]:
+    vector: Mapping[K, float], keyword: Mapping[K, float], vector_weight: float
+) -> dict[K, float]:
     """Score fusion: ``w * minmax(vector) + (1 - w) * minmax(keyword)`` over all candidates.
 
     Unlike RRF this keeps how far apart the scores are: a record far ahead on BM25 stays
@@ -51,7 +54,7 @@ def convex(
     }
 
 
-def within_reach(fused: Mapping[str, float], need: int, boost: float) -> list[str]:
+def within_reach(fused: Mapping[K, float], need: int, boost: float) -> list[K]:
     """The candidates that a boost of at most ``boost`` could lift into the first ``need``.
 
     Why: a boost that reads something per candidate (entities, answer kinds) need only read

@@ -20,7 +20,7 @@ from engramdb.engine.answer_ranking import AnswerKindRanker
 from engramdb.engine.cursors import decode_cursor, encode_cursor
 from engramdb.engine.encoder import Encoder
 from engramdb.engine.entity_ranking import EntityRanker
-from engramdb.engine.fusion import convex, rrf
+from engramdb.engine.fusion import convex, rrf, within_reach
 from engramdb.engine.keyword import match_expression
 from engramdb.engine.search_key import live_cutoff, search_key
 from engramdb.errors import ValidationError
@@ -145,65 +145,110 @@ class Searcher:
         match = match_expression(query) if mode in ("hybrid", "keyword") else ""
         if match:  # a query with no word has no keyword side at all
             kw_hits = self.store.keyword_candidates(namespace, match, full, pool)
-        # Rank and fuse on ids; read whole records only for the page returned (hydrating
-        # every candidate of both pools would cost more than the rest of the search).
-        rows: dict[int, Located] = {}
-        unlocated: set[int] = set()
+        # Fuse on record row ids, locate (record id, version, span, the filter checked) only
+        # the candidates that can reach the page, and read whole records only for the page
+        # returned: locating or hydrating every candidate of both pools would cost more
+        # than the rest of the search.
+        known: dict[int, Located] = {}
+        rids: dict[int, int] = {}
+        unknown: list[int] = []
         for h in (*vec_hits, *kw_hits):
-            if h.located is None:
-                unlocated.add(h.chunk_id)
+            if h.located is not None:
+                known[h.chunk_id] = h.located
+            if h.rid:
+                rids[h.chunk_id] = h.rid
             else:
-                rows[h.chunk_id] = h.located
-        if unlocated:
-            rows.update(self.store.locate(namespace, list(unlocated), full))
-        ranking = rank_candidates(vec_hits, kw_hits, rows)
+                unknown.append(h.chunk_id)
+        if unknown:
+            rids.update(self.store.chunk_rids(namespace, unknown))
+        ranking = rank_candidates(vec_hits, kw_hits, rids)
         if qvec is not None and mode != "vector":
             # Keyword-only candidates get their vector similarity too: convex fusion, the
             # threshold and each hit's score parts read it for every candidate.
-            missing = [rid for rid in ranking.kw_rank if rid not in ranking.vec_score]
+            missing = [r for r in ranking.kw_score if r not in ranking.vec_score]
             if missing:
-                chunk_ids = [ranking.best_chunk[r][0] for r in missing]
+                chunk_ids = [ranking.best_chunk[r] for r in missing]
                 scores = self.store.vector_scores(chunk_ids, qvec)
-                for rid, sc in zip(missing, scores, strict=True):
-                    ranking.vec_score[rid] = sc
-        fused = self._fuse(ranking, mode)
+                ranking.vec_score.update(zip(missing, scores, strict=True))
+        # Reciprocal-rank fusion ranks by position, and positions break ties by record id:
+        # it needs every candidate located first.
+        locate_all = mode == "hybrid" and self.settings.hybrid_fusion != "convex"
+        bound = self._boost_bound(query) if mode == "hybrid" else 0.0
+        while True:
+            scored = (
+                {} if locate_all else self._passing(self._fuse(ranking, mode), ranking, threshold)
+            )
+            wanted = (
+                list(ranking.best_chunk)
+                if locate_all
+                else ranking.with_ties(within_reach(scored, need, bound))
+            )
+            unread = [c for c in (ranking.best_chunk[r] for r in wanted) if c not in known]
+            if unread:
+                known.update(self.store.locate(namespace, unread, full))
+            # Gone since the candidates were read, or outside the filter: as if never found.
+            gone = [r for r in wanted if ranking.best_chunk[r] not in known]
+            if not gone:
+                break
+            ranking.drop(gone)
+        where = {r: known[ranking.best_chunk[r]] for r in wanted}
+        ident = {r: loc[0] for r, loc in where.items()}
+        if locate_all:
+            vec_order = sorted(ranking.vec_rank, key=lambda r: (-ranking.vec_score[r], ident[r]))
+            kw_order = sorted(ranking.kw_rank, key=lambda r: (-ranking.kw_score[r], ident[r]))
+            fused_rows = rrf([vec_order, kw_order], k=self.settings.rrf_k)
+            scored = self._passing(fused_rows, ranking, threshold)
+        fused = {ident[r]: scored[r] for r in wanted if r in scored}
         if mode == "hybrid":
             fused = self.ranker.boost(namespace, query, fused, need)
             fused = self.answer_ranker.boost(namespace, query, fused, need)
         ordered = sorted(fused, key=lambda rid: (-fused[rid], rid))
-        if threshold is not None:
-            ordered = [rid for rid in ordered if ranking.vec_score.get(rid, -2.0) >= threshold]
         page = ordered[offset:need]
         records = self._read_page(namespace, page, vec_hits)
-        vpos, kpos = ranking.positions()
+        row_of = {ident[r]: r for r in wanted}
+        page_rows = [row_of[rid] for rid in page]
+        vpos = ranking.positions(ranking.vec_rank, ranking.vec_score, page_rows, ident)
+        kpos = ranking.positions(ranking.kw_rank, ranking.kw_score, page_rows, ident)
         hits = []
-        for rid in page:
+        for rid, row in zip(page, page_rows, strict=True):
             rec = records.get(rid)
             if rec is None:  # deleted between the two reads: as if it had been before both
                 continue
-            _, version, s, e = ranking.best_chunk[rid]
+            _, version, s, e = where[row]
             # Updated in between: the span belongs to the old text, so show the whole record.
             matched = rec.text[s:e] if rec.version == version else rec.text
             parts = ScoreParts(
-                vector=ranking.vec_score.get(rid),
-                keyword=ranking.kw_score.get(rid),
+                vector=ranking.vec_score.get(row),
+                keyword=ranking.kw_score.get(row),
                 fused=fused[rid],
-                vector_rank=vpos.get(rid),
-                keyword_rank=kpos.get(rid),
+                vector_rank=vpos.get(row),
+                keyword_rank=kpos.get(row),
             )
             hits.append(SearchHit(rec, fused[rid], parts, matched))
-        nxt = encode_cursor("o", need) if len(ordered) > need else None
+        nxt = encode_cursor("o", need) if len(scored) > need else None
         return SearchPage(hits, nxt)
 
-    def _fuse(self, ranking: Ranking, mode: Mode) -> dict[str, float]:
-        """Each candidate record's final score: its one side's score, or both sides fused."""
+    def _boost_bound(self, query: str) -> float:
+        """The most the hybrid boosts can add to one candidate's fused score for this query."""
+        return self.ranker.max_boost() + self.answer_ranker.max_boost(query)
+
+    @staticmethod
+    def _passing(
+        fused: dict[int, float], ranking: Ranking, threshold: float | None
+    ) -> dict[int, float]:
+        """The fused candidates whose vector similarity reaches the threshold (all without)."""
+        if threshold is None:
+            return fused
+        return {r: s for r, s in fused.items() if ranking.vec_score.get(r, -2.0) >= threshold}
+
+    def _fuse(self, ranking: Ranking, mode: Mode) -> dict[int, float]:
+        """Each candidate's score by score fusion: its one side's score, or both sides
+        fused convexly (reciprocal-rank fusion is done on located candidates instead)."""
         if mode == "vector":
-            return {rid: ranking.vec_score[rid] for rid in ranking.vec_rank}
+            return {r: ranking.vec_score[r] for r in ranking.vec_rank}
         if mode == "keyword":
-            return {rid: ranking.kw_score[rid] for rid in ranking.kw_rank}
-        if self.settings.hybrid_fusion == "convex":
-            return convex(ranking.vec_score, ranking.kw_score, self.settings.hybrid_vector_weight)
-        return rrf([ranking.vec_rank, ranking.kw_rank], k=self.settings.rrf_k)
+            return {r: ranking.kw_score[r] for r in ranking.kw_rank}
+        return convex(ranking.vec_score, ranking.kw_score, self.settings.hybrid_vector_weight)
 
     def _read_page(
         self, namespace: str, page: list[str], vec_hits: list[ChunkHit]
@@ -224,52 +269,88 @@ class Searcher:
 
 @dataclass
 class Ranking:
-    """Both retrievers' candidates as records: scores, ranks and each record's best chunk."""
+    """Both retrievers' candidates as records, by record row id: scores, each side's
+    candidates in the order found, and each record's best chunk."""
 
-    vec_rank: list[str] = field(default_factory=list)
-    kw_rank: list[str] = field(default_factory=list)
-    vec_score: dict[str, float] = field(default_factory=dict)
-    kw_score: dict[str, float] = field(default_factory=dict)
-    # record id -> (chunk id, record version, span start, span end) of its best chunk
-    best_chunk: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    vec_rank: list[int] = field(default_factory=list)
+    kw_rank: list[int] = field(default_factory=list)
+    vec_score: dict[int, float] = field(default_factory=dict)
+    kw_score: dict[int, float] = field(default_factory=dict)
+    best_chunk: dict[int, int] = field(default_factory=dict)  # record row id -> chunk id
 
-    def positions(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Each record's 1-based rank among the vector and among the keyword candidates.
+    def with_ties(self, rows: list[int]) -> list[int]:
+        """``rows`` and every other candidate with exactly the score of one of them on a
+        side: a rank breaks such ties by record id, which only a located candidate has."""
+        vec = {self.vec_score[r] for r in rows if r in self.vec_score}
+        kw = {self.kw_score[r] for r in rows if r in self.kw_score}
+        chosen = set(rows)
+        extra = [
+            r
+            for r in self.best_chunk
+            if r not in chosen and (self.vec_score.get(r) in vec or self.kw_score.get(r) in kw)
+        ]
+        return rows + extra
+
+    def drop(self, rows: list[int]) -> None:
+        """Forget these candidates (their records are gone, or fail the filter)."""
+        out = set(rows)
+        self.vec_rank = [r for r in self.vec_rank if r not in out]
+        self.kw_rank = [r for r in self.kw_rank if r not in out]
+        for r in out:
+            self.vec_score.pop(r, None)
+            self.kw_score.pop(r, None)
+            self.best_chunk.pop(r, None)
+
+    @staticmethod
+    def positions(
+        side: list[int], scores: dict[int, float], rows: list[int], ident: dict[int, str]
+    ) -> dict[int, int]:
+        """Each of ``rows``' 1-based rank among one side's candidates ``side``, by score and
+        then record id (``ident`` has every candidate tied with one of ``rows``).
 
         A keyword candidate scored on the vector side afterwards has no vector rank: it was
         not among the vector candidates.
         """
-        vpos = {rid: i + 1 for i, rid in enumerate(self.vec_rank)}
-        kpos = {rid: i + 1 for i, rid in enumerate(self.kw_rank)}
-        return vpos, kpos
+        members = set(side)
+        wanted = [r for r in rows if r in members]
+        if not wanted:
+            return {}
+        arr = np.fromiter((scores[r] for r in side), np.float64, len(side))
+        out = {}
+        for r in wanted:
+            s = scores[r]
+            rank = 1 + int(np.count_nonzero(arr > s))
+            for i in np.flatnonzero(arr == s).tolist():
+                if ident[side[i]] < ident[r]:
+                    rank += 1
+            out[r] = rank
+        return out
 
 
 def rank_candidates(
-    vec_hits: list[ChunkHit], kw_hits: list[ChunkHit], rows: dict[int, Located]
+    vec_hits: list[ChunkHit], kw_hits: list[ChunkHit], rids: dict[int, int]
 ) -> Ranking:
     """Rank candidate chunks as records: a record scores as its best chunk on each side.
 
-    Chunks ``rows`` does not locate (deleted, or outside the filter) are dropped.
+    Chunks ``rids`` does not map to a record (deleted since) are dropped. Ranks are settled
+    later, on the located candidates: ties are broken by record id, never by internal ids
+    (which differ between a store and its export re-imported elsewhere).
     """
     r = Ranking()
     for h in vec_hits:
-        if h.chunk_id not in rows:
+        rid = rids.get(h.chunk_id)
+        if rid is None:
             continue
-        rid, version, s, e = rows[h.chunk_id]
-        if rid not in r.vec_score:
-            r.vec_score[rid] = h.score
+        if rid not in r.vec_score:  # hits come best first
             r.vec_rank.append(rid)
-            r.best_chunk[rid] = (h.chunk_id, version, s, e)
+            r.vec_score[rid] = h.score
+            r.best_chunk[rid] = h.chunk_id
     for h in kw_hits:
-        if h.chunk_id not in rows:
+        rid = rids.get(h.chunk_id)
+        if rid is None:
             continue
-        rid, version, s, e = rows[h.chunk_id]
         if rid not in r.kw_score:
-            r.kw_score[rid] = h.score
             r.kw_rank.append(rid)
-            r.best_chunk.setdefault(rid, (h.chunk_id, version, s, e))
-    # Ties are broken by record id, never by internal chunk ids (which differ between a
-    # store and its export re-imported elsewhere), so ranks and fused scores are stable.
-    r.vec_rank.sort(key=lambda rid: (-r.vec_score[rid], rid))
-    r.kw_rank.sort(key=lambda rid: (-r.kw_score[rid], rid))
+            r.kw_score[rid] = h.score
+            r.best_chunk.setdefault(rid, h.chunk_id)
     return r
