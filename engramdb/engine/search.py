@@ -8,6 +8,7 @@ in the cache tier under :func:`~engramdb.engine.search_key.search_key`.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -315,14 +316,15 @@ class Ranking:
         wanted = [r for r in rows if r in members]
         if not wanted:
             return {}
-        arr = np.fromiter((scores[r] for r in side), np.float64, len(side))
+        ordered = sorted(scores[r] for r in side)  # ascending: bisect finds a score's run
+        n = len(ordered)
         out = {}
         for r in wanted:
             s = scores[r]
-            rank = 1 + int(np.count_nonzero(arr > s))
-            for i in np.flatnonzero(arr == s).tolist():
-                if ident[side[i]] < ident[r]:
-                    rank += 1
+            lo, hi = bisect_left(ordered, s), bisect_right(ordered, s)
+            rank = 1 + n - hi
+            if hi - lo > 1:  # tied with others: those with a smaller record id come first
+                rank += sum(1 for c in side if scores[c] == s and ident[c] < ident[r])
             out[r] = rank
         return out
 

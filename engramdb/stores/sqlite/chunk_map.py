@@ -102,6 +102,28 @@ class ChunkMap:
             if found is not None:
                 yield cid
 
+    def split(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Split a lookup: the positions in ``chunk_ids`` of the chunks still where the load
+        put them, their rows in the loaded concatenation, and the positions of the others
+        (changed since the load, added, or not indexed: look those up one by one).
+
+        Why: a row unchanged since the load is the same in the mapped sidecar as in its
+        block, so many can be read from the sidecar in one indexing step.
+        """
+        n = len(chunk_ids)
+        if not len(self._ids) or not n:
+            return np.empty(0, np.int64), np.empty(0, np.int64), list(range(n))
+        arr = np.asarray(chunk_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._ids, arr), len(self._ids) - 1)
+        hit = self._ids[pos] == arr
+        overrides = self._overrides
+        if overrides:
+            changed = [i for i, cid in enumerate(chunk_ids) if cid in overrides]
+            if changed:
+                hit[changed] = False
+        idx = np.flatnonzero(hit)
+        return idx, self._rows[pos[idx]], np.flatnonzero(~hit).tolist()
+
     def locate(self, chunk_ids: Sequence[int]) -> list[Location | None]:
         """Each chunk's location (None: not indexed), the loaded ones looked up together."""
         n = len(chunk_ids)

@@ -280,12 +280,37 @@ class VectorIndex:
     def rids_of(self, chunk_ids: list[int]) -> list[int | None]:
         """Each chunk's record rowid, None for a chunk not indexed or whose rowid is unknown
         (caller holds the lock)."""
-        blocks = self.blocks
-        out: list[int | None] = []
-        for loc in self.where.locate(chunk_ids):
-            rid = 0 if loc is None else int(blocks[loc[0]].rids[loc[1]])
-            out.append(rid if rid > 0 else None)
+        out: list[int | None] = [None] * len(chunk_ids)
+        idx, rows, rest = self.where.split(chunk_ids)
+        if len(idx):
+            assert self.loaded is not None
+            for i, rid in zip(idx.tolist(), self.loaded[2][rows].tolist(), strict=True):
+                out[i] = rid if rid > 0 else None
+        for i in rest:
+            loc = self.where.get(chunk_ids[i])
+            if loc is not None:
+                rid = int(self.blocks[loc[0]].rids[loc[1]])
+                out[i] = rid if rid > 0 else None
         return out
+
+    def fetch(self, chunk_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The indexed ones of the chunks: their positions in ``chunk_ids`` and their vectors
+        (caller holds the lock). Rows still as loaded come from the mapped sidecar in one
+        indexing step; the rest are copied one by one."""
+        idx, rows, rest = self.where.split(chunk_ids)
+        found = [(i, loc) for i in rest if (loc := self.where.get(chunk_ids[i])) is not None]
+        k = len(idx)
+        slots = np.empty(k + len(found), np.int64)
+        mat = np.empty((k + len(found), self.dim), np.float32)
+        if k:
+            assert self.loaded is not None
+            slots[:k] = idx
+            mat[:k] = self.loaded[0][rows]
+        blocks = self.blocks
+        for j, (i, (key, pos)) in enumerate(found, start=k):
+            slots[j] = i
+            mat[j] = blocks[key].mat[pos]
+        return slots, mat
 
     def fill_rids(self, pairs: np.ndarray) -> None:
         """Give the rows loaded from a format-2 sidecar their record rowids, from the store's
@@ -330,6 +355,9 @@ class VectorIndex:
 
     def gather(self, locations: list[Location]) -> np.ndarray:
         """Return the vectors at these locations as one (n, dim) matrix (caller holds the lock)."""
+        if locations and all(key == locations[0][0] for key, _ in locations):
+            # One block (a user's graph, or its exact tail): one indexing step.
+            return self.blocks[locations[0][0]].mat[[pos for _, pos in locations]]
         out = np.empty((len(locations), self.dim), np.float32)
         blocks = self.blocks
         for i, (key, pos) in enumerate(locations):
@@ -382,12 +410,16 @@ class VectorIndex:
             # Graph hits must still be indexed, and in the user's block for a user graph;
             # the pending tail is the scope's own, so it only needs to be still indexed.
             candidates = keys.tolist() + [int(c) for c in tail]
-            block_key = None if user_id is None else (namespace, user_id)
+            if user_id is None:  # any indexed chunk of the namespace's graph or tail counts
+                slots, mat = self.fetch(candidates)
+                keys = np.asarray(candidates, np.int64)[slots]
+                return keys, scores_of(mat, query).astype(np.float32, copy=False)
+            block_key = (namespace, user_id)
             from_graph = len(keys)
             kept: list[int] = []
             rows: list[Location] = []
             for i, loc in enumerate(self.where.locate(candidates)):
-                if loc is None or (block_key and i < from_graph and loc[0] != block_key):
+                if loc is None or (i < from_graph and loc[0] != block_key):
                     continue
                 kept.append(candidates[i])
                 rows.append(loc)

@@ -279,12 +279,9 @@ class VectorSearch:
         index = self.index()
         out = np.full(len(chunk_ids), np.nan, dtype=np.float32)
         with index.lock:
-            found = index.where.locate(chunk_ids)
-            slots = [slot for slot, loc in enumerate(found) if loc is not None]
-            if not slots:
-                return out
-            mat = index.gather([loc for loc in found if loc is not None])
-        out[slots] = mat @ query
+            slots, mat = index.fetch(chunk_ids)
+        if len(slots):
+            out[slots] = mat @ query
         return out
 
     def _passing(self, namespace: str, chunk_ids: list[int], node: Node) -> set[int]:

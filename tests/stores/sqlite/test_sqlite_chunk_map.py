@@ -98,6 +98,13 @@ def test_a_loaded_index_serves_the_vectors_it_saved_through_later_changes(
     assert np.array_equal(loaded.vectors(order), np.stack([live[c] for c in order]))
     # Each chunk's record rowid follows its row through the swap-removes and the reload.
     assert loaded.rids_of([*order, 10_000]) == [*(_rid(c) for c in order), None]
+    # Rows read from the mapped sidecar in one step and rows copied one by one agree.
+    asked = [10_000, *rng.permutation(order).tolist()]
+    slots, mat = loaded.fetch(asked)
+    assert sorted(slots.tolist()) == list(range(1, len(asked)))
+    assert np.array_equal(mat, np.stack([live[asked[i]] for i in slots.tolist()]))
+    unchanged, rows, rest = loaded.where.split(asked)
+    assert len(unchanged) and len(rest) > 1  # both paths were taken
     kept, vecs = loaded.indexed_vectors([*order[:50], 10_000, order[-1]])
     assert kept == [*order[:50], order[-1]]
     assert np.array_equal(vecs, np.stack([live[c] for c in kept]))
