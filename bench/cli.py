@@ -17,6 +17,8 @@ Subcommands:
   load of ``migrate``, on a server the benchmark starts itself (``postgres.json``);
 - ``migrate``: a Chroma store migrated into SQLite and PostgreSQL, vectors reused and
   re-embedded, beside Chroma's own read-out of the same data (``migrate.json``);
+- ``search-pair``: search p50/p95 of this tree against another checkout on one store,
+  alternated round by round (``search_pair.json``);
 - ``langgraph``: ``EngramStore`` and ``EngramSaver`` against LangGraph's in-memory,
   SQLite and PostgreSQL backends (``langgraph.json``);
 - ``consolidate``: consolidation of 100,000 records with 10% planted near-duplicates:
@@ -184,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-postgres", action="store_true", help="SQLite target only")
     p = sub.add_parser(
+        "search-pair",
+        help="search p50/p95 of this tree against another checkout, alternated (search_pair.json)",
+        description="Build one SQLite store of the store workload, then time vector and hybrid "
+        "search, filtered and unfiltered, in this tree and in --base (another checkout of the "
+        "project, e.g. a git worktree of the commit before a change), round after round in "
+        "fresh processes; report each tree's medians and the ratio head / base.",
+    )
+    _common(p)
+    _store_args(p)
+    p.add_argument("--base", type=Path, required=True, help="the checkout to compare against")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per tree (default 3)")
+    p = sub.add_parser(
         "langgraph",
         help="EngramStore/EngramSaver vs LangGraph's own stores and savers (langgraph.json)",
         description="LangGraph items from the store workload: put throughput, top-10 search "
@@ -343,6 +357,19 @@ def main(argv: list[str]) -> int:
             args.hash_vectors,
             reembed_records=args.reembed_records,
             postgres=not args.no_postgres,
+        )
+    if args.command == "search-pair":
+        from bench import search_pair
+
+        search_pair.main(
+            args.out,
+            args.base,
+            args.records,
+            args.quick,
+            args.hash_vectors,
+            rounds=args.rounds,
+            users=args.users,
+            queries=args.queries,
         )
     if args.command in ("langgraph", "all"):
         from bench import langgraph

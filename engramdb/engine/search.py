@@ -179,11 +179,11 @@ class Searcher:
             scored = (
                 {} if locate_all else self._passing(self._fuse(ranking, mode), ranking, threshold)
             )
-            wanted = (
-                list(ranking.best_chunk)
-                if locate_all
-                else ranking.with_ties(within_reach(scored, need, bound))
-            )
+            if locate_all or all(c in known for c in ranking.best_chunk.values()):
+                # Every candidate came located (vector mode, PostgreSQL): nothing to choose.
+                wanted = list(ranking.best_chunk)
+            else:
+                wanted = ranking.with_ties(within_reach(scored, need, bound))
             unread = [c for c in (ranking.best_chunk[r] for r in wanted) if c not in known]
             if unread:
                 known.update(self.store.locate(namespace, unread, full))

@@ -1,0 +1,157 @@
+"""Search speed of two source trees on one store, side by side: ``search-pair``.
+
+Why: a change to the search path is judged against the code before it, on the same store and
+in the same run. The machine is shared and noisy, so the same figure from two runs of
+``store`` differs by more than most changes do; a pair alternated round by round does not.
+
+The store workload (``bench.data``) is loaded once into a SQLite store by this tree, with
+entity extraction off (the pair compares the search path, not a backlog sharing the cores),
+its ANN graphs and derived keyword index built and saved. Each tree gets its own copy of the
+files, and first opens it once untimed (``--prepare``): a tree ignores sidecars of a format
+it does not know and rebuilds them, graphs included, which must not fall in a round. Then,
+round after round, each tree in turn runs :mod:`bench.search_pair_child` in a fresh
+process with that tree first on ``sys.path``: the same queries in vector and hybrid mode,
+filtered to the asking user and not, query vectors given (nothing is embedded). The child is
+this tree's file; the other tree needs ``engramdb``, ``bench.data`` and ``bench.store``.
+
+Output ``search_pair.json``: each tree's p50/p95 per round, their medians over the rounds,
+and the ratio ``head / base`` of those medians (below 1: this tree is faster).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import finish, log, machine
+from bench.data import load_workload, store_config
+from bench.store import LookupEmbedder, embedder_name, wait_for_ann, wait_for_keyword_index
+
+HERE = Path(__file__).resolve().parent
+HEAD = HERE.parent
+FIGURES = ("vector_filtered", "vector_unfiltered", "hybrid_filtered", "hybrid_unfiltered")
+
+
+def build(path: Path, workload_args: dict[str, Any]) -> dict[str, Any]:
+    """Write the workload's records into a new store at ``path`` and let its derived indexes
+    finish; return what waiting for them took."""
+    from engramdb import Memory, Settings
+
+    cfg = store_config(**workload_args)
+    w = load_workload(cfg)
+    vectors = np.concatenate([w.vectors, w.add_vectors])
+    emb = LookupEmbedder(embedder_name(cfg), w.texts + w.add_texts, vectors)
+    settings = Settings(extract="off")
+    with Memory(f"sqlite:///{path}", embedder=emb, settings=settings) as mem:
+        for start in range(0, len(w.texts), 1000):
+            end = min(len(w.texts), start + 1000)
+            mem.add(
+                [
+                    {"text": w.texts[i], "user_id": w.user_name(int(w.users[i]))}
+                    for i in range(start, end)
+                ]
+            )
+        users = [w.user_name(int(u)) for u in w.query_users]
+        ann = wait_for_ann(mem, w.query_vectors[0], users)
+        kindex = wait_for_keyword_index(mem, w.query_texts[0], w.query_vectors[0])
+    return {"ann": ann, "keyword_index": kindex}
+
+
+def run_child(
+    tree: Path, store: Path, workload_args: dict[str, Any], prepare: bool = False
+) -> dict[str, Any]:
+    """One round of one tree (or its preparation run): the child's JSON figures."""
+    env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1")
+    args = [str(HERE / "search_pair_child.py"), str(store), json.dumps(workload_args)]
+    proc = subprocess.run(
+        [sys.executable, *args, *(["--prepare"] if prepare else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=str(tree),
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"search-pair child in {tree} failed:\n{proc.stderr[-3000:]}")
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def summarise(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median over the rounds of each figure's p50 and p95."""
+    return {
+        fig: {
+            q: round(statistics.median(r[fig][q] for r in rounds), 3) for q in ("p50_ms", "p95_ms")
+        }
+        for fig in FIGURES
+    }
+
+
+def main(
+    out: Path,
+    base: Path,
+    records: int,
+    quick: bool,
+    hash_vectors: bool,
+    *,
+    rounds: int = 3,
+    users: int | None = None,
+    queries: int | None = None,
+) -> dict[str, Any]:
+    """Build the store, run ``rounds`` alternated rounds of both trees, write the JSON."""
+    base = base.resolve()
+    if not (base / "engramdb").is_dir():
+        raise SystemExit(f"--base {base} holds no engramdb package (a checkout of the project)")
+    workload_args = {
+        "records": records,
+        "quick": quick,
+        "hash_vectors": hash_vectors,
+        "users": users,
+        "queries": queries,
+    }
+    report: dict[str, Any] = {
+        "benchmark": "search_pair",
+        "machine": machine(),
+        "config": {**workload_args, "rounds": rounds, "base": str(base), "head": str(HEAD)},
+    }
+    with tempfile.TemporaryDirectory(prefix="engram-pair-") as tmp:
+        made = Path(tmp) / "made" / "pair.db"
+        made.parent.mkdir()
+        log(f"building the store ({store_config(**workload_args).records} records, no extraction)")
+        report["build"] = build(made, workload_args)
+        copies = {}
+        for side in ("base", "head"):
+            folder = Path(tmp) / side
+            shutil.copytree(made.parent, folder)
+            copies[side] = folder / made.name
+        trees = {"base": base, "head": HEAD}
+        # Each tree first brings its copy's sidecars to its own format, outside the timing.
+        report["prepare"] = {
+            side: run_child(trees[side], copies[side], workload_args, prepare=True)
+            for side in ("base", "head")
+        }
+        figures: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
+        for r in range(rounds):
+            order = ("base", "head") if r % 2 == 0 else ("head", "base")
+            for side in order:
+                got = run_child(trees[side], copies[side], workload_args)
+                figures[side].append(got)
+                log(f"round {r + 1} {side}: " + json.dumps({k: got[k] for k in FIGURES}))
+    report["rounds"] = figures
+    medians = {side: summarise(rows) for side, rows in figures.items()}
+    report["median"] = medians
+    report["summary"] = {
+        f"{fig}_{q}_ratio_head_vs_base": round(medians["head"][fig][q] / medians["base"][fig][q], 3)
+        for fig in FIGURES
+        for q in ("p50_ms", "p95_ms")
+    }
+    return finish(report, out, "search_pair", quick)

@@ -1,0 +1,67 @@
+"""One round of ``search-pair`` (bench/search_pair.py) in one source tree.
+
+Run as a script, with the tree under test first on ``sys.path`` (``PYTHONPATH``): it imports
+that tree's ``engramdb``, ``bench.data`` and ``bench.store``. Arguments: the store file, the
+workload options as JSON, and ``--prepare`` for the untimed first run. Prints one JSON line:
+p50/p95 (ms) of vector and hybrid search, filtered to the asking user and not, each mode's
+queries run as a block after a warm-up.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from bench.data import load_workload, store_config
+from bench.store import LookupEmbedder, embedder_name, wait_for_ann, wait_for_keyword_index
+from engramdb import Memory, Settings
+
+K = 10
+WARM = 100
+
+
+def main(store: str, workload_args: dict[str, object], prepare: bool) -> dict[str, object]:
+    """Time the searches, or with ``prepare`` only bring the store's derived indexes to this
+    tree's own format (a tree ignores sidecars of a format it does not know and rebuilds
+    them): wait for its ANN graphs and keyword index, and save them on close."""
+    cfg = store_config(**workload_args)  # type: ignore[arg-type]
+    w = load_workload(cfg)
+    vectors = np.concatenate([w.vectors, w.add_vectors])
+    emb = LookupEmbedder(embedder_name(cfg), w.texts + w.add_texts, vectors)
+    out: dict[str, object] = {}
+    with Memory(f"sqlite:///{store}", embedder=emb, settings=Settings(extract="off")) as mem:
+        if prepare:
+            users = [w.user_name(int(u)) for u in w.query_users]
+            out["ann"] = wait_for_ann(mem, w.query_vectors[0], users)
+            out["keyword_index"] = wait_for_keyword_index(mem, w.query_texts[0], w.query_vectors[0])
+            return out
+        n = len(w.query_texts)
+        for mode in ("vector", "hybrid"):
+            for filtered in (True, False):
+                lat = []
+                for j in range(WARM + n):
+                    i = j % n
+                    uid = w.user_name(int(w.query_users[i])) if filtered else None
+                    t0 = time.perf_counter()
+                    mem.search(
+                        w.query_texts[i],
+                        top_k=K,
+                        user_id=uid,
+                        mode=mode,
+                        query_vector=w.query_vectors[i],
+                    )
+                    if j >= WARM:
+                        lat.append(time.perf_counter() - t0)
+                ms = np.asarray(lat) * 1000.0
+                out[f"{mode}_{'filtered' if filtered else 'unfiltered'}"] = {
+                    "p50_ms": round(float(np.percentile(ms, 50)), 4),
+                    "p95_ms": round(float(np.percentile(ms, 95)), 4),
+                }
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], json.loads(sys.argv[2]), "--prepare" in sys.argv[3:])))
