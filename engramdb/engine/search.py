@@ -179,8 +179,11 @@ class Searcher:
             scored = (
                 {} if locate_all else self._passing(self._fuse(ranking, mode), ranking, threshold)
             )
-            if locate_all or all(c in known for c in ranking.best_chunk.values()):
+            if all(c in known for c in ranking.best_chunk.values()):
                 # Every candidate came located (vector mode, PostgreSQL): nothing to choose.
+                wanted = list(ranking.best_chunk)
+                break
+            if locate_all:
                 wanted = list(ranking.best_chunk)
             else:
                 wanted = ranking.with_ties(within_reach(scored, need, bound))
