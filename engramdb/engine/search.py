@@ -160,6 +160,7 @@ class Searcher:
                 rids[h.chunk_id] = h.rid
             else:
                 unknown.append(h.chunk_id)
+        unknown = [c for c in dict.fromkeys(unknown) if c not in rids]
         if unknown:
             rids.update(self.store.chunk_rids(namespace, unknown))
         ranking = rank_candidates(vec_hits, kw_hits, rids)

@@ -145,6 +145,7 @@ def test_every_subcommand_has_help() -> None:
         "embedder",
         "migrate",
         "langgraph",
+        "search-pair",
         "extract",
         "consolidate",
         "service",

@@ -8,6 +8,23 @@ import numpy as np
 
 from engramdb import Memory, MemoryRecord
 
+# Short texts sharing words in overlapping sets (cat, garden, bakery, monday, weekend...):
+# searches over them have both keyword and vector-only candidates, and close scores.
+CORPUS = [
+    "the cat sat on the warm mat",
+    "a dog chased the cat around the garden",
+    "stock markets fell sharply on monday",
+    "the garden needs watering every morning",
+    "rain is expected over the weekend in the garden",
+    "she bought fresh bread at the bakery",
+    "the bakery opens early on monday morning",
+    "quantum computers use qubits",
+    "my cat likes fresh fish",
+    "weekend plans include hiking and fishing",
+    "the old dog sleeps all day",
+    "markets and bakeries are busy on the weekend",
+]
+
 
 def all_records(mem: Memory, **kwargs: Any) -> list[MemoryRecord]:
     """Every record of the namespace (following cursors), expired ones included."""

@@ -8,22 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from contract_helpers import CORPUS
 
 from engramdb import Memory
 from engramdb.embedders import HashEmbedder
 
-TEXTS = [
-    "the cat sat on the warm mat",
-    "a dog chased the cat around the garden",
-    "stock markets fell sharply on monday",
-    "the garden needs watering every morning",
-    "rain is expected over the weekend in the garden",
-    "she bought fresh bread at the bakery",
-    "the bakery opens early on monday morning",
-    "my cat likes fresh fish",
-    "the old dog sleeps all day",
-    "markets and bakeries are busy on the weekend",
-]
 QUERIES = ["cat garden", "monday morning bakery", "fresh fish weekend", "rain over the garden"]
 
 
@@ -32,9 +21,9 @@ def add_twins(mem: Memory) -> list[str]:
     written first, so row order is the reverse of record id order."""
     for user, prefix in (("u1", "b"), ("u2", "a")):
         mem.add(
-            [{"id": f"{prefix}{i:02d}", "text": t, "user_id": user} for i, t in enumerate(TEXTS)]
+            [{"id": f"{prefix}{i:02d}", "text": t, "user_id": user} for i, t in enumerate(CORPUS)]
         )
-    return sorted(f"{p}{i:02d}" for p in "ab" for i in range(len(TEXTS)))
+    return sorted(f"{p}{i:02d}" for p in "ab" for i in range(len(CORPUS)))
 
 
 @pytest.fixture
@@ -46,7 +35,7 @@ def expected(mem: Memory, query: str, hidden: frozenset[str] = frozenset()) -> l
     """The whole hybrid ranking, computed from each side's exact scores over every record
     (the corpus is smaller than the candidate pool): min-max scaled, fused convexly, ties
     by record id, and each side's rank by score then record id."""
-    n = 2 * len(TEXTS)
+    n = 2 * len(CORPUS)
     vec = {h.record.id: h.parts.vector for h in mem.search(query, mode="vector", top_k=n).hits}
     kw = {h.record.id: h.parts.keyword for h in mem.search(query, mode="keyword", top_k=n).hits}
     vec = {r: s for r, s in vec.items() if r not in hidden}

@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from contract_helpers import all_records, brute_force
+from contract_helpers import CORPUS, all_records, brute_force
 
 from engramdb import Memory
-
-CORPUS = [
-    "the cat sat on the warm mat",
-    "a dog chased the cat around the garden",
-    "stock markets fell sharply on monday",
-    "the garden needs watering every morning",
-    "rain is expected over the weekend in the garden",
-    "she bought fresh bread at the bakery",
-    "the bakery opens early on monday morning",
-    "quantum computers use qubits",
-    "my cat likes fresh fish",
-    "weekend plans include hiking and fishing",
-    "the old dog sleeps all day",
-    "markets and bakeries are busy on the weekend",
-]
 
 
 @pytest.fixture
