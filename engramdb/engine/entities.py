@@ -163,6 +163,12 @@ class EntityIndex:
         done = 0
         # The common case, nothing pending, costs one indexed read and takes no lock.
         if not store.extraction_pending(namespace, user_id, 1):
+            if self._lock.locked():
+                # A batch may be between writing its extractions and joining aliases (two
+                # transactions): a read waits for it, or it would see "Bob" and "Bob Smith"
+                # as two people until the join lands.
+                with self._lock:
+                    pass
             return 0
         with self._lock:
             while stop is None or not stop.is_set():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 from entities_helpers import by_name, graph_edges
 
@@ -73,6 +76,36 @@ def test_one_person_in_many_memories_is_one_entity_with_every_mention(emem: Memo
     assert {m.sentence for m in full.mentions} == set(texts)
     assert all(emem.get(m.record_id).text[m.start : m.end] == "John" for m in full.mentions)
     assert {r.text for r in emem.records_about(john.id)} == set(texts)
+
+
+def test_a_read_during_a_batch_waits_for_its_alias_join(emem: Memory) -> None:
+    """The worker writes a batch's extractions, then joins aliases in a second transaction.
+    A read between the two finds nothing pending: it must still wait for the join, not list
+    "Bob", "Mr. Smith" and "Bob Smith" as three people (seen once through the service)."""
+    entities = emem.engine._entities
+    real = entities._aliases
+    written, release = threading.Event(), threading.Event()
+
+    def held_between(store: Any, found: Any) -> None:
+        written.set()  # the extractions are committed; the join has not run
+        assert release.wait(60)
+        real(store, found)
+
+    entities._aliases = held_between
+    emem.add(
+        ["Bob Smith is employed by Google.", "Mr. Smith lives in Paris.", "Bob likes sushi."],
+        user_id="u1",
+    )
+    assert written.wait(120), "the worker did not extract the batch"
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(emem.entities(user_id="u1")))
+    reader.start()
+    reader.join(0.5)  # without the wait, the read is done by now and lists three people
+    release.set()
+    reader.join(60)
+    assert not reader.is_alive()
+    people = [e.name for e in got[0] if e.type == "PERSON"]
+    assert people == ["Bob Smith"]
 
 
 def test_aliases_join_within_a_user_and_can_be_undone(emem: Memory) -> None:
