@@ -126,23 +126,14 @@ class ChunkMap:
 
     def locate(self, chunk_ids: Sequence[int]) -> list[Location | None]:
         """Each chunk's location (None: not indexed), the loaded ones looked up together."""
-        n = len(chunk_ids)
-        if not n:
-            return []
-        out: list[Location | None] = [None] * n
-        if len(self._ids):
-            arr = np.asarray(chunk_ids, dtype=np.int64)
-            pos = np.minimum(np.searchsorted(self._ids, arr), len(self._ids) - 1)
-            hits = np.flatnonzero(self._ids[pos] == arr)
-            rows = self._rows[pos[hits]]
+        out: list[Location | None] = [None] * len(chunk_ids)
+        idx, rows, rest = self.split(chunk_ids)
+        if len(idx):
             blocks = np.searchsorted(self._starts, rows, side="right") - 1
             offsets = rows - self._starts[blocks]
             keys = self._keys
-            for i, b, o in zip(hits.tolist(), blocks.tolist(), offsets.tolist(), strict=True):
+            for i, b, o in zip(idx.tolist(), blocks.tolist(), offsets.tolist(), strict=True):
                 out[i] = (keys[b], o)
-        overrides = self._overrides
-        if overrides:
-            for i, cid in enumerate(chunk_ids):
-                if cid in overrides:
-                    out[i] = overrides[cid]
+        for i in rest:
+            out[i] = self.get(chunk_ids[i])
         return out
