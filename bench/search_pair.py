@@ -12,9 +12,11 @@ it does not know and rebuilds them, graphs included, which must not fall in a ro
 round after round, each tree in turn runs :mod:`bench.search_pair_child` in a fresh
 process with that tree first on ``sys.path``: the same queries in vector and hybrid mode,
 filtered to the asking user and not, query vectors given (nothing is embedded). The child is
-this tree's file; the other tree needs ``engramdb``, ``bench.data`` and ``bench.store``.
+this tree's file; the other tree needs ``engramdb``, ``bench.data``, ``bench.store`` and
+``bench.synthetic``.
 
-Output ``search_pair.json``: each tree's p50/p95 per round, their medians over the rounds,
+Output ``search_pair.json`` (``search_pair_1m.json`` and the like above 100k records, see
+``bench.synthetic``): each tree's p50/p95 per round, their medians over the rounds,
 and the ratio ``head / base`` of those medians (below 1: this tree is faster).
 """
 
@@ -33,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from bench.common import finish, log, machine
-from bench.data import load_workload, store_config
+from bench.data import store_config
 from bench.store import LookupEmbedder, embedder_name, wait_for_ann, wait_for_keyword_index
+from bench.synthetic import result_name, workload
 
 HERE = Path(__file__).resolve().parent
 HEAD = HERE.parent
@@ -47,7 +50,7 @@ def build(path: Path, workload_args: dict[str, Any]) -> dict[str, Any]:
     from engramdb import Memory, Settings
 
     cfg = store_config(**workload_args)
-    w = load_workload(cfg)
+    w = workload(cfg)
     vectors = np.concatenate([w.vectors, w.add_vectors])
     emb = LookupEmbedder(embedder_name(cfg), w.texts + w.add_texts, vectors)
     settings = Settings(extract="off")
@@ -154,4 +157,5 @@ def main(
         for fig in FIGURES
         for q in ("p50_ms", "p95_ms")
     }
-    return finish(report, out, "search_pair", quick)
+    name = result_name("search_pair", store_config(**workload_args).records)
+    return finish(report, out, name, quick)

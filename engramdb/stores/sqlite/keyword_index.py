@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from engramdb.stores.sqlite import keyword_prune
+
 TOKENIZE = "porter unicode61 remove_diacritics 2"  # chunks_fts's tokenizer (migration 0007)
 K1, B = 1.2, 0.75  # FTS5's bm25 constants
 MERGE_SEGMENTS = 8  # more segments than this: the small ones are merged into one
@@ -97,9 +99,11 @@ class Segment:
         self.init_scratch()
 
     def init_scratch(self) -> None:
-        """The per-search working state (not saved)."""
+        """The per-search working state and caches (not saved)."""
         self.scratch = np.zeros(len(self.rowids), dtype=np.float64)
         self._norm_of: tuple[float, np.ndarray] | None = None
+        # (average length, each term's bound there): see keyword_prune
+        self.term_bounds: tuple[float, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.rowids)
@@ -140,16 +144,23 @@ class Segment:
         rows: tuple[int, int],
         avgdl: float,
         wide: bool,
+        top: tuple[int, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rowids and bm25 scores of this segment's live rows in the run ``rows`` matching
         any term; each row's sum is formed term by term in the given order, as FTS5 does.
-        ``wide``: a namespace-wide search (see :meth:`_norm`)."""
+        ``wide``: a namespace-wide search (see :meth:`_norm`). ``top``: (limit, fewest
+        postings worth pruning): only rows that can be among the best ``limit`` are
+        needed, so MaxScore may skip the rest (see keyword_prune)."""
+        r_lo, r_hi = rows
+        spans = [self.postings(t, r_lo, r_hi) for t in tids]
+        if top is not None:
+            best = keyword_prune.top(self, tids, spans, idfs, avgdl, top[0], top[1])
+            if best is not None:
+                return best
         acc = self.scratch
         touched = []
-        r_lo, r_hi = rows
         norm = self._norm(avgdl, build=wide)
-        for t, idf in zip(tids, idfs, strict=True):
-            s, e = self.postings(t, r_lo, r_hi)
+        for (s, e), idf in zip(spans, idfs, strict=True):
             if s == e:
                 continue
             pos = self.p_row[s:e]
@@ -333,6 +344,9 @@ class KeywordIndex:
         self.user_id: dict[str | None, int] = {}
         self._tok: sqlite3.Connection | None = None
         self._word_tokens: dict[str, tuple[str, ...]] = {}
+        # Searches whose lists hold at least this many postings in a segment are pruned
+        # (None: never; every posting is summed).
+        self.prune_min_postings: int | None = keyword_prune.PRUNE_MIN_POSTINGS
 
     # ------------------------------------------------------------------ building
 
@@ -496,8 +510,9 @@ class KeywordIndex:
             lo, hi = ns << USER_BITS, (ns + 1) << USER_BITS
         avgdl = self.n_tokens / self.n_rows
         idfs = [self.idf(t) for t in tids]
+        top = None if self.prune_min_postings is None else (limit, self.prune_min_postings)
         parts = [
-            seg.scores(tids, idfs, seg.rows_of(lo, hi), avgdl, wide=not scoped)
+            seg.scores(tids, idfs, seg.rows_of(lo, hi), avgdl, wide=not scoped, top=top)
             for seg in self.segments
         ]
         rowids = np.concatenate([p[0] for p in parts])

@@ -13,7 +13,7 @@ from engramdb.deadline import paused
 from engramdb.query.filters import Cmp, Live, Node, conjuncts, required_equalities
 from engramdb.stores.background import BackgroundWorker
 from engramdb.stores.prepared import ChunkHit
-from engramdb.stores.sqlite import gates
+from engramdb.stores.sqlite import gates, keyword_prune
 from engramdb.stores.sqlite.chunks import passing_located
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite, first_expiry
@@ -118,6 +118,9 @@ class IndexBuilder(BackgroundWorker):
             if ok and not self.stopped:
                 with self.owner._lock:
                     self.owner._index = index
+                # Outside the lock (searches go on meanwhile): the pruning kernels and the
+                # large segments' bounds, which no search should wait for.
+                keyword_prune.prepare(index, lambda: self.stopped)
             else:
                 self.failures += 1
 
