@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.add_argument("--base", type=Path, required=True, help="the checkout to compare against")
     p.add_argument("--rounds", type=int, default=3, help="rounds per tree (default 3)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the built store here and reuse it in later runs of the same workload "
+        "(default: a temporary folder)",
+    )
     p = sub.add_parser(
         "langgraph",
         help="EngramStore/EngramSaver vs LangGraph's own stores and savers (langgraph.json)",
@@ -370,6 +377,7 @@ def main(argv: list[str]) -> int:
             rounds=args.rounds,
             users=args.users,
             queries=args.queries,
+            workdir=args.workdir,
         )
     if args.command in ("langgraph", "all"):
         from bench import langgraph

@@ -22,6 +22,8 @@ and the ratio ``head / base`` of those medians (below 1: this tree is faster).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import shutil
@@ -109,8 +111,14 @@ def main(
     rounds: int = 3,
     users: int | None = None,
     queries: int | None = None,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the store, run ``rounds`` alternated rounds of both trees, write the JSON."""
+    """Build the store, run ``rounds`` alternated rounds of both trees, write the JSON.
+
+    ``workdir``: where the built store is kept (a temporary folder otherwise). A store
+    built there by an earlier run of the same workload is reused: a million records take
+    half an hour to load and index. The trees' copies are made and prepared again each run.
+    """
     base = base.resolve()
     if not (base / "engramdb").is_dir():
         raise SystemExit(f"--base {base} holds no engramdb package (a checkout of the project)")
@@ -126,14 +134,32 @@ def main(
         "machine": machine(),
         "config": {**workload_args, "rounds": rounds, "base": str(base), "head": str(HEAD)},
     }
-    with tempfile.TemporaryDirectory(prefix="engram-pair-") as tmp:
-        made = Path(tmp) / "made" / "pair.db"
-        made.parent.mkdir()
-        log(f"building the store ({store_config(**workload_args).records} records, no extraction)")
-        report["build"] = build(made, workload_args)
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="engram-pair-")))
+        else:
+            tmp = workdir.resolve()
+            tmp.mkdir(parents=True, exist_ok=True)
+        made = tmp / "made" / "pair.db"
+        record = tmp / "made.json"
+        kept = json.loads(record.read_text()) if record.exists() else None
+        if kept is not None and kept.get("workload") == workload_args and made.exists():
+            log(f"reusing the store built in {made.parent}")
+            report["build"] = {**kept["build"], "reused": True}
+        else:
+            shutil.rmtree(made.parent, ignore_errors=True)
+            made.parent.mkdir()
+            records_n = store_config(**workload_args).records
+            log(f"building the store ({records_n} records, no extraction)")
+            report["build"] = build(made, workload_args)
+            record.write_text(json.dumps({"workload": workload_args, "build": report["build"]}))
+        # The build's objects are cycles (a closed Memory and its workers): collected now, not
+        # left holding gigabytes of memory the trees' page cache needs during the rounds.
+        gc.collect()
         copies = {}
         for side in ("base", "head"):
-            folder = Path(tmp) / side
+            folder = tmp / side
+            shutil.rmtree(folder, ignore_errors=True)
             shutil.copytree(made.parent, folder)
             copies[side] = folder / made.name
         trees = {"base": base, "head": HEAD}

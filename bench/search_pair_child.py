@@ -9,6 +9,7 @@ queries run as a block after a warm-up.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -30,32 +31,37 @@ def main(store: str, workload_args: dict[str, object], prepare: bool) -> dict[st
     them): wait for its ANN graphs and keyword index, and save them on close."""
     cfg = store_config(**workload_args)  # type: ignore[arg-type]
     w = workload(cfg)
-    vectors = np.concatenate([w.vectors, w.add_vectors])
-    emb = LookupEmbedder(embedder_name(cfg), w.texts + w.add_texts, vectors)
+    # Searches pass their query vectors: the embedder only names the store's model. The
+    # corpus is dropped, so that the store's files, not a second copy of its vectors, have
+    # the memory (a million rows' vectors are 1.5 GB).
+    query_texts, query_vectors = list(w.query_texts), np.array(w.query_vectors)
+    emb = LookupEmbedder(embedder_name(cfg), query_texts, query_vectors)
+    query_users = [w.user_name(int(u)) for u in w.query_users]
+    del w
+    gc.collect()
     out: dict[str, object] = {}
     with Memory(f"sqlite:///{store}", embedder=emb, settings=Settings(extract="off")) as mem:
         if prepare:
-            users = [w.user_name(int(u)) for u in w.query_users]
-            out["ann"] = wait_for_ann(mem, w.query_vectors[0], users)
-            out["keyword_index"] = wait_for_keyword_index(mem, w.query_texts[0], w.query_vectors[0])
+            out["ann"] = wait_for_ann(mem, query_vectors[0], query_users)
+            out["keyword_index"] = wait_for_keyword_index(mem, query_texts[0], query_vectors[0])
             return out
         # The keyword index (and whatever it loads beside it) in before any timing: the
         # vector blocks do not need it, but the hybrid ones must not time its loading.
-        wait_for_keyword_index(mem, w.query_texts[0], w.query_vectors[0])
-        n = len(w.query_texts)
+        wait_for_keyword_index(mem, query_texts[0], query_vectors[0])
+        n = len(query_texts)
         for mode in ("vector", "hybrid"):
             for filtered in (True, False):
                 lat = []
                 for j in range(WARM + n):
                     i = j % n
-                    uid = w.user_name(int(w.query_users[i])) if filtered else None
+                    uid = query_users[i] if filtered else None
                     t0 = time.perf_counter()
                     mem.search(
-                        w.query_texts[i],
+                        query_texts[i],
                         top_k=K,
                         user_id=uid,
                         mode=mode,
-                        query_vector=w.query_vectors[i],
+                        query_vector=query_vectors[i],
                     )
                     if j >= WARM:
                         lat.append(time.perf_counter() - t0)

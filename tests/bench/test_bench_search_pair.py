@@ -59,6 +59,32 @@ def test_search_pair_times_both_trees_on_copies_of_one_store(tmp_path: Path) -> 
         )
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_search_pair_reuses_the_store_kept_in_its_workdir(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    for part in ("engramdb", "bench"):
+        shutil.copytree(ROOT / part, base / part, ignore=shutil.ignore_patterns(".cache"))
+    (base / "bench" / ".cache").symlink_to(ROOT / "bench" / ".cache")
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = ["search-pair", "--quick", "--records", "1000", "--queries", "10", "--hash-vectors"]
+    args += ["--rounds", "1", "--base", str(base), "--out", str(out), "--workdir", str(work)]
+    assert main(args) == 0
+    first = json.loads((out / "search_pair_quick.json").read_text())
+    made = work / "made" / "pair.db"
+    built_at = made.stat().st_mtime_ns
+    assert "reused" not in first["build"]
+    assert main(args) == 0
+    second = json.loads((out / "search_pair_quick.json").read_text())
+    assert second["build"]["reused"] is True
+    assert made.stat().st_mtime_ns == built_at  # the kept store itself is never opened again
+    assert {k: v for k, v in second["build"].items() if k != "reused"} == first["build"]
+    # Another workload is not this store: it is built again.
+    assert main([*args[:3], "1200", *args[4:]]) == 0
+    third = json.loads((out / "search_pair_quick.json").read_text())
+    assert "reused" not in third["build"]
+
+
 def test_search_pair_refuses_a_base_that_is_no_checkout(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no engramdb package"):
         main(["search-pair", "--quick", "--hash-vectors", "--base", str(tmp_path)])

@@ -101,8 +101,10 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def segment_bounds(seg: Segment, avgdl: float, mod: ModuleType) -> np.ndarray:
-    """Each term's bound in ``seg`` at average length ``avgdl`` (see the module's rules)."""
+def segment_bounds(seg: Segment, avgdl: float, mod: ModuleType) -> tuple[np.ndarray, float]:
+    """Each term's bound in ``seg``, and the factor that makes them bounds at average
+    length ``avgdl`` (see the module's rules; the array is one entry per term of the
+    vocabulary, so it is scaled where it is used, not here)."""
     cached = seg.term_bounds
     if cached is None:
         cached = seg.term_bounds = (
@@ -110,7 +112,7 @@ def segment_bounds(seg: Segment, avgdl: float, mod: ModuleType) -> np.ndarray:
             mod.term_bounds(seg.starts, seg.p_row, seg.p_tf, seg.doclen, avgdl),
         )
     a0, bounds = cached
-    return bounds if avgdl <= a0 else bounds * (avgdl / a0)
+    return bounds, max(1.0, avgdl / a0)
 
 
 def prepare(index: KeywordIndex, stopped: Callable[[], bool]) -> None:
@@ -143,14 +145,16 @@ def top(
     (rowids, scores), unordered; None when the caller should sum every posting instead
     (too few postings to gain, or the kernels not loaded)."""
     lists = [(t, s, e, idf) for t, (s, e), idf in zip(tids, spans, idfs, strict=True) if s < e]
+    if not lists:
+        return np.empty(0, np.int64), np.empty(0, np.float64)
     if sum(e - s for _, s, e, _ in lists) < min_postings:
         return None
     mod = kernels()
     if mod is None:
         return None
-    bounds = segment_bounds(seg, avgdl, mod)
+    bounds, scale = segment_bounds(seg, avgdl, mod)
     idf = np.array([x[3] for x in lists])
-    ubs = idf * bounds[np.array([x[0] for x in lists], dtype=np.int64)]
+    ubs = idf * (bounds[np.array([x[0] for x in lists], dtype=np.int64)] * scale)
     arr = np.array([(s, e) for _, s, e, _ in lists], dtype=np.int64)
     out_r, out_s = np.empty(limit, np.int64), np.empty(limit)
     n = mod.top_k(

@@ -18,6 +18,7 @@ from engramdb import HashEmbedder, Memory, Settings
 from engramdb.engine.keyword import match_expression
 from engramdb.query.filters import Bool, Cmp, Live, Node
 from engramdb.stores.prepared import ChunkHit
+from engramdb.stores.sqlite import keyword_prune
 from engramdb.stores.sqlite.keyword_index import merge, save
 from engramdb.stores.sqlite.keyword_search import KeywordSearch, match_words
 
@@ -136,12 +137,24 @@ def mem(tmp_path: Path) -> Iterator[Memory]:
     m.close()
 
 
-def _derived(m: Memory) -> KeywordSearch:
-    """A second keyword reader over the same store, using the derived index from row 0."""
+def _derived(m: Memory, prune: bool = False) -> KeywordSearch:
+    """A second keyword reader over the same store, using the derived index from row 0;
+    with ``prune``, every search of it goes through MaxScore (keyword_prune), however
+    few its postings."""
     ks = KeywordSearch(m._engine.store._db, min_rows=0)  # type: ignore[attr-defined]
     ks.keyword_candidates(m.namespace, '"cafe"', None, 10)  # kicks the builder
     _wait(ks)
+    if prune:
+        assert keyword_prune.wait_ready(300), "the pruning kernels did not load"
+        assert ks._index is not None
+        ks._index.prune_min_postings = 0
     return ks
+
+
+def _pruned_throughout(ks: KeywordSearch, prune: bool) -> None:
+    """The index that answered is still the one set to prune (no rebuild replaced it)."""
+    assert ks._index is not None
+    assert ks._index.prune_min_postings == (0 if prune else keyword_prune.PRUNE_MIN_POSTINGS)
 
 
 def _wait(ks: KeywordSearch) -> None:
@@ -181,8 +194,9 @@ def _both(
         assert ks.answered == before + 1, "the derived index did not answer"
 
 
-def test_same_ranking_as_fts5_over_random_queries(mem: Memory) -> None:
-    ks = _derived(mem)
+@pytest.mark.parametrize("prune", [False, True], ids=["summed", "pruned"])
+def test_same_ranking_as_fts5_over_random_queries(mem: Memory, prune: bool) -> None:
+    ks = _derived(mem, prune)
     rng = np.random.default_rng(5)
     for i in range(300):
         q = _query(rng)
@@ -190,11 +204,13 @@ def test_same_ranking_as_fts5_over_random_queries(mem: Memory) -> None:
         _both(mem, ks, q, None, 10)
         _both(mem, ks, q, Cmp("str", "user_id", "$eq", user), 10)
         _both(mem, ks, q, Cmp("str", "user_id", "$eq", user), 100)
+    _pruned_throughout(ks, prune)
     ks.stop()
 
 
-def test_writes_are_visible_at_once(mem: Memory) -> None:
-    ks = _derived(mem)
+@pytest.mark.parametrize("prune", [False, True], ids=["summed", "pruned"])
+def test_writes_are_visible_at_once(mem: Memory, prune: bool) -> None:
+    ks = _derived(mem, prune)
     rng = np.random.default_rng(9)
     queries = [_query(rng) for _ in range(40)]
     new = mem.add("zanzibar quokka running café", user_id="bob")[0]
@@ -219,6 +235,7 @@ def test_writes_are_visible_at_once(mem: Memory) -> None:
     gone = ks.keyword_candidates(mem.namespace, match_expression("bakery museum"), None, 50)
     dead = {h.record.id for h in doomed}
     assert gone and not set(_record_ids(mem, gone)) & dead
+    _pruned_throughout(ks, prune)
     ks.stop()
 
 
