@@ -20,8 +20,9 @@ Rules:
   term shrinks at most by ``a0 / a``). Deleting rows only lowers the true maxima, so a
   segment's bounds hold for its life.
 * **Never waited for.** numba is imported and the kernels compiled (or read from numba's
-  cache) once per process, in a background thread; until then, and where numba cannot be
-  loaded, searches sum every posting as before.
+  cache) once per process, in a background thread, and only for an index large enough to
+  pay for it (``LOAD_MIN_POSTINGS``); until then, and where numba cannot be loaded,
+  searches sum every posting as before.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 
 # Below this many postings in the searched lists the numpy sum is as fast as pruning.
 PRUNE_MIN_POSTINGS = 20_000
+# numba costs a process about 90 MB: it is loaded only for an index with a segment of at
+# least this many postings (some 50,000 rows), where pruning pays for it.
+LOAD_MIN_POSTINGS = 1_000_000
 
 _lock = threading.Lock()
 _ready = threading.Event()
@@ -118,7 +122,10 @@ def segment_bounds(seg: Segment, avgdl: float, mod: ModuleType) -> tuple[np.ndar
 def prepare(index: KeywordIndex, stopped: Callable[[], bool]) -> None:
     """Load the kernels and compute the bounds of the index's large segments, so that no
     search pays for either (called by the index builder once the index is handed over;
-    returns early once ``stopped()``)."""
+    returns early once ``stopped()``). An index too small to pay for numba loads
+    nothing."""
+    if all(len(seg.p_row) < LOAD_MIN_POSTINGS for seg in index.segments):
+        return
     kernels()
     while not _ready.wait(0.1):
         if stopped():
@@ -149,7 +156,7 @@ def top(
         return np.empty(0, np.int64), np.empty(0, np.float64)
     if sum(e - s for _, s, e, _ in lists) < min_postings:
         return None
-    mod = kernels()
+    mod = _kernels if len(seg.p_row) < LOAD_MIN_POSTINGS else kernels()
     if mod is None:
         return None
     bounds, scale = segment_bounds(seg, avgdl, mod)

@@ -148,3 +148,26 @@ def test_small_lists_are_summed_in_full(pruned_calls: list[int]) -> None:
     for _ in range(20):
         index.search(_query(rng, index), NS, None, False, 10)
     assert pruned_calls == []
+
+
+def test_only_an_index_large_enough_loads_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba costs a process ~90 MB: a small index neither loads it at its hand-over nor on a
+    search, while a large one gets its segments' bounds ready before any search."""
+    index = _index(np.random.default_rng(8), 3000)
+    postings = max(len(seg.p_row) for seg in index.segments)
+    index.prune_min_postings = 0
+    with monkeypatch.context() as mp:
+        asked: list[int] = []
+        real = keyword_prune.kernels
+        mp.setattr(keyword_prune, "kernels", lambda: asked.append(1) or real())
+        mp.setattr(keyword_prune, "_kernels", None)  # as in a process yet to load them
+        keyword_prune.prepare(index, lambda: False)
+        index.search([index.term_id["t1"], index.term_id["t2"]], NS, None, False, 10)
+        assert asked == [] and all(seg.term_bounds is None for seg in index.segments)
+    monkeypatch.setattr(keyword_prune, "LOAD_MIN_POSTINGS", postings)
+    monkeypatch.setattr(keyword_prune, "PRUNE_MIN_POSTINGS", postings)
+    keyword_prune.prepare(index, lambda: False)
+    big = [seg for seg in index.segments if len(seg.p_row) >= postings]
+    small = [seg for seg in index.segments if len(seg.p_row) < postings]
+    assert big and all(seg.term_bounds is not None for seg in big)
+    assert all(seg.term_bounds is None for seg in small)
