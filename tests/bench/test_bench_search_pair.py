@@ -14,15 +14,20 @@ ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ("vector_filtered", "vector_unfiltered", "hybrid_filtered", "hybrid_unfiltered")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_search_pair_times_both_trees_on_copies_of_one_store(tmp_path: Path) -> None:
-    # The other tree: a copy of this checkout's package and benchmarks, as a worktree of
-    # the commit before a change would be.
+def _base_tree(tmp_path: Path) -> Path:
+    """The other tree: a copy of this checkout's package and benchmarks, as a worktree of
+    the commit before a change would be."""
     base = tmp_path / "base"
     for part in ("engramdb", "bench"):
         shutil.copytree(ROOT / part, base / part, ignore=shutil.ignore_patterns(".cache"))
     (base / "bench" / ".cache").symlink_to(ROOT / "bench" / ".cache")
+    return base
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_search_pair_times_both_trees_on_copies_of_one_store(tmp_path: Path) -> None:
+    base = _base_tree(tmp_path)
     out = tmp_path / "out"
     rc = main(
         [
@@ -62,10 +67,7 @@ def test_search_pair_times_both_trees_on_copies_of_one_store(tmp_path: Path) -> 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_search_pair_reuses_the_store_kept_in_its_workdir(tmp_path: Path) -> None:
-    base = tmp_path / "base"
-    for part in ("engramdb", "bench"):
-        shutil.copytree(ROOT / part, base / part, ignore=shutil.ignore_patterns(".cache"))
-    (base / "bench" / ".cache").symlink_to(ROOT / "bench" / ".cache")
+    base = _base_tree(tmp_path)
     work, out = tmp_path / "work", tmp_path / "out"
     args = ["search-pair", "--quick", "--records", "1000", "--queries", "10", "--hash-vectors"]
     args += ["--rounds", "1", "--base", str(base), "--out", str(out), "--workdir", str(work)]

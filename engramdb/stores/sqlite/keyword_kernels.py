@@ -44,6 +44,12 @@ def _leaves_before(hs, hr, a, b):
 
 
 @njit(cache=True, nogil=True)
+def _swap(hs, hr, a, b):
+    hs[a], hs[b] = hs[b], hs[a]
+    hr[a], hr[b] = hr[b], hr[a]
+
+
+@njit(cache=True, nogil=True)
 def _sift_down(hs, hr, n, i):
     while True:
         c = 2 * i + 1
@@ -53,8 +59,7 @@ def _sift_down(hs, hr, n, i):
             c += 1
         if not _leaves_before(hs, hr, c, i):
             return
-        hs[c], hs[i] = hs[i], hs[c]
-        hr[c], hr[i] = hr[i], hr[c]
+        _swap(hs, hr, c, i)
         i = c
 
 
@@ -64,8 +69,7 @@ def _sift_up(hs, hr, i):
         p = (i - 1) // 2
         if not _leaves_before(hs, hr, i, p):
             return
-        hs[p], hs[i] = hs[i], hs[p]
-        hr[p], hr[i] = hr[i], hr[p]
+        _swap(hs, hr, i, p)
         i = p
 
 
@@ -133,6 +137,8 @@ def top_k(spans, idfs, ubs, p_row, p_tf, doclen, avgdl, alive, rowids, k, out_r,
             break
         tail = K1 * (1 - B + B * doclen[d] / avgdl)
         partial = 0.0
+        # A list's share of row d is written out here and below, not called: a helper
+        # that steps the cursors is not inlined, and this loop is the search.
         for j in range(ess, m):
             i = order[j]
             c = cur[i]
