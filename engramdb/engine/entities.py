@@ -14,8 +14,10 @@ text by text; a text that still fails is parked (counted as ``failed``), never l
 process killed, this process exiting) is not the texts' fault: it stays queued for the next
 drain, here or in the next process to open the store.
 
-After each batch, the alias step (:func:`engramdb.extract.alias_links`) joins the short
-forms of people's names in each (namespace, user) scope the batch touched.
+The alias step (:func:`engramdb.extract.alias_links`) joins the short forms of people's
+names in each (namespace, user) scope a batch touched, in the transaction that writes the
+batch's extractions: a reader in any process sees "Bob" and "Bob Smith" as one person from
+the moment it sees either.
 """
 
 from __future__ import annotations
@@ -163,12 +165,6 @@ class EntityIndex:
         done = 0
         # The common case, nothing pending, costs one indexed read and takes no lock.
         if not store.extraction_pending(namespace, user_id, 1):
-            if self._lock.locked():
-                # A batch may be between writing its extractions and joining aliases (two
-                # transactions): a read waits for it, or it would see "Bob" and "Bob Smith"
-                # as two people until the join lands.
-                with self._lock:
-                    pass
             return 0
         with self._lock:
             while stop is None or not stop.is_set():
@@ -182,8 +178,7 @@ class EntityIndex:
                         raise  # left queued for the next process
                     continue  # a fresh helper takes the batch (see MAX_INTERRUPTS)
                 if found:
-                    store.write_extractions(found)
-                    self._aliases(store, found)
+                    store.write_extractions(found, alias_links)
                 done += len(batch)
         return done
 
@@ -215,7 +210,7 @@ class EntityIndex:
                         store.fail_extraction(item, f"{type(exc).__name__}: {exc}")
                         continue
                     if ok:  # keep what was judged; the rest stays queued
-                        store.write_extractions(ok)
+                        store.write_extractions(ok, alias_links)
                     raise
                 except Exception as exc:
                     log.warning("entity extraction failed for record %s", item.record_id)
@@ -226,17 +221,6 @@ class EntityIndex:
             self.seconds += took
             self.extracted += len(batch)
             timing("entity_extraction", took)
-
-    def _aliases(self, store: EntityStore, found: list[tuple[PendingText, Extraction]]) -> None:
-        scopes = {
-            (p.namespace, p.user_id)
-            for p, x in found
-            if any(e.type == "PERSON" for e in x.entities)
-        }
-        for ns, uid in sorted(scopes):
-            links = alias_links(store.scope_entities(ns, uid, "PERSON"))
-            if links:
-                store.link_entities(ns, links)
 
     # ------------------------------------------------------------------ reads
 

@@ -45,6 +45,7 @@ from engramdb.query.filters import Node
 from engramdb.stores.idempotency_rows import IdempotencyRow
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
+    AliasJoin,
     ArchivedRow,
     ArchiveItem,
     ChunkHit,
@@ -55,7 +56,6 @@ from engramdb.stores.prepared import (
     PreparedRecord,
     RecordChanges,
     RecordUpdate,
-    ScopeEntity,
     ThreadTurn,
 )
 
@@ -649,9 +649,15 @@ class EntityStore(Protocol):
         (or of the whole store)."""
         ...
 
-    def write_extractions(self, items: list[tuple[PendingText, Extraction]]) -> int:
+    def write_extractions(
+        self, items: list[tuple[PendingText, Extraction]], join: AliasJoin | None = None
+    ) -> int:
         """Replace each record's mentions and relations by its extraction and dequeue it, in one
         transaction; a record changed or deleted since it was read is only dequeued.
+
+        With ``join``, each (namespace, user) scope in which the batch found a person has its
+        people passed to it and the joins it returns made, in the same transaction: no reader,
+        in this process or another, sees the batch's entities before their aliases are joined.
         Returns how many were written."""
         ...
 
@@ -661,15 +667,6 @@ class EntityStore(Protocol):
 
     def retry_failed_extractions(self) -> int:
         """Queue every failed extraction again; return how many."""
-        ...
-
-    def scope_entities(self, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
-        """Return every entity of one type in one (namespace, user) scope (alias step input)."""
-        ...
-
-    def link_entities(self, namespace: str, links: list[tuple[int, int, str]]) -> int:
-        """Join entities to canonical ones (``(entity, canonical, reason)``), logged; return how
-        many were joined (an entity separated by hand is never joined again)."""
         ...
 
     def unlink_entity(self, namespace: str, entity_id: int) -> int | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from engramdb.models import Entity, EntityGraph, Extraction, Mention, Relation
-from engramdb.stores.prepared import PendingText, ScopeEntity
+from engramdb.stores.prepared import AliasJoin, PendingText, ScopeEntity
 
 MAX_GRAPH_ENTITIES = 500  # a subgraph stops growing past this many entities
 
@@ -236,6 +236,22 @@ class EntityRows:
         )
 
     # ------------------------------------------------------------------ aliases
+
+    def join_aliases(
+        self, c: Any, items: list[tuple[PendingText, Extraction]], join: AliasJoin, now: int
+    ) -> int:
+        """Run the alias step in each (namespace, user) scope where ``items`` found a person,
+        in the caller's transaction; return how many entities were joined."""
+        scopes = {
+            (p.namespace, p.user_id)
+            for p, x in items
+            if any(e.type == "PERSON" for e in x.entities)
+        }
+        joined = 0
+        for ns, uid in sorted(scopes):
+            for a, b, why in join(self.scope_entities(c, ns, uid, "PERSON")):
+                joined += self.link(c, ns, a, b, why, now)
+        return joined
 
     def scope_entities(self, c: Any, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
         """Every entity of one type in one (namespace, user) scope."""

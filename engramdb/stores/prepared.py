@@ -197,3 +197,9 @@ class ScopeEntity:
     type: str
     canonical_id: int | None
     pinned: bool
+
+
+# The alias step: one scope's PERSON entities in, the joins ``(entity, canonical, reason)``
+# to make out. The engine passes it to the store, which runs it inside the transaction that
+# writes a batch's extractions (:meth:`~engramdb.stores.base.EntityStore.write_extractions`).
+AliasJoin = Callable[[list[ScopeEntity]], list[tuple[int, int, str]]]

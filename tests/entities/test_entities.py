@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from entities_helpers import by_name, graph_edges
 
-from engramdb import Memory, NotFoundError, ValidationError
+from engramdb import HashEmbedder, Memory, NotFoundError, Settings, ValidationError
+from engramdb.engine import entities as entity_engine
+from engramdb.extract import alias_links
 
 
 def test_john_works_for_microsoft_in_seattle(emem: Memory) -> None:
@@ -78,34 +80,39 @@ def test_one_person_in_many_memories_is_one_entity_with_every_mention(emem: Memo
     assert {r.text for r in emem.records_about(john.id)} == set(texts)
 
 
-def test_a_read_during_a_batch_waits_for_its_alias_join(emem: Memory) -> None:
-    """The worker writes a batch's extractions, then joins aliases in a second transaction.
-    A read between the two finds nothing pending: it must still wait for the join, not list
-    "Bob", "Mr. Smith" and "Bob Smith" as three people (seen once through the service)."""
-    entities = emem.engine._entities
-    real = entities._aliases
-    written, release = threading.Event(), threading.Event()
+def test_aliases_are_joined_in_the_transaction_that_writes_the_batch(
+    emem: Memory, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's extractions and its alias join commit together. Another process's reader
+    (here a second Memory on the same store, which extracts nothing) never lists "Bob",
+    "Mr. Smith" and "Bob Smith" as three people: while the join runs, the batch is not
+    committed, so that reader sees it still queued and no people at all (seen once through
+    the service, when the join was a second transaction)."""
+    joining, release = threading.Event(), threading.Event()
 
-    def held_between(store: Any, found: Any) -> None:
-        written.set()  # the extractions are committed; the join has not run
+    def held_join(people: Any) -> Any:
+        joining.set()  # inside the batch's transaction, before its commit
         assert release.wait(60)
-        real(store, found)
+        return alias_links(people)
 
-    entities._aliases = held_between
-    emem.add(
-        ["Bob Smith is employed by Google.", "Mr. Smith lives in Paris.", "Bob likes sushi."],
-        user_id="u1",
-    )
-    assert written.wait(120), "the worker did not extract the batch"
-    got: list[Any] = []
-    reader = threading.Thread(target=lambda: got.append(emem.entities(user_id="u1")))
-    reader.start()
-    reader.join(0.5)  # without the wait, the read is done by now and lists three people
-    release.set()
-    reader.join(60)
-    assert not reader.is_alive()
-    people = [e.name for e in got[0] if e.type == "PERSON"]
-    assert people == ["Bob Smith"]
+    monkeypatch.setattr(entity_engine, "alias_links", held_join)
+    other = Memory(store_url, embedder=HashEmbedder(384), settings=Settings(extract="off"))
+    try:
+        emem.add(
+            ["Bob Smith is employed by Google.", "Mr. Smith lives in Paris.", "Bob likes sushi."],
+            user_id="u1",
+        )
+        assert joining.wait(120), "the worker did not extract the batch"
+        try:
+            assert other.entities(user_id="u1", type="PERSON") == []
+            assert other.stats()["entities"]["pending"] == 3
+        finally:
+            release.set()
+        people = [e.name for e in emem.entities(user_id="u1", type="PERSON")]
+        assert people == ["Bob Smith"]
+        assert [e.name for e in other.entities(user_id="u1", type="PERSON")] == ["Bob Smith"]
+    finally:
+        other.close()
 
 
 def test_aliases_join_within_a_user_and_can_be_undone(emem: Memory) -> None:

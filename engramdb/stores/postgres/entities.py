@@ -14,7 +14,7 @@ from __future__ import annotations
 from engramdb.models import Entity, EntityGraph, Extraction
 from engramdb.stores.entity_rows import EntityRows
 from engramdb.stores.postgres.connection import Database
-from engramdb.stores.prepared import PendingText, ScopeEntity
+from engramdb.stores.prepared import AliasJoin, PendingText
 from engramdb.timeutil import now_us
 
 _ROWS = EntityRows("postgresql")
@@ -38,11 +38,16 @@ class Entities:
         with self._db.read("counting entities", snapshot=True) as c:
             return _ROWS.counts(c, namespace)
 
-    def write_extractions(self, items: list[tuple[PendingText, Extraction]]) -> int:
+    def write_extractions(
+        self, items: list[tuple[PendingText, Extraction]], join: AliasJoin | None = None
+    ) -> int:
         """See :meth:`~engramdb.stores.base.EntityStore.write_extractions`."""
         now = now_us()
         with self._db.write("writing extracted entities") as c:
-            return sum(_ROWS.write(c, item, found, now) for item, found in items)
+            written = sum(_ROWS.write(c, item, found, now) for item, found in items)
+            if join is not None:
+                _ROWS.join_aliases(c, items, join, now)
+            return written
 
     def fail_extraction(self, item: PendingText, error: str) -> None:
         """See :meth:`~engramdb.stores.base.EntityStore.fail_extraction`."""
@@ -53,17 +58,6 @@ class Entities:
         """See :meth:`~engramdb.stores.base.EntityStore.retry_failed_extractions`."""
         with self._db.write("queueing failed extractions again") as c:
             return _ROWS.retry_failed(c)
-
-    def scope_entities(self, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
-        """See :meth:`~engramdb.stores.base.EntityStore.scope_entities`."""
-        with self._db.read("reading a scope's entities") as c:
-            return _ROWS.scope_entities(c, namespace, user_id, type_)
-
-    def link_entities(self, namespace: str, links: list[tuple[int, int, str]]) -> int:
-        """See :meth:`~engramdb.stores.base.EntityStore.link_entities`."""
-        now = now_us()
-        with self._db.write("joining entities") as c:
-            return sum(_ROWS.link(c, namespace, a, b, why, now) for a, b, why in links)
 
     def unlink_entity(self, namespace: str, entity_id: int) -> int | None:
         """See :meth:`~engramdb.stores.base.EntityStore.unlink_entity`."""

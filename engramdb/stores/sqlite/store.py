@@ -48,6 +48,7 @@ from engramdb.stores.base import BUILD_MEMORY
 from engramdb.stores.idempotency_rows import IdempotencyRow, IdempotencyTable
 from engramdb.stores.key_rows import AuditRow, KeyRow
 from engramdb.stores.prepared import (
+    AliasJoin,
     ArchivedRow,
     ArchiveItem,
     ChunkHit,
@@ -57,7 +58,6 @@ from engramdb.stores.prepared import (
     PreparedRecord,
     RecordChanges,
     RecordUpdate,
-    ScopeEntity,
     ThreadTurn,
 )
 from engramdb.stores.sqlite.archive import Archive
@@ -360,11 +360,17 @@ class SQLiteStore:
         (or of the whole store)."""
         return self._entities.extraction_counts(namespace)
 
-    def write_extractions(self, items: list[tuple[PendingText, Extraction]]) -> int:
+    def write_extractions(
+        self, items: list[tuple[PendingText, Extraction]], join: AliasJoin | None = None
+    ) -> int:
         """Replace each record's mentions and relations by its extraction and dequeue it, in one
         transaction; a record changed or deleted since it was read is only dequeued.
+
+        With ``join``, each (namespace, user) scope in which the batch found a person has its
+        people passed to it and the joins it returns made, in the same transaction: no reader,
+        in this process or another, sees the batch's entities before their aliases are joined.
         Returns how many were written."""
-        return self._entities.write_extractions(items)
+        return self._entities.write_extractions(items, join)
 
     def fail_extraction(self, item: PendingText, error: str) -> None:
         """Park a record whose extraction failed (kept for ``doctor --repair``)."""
@@ -373,15 +379,6 @@ class SQLiteStore:
     def retry_failed_extractions(self) -> int:
         """Queue every failed extraction again; return how many."""
         return self._entities.retry_failed_extractions()
-
-    def scope_entities(self, namespace: str, user_id: str, type_: str) -> list[ScopeEntity]:
-        """Return every entity of one type in one (namespace, user) scope (alias step input)."""
-        return self._entities.scope_entities(namespace, user_id, type_)
-
-    def link_entities(self, namespace: str, links: list[tuple[int, int, str]]) -> int:
-        """Join entities to canonical ones (``(entity, canonical, reason)``), logged; return how
-        many were joined (an entity separated by hand is never joined again)."""
-        return self._entities.link_entities(namespace, links)
 
     def unlink_entity(self, namespace: str, entity_id: int) -> int | None:
         """Separate an alias from its canonical entity, logged; return that entity's id (None: it
