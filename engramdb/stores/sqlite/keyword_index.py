@@ -14,7 +14,7 @@ It is derived data (invariant 1) and never decides what is visible:
 * each search catches it up inside its own read snapshot: new rows by rowid watermark
   (rowids only grow), deleted rows from ``chunk_deletes``, rows rewritten in place from
   ``keyword_log``; new and rewritten rows are tokenised by an in-memory FTS5 table with the
-  same tokenizer, into small segments merged as they accumulate;
+  same tokenizer, into small segments, merged by the background thread as they accumulate;
 * after each catch-up its row and token totals must equal FTS5's own (the averages
   record): a change that no log names discards it, and searches use FTS5 until a rebuild;
 * the caller still reads every hit's record under the filter.
@@ -28,6 +28,7 @@ import os
 import sqlite3
 from array import array
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,26 +188,30 @@ class Segment:
         return self.rowids[cand[live]], sc[live]
 
 
-def merge(segments: Sequence[Segment], nterms: int) -> Segment:
-    """One segment holding the live rows of ``segments``."""
+def merge(
+    segments: Sequence[Segment], nterms: int, alive: Sequence[np.ndarray] | None = None
+) -> Segment:
+    """One segment holding the live rows of ``segments`` (live by ``alive``, one mask per
+    segment, when given: a merge off the lock reads copies taken under it)."""
     rowids, keys, doclen = [], [], []
     p_tid, p_row, p_tf, f_tid, f_row = [], [], [], [], []
     base = 0
-    for seg in segments:
-        newpos = np.cumsum(seg.alive) - 1 + base
-        rowids.append(seg.rowids[seg.alive])
-        keys.append(seg.keys[seg.alive])
-        doclen.append(seg.doclen[seg.alive])
+    for k, seg in enumerate(segments):
+        live = seg.alive if alive is None else alive[k]
+        newpos = np.cumsum(live) - 1 + base
+        rowids.append(seg.rowids[live])
+        keys.append(seg.keys[live])
+        doclen.append(seg.doclen[live])
         tid = np.repeat(np.arange(len(seg.starts) - 1), np.diff(seg.starts))
-        keep = seg.alive[seg.p_row]
+        keep = live[seg.p_row]
         p_tid.append(tid[keep])
         p_row.append(newpos[seg.p_row[keep]])
         p_tf.append(seg.p_tf[keep])
         frow = np.repeat(np.arange(len(seg)), np.diff(seg.fwd_starts))
-        fkeep = seg.alive[frow]
+        fkeep = live[frow]
         f_tid.append(seg.fwd_tids[fkeep])
         f_row.append(newpos[frow[fkeep]])
-        base += int(seg.alive.sum())
+        base += int(live.sum())
     cat = np.concatenate
     return Segment(
         cat(rowids),
@@ -219,6 +224,24 @@ def merge(segments: Sequence[Segment], nterms: int) -> Segment:
         cat(f_row),
         nterms,
     )
+
+
+# A merged segment and where each of its rows is (for ``KeywordIndex.where``).
+Merged = tuple[Segment, dict[int, tuple[Segment, int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class MergePlan:
+    """Segments to merge, their live masks when planned, and the vocabulary size then."""
+
+    group: list[Segment]
+    alive: list[np.ndarray]
+    nterms: int
+
+    def merge(self) -> Merged:
+        """The merged segment and its rows' places (off the lock: the slow part)."""
+        seg = merge(self.group, self.nterms, self.alive)
+        return seg, {rowid: (seg, i) for i, rowid in enumerate(seg.rowids.tolist())}
 
 
 def _ints(buf: array[int]) -> np.ndarray:
@@ -344,6 +367,7 @@ class KeywordIndex:
         self.user_id: dict[str | None, int] = {}
         self._tok: sqlite3.Connection | None = None
         self._word_tokens: dict[str, tuple[str, ...]] = {}
+        self._removed_while_merging: list[int] | None = None  # see plan_merge
         # Searches whose lists hold at least this many postings in a segment are pruned
         # (None: never; every posting is summed).
         self.prune_min_postings: int | None = keyword_prune.PRUNE_MIN_POSTINGS
@@ -417,8 +441,6 @@ class KeywordIndex:
         self.max_rowid = max(self.max_rowid, max(m[0] for m in metas))
         self.n_rows += len(metas)
         self.n_tokens += int(doclen.sum())
-        if len(self.segments) > MERGE_SEGMENTS:
-            self._merge()
 
     def remove(self, rowid: int) -> None:
         """Take a row out (a no-op for a row not indexed)."""
@@ -427,20 +449,51 @@ class KeywordIndex:
             return
         seg, p = loc
         seg.alive[p] = False
+        if self._removed_while_merging is not None:
+            self._removed_while_merging.append(rowid)
         self.nhit[seg.fwd_tids[seg.fwd_starts[p] : seg.fwd_starts[p + 1]]] -= 1
         self.n_rows -= 1
         self.n_tokens -= int(seg.doclen[p])
 
-    def _merge(self) -> None:
-        """Merge the small segments, and everything once they hold a quarter of the rows:
-        each posting is rewritten O(log n) times over the index's life."""
+    # ------------------------------------------------------------------ merging
+    #
+    # Every catch-up adds a segment; past MERGE_SEGMENTS they are merged, off the search
+    # path: a merge rewrites up to every posting (seconds at a million rows), and the catch-
+    # up that ran into it would hold a search that long. The owner's background thread
+    # plans a merge under the owner's lock, merges without it, and finishes under it again;
+    # rows removed in between are journalled and masked in the merged segment.
+
+    @property
+    def merge_due(self) -> bool:
+        """Whether there are more segments than searches should visit."""
+        return len(self.segments) > MERGE_SEGMENTS
+
+    def plan_merge(self) -> MergePlan | None:
+        """What to merge now (under the owner's lock), or None when no merge is due: the
+        small segments, and everything once they hold a quarter of the rows, so each
+        posting is rewritten O(log n) times over the index's life."""
+        if not self.merge_due:
+            return None
         base, rest = self.segments[0], self.segments[1:]
         rest_live = sum(int(s.alive.sum()) for s in rest)
-        group = self.segments if rest_live * 4 >= int(base.alive.sum()) else rest
-        merged = merge(group, len(self.term_id))
-        self.segments = [merged] if group is self.segments else [base, merged]
-        for i, rid in enumerate(merged.rowids.tolist()):
-            self.where[rid] = (merged, i)
+        group = list(self.segments) if rest_live * 4 >= int(base.alive.sum()) else rest
+        self._removed_while_merging = []
+        return MergePlan(group, [s.alive.copy() for s in group], len(self.term_id))
+
+    def finish_merge(self, plan: MergePlan, merged: Merged) -> None:
+        """Put the merged segment in place of the planned ones (under the owner's lock)."""
+        seg, where = merged
+        gone = self._removed_while_merging or []
+        self._removed_while_merging = None
+        if gone:
+            seg.alive[np.isin(seg.rowids, np.array(gone, dtype=np.int64))] = False
+            for rowid in gone:
+                where.pop(rowid, None)
+        planned = {id(s) for s in plan.group}
+        kept = [s for s in self.segments if id(s) not in planned]
+        first = self.segments[0]
+        self.segments = [seg, *kept] if id(first) in planned else [first, seg, *kept[1:]]
+        self.where.update(where)
 
     def tokenize_rows(
         self, rows: Sequence[tuple[int, str, str]]

@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from engramdb.deadline import paused
@@ -79,7 +80,8 @@ def _passes_every_row(c: sqlite3.Connection, namespace: str, node: Node | None) 
 
 
 class IndexBuilder(BackgroundWorker):
-    """Builds the derived keyword index off the search path, then hands it over."""
+    """Builds the derived keyword index off the search path, then hands it over; merges
+    its segments as catch-ups add them."""
 
     thread_name = "engramdb-keyword-index"
 
@@ -107,8 +109,10 @@ class IndexBuilder(BackgroundWorker):
             if self.stopped or self.failures >= 3:
                 return
             if self.owner._index is not None:
-                # Kicked by searches that ran while the index was being built: it is
-                # here now. A second build would only compete with searches for minutes.
+                # Kicked by a catch-up that left too many segments, or by searches that
+                # ran while the index was being built (a second build would only compete
+                # with searches for minutes).
+                self.owner.merge_segments(lambda: self.stopped)
                 continue
             try:
                 index, ok = self._load_or_build()
@@ -181,6 +185,7 @@ class KeywordSearch:
         self.answered = 0  # searches the derived index answered (for tests and stats)
         self._sidecar = db.path.with_name(db.path.name + ".kindex")
         self._sidecar_tried = False
+        self._builder_waits = False  # the builder's thread wants the lock (see _acquire)
         db.after_fork(self._forget_inherited)
 
     def _forget_inherited(self) -> None:
@@ -190,6 +195,7 @@ class KeywordSearch:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._builder = IndexBuilder(self)
+        self._builder_waits = False
 
     def persist(self) -> None:
         """Stop the builder and save the index beside the database (best effort: without
@@ -206,6 +212,46 @@ class KeywordSearch:
         """Stop the index builder (before the store closes)."""
         self._builder.stop()
 
+    def merge_segments(self, stopped: Callable[[], bool]) -> None:
+        """Merge the index's segments while a merge is due (the builder's thread): planned
+        and finished under the lock, merged without it (see ``KeywordIndex.plan_merge``)."""
+        while not stopped():
+            index = self._index
+            if index is None:
+                return
+            with self._builder_locked():
+                plan = index.plan_merge() if self._index is index else None
+            if plan is None:
+                return
+            merged = plan.merge()
+            with self._builder_locked():
+                if self._index is not index:
+                    return  # rebuilt meanwhile: the merge is of an index nobody reads
+                index.finish_merge(plan, merged)
+            # Outside the lock, as after a build: the merged segment's pruning bounds.
+            keyword_prune.prepare(index, stopped)
+
+    @contextlib.contextmanager
+    def _builder_locked(self) -> Iterator[None]:
+        """The lock, taken by the builder's thread; searches meanwhile wait for it instead
+        of falling back to FTS5, since what the builder does under it is short."""
+        self._builder_waits = True
+        try:
+            with self._lock:
+                yield
+        finally:
+            self._builder_waits = False
+
+    def _acquire(self) -> bool:
+        """Take the lock for a search, or False when a catch-up holds it (FTS5 answers)."""
+        if self._lock.acquire(blocking=False):
+            return True
+        if self._builder_waits:
+            self._lock.acquire()
+            return True
+        # The builder may have let go just now: one more try before falling back.
+        return self._lock.acquire(blocking=False)
+
     def _derived(
         self,
         c: sqlite3.Connection,
@@ -217,7 +263,7 @@ class KeywordSearch:
     ) -> list[tuple[int, float]] | None:
         """The derived index's best ``probe`` rows, caught up in ``c``'s snapshot; None
         when it cannot answer (not built yet, busy, or a word it does not cover)."""
-        if not self._lock.acquire(blocking=False):
+        if not self._acquire():
             return None  # a catch-up or hand-over in progress: FTS5 answers this one
         try:
             index = self._index
@@ -243,6 +289,8 @@ class KeywordSearch:
                     self._builder.kick()
                     return None
                 self._local.seen = (id(index), dv)
+                if index.merge_due:
+                    self._builder.kick()
             tids = index.term_ids(words)
             if tids is None:
                 return None

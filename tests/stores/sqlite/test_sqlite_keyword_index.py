@@ -239,13 +239,81 @@ def test_writes_are_visible_at_once(mem: Memory, prune: bool) -> None:
     ks.stop()
 
 
-def test_many_small_writes_merge_segments(mem: Memory) -> None:
+def _merged(ks: KeywordSearch) -> None:
+    """Wait for the builder's thread to merge what catch-ups left."""
+    deadline = time.monotonic() + 120
+    while ks._index is None or ks._index.merge_due:
+        assert time.monotonic() < deadline, "the segments were never merged"
+        time.sleep(0.02)
+
+
+def test_many_small_writes_merge_segments_off_the_search_path(mem: Memory) -> None:
+    """Each catch-up adds a segment and never merges: a merge rewrites up to every
+    posting (seconds at a million rows), so the builder's thread does it."""
     ks = _derived(mem)
+    ks._builder.stopped = True  # no merges: what a search does alone
     rng = np.random.default_rng(3)
     for i in range(30):
         mem.add(_text(rng, 10), user_id=USERS[i % 5])
         _both(mem, ks, _query(rng), None, 10)
-    assert ks._index is not None and len(ks._index.segments) <= 9
+    index = ks._index
+    assert index is not None and len(index.segments) == 31 and index.merge_due
+    ks._builder.stopped = False
+    ks._builder.kick()
+    _merged(ks)
+    assert ks._index is index and len(index.segments) <= 9
+    for _ in range(20):
+        q = _query(rng)
+        _both(mem, ks, q, None, 10)
+        _both(mem, ks, q, Cmp("str", "user_id", "$eq", "carla"), 20)
+    ks.stop()
+
+
+def test_rows_removed_or_rewritten_during_a_merge_stay_out_of_it(mem: Memory) -> None:
+    """A merge reads the segments without the lock while searches catch up: a row deleted,
+    or re-indexed in place (a thread's context), meanwhile is masked in the merged segment,
+    and rows added meanwhile stay in their own segments."""
+    ks = _derived(mem)
+    ks._builder.stopped = True  # the merge's steps are taken by hand below
+    rng = np.random.default_rng(8)
+    turns = [
+        mem.add_messages("t1", [{"role": "user", "content": _text(rng, 8)}], user_id="bob")
+        for _ in range(4)
+    ]
+    for i in range(10):
+        mem.add(f"quokka {_text(rng, 6)}", user_id=USERS[i % 5])
+        _both(mem, ks, "quokka bakery", None, 10)
+    index = ks._index
+    assert index is not None and index.merge_due
+    with ks._lock:
+        plan = index.plan_merge()
+    # The small segments (the base of 600 rows is four times theirs and stays).
+    base = index.segments[0]
+    assert plan is not None and [id(g) for g in plan.group] == [id(g) for g in index.segments[1:]]
+    merged = plan.merge()
+    # Meanwhile: a delete, a thread turn that re-indexes its neighbours, a new record.
+    quokkas = mem.search("quokka", top_k=20, mode="keyword").hits
+    mem.delete(quokkas[0].record.id)
+    mem.add_messages("t1", [{"role": "user", "content": "quokka zanzibar"}], user_id="bob")
+    late = mem.add("quokka zanzibar latecomer", user_id="alice")[0]
+    _both(mem, ks, "quokka zanzibar", None, 20)  # the catch-up journals what it removed
+    with ks._lock:
+        index.finish_merge(plan, merged)
+    assert index.segments[0] is base and index.segments[1] is merged[0]
+    assert len(index.segments) < 1 + len(plan.group)
+    assert not index.merge_due
+    for q in ("quokka", "quokka zanzibar", "zanzibar latecomer", _text(rng, 5), _text(rng, 3)):
+        _both(mem, ks, q, None, 20)
+        _both(mem, ks, q, Cmp("str", "user_id", "$eq", "bob"), 20)
+    found = _record_ids(mem, ks.keyword_candidates(mem.namespace, '"latecomer"', None, 5))
+    assert found == [late.id]
+    # A row of the merged segment deleted after the merge leaves it too.
+    mem.delete(quokkas[1].record.id)
+    _both(mem, ks, "quokka", None, 20)
+    assert quokkas[1].record.id not in _record_ids(
+        mem, ks.keyword_candidates(mem.namespace, '"quokka"', None, 20)
+    )
+    assert turns  # the thread's first turns were in the merged segments
     ks.stop()
 
 
