@@ -121,9 +121,9 @@ def segment_bounds(seg: Segment, avgdl: float, mod: ModuleType) -> tuple[np.ndar
 
 def prepare(index: KeywordIndex, stopped: Callable[[], bool]) -> None:
     """Load the kernels and compute the bounds of the index's large segments, so that no
-    search pays for either (called by the index builder once the index is handed over;
-    returns early once ``stopped()``). An index too small to pay for numba loads
-    nothing."""
+    search pays for either (called by the index builder once the index is handed over, and
+    after each merge; returns early once ``stopped()``). An index too small to pay for
+    numba loads nothing."""
     if all(len(seg.p_row) < LOAD_MIN_POSTINGS for seg in index.segments):
         return
     kernels()
