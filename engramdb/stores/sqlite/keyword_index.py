@@ -480,6 +480,11 @@ class KeywordIndex:
         self._removed_while_merging = []
         return MergePlan(group, [s.alive.copy() for s in group], len(self.term_id))
 
+    def abandon_merge(self) -> None:
+        """Forget a planned merge that failed (under the owner's lock): the segments stay
+        as they are, and removals are no longer journalled."""
+        self._removed_while_merging = None
+
     def finish_merge(self, plan: MergePlan, merged: Merged) -> None:
         """Put the merged segment in place of the planned ones (under the owner's lock)."""
         seg, where = merged

@@ -223,7 +223,12 @@ class KeywordSearch:
                 plan = index.plan_merge() if self._index is index else None
             if plan is None:
                 return
-            merged = plan.merge()
+            try:
+                merged = plan.merge()
+            except Exception:  # noqa: BLE001 - out of memory, say: the segments stay
+                with self._builder_locked():
+                    index.abandon_merge()
+                return
             with self._builder_locked():
                 if self._index is not index:
                     return  # rebuilt meanwhile: the merge is of an index nobody reads

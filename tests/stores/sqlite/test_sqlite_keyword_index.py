@@ -19,7 +19,7 @@ from engramdb.engine.keyword import match_expression
 from engramdb.query.filters import Bool, Cmp, Live, Node
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite import keyword_prune
-from engramdb.stores.sqlite.keyword_index import merge, save
+from engramdb.stores.sqlite.keyword_index import MergePlan, merge, save
 from engramdb.stores.sqlite.keyword_search import KeywordSearch, match_words
 
 WORDS = [
@@ -608,4 +608,32 @@ def test_kicks_during_a_build_do_not_start_another(
     thread.join(60)  # the builder ends once it has waited a while with nothing to do
     assert not thread.is_alive()
     assert len(builds) == 1
+    ks.stop()
+
+
+def test_a_failed_merge_leaves_the_segments_as_they_were(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ks = _derived(mem)
+    ks._builder.stopped = True  # merges are run by hand below
+    rng = np.random.default_rng(4)
+    for i in range(10):
+        mem.add(_text(rng, 7), user_id=USERS[i % 5])
+        _both(mem, ks, _query(rng), None, 10)
+    index = ks._index
+    assert index is not None and index.merge_due
+    before = list(index.segments)
+
+    def out_of_memory(self: MergePlan) -> None:
+        raise MemoryError("no room for the merged segment")
+
+    monkeypatch.setattr(MergePlan, "merge", out_of_memory)
+    ks.merge_segments(lambda: False)
+    assert index.segments == before and index._removed_while_merging is None
+    mem.delete(mem.search("bakery", top_k=1, mode="keyword").hits[0].record.id)
+    _both(mem, ks, "bakery museum", None, 10)
+    monkeypatch.undo()
+    ks.merge_segments(lambda: False)
+    assert not index.merge_due
+    _both(mem, ks, "bakery museum", None, 10)
     ks.stop()
