@@ -214,6 +214,14 @@ class Settings(BaseSettings):
         "question asks for (a place for 'where', a time for 'when', a person for 'who', a number "
         "for 'how many'), as found by entity extraction; 0 switches it off",
     )
+    question_penalty: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Hybrid search: score taken from candidates whose text is itself a question "
+        "(it ends with '?'): a turn that asks holds less than one that answers; needs entity "
+        "extraction, as answer_kind_weight does; 0 switches it off",
+    )
     search_pool: int = Field(
         100, ge=10, description="Fewest candidates fetched from each retriever in a search"
     )

@@ -50,6 +50,7 @@ def search_key(
             settings.entity_ranking,
             settings.entity_ranking_weight,
             settings.answer_kind_weight,
+            settings.question_penalty,
             settings.extract != "off",
         ],
     }

@@ -7,6 +7,10 @@ NLP pipeline's named-entity labels, including dates and numbers, which are not k
 entities); search asks the question's kinds with a few word rules (no parsing, so it costs
 microseconds) and ranks higher the candidates that hold one (:mod:`engramdb.engine.answer_ranking`).
 
+One more flag says the text itself is a question: a turn that asks ("what are their
+names?") shares the words of a later question about the same thing but holds none of its
+answer, so hybrid search ranks such records a little lower.
+
 Kinds are bit flags, so a record's kinds are one small integer.
 """
 
@@ -19,6 +23,8 @@ PERSON = 1
 PLACE = 2
 TIME = 4
 NUMBER = 8
+#: Not a kind of answer: the text is itself a question (see :func:`is_question`).
+QUESTION = 16
 
 #: spaCy entity label -> the kind of answer it is.
 LABEL_KINDS = {
@@ -62,6 +68,20 @@ def kinds_of_labels(labels: Iterable[str]) -> int:
     for label in labels:
         kinds |= LABEL_KINDS.get(label, 0)
     return kinds
+
+
+def is_question(text: str) -> bool:
+    """Whether a text is a question: its last sentence ends with a question mark.
+
+    The whitespace trimmed is the one revision 0024 trims in SQL, so the flag it sets on
+    records extracted before it is the flag extraction sets now.
+    """
+    return text.rstrip(" \t\r\n").endswith("?")
+
+
+def kinds_held(text: str, labels: Iterable[str]) -> int:
+    """A text's flags: the kinds of answer its entity labels hold, and whether it asks."""
+    return kinds_of_labels(labels) | (QUESTION if is_question(text) else 0)
 
 
 def kinds_asked(question: str) -> int:

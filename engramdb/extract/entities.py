@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from engramdb.errors import ExtractionError
-from engramdb.extract.answer_types import kinds_of_labels
+from engramdb.extract.answer_types import kinds_held
 from engramdb.extract.names import TITLES, normalise
 from engramdb.extract.relations import find_relations
 from engramdb.models import Extraction, FoundEntity, FoundRelation
@@ -92,7 +92,7 @@ class EntityExtractor:
 
 
 def _from_doc(doc: Any) -> Extraction:
-    out = Extraction(answer_kinds=kinds_of_labels(span.label_ for span in doc.ents))
+    out = Extraction(answer_kinds=kinds_held(doc.text, (span.label_ for span in doc.ents)))
     at_token: dict[int, int] = {}  # token index -> entity index
     for span in doc.ents:
         if span.label_ not in KEPT_TYPES:

@@ -29,6 +29,7 @@ SCHEMA_REVISIONS = [
     "0021",
     "0022",
     "0023",
+    "0024",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

@@ -1,11 +1,14 @@
 """Answer-kind ranking: a hybrid search lifts the records holding the kind of answer the
-question asks for (a place for "where", a time for "when"), as extraction recorded them."""
+question asks for (a place for "where", a time for "when"), as extraction recorded them, and
+lowers the records that are themselves questions."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from engramdb import HashEmbedder, Memory, Settings
@@ -13,8 +16,11 @@ from engramdb.extract.answer_types import (
     NUMBER,
     PERSON,
     PLACE,
+    QUESTION,
     TIME,
+    is_question,
     kinds_asked,
+    kinds_held,
     kinds_of_labels,
 )
 
@@ -26,10 +32,14 @@ FILLERS = [OTHER, "a short trip", "the trip was long and the trip was hard"]
 QUERY = "Where did she go on her trip?"
 
 
-def mem(store_url: str, weight: float | None = None) -> Memory:
-    fields: dict[str, object] = {"extract": "inline"}
+def mem(
+    store_url: str, weight: float | None = None, penalty: float | None = None, **extra: object
+) -> Memory:
+    fields: dict[str, object] = {"extract": "inline", **extra}
     if weight is not None:
         fields["answer_kind_weight"] = weight
+    if penalty is not None:
+        fields["question_penalty"] = penalty
     return Memory(store_url, embedder=HashEmbedder(384), settings=Settings(**fields))
 
 
@@ -63,6 +73,21 @@ def test_the_kinds_a_text_holds_come_from_its_entity_labels() -> None:
     assert kinds_of_labels(["ORG", "NORP"]) == 0
 
 
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("What are their names?", True),
+        ("Congrats! How long have you had them?  \n", True),
+        ("Is it? I think so.", False),  # the last sentence answers
+        ("She asked me (why?) and left", False),
+        ("", False),
+    ],
+)
+def test_a_text_is_a_question_when_its_last_sentence_asks(text: str, asks: bool) -> None:
+    assert is_question(text) is asks
+    assert kinds_held(text, ["GPE"]) == PLACE | (QUESTION if asks else 0)
+
+
 def test_extraction_records_each_records_kinds_and_forgets_them_with_it(store_url: str) -> None:
     with mem(store_url) as m:
         moved, tea, met = m.add(
@@ -86,6 +111,8 @@ def test_extraction_records_each_records_kinds_and_forgets_them_with_it(store_ur
             ids[1]: PERSON | TIME,
             ids[2]: PERSON | TIME,
         }
+        m.update(ids[2], text="Did you meet Anna on Monday?")
+        assert store.answer_kinds(m.namespace, ids)[ids[2]] == PERSON | TIME | QUESTION
         m.delete(ids[2])
         assert store.answer_kinds(m.namespace, ids) == {ids[1]: PERSON | TIME}
         # Kinds are per namespace: another namespace's question reads none of these.
@@ -116,6 +143,33 @@ def test_the_record_holding_the_asked_kind_gains_the_weight(store_url: str) -> N
         assert top(ranked, "What did she do on her trip?") == plain_no_kind
 
 
+ASKING = "Did she like the trip to the lake?"
+STATED = "She liked the lake"
+
+
+def test_a_record_that_asks_loses_the_penalty(store_url: str) -> None:
+    query = "did she like the trip to the lake"
+    with mem(store_url) as m:
+        asking, stated = (r.id for r in m.add([ASKING, STATED, *FILLERS], user_id="u")[:2])
+    with mem(store_url, penalty=0.0) as plain:
+        before = {h.record.id: h.score for h in plain.search(query, top_k=6, user_id="u").hits}
+        assert max(before, key=lambda r: before[r]) == asking
+        sides = {mode: top(plain, query, k=6, mode=mode) for mode in ("keyword", "vector")}
+    with mem(store_url, penalty=0.9) as ranked:
+        after = {h.record.id: h.score for h in ranked.search(query, top_k=6, user_id="u").hits}
+        assert max(after, key=lambda r: after[r]) == stated
+        # Only the question lost, and by the penalty exactly.
+        assert after[asking] == pytest.approx(before[asking] - 0.9)
+        assert {r: s for r, s in after.items() if r != asking} == pytest.approx(
+            {r: s for r, s in before.items() if r != asking}
+        )
+        # Keyword and vector modes keep their retriever's own order.
+        assert {mode: top(ranked, query, k=6, mode=mode) for mode in sides} == sides
+    settings = Settings(extract="off", question_penalty=0.9)
+    with Memory(store_url, embedder=HashEmbedder(384), settings=settings) as off:
+        assert top(off, query)[0] == asking
+
+
 def test_extraction_switched_off_leaves_the_ranking_alone(store_url: str) -> None:
     with mem(store_url) as m:
         m.add([ANSWER, DECOY, *FILLERS], user_id="u")
@@ -128,12 +182,15 @@ def test_extraction_switched_off_leaves_the_ranking_alone(store_url: str) -> Non
 
 
 def test_a_page_is_the_head_of_a_longer_answer(store_url: str) -> None:
-    """Only candidates the boost could lift into the page are read; the page stays exact."""
+    """Only candidates the boost or the penalty could move past the page's last are read;
+    the page stays exact."""
     with mem(store_url, weight=0.5) as m:
         m.add([ANSWER, DECOY, *FILLERS], user_id="u")
         m.add(
             [
-                f"note {i} about the trip" + (f" to Porto on day {i}" if i % 3 else "")
+                f"note {i} about the trip"
+                + (f" to Porto on day {i}" if i % 3 else "")
+                + ("?" if i % 4 == 1 else "")
                 for i in range(14)
             ],
             user_id="u",
@@ -164,3 +221,88 @@ def test_an_upgraded_store_learns_the_kinds_of_its_records(tmp_path: Path) -> No
         m.entities(limit=1)
         assert m._engine.store.answer_kinds(m.namespace, ids) == {ids[0]: PLACE}
         assert top(m, QUERY)[0] == ids[0]
+
+
+def _run_sql(store_url: str, statements: list[str]) -> None:
+    """Run statements on the store behind ``store_url``, outside engramdb."""
+    if store_url.startswith("sqlite:///"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        return
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_an_upgraded_store_flags_its_extracted_questions_without_extracting_again(
+    store_url: str,
+) -> None:
+    """Revision 0024 sets the question flag from the text of records extracted before it."""
+    texts = [ASKING, STATED, "Where to?\n", "Is it? I think so."]
+    with mem(store_url) as m:
+        ids = [r.id or "" for r in m.add(texts, user_id="u")]
+        store = m._engine.store
+        assert store.answer_kinds(m.namespace, ids) == {ids[0]: QUESTION, ids[2]: QUESTION}
+    # As the store was at 0023: extracted, with no question flags.
+    _run_sql(
+        store_url,
+        [
+            "UPDATE record_answer_kinds SET kinds = kinds & ~16",
+            "UPDATE alembic_version SET version_num = '0023'",
+        ],
+    )
+    with mem(store_url, penalty=0.9) as m:
+        store = m._engine.store
+        assert store.extraction_counts(m.namespace)["pending"] == 0  # nothing queued again
+        assert store.answer_kinds(m.namespace, ids) == {ids[0]: QUESTION, ids[2]: QUESTION}
+        assert top(m, "did she like the trip to the lake")[0] == ids[1]
+
+
+def test_a_page_is_exact_when_questions_near_its_end_drop_out(store_url: str) -> None:
+    """A question on the page may fall below the candidates just under it, and a question just
+    under it may not rise: both are read, so every page is the head of the longest one."""
+    query = "lake trip with friends"
+    words = [
+        "apple",
+        "river",
+        "stone",
+        "cloud",
+        "paper",
+        "green",
+        "music",
+        "horse",
+        "glass",
+        "bread",
+        "chair",
+    ]
+    # Scores fall with each added word; every even record asks.
+    texts = [
+        " ".join(["lake trip", *words[:i], "with friends" if i % 3 else "alone"])
+        + ("?" if i % 2 == 0 else "")
+        for i in range(12)
+    ]
+    # On SQLite the derived keyword index answers, so candidates come unlocated and the
+    # search must choose which to locate (FTS5's candidates come located).
+    extra = {"keyword_index_min_rows": 0} if store_url.startswith("sqlite") else {}
+    with mem(store_url, weight=0.0, penalty=0.0, **extra) as m:
+        m.add(texts, user_id="u")
+        if extra:
+            _wait_for_keyword_index(m)
+        unpenalised = top(m, query, k=12)
+    with mem(store_url, weight=0.0, penalty=0.1, **extra) as m:
+        if extra:
+            _wait_for_keyword_index(m)
+        longest = top(m, query, k=12)
+        assert longest != unpenalised  # the penalty reorders this page
+        for k in range(1, 11):
+            assert top(m, query, k=k) == longest[:k], k
+
+
+def _wait_for_keyword_index(m: Memory) -> None:
+    keywords = m._engine.store._keywords  # type: ignore[attr-defined]
+    m.search("lake", mode="keyword", user_id="u")  # the first search starts its build
+    deadline = time.monotonic() + 60
+    while keywords._index is None:
+        assert time.monotonic() < deadline, "the keyword index was never built"
+        time.sleep(0.02)
