@@ -42,10 +42,11 @@ class AnswerKindRanker:
         query: the weight one may gain plus the penalty another may lose."""
         if not self.enabled:
             return 0.0
-        return self._gain(query) + self.settings.question_penalty
+        return self._gain(kinds_asked(query)) + self.settings.question_penalty
 
-    def _gain(self, query: str) -> float:
-        return self.settings.answer_kind_weight if kinds_asked(query) else 0.0
+    def _gain(self, asked: int) -> float:
+        """What a candidate holding one of the ``asked`` kinds gains (0 when none asked)."""
+        return self.settings.answer_kind_weight if asked else 0.0
 
     def boost(
         self, namespace: str, query: str, fused: dict[str, float], need: int
@@ -59,7 +60,7 @@ class AnswerKindRanker:
         if not fused or not self.enabled:
             return fused
         asked = kinds_asked(query)
-        gain = self._gain(query)
+        gain = self._gain(asked)
         penalty = self.settings.question_penalty
         if not gain and not penalty:
             return fused
