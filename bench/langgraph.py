@@ -16,11 +16,14 @@ against the exact top-10 by cosine over the same vectors (ties at the 10th score
 Hybrid search ranks by fused vector and keyword relevance, so its recall against the cosine
 top-10 is not a loss measure; the vector mode is the like-for-like comparison with
 LangGraph's stores (which rank by cosine alone).
-Queries are interleaved (query i on each store in turn) so machine load falls on all alike;
-the in-memory store, which scores every item in Python, answers only the first
-``INMEMORY_ACROSS_MAX`` of the searches across all users. engramdb's entity extraction is
-off (LangGraph's stores extract nothing, and its backlog would run during the searches),
-and SQLite's ANN graphs are built before the searches, as in ``bench store``.
+Queries run in blocks of 50 per store, the stores' order rotating per block, so machine load
+falls on all alike and each store searches with its own working set warm; PostgreSQL is
+vacuumed and analysed after the loads, as after any bulk load, so autovacuum does not run
+during the searches. The in-memory store, which scores every item in Python, answers only
+the first ``INMEMORY_USER_MAX`` searches within a user and ``INMEMORY_ACROSS_MAX`` across
+all. engramdb's entity extraction is off (LangGraph's stores extract nothing, and its
+backlog would run during the searches), and SQLite's ANN graphs are built before the
+searches, as in ``bench store``.
 
 **Checkpointer.** ``aput`` + ``aget_tuple`` of a 50-step thread (a growing message list and
 a step counter, as a chat graph writes them), timed together per step over several threads:
@@ -44,6 +47,7 @@ from bench.common import finish, latency, log, machine, ratio
 from bench.data import DataConfig, Workload, load_workload, store_config
 from bench.data import describe as describe_workload
 from bench.store import (
+    SEARCH_BLOCK,
     K,
     LookupEmbedder,
     embedder_name,
@@ -134,8 +138,15 @@ def _exact(w: Workload, q: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _search_phase(
     stores: dict[str, Any], w: Workload, nq: int, across: bool, caps: dict[str, int] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Time the stores' top-10 searches, query by query in turn; ``caps`` limits how many
-    queries a slow store answers (the first ones, so all stores share them).
+    """Time the stores' top-10 searches in blocks; ``caps`` limits how many queries a slow
+    store answers (the first ones, so all stores share them).
+
+    Each store runs :data:`~bench.store.SEARCH_BLOCK` queries in a row, then the next store
+    the same queries, and the stores' order rotates from one block to the next: load from
+    other processes falls on all alike, and each store runs as it would in use, with its own
+    working set in the CPU caches and its server's. (Query by query in turn, every search
+    followed six other stores' work, which had evicted its working set.) A group (the
+    vector search and the floor that bounds it) stays together.
 
     Beside the wall clock, the calling thread's CPU time (``time.thread_time``) of the
     stores whose whole search runs in this process (SQLite, in-memory): on a shared
@@ -148,22 +159,30 @@ def _search_phase(
     times: dict[str, list[float]] = {name: [] for name in stores}
     recalls: dict[str, list[float]] = {name: [] for name in stores}
     cpu: dict[str, list[float]] = {name: [] for name in stores if _in_process(name)}
+    exact: dict[int, tuple[tuple[str, ...], np.ndarray, np.ndarray]] = {}
     for q in range(nq):
         user = int(w.query_users[q])
         if user not in rows_of_user:
             rows_of_user[user] = np.flatnonzero(w.users == user)
         prefix = ("users",) if across else ("users", w.user_name(user))
-        cand = all_rows if across else rows_of_user[user]
-        exact_rows, exact_scores = _exact(w, q, cand)
-        for name, store in stores.items():
-            if caps is not None and q >= caps.get(name, nq):
-                continue
-            c0, t0 = time.thread_time(), time.perf_counter()
-            hits = store.search(prefix, query=w.query_texts[q], limit=K)
-            times[name].append(time.perf_counter() - t0)
-            if name in cpu:
-                cpu[name].append(time.thread_time() - c0)
-            recalls[name].append(recall_at_k([int(h.key) for h in hits], exact_rows, exact_scores))
+        exact[q] = (prefix, *_exact(w, q, all_rows if across else rows_of_user[user]))
+    groups = _groups(list(stores))
+    for b, start in enumerate(range(0, nq, SEARCH_BLOCK)):
+        turn = b % len(groups)
+        for group in groups[turn:] + groups[:turn]:
+            for name in group:
+                store = stores[name]
+                for q in range(start, min(nq, start + SEARCH_BLOCK)):
+                    if caps is not None and q >= caps.get(name, nq):
+                        break
+                    prefix, exact_rows, exact_scores = exact[q]
+                    c0, t0 = time.thread_time(), time.perf_counter()
+                    hits = store.search(prefix, query=w.query_texts[q], limit=K)
+                    times[name].append(time.perf_counter() - t0)
+                    if name in cpu:
+                        cpu[name].append(time.thread_time() - c0)
+                    got = [int(h.key) for h in hits]
+                    recalls[name].append(recall_at_k(got, exact_rows, exact_scores))
     return {
         name: {
             **latency(times[name]),
@@ -173,6 +192,26 @@ def _search_phase(
         }
         for name in stores
     }
+
+
+def _groups(names: list[str]) -> list[list[str]]:
+    """The stores in the order given, each floor joined to the vector search it follows."""
+    groups: list[list[str]] = []
+    for name in names:
+        if name.endswith("_floor") and groups:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return groups
+
+
+def _vacuum(db_url: str) -> None:
+    """Vacuum and analyse the database after the bulk loads, as an operator would: the
+    planner gets its statistics, and autovacuum has nothing left to do while searches run."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
 
 
 def _in_process(name: str) -> bool:
@@ -251,6 +290,8 @@ def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[st
             "seconds": round(dt, 1),
         }
         stores["langgraph_postgres"] = pg_store
+        log("VACUUM (ANALYZE) after the loads")
+        _vacuum(pg_url)
     try:
         log(f"search within a user: {nq} queries on {len(stores)} stores")
         # The floor runs right after the full search it bounds, so both read the same warm

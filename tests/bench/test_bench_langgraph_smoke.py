@@ -35,3 +35,25 @@ def test_langgraph_bench_quick_without_postgres(tmp_path: Path) -> None:
     assert "checkpointer_p95_speedup_sqlite" in summary
     assert not any("postgres" in key for key in summary)
     assert report["checkpointer"]["steps_per_thread"] == 50
+    # Searches run in blocks per store: every store answers every query of its scope once.
+    for scope in ("search_user", "search_all"):
+        for name in ("engram_sqlite", "engram_sqlite_vector", "inmemory"):
+            assert report["store"][scope][name]["queries"] == 20
+    assert report["store"]["search_user"]["engram_sqlite_floor"]["queries"] == 20
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_langgraph_bench_quick_on_postgres(tmp_path: Path) -> None:
+    argv = ["langgraph", "--quick", "--records", "600", "--queries", "10", "--hash-vectors"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "langgraph_quick.json").read_text())
+    summary = report["summary"]
+    # Both PostgreSQL stores were loaded, vacuumed and searched in blocks like the others.
+    for scope in ("search_user", "search_all"):
+        for name in ("engram_postgres", "engram_postgres_vector", "langgraph_postgres"):
+            assert report["store"][scope][name]["queries"] == 10
+    assert summary["user_recall_at_10_engram_postgres_vector"] >= 0.9
+    assert summary["user_p95_speedup_engram_sqlite_vector_vs_langgraph_postgres"] > 0
+    assert summary["checkpointer_p95_ms_langgraph_postgres"] > 0
