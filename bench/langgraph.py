@@ -10,6 +10,10 @@ same precomputed vectors (a lookup embedder), so the figures compare stores, not
 * LangGraph's ``PostgresStore`` (pgvector, its default HNSW index, cosine) on the same
   embedded PostgreSQL server as ``EngramStore`` on PostgreSQL (``--no-postgres`` skips both).
 
+Within a user, two floors of the SQLite vector search are timed beside it: the store's call
+with its one record read (``_floor``) and the vector math alone (``_vector_math``). Their
+speed-ups bound what trimming the layers above, or the read path, could reach.
+
 Measured: put throughput (batches of 1,000 ``PutOp``s through ``batch``), search p50/p95 of
 top-10 within one user's namespace prefix and across all users, and recall@10 of each
 against the exact top-10 by cosine over the same vectors (ties at the 10th score count).
@@ -114,6 +118,44 @@ class _Floor:
         return out
 
 
+class _VectorMath(_Floor):
+    """The floor's vector search alone, without the statement that reads the records.
+
+    The ANN graph search or exact scan of the scope and the top-k selection, nothing else:
+    the part of a within-user search that is compiled code (usearch, BLAS) over vectors in
+    memory. Its speed-up over LangGraph's PostgreSQL store bounds what any search at
+    engramdb's recall could reach on the machine of the run, whatever read path or layers
+    sat above it. Each hit's key comes from a map built once after the load.
+    """
+
+    def __init__(self, mem: Any, all_texts: list[str], vectors: np.ndarray) -> None:
+        super().__init__(mem, all_texts, vectors)
+        rows = self.store._db.query(
+            "mapping chunks to keys",
+            "SELECT c.id, json_extract(r.metadata, '$.key') FROM chunks c "
+            "JOIN records r ON r.rid = c.rid WHERE r.namespace = ?",
+            (self.namespace,),
+        )
+        self.key_of = {int(chunk): str(key) for chunk, key in rows}
+
+    def search(self, prefix: tuple[str, ...], *, query: str, limit: int) -> list[Any]:
+        q = self.vectors[self.row[query]]
+        hits = self.store.vector_candidates(
+            self.namespace, q, self.scope_of(prefix, 2), None, max(2 * limit, 20), 0
+        )
+        keys = dict.fromkeys(self.key_of[h.chunk_id] for h in hits)
+        return [_Key(k) for k in list(keys)[:limit]]
+
+
+class _Key:
+    """A hit as the recall count reads it: its key."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
 def _items(w: Workload) -> list[tuple[tuple[str, ...], str, dict[str, Any]]]:
     return [
         (("users", w.user_name(u)), str(i), {"text": t})
@@ -146,7 +188,7 @@ def _search_phase(
     other processes falls on all alike, and each store runs as it would in use, with its own
     working set in the CPU caches and its server's. (Query by query in turn, every search
     followed six other stores' work, which had evicted its working set.) A group (the
-    vector search and the floor that bounds it) stays together.
+    vector search and the floors that bound it) stays together.
 
     Beside the wall clock, the calling thread's CPU time (``time.thread_time``) of the
     stores whose whole search runs in this process (SQLite, in-memory): on a shared
@@ -198,7 +240,7 @@ def _groups(names: list[str]) -> list[list[str]]:
     """The stores in the order given, each floor joined to the vector search it follows."""
     groups: list[list[str]] = []
     for name in names:
-        if name.endswith("_floor") and groups:
+        if name.endswith(("_floor", "_vector_math")) and groups:
             groups[-1].append(name)
         else:
             groups.append([name])
@@ -233,7 +275,7 @@ def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[st
     items = _items(w)
     out: dict[str, Any] = {"put": {}, "search_user": {}, "search_all": {}}
     stores: dict[str, Any] = {}
-    floor: dict[str, Any] = {}  # searched within a user only (see _Floor)
+    floor: dict[str, Any] = {}  # searched within a user only (see _Floor, _VectorMath)
     memories: list[Any] = []
 
     def engram(url: str, label: str) -> None:
@@ -254,6 +296,7 @@ def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[st
         out["put"][label] = {"items_per_s": round(len(items) / dt, 1), "seconds": round(dt, 1)}
         if url.startswith("sqlite"):
             floor[label + "_floor"] = _Floor(mem, all_texts, all_vecs)
+            floor[label + "_vector_math"] = _VectorMath(mem, all_texts, all_vecs)
             # The ANN graphs of the large scopes are built off the write path; searches are
             # measured once they are ready (as in ``bench store``), not during the build.
             users = [scope_of(("users", w.user_name(int(u))), 2) for u in w.query_users]
@@ -294,14 +337,16 @@ def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[st
         _vacuum(pg_url)
     try:
         log(f"search within a user: {nq} queries on {len(stores)} stores")
-        # The floor runs right after the full search it bounds, so both read the same warm
+        # The floors run right after the full search they bound, so all read the same warm
         # data (never after another store's work has evicted the CPU caches).
         within: dict[str, Any] = {}
         for name, store in stores.items():
             within[name] = store
-            bound = name.removesuffix("_vector") + "_floor"
-            if name.endswith("_vector") and bound in floor:
-                within[bound] = floor[bound]
+            if name.endswith("_vector"):
+                base = name.removesuffix("_vector")
+                for bound in (base + "_floor", base + "_vector_math"):
+                    if bound in floor:
+                        within[bound] = floor[bound]
         out["search_user"] = _search_phase(
             within, w, nq, across=False, caps={"inmemory": INMEMORY_USER_MAX}
         )
@@ -321,6 +366,7 @@ def _store_phase(w: Workload, nq: int, pg_url: str | None, tmp: Path) -> dict[st
             "engram_sqlite",
             "engram_sqlite_vector",
             "engram_sqlite_floor",
+            "engram_sqlite_vector_math",
             "engram_postgres",
             "engram_postgres_vector",
         ):

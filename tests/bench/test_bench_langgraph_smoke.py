@@ -32,6 +32,10 @@ def test_langgraph_bench_quick_without_postgres(tmp_path: Path) -> None:
     assert summary["user_recall_at_10_engram_sqlite_floor"] == 1.0
     assert summary["user_p95_ms_engram_sqlite_floor"] > 0
     assert "all_p95_ms_engram_sqlite_floor" not in summary
+    # So is the vector math alone (no record read), and it finds the same hits.
+    assert summary["user_recall_at_10_engram_sqlite_vector_math"] == 1.0
+    assert "user_p95_speedup_engram_sqlite_vector_math_vs_inmemory" in summary
+    assert "all_p95_ms_engram_sqlite_vector_math" not in summary
     assert "checkpointer_p95_speedup_sqlite" in summary
     assert not any("postgres" in key for key in summary)
     assert report["checkpointer"]["steps_per_thread"] == 50
@@ -39,7 +43,8 @@ def test_langgraph_bench_quick_without_postgres(tmp_path: Path) -> None:
     for scope in ("search_user", "search_all"):
         for name in ("engram_sqlite", "engram_sqlite_vector", "inmemory"):
             assert report["store"][scope][name]["queries"] == 20
-    assert report["store"]["search_user"]["engram_sqlite_floor"]["queries"] == 20
+    for name in ("engram_sqlite_floor", "engram_sqlite_vector_math"):
+        assert report["store"]["search_user"][name]["queries"] == 20
 
 
 @pytest.mark.slow
