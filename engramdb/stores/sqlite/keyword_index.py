@@ -44,7 +44,15 @@ BODY = "body"
 
 # One keyword row to index: (rowid, namespace or None for an orphan row, user_id or None).
 RowMeta = tuple[int, str | None, str | None]
-SIDE_FORMAT = 2  # 1: rows in rowid order, with each posting's scope key
+SIDE_FORMAT = 3  # 1: rows in rowid order, with each posting's scope key; 2: 64-bit arrays
+# The per-posting arrays are most of the index, on disk and in memory, so they hold the
+# narrowest types their values fit. Counts and positions are integers, and bm25 widens them
+# to doubles where it computes, so the scores are the same doubles as from 64-bit copies.
+ROW = np.int32  # a row's place in its segment (a segment holds fewer than 2**31 rows)
+TF = np.uint32  # a term's count in a row
+DOCLEN = np.uint32  # a row's token count
+TERM = np.int32  # a term id
+MAX_SEGMENT_ROWS = 2**31 - 1
 _SEGMENT_ARRAYS = (
     "rowids",
     "keys",
@@ -78,6 +86,8 @@ class Segment:
         nterms: int,
     ) -> None:
         n = len(rowids)
+        if n > MAX_SEGMENT_ROWS:
+            raise ValueError(f"a keyword segment holds at most {MAX_SEGMENT_ROWS} rows, not {n}")
         # Rows in scope order (key, then rowid): a scope is a run of rows, so each term's
         # postings, sorted by row, are sorted by scope too, and a scope's share of them is
         # found by bisecting rows, with no scope key stored per posting.
@@ -86,18 +96,23 @@ class Segment:
         new_pos[rorder] = np.arange(n, dtype=np.int64)
         self.rowids = rowids[rorder].astype(np.int64)
         self.keys = keys[rorder].astype(np.int64)
-        self.doclen = doclen[rorder].astype(np.float64)
+        self.doclen = doclen[rorder].astype(DOCLEN)
         self.alive = np.ones(n, dtype=bool)
         p_row = new_pos[p_row.astype(np.int64)]
         order = np.lexsort((p_row, p_tid))
-        self.p_row = p_row[order].astype(np.int64)
-        self.p_tf = p_tf[order].astype(np.float64)
+        self.p_row = p_row[order].astype(ROW)
+        self.p_tf = p_tf[order].astype(TF)
         self.starts = np.searchsorted(p_tid[order], np.arange(nterms + 1)).astype(np.int64)
         f_row = new_pos[f_row.astype(np.int64)]
         forder = np.argsort(f_row, kind="stable")
-        self.fwd_tids = f_tid[forder].astype(np.int64)
+        self.fwd_tids = f_tid[forder].astype(TERM)
         self.fwd_starts = np.searchsorted(f_row[forder], np.arange(n + 1)).astype(np.int64)
         self.init_scratch()
+
+    def narrow(self) -> None:
+        """Give arrays read from an older format (64-bit) the types of this one."""
+        for name, kind in (("doclen", DOCLEN), ("p_row", ROW), ("p_tf", TF), ("fwd_tids", TERM)):
+            setattr(self, name, getattr(self, name).astype(kind, copy=False))
 
     def init_scratch(self) -> None:
         """The per-search working state and caches (not saved)."""
@@ -285,7 +300,7 @@ def load(path: Path) -> KeywordIndex | None:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             fmt = meta.get("format")
-            if fmt not in (1, SIDE_FORMAT):
+            if fmt not in (1, 2, SIDE_FORMAT):
                 return None
             index = KeywordIndex(str(meta["epoch"]))
             text = bytes(z["terms"]).decode()
@@ -304,6 +319,7 @@ def load(path: Path) -> KeywordIndex | None:
                 for k in _SEGMENT_ARRAYS:
                     setattr(seg, k, np.array(z[f"seg_{k}"]))
                 seg.alive = np.ones(len(seg.rowids), dtype=bool)
+                seg.narrow()
                 seg.init_scratch()
                 if fmt == 1:  # rows in rowid order: a merge puts them in scope order
                     seg = merge([seg], len(terms))
@@ -391,7 +407,7 @@ class KeywordIndex:
             return
         pos_of = {rid: i for i, (rid, _, _) in enumerate(metas)}
         keys = np.array([self.key(ns, u) for _, ns, u in metas], dtype=np.int64)
-        doclen = np.zeros(len(metas), dtype=np.float64)
+        doclen = np.zeros(len(metas), dtype=np.int64)
         # Typed buffers, not lists: numpy reads them in place, while converting a list of
         # millions of ints is one call that holds the interpreter lock (see below).
         p_tid, p_row, p_tf = array("q"), array("q"), array("q")
@@ -430,7 +446,7 @@ class KeywordIndex:
             doclen,
             _ints(p_tid),
             _ints(p_row),
-            _ints(p_tf).astype(np.float64),
+            _ints(p_tf),
             f_tid,
             f_row,
             len(term_id),

@@ -86,12 +86,19 @@ def _load() -> None:
 def _warm(mod: ModuleType) -> None:
     """Compile every kernel for the argument types searches pass (or load them from
     numba's cache), on a toy segment."""
+    from engramdb.stores.sqlite.keyword_index import DOCLEN, ROW, TF
+
     i64 = np.arange(3, dtype=np.int64)
+    rows = np.arange(3, dtype=ROW)
+    counts = np.ones(3, dtype=TF)
+    lengths = np.ones(3, dtype=DOCLEN)
     f64 = np.ones(3)
-    bounds = mod.term_bounds(np.array([0, 3], np.int64), i64, f64, f64, 1.0)
+    bounds = mod.term_bounds(np.array([0, 3], np.int64), rows, counts, lengths, 1.0)
     out_r, out_s = np.empty(2, np.int64), np.empty(2)
     spans = np.array([[0, 3]], np.int64)
-    mod.top_k(spans, f64[:1], bounds, i64, f64, f64, 1.0, np.ones(3, bool), i64, 2, out_r, out_s)
+    mod.top_k(
+        spans, f64[:1], bounds, rows, counts, lengths, 1.0, np.ones(3, bool), i64, 2, out_r, out_s
+    )
 
 
 def _after_fork_in_child() -> None:

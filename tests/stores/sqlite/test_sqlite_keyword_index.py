@@ -19,7 +19,7 @@ from engramdb.engine.keyword import match_expression
 from engramdb.query.filters import Bool, Cmp, Live, Node
 from engramdb.stores.prepared import ChunkHit
 from engramdb.stores.sqlite import keyword_prune
-from engramdb.stores.sqlite.keyword_index import MergePlan, merge, save
+from engramdb.stores.sqlite.keyword_index import SIDE_FORMAT, MergePlan, merge, save
 from engramdb.stores.sqlite.keyword_search import KeywordSearch, match_words
 
 WORDS = [
@@ -462,7 +462,7 @@ def _save_first_format(index: Any, path: Path) -> None:
         seg_fwd_starts=np.searchsorted(f_row[fo], np.arange(len(seg) + 1)),
     )
     meta = json.loads(bytes(arrays["meta"]).decode())
-    assert meta["format"] == 2
+    assert meta["format"] == SIDE_FORMAT
     meta["format"] = 1
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with open(path, "wb") as f:
@@ -492,6 +492,55 @@ def test_an_index_saved_in_the_first_format_is_read_in_scope_order(
     seg = ks._index.segments[0]  # type: ignore[union-attr]
     assert (np.diff(seg.keys) >= 0).all()
     rng = np.random.default_rng(17)
+    for i in range(100):
+        q = _query(rng)
+        _both(mem, ks, q, None, 10)
+        _both(mem, ks, q, Cmp("str", "user_id", "$eq", USERS[i % 5]), 20)
+    ks.stop()
+
+
+def test_an_index_saved_with_64_bit_arrays_is_read_narrowed(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Format 2 saved every array in 64 bits; format 3 keeps counts and positions in the
+    narrowest types that hold them, and its file is smaller for it. A format-2 file beside
+    an upgraded store is read without a rebuild, narrowed, and ranks as FTS5 does."""
+    from engramdb.stores.sqlite import keyword_search
+
+    built = _derived(mem)
+    index = built._index
+    assert index is not None
+    built.stop()
+    db = mem._engine.store._db  # type: ignore[attr-defined]
+    path = db.path.with_name(db.path.name + ".kindex")
+    save(index, path)
+    narrow_size = path.stat().st_size
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    for name in ("doclen", "p_tf"):
+        arrays[f"seg_{name}"] = arrays[f"seg_{name}"].astype(np.float64)
+    for name in ("p_row", "fwd_tids"):
+        arrays[f"seg_{name}"] = arrays[f"seg_{name}"].astype(np.int64)
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    meta["format"] = 2
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    assert path.stat().st_size > narrow_size * 1.3
+
+    def no_build(*_: Any) -> None:
+        raise AssertionError("the saved index was rebuilt instead of read")
+
+    monkeypatch.setattr(keyword_search, "build", no_build)
+    ks = _derived(mem)
+    seg = ks._index.segments[0]  # type: ignore[union-attr]
+    assert (seg.p_row.dtype, seg.p_tf.dtype, seg.doclen.dtype, seg.fwd_tids.dtype) == (
+        np.int32,
+        np.uint32,
+        np.uint32,
+        np.int32,
+    )
+    rng = np.random.default_rng(23)
     for i in range(100):
         q = _query(rng)
         _both(mem, ks, q, None, 10)
