@@ -150,7 +150,8 @@ class Segment:
         s, e = int(self.starts[tid]), int(self.starts[tid + 1])
         if s == e:
             return 0, 0
-        a, b = np.searchsorted(self.p_row[s:e], (r_lo, r_hi))
+        # Needles of the haystack's type: mixed types would copy the whole list to compare.
+        a, b = np.searchsorted(self.p_row[s:e], np.array((r_lo, r_hi), dtype=ROW))
         return s + int(a), s + int(b)
 
     def scores(
@@ -179,8 +180,9 @@ class Segment:
         for (s, e), idf in zip(spans, idfs, strict=True):
             if s == e:
                 continue
-            pos = self.p_row[s:e]
-            f = self.p_tf[s:e]
+            # Widened once here: each mixed-type use below would convert them again.
+            pos = self.p_row[s:e].astype(np.intp)
+            f = self.p_tf[s:e].astype(np.float64)
             tail = K1 * (1 - B + B * self.doclen[pos] / avgdl) if norm is None else norm[pos]
             acc[pos] += idf * ((f * (K1 + 1.0)) / (f + tail))
             touched.append(pos)
