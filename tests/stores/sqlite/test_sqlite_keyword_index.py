@@ -435,6 +435,27 @@ def test_saved_on_close_and_caught_up_after_writes_by_another_opener(tmp_path: P
     m.close()
 
 
+def _read_without_rebuild(mem: Memory, monkeypatch: pytest.MonkeyPatch) -> KeywordSearch:
+    """A fresh derived index of ``mem`` that must read the saved file (a rebuild fails)."""
+    from engramdb.stores.sqlite import keyword_search
+
+    def no_build(*_: Any) -> None:
+        raise AssertionError("the saved index was rebuilt instead of read")
+
+    monkeypatch.setattr(keyword_search, "build", no_build)
+    return _derived(mem)
+
+
+def _ranks_as_fts5(mem: Memory, ks: KeywordSearch, seed: int) -> None:
+    """100 random queries rank as FTS5 ranks them, namespace-wide and in a user's scope."""
+    rng = np.random.default_rng(seed)
+    for i in range(100):
+        q = _query(rng)
+        _both(mem, ks, q, None, 10)
+        _both(mem, ks, q, Cmp("str", "user_id", "$eq", USERS[i % 5]), 20)
+    ks.stop()
+
+
 def _save_first_format(index: Any, path: Path) -> None:
     """Write ``index`` as format 1 wrote it: rows in rowid order, postings sorted by
     (term, scope key, row), each with its scope key."""
@@ -475,7 +496,6 @@ def test_an_index_saved_in_the_first_format_is_read_in_scope_order(
     """Format 1 kept rows in rowid order and a scope key per posting; format 2 keeps rows
     in scope order. A format-1 file beside an upgraded store is read, reordered, and ranks
     as FTS5 does, without a rebuild."""
-    from engramdb.stores.sqlite import keyword_search
 
     built = _derived(mem)
     index = built._index
@@ -484,19 +504,10 @@ def test_an_index_saved_in_the_first_format_is_read_in_scope_order(
     db = mem._engine.store._db  # type: ignore[attr-defined]
     _save_first_format(index, db.path.with_name(db.path.name + ".kindex"))
 
-    def no_build(*_: Any) -> None:
-        raise AssertionError("the saved index was rebuilt instead of read")
-
-    monkeypatch.setattr(keyword_search, "build", no_build)
-    ks = _derived(mem)
+    ks = _read_without_rebuild(mem, monkeypatch)
     seg = ks._index.segments[0]  # type: ignore[union-attr]
     assert (np.diff(seg.keys) >= 0).all()
-    rng = np.random.default_rng(17)
-    for i in range(100):
-        q = _query(rng)
-        _both(mem, ks, q, None, 10)
-        _both(mem, ks, q, Cmp("str", "user_id", "$eq", USERS[i % 5]), 20)
-    ks.stop()
+    _ranks_as_fts5(mem, ks, seed=17)
 
 
 def test_an_index_saved_with_64_bit_arrays_is_read_narrowed(
@@ -505,7 +516,6 @@ def test_an_index_saved_with_64_bit_arrays_is_read_narrowed(
     """Format 2 saved every array in 64 bits; format 3 keeps counts and positions in the
     narrowest types that hold them, and its file is smaller for it. A format-2 file beside
     an upgraded store is read without a rebuild, narrowed, and ranks as FTS5 does."""
-    from engramdb.stores.sqlite import keyword_search
 
     built = _derived(mem)
     index = built._index
@@ -528,11 +538,7 @@ def test_an_index_saved_with_64_bit_arrays_is_read_narrowed(
         np.savez(f, **arrays)
     assert path.stat().st_size > narrow_size * 1.3
 
-    def no_build(*_: Any) -> None:
-        raise AssertionError("the saved index was rebuilt instead of read")
-
-    monkeypatch.setattr(keyword_search, "build", no_build)
-    ks = _derived(mem)
+    ks = _read_without_rebuild(mem, monkeypatch)
     seg = ks._index.segments[0]  # type: ignore[union-attr]
     assert (seg.p_row.dtype, seg.p_tf.dtype, seg.doclen.dtype, seg.fwd_tids.dtype) == (
         np.int32,
@@ -540,12 +546,7 @@ def test_an_index_saved_with_64_bit_arrays_is_read_narrowed(
         np.uint32,
         np.int32,
     )
-    rng = np.random.default_rng(23)
-    for i in range(100):
-        q = _query(rng)
-        _both(mem, ks, q, None, 10)
-        _both(mem, ks, q, Cmp("str", "user_id", "$eq", USERS[i % 5]), 20)
-    ks.stop()
+    _ranks_as_fts5(mem, ks, seed=23)
 
 
 def test_fts5_ranks_at_most_its_match_budget(mem: Memory) -> None:
