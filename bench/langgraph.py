@@ -211,20 +211,17 @@ def _search_phase(
     groups = _groups(list(stores))
     for b, start in enumerate(range(0, nq, SEARCH_BLOCK)):
         turn = b % len(groups)
-        for group in groups[turn:] + groups[:turn]:
-            for name in group:
-                store = stores[name]
-                for q in range(start, min(nq, start + SEARCH_BLOCK)):
-                    if caps is not None and q >= caps.get(name, nq):
-                        break
-                    prefix, exact_rows, exact_scores = exact[q]
-                    c0, t0 = time.thread_time(), time.perf_counter()
-                    hits = store.search(prefix, query=w.query_texts[q], limit=K)
-                    times[name].append(time.perf_counter() - t0)
-                    if name in cpu:
-                        cpu[name].append(time.thread_time() - c0)
-                    got = [int(h.key) for h in hits]
-                    recalls[name].append(recall_at_k(got, exact_rows, exact_scores))
+        for name in [n for group in groups[turn:] + groups[:turn] for n in group]:
+            stop = min(nq, start + SEARCH_BLOCK, (caps or {}).get(name, nq))
+            for q in range(start, stop):
+                prefix, exact_rows, exact_scores = exact[q]
+                c0, t0 = time.thread_time(), time.perf_counter()
+                hits = stores[name].search(prefix, query=w.query_texts[q], limit=K)
+                times[name].append(time.perf_counter() - t0)
+                if name in cpu:
+                    cpu[name].append(time.thread_time() - c0)
+                got = [int(h.key) for h in hits]
+                recalls[name].append(recall_at_k(got, exact_rows, exact_scores))
     return {
         name: {
             **latency(times[name]),
