@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -36,22 +36,38 @@ _BLAS: list[Any] | None = None
 
 
 class _OneBlasThread:
-    """Sets every BLAS library to one thread, and back to what each had on exit."""
+    """Sets every BLAS library to one thread, and back to what each had on exit.
 
-    __slots__ = ("_libs", "_before")
+    The thread counts are the process's, and scans run in several threads at once: the
+    first scan in sets one thread and keeps the counts it found, the last one out puts
+    them back. (Each scan keeping its own would let a scan that entered inside another
+    one's keep "one thread" as the counts to restore, and leave the process there.)
+    """
+
+    __slots__ = ("_libs",)
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _inside: ClassVar[int] = 0
+    _before: ClassVar[list[int]] = []
 
     def __init__(self, libs: list[Any]) -> None:
         self._libs = libs
-        self._before: list[int] = []
 
     def __enter__(self) -> None:
-        self._before = [lib.get_num_threads() for lib in self._libs]
-        for lib in self._libs:
-            lib.set_num_threads(1)
+        cls = _OneBlasThread
+        with cls._lock:
+            if cls._inside == 0:
+                cls._before = [lib.get_num_threads() for lib in self._libs]
+                for lib in self._libs:
+                    lib.set_num_threads(1)
+            cls._inside += 1
 
     def __exit__(self, *exc: object) -> None:
-        for lib, n in zip(self._libs, self._before, strict=True):
-            lib.set_num_threads(n)
+        cls = _OneBlasThread
+        with cls._lock:
+            cls._inside -= 1
+            if cls._inside == 0:
+                for lib, n in zip(self._libs, cls._before, strict=True):
+                    lib.set_num_threads(n)
 
 
 def one_blas_thread() -> Any:

@@ -534,3 +534,27 @@ def test_large_products_run_on_one_blas_thread_and_restore_it() -> None:
         with pytest.raises(RuntimeError), one_blas_thread():
             raise RuntimeError("a failed scan")
         assert counts() == before
+
+
+def test_overlapping_scans_leave_the_blas_thread_counts_as_they_found_them() -> None:
+    """Scans in two threads overlap: one enters, the other enters, the first leaves while
+    the second still runs. The second keeps one thread until it leaves, and then every
+    library has its count from before the first (entered and left in this order here, as
+    two threads would)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from engramdb.stores.sqlite.vector_index import one_blas_thread
+
+    def counts() -> list[int]:
+        return [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = counts()
+        assert set(before) == {2}
+        first, second = one_blas_thread(), one_blas_thread()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert set(counts()) == {1}
+        second.__exit__(None, None, None)
+        assert counts() == before
