@@ -19,6 +19,8 @@ Subcommands:
   re-embedded, beside Chroma's own read-out of the same data (``migrate.json``);
 - ``search-pair``: search p50/p95 of this tree against another checkout on one store,
   alternated round by round (``search_pair.json``);
+- ``keyword-floor``: hybrid search beside the parts it is made of and the floor of its
+  exact keyword side, on ``search-pair``'s store (``keyword_floor.json``);
 - ``langgraph``: ``EngramStore`` and ``EngramSaver`` against LangGraph's in-memory,
   SQLite and PostgreSQL backends (``langgraph.json``);
 - ``consolidate``: consolidation of 100,000 records with 10% planted near-duplicates:
@@ -205,6 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: a temporary folder)",
     )
     p = sub.add_parser(
+        "keyword-floor",
+        help="hybrid search beside the floor of its keyword side (keyword_floor.json)",
+        description="On search-pair's store: hybrid, vector and keyword search, the derived "
+        "keyword index alone, and that index told the page's last score in advance (the "
+        "floor of exact MaxScore), over the whole namespace and filtered to the user.",
+    )
+    _common(p)
+    _store_args(p)
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the built store here and reuse it (search-pair's layout; default: a "
+        "temporary folder)",
+    )
+    p = sub.add_parser(
         "langgraph",
         help="EngramStore/EngramSaver vs LangGraph's own stores and savers (langgraph.json)",
         description="LangGraph items from the store workload: put throughput, top-10 search "
@@ -375,6 +393,18 @@ def main(argv: list[str]) -> int:
             args.quick,
             args.hash_vectors,
             rounds=args.rounds,
+            users=args.users,
+            queries=args.queries,
+            workdir=args.workdir,
+        )
+    if args.command == "keyword-floor":
+        from bench import keyword_floor
+
+        keyword_floor.main(
+            args.out,
+            args.records,
+            args.quick,
+            args.hash_vectors,
             users=args.users,
             queries=args.queries,
             workdir=args.workdir,

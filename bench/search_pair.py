@@ -71,6 +71,24 @@ def build(path: Path, workload_args: dict[str, Any]) -> dict[str, Any]:
     return {"ann": ann, "keyword_index": kindex}
 
 
+def built_store(folder: Path, workload_args: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The store of the workload in ``folder`` (``made/pair.db``), built unless an earlier
+    run left one of the same workload there (``made.json`` says which); with what building
+    it took, marked ``reused`` when it was kept."""
+    made = folder / "made" / "pair.db"
+    record = folder / "made.json"
+    kept = json.loads(record.read_text()) if record.exists() else None
+    if kept is not None and kept.get("workload") == workload_args and made.exists():
+        log(f"reusing the store built in {made.parent}")
+        return made, {**kept["build"], "reused": True}
+    shutil.rmtree(made.parent, ignore_errors=True)
+    made.parent.mkdir(parents=True)
+    log(f"building the store ({store_config(**workload_args).records} records, no extraction)")
+    built = build(made, workload_args)
+    record.write_text(json.dumps({"workload": workload_args, "build": built}))
+    return made, built
+
+
 def run_child(
     tree: Path, store: Path, workload_args: dict[str, Any], prepare: bool = False
 ) -> dict[str, Any]:
@@ -140,19 +158,7 @@ def main(
         else:
             tmp = workdir.resolve()
             tmp.mkdir(parents=True, exist_ok=True)
-        made = tmp / "made" / "pair.db"
-        record = tmp / "made.json"
-        kept = json.loads(record.read_text()) if record.exists() else None
-        if kept is not None and kept.get("workload") == workload_args and made.exists():
-            log(f"reusing the store built in {made.parent}")
-            report["build"] = {**kept["build"], "reused": True}
-        else:
-            shutil.rmtree(made.parent, ignore_errors=True)
-            made.parent.mkdir()
-            records_n = store_config(**workload_args).records
-            log(f"building the store ({records_n} records, no extraction)")
-            report["build"] = build(made, workload_args)
-            record.write_text(json.dumps({"workload": workload_args, "build": report["build"]}))
+        made, report["build"] = built_store(tmp, workload_args)
         # The build's objects are cycles (a closed Memory and its workers): collected now, not
         # left holding gigabytes of memory the trees' page cache needs during the rounds.
         gc.collect()

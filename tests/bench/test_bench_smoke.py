@@ -179,3 +179,31 @@ def test_consolidate_bench_on_postgres(tmp_path: Path) -> None:
     assert s["recall"] == 1.0 and s["precision"] is not None and s["precision"] >= 0.9
     assert s["records_left"] == 600 - s["merged_away"]
     assert s["same_plan_dry_and_real"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_keyword_floor_times_every_part_and_its_floor_finds_the_same_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engramdb.stores.sqlite import keyword_prune
+
+    # A quick store is far below the sizes where the index prunes: let it prune here.
+    monkeypatch.setattr(keyword_prune, "LOAD_MIN_POSTINGS", 0)
+    monkeypatch.setattr(keyword_prune, "PRUNE_MIN_POSTINGS", 0)
+    out = tmp_path / "out"
+    args = ["keyword-floor", "--quick", "--records", "5000", "--queries", "30"]
+    assert main([*args, "--hash-vectors", "--out", str(out)]) == 0
+    report = json.loads((out / "keyword_floor_quick.json").read_text())
+    assert report["keyword_index"]["pruning"] is True
+    assert report["floor_same_pages"] == 1.0
+    assert report["pool"] == 100
+    lat = report["latency"]
+    for name in ("hybrid", "vector", "keyword", "keyword_index", "keyword_floor"):
+        for scope in ("filtered", "unfiltered"):
+            fig = lat[f"{name}_{scope}"]
+            assert fig["n"] == 30 and 0 < fig["p50_ms"] <= fig["p95_ms"]
+    for scope in ("filtered", "unfiltered"):
+        both = lat[f"floor_plus_vector_{scope}"]
+        assert both["n"] == 30
+        assert both["max_ms"] >= lat[f"keyword_floor_{scope}"]["max_ms"]

@@ -161,17 +161,18 @@ class Segment:
         rows: tuple[int, int],
         avgdl: float,
         wide: bool,
-        top: tuple[int, int] | None = None,
+        top: tuple[int, int, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rowids and bm25 scores of this segment's live rows in the run ``rows`` matching
         any term; each row's sum is formed term by term in the given order, as FTS5 does.
         ``wide``: a namespace-wide search (see :meth:`_norm`). ``top``: (limit, fewest
-        postings worth pruning): only rows that can be among the best ``limit`` are
-        needed, so MaxScore may skip the rest (see keyword_prune)."""
+        postings worth pruning, a score the page's last one reaches or 0.0): only rows that
+        can be among the best ``limit`` are needed, so MaxScore may skip the rest (see
+        keyword_prune)."""
         r_lo, r_hi = rows
         spans = [self.postings(t, r_lo, r_hi) for t in tids]
         if top is not None:
-            best = keyword_prune.top(self, tids, spans, idfs, avgdl, top[0], top[1])
+            best = keyword_prune.top(self, tids, spans, idfs, avgdl, *top)
             if best is not None:
                 return best
         acc = self.scratch
@@ -569,10 +570,18 @@ class KeywordIndex:
         return idf if idf > 0.0 else 1e-6
 
     def search(
-        self, tids: Sequence[int], namespace: str, user: str | None, scoped: bool, limit: int
+        self,
+        tids: Sequence[int],
+        namespace: str,
+        user: str | None,
+        scoped: bool,
+        limit: int,
+        theta0: float = 0.0,
     ) -> list[tuple[int, float]]:
         """The best ``limit`` (rowid, score) of the namespace (or of one of its users, when
-        ``scoped``) in FTS5's order: score descending, then rowid."""
+        ``scoped``) in FTS5's order: score descending, then rowid. ``theta0``: a score the
+        page's last one is known to reach (0.0: none), which lets pruning cut from the
+        first row (the keyword floor of ``bench keyword-floor`` passes the page's own)."""
         ns = self.ns_id.get(namespace)
         if ns is None or self.n_rows == 0:
             return []
@@ -586,7 +595,7 @@ class KeywordIndex:
             lo, hi = ns << USER_BITS, (ns + 1) << USER_BITS
         avgdl = self.n_tokens / self.n_rows
         idfs = [self.idf(t) for t in tids]
-        top = None if self.prune_min_postings is None else (limit, self.prune_min_postings)
+        top = None if self.prune_min_postings is None else (limit, self.prune_min_postings, theta0)
         parts = [
             seg.scores(tids, idfs, seg.rows_of(lo, hi), avgdl, wide=not scoped, top=top)
             for seg in self.segments

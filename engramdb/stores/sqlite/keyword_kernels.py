@@ -98,10 +98,14 @@ def _seek(p_row, lo, end, d):
 
 
 @njit(cache=True, nogil=True)
-def top_k(spans, idfs, ubs, p_row, p_tf, doclen, avgdl, alive, rowids, k, out_r, out_s):  # noqa: E501
+def top_k(spans, idfs, ubs, p_row, p_tf, doclen, avgdl, alive, rowids, k, out_r, out_s, theta0):  # noqa: E501
     """MaxScore over the query's postings lists ``spans`` (one per query term, in the
     query's order; ``ubs`` each list's bound): the best ``k`` live rows as (rowid, score)
     in ``out_r``/``out_s``, unordered; returns how many.
+
+    ``theta0``: a score the page's last one is known to reach (0.0: none known). The cuts
+    that a full page allows then apply from the first row, and a row scoring below it is
+    never kept; the page is the same, since every row of it scores at least that.
 
     Lists are taken by ascending bound; while the page is full, the lowest lists whose
     bounds together cannot reach its last score are not walked ("non-essential"): only
@@ -124,8 +128,11 @@ def top_k(spans, idfs, ubs, p_row, p_tf, doclen, avgdl, alive, rowids, k, out_r,
     hs = np.empty(k)
     hr = np.empty(k, np.int64)
     n = 0
-    theta = 0.0
+    theta = theta0
+    cut = theta0 > 0.0  # whether the cuts apply before the page is full
     ess = 0  # order[ess:] are the essential lists
+    while cut and ess < m and prefix[ess] < theta:
+        ess += 1
     none = np.iinfo(np.int64).max
     while True:
         d = none
@@ -152,7 +159,7 @@ def top_k(spans, idfs, ubs, p_row, p_tf, doclen, avgdl, alive, rowids, k, out_r,
         keep = alive[d]
         if keep:
             for j in range(ess - 1, -1, -1):
-                if n == k and (partial + prefix[j]) * SLACK < theta:
+                if (cut or n == k) and (partial + prefix[j]) * SLACK < theta:
                     keep = False
                     break
                 i = order[j]
@@ -170,7 +177,7 @@ def top_k(spans, idfs, ubs, p_row, p_tf, doclen, avgdl, alive, rowids, k, out_r,
             if has[i]:
                 s += contrib[i]
                 has[i] = False
-        if not keep:
+        if not keep or s < theta0:
             continue
         rid = rowids[d]
         if n < k:

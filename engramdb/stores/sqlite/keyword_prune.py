@@ -97,7 +97,19 @@ def _warm(mod: ModuleType) -> None:
     out_r, out_s = np.empty(2, np.int64), np.empty(2)
     spans = np.array([[0, 3]], np.int64)
     mod.top_k(
-        spans, f64[:1], bounds, rows, counts, lengths, 1.0, np.ones(3, bool), i64, 2, out_r, out_s
+        spans,
+        f64[:1],
+        bounds,
+        rows,
+        counts,
+        lengths,
+        1.0,
+        np.ones(3, bool),
+        i64,
+        2,
+        out_r,
+        out_s,
+        0.0,
     )
 
 
@@ -154,10 +166,13 @@ def top(
     avgdl: float,
     limit: int,
     min_postings: int,
+    theta0: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The best ``limit`` live rows of ``seg`` over the query's postings ``spans`` as
     (rowids, scores), unordered; None when the caller should sum every posting instead
-    (too few postings to gain, or the kernels not loaded)."""
+    (too few postings to gain, or the kernels not loaded). ``theta0``: a score the page's
+    last one is known to reach, or 0.0 (see ``keyword_kernels.top_k``); rows below it are
+    left out."""
     lists = [(t, s, e, idf) for t, (s, e), idf in zip(tids, spans, idfs, strict=True) if s < e]
     if not lists:
         return np.empty(0, np.int64), np.empty(0, np.float64)
@@ -184,5 +199,6 @@ def top(
         limit,
         out_r,
         out_s,
+        theta0,
     )
     return out_r[:n], out_s[:n]

@@ -96,6 +96,32 @@ def test_the_page_is_the_full_sums_over_random_queries(pruned_calls: list[int]) 
     assert max(pruned_calls) < 5000, "no search was cut below its number of matches"
 
 
+def test_a_known_last_score_gives_the_same_page_with_fewer_candidates(
+    pruned_calls: list[int],
+) -> None:
+    """``theta0`` (the page's last score, known in advance: the keyword floor of
+    ``bench keyword-floor``) lets the cuts apply from the first row. Rows tying the last
+    score stay; a value above it, which no caller may pass, shows the cut is real."""
+    rng = np.random.default_rng(9)
+    index = _index(rng, 6000)
+    index.prune_min_postings = 0
+    shorter = 0
+    for i in range(200):
+        tids = _query(rng, index)
+        user = None if i % 2 else USERS[i % len(USERS)]
+        limit = [1, 10, 40][i % 3]
+        page = index.search(tids, NS, user, user is not None, limit)
+        if len(page) < limit:
+            continue
+        last = page[-1][1]
+        assert index.search(tids, NS, user, user is not None, limit, theta0=last) == page
+        above = index.search(tids, NS, user, user is not None, limit, theta0=last * 1.000001)
+        assert above == [hit for hit in page if hit[1] >= last * 1.000001]
+        shorter += len(above) < len(page)
+    assert shorter > 50, "too few pages were full to prove anything"
+    assert pruned_calls
+
+
 def test_repeated_words_unknown_words_and_empty_lists(pruned_calls: list[int]) -> None:
     rng = np.random.default_rng(4)
     index = _index(rng, 3000)
