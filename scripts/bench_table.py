@@ -112,6 +112,19 @@ ROWS: list[tuple[str, str, str, str]] = [
         "1M records: hybrid unfiltered p95, ms",
         "≤ 8",
     ),
+    (
+        "keyword_floor_1m",
+        "hybrid_unfiltered_p95_ms",
+        "1M records: hybrid unfiltered p95, ms, extraction off, beside its floor",
+        "≤ 8",
+    ),
+    (
+        "keyword_floor_1m",
+        "floor_plus_vector_unfiltered_p95_ms",
+        "1M records: floor of that search (exact keyword top 100 with its last score "
+        "known, plus the vector search), p95 ms",
+        "",
+    ),
     ("store_1m", "engramdb_ingest_rec_per_s", "1M records: batch ingest, records/s", ""),
     ("store_1m", "chroma_ingest_rec_per_s", "1M records: batch ingest, records/s (Chroma)", ""),
     (
@@ -488,6 +501,7 @@ COMMANDS = {
     "postgres": "engramdb bench postgres",
     "postgres_1m": "engramdb bench postgres --records 1000000 --queries 300",
     "consolidate": "engramdb bench consolidate",
+    "keyword_floor_1m": "engramdb bench keyword-floor --records 1000000",
 }
 
 
