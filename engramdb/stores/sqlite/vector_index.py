@@ -41,7 +41,9 @@ class _OneBlasThread:
     The thread counts are the process's, and scans run in several threads at once: the
     first scan in sets one thread and keeps the counts it found, the last one out puts
     them back. (Each scan keeping its own would let a scan that entered inside another
-    one's keep "one thread" as the counts to restore, and leave the process there.)
+    one's keep "one thread" as the counts to restore, and leave the process there.) A
+    child forked while a scan runs has no thread to leave it, so it restores the counts
+    (as ``engine/gc_pause.py`` does for the collector).
     """
 
     __slots__ = ("_libs",)
@@ -68,6 +70,19 @@ class _OneBlasThread:
             if cls._inside == 0:
                 for lib, n in zip(self._libs, cls._before, strict=True):
                     lib.set_num_threads(n)
+
+    @staticmethod
+    def reset_in_child() -> None:
+        """The forking thread's scans do not exist in the child: restore the counts there."""
+        cls = _OneBlasThread
+        cls._lock = threading.Lock()
+        if cls._inside and _BLAS is not None:
+            for lib, n in zip(_BLAS, cls._before, strict=True):
+                lib.set_num_threads(n)
+        cls._inside = 0
+
+
+os.register_at_fork(after_in_child=_OneBlasThread.reset_in_child)
 
 
 def one_blas_thread() -> Any:

@@ -558,3 +558,31 @@ def test_overlapping_scans_leave_the_blas_thread_counts_as_they_found_them() -> 
         assert set(counts()) == {1}
         second.__exit__(None, None, None)
         assert counts() == before
+
+
+def test_a_child_forked_during_a_scan_gets_its_blas_thread_counts_back() -> None:
+    import os
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from engramdb.stores.sqlite.vector_index import one_blas_thread
+
+    def counts() -> list[int]:
+        return [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    read, write = os.pipe()
+    with threadpool_limits(limits=2, user_api="blas"):
+        with one_blas_thread():
+            pid = os.fork()
+            if pid == 0:  # child: report and leave without running the parent's cleanup
+                os.write(write, b"1" if set(counts()) == {2} else b"0")
+                with one_blas_thread():
+                    one = set(counts()) == {1}
+                os.write(write, b"1" if one and set(counts()) == {2} else b"0")
+                os._exit(0)
+            assert set(counts()) == {1}
+        os.waitpid(pid, 0)
+        os.close(write)
+        assert os.read(read, 2) == b"11"
+        os.close(read)
+        assert set(counts()) == {2}
