@@ -95,16 +95,22 @@ class MiniLMEmbedder:
         with self._run_lock:
             single = len(texts) <= 4
             threads = self.threads if single else self.batch_threads or self.chooser.pick()
+            # torch's thread count is the process's: the application's own models keep
+            # theirs once the call is over.
+            before = torch.get_num_threads()
             torch.set_num_threads(threads)
             started = time.perf_counter()
-            with torch.inference_mode():
-                out = model.encode(
-                    list(texts),
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+            try:
+                with torch.inference_mode():
+                    out = model.encode(
+                        list(texts),
+                        batch_size=self.batch_size,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+            finally:
+                torch.set_num_threads(before)
             if not single and not self.batch_threads:
                 self.chooser.record(threads, len(texts), time.perf_counter() - started)
         arr = np.asarray(out, dtype=np.float32)
