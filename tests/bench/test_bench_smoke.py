@@ -146,6 +146,7 @@ def test_every_subcommand_has_help() -> None:
         "migrate",
         "langgraph",
         "search-pair",
+        "keyword-floor",
         "extract",
         "consolidate",
         "service",
