@@ -29,10 +29,7 @@ million records).
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +39,7 @@ import numpy as np
 
 from bench.common import finish, latency, log, machine
 from bench.data import store_config
-from bench.search_pair import built_store
+from bench.search_pair import store_copies, workload_options
 from bench.store import (
     SEARCH_BLOCK,
     K,
@@ -135,30 +132,15 @@ def main(
     """Build (or reuse) the store, time every contender, write the JSON."""
     from engramdb import Memory, Settings
 
-    workload_args = {
-        "records": records,
-        "quick": quick,
-        "hash_vectors": hash_vectors,
-        "users": users,
-        "queries": queries,
-    }
+    workload_args = workload_options(records, quick, hash_vectors, users, queries)
     report: dict[str, Any] = {
         "benchmark": "keyword_floor",
         "machine": machine(),
         "config": dict(workload_args),
     }
     cfg = store_config(**workload_args)  # type: ignore[arg-type]
-    with contextlib.ExitStack() as stack:
-        if workdir is None:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="engram-floor-")))
-        else:
-            tmp = workdir.resolve()
-            tmp.mkdir(parents=True, exist_ok=True)
-        made, report["build"] = built_store(tmp, workload_args)
-        gc.collect()
-        copy = tmp / "floor"
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(made.parent, copy)
+    with store_copies(workdir, workload_args, ("floor",), "engram-floor-") as (copies, built):
+        report["build"] = built
         w = workload(cfg)
         texts, vectors = list(w.query_texts), np.array(w.query_vectors)
         query_users = [w.user_name(int(u)) for u in w.query_users]
@@ -166,7 +148,7 @@ def main(
         del w
         gc.collect()
         settings = Settings(extract="off")
-        with Memory(f"sqlite:///{copy / made.name}", embedder=emb, settings=settings) as mem:
+        with Memory(f"sqlite:///{copies['floor']}", embedder=emb, settings=settings) as mem:
             report["ann"] = wait_for_ann(mem, vectors[0], query_users)
             report["keyword_index"] = wait_for_keyword_index(mem, texts[0], vectors[0])
             qs = _Queries(mem, texts, vectors, query_users)

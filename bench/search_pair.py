@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,44 @@ def built_store(folder: Path, workload_args: dict[str, Any]) -> tuple[Path, dict
     return made, built
 
 
+def workload_options(
+    records: int, quick: bool, hash_vectors: bool, users: int | None, queries: int | None
+) -> dict[str, Any]:
+    """The store workload's options as its builder takes them and ``made.json`` keeps them."""
+    return {
+        "records": records,
+        "quick": quick,
+        "hash_vectors": hash_vectors,
+        "users": users,
+        "queries": queries,
+    }
+
+
+@contextlib.contextmanager
+def store_copies(
+    workdir: Path | None, workload_args: dict[str, Any], names: Sequence[str], prefix: str
+) -> Iterator[tuple[dict[str, Path], dict[str, Any]]]:
+    """A fresh copy of the workload's store per name (``DIR/<name>/pair.db``), and what
+    building the store took: in ``workdir``, where the store is kept and reused
+    (:func:`built_store`), or in a temporary folder removed on exit."""
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+        else:
+            folder = workdir.resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+        made, built = built_store(folder, workload_args)
+        # The build's objects are cycles (a closed Memory and its workers): collected now, not
+        # left holding gigabytes of memory the copies' page cache needs afterwards.
+        gc.collect()
+        copies = {}
+        for name in names:
+            shutil.rmtree(folder / name, ignore_errors=True)
+            shutil.copytree(made.parent, folder / name)
+            copies[name] = folder / name / made.name
+        yield copies, built
+
+
 def run_child(
     tree: Path, store: Path, workload_args: dict[str, Any], prepare: bool = False
 ) -> dict[str, Any]:
@@ -140,34 +179,14 @@ def main(
     base = base.resolve()
     if not (base / "engramdb").is_dir():
         raise SystemExit(f"--base {base} holds no engramdb package (a checkout of the project)")
-    workload_args = {
-        "records": records,
-        "quick": quick,
-        "hash_vectors": hash_vectors,
-        "users": users,
-        "queries": queries,
-    }
+    workload_args = workload_options(records, quick, hash_vectors, users, queries)
     report: dict[str, Any] = {
         "benchmark": "search_pair",
         "machine": machine(),
         "config": {**workload_args, "rounds": rounds, "base": str(base), "head": str(HEAD)},
     }
-    with contextlib.ExitStack() as stack:
-        if workdir is None:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="engram-pair-")))
-        else:
-            tmp = workdir.resolve()
-            tmp.mkdir(parents=True, exist_ok=True)
-        made, report["build"] = built_store(tmp, workload_args)
-        # The build's objects are cycles (a closed Memory and its workers): collected now, not
-        # left holding gigabytes of memory the trees' page cache needs during the rounds.
-        gc.collect()
-        copies = {}
-        for side in ("base", "head"):
-            folder = tmp / side
-            shutil.rmtree(folder, ignore_errors=True)
-            shutil.copytree(made.parent, folder)
-            copies[side] = folder / made.name
+    with store_copies(workdir, workload_args, ("base", "head"), "engram-pair-") as (copies, built):
+        report["build"] = built
         trees = {"base": base, "head": HEAD}
         # Each tree first brings its copy's sidecars to its own format, outside the timing.
         report["prepare"] = {
