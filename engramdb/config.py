@@ -156,7 +156,8 @@ class Settings(BaseSettings):
         5_000,
         ge=0,
         description="A user scope larger than this is searched through an ANN graph "
-        "(SQLite: its own graph; PostgreSQL: HNSW with a user filter)",
+        "(SQLite: its own graph; PostgreSQL: HNSW with a user filter, except that a search "
+        "with no filter beyond expiry scans sign bits for 2,000-20,000 chunks)",
     )
     keyword_index_min_rows: int = Field(
         5_000,

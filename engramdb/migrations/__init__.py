@@ -30,6 +30,7 @@ SCHEMA_REVISIONS = [
     "0022",
     "0023",
     "0024",
+    "0025",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

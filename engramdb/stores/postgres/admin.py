@@ -16,6 +16,7 @@ from engramdb.errors import EngramError
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.meta import meta_value
 from engramdb.stores.postgres.vectors import (
+    BITS_INDEX,
     COVER_INDEX,
     COVER_MAX_DIM,
     HNSW_MAX_DIM,
@@ -221,6 +222,7 @@ class Admin:
             COVER_INDEX if dim_s is not None and int(dim_s) <= COVER_MAX_DIM else USER_INDEX
         )
         cover_ok = user_index in valid
+        bits_ok = dim_s is None or BITS_INDEX in valid
         if stale_fts:
             problems.append(f"{stale_fts} keyword rows disagree with their chunk text")
         if bad_vec:
@@ -231,6 +233,8 @@ class Admin:
             problems.append("the HNSW vector index is missing or invalid")
         if not cover_ok:
             problems.append(f"the user index {user_index} is missing or invalid")
+        if not bits_ok:
+            problems.append(f"the sign-bits index {BITS_INDEX} is missing or invalid")
         if repair:
             if stale_fts:
                 with self._db.write("repairing the keyword index", [""]) as c:
@@ -239,11 +243,11 @@ class Admin:
                         "WHERE fts <> to_tsvector('engram', body)"
                     )
                 repaired.append("keyword rows recomputed from the chunk text")
-            if (needs_hnsw and not hnsw_ok) or not cover_ok:
+            if (needs_hnsw and not hnsw_ok) or not cover_ok or not bits_ok:
                 with self._db.write("rebuilding the vector indexes", [""]) as c:
                     self._indexes.rebuild(c, None if dim_s is None else int(dim_s))
                 repaired.append("vector indexes rebuilt")
-        fixable = {"keyword", "HNSW", COVER_INDEX, USER_INDEX}
+        fixable = {"keyword", "HNSW", COVER_INDEX, USER_INDEX, BITS_INDEX}
         return {
             "ok": not problems or (repair and all(any(f in p for f in fixable) for p in problems)),
             "integrity_check": "ok" if not problems else "problems",

@@ -78,8 +78,7 @@ class Reembed:
                         "INSERT INTO reembed_vectors(chunk_id, vector) VALUES (%s, %s::vector)",
                         [(cid, vector_text(v)) for (cid, _), v in zip(late, vecs, strict=True)],
                     )
-            self._indexes.drop(c)
-            c.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")
+            self._indexes.untype(c)
             c.execute(
                 "UPDATE chunks SET embedding = n.vector FROM reembed_vectors n "
                 "WHERE n.chunk_id = chunks.id"

@@ -3,10 +3,12 @@
 * vectors: pgvector ``vector(dim)`` column. A user-scoped search, or any search in a
   namespace with at most ``ann_min_rows`` chunks, is an exact scan through the
   ``(namespace, user_id)`` index (perfect recall, and faster than HNSW post-filtering for
-  small scopes); larger scopes use the HNSW index (cosine ops, over half-precision copies
-  of the vectors: :data:`engramdb.stores.postgres.vectors.HNSW_MAX_DIM`) with pgvector's
-  iterative scan, so filters never starve the result. A large scope whose filter few
-  records pass scores just those records' chunks (:meth:`Search._narrow`).
+  small scopes); a user's mid-sized scope scans its chunks' sign bits and re-scores the
+  best few exactly (:meth:`Search._bits`); larger scopes use the HNSW index (cosine ops,
+  over half-precision copies of the vectors:
+  :data:`engramdb.stores.postgres.vectors.HNSW_MAX_DIM`) with pgvector's iterative scan, so
+  filters never starve the result. A large scope whose filter few records pass scores
+  just those records' chunks (:meth:`Search._narrow`).
 * keywords: a ``tsvector`` per chunk (GIN on ``(namespace, user_id, fts)``) with an
   accent-folding, English-stemming configuration without stop words (close to SQLite's
   FTS5 tokenizer), ranked with ``ts_rank`` (term frequency; LoCoMo keyword Recall@10 0.719
@@ -41,6 +43,7 @@ from engramdb.stores.postgres.keyword_prune import (
 )
 from engramdb.stores.postgres.search_sql import (
     ann_statement,
+    bits_statement,
     fts_words,
     keyword_matches,
     located,
@@ -57,6 +60,17 @@ from engramdb.stores.prepared import ChunkHit
 # heap visit per chunk and grows with the scope; the filtered HNSW scan gets cheaper as the
 # user's share grows. The crossing point is measured (docs/tuning.md).
 EXACT_USER_MAX_ROWS = 5_000
+# A user's scope of more than BITS_MIN_ROWS and at most BITS_MAX_ROWS chunks, searched with
+# no filter beyond the expiry check, scans its chunks' sign bits by Hamming distance, keeps
+# the best max(BITS_RESCORE_MIN, BITS_RESCORE_FACTOR x the page) and re-scores those
+# exactly (:meth:`Search._bits`): below it the exact scan costs as little, above it the
+# filtered HNSW scan finds a large user's page sooner (docs/tuning.md).
+BITS_MIN_ROWS = 2_000
+BITS_MAX_ROWS = 20_000
+BITS_RESCORE_MIN = 200
+BITS_RESCORE_FACTOR = 4
+# A user's keyword search prunes (keyword_prune) only above this many chunks in their scope.
+PRUNE_USER_MIN_ROWS = 5_000
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (see below)
 # A search of a large scope whose filter requires a tag or a metadata value (which the GIN
 # indexes on records answer) scores the passing records' chunks exactly when at most this
@@ -117,8 +131,11 @@ class Search:
         self.scopes = scopes
         self.ann_min_rows = int(ann_min_rows)
         self.exact_max_user_rows = int(exact_max_user_rows)
+        # The user scopes searched through their sign bits: (min, max] chunks (see BITS_*).
+        self.bits_rows = (BITS_MIN_ROWS, BITS_MAX_ROWS)
         self.terms = KeywordTerms()
         self.prune_keywords = True  # rank only chunks that can reach the page (keyword_prune)
+        self.prune_user_min_rows = PRUNE_USER_MIN_ROWS
         self.first_leave_out = FIRST_LEAVE_OUT
         self.match_factor = MATCH_FACTOR
 
@@ -151,14 +168,11 @@ class Search:
             scope_args.append(user_id)
         with self._db.read("vector search", route=True) as c:
             self._db.send_vectors_binary(c)  # the query as 1.5 KB of floats, not 4 KB of text
-            if user_id is None:
-                cap = self.ann_min_rows
-                exact = self.scopes.count(c, namespace, None, cap) <= cap
-            else:
-                cap = self.exact_max_user_rows
-                exact = self.scopes.count(c, namespace, user_id, cap) <= cap
+            plan = self._plan(c, namespace, user_id, node)
             rows = None
-            if not exact:
+            if plan == "bits":
+                rows = self._bits(c, q, namespace, str(user_id), node, limit, with_records)
+            elif plan == "ann":
                 rows = self._prefiltered(c, q, namespace, user_id, node, limit, with_records)
                 if rows is None:
                     rows = self._ann_candidates(c, q, namespace, user_id, node, limit, with_records)
@@ -183,6 +197,25 @@ class Search:
         hits = [located_hit(r, with_records) for r in rows]
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
         return hits
+
+    def _user_cap(self) -> int:
+        """How far a user's scope is counted: past every size bound that picks a plan
+        (one cap for all, since a remembered count serves every plan choice)."""
+        return max(self.exact_max_user_rows, self.bits_rows[1], self.prune_user_min_rows)
+
+    def _plan(
+        self, c: psycopg.Connection[Any], namespace: str, user_id: str | None, node: Node | None
+    ) -> str:
+        """How to search a scope's vectors: ``"exact"``, ``"bits"`` or ``"ann"``, by the
+        scope's size (counted up to the largest bound that can change the answer)."""
+        if user_id is None:
+            cap = self.ann_min_rows
+            return "exact" if self.scopes.count(c, namespace, None, cap) <= cap else "ann"
+        low, high = self.bits_rows
+        size = self.scopes.count(c, namespace, user_id, self._user_cap())
+        if low < size <= high and (node is None or is_live_only(node)):
+            return "bits"
+        return "exact" if size <= self.exact_max_user_rows else "ann"
 
     def _probed(
         self,
@@ -251,6 +284,33 @@ class Search:
         if row is None or int(row[0]) > PREFILTER_MAX_RECORDS:
             return None
         return cond, args
+
+    def _bits(
+        self,
+        c: psycopg.Connection[Any],
+        q: _Vector,
+        namespace: str,
+        user_id: str,
+        node: Node | None,
+        limit: int,
+        with_records: bool,
+    ) -> list[tuple[Any, ...]]:
+        """The search of a user's mid-sized scope through its chunks' sign bits.
+
+        The bits btree (:data:`engramdb.stores.postgres.vectors.BITS_INDEX`) is scanned
+        index-only, nearest first by Hamming distance to the query's own bits, and the best
+        ``R`` of those (see ``BITS_RESCORE_*``) are re-scored exactly through the covering
+        vector index, so every returned score is the float32 cosine and the order among
+        them exact; a chunk outside the ``R`` is missed only when its bits sit far from the
+        query's while its vector is close (recall@10 0.9997 with R = 200 over the
+        benchmark's largest users, docs/tuning.md). The expiry check applies before the
+        cut, so expired records never take a place among the ``R``.
+        """
+        rescore = max(BITS_RESCORE_MIN, BITS_RESCORE_FACTOR * int(limit))
+        sql, args = bits_statement(q, namespace, user_id, node, limit, rescore, with_records)
+        # Never prepared: the generic plan a prepared statement falls back to after a few
+        # runs took twice as long as the custom one for the largest users (docs/tuning.md).
+        return c.execute(sql, args, prepare=False).fetchall()
 
     def _prefiltered(
         self,
@@ -393,14 +453,19 @@ class Search:
         lexemes alone can score (:mod:`engramdb.stores.postgres.keyword_prune`), else one more
         statement leaves out only as many as that score allows. None when the scope has
         fewer than ``limit`` such matches, no lexeme may be left out, a record on the page
-        fails the filter (expired), or the user's scope has not just been counted (a hybrid
-        search's vector side counts it first): the caller's probe handles those.
+        fails the filter (expired), or the scope is a user's of at most
+        ``prune_user_min_rows`` chunks: the caller's probe handles those.
         """
+        if len(users) > 1:
+            return None  # two different users: nothing matches, the probe says so at once
         if users:
-            # A user's scope (~100 records in the benchmark) rarely has the matches to
-            # prune, and measured no faster with it (docs/tuning.md).
-            return None
-        rows_in_scope = self.scopes.count(c, namespace, None, self.ann_min_rows)
+            rows_in_scope = self.scopes.count(c, namespace, users[0], self._user_cap())
+            if rows_in_scope <= self.prune_user_min_rows:
+                # A small user's matches are few: ranking them all costs less than the
+                # statements pruning takes (docs/tuning.md).
+                return None
+        else:
+            rows_in_scope = self.scopes.count(c, namespace, None, self.ann_min_rows)
         terms = self.terms.terms(c, fts_words(match))
         if terms is None:
             return None

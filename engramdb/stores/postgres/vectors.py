@@ -3,8 +3,9 @@
 Chunk vectors live in a pgvector ``vector(dim)`` column. They are sent in pgvector's own
 binary form where a statement takes many of them (:class:`BinaryVectors`), in its text form
 elsewhere (:func:`vector_text`). The derived indexes over them (:class:`VectorIndexes`) are
-the HNSW graph for large scopes and one btree for a user's scope; every place that drops or
-(re)builds them uses the same statements.
+the HNSW graph for large scopes, one btree for a user's scope, and one holding each chunk's
+sign bits (:data:`BITS_INDEX`); every place that drops or (re)builds them uses the same
+statements.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from engramdb.errors import StoreError, ValidationError
 # It also lifts pgvector's HNSW limit from 2,000 dimensions
 # (vector) to 4,000 (halfvec). Needs pgvector 0.7 or later.
 HNSW_MAX_DIM = 4000
-# The chunk vectors are also kept in a btree on (namespace, user_id), so the exact search of
-# one user's scope is an index-only scan over contiguous leaf pages instead of one heap
-# visit per chunk; it costs about as much disk as the vectors (docs/tuning.md).
+# The chunk vectors are also kept in a btree on (namespace, user_id, id), so the exact search
+# of one user's scope is an index-only scan over contiguous leaf pages instead of one heap
+# visit per chunk, and re-scoring some of a user's chunks by id reads only their entries;
+# it costs about as much disk as the vectors (docs/tuning.md).
 # A btree entry holds at most ~2.7 kB, so vectors above COVER_MAX_DIM go without it.
 COVER_MAX_DIM = 640
 COVER_INDEX = "chunks_user_vectors"
@@ -40,10 +42,19 @@ COVER_INDEX = "chunks_user_vectors"
 # less to maintain per chunk written (migration 0005 drops it from existing stores).
 USER_INDEX = "chunks_ns_user"
 
+# Each chunk's vector as one sign bit per dimension (``bits``, a stored generated column, so
+# every path that writes a vector writes its bits: inserts, COPY, re-embedding), kept in a
+# (namespace, user_id) btree. A mid-sized scope's search scans those codes by Hamming
+# distance and re-scores only the best few exactly (``stores/postgres/search.py``): 48 bytes
+# a chunk to read and compare at 384 dimensions instead of 1,536 (docs/tuning.md).
+BITS_INDEX = "chunks_user_bits"
+BITS_COLUMN = "bits bit varying GENERATED ALWAYS AS (binary_quantize(embedding)) STORED"
+
 DROP_VECTOR_INDEXES = [
     "DROP INDEX IF EXISTS chunks_hnsw",
     f"DROP INDEX IF EXISTS {COVER_INDEX}",
     f"DROP INDEX IF EXISTS {USER_INDEX}",
+    f"DROP INDEX IF EXISTS {BITS_INDEX}",
 ]
 
 
@@ -126,10 +137,11 @@ def hnsw_key(dim: int, alias: str = "") -> str:
 def vector_index_ddl(dim: int | None, m: int, ef_construction: int) -> list[str]:
     """The statements creating the derived vector indexes for vectors of ``dim``.
 
-    The HNSW graph (unfiltered and large-scope search) and the user-scope btree: the
+    The HNSW graph (unfiltered and large-scope search), the user-scope btree: the
     covering one for vectors small enough (exact search of a user's scope, see
     :data:`COVER_MAX_DIM`), else the plain :data:`USER_INDEX` (also while no embedder is
-    recorded, ``dim`` None); the same set in every place that (re)builds them.
+    recorded, ``dim`` None), and the btree of sign bits (:data:`BITS_INDEX`) once the
+    dimension is known; the same set in every place that (re)builds them.
     """
     ddl = []
     if dim is not None and dim <= HNSW_MAX_DIM:
@@ -139,11 +151,15 @@ def vector_index_ddl(dim: int | None, m: int, ef_construction: int) -> list[str]
         )
     if dim is not None and dim <= COVER_MAX_DIM:
         ddl.append(
-            f"CREATE INDEX {COVER_INDEX} ON chunks (namespace, user_id) "
-            "INCLUDE (id, rid, start_pos, end_pos, embedding)"
+            f"CREATE INDEX {COVER_INDEX} ON chunks (namespace, user_id, id) "
+            "INCLUDE (rid, start_pos, end_pos, embedding)"
         )
     else:
         ddl.append(f"CREATE INDEX {USER_INDEX} ON chunks (namespace, user_id, id)")
+    if dim is not None:
+        ddl.append(
+            f"CREATE INDEX {BITS_INDEX} ON chunks (namespace, user_id) INCLUDE (id, rid, bits)"
+        )
     return ddl
 
 
@@ -169,15 +185,26 @@ class VectorIndexes:
         for statement in vector_index_ddl(dim, self.m, self.ef_construction):
             c.execute(statement)
 
+    def untype(self, c: psycopg.Connection[Any]) -> None:
+        """Drop the vector indexes and the bits column and take ``chunks.embedding``'s
+        dimension away, so the column can hold vectors of another (a re-embedding); a
+        column that a generated one reads cannot change type. :meth:`set_dimension` puts
+        both back."""
+        self.drop(c)
+        c.execute("ALTER TABLE chunks DROP COLUMN IF EXISTS bits")
+        c.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")
+
     def set_dimension(self, c: psycopg.Connection[Any], dim: int) -> None:
-        """Give ``chunks.embedding`` the dimension ``dim`` and (re)build its vector indexes.
+        """Give ``chunks.embedding`` the dimension ``dim`` and (re)build its vector indexes
+        and the bits column computed from it (see :data:`BITS_INDEX`).
 
         Raises:
             ValidationError: ``dim`` is outside pgvector's range.
         """
         if not 1 <= dim <= 16_000:
             raise ValidationError(f"vector dimension {dim} is out of range", field="dim")
-        self.drop(c)
+        self.untype(c)
         c.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
+        c.execute(f"ALTER TABLE chunks ADD COLUMN {BITS_COLUMN}")
         for statement in vector_index_ddl(dim, self.m, self.ef_construction):
             c.execute(statement)

@@ -114,14 +114,19 @@ def test_scope_only_accepts_users_and_expiry_alone() -> None:
     assert not scope_only(Bool("or", (Cmp("str", "user_id", "$eq", "a"), Live(NOW))))
 
 
+@pytest.mark.parametrize("user_min_rows", [10**9, 100])
 def test_random_queries_give_the_full_ranking(
-    store_mem: tuple[Memory, Any], monkeypatch: pytest.MonkeyPatch
+    store_mem: tuple[Memory, Any], monkeypatch: pytest.MonkeyPatch, user_min_rows: int
 ) -> None:
     """Same chunks, scores and order (ties by id) as ranking every match, for random
-    queries of common, medium and rare words, per user and over the namespace."""
+    queries of common, medium and rare words, per user and over the namespace; a user's
+    scope is pruned too once it is larger than ``prune_user_min_rows`` (300 chunks each
+    here against 100), and never below it."""
     _, store = store_mem
+    store._search.prune_user_min_rows = user_min_rows
     answered = _pruned_answers(store, monkeypatch)
     rng = random.Random(11)
+    per_scope = dict.fromkeys((None, *USERS), 0)
     cases = 0
     for _ in range(40):
         words = rng.sample(COMMON, rng.randint(1, 4)) + rng.sample(MEDIUM, rng.randint(0, 4))
@@ -131,11 +136,15 @@ def test_random_queries_give_the_full_ranking(
             for limit in (5, 40):
                 node = _node(user)
                 full = _page(store, query, node, limit, prune=False)
+                before = answered[0]
                 assert _page(store, query, node, limit, prune=True) == full, (query, user)
+                per_scope[user] += answered[0] - before
                 cases += 1
-    # The pruned ranking answered many of the namespace's searches itself (a user's are
-    # always ranked in full).
-    assert answered[0] > cases // 16
+    # The pruned ranking answered many of the namespace's searches itself, and of each
+    # user's exactly when their scope is above the minimum.
+    assert per_scope[None] > cases // 64
+    for user in USERS:
+        assert (per_scope[user] > cases // 64) == (user_min_rows < 300), per_scope
 
 
 def test_writes_are_visible_to_the_next_search(

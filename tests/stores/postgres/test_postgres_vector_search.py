@@ -203,3 +203,70 @@ def test_exact_scope_settles_a_broad_filter_on_its_best_chunks(
         assert probed == [True, False, False] * 3
     finally:
         mem.close()
+
+
+@pytestmark_pg
+def test_a_mid_sized_user_is_searched_through_sign_bits_and_rescored_exactly(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's scope inside the sign-bits band scans the bits and re-scores the best few
+    exactly. When the re-scored few cover the scope, the page is the exact scan's, score
+    for score, in both modes; with the default few, every hit carries its exact cosine, in
+    order. Expired records stay out, and a filter beyond the expiry check takes the exact
+    path instead. (How many of the exact page the bits find is a benchmark figure: the
+    hash embedder's sparse vectors make poor bits.)"""
+    import engramdb.stores.postgres.search as postgres_search
+
+    texts = [f"memo {i} on subject {i % 13} with detail {i * 5 % 29}" for i in range(400)]
+    exact = open_memory(postgres_url)
+    exact.add(texts[:300], user_id="mid")
+    exact.add(texts[300:], user_id="other")
+    exact.add(["memo 7 on subject 7 tagged rare"], user_id="mid", tags=["rare"])
+    gone = datetime.now(UTC) - timedelta(minutes=1)
+    exact.add("subject 3 detail 5", user_id="mid", id="expired", expires_at=gone)
+    bits = open_memory(postgres_url)
+    bits_store, exact_store = bits.engine.store, exact.engine.store
+    assert isinstance(bits_store, PostgresStore) and isinstance(exact_store, PostgresStore)
+    bits_store._search.bits_rows = (150, 1_000)
+    exact_store._search.bits_rows = (0, 0)
+    taken: list[int] = []
+    real = postgres_search.Search._bits
+
+    def spy(self: postgres_search.Search, *args: Any) -> Any:
+        got = real(self, *args)
+        taken.append(len(got))
+        return got
+
+    def page(m: Memory, q: str, **kw: Any) -> list[tuple[str, float]]:
+        return [(h.record.id, h.score) for h in m.search(q, user_id="mid", **kw)]
+
+    monkeypatch.setattr(postgres_search.Search, "_bits", spy)
+    queries = ("subject 3 detail 5", "memo 42", "with detail 28", "memo 250 on subject 3")
+    try:
+        with monkeypatch.context() as whole:
+            whole.setattr(postgres_search, "BITS_RESCORE_MIN", 1_000)
+            for q in queries:
+                for top_k in (10, 60):
+                    want = page(exact, q, mode="vector", top_k=top_k)
+                    got = page(bits, q, mode="vector", top_k=top_k)
+                    assert [i for i, _ in got] == [i for i, _ in want], (q, top_k)
+                    assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+                assert page(bits, q, top_k=10) == page(exact, q, top_k=10)
+        assert len(taken) == len(queries) * 3
+        for q in queries:
+            every = dict(page(exact, q, mode="vector", top_k=400))
+            for top_k in (10, 60):
+                got = page(bits, q, mode="vector", top_k=top_k)
+                assert len(got) == top_k and "expired" not in {i for i, _ in got}
+                assert [s for _, s in got] == pytest.approx([every[i] for i, _ in got], abs=1e-6)
+                assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+            before = len(taken)
+            rare = bits.search(q, user_id="mid", mode="vector", top_k=10, tags=["rare"])
+            assert [h.record.tags for h in rare] == [["rare"]] and len(taken) == before
+        # The other user is below the band: scanned exactly.
+        before = len(taken)
+        bits.search("memo 310", user_id="other", mode="vector", top_k=5)
+        assert len(taken) == before == len(queries) * 5, "a 100-chunk user took the bits"
+    finally:
+        bits.close()
+        exact.close()
