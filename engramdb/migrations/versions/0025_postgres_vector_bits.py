@@ -6,10 +6,9 @@ filter. Such a scope's search now scans one bit per dimension (pgvector's
 ``binary_quantize``, 48 bytes) by Hamming distance and re-scores only the best few hundred
 exactly (``stores/postgres/search.py``). ``bits`` is a stored generated column, so every
 path that writes a vector writes its bits; the index exists once the store's dimension is
-recorded. The covering vector index of revision 0004 is rebuilt with the chunk id as a key,
-so the re-scoring step reads only the entries it names. Adding the column rewrites
-``chunks`` once (about as long as a ``VACUUM FULL``); the bits index costs ~11 MB per 100k
-chunks. Needs pgvector 0.7 or later (as 0009 does). SQLite: nothing to do.
+recorded. Adding the column rewrites ``chunks`` once (about as long as a ``VACUUM FULL``);
+the heap keeps its rows per page (the 56 bytes fit beside rows of ~2.2 kB), and the index
+costs ~11 MB per 100k chunks. Needs pgvector 0.7 or later (as 0009 does). SQLite: nothing to do.
 """
 
 from engramdb.migrations.steps import forward_only, run_statements
@@ -27,19 +26,6 @@ POSTGRES = [
         IF EXISTS (SELECT 1 FROM meta WHERE key = 'embedder_dim') THEN
             CREATE INDEX IF NOT EXISTS chunks_user_bits ON chunks (namespace, user_id)
                 INCLUDE (id, rid, bits);
-        END IF;
-    END $$""",
-    # The covering vector index gets the chunk id as a key (it was an included column), so
-    # the re-scoring step reads only the entries of the chunks it names.
-    """DO $$
-    DECLARE
-        cover regclass := to_regclass('chunks_user_vectors');
-    BEGIN
-        IF cover IS NOT NULL
-            AND position('(namespace, user_id, id)' in pg_get_indexdef(cover)) = 0 THEN
-            DROP INDEX chunks_user_vectors;
-            CREATE INDEX chunks_user_vectors ON chunks (namespace, user_id, id)
-                INCLUDE (rid, start_pos, end_pos, embedding);
         END IF;
     END $$""",
 ]

@@ -65,12 +65,11 @@ def bits_statement(
 ) -> tuple[str, list[Any]]:
     """The sign-bits search statement of a user's scope, and its arguments.
 
-    Two index-only steps: the user's entries of the bits btree nearest the query's own
-    bits by Hamming distance (``<~>``), ``rescore`` of them, after the record check; then
-    those chunks' entries of the covering vector index (keyed by chunk id), scored exactly,
-    the best ``limit`` kept. ``ARRAY(...)`` hands the ids over as one array, so the second
-    step is one index probe per id instead of a join the planner might turn into a scan
-    of the user's whole range.
+    Two steps: the user's entries of the bits btree (read index-only) nearest the query's
+    own bits by Hamming distance (``<~>``), ``rescore`` of them, after the record check;
+    then those chunks' vectors, read by primary key and scored exactly, the best ``limit``
+    kept. ``ARRAY(...)`` hands the ids over as one array, so the second step is one probe
+    per id instead of a join the planner might turn into a scan of the user's whole range.
     """
     check, check_args = record_check("b", namespace, node)
     sql = located(
@@ -79,12 +78,11 @@ def bits_statement(
         f"ORDER BY b.bits <~> binary_quantize(%s::vector) LIMIT {int(rescore)}) "
         "SELECT s.id, s.rid, 1 - s.d AS score, s.start_pos, s.end_pos FROM "
         "(SELECT c.id, c.rid, c.start_pos, c.end_pos, c.embedding <=> %s::vector AS d "
-        "FROM chunks c WHERE c.namespace = %s AND c.user_id = %s "
-        "AND c.id = ANY(ARRAY(SELECT id FROM n))) s "
+        "FROM chunks c WHERE c.id = ANY(ARRAY(SELECT id FROM n))) s "
         f"ORDER BY s.d, s.id LIMIT {int(limit)}",
         with_records,
     )
-    return sql, [namespace, user_id, *check_args, q, q, namespace, user_id]
+    return sql, [namespace, user_id, *check_args, q, q]
 
 
 def keyword_matches(

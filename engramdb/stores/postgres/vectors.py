@@ -29,10 +29,9 @@ from engramdb.errors import StoreError, ValidationError
 # It also lifts pgvector's HNSW limit from 2,000 dimensions
 # (vector) to 4,000 (halfvec). Needs pgvector 0.7 or later.
 HNSW_MAX_DIM = 4000
-# The chunk vectors are also kept in a btree on (namespace, user_id, id), so the exact search
-# of one user's scope is an index-only scan over contiguous leaf pages instead of one heap
-# visit per chunk, and re-scoring some of a user's chunks by id reads only their entries;
-# it costs about as much disk as the vectors (docs/tuning.md).
+# The chunk vectors are also kept in a btree on (namespace, user_id), so the exact search of
+# one user's scope is an index-only scan over contiguous leaf pages instead of one heap
+# visit per chunk; it costs about as much disk as the vectors (docs/tuning.md).
 # A btree entry holds at most ~2.7 kB, so vectors above COVER_MAX_DIM go without it.
 COVER_MAX_DIM = 640
 COVER_INDEX = "chunks_user_vectors"
@@ -151,8 +150,8 @@ def vector_index_ddl(dim: int | None, m: int, ef_construction: int) -> list[str]
         )
     if dim is not None and dim <= COVER_MAX_DIM:
         ddl.append(
-            f"CREATE INDEX {COVER_INDEX} ON chunks (namespace, user_id, id) "
-            "INCLUDE (rid, start_pos, end_pos, embedding)"
+            f"CREATE INDEX {COVER_INDEX} ON chunks (namespace, user_id) "
+            "INCLUDE (id, rid, start_pos, end_pos, embedding)"
         )
     else:
         ddl.append(f"CREATE INDEX {USER_INDEX} ON chunks (namespace, user_id, id)")
