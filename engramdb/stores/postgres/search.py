@@ -301,8 +301,8 @@ class Search:
         index-only, nearest first by Hamming distance to the query's own bits, and the best
         ``R`` of those (see ``BITS_RESCORE_*``) are re-scored exactly from their vectors
         (read by primary key), so every returned score is the float32 cosine and the order
-        among them exact; a chunk outside the ``R`` is missed only when its bits sit far from the
-        query's while its vector is close (recall@10 0.9997 with R = 200 over the
+        among them exact; a chunk outside the ``R`` is missed only when its bits sit far
+        from the query's while its vector is close (recall@10 0.9997 with R = 200 over the
         benchmark's largest users, docs/tuning.md). The expiry check applies before the
         cut, so expired records never take a place among the ``R``.
         """
