@@ -3,8 +3,8 @@
 * vectors: pgvector ``vector(dim)`` column. A user-scoped search, or any search in a
   namespace with at most ``ann_min_rows`` chunks, is an exact scan through the
   ``(namespace, user_id)`` index (perfect recall, and faster than HNSW post-filtering for
-  small scopes); a user's mid-sized scope scans its chunks' sign bits and re-scores the
-  best few exactly (:meth:`Search._bits`); larger scopes use the HNSW index (cosine ops,
+  small scopes); a mid-sized scope scans its chunks' sign bits and re-scores the best few
+  exactly (:meth:`Search._bits`); larger scopes use the HNSW index (cosine ops,
   over half-precision copies of the vectors:
   :data:`engramdb.stores.postgres.vectors.HNSW_MAX_DIM`) with pgvector's iterative scan, so
   filters never starve the result. A large scope whose filter few records pass scores
@@ -60,11 +60,12 @@ from engramdb.stores.prepared import ChunkHit
 # heap visit per chunk and grows with the scope; the filtered HNSW scan gets cheaper as the
 # user's share grows. The crossing point is measured (docs/tuning.md).
 EXACT_USER_MAX_ROWS = 5_000
-# A user's scope of more than BITS_MIN_ROWS and at most BITS_MAX_ROWS chunks, searched with
-# no filter beyond the expiry check, scans its chunks' sign bits by Hamming distance, keeps
-# the best max(BITS_RESCORE_MIN, BITS_RESCORE_FACTOR x the page) and re-scores those
-# exactly (:meth:`Search._bits`): below it the exact scan costs as little, above it the
-# filtered HNSW scan finds a large user's page sooner (docs/tuning.md).
+# A user's scope of more than BITS_MIN_ROWS and at most BITS_MAX_ROWS chunks (a namespace's
+# too, up to ann_min_rows, above which HNSW takes it), searched with no filter beyond the
+# expiry check, scans its chunks' sign bits by Hamming distance, keeps the best
+# max(BITS_RESCORE_MIN, BITS_RESCORE_FACTOR x the page) and re-scores those exactly
+# (:meth:`Search._bits`): below it the exact scan costs as little, above it the filtered
+# HNSW scan finds a large user's page sooner (docs/tuning.md).
 BITS_MIN_ROWS = 2_000
 BITS_MAX_ROWS = 20_000
 BITS_RESCORE_MIN = 200
@@ -171,7 +172,7 @@ class Search:
             plan = self._plan(c, namespace, user_id, node)
             rows = None
             if plan == "bits":
-                rows = self._bits(c, q, namespace, str(user_id), node, limit, with_records)
+                rows = self._bits(c, q, namespace, user_id, node, limit, with_records)
             elif plan == "ann":
                 rows = self._prefiltered(c, q, namespace, user_id, node, limit, with_records)
                 if rows is None:
@@ -208,14 +209,18 @@ class Search:
     ) -> str:
         """How to search a scope's vectors: ``"exact"``, ``"bits"`` or ``"ann"``, by the
         scope's size (counted up to the largest bound that can change the answer)."""
-        if user_id is None:
-            cap = self.ann_min_rows
-            return "exact" if self.scopes.count(c, namespace, None, cap) <= cap else "ann"
         low, high = self.bits_rows
-        size = self.scopes.count(c, namespace, user_id, self._user_cap())
+        if user_id is None:
+            size = self.scopes.count(c, namespace, None, self.ann_min_rows)
+            if size > self.ann_min_rows:
+                return "ann"
+            exact_max = self.ann_min_rows
+        else:
+            size = self.scopes.count(c, namespace, user_id, self._user_cap())
+            exact_max = self.exact_max_user_rows
         if low < size <= high and (node is None or is_live_only(node)):
             return "bits"
-        return "exact" if size <= self.exact_max_user_rows else "ann"
+        return "exact" if size <= exact_max else "ann"
 
     def _probed(
         self,
@@ -290,12 +295,13 @@ class Search:
         c: psycopg.Connection[Any],
         q: _Vector,
         namespace: str,
-        user_id: str,
+        user_id: str | None,
         node: Node | None,
         limit: int,
         with_records: bool,
     ) -> list[tuple[Any, ...]]:
-        """The search of a user's mid-sized scope through its chunks' sign bits.
+        """The search of a mid-sized scope (a user's, or a namespace's up to
+        ``ann_min_rows``) through its chunks' sign bits.
 
         The bits btree (:data:`engramdb.stores.postgres.vectors.BITS_INDEX`) is scanned
         index-only, nearest first by Hamming distance to the query's own bits, and the best

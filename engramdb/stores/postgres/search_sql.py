@@ -57,24 +57,27 @@ def ann_statement(
 def bits_statement(
     q: _Vector,
     namespace: str,
-    user_id: str,
+    user_id: str | None,
     node: Node | None,
     limit: int,
     rescore: int,
     with_records: bool,
 ) -> tuple[str, list[Any]]:
-    """The sign-bits search statement of a user's scope, and its arguments.
+    """The sign-bits search statement of a user's scope (or the namespace's, ``user_id``
+    None), and its arguments.
 
-    Two steps: the user's entries of the bits btree (read index-only) nearest the query's
+    Two steps: the scope's entries of the bits btree (read index-only) nearest the query's
     own bits by Hamming distance (``<~>``), ``rescore`` of them, after the record check;
     then those chunks' vectors, read by primary key and scored exactly, the best ``limit``
     kept. ``ARRAY(...)`` hands the ids over as one array, so the second step is one probe
     per id instead of a join the planner might turn into a scan of the user's whole range.
     """
     check, check_args = record_check("b", namespace, node)
+    user_sql = "" if user_id is None else "AND b.user_id = %s "
+    user_args: list[Any] = [] if user_id is None else [user_id]
     sql = located(
         "WITH n AS MATERIALIZED (SELECT b.id FROM chunks b WHERE b.namespace = %s "
-        f"AND b.user_id = %s AND {check} "
+        f"{user_sql}AND {check} "
         f"ORDER BY b.bits <~> binary_quantize(%s::vector) LIMIT {int(rescore)}) "
         "SELECT s.id, s.rid, 1 - s.d AS score, s.start_pos, s.end_pos FROM "
         "(SELECT c.id, c.rid, c.start_pos, c.end_pos, c.embedding <=> %s::vector AS d "
@@ -82,7 +85,7 @@ def bits_statement(
         f"ORDER BY s.d, s.id LIMIT {int(limit)}",
         with_records,
     )
-    return sql, [namespace, user_id, *check_args, q, q]
+    return sql, [namespace, *user_args, *check_args, q, q]
 
 
 def keyword_matches(

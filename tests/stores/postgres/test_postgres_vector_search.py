@@ -213,8 +213,9 @@ def test_a_mid_sized_user_is_searched_through_sign_bits_and_rescored_exactly(
     exactly. When the re-scored few cover the scope, the page is the exact scan's, score
     for score, in both modes; with the default few, every hit carries its exact cosine, in
     order. Expired records stay out, and a filter beyond the expiry check takes the exact
-    path instead. (How many of the exact page the bits find is a benchmark figure: the
-    hash embedder's sparse vectors make poor bits.)"""
+    path instead. A namespace inside the band is searched the same way. (How many of the
+    exact page the bits find is a benchmark figure: the hash embedder's sparse vectors make
+    poor bits.)"""
     import engramdb.stores.postgres.search as postgres_search
 
     texts = [f"memo {i} on subject {i % 13} with detail {i * 5 % 29}" for i in range(400)]
@@ -252,7 +253,12 @@ def test_a_mid_sized_user_is_searched_through_sign_bits_and_rescored_exactly(
                     assert [i for i, _ in got] == [i for i, _ in want], (q, top_k)
                     assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
                 assert page(bits, q, top_k=10) == page(exact, q, top_k=10)
-        assert len(taken) == len(queries) * 3
+                # The namespace (~400 chunks, inside the band here) is searched the same way.
+                want_ns = exact.search(q, mode="vector", top_k=10)
+                got_ns = bits.search(q, mode="vector", top_k=10)
+                assert [h.record.id for h in got_ns] == [h.record.id for h in want_ns]
+                assert [h.score for h in got_ns] == pytest.approx([h.score for h in want_ns])
+        assert len(taken) == len(queries) * 4
         for q in queries:
             every = dict(page(exact, q, mode="vector", top_k=400))
             for top_k in (10, 60):
@@ -266,7 +272,7 @@ def test_a_mid_sized_user_is_searched_through_sign_bits_and_rescored_exactly(
         # The other user is below the band: scanned exactly.
         before = len(taken)
         bits.search("memo 310", user_id="other", mode="vector", top_k=5)
-        assert len(taken) == before == len(queries) * 5, "a 100-chunk user took the bits"
+        assert len(taken) == before == len(queries) * 6, "a 100-chunk user took the bits"
     finally:
         bits.close()
         exact.close()
