@@ -151,8 +151,11 @@ class Search:
     ) -> list[ChunkHit]:
         """Return the best chunks by cosine similarity that pass the filter.
 
-        Exact for a user's scope of up to ``ann_min_user_rows`` chunks and for namespaces
-        up to ``ann_min_rows`` chunks: the scope's chunks are scored once (a materialised
+        The plan follows the scope's size (:meth:`_plan`). A mid-sized scope searched with
+        no filter beyond expiry goes through its chunks' sign bits (:meth:`_bits`).
+        Otherwise the search is exact for a user's scope of up to ``ann_min_user_rows``
+        chunks and for namespaces up to ``ann_min_rows`` chunks: the scope's chunks are
+        scored once (a materialised
         step, through the ``(namespace, user_id)`` index) and only then joined to their
         records for the filter, so no plan can rescan the scope per record, even before the
         table has statistics. Larger scopes use the HNSW index with pgvector's iterative
