@@ -375,6 +375,12 @@ def run(
         search: dict[str, Any] = {names[k]: latency(v) for k, v in lat.items()}
         search["recall_at_10"] = {names[k]: round(float(np.mean(v)), 4) for k, v in rec.items()}
         log(f"search: {json.dumps(search['recall_at_10'])}")
+        # A service process builds its keyword index in the background once a search asks;
+        # the searches below are timed once it is in (its build time is a figure).
+        t0 = time.perf_counter()
+        build = getattr(mem.engine.store, "build_keyword_index", None)
+        if build is not None and build(1800.0):
+            search["engramdb_keyword_index_build_s"] = round(time.perf_counter() - t0, 2)
         log(f"hybrid search: {nq} queries, filtered and unfiltered, engramdb")
         search["entity_extraction_pending_at_hybrid"] = mem.stats()["entities"].get("pending")
         hybrid_f, hybrid_u = hybrid_latencies(mem, w, nq)
@@ -497,6 +503,7 @@ def run(
         "disk_ratio_vs_pgvector": ratio(disk["engramdb_mb"], disk["pgvector_mb"]),
         "engramdb_cold_open_first_search_s": round(cold_s, 3),
         "entity_extraction_pending_at_hybrid": s["entity_extraction_pending_at_hybrid"],
+        "engramdb_keyword_index_build_s": s.get("engramdb_keyword_index_build_s"),
         "pgvector_ingest_rec_per_s": ingest["pgvector_rec_per_s"],
         "engramdb_single_add_p50_ms": single["engramdb"]["p50_ms"],
         "pgvector_single_add_p50_ms": single["pgvector"]["p50_ms"],

@@ -31,6 +31,7 @@ SCHEMA_REVISIONS = [
     "0023",
     "0024",
     "0025",
+    "0026",
 ]
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 

@@ -154,6 +154,7 @@ def open_store(url: str | StoreURL, settings: Settings | None = None, **override
             io_timeout_s=base.store_io_timeout_s,
             read_url=base.read_url,
             read_max_lag_s=base.read_max_lag_s,
+            keyword_index_min_rows=base.keyword_index_min_rows,
         )
     from engramdb.stores.sqlite import SQLiteStore
 

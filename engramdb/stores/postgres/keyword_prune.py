@@ -104,6 +104,13 @@ class KeywordTerms:
         out.sort(key=lambda t: (-t.share, t.lexeme, t.word))
         return out
 
+    def lexemes(self, c: psycopg.Connection[Any], words: Sequence[str]) -> list[str] | None:
+        """Each query word's lexeme, in order; None when a word is not exactly one lexeme
+        (a phrase, or nothing the configuration keeps: ``ts_rank`` treats those apart)."""
+        known = self._lexemes_of(c, words)
+        out = [known.get(w) for w in words]
+        return None if any(lex is None for lex in out) else [str(lex) for lex in out]
+
     def _lexemes_of(
         self, c: psycopg.Connection[Any], words: Sequence[str]
     ) -> dict[str, str | None]:

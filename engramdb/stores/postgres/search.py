@@ -32,6 +32,7 @@ import psycopg
 from engramdb.query.filters import Node, is_live_only, required_equalities, required_leaves
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.filters import compile_postgres
+from engramdb.stores.postgres.keyword_index import KeywordIndexes, score_text
 from engramdb.stores.postgres.keyword_prune import (
     FIRST_LEAVE_OUT,
     MATCH_FACTOR,
@@ -73,6 +74,8 @@ BITS_RESCORE_FACTOR = 4
 # A user's keyword search prunes (keyword_prune) only above this many chunks in their scope.
 PRUNE_USER_MIN_ROWS = 5_000
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (see below)
+# From this many chunks in the store, keywords rank through the process-local index.
+KEYWORD_INDEX_MIN_ROWS = 5_000
 # A search of a large scope whose filter requires a tag or a metadata value (which the GIN
 # indexes on records answer) scores the passing records' chunks exactly when at most this
 # many records pass, instead of the HNSW scan: its iterative scan walks the graph until the
@@ -126,9 +129,22 @@ class Search:
     """The search candidates of one store (vector, keyword) and their locations."""
 
     def __init__(
-        self, db: Database, scopes: ScopeSizes, ann_min_rows: int, exact_max_user_rows: int
+        self,
+        db: Database,
+        scopes: ScopeSizes,
+        ann_min_rows: int,
+        exact_max_user_rows: int,
+        keyword_index_min_rows: int = KEYWORD_INDEX_MIN_ROWS,
     ) -> None:
         self._db = db
+        # The process-local keyword index (keyword_index); None: keywords rank in SQL.
+        self.keyword_index: KeywordIndexes | None = None
+        if keyword_index_min_rows >= 0:
+            self.keyword_index = KeywordIndexes(
+                lambda doing, snapshot: db.read(doing, snapshot=snapshot),
+                db.write,
+                keyword_index_min_rows,
+            )
         self.scopes = scopes
         self.ann_min_rows = int(ann_min_rows)
         self.exact_max_user_rows = int(exact_max_user_rows)
@@ -418,6 +434,10 @@ class Search:
                     prepare=False,
                 ).fetchall()
                 return [located_hit(r, False) for r in rows]
+            if self.keyword_index is not None and len(users) <= 1:
+                hits = self._indexed(c, match, namespace, users, where, params, limit)
+                if hits is not None:
+                    return hits
             if self.prune_keywords and scope_only(node):
                 page = self._pruned(c, match, tsq, namespace, users, where, params, limit)
                 if page is not None:
@@ -442,6 +462,57 @@ class Search:
                 prepare=False,
             ).fetchall()
         return [located_hit(r, False) for r in rows]
+
+    def _indexed(
+        self,
+        c: psycopg.Connection[Any],
+        match: str,
+        namespace: str,
+        users: list[str],
+        where: str,
+        params: list[Any],
+        limit: int,
+    ) -> list[ChunkHit] | None:
+        """The best ``limit`` matches ranked by the process-local keyword index, or None
+        (the caller ranks in SQL).
+
+        The index ranks the scope's matches (the filter's user, or the namespace) with
+        ``ts_rank``'s own floats; only its best are read, with their records and the filter,
+        first ``limit`` of them, then a wider probe when some failed it. None when the
+        index is not ready, a word is not one lexeme, or too many of its best fail the
+        filter (a narrow one): SQL then ranks only what passes.
+        """
+        assert self.keyword_index is not None
+        lexemes = self.terms.lexemes(c, fts_words(match))
+        if lexemes is None:
+            return None
+        user = users[0] if users else None
+        for probe in (limit, max(limit * 4, KEYWORD_PROBE)):
+            if self._db.router is None:
+                ranked = self.keyword_index.search(c, lexemes, namespace, user, bool(users), probe)
+            else:  # caught up on the primary: a replica may be behind what it applied
+                with self._db.read("keyword index catch-up") as pc:
+                    ranked = self.keyword_index.search(
+                        pc, lexemes, namespace, user, bool(users), probe
+                    )
+            if ranked is None:
+                return None
+            rows = c.execute(
+                "SELECT c.id, c.rid, r.id, r.version, c.start_pos, c.end_pos, r.rid IS NOT NULL "
+                "FROM unnest(%s::bigint[]) AS m(id) JOIN chunks c ON c.id = m.id "
+                "LEFT JOIN records r ON r.rid = c.rid AND r.namespace = %s AND " + where,
+                ([cid for cid, _ in ranked], namespace, *params),
+                prepare=False,
+            ).fetchall()
+            found = {int(r[0]): r for r in rows}
+            hits = []
+            for cid, score in ranked:
+                r = found.get(cid)
+                if r is not None and r[6]:
+                    hits.append(located_hit((cid, r[1], score_text(score), *r[2:6]), False))
+            if len(hits) >= limit or len(ranked) < probe:
+                return hits[:limit]
+        return None
 
     def _pruned(
         self,

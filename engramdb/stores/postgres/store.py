@@ -69,7 +69,12 @@ from engramdb.stores.postgres.keys_table import KeyTable
 from engramdb.stores.postgres.meta import Meta
 from engramdb.stores.postgres.records import Records
 from engramdb.stores.postgres.reembed import Reembed
-from engramdb.stores.postgres.search import EXACT_USER_MAX_ROWS, ScopeSizes, Search
+from engramdb.stores.postgres.search import (
+    EXACT_USER_MAX_ROWS,
+    KEYWORD_INDEX_MIN_ROWS,
+    ScopeSizes,
+    Search,
+)
 from engramdb.stores.postgres.threads import Threads
 from engramdb.stores.postgres.transfer import Transfer
 from engramdb.stores.postgres.vectors import VectorIndexes
@@ -122,6 +127,7 @@ class PostgresStore:
         io_timeout_s: float = 30.0,
         read_url: str | None = None,
         read_max_lag_s: float = 30.0,
+        keyword_index_min_rows: int = KEYWORD_INDEX_MIN_ROWS,
     ) -> None:
         self.url = url
         self._db = Database(
@@ -143,7 +149,9 @@ class PostgresStore:
         scopes = ScopeSizes()
         self._meta = Meta(self._db, indexes)
         self._records = Records(self._db, namespace_max_records)
-        self._search = Search(self._db, scopes, ann_min_rows, ann_min_user_rows)
+        self._search = Search(
+            self._db, scopes, ann_min_rows, ann_min_user_rows, keyword_index_min_rows
+        )
         self._threads = Threads(self._db)
         self._admin = Admin(self._db, indexes)
         self._backup = Backup(self._db, indexes, restored=scopes.clear)
@@ -184,6 +192,8 @@ class PostgresStore:
 
     def close(self) -> None:
         """Close this process's pools (an inherited one is abandoned, never closed)."""
+        if self._search.keyword_index is not None:
+            self._search.keyword_index.close()
         self._db.close()
 
     # ------------------------------------------------------------------ EntityStore: derived
@@ -452,8 +462,21 @@ class PostgresStore:
 
     @retried
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
-        """Return counts (for one namespace, or all) and the database size."""
-        return self._admin.stats(namespace)
+        """Return counts (for one namespace, or all), the database size, and the state of
+        this process's keyword index."""
+        out = self._admin.stats(namespace)
+        if self._search.keyword_index is not None:
+            out["keyword_index"] = self._search.keyword_index.state()
+        return out
+
+    def build_keyword_index(self, timeout_s: float) -> bool:
+        """Start building this process's keyword index (when the store is large enough)
+        and wait up to ``timeout_s`` for it; whether searches now rank through it."""
+        ki = self._search.keyword_index
+        if ki is None:
+            return False
+        ki.start()
+        return ki.wait_built(timeout_s)
 
     def doctor(self, repair: bool = False) -> dict[str, Any]:
         """Check that every derived index agrees with the tables (``repair``: rebuild them)."""
