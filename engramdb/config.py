@@ -162,8 +162,9 @@ class Settings(BaseSettings):
     keyword_index_min_rows: int = Field(
         5_000,
         ge=0,
-        description="SQLite: from this many keyword rows, keyword search ranks through a "
-        "derived index (same ranking as FTS5, without scoring every match)",
+        description="From this many keyword rows, keyword search ranks through a derived "
+        "index (SQLite: FTS5's ranking; PostgreSQL: ts_rank's, in each process's memory) "
+        "instead of scoring every match in SQL",
     )
     ann_ef_search: int = Field(96, ge=8, description="ANN search breadth (recall vs speed)")
     ann_connectivity: int = Field(

@@ -14,6 +14,7 @@ import psycopg
 
 from engramdb.errors import EngramError
 from engramdb.stores.postgres.connection import Database
+from engramdb.stores.postgres.keyword_index import missing_triggers
 from engramdb.stores.postgres.meta import meta_value
 from engramdb.stores.postgres.vectors import (
     BITS_INDEX,
@@ -209,6 +210,7 @@ class Admin:
                 "SELECT count(*) FROM records r WHERE NOT EXISTS "
                 "(SELECT 1 FROM chunks c WHERE c.rid = r.rid)",
             )
+            no_feed = missing_triggers(c)
             valid = {
                 str(r[0])
                 for r in c.execute(
@@ -235,6 +237,13 @@ class Admin:
             problems.append(f"the user index {user_index} is missing or invalid")
         if not bits_ok:
             problems.append(f"the sign-bits index {BITS_INDEX} is missing or invalid")
+        if no_feed:
+            # Not repaired here: the triggers are the schema's (migration 0026). Without
+            # them no process builds its keyword index, so searches stay correct in SQL.
+            problems.append(
+                f"the keyword feed triggers {', '.join(sorted(no_feed))} are missing or "
+                "disabled: keyword search ranks in SQL until they are back (migration 0026)"
+            )
         if repair:
             if stale_fts:
                 with self._db.write("repairing the keyword index", [""]) as c:
@@ -249,7 +258,8 @@ class Admin:
                 repaired.append("vector indexes rebuilt")
         fixable = {"keyword", "HNSW", COVER_INDEX, USER_INDEX, BITS_INDEX}
         return {
-            "ok": not problems or (repair and all(any(f in p for f in fixable) for p in problems)),
+            "ok": not problems
+            or (repair and not no_feed and all(any(f in p for f in fixable) for p in problems)),
             "integrity_check": "ok" if not problems else "problems",
             "chunks": chunks,
             "keyword_rows": chunks - stale_fts,

@@ -50,6 +50,7 @@ MAX_POSITIONS = 255  # a tsvector keeps at most this many positions of a lexeme
 PRUNE_EVERY_S = 60.0  # how often a process prunes the feed
 FEED_KEEP_S = 600  # feed rows younger than this are never pruned
 FETCH_ROWS = 50_000  # rows per fetch while building
+BUILD_RETRY_S = 30.0  # after a failed build, searches rank in SQL this long before another
 ROW = np.int32
 TF = np.int16
 
@@ -141,7 +142,15 @@ class Segment:
             touched.append(pos)
         if not touched:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        cand = touched[0] if len(touched) == 1 else np.unique(np.concatenate(touched))
+        # Only touched rows are non-zero (every share is positive): one pass over the run is
+        # cheaper than sorting the touched positions, unless they are few against it.
+        r_lo, r_hi = rows
+        if len(touched) == 1:
+            cand = touched[0]
+        elif sum(len(t) for t in touched) * 64 < r_hi - r_lo:
+            cand = np.unique(np.concatenate(touched))
+        else:
+            cand = r_lo + np.flatnonzero(acc[r_lo:r_hi] != 0.0)
         sc = acc[cand]
         acc[cand] = 0.0
         live = self.alive[cand]
@@ -335,8 +344,31 @@ PRUNE_SQL = (
 )
 
 
+# The triggers of migration 0026 that fill the feed: without any of them the index could
+# miss writes, so it is not built (searches rank in SQL) and doctor reports it.
+FEED_TRIGGERS = frozenset(
+    {
+        "chunks_keyword_feed_insert",
+        "chunks_keyword_feed_delete",
+        "chunks_keyword_feed_update",
+        "chunks_keyword_feed_truncate",
+    }
+)
+
+
+def missing_triggers(c: psycopg.Connection[Any]) -> set[str]:
+    """The feed triggers that are not on ``chunks`` (or are disabled)."""
+    rows = c.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('chunks') AND tgenabled <> 'D'"
+    ).fetchall()
+    return set(FEED_TRIGGERS - {str(r[0]) for r in rows})
+
+
 def build(c: psycopg.Connection[Any]) -> KeywordIndex:
     """The whole index, read in one snapshot (the caller's REPEATABLE READ transaction)."""
+    missing = missing_triggers(c)
+    if missing:
+        raise RuntimeError(f"the keyword feed triggers {sorted(missing)} are missing")
     row = c.execute(STATE_SQL).fetchone()
     assert row is not None
     index = KeywordIndex(int(row[0]), int(row[2]))
@@ -399,6 +431,7 @@ class KeywordIndexes:
         self._pruning = False
         self._checked = (0.0, False)  # (when, whether the store was big enough)
         self._thread: threading.Thread | None = None
+        self._failed_at = -BUILD_RETRY_S
         self._merging = False
         self._merge_thread: threading.Thread | None = None
         self._kick_lock = threading.Lock()
@@ -422,6 +455,7 @@ class KeywordIndexes:
         the caller ranks in SQL)."""
         if self._index is None:
             self._kick(c)
+            self.maybe_prune()
             return None
         if not self._lock.acquire(timeout=1.0):
             return None
@@ -446,7 +480,7 @@ class KeywordIndexes:
                 self._merge_thread.start()
         finally:
             self._lock.release()
-        self._maybe_prune()
+        self.maybe_prune()
         return page
 
     def _merge(
@@ -498,6 +532,8 @@ class KeywordIndexes:
             self._kick_locked(c)
 
     def _kick_locked(self, c: psycopg.Connection[Any]) -> None:
+        if time.monotonic() - self._failed_at < BUILD_RETRY_S:
+            return
         when, big = self._checked
         if time.monotonic() - when > 10.0:
             row = c.execute(
@@ -527,12 +563,15 @@ class KeywordIndexes:
             if not self._closed:
                 with self._lock:
                     self._index = index
-        except Exception:  # a failed build leaves searches in SQL; the next search retries
+        except Exception:  # a failed build leaves searches in SQL; a later search retries
+            self._failed_at = time.monotonic()
             log.warning("building the keyword index failed", exc_info=True)
         finally:
             self._building = False
 
-    def _maybe_prune(self) -> None:
+    def maybe_prune(self) -> None:
+        """Prune the feed in the background when this process has not for a while (searches
+        and writes call it: a process that only writes keeps the feed short as well)."""
         if self._pruning or time.monotonic() - self._last_prune < PRUNE_EVERY_S:
             return
         self._pruning = True

@@ -302,7 +302,10 @@ class PostgresStore:
             CommitUnknownError: the connection was lost after COMMIT was sent; its
                 ``details["ids"]`` are the batch's ids, safe to add again (idempotent add).
         """
-        return self._records.add_records(namespace, items, on_error, events)
+        results = self._records.add_records(namespace, items, on_error, events)
+        if self._search.keyword_index is not None:
+            self._search.keyword_index.maybe_prune()  # writers keep the feed short too
+        return results
 
     @retried
     def update_record(

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from pg_store_helpers import open_memory
+from pg_store_helpers import count_calls, open_memory
+from test_postgres_replica import Pair, _memory, _store, pair, urls, wait_caught_up
 
 from engramdb import Memory
 from engramdb.engine.keyword import match_expression
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.postgres
 WORDS = [f"word{i}" for i in range(50)]
 USERS = ["ann", "bob", "cyd"]
 NOW = 1_900_000_000_000_000  # microseconds; records expiring before it are hidden
+__all__ = ["pair", "urls"]  # the replica fixtures, used by the last test
 
 
 def _text(rng: random.Random, i: int) -> str:
@@ -340,3 +342,56 @@ def test_a_word_of_two_lexemes_ranks_in_sql(store_mem: tuple[Memory, Any]) -> No
     rid = _add(mem, "snake_case word1", user_id="ann")  # 'snake_case': 'snake' <-> 'case'
     page = _page(store, "snake_case", _node("ann"), 5, indexed=None)
     assert [h[2][0] for h in page] == [rid]
+
+
+def test_without_its_feed_triggers_no_index_is_built(
+    store_mem: tuple[Memory, Any], postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing feed trigger would let the index miss writes: no process builds it then,
+    searches rank in SQL, and doctor names the trigger (repair cannot bring it back)."""
+    mem, store = store_mem
+    calls = count_calls(monkeypatch, keyword_index, ["build"])
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE chunks DISABLE TRIGGER chunks_keyword_feed_delete")
+    ki = _index(store)
+    page = _page(store, "word1 word2", _node(None), 10, indexed=None)
+    assert not ki.wait_built(60)
+    assert page == _page(store, "word1 word2", _node(None), 10, indexed=None)
+    assert calls["build"] == 1  # a failed build is not retried by every search
+    report = mem.doctor(repair=True)
+    assert not report["ok"]
+    assert any("chunks_keyword_feed_delete" in p for p in report["problems"])
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE chunks ENABLE TRIGGER chunks_keyword_feed_delete")
+    assert mem.doctor()["ok"]
+    monkeypatch.setattr(keyword_index, "BUILD_RETRY_S", 0.0)
+    assert _built(store).ready
+
+
+@pytest.mark.slow
+def test_searches_routed_to_a_replica_give_the_sql_ranking(
+    pair: Pair, urls: tuple[str, str]
+) -> None:
+    """The index catches up on the primary while the hits' rows are read on the replica:
+    the pages equal SQL's on the replica, and a writer sees its own write at once."""
+    rng = random.Random(6)
+    with (
+        _memory(urls, keyword_index_min_rows=0) as writer,
+        _memory(urls, keyword_index_min_rows=0) as reader,
+    ):
+        writer.add([{"text": _text(rng, i), "user_id": USERS[i % 3]} for i in range(600)])
+        wait_caught_up(pair)
+        store = _store(reader)
+        _built(store)
+        before = store.stats()["replica"]["replica_reads"]
+        for query in ("word1 word2 word9", "word3 word30 word31 word40"):
+            for user in (None, "ann"):
+                node = _node(user)
+                assert _page(store, query, node, 20, indexed=True) == _page(
+                    store, query, node, 20, indexed=False
+                )
+        assert store.stats()["replica"]["replica_reads"] >= before + 8
+        _built(_store(writer))
+        rid = _add(writer, "word1 word2 word9 " * 20, user_id="ann")
+        hits = writer.search("word1 word2 word9", user_id="ann", mode="keyword")
+        assert hits[0].record.id == rid
