@@ -54,8 +54,8 @@ BUILD_RETRY_S = 30.0  # after a failed build, searches rank in SQL this long bef
 ROW = np.int32
 TF = np.int16
 
-# One chunk to index: (chunk id, namespace, user_id) and its (lexeme, positions) pairs.
-ChunkRow = tuple[int, str, str | None]
+# One chunk to index: (chunk id, its record's row id, namespace, user_id).
+ChunkRow = tuple[int, int, str, str | None]
 
 
 def rank_share(positions: int) -> float:
@@ -90,6 +90,7 @@ class Segment:
     def __init__(
         self,
         ids: np.ndarray,
+        rids: np.ndarray,
         keys: np.ndarray,
         p_tid: np.ndarray,
         p_row: np.ndarray,
@@ -100,6 +101,7 @@ class Segment:
         place = np.empty(len(ids), dtype=np.int64)
         place[order] = np.arange(len(ids), dtype=np.int64)
         self.ids = ids[order].astype(np.int64)
+        self.rids = rids[order].astype(np.int64)
         self.keys = keys[order].astype(np.int64)
         self.alive = np.ones(len(ids), dtype=bool)
         rows = place[p_row.astype(np.int64)]
@@ -128,7 +130,7 @@ class Segment:
         return s + int(a), s + int(b)
 
     def sums(self, tids: Sequence[int], rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk ids and ``float`` sums of the shares of ``tids`` (in that order) for the
+        """Row places and ``float`` sums of the shares of ``tids`` (in that order) for the
         live rows of the run ``rows`` holding any of them."""
         acc = self.scratch
         touched = []
@@ -154,7 +156,7 @@ class Segment:
         sc = acc[cand]
         acc[cand] = 0.0
         live = self.alive[cand]
-        return self.ids[cand[live]], sc[live]
+        return cand[live], sc[live]
 
 
 def merge(
@@ -162,12 +164,13 @@ def merge(
 ) -> Segment:
     """One segment holding the live rows of ``segments`` (live by ``alive``, one mask per
     segment, when given: a merge off the lock reads copies taken under it)."""
-    ids, keys, p_tid, p_row, p_tf = [], [], [], [], []
+    ids, rids, keys, p_tid, p_row, p_tf = [], [], [], [], [], []
     base = 0
     for k, seg in enumerate(segments):
         live = seg.alive if alive is None else alive[k]
         newpos = np.cumsum(live) - 1 + base
         ids.append(seg.ids[live])
+        rids.append(seg.rids[live])
         keys.append(seg.keys[live])
         tid = np.repeat(np.arange(len(seg.starts) - 1), np.diff(seg.starts))
         keep = live[seg.p_row]
@@ -176,7 +179,7 @@ def merge(
         p_tf.append(seg.p_tf[keep])
         base += int(live.sum())
     cat = np.concatenate
-    return Segment(cat(ids), cat(keys), cat(p_tid), cat(p_row), cat(p_tf), nterms)
+    return Segment(cat(ids), cat(rids), cat(keys), cat(p_tid), cat(p_row), cat(p_tf), nterms)
 
 
 class KeywordIndex:
@@ -206,11 +209,11 @@ class KeywordIndex:
         """Index ``chunks`` (none indexed yet) with their (chunk id, lexeme, positions)."""
         if not chunks:
             return
-        row_of = {cid: i for i, (cid, _, _) in enumerate(chunks)}
-        keys = np.array([self.key(ns, u) for _, ns, u in chunks], dtype=np.int64)
+        row_of = {c[0]: i for i, c in enumerate(chunks)}
+        keys = np.array([self.key(ns, u) for _, _, ns, u in chunks], dtype=np.int64)
         # Typed buffers, not lists: numpy reads them in place (a build runs beside searches,
         # and turning a long list into an array is one call holding the interpreter lock).
-        p_tid, p_row, p_tf = array("q"), array("q"), array("q")
+        p_tid, p_row, p_tf = array("i"), array("i"), array("i")
         term_id = self.term_id
         for cid, lexeme, n in postings:
             row = row_of.get(cid)
@@ -224,6 +227,7 @@ class KeywordIndex:
             p_tf.append(n)
         seg = Segment(
             np.array([c[0] for c in chunks], dtype=np.int64),
+            np.array([c[1] for c in chunks], dtype=np.int64),
             keys,
             _ints(p_tid),
             _ints(p_row),
@@ -281,9 +285,10 @@ class KeywordIndex:
 
     def search(
         self, lexemes: Sequence[str], namespace: str, user: str | None, scoped: bool, limit: int
-    ) -> list[tuple[int, np.float32]]:
-        """The best ``limit`` (chunk id, ``ts_rank``) of the namespace (of one user when
-        ``scoped``) for the OR of ``lexemes``: score descending, then chunk id."""
+    ) -> list[tuple[int, int, np.float32]]:
+        """The best ``limit`` (chunk id, record row id, ``ts_rank``) of the namespace (of
+        one user when ``scoped``) for the OR of ``lexemes``: score descending, then chunk
+        id."""
         ns = self.ns_id.get(namespace)
         if ns is None or not lexemes:
             return []
@@ -298,20 +303,25 @@ class KeywordIndex:
         # calc_rank_or walks the query's distinct lexemes in byte order.
         order = sorted(set(lexemes), key=lambda s: s.encode())
         tids = [self.term_id.get(lex, -1) for lex in order]
-        parts = [seg.sums(tids, seg.rows_of(lo, hi)) for seg in self.segments]
-        ids = np.concatenate([p[0] for p in parts])
-        sums = np.concatenate([p[1] for p in parts])
+        ids_l, rids_l, sums_l = [], [], []
+        for seg in self.segments:
+            rows, sums = seg.sums(tids, seg.rows_of(lo, hi))
+            ids_l.append(seg.ids[rows])
+            rids_l.append(seg.rids[rows])
+            sums_l.append(sums)
+        ids, rids, sums = np.concatenate(ids_l), np.concatenate(rids_l), np.concatenate(sums_l)
         scores = sums / np.float32(len(order))  # float / int in float, as ``res / size``
         if len(ids) > limit:
             kth = np.partition(-scores, limit - 1)[limit - 1]
             keep = -scores <= kth
-            ids, scores = ids[keep], scores[keep]
+            ids, rids, scores = ids[keep], rids[keep], scores[keep]
         top = np.lexsort((ids, -scores))[:limit]
-        return list(zip(ids[top].tolist(), scores[top], strict=True))
+        return list(zip(ids[top].tolist(), rids[top].tolist(), scores[top], strict=True))
 
 
 def _ints(buf: array[int]) -> np.ndarray:
-    return np.frombuffer(buf, dtype=np.int64) if len(buf) else np.empty(0, np.int64)
+    """An ``array("i")`` as an int32 array, without a copy."""
+    return np.frombuffer(buf, dtype=np.int32) if len(buf) else np.empty(0, np.int32)
 
 
 def _postings(cur: Any) -> Iterable[tuple[int, str, int]]:
@@ -326,7 +336,7 @@ STATE_SQL = (
     "SELECT epoch, floor::text::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint "
     "FROM keyword_feed_state"
 )
-CHUNK_SQL = "SELECT id, namespace, user_id FROM chunks"
+CHUNK_SQL = "SELECT id, rid, namespace, user_id FROM chunks"
 POSTING_SQL = (
     "SELECT c.id, u.lexeme, coalesce(array_length(u.positions, 1), 1) "
     "FROM chunks c CROSS JOIN LATERAL unnest(c.fts) u"
@@ -334,7 +344,8 @@ POSTING_SQL = (
 FEED_SQL = (
     "SELECT s.epoch, s.floor::text::bigint, "
     "pg_snapshot_xmin(pg_current_snapshot())::text::bigint, f.seq, f.xid::text::bigint, "
-    "f.chunk_id FROM keyword_feed_state s LEFT JOIN keyword_feed f ON f.xid >= %s::text::xid8"
+    "f.chunk_id, (SELECT min(x.expires_at) FROM records x WHERE x.namespace = %s) "
+    "FROM keyword_feed_state s LEFT JOIN keyword_feed f ON f.xid >= %s::text::xid8"
 )
 PRUNE_SQL = (
     "WITH gone AS (DELETE FROM keyword_feed WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) "
@@ -372,7 +383,7 @@ def build(c: psycopg.Connection[Any]) -> KeywordIndex:
     row = c.execute(STATE_SQL).fetchone()
     assert row is not None
     index = KeywordIndex(int(row[0]), int(row[2]))
-    chunks = [(int(r[0]), str(r[1]), r[2]) for r in c.execute(CHUNK_SQL).fetchall()]
+    chunks = [(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in c.execute(CHUNK_SQL).fetchall()]
     with c.cursor(name="engram_keyword_build") as cur:
         cur.itersize = FETCH_ROWS
         cur.execute(POSTING_SQL)
@@ -380,30 +391,33 @@ def build(c: psycopg.Connection[Any]) -> KeywordIndex:
     return index
 
 
-def catch_up(index: KeywordIndex, c: psycopg.Connection[Any]) -> bool:
-    """Apply every feed row not applied yet (three statements at most); False when the
-    index must be rebuilt (a TRUNCATE since, or rows it needs were pruned)."""
-    rows = c.execute(FEED_SQL, (str(index.xmin),)).fetchall()
+def catch_up(
+    index: KeywordIndex, c: psycopg.Connection[Any], namespace: str
+) -> tuple[bool, int | None]:
+    """Apply every feed row not applied yet (three statements at most). Returns whether
+    the index is usable (False: it must be rebuilt, after a TRUNCATE or when rows it needs
+    were pruned) and, read in the same statement, the namespace's earliest ``expires_at``
+    (None: no record of it expires)."""
+    rows = c.execute(FEED_SQL, (namespace, str(index.xmin))).fetchall()
     epoch, floor, xmin = int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
+    expires = None if rows[0][6] is None else int(rows[0][6])
     if epoch != index.epoch or floor >= index.xmin:
-        return False
+        return False, expires
     fresh = [(int(r[3]), int(r[4]), int(r[5])) for r in rows if r[3] is not None]
     fresh = [f for f in fresh if f[0] not in index.applied]
     if fresh:
         changed = sorted({f[2] for f in fresh})
         for cid in changed:
             index.remove(cid)
-        cur = c.execute(
-            "SELECT id, namespace, user_id FROM chunks WHERE id = ANY(%s)", (changed,)
-        ).fetchall()
-        chunks = [(int(r[0]), str(r[1]), r[2]) for r in cur]
+        cur = c.execute(CHUNK_SQL + " WHERE id = ANY(%s)", (changed,)).fetchall()
+        chunks = [(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in cur]
         if chunks:
             postings = c.execute(POSTING_SQL + " WHERE c.id = ANY(%s)", (changed,)).fetchall()
             index.add(chunks, postings)
         index.applied.update((seq, xid) for seq, xid, _ in fresh)
     index.applied = {s: x for s, x in index.applied.items() if x >= xmin}
     index.xmin = xmin
-    return True
+    return True, expires
 
 
 class KeywordIndexes:
@@ -449,10 +463,11 @@ class KeywordIndexes:
         user: str | None,
         scoped: bool,
         limit: int,
-    ) -> list[tuple[int, np.float32]] | None:
-        """The index's best ``limit`` after catching it up on ``c`` (a primary connection),
-        or None when it cannot answer (not built, being built, or in need of a rebuild:
-        the caller ranks in SQL)."""
+    ) -> tuple[list[tuple[int, int, np.float32]], int | None] | None:
+        """The index's best ``limit`` (chunk id, record row id, score) after catching it up
+        on ``c`` (a primary connection), with the namespace's earliest ``expires_at``; None
+        when it cannot answer (not built, being built, or in need of a rebuild: the caller
+        ranks in SQL)."""
         if self._index is None:
             self._kick(c)
             self.maybe_prune()
@@ -463,7 +478,8 @@ class KeywordIndexes:
             index = self._index
             if index is None:
                 return None
-            if not catch_up(index, c):
+            usable, expires = catch_up(index, c, namespace)
+            if not usable:
                 self._index = None
                 self._kick(c)
                 return None
@@ -481,7 +497,7 @@ class KeywordIndexes:
         finally:
             self._lock.release()
         self.maybe_prune()
-        return page
+        return page, expires
 
     def _merge(
         self, index: KeywordIndex, plan: tuple[list[Segment], list[np.ndarray], int]

@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from engramdb.query.filters import Node, is_live_only, required_equalities, required_leaves
+from engramdb.query.filters import (
+    Bool,
+    Live,
+    Node,
+    is_live_only,
+    required_equalities,
+    required_leaves,
+)
 from engramdb.stores.postgres.connection import Database
 from engramdb.stores.postgres.filters import compile_postgres
 from engramdb.stores.postgres.keyword_index import KeywordIndexes, score_text
@@ -435,7 +442,7 @@ class Search:
                 ).fetchall()
                 return [located_hit(r, False) for r in rows]
             if self.keyword_index is not None and len(users) <= 1:
-                hits = self._indexed(c, match, namespace, users, where, params, limit)
+                hits = self._indexed(c, match, namespace, users, node, limit)
                 if hits is not None:
                     return hits
             if self.prune_keywords and scope_only(node):
@@ -469,44 +476,51 @@ class Search:
         match: str,
         namespace: str,
         users: list[str],
-        where: str,
-        params: list[Any],
+        node: Node | None,
         limit: int,
     ) -> list[ChunkHit] | None:
         """The best ``limit`` matches ranked by the process-local keyword index, or None
         (the caller ranks in SQL).
 
         The index ranks the scope's matches (the filter's user, or the namespace) with
-        ``ts_rank``'s own floats; only its best are read, with their records and the filter,
-        first ``limit`` of them, then a wider probe when some failed it. None when the
-        index is not ready, a word is not one lexeme, or too many of its best fail the
-        filter (a narrow one): SQL then ranks only what passes.
+        ``ts_rank``'s own floats. When the filter is the scope and the expiry check at most
+        and nothing in the namespace has expired (read in the index's catch-up statement),
+        every ranked chunk passes: its best come back unlocated, with their record row ids,
+        and the engine locates only those that can reach the page (its ``locate`` applies
+        the whole filter). Otherwise its best are read with their records and the filter,
+        ``limit`` of them first, then a wider probe when some failed. None when the index
+        is not ready, a word is not one lexeme, or too many of its best fail the filter
+        (a narrow one): SQL then ranks only what passes.
         """
         assert self.keyword_index is not None
         lexemes = self.terms.lexemes(c, fts_words(match))
         if lexemes is None:
             return None
         user = users[0] if users else None
+        where, params = compile_postgres(node)
         for probe in (limit, max(limit * 4, KEYWORD_PROBE)):
             if self._db.router is None:
-                ranked = self.keyword_index.search(c, lexemes, namespace, user, bool(users), probe)
+                got = self.keyword_index.search(c, lexemes, namespace, user, bool(users), probe)
             else:  # caught up on the primary: a replica may be behind what it applied
                 with self._db.read("keyword index catch-up") as pc:
-                    ranked = self.keyword_index.search(
+                    got = self.keyword_index.search(
                         pc, lexemes, namespace, user, bool(users), probe
                     )
-            if ranked is None:
+            if got is None:
                 return None
+            ranked, expires = got
+            if scope_only(node) and _nothing_expired(node, expires):
+                return [ChunkHit(cid, rid, score_text(s), None) for cid, rid, s in ranked]
             rows = c.execute(
                 "SELECT c.id, c.rid, r.id, r.version, c.start_pos, c.end_pos, r.rid IS NOT NULL "
                 "FROM unnest(%s::bigint[]) AS m(id) JOIN chunks c ON c.id = m.id "
                 "LEFT JOIN records r ON r.rid = c.rid AND r.namespace = %s AND " + where,
-                ([cid for cid, _ in ranked], namespace, *params),
+                ([cid for cid, _, _ in ranked], namespace, *params),
                 prepare=False,
             ).fetchall()
             found = {int(r[0]): r for r in rows}
             hits = []
-            for cid, score in ranked:
+            for cid, _, score in ranked:
                 r = found.get(cid)
                 if r is not None and r[6]:
                     hits.append(located_hit((cid, r[1], score_text(score), *r[2:6]), False))
@@ -596,6 +610,26 @@ class Search:
                 (list(chunk_ids), namespace, namespace, *params),
             ).fetchall()
         return {int(r[0]): (r[1], int(r[2]), r[3], r[4]) for r in rows}
+
+
+def _nothing_expired(node: Node | None, earliest: int | None) -> bool:
+    """Whether no record of the namespace fails the filter's expiry checks, given its
+    earliest ``expires_at`` (None: none expires)."""
+    nows = [n.now_us for n in _conjuncts(node) if isinstance(n, Live)]
+    return earliest is None or not nows or earliest > max(nows)
+
+
+def _conjuncts(node: Node | None) -> list[Node]:
+    """The nodes a filter ANDs together (flattened), or none for no filter."""
+    out: list[Node] = []
+    stack: list[Node] = [] if node is None else [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Bool) and n.op == "and":
+            stack.extend(n.items)
+        else:
+            out.append(n)
+    return out
 
 
 def _probe_sql(matches: str, columns: str, where: str, limit: int) -> str:

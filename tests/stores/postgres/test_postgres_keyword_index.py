@@ -84,7 +84,20 @@ def _page(store: Any, query: str, node: Node | None, limit: int, indexed: bool |
         search.keyword_index = ki
         del search._indexed
     assert calls[0] == (1 if indexed else 0), "the index answered" if calls[0] else "it did not"
-    return [(h.chunk_id, h.score, h.located) for h in hits]
+    return _located(store, hits, node)
+
+
+def _located(store: Any, hits: list[Any], node: Node | None) -> list[Any]:
+    """(chunk id, score, location) of each hit; a hit that came unlocated (the filter is
+    the scope and nothing expired) is located as the engine does, with the whole filter."""
+    unread = [h.chunk_id for h in hits if h.located is None]
+    where = store.locate("default", unread, node) if unread else {}
+    out = []
+    for h in hits:
+        loc = h.located if h.located is not None else where.get(h.chunk_id)
+        if loc is not None:
+            out.append((h.chunk_id, h.score, loc))
+    return out
 
 
 @pytest.fixture
@@ -208,7 +221,7 @@ def test_restore_and_pruned_feed_rows_rebuild_the_index(
     assert _page(store, query, _node(None), 10, indexed=True)[0][2][0] == rec
     mem.restore(tmp_path / "b.dump")
     first = store.keyword_candidates("default", match_expression(query), _node(None), 10)
-    assert [(h.chunk_id, h.score, h.located) for h in first] == saved
+    assert _located(store, first, _node(None)) == saved
     assert ki.wait_built(60)
     assert _page(store, query, _node(None), 10, indexed=True) == saved
 
@@ -216,10 +229,8 @@ def test_restore_and_pruned_feed_rows_rebuild_the_index(
     rec = _add(mem, "word2 word4 word6 " * 50, user_id="bob")
     monkeypatch.setattr(keyword_index, "FEED_KEEP_S", 0)
     ki._prune()
-    page = [
-        (h.chunk_id, h.score, h.located)
-        for h in store.keyword_candidates("default", match_expression(query), _node(None), 10)
-    ]
+    hits = store.keyword_candidates("default", match_expression(query), _node(None), 10)
+    page = _located(store, hits, _node(None))
     assert page[0][2][0] == rec
     assert not ki.ready or ki.wait_built(60)
     assert ki.wait_built(60)
@@ -319,7 +330,7 @@ def test_filters_beyond_the_scope_are_checked_on_the_ranked_chunks(
     tagged = _add(mem, "word1 word2 word3 word4", user_id="ann", tags=["rare"])
     node = Bool("and", (Cmp("tags", "tags", "$contains", "rare"), Live(NOW)))
     hits = store.keyword_candidates("default", match_expression(query), node, 10)
-    assert [h.located[0] for h in hits] == [tagged]
+    assert [loc[0] for _, _, loc in _located(store, hits, node)] == [tagged]
 
 
 def test_small_stores_rank_in_sql(postgres_url: str) -> None:
@@ -395,3 +406,25 @@ def test_searches_routed_to_a_replica_give_the_sql_ranking(
         rid = _add(writer, "word1 word2 word9 " * 20, user_id="ann")
         hits = writer.search("word1 word2 word9", user_id="ann", mode="keyword")
         assert hits[0].record.id == rid
+
+
+def test_memory_search_matches_sql_in_keyword_and_hybrid_modes(
+    store_mem: tuple[Memory, Any],
+) -> None:
+    """Through the engine (unlocated hits located within reach of the page), keyword and
+    hybrid pages are those of the SQL ranking, record for record and score for score."""
+    mem, store = store_mem
+    ki = _built(store)
+    queries = ("word1 word7 word33", "word2 word4 word8 word16 word32", "word49 n17")
+    pages = {}
+    for on in (True, False):
+        store._search.keyword_index = ki if on else None
+        pages[on] = [
+            [(h.record.id, h.score) for h in mem.search(q, user_id=u, mode=m, top_k=8)]
+            for q in queries
+            for u in (None, "bob")
+            for m in ("keyword", "hybrid")
+        ]
+    store._search.keyword_index = ki
+    assert pages[True] == pages[False]
+    assert sum(len(p) == 8 for p in pages[True]) >= 8
