@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from engramdb.stores.scoped_postings import scope_run, term_span
+
 log = logging.getLogger(__name__)
 
 USER_BITS = 32  # a scope key is namespace id << USER_BITS | user id
@@ -116,18 +118,11 @@ class Segment:
 
     def rows_of(self, lo: int, hi: int) -> tuple[int, int]:
         """The run of rows whose scope key is in [lo, hi)."""
-        a, b = np.searchsorted(self.keys, (lo, hi))
-        return int(a), int(b)
+        return scope_run(self.keys, lo, hi)
 
     def postings(self, tid: int, r_lo: int, r_hi: int) -> tuple[int, int]:
         """The span [s, e) of a lexeme's postings on rows [r_lo, r_hi)."""
-        if tid < 0 or tid >= len(self.starts) - 1:
-            return 0, 0
-        s, e = int(self.starts[tid]), int(self.starts[tid + 1])
-        if s == e:
-            return 0, 0
-        a, b = np.searchsorted(self.p_row[s:e], np.array((r_lo, r_hi), dtype=ROW))
-        return s + int(a), s + int(b)
+        return term_span(self.starts, self.p_row, tid, r_lo, r_hi)
 
     def sums(self, tids: Sequence[int], rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Row places and ``float`` sums of the shares of ``tids`` (in that order) for the

@@ -30,9 +30,9 @@ import numpy as np
 import psycopg
 
 from engramdb.query.filters import (
-    Bool,
     Live,
     Node,
+    conjuncts,
     is_live_only,
     required_equalities,
     required_leaves,
@@ -615,21 +615,8 @@ class Search:
 def _nothing_expired(node: Node | None, earliest: int | None) -> bool:
     """Whether no record of the namespace fails the filter's expiry checks, given its
     earliest ``expires_at`` (None: none expires)."""
-    nows = [n.now_us for n in _conjuncts(node) if isinstance(n, Live)]
+    nows = [n.now_us for n in conjuncts(node) if isinstance(n, Live)]
     return earliest is None or not nows or earliest > max(nows)
-
-
-def _conjuncts(node: Node | None) -> list[Node]:
-    """The nodes a filter ANDs together (flattened), or none for no filter."""
-    out: list[Node] = []
-    stack: list[Node] = [] if node is None else [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Bool) and n.op == "and":
-            stack.extend(n.items)
-        else:
-            out.append(n)
-    return out
 
 
 def _probe_sql(matches: str, columns: str, where: str, limit: int) -> str:

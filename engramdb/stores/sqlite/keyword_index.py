@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from engramdb.stores.scoped_postings import scope_run, term_span
 from engramdb.stores.sqlite import keyword_prune
 
 TOKENIZE = "porter unicode61 remove_diacritics 2"  # chunks_fts's tokenizer (migration 0007)
@@ -140,19 +141,11 @@ class Segment:
 
     def rows_of(self, lo: int, hi: int) -> tuple[int, int]:
         """The run of rows whose scope key is in [lo, hi)."""
-        r_lo, r_hi = np.searchsorted(self.keys, (lo, hi))
-        return int(r_lo), int(r_hi)
+        return scope_run(self.keys, lo, hi)
 
     def postings(self, tid: int, r_lo: int, r_hi: int) -> tuple[int, int]:
         """The span [s, e) of a term's postings on rows [r_lo, r_hi) (empty: s == e)."""
-        if tid < 0 or tid >= len(self.starts) - 1:
-            return 0, 0
-        s, e = int(self.starts[tid]), int(self.starts[tid + 1])
-        if s == e:
-            return 0, 0
-        # Needles of the haystack's type: mixed types would copy the whole list to compare.
-        a, b = np.searchsorted(self.p_row[s:e], np.array((r_lo, r_hi), dtype=ROW))
-        return s + int(a), s + int(b)
+        return term_span(self.starts, self.p_row, tid, r_lo, r_hi)
 
     def scores(
         self,

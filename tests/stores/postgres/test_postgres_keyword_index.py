@@ -14,7 +14,7 @@ import numpy as np
 import psycopg
 import pytest
 from pg_store_helpers import count_calls, open_memory
-from test_postgres_replica import Pair, _memory, _store, pair, urls, wait_caught_up
+from test_postgres_replica import Pair, _add, _memory, _store, pair, urls, wait_caught_up
 
 from engramdb import Memory
 from engramdb.engine.keyword import match_expression
@@ -39,13 +39,6 @@ def _text(rng: random.Random, i: int) -> str:
 def _node(user: str | None) -> Node:
     live = Live(NOW)
     return live if user is None else Bool("and", (Cmp("str", "user_id", "$eq", user), live))
-
-
-def _add(m: Memory, text: str, **fields: Any) -> str:
-    """Add one record; its id."""
-    record = m.add(text, **fields)[0].record
-    assert record is not None
-    return record.id
 
 
 def _index(store: Any) -> KeywordIndexes:
