@@ -53,6 +53,10 @@ PRUNE_EVERY_S = 60.0  # how often a process prunes the feed
 FEED_KEEP_S = 600  # feed rows younger than this are never pruned
 FETCH_ROWS = 50_000  # rows per fetch while building
 BUILD_RETRY_S = 30.0  # after a failed build, searches rank in SQL this long before another
+# A catch-up that finds more new feed rows than this (or than a quarter of the index's
+# chunks, if more) rebuilds in the background instead: reading a bulk load's million
+# changed chunks one catch-up at a time would hold searches for as long as a build.
+CATCH_UP_MAX_ROWS = 50_000
 ROW = np.int32
 TF = np.int16
 
@@ -340,8 +344,12 @@ FEED_SQL = (
     "SELECT s.epoch, s.floor::text::bigint, "
     "pg_snapshot_xmin(pg_current_snapshot())::text::bigint, f.seq, f.xid::text::bigint, "
     "f.chunk_id, (SELECT min(x.expires_at) FROM records x WHERE x.namespace = %s) "
-    "FROM keyword_feed_state s LEFT JOIN keyword_feed f ON f.xid >= %s::text::xid8"
+    "FROM keyword_feed_state s LEFT JOIN LATERAL (SELECT seq, xid, chunk_id FROM keyword_feed "
+    "WHERE xid >= %s::text::xid8 LIMIT %s) f ON TRUE"
 )
+# Feed rows seen at a build: their changes are in it (those of transactions still running
+# then are not, and are applied once they show).
+SEEN_SQL = "SELECT seq, xid::text::bigint FROM keyword_feed WHERE xid >= %s::text::xid8"
 PRUNE_SQL = (
     "WITH gone AS (DELETE FROM keyword_feed WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) "
     "AND at < clock_timestamp() - make_interval(secs => %s) RETURNING xid) "
@@ -378,6 +386,7 @@ def build(c: psycopg.Connection[Any]) -> KeywordIndex:
     row = c.execute(STATE_SQL).fetchone()
     assert row is not None
     index = KeywordIndex(int(row[0]), int(row[2]))
+    index.applied = {int(r[0]): int(r[1]) for r in c.execute(SEEN_SQL, (str(index.xmin),))}
     chunks = [(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in c.execute(CHUNK_SQL).fetchall()]
     with c.cursor(name="engram_keyword_build") as cur:
         cur.itersize = FETCH_ROWS
@@ -393,10 +402,11 @@ def catch_up(
     the index is usable (False: it must be rebuilt, after a TRUNCATE or when rows it needs
     were pruned) and, read in the same statement, the namespace's earliest ``expires_at``
     (None: no record of it expires)."""
-    rows = c.execute(FEED_SQL, (namespace, str(index.xmin))).fetchall()
+    cap = max(CATCH_UP_MAX_ROWS, len(index) // 4) + len(index.applied)
+    rows = c.execute(FEED_SQL, (namespace, str(index.xmin), cap)).fetchall()
     epoch, floor, xmin = int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
     expires = None if rows[0][6] is None else int(rows[0][6])
-    if epoch != index.epoch or floor >= index.xmin:
+    if epoch != index.epoch or floor >= index.xmin or len(rows) >= cap:
         return False, expires
     fresh = [(int(r[3]), int(r[4]), int(r[5])) for r in rows if r[3] is not None]
     fresh = [f for f in fresh if f[0] not in index.applied]

@@ -421,3 +421,22 @@ def test_memory_search_matches_sql_in_keyword_and_hybrid_modes(
     store._search.keyword_index = ki
     assert pages[True] == pages[False]
     assert sum(len(p) == 8 for p in pages[True]) >= 8
+
+
+def test_a_bulk_change_rebuilds_instead_of_catching_up(
+    store_mem: tuple[Memory, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More new feed rows than a catch-up takes (a quarter of the index here) make the
+    index rebuild in the background: SQL answers meanwhile, then the index with them all."""
+    mem, store = store_mem
+    monkeypatch.setattr(keyword_index, "CATCH_UP_MAX_ROWS", 10)
+    ki = _built(store)
+    built = ki._index
+    rng = random.Random(12)
+    mem.add([{"text": _text(rng, 70_000 + i), "user_id": "bob"} for i in range(300)])
+    query = "word1 word2 word5"
+    during = _page(store, query, _node("bob"), 20, indexed=None)
+    assert ki.wait_built(60) and ki._index is not built
+    assert _page(store, query, _node("bob"), 20, indexed=True) == during
+    small = _add(mem, "word1 word2 word5 " * 40, user_id="bob")  # a few rows: caught up
+    assert _page(store, query, _node("bob"), 20, indexed=True)[0][2][0] == small
