@@ -14,7 +14,9 @@
   FTS5 tokenizer), ranked with ``ts_rank`` (term frequency; LoCoMo keyword Recall@10 0.719
   against 0.651 with the cover-density ``ts_rank_cd``, at a quarter of its CPU per match);
   chunks that cannot reach the page are not ranked
-  (:mod:`engramdb.stores.postgres.keyword_prune`).
+  (:mod:`engramdb.stores.postgres.keyword_prune`). From ``keyword_index_min_rows`` chunks
+  each process ranks the same floats from its own postings instead, caught up from the
+  ``keyword_feed`` before each search (:mod:`engramdb.stores.postgres.keyword_index`).
 * filters: :func:`engramdb.stores.postgres.filters.compile_postgres`, pushed into the SQL.
 
 The statements themselves are built in :mod:`engramdb.stores.postgres.search_sql`.
@@ -296,11 +298,7 @@ class Search:
         (counted through that index, stopping one past the cap). A search then starts from
         those records instead of ranking the scope's chunks and testing each.
         """
-        if not any(
-            (leaf.kind == "tags" and leaf.op in ("$eq", "$contains"))
-            or (leaf.kind == "meta" and leaf.op == "$eq" and leaf.value is not None)
-            for leaf in required_leaves(node)
-        ):
+        if not _narrowable(node):
             return None
         where, params = compile_postgres(node)
         cond = f"r.namespace = %s AND {where}"
@@ -427,6 +425,13 @@ class Search:
         matches, args = keyword_matches(tsq, namespace, users)
         columns = "m.id, m.rid, m.s, r.id, r.version, m.start_pos, m.end_pos"
         probe = max(limit * 4, KEYWORD_PROBE)
+        if self.keyword_index is not None and len(users) <= 1 and not _narrowable(node):
+            # Before the routed read, never inside it: the index catches up on a primary
+            # connection of its own, and holding one pooled connection while waiting for
+            # another could exhaust the pool under load.
+            hits = self._indexed(match, namespace, users, node, limit)
+            if hits is not None:
+                return hits
         with self._db.read("keyword search", route=True) as c:
             narrow = self._narrow(c, namespace, node, None)
             if narrow is not None:  # rank only the passing records' chunks
@@ -441,10 +446,6 @@ class Search:
                     prepare=False,
                 ).fetchall()
                 return [located_hit(r, False) for r in rows]
-            if self.keyword_index is not None and len(users) <= 1:
-                hits = self._indexed(c, match, namespace, users, node, limit)
-                if hits is not None:
-                    return hits
             if self.prune_keywords and scope_only(node):
                 page = self._pruned(c, match, tsq, namespace, users, where, params, limit)
                 if page is not None:
@@ -471,61 +472,54 @@ class Search:
         return [located_hit(r, False) for r in rows]
 
     def _indexed(
-        self,
-        c: psycopg.Connection[Any],
-        match: str,
-        namespace: str,
-        users: list[str],
-        node: Node | None,
-        limit: int,
+        self, match: str, namespace: str, users: list[str], node: Node | None, limit: int
     ) -> list[ChunkHit] | None:
         """The best ``limit`` matches ranked by the process-local keyword index, or None
         (the caller ranks in SQL).
 
         The index ranks the scope's matches (the filter's user, or the namespace) with
-        ``ts_rank``'s own floats. When the filter is the scope and the expiry check at most
-        and nothing in the namespace has expired (read in the index's catch-up statement),
-        every ranked chunk passes: its best come back unlocated, with their record row ids,
-        and the engine locates only those that can reach the page (its ``locate`` applies
-        the whole filter). Otherwise its best are read with their records and the filter,
-        ``limit`` of them first, then a wider probe when some failed. None when the index
-        is not ready, a word is not one lexeme, or too many of its best fail the filter
-        (a narrow one): SQL then ranks only what passes.
+        ``ts_rank``'s own floats, caught up on the primary. When the filter is the scope
+        and the expiry check at most and nothing in the namespace has expired (read in the
+        catch-up statement), every ranked chunk passes: the best come back unlocated, with
+        their record row ids, and the engine locates only those that can reach the page
+        (its ``locate`` applies the whole filter). Otherwise the best ``limit`` are read
+        with their records and the filter (where the search reads: a replica may serve it),
+        then a wider probe when some failed. None when the index is not ready, a word is
+        not one lexeme, or too many of its best fail the filter: SQL then ranks.
         """
         assert self.keyword_index is not None
-        lexemes = self.terms.lexemes(c, fts_words(match))
-        if lexemes is None:
-            return None
         user = users[0] if users else None
-        where, params = compile_postgres(node)
-        for probe in (limit, max(limit * 4, KEYWORD_PROBE)):
-            if self._db.router is None:
-                got = self.keyword_index.search(c, lexemes, namespace, user, bool(users), probe)
-            else:  # caught up on the primary: a replica may be behind what it applied
-                with self._db.read("keyword index catch-up") as pc:
-                    got = self.keyword_index.search(
-                        pc, lexemes, namespace, user, bool(users), probe
-                    )
-            if got is None:
+        wide = max(limit * 4, KEYWORD_PROBE)
+        with self._db.read("keyword index search") as pc:
+            lexemes = self.terms.lexemes(pc, fts_words(match))
+            if lexemes is None:
                 return None
-            ranked, expires = got
-            if scope_only(node) and _nothing_expired(node, expires):
-                return [ChunkHit(cid, rid, score_text(s), None) for cid, rid, s in ranked]
-            rows = c.execute(
-                "SELECT c.id, c.rid, r.id, r.version, c.start_pos, c.end_pos, r.rid IS NOT NULL "
-                "FROM unnest(%s::bigint[]) AS m(id) JOIN chunks c ON c.id = m.id "
-                "LEFT JOIN records r ON r.rid = c.rid AND r.namespace = %s AND " + where,
-                ([cid for cid, _, _ in ranked], namespace, *params),
-                prepare=False,
-            ).fetchall()
-            found = {int(r[0]): r for r in rows}
-            hits = []
-            for cid, _, score in ranked:
-                r = found.get(cid)
-                if r is not None and r[6]:
-                    hits.append(located_hit((cid, r[1], score_text(score), *r[2:6]), False))
-            if len(hits) >= limit or len(ranked) < probe:
-                return hits[:limit]
+            got = self.keyword_index.search(pc, lexemes, namespace, user, bool(users), wide)
+        if got is None:
+            return None
+        ranked, expires = got
+        if scope_only(node) and _nothing_expired(node, expires):
+            return [ChunkHit(cid, rid, score_text(s), None) for cid, rid, s in ranked[:limit]]
+        where, params = compile_postgres(node)
+        with self._db.read("keyword search", route=True) as c:
+            for probe in (limit, wide):
+                some = ranked[:probe]
+                rows = c.execute(
+                    "SELECT c.id, c.rid, r.id, r.version, c.start_pos, c.end_pos, "
+                    "r.rid IS NOT NULL FROM unnest(%s::bigint[]) AS m(id) "
+                    "JOIN chunks c ON c.id = m.id "
+                    "LEFT JOIN records r ON r.rid = c.rid AND r.namespace = %s AND " + where,
+                    ([cid for cid, _, _ in some], namespace, *params),
+                    prepare=False,
+                ).fetchall()
+                found = {int(r[0]): r for r in rows}
+                hits = []
+                for cid, _, score in some:
+                    r = found.get(cid)
+                    if r is not None and r[6]:
+                        hits.append(located_hit((cid, r[1], score_text(score), *r[2:6]), False))
+                if len(hits) >= limit or len(some) < probe:
+                    return hits[:limit]
         return None
 
     def _pruned(
@@ -610,6 +604,16 @@ class Search:
                 (list(chunk_ids), namespace, namespace, *params),
             ).fetchall()
         return {int(r[0]): (r[1], int(r[2]), r[3], r[4]) for r in rows}
+
+
+def _narrowable(node: Node | None) -> bool:
+    """Whether the filter requires a tag or a metadata value (see :meth:`Search._narrow`):
+    such searches rank in SQL, which starts from the passing records when they are few."""
+    return any(
+        (leaf.kind == "tags" and leaf.op in ("$eq", "$contains"))
+        or (leaf.kind == "meta" and leaf.op == "$eq" and leaf.value is not None)
+        for leaf in required_leaves(node)
+    )
 
 
 def _nothing_expired(node: Node | None, earliest: int | None) -> bool:
