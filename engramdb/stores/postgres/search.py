@@ -488,18 +488,25 @@ class Search:
         not one lexeme, or too many of its best fail the filter: SQL then ranks.
         """
         assert self.keyword_index is not None
+        ki = self.keyword_index
         user = users[0] if users else None
         wide = max(limit * 4, KEYWORD_PROBE)
         with self._db.read("keyword index search") as pc:
             lexemes = self.terms.lexemes(pc, fts_words(match))
             if lexemes is None:
                 return None
-            got = self.keyword_index.search(pc, lexemes, namespace, user, bool(users), wide)
-        if got is None:
-            return None
-        ranked, expires = got
-        if scope_only(node) and _nothing_expired(node, expires):
-            return [ChunkHit(cid, rid, score_text(s), None) for cid, rid, s in ranked[:limit]]
+            got = ki.search(pc, lexemes, namespace, user, bool(users), limit)
+            if got is None:
+                return None
+            ranked, expires = got
+            if scope_only(node) and _nothing_expired(node, expires):
+                return [ChunkHit(cid, rid, score_text(s), None) for cid, rid, s in ranked]
+            # Some may fail the filter: the wider probe too, ranked now (a page of ``wide``
+            # costs more to cut than one of ``limit``, where ties at the cut are many).
+            got = ki.search(pc, lexemes, namespace, user, bool(users), wide)
+            if got is None:
+                return None
+            ranked = got[0]
         where, params = compile_postgres(node)
         with self._db.read("keyword search", route=True) as c:
             for probe in (limit, wide):
