@@ -165,6 +165,30 @@ class Search:
         self.first_leave_out = FIRST_LEAVE_OUT
         self.match_factor = MATCH_FACTOR
 
+    # The process-local keyword index's lifecycle, for the store (a no-op without one).
+
+    def build_keyword_index(self, timeout_s: float) -> bool:
+        """Start building the keyword index and wait up to ``timeout_s``; whether it is in."""
+        if self.keyword_index is None:
+            return False
+        self.keyword_index.start()
+        return self.keyword_index.wait_built(timeout_s)
+
+    def keyword_stats(self) -> dict[str, Any]:
+        """``{"keyword_index": its state}`` for ``stats``, or nothing without an index."""
+        ki = self.keyword_index
+        return {} if ki is None else {"keyword_index": ki.state()}
+
+    def prune_keyword_feed(self) -> None:
+        """Let the index prune the feed when it is due (writers call it too)."""
+        if self.keyword_index is not None:
+            self.keyword_index.maybe_prune()
+
+    def close_keyword_index(self) -> None:
+        """Stop building and forget the index (the store is closing)."""
+        if self.keyword_index is not None:
+            self.keyword_index.close()
+
     def vector_candidates(
         self,
         namespace: str,

@@ -192,8 +192,7 @@ class PostgresStore:
 
     def close(self) -> None:
         """Close this process's pools (an inherited one is abandoned, never closed)."""
-        if self._search.keyword_index is not None:
-            self._search.keyword_index.close()
+        self._search.close_keyword_index()
         self._db.close()
 
     # ------------------------------------------------------------------ EntityStore: derived
@@ -303,8 +302,7 @@ class PostgresStore:
                 ``details["ids"]`` are the batch's ids, safe to add again (idempotent add).
         """
         results = self._records.add_records(namespace, items, on_error, events)
-        if self._search.keyword_index is not None:
-            self._search.keyword_index.maybe_prune()  # writers keep the feed short too
+        self._search.prune_keyword_feed()  # writers keep the feed short too
         return results
 
     @retried
@@ -467,19 +465,12 @@ class PostgresStore:
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
         """Return counts (for one namespace, or all), the database size, and the state of
         this process's keyword index."""
-        out = self._admin.stats(namespace)
-        if self._search.keyword_index is not None:
-            out["keyword_index"] = self._search.keyword_index.state()
-        return out
+        return self._admin.stats(namespace) | self._search.keyword_stats()
 
     def build_keyword_index(self, timeout_s: float) -> bool:
         """Start building this process's keyword index (when the store is large enough)
         and wait up to ``timeout_s`` for it; whether searches now rank through it."""
-        ki = self._search.keyword_index
-        if ki is None:
-            return False
-        ki.start()
-        return ki.wait_built(timeout_s)
+        return self._search.build_keyword_index(timeout_s)
 
     def doctor(self, repair: bool = False) -> dict[str, Any]:
         """Check that every derived index agrees with the tables (``repair``: rebuild them)."""
