@@ -136,15 +136,22 @@ class Searcher:
             full = uc if node is None else Bool("and", (uc, node))
         vec_hits: list[ChunkHit] = []
         kw_hits: list[ChunkHit] = []
-        if mode in ("hybrid", "vector"):
+        kw_vec_scores: dict[int, float] = {}  # keyword hits' vector scores, if the store had them
+        # A query with no word has no keyword side at all.
+        match = match_expression(query) if mode in ("hybrid", "keyword") else ""
+        if mode == "hybrid" and match:
+            assert qvec is not None
+            vec_hits, kw_hits, kw_vec_scores = self.store.hybrid_candidates(
+                namespace, qvec, match, user_id, node, full, pool
+            )
+        elif mode in ("hybrid", "vector"):
             assert qvec is not None
             # Vector mode needs no fusion: the page's records may come with the candidates
             # (those of the best ``need`` chunks; the page is those unless records repeat).
             vec_hits = self.store.vector_candidates(
                 namespace, qvec, user_id, node, pool, with_records=need if mode == "vector" else 0
             )
-        match = match_expression(query) if mode in ("hybrid", "keyword") else ""
-        if match:  # a query with no word has no keyword side at all
+        elif match:
             kw_hits = self.store.keyword_candidates(namespace, match, full, pool)
         # Fuse on record row ids, locate (record id, version, span, the filter checked) only
         # the candidates that can reach the page, and read whole records only for the page
@@ -167,7 +174,15 @@ class Searcher:
         if qvec is not None and mode != "vector":
             # Keyword-only candidates get their vector similarity too: convex fusion, the
             # threshold and each hit's score parts read it for every candidate.
-            missing = [r for r in ranking.kw_score if r not in ranking.vec_score]
+            missing = []
+            for r in ranking.kw_score:
+                if r in ranking.vec_score:
+                    continue
+                chunk = ranking.best_chunk[r]
+                if chunk in kw_vec_scores:  # scored by the store beside the keyword side
+                    ranking.vec_score[r] = kw_vec_scores[chunk]
+                else:
+                    missing.append(r)
             if missing:
                 chunk_ids = [ranking.best_chunk[r] for r in missing]
                 scores = self.store.vector_scores(chunk_ids, qvec)

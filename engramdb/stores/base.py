@@ -183,6 +183,24 @@ class Store(Protocol):
         """Return the cosine similarity of the query to each chunk (NaN when it is gone)."""
         ...
 
+    def hybrid_candidates(
+        self,
+        namespace: str,
+        query: np.ndarray,
+        match: str,
+        user_id: str | None,
+        node: Node | None,
+        full: Node | None,
+        limit: int,
+    ) -> tuple[list[ChunkHit], list[ChunkHit], dict[int, float]]:
+        """Both sides of a hybrid search: :meth:`vector_candidates` (``user_id``, ``node``)
+        and :meth:`keyword_candidates` (``full``: the filter with the user scope), each of
+        ``limit``, and the vector scores (:meth:`vector_scores`) of any keyword hits the
+        store scored while at it, by chunk id. A store whose sides wait on a server may
+        run them at once; the answer is the same as calling them one after the other.
+        """
+        ...
+
     def keyword_candidates(
         self, namespace: str, match: str, node: Node | None, limit: int
     ) -> list[ChunkHit]:

@@ -39,6 +39,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from engramdb.consistency import format_lsn as format_lsn
@@ -108,7 +110,23 @@ class ReplicaRouter:
 
     def note_thread_floor(self, lsn: int) -> None:
         """This thread's next reads must be at least this fresh (a primary generation read)."""
-        self._local.floor = max(lsn, getattr(self._local, "floor", lsn))
+        held = getattr(self._local, "floor", None)
+        self._local.floor = lsn if held is None else max(lsn, held)
+
+    def thread_floor(self) -> int | None:
+        """This thread's own floor (:meth:`note_thread_floor`), to carry into a helper."""
+        return getattr(self._local, "floor", None)
+
+    @contextmanager
+    def carrying(self, floor: int | None) -> Iterator[None]:
+        """Read in this block, on this thread, under another thread's floor (a helper
+        thread doing part of that thread's read: its reads must be as fresh)."""
+        held = self.thread_floor()
+        self._local.floor = floor
+        try:
+            yield
+        finally:
+            self._local.floor = held
 
     def last_write(self) -> int | None:
         """The position of this store's last committed write, if any."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import suppress
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,7 @@ from engramdb.stores.postgres.search_sql import (
     tsquery_text,
     words_tsquery,
 )
+from engramdb.stores.postgres.side_threads import SideThreads
 from engramdb.stores.postgres.vectors import _Vector
 from engramdb.stores.prepared import ChunkHit
 
@@ -80,6 +82,11 @@ BITS_MIN_ROWS = 2_000
 BITS_MAX_ROWS = 20_000
 BITS_RESCORE_MIN = 200
 BITS_RESCORE_FACTOR = 4
+# The same for the vector side of a hybrid search, whose hits are a pool for fusion: a chunk
+# the bits miss at the pool's tail reaches the page only through its keywords, and then
+# the keyword side nominates it with its exact vector score (hybrid pages identical to
+# those at factor 4 over the benchmark's sign-bits users, docs/tuning.md).
+BITS_FUSION_FACTOR = 2
 # A user's keyword search prunes (keyword_prune) only above this many chunks in their scope.
 PRUNE_USER_MIN_ROWS = 5_000
 KEYWORD_PROBE = 400  # keyword matches ranked before their records are read (see below)
@@ -154,6 +161,7 @@ class Search:
                 db.write,
                 keyword_index_min_rows,
             )
+        self._sides = SideThreads(db.router, db.pool_max)
         self.scopes = scopes
         self.ann_min_rows = int(ann_min_rows)
         self.exact_max_user_rows = int(exact_max_user_rows)
@@ -184,10 +192,46 @@ class Search:
         if self.keyword_index is not None:
             self.keyword_index.maybe_prune()
 
-    def close_keyword_index(self) -> None:
-        """Stop building and forget the index (the store is closing)."""
+    def close(self) -> None:
+        """Stop the helper threads and the index's build, and forget the index (the store
+        is closing)."""
+        self._sides.close()
         if self.keyword_index is not None:
             self.keyword_index.close()
+
+    def hybrid_candidates(
+        self,
+        namespace: str,
+        query: np.ndarray,
+        match: str,
+        user_id: str | None,
+        node: Node | None,
+        full: Node | None,
+        limit: int,
+    ) -> tuple[list[ChunkHit], list[ChunkHit], dict[int, float]]:
+        """Both sides' candidates at once (see ``Store.hybrid_candidates``).
+
+        The keyword side runs on a helper thread (:mod:`side_threads`) while this thread
+        runs the vector side; the helper then scores its hits' vectors too, which would
+        otherwise be one more statement after both sides.
+        """
+
+        def keyword_side() -> tuple[list[ChunkHit], dict[int, float]]:
+            hits = self.keyword_candidates(namespace, match, full, limit)
+            ids = [h.chunk_id for h in hits]
+            return hits, dict(zip(ids, self.vector_scores(ids, query), strict=True))
+
+        keyword = self._sides.start(keyword_side)
+        try:
+            vec_hits = self.vector_candidates(
+                namespace, query, user_id, node, limit, fusion_pool=True
+            )
+        except BaseException:
+            with suppress(BaseException):  # never left running; the first error wins
+                keyword.result()
+            raise
+        kw_hits, scores = keyword.result()
+        return vec_hits, kw_hits, scores
 
     def vector_candidates(
         self,
@@ -197,8 +241,10 @@ class Search:
         node: Node | None,
         limit: int,
         with_records: bool = False,
+        fusion_pool: bool = False,
     ) -> list[ChunkHit]:
-        """Return the best chunks by cosine similarity that pass the filter.
+        """Return the best chunks by cosine similarity that pass the filter (``fusion_pool``:
+        a hybrid search's, see ``BITS_FUSION_FACTOR``).
 
         The plan follows the scope's size (:meth:`_plan`). A mid-sized scope searched with
         no filter beyond expiry goes through its chunks' sign bits (:meth:`_bits`).
@@ -224,7 +270,8 @@ class Search:
             plan = self._plan(c, namespace, user_id, node)
             rows = None
             if plan == "bits":
-                rows = self._bits(c, q, namespace, user_id, node, limit, with_records)
+                factor = BITS_FUSION_FACTOR if fusion_pool else BITS_RESCORE_FACTOR
+                rows = self._bits(c, q, namespace, user_id, node, limit, with_records, factor)
             elif plan == "ann":
                 rows = self._prefiltered(c, q, namespace, user_id, node, limit, with_records)
                 if rows is None:
@@ -347,20 +394,21 @@ class Search:
         node: Node | None,
         limit: int,
         with_records: bool,
+        factor: int,
     ) -> list[tuple[Any, ...]]:
         """The search of a mid-sized scope (a user's, or a namespace's up to
         ``ann_min_rows``) through its chunks' sign bits.
 
         The bits btree (:data:`engramdb.stores.postgres.vectors.BITS_INDEX`) is scanned
         index-only, nearest first by Hamming distance to the query's own bits, and the best
-        ``R`` of those (see ``BITS_RESCORE_*``) are re-scored exactly from their vectors
-        (read by primary key), so every returned score is the float32 cosine and the order
-        among them exact; a chunk outside the ``R`` is missed only when its bits sit far
-        from the query's while its vector is close (recall@10 0.9997 with R = 200 over the
-        benchmark's largest users, docs/tuning.md). The expiry check applies before the
-        cut, so expired records never take a place among the ``R``.
+        ``R`` of those (``factor`` x the page, at least ``BITS_RESCORE_MIN``) are re-scored
+        exactly from their vectors (read by primary key), so every returned score is the
+        float32 cosine and the order among them exact; a chunk outside the ``R`` is missed
+        only when its bits sit far from the query's while its vector is close (recall@10
+        0.9997 with R = 200 over the benchmark's largest users, docs/tuning.md). The expiry
+        check applies before the cut, so expired records never take a place among the ``R``.
         """
-        rescore = max(BITS_RESCORE_MIN, BITS_RESCORE_FACTOR * int(limit))
+        rescore = max(BITS_RESCORE_MIN, factor * int(limit))
         sql, args = bits_statement(q, namespace, user_id, node, limit, rescore, with_records)
         # Never prepared: the generic plan a prepared statement falls back to after a few
         # runs took twice as long as the custom one for the largest users (docs/tuning.md).

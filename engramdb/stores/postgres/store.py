@@ -7,22 +7,9 @@ concurrent adds from several processes or machines dedupe in the database. Every
 is scoped by ``namespace``, and every index but the HNSW one leads with it.
 
 :class:`PostgresStore` is a composition: one :class:`~engramdb.stores.postgres.connection.Database`
-(pools, transactions, faults, the replica) shared by parts with one job each, and every
-public method hands its call to one of them:
-
-* :mod:`~engramdb.stores.postgres.meta`: identity, the recorded embedder, named entries;
-* :mod:`~engramdb.stores.postgres.records` (with :mod:`~engramdb.stores.postgres.inserts`):
-  add, update, delete, reads;
-* :mod:`~engramdb.stores.postgres.search` (with :mod:`~engramdb.stores.postgres.search_sql`):
-  vector and keyword candidates;
-* :mod:`~engramdb.stores.postgres.threads`: events, slots, thread turns;
-* :mod:`~engramdb.stores.postgres.admin` and :mod:`~engramdb.stores.postgres.backup`:
-  erasure, stats, doctor, backup and restore;
-* :mod:`~engramdb.stores.postgres.transfer`, :mod:`~engramdb.stores.postgres.bulk` and
-  :mod:`~engramdb.stores.postgres.reembed`: export and import, ``migrate``'s bulk loads,
-  re-embedding;
-* :mod:`~engramdb.stores.postgres.checkpoints`: thread checkpoints of agent frameworks.
-* :mod:`~engramdb.stores.postgres.keys_table`: the service's keys and admin audit log.
+(pools, transactions, faults, the replica) shared by parts with one job each (records,
+search, threads, admin, backup, transfer, bulk loads, checkpoints, keys...; each module's
+job is listed in docs/architecture.md), and every public method hands its call to one.
 
 The retry of :func:`~engramdb.stores.postgres.faults.retried` sits here, on the public
 methods whose call is one transaction or a read (a multi-transaction or streaming call is
@@ -192,7 +179,7 @@ class PostgresStore:
 
     def close(self) -> None:
         """Close this process's pools (an inherited one is abandoned, never closed)."""
-        self._search.close_keyword_index()
+        self._search.close()
         self._db.close()
 
     # ------------------------------------------------------------------ EntityStore: derived
@@ -375,6 +362,20 @@ class PostgresStore:
         return self._search.vector_candidates(
             namespace, query, user_id, node, limit, bool(with_records)
         )
+
+    @retried
+    def hybrid_candidates(
+        self,
+        namespace: str,
+        query: np.ndarray,
+        match: str,
+        user_id: str | None,
+        node: Node | None,
+        full: Node | None,
+        limit: int,
+    ) -> tuple[list[ChunkHit], list[ChunkHit], dict[int, float]]:
+        """Both sides' candidates, side by side on two connections (``Search``)."""
+        return self._search.hybrid_candidates(namespace, query, match, user_id, node, full, limit)
 
     @retried
     def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:

@@ -250,6 +250,20 @@ class SQLiteStore:
         """Return the best chunks by BM25 (negated so that higher is better)."""
         return self._keywords.keyword_candidates(namespace, match, node, limit)
 
+    def hybrid_candidates(
+        self,
+        namespace: str,
+        query: np.ndarray,
+        match: str,
+        user_id: str | None,
+        node: Node | None,
+        full: Node | None,
+        limit: int,
+    ) -> tuple[list[ChunkHit], list[ChunkHit], dict[int, float]]:
+        """Both sides, one after the other: in-process work gains nothing from a thread."""
+        vec_hits = self.vector_candidates(namespace, query, user_id, node, limit)
+        return vec_hits, self.keyword_candidates(namespace, match, full, limit), {}
+
     def chunk_rids(self, namespace: str, chunk_ids: list[int]) -> dict[int, int]:
         """Map chunk id -> its record's row id, for the chunks that exist."""
         return self._vectors.chunk_rids(chunk_ids)
