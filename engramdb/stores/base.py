@@ -197,7 +197,10 @@ class Store(Protocol):
         and :meth:`keyword_candidates` (``full``: the filter with the user scope), each of
         ``limit``, and the vector scores (:meth:`vector_scores`) of any keyword hits the
         store scored while at it, by chunk id. A store whose sides wait on a server may
-        run them at once; the answer is the same as calling them one after the other.
+        run them at once. The vector hits are a pool for fusion, at least twice the
+        page: a store may search the pool's tail less exactly than
+        :meth:`vector_candidates` would (PostgreSQL re-scores fewer sign bits), never the
+        page's worth at its head.
         """
         ...
 

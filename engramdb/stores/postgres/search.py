@@ -82,10 +82,11 @@ BITS_MIN_ROWS = 2_000
 BITS_MAX_ROWS = 20_000
 BITS_RESCORE_MIN = 200
 BITS_RESCORE_FACTOR = 4
-# The same for the vector side of a hybrid search, whose hits are a pool for fusion: a chunk
-# the bits miss at the pool's tail reaches the page only through its keywords, and then
-# the keyword side nominates it with its exact vector score (hybrid pages identical to
-# those at factor 4 over the benchmark's sign-bits users, docs/tuning.md).
+# The same for the vector side of a hybrid search, whose hits are a pool for fusion at least
+# twice the page: 2 x the pool still re-scores 4 x the page's worth of nearest bits, as a
+# vector page does, and the tail only nominates (a chunk its bits miss there but its words
+# match comes with the keyword hits, exactly scored). Hybrid pages stayed identical over
+# the benchmark's sign-bits users (docs/tuning.md).
 BITS_FUSION_FACTOR = 2
 # A user's keyword search prunes (keyword_prune) only above this many chunks in their scope.
 PRUNE_USER_MIN_ROWS = 5_000
