@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from engramdb.errors import StoreError
 from engramdb.stores.postgres.replica import ReplicaRouter
 
 T = TypeVar("T")
@@ -59,7 +60,7 @@ class SideThreads:
         """The executor of this process (a forked child starts its own)."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("the store is closed")
+                raise StoreError("the store is closed")  # as its pools say
             if self._pool is None or self._pid != os.getpid():
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="engramdb-side")
                 self._pid = os.getpid()

@@ -60,7 +60,7 @@ def test_the_helper_reads_in_the_callers_context_and_floor() -> None:
         assert router.floor() == 1234  # this thread's floor is untouched
     finally:
         sides.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(StoreError, match="closed"):
         sides.start(seen)
 
 
