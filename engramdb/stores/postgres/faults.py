@@ -39,6 +39,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -107,23 +108,23 @@ class RetryPolicy:
     connect_timeout_s: float = 5.0
 
 
-class _Context(threading.local):
-    deadline: float | None = None
-
-
-_ctx = _Context()
+# The end of the retry window of the retried call in progress (monotonic clock), if any. A
+# context variable, like the read budget: a helper thread running part of the call in a
+# copy of its context (side_threads) works inside the same window and watchdog.
+_DEADLINE: ContextVar[float | None] = ContextVar("engramdb_retry_deadline", default=None)
 
 
 def in_retry() -> bool:
-    """True while the current thread runs inside a :func:`retried` call."""
-    return _ctx.deadline is not None
+    """True while the current context runs inside a :func:`retried` call."""
+    return _DEADLINE.get() is not None
 
 
 def remaining(default: float) -> float:
     """Seconds left in the current retry window (``default`` outside one); at least 0.05."""
-    if _ctx.deadline is None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
         return default
-    return max(0.05, _ctx.deadline - time.monotonic())
+    return max(0.05, deadline - time.monotonic())
 
 
 def translate(exc: Exception, doing: str, server: str, committing: bool = False) -> EngramError:
@@ -237,13 +238,14 @@ def retried(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
     """
 
     def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if _ctx.deadline is not None:
+        if _DEADLINE.get() is not None:
             return method(self, *args, **kwargs)
         policy = self.retry_policy
         breaker = self.breaker
         window = breaker.window(policy)
         start = time.monotonic()
-        _ctx.deadline = start + window
+        deadline = start + window
+        token = _DEADLINE.set(deadline)
         attempts = conflicts = 0
         try:
             while True:
@@ -261,12 +263,12 @@ def retried(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
                             attempts=conflicts,
                         ) from exc
                     delay = _delay(conflicts)
-                    if time.monotonic() + delay > _ctx.deadline:
+                    if time.monotonic() + delay > deadline:
                         raise BusyError(exc.message, **exc.details, attempts=conflicts) from exc
                 except RetryableUnavailable as exc:
                     delay = _delay(attempts)
                     elapsed = time.monotonic() - start
-                    if time.monotonic() + delay > _ctx.deadline:
+                    if time.monotonic() + delay > deadline:
                         note = (
                             f"store_retry_s={policy.retry_s:g}"
                             if window == policy.retry_s
@@ -284,7 +286,7 @@ def retried(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
                         raise failure from exc
                 time.sleep(delay)
         finally:
-            _ctx.deadline = None
+            _DEADLINE.reset(token)
 
     functools.update_wrapper(wrapper, method)
     RETRIED.add(method.__qualname__)

@@ -6,10 +6,12 @@ side by side a search costs its slower side instead of their sum.
 
 Rules the helper keeps, so that a read split in two answers what it would have whole:
 
-* **Same context.** The helper runs in a copy of the caller's context (the read budget of
-  :mod:`engramdb.deadline` and the read floor of :mod:`engramdb.consistency` follow it) and
-  under the caller thread's replica floor (:meth:`ReplicaRouter.carrying`), so it reads
-  nothing older than the caller would have.
+* **Same context.** The helper runs in a copy of the caller's context: the read budget of
+  :mod:`engramdb.deadline`, the read floor of :mod:`engramdb.consistency` and the retry
+  window of :func:`~engramdb.stores.postgres.faults.retried` (with its I/O watchdog)
+  follow it, so an unreachable server fails both sides within the caller's bounds. It also
+  runs under the caller thread's replica floor (:meth:`ReplicaRouter.carrying`), so it
+  reads nothing older than the caller would have.
 * **No pool deadlock.** The helper holds one pooled connection at a time, and the caller
   waits for the helper only once it holds none. A full pool makes one side wait for the
   other, never both for each other.
