@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         description="PostgreSQL: longest wait for a reply in a retried call before the "
         "connection is presumed hung and dropped",
     )
+    store_pool_max: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="PostgreSQL: most pooled connections per store and process (a hybrid "
+        "search holds two at once: its keyword side runs beside its vector side)",
+    )
     read_url: str | None = Field(
         None,
         description="PostgreSQL: optional streaming-replica URL for reads and searches "

@@ -143,6 +143,7 @@ def open_store(url: str | StoreURL, settings: Settings | None = None, **override
         return PostgresStore(
             parsed.dsn or parsed.url,
             auto_migrate=base.auto_migrate,
+            pool_max=base.store_pool_max,
             ann_min_rows=base.ann_min_rows,
             ann_min_user_rows=base.ann_min_user_rows,
             namespace_max_records=base.namespace_max_records,

@@ -56,3 +56,23 @@ def test_a_fresh_connection_skips_the_check_and_a_dead_one_is_retried(
         assert calls["_check_connection"] >= 1
     finally:
         store.close()
+
+
+@pytestmark_pg
+def test_store_pool_max_sizes_the_pool_and_is_checked(postgres_url: str) -> None:
+    """``store_pool_max`` bounds the pooled connections a Memory's store opens; a hybrid
+    search holds two at once and still runs in a pool of two. A pool of none is refused
+    before any connection is made."""
+    import pydantic
+
+    pg = Memory(postgres_url, embedder=HashEmbedder(64), settings=Settings(store_pool_max=2))
+    try:
+        store = pg.engine.store
+        assert isinstance(store, PostgresStore) and store.pool_max == 2
+        pg.add([f"line {i} of the log" for i in range(20)], user_id="u")
+        assert pg.search("line 4", user_id="u", top_k=3).hits
+        assert store._db._pool_now().get_stats()["pool_size"] <= 2
+    finally:
+        pg.close()
+    with pytest.raises(pydantic.ValidationError, match="store_pool_max"):
+        Settings(store_pool_max=0)
