@@ -14,6 +14,8 @@ a record not extracted yet simply gains nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from engramdb.config import Settings
 from engramdb.engine.fusion import within_reach
 from engramdb.extract.answer_types import QUESTION, kinds_asked
@@ -49,13 +51,19 @@ class AnswerKindRanker:
         return self.settings.answer_kind_weight if asked else 0.0
 
     def boost(
-        self, namespace: str, query: str, fused: dict[str, float], need: int
+        self,
+        namespace: str,
+        query: str,
+        fused: dict[str, float],
+        need: int,
+        known: Mapping[str, int] | None = None,
     ) -> dict[str, float]:
         """Return ``fused`` with the weight added to each candidate holding an asked kind
         and the penalty taken from each candidate that is a question.
 
         Only candidates whose order against the first ``need`` these can change are read
-        (:func:`~engramdb.engine.fusion.within_reach`).
+        (:func:`~engramdb.engine.fusion.within_reach`), and of those only the ones whose
+        kinds are not ``known`` already (read by the store with the candidates).
         """
         if not fused or not self.enabled:
             return fused
@@ -66,7 +74,11 @@ class AnswerKindRanker:
             return fused
         assert self.entities is not None
         reach = within_reach(fused, need, gain + penalty)
-        held = self.entities.answer_kinds(namespace, reach)
+        known = known or {}
+        held = {rid: known[rid] for rid in reach if rid in known}
+        unread = [rid for rid in reach if rid not in known]
+        if unread:
+            held.update(self.entities.answer_kinds(namespace, unread))
         out = dict(fused)
         for rid, kinds in held.items():
             if rid not in out:

@@ -2,7 +2,8 @@
 
 Read path: embed the query (unless the caller gave its vector) -> vector and BM25 candidates
 -> locate their records (unless the store already did) -> fuse on record ids -> read the
-records of the page only (unless they came with the candidates). A whole answer is cached
+records of the page only (unless they came with the candidates, or a store over the network
+read the candidates within reach whole). A whole answer is cached
 in the cache tier under :func:`~engramdb.engine.search_key.search_key`.
 """
 
@@ -28,7 +29,7 @@ from engramdb.errors import ValidationError
 from engramdb.models import MemoryRecord, ScoreParts, SearchHit, SearchPage
 from engramdb.query.filters import Bool, Cmp, Node
 from engramdb.stores.base import Store
-from engramdb.stores.prepared import ChunkHit
+from engramdb.stores.prepared import ChunkHit, WholeHit
 
 Mode = Literal["hybrid", "vector", "keyword"]
 # Where a chunk is: (record id, record version, span start, span end).
@@ -191,11 +192,14 @@ class Searcher:
         # it needs every candidate located first.
         locate_all = mode == "hybrid" and self.settings.hybrid_fusion != "convex"
         bound = self._boost_bound(query) if mode == "hybrid" else 0.0
+        # A store over the network reads the candidates within reach whole, with their
+        # answer kinds, in the one statement that locates them (``Store.locate_whole``).
+        whole: dict[int, WholeHit] | None = {} if mode == "hybrid" and not locate_all else None
         while True:
             scored = (
                 {} if locate_all else self._passing(self._fuse(ranking, mode), ranking, threshold)
             )
-            if all(c in known for c in ranking.best_chunk.values()):
+            if whole is None and all(c in known for c in ranking.best_chunk.values()):
                 # Every candidate came located (vector mode, PostgreSQL): nothing to choose.
                 wanted = list(ranking.best_chunk)
                 break
@@ -203,6 +207,19 @@ class Searcher:
                 wanted = list(ranking.best_chunk)
             else:
                 wanted = ranking.with_ties(within_reach(scored, need, bound))
+            if whole is not None:
+                unread = [c for c in (ranking.best_chunk[r] for r in wanted) if c not in whole]
+                got = self.store.locate_whole(namespace, unread, full) if unread else {}
+                if got is None:  # reads in process: locate only what is not located yet
+                    whole = None
+                    continue
+                whole.update(got)
+                known.update((c, h.located) for c, h in got.items())
+                gone = [r for r in wanted if ranking.best_chunk[r] not in whole]
+                if not gone:
+                    break
+                ranking.drop(gone)
+                continue
             unread = [c for c in (ranking.best_chunk[r] for r in wanted) if c not in known]
             if unread:
                 known.update(self.store.locate(namespace, unread, full))
@@ -221,10 +238,11 @@ class Searcher:
         fused = {ident[r]: scored[r] for r in wanted if r in scored}
         if mode == "hybrid":
             fused = self.ranker.boost(namespace, query, fused, need)
-            fused = self.answer_ranker.boost(namespace, query, fused, need)
+            kinds = None if whole is None else {h.located[0]: h.kinds for h in whole.values()}
+            fused = self.answer_ranker.boost(namespace, query, fused, need, kinds)
         ordered = sorted(fused, key=lambda rid: (-fused[rid], rid))
         page = ordered[offset:need]
-        records = self._read_page(namespace, page, vec_hits)
+        records = self._read_page(namespace, page, vec_hits, whole)
         row_of = {ident[r]: r for r in wanted}
         page_rows = [row_of[rid] for rid in page]
         vpos = ranking.positions(ranking.vec_rank, ranking.vec_score, page_rows, ident)
@@ -271,11 +289,19 @@ class Searcher:
         return convex(ranking.vec_score, ranking.kw_score, self.settings.hybrid_vector_weight)
 
     def _read_page(
-        self, namespace: str, page: list[str], vec_hits: list[ChunkHit]
+        self,
+        namespace: str,
+        page: list[str],
+        vec_hits: list[ChunkHit],
+        whole: dict[int, WholeHit] | None,
     ) -> dict[str, MemoryRecord]:
-        """The page's records: those the store read with the candidates, then the rest."""
+        """The page's records: those the store read with the candidates or located whole,
+        then the rest."""
         records: dict[str, MemoryRecord] = {}
         wanted = set(page)
+        for w in (whole or {}).values():
+            if w.record.id in wanted:
+                records[w.record.id] = w.record
         for h in vec_hits:
             if h.record is not None and h.located is not None:
                 rid = h.located[0]

@@ -57,6 +57,7 @@ from engramdb.stores.prepared import (
     RecordChanges,
     RecordUpdate,
     ThreadTurn,
+    WholeHit,
 )
 
 # maintenance_work_mem of a vector index build after a bulk load (PostgreSQL; SQLite ignores it)
@@ -231,6 +232,20 @@ class Store(Protocol):
 
         The light half of hydration: search ranks and fuses on ids, then reads only the
         records of the page it returns.
+        """
+        ...
+
+    def locate_whole(
+        self, namespace: str, chunk_ids: list[int], node: Node | None
+    ) -> dict[int, WholeHit] | None:
+        """:meth:`locate`, with each located chunk's whole record and answer kinds, in one
+        read; None from a store whose reads cost no round trip.
+
+        Why: after fusion a hybrid search locates the candidates that can reach the page,
+        reads their answer kinds, then the page's records. Over the network those are three
+        round trips on the search's path, where reading the few candidates within reach
+        whole is one. In process, reading more records than the page costs more than the
+        reads it saves, so such a store returns None and the engine reads as it goes.
         """
         ...
 

@@ -150,6 +150,18 @@ class ChunkHit:
     record: Callable[[], MemoryRecord] | None = None
 
 
+@dataclass(slots=True)
+class WholeHit:
+    """A candidate located and read whole in one statement (``Store.locate_whole``): what
+    ``locate`` gives for its chunk, its record, and the record's answer kinds
+    (:mod:`engramdb.extract.answer_types` flags; 0 when it holds none or is not extracted
+    yet)."""
+
+    located: tuple[str, int, int, int]
+    record: MemoryRecord
+    kinds: int
+
+
 # Records of a thread that are not turns of the conversation but statements derived from it
 # (extracted facts, summaries): they neither get nor give thread context.
 NOT_TURN_TYPES = ("fact", "summary")

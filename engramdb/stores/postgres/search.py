@@ -52,6 +52,7 @@ from engramdb.stores.postgres.keyword_prune import (
     left_out,
     scope_only,
 )
+from engramdb.stores.postgres.record_sql import COLS
 from engramdb.stores.postgres.search_sql import (
     ann_statement,
     bits_statement,
@@ -65,7 +66,8 @@ from engramdb.stores.postgres.search_sql import (
 )
 from engramdb.stores.postgres.side_threads import SideThreads
 from engramdb.stores.postgres.vectors import _Vector
-from engramdb.stores.prepared import ChunkHit
+from engramdb.stores.prepared import ChunkHit, WholeHit
+from engramdb.stores.rows import row_to_record
 
 # A user's scope up to this many chunks is searched exactly (through the (namespace,
 # user_id) index); a larger one through HNSW with a user filter. The exact way costs one
@@ -684,6 +686,29 @@ class Search:
                 (list(chunk_ids), namespace, namespace, *params),
             ).fetchall()
         return {int(r[0]): (r[1], int(r[2]), r[3], r[4]) for r in rows}
+
+    def locate_whole(
+        self, namespace: str, chunk_ids: list[int], node: Node | None
+    ) -> dict[int, WholeHit]:
+        """:meth:`locate`, with each chunk's record and answer kinds, in one statement (see
+        ``Store.locate_whole``)."""
+        if not chunk_ids:
+            return {}
+        where, params = compile_postgres(node)
+        with self._db.read("reading search hits", route=True) as c:
+            rows = c.execute(
+                "SELECT c.id, c.start_pos, c.end_pos, coalesce(k.kinds, 0), "
+                f"{COLS} FROM chunks c JOIN records r ON r.rid = c.rid "
+                "LEFT JOIN record_answer_kinds k ON k.namespace = r.namespace "
+                "AND k.record_id = r.id WHERE c.id = ANY(%s) AND c.namespace = %s AND "
+                f"r.namespace = %s AND {where}",
+                (list(chunk_ids), namespace, namespace, *params),
+            ).fetchall()
+        out = {}
+        for row in rows:
+            rec = row_to_record(row, 4)
+            out[int(row[0])] = WholeHit((rec.id, rec.version, row[1], row[2]), rec, int(row[3]))
+        return out
 
 
 def _narrowable(node: Node | None) -> bool:

@@ -9,7 +9,8 @@ is scoped by ``namespace``, and every index but the HNSW one leads with it.
 :class:`PostgresStore` is a composition: one :class:`~engramdb.stores.postgres.connection.Database`
 (pools, transactions, faults, the replica) shared by parts with one job each (records,
 search, threads, admin, backup, transfer, bulk loads, checkpoints, keys...; each module's
-job is listed in docs/architecture.md), and every public method hands its call to one.
+job is listed in docs/architecture.md), and every public method hands its call to one (the
+search methods from :class:`~engramdb.stores.postgres.search_calls.SearchCalls`, a mixin).
 
 The retry of :func:`~engramdb.stores.postgres.faults.retried` sits here, on the public
 methods whose call is one transaction or a read (a multi-transaction or streaming call is
@@ -62,6 +63,7 @@ from engramdb.stores.postgres.search import (
     ScopeSizes,
     Search,
 )
+from engramdb.stores.postgres.search_calls import SearchCalls
 from engramdb.stores.postgres.threads import Threads
 from engramdb.stores.postgres.transfer import Transfer
 from engramdb.stores.postgres.vectors import VectorIndexes
@@ -69,7 +71,6 @@ from engramdb.stores.prepared import (
     AliasJoin,
     ArchivedRow,
     ArchiveItem,
-    ChunkHit,
     OnError,
     PendingText,
     PreparedEvent,
@@ -85,7 +86,7 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStore"]
 
 
-class PostgresStore:
+class PostgresStore(SearchCalls):
     """The PostgreSQL store (see module docstring).
 
     Example::
@@ -344,62 +345,6 @@ class PostgresStore:
     def next_expiry(self, namespace: str, after: int) -> int | None:
         """Return the earliest ``expires_at`` after ``after`` (see ``Store.next_expiry``)."""
         return self._records.next_expiry(namespace, after)
-
-    # ------------------------------------------------------------------ Store: search
-
-    @retried
-    def vector_candidates(
-        self,
-        namespace: str,
-        query: np.ndarray,
-        user_id: str | None,
-        node: Node | None,
-        limit: int,
-        with_records: int = 0,
-    ) -> list[ChunkHit]:
-        """Return the best chunks by cosine similarity that pass the filter (with the
-        records of every hit when ``with_records`` asks for any: they share one statement)."""
-        return self._search.vector_candidates(
-            namespace, query, user_id, node, limit, bool(with_records)
-        )
-
-    @retried
-    def hybrid_candidates(
-        self,
-        namespace: str,
-        query: np.ndarray,
-        match: str,
-        user_id: str | None,
-        node: Node | None,
-        full: Node | None,
-        limit: int,
-    ) -> tuple[list[ChunkHit], list[ChunkHit], dict[int, float]]:
-        """Both sides' candidates, side by side on two connections (``Search``)."""
-        return self._search.hybrid_candidates(namespace, query, match, user_id, node, full, limit)
-
-    @retried
-    def vector_scores(self, chunk_ids: list[int], query: np.ndarray) -> list[float]:
-        """Return the cosine similarity of the query to each chunk (NaN when it is gone)."""
-        return self._search.vector_scores(chunk_ids, query)
-
-    @retried
-    def keyword_candidates(
-        self, namespace: str, match: str, node: Node | None, limit: int
-    ) -> list[ChunkHit]:
-        """Return the best chunks by ``ts_rank`` (higher is better), ties by chunk id."""
-        return self._search.keyword_candidates(namespace, match, node, limit)
-
-    @retried
-    def chunk_rids(self, namespace: str, chunk_ids: list[int]) -> dict[int, int]:
-        """Map chunk id -> its record's row id, for the chunks of the namespace that exist."""
-        return self._search.chunk_rids(namespace, chunk_ids)
-
-    @retried
-    def locate(
-        self, namespace: str, chunk_ids: list[int], node: Node | None
-    ) -> dict[int, tuple[str, int, int, int]]:
-        """Map chunk id -> (record id, version, start, end) for chunks passing the filter."""
-        return self._search.locate(namespace, chunk_ids, node)
 
     # ------------------------------------------------------------------ Store: threads
 

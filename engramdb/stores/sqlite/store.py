@@ -59,6 +59,7 @@ from engramdb.stores.prepared import (
     RecordChanges,
     RecordUpdate,
     ThreadTurn,
+    WholeHit,
 )
 from engramdb.stores.sqlite.archive import Archive
 from engramdb.stores.sqlite.backup import Backups
@@ -273,6 +274,12 @@ class SQLiteStore:
     ) -> dict[int, tuple[str, int, int, int]]:
         """Map chunk id -> (record id, version, start, end) for chunks passing the filter."""
         return locate(self._db, namespace, chunk_ids, node)
+
+    def locate_whole(
+        self, namespace: str, chunk_ids: list[int], node: Node | None
+    ) -> dict[int, WholeHit] | None:
+        """None: reads in process cost no round trip (see ``Store.locate_whole``)."""
+        return None
 
     def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
         """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""

@@ -140,18 +140,19 @@ def test_vector_search_reads_hits_and_their_records_in_one_statement(
     pg: Memory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Vector mode needs neither ``locate`` nor ``get_records``: the candidate statement
-    returns each hit's location and record; hybrid mode skips ``locate`` only."""
+    returns each hit's location and record. Hybrid mode reads the candidates within reach
+    of its page whole in one statement (``locate_whole``) instead."""
     pg.add([f"harbour note {i} about boats {i % 7}" for i in range(40)], user_id="ann")
     pg.add([f"garden note {i} about roses {i % 5}" for i in range(40)], user_id="bob")
     expired = datetime.now(UTC) - timedelta(seconds=1)
     pg.add("harbour note about boats 3 expired", user_id="ann", expires_at=expired)
     store = pg.engine.store
     assert isinstance(store, PostgresStore)
-    calls = count_calls(monkeypatch, store, ["locate", "get_records"])
+    calls = count_calls(monkeypatch, store, ["locate", "get_records", "locate_whole"])
     for user in (None, "ann"):
-        calls.update(locate=0, get_records=0)
+        calls.update(locate=0, get_records=0, locate_whole=0)
         hits = pg.search("harbour boats 3", mode="vector", user_id=user, top_k=8)
-        assert len(hits) == 8 and calls == {"locate": 0, "get_records": 0}
+        assert len(hits) == 8 and calls == {"locate": 0, "get_records": 0, "locate_whole": 0}
         assert all(user in (None, h.record.user_id) for h in hits)
         assert all("expired" not in h.record.text for h in hits)
         for h in hits:
@@ -159,9 +160,9 @@ def test_vector_search_reads_hits_and_their_records_in_one_statement(
             assert h.chunk == h.record.text  # one chunk each: the whole text
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True)
-    calls.update(locate=0, get_records=0)
+    calls.update(locate=0, get_records=0, locate_whole=0)
     hybrid = pg.search("harbour boats 3", mode="hybrid", user_id="ann", top_k=8)
-    assert len(hybrid) == 8 and calls == {"locate": 0, "get_records": 1}
+    assert len(hybrid) == 8 and calls == {"locate": 0, "get_records": 0, "locate_whole": 1}
     assert all(h.record == pg.get(h.record.id) for h in hybrid)
 
 
