@@ -300,8 +300,9 @@ class Searcher:
         records: dict[str, MemoryRecord] = {}
         wanted = set(page)
         for w in (whole or {}).values():
-            if w.record.id in wanted:
-                records[w.record.id] = w.record
+            rid = w.located[0]
+            if rid in wanted and rid not in records:
+                records[rid] = w.record()
         for h in vec_hits:
             if h.record is not None and h.located is not None:
                 rid = h.located[0]

@@ -153,13 +153,13 @@ class ChunkHit:
 @dataclass(slots=True)
 class WholeHit:
     """A candidate located and read whole in one statement (``Store.locate_whole``): what
-    ``locate`` gives for its chunk, its record, and the record's answer kinds
+    ``locate`` gives for its chunk, its record's answer kinds
     (:mod:`engramdb.extract.answer_types` flags; 0 when it holds none or is not extracted
-    yet)."""
+    yet), and ``record``, which builds the record as read (called only for the page's)."""
 
     located: tuple[str, int, int, int]
-    record: MemoryRecord
     kinds: int
+    record: Callable[[], MemoryRecord]
 
 
 # Records of a thread that are not turns of the conversation but statements derived from it

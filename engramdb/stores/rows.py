@@ -59,6 +59,7 @@ RECORD_SELECT = (
     "r.updated_at, r.valid_from, r.valid_to, r.expires_at, r.version, r.event_id"
 )
 NCOLS = 21
+ID_COL, VERSION_COL = 1, 19  # where a record's id and version sit in RECORD_SELECT
 
 
 def row_to_record(row: Sequence[Any], offset: int = 0) -> MemoryRecord:

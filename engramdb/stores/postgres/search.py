@@ -24,6 +24,7 @@ The statements themselves are built in :mod:`engramdb.stores.postgres.search_sql
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from contextlib import suppress
@@ -67,7 +68,7 @@ from engramdb.stores.postgres.search_sql import (
 from engramdb.stores.postgres.side_threads import SideThreads
 from engramdb.stores.postgres.vectors import _Vector
 from engramdb.stores.prepared import ChunkHit, WholeHit
-from engramdb.stores.rows import row_to_record
+from engramdb.stores.rows import ID_COL, VERSION_COL, row_to_record
 
 # A user's scope up to this many chunks is searched exactly (through the (namespace,
 # user_id) index); a larger one through HNSW with a user filter. The exact way costs one
@@ -704,11 +705,14 @@ class Search:
                 f"r.namespace = %s AND {where}",
                 (list(chunk_ids), namespace, namespace, *params),
             ).fetchall()
-        out = {}
-        for row in rows:
-            rec = row_to_record(row, 4)
-            out[int(row[0])] = WholeHit((rec.id, rec.version, row[1], row[2]), rec, int(row[3]))
-        return out
+        return {
+            int(row[0]): WholeHit(
+                (row[4 + ID_COL], int(row[4 + VERSION_COL]), row[1], row[2]),
+                int(row[3]),
+                functools.partial(row_to_record, row, 4),
+            )
+            for row in rows
+        }
 
 
 def _narrowable(node: Node | None) -> bool:

@@ -65,18 +65,18 @@ def test_locate_whole_is_locate_with_the_record_and_its_answer_kinds(kinds_mem: 
     every = store.locate_whole(ns, chunks, None)
     assert set(every) == set(chunks)
     assert {c: w.located for c, w in every.items()} == store.locate(ns, chunks, None)
-    ids = [w.record.id for w in every.values()]
-    assert {w.record.id: w.record for w in every.values()} == {
-        r.id: r for r in store.get_records(ns, ids)
-    }
+    records = {c: w.record() for c, w in every.items()}
+    assert all(every[c].located[:2] == (r.id, r.version) for c, r in records.items())
+    ids = [r.id for r in records.values()]
+    assert {r.id: r for r in records.values()} == {r.id: r for r in store.get_records(ns, ids)}
     stored = store.answer_kinds(ns, ids)
-    assert {w.record.id: w.kinds for w in every.values()} == {r: stored.get(r, 0) for r in ids}
-    by_text = {w.record.text: w.kinds for w in every.values() if w.record.user_id == "u"}
+    assert {w.located[0]: w.kinds for w in every.values()} == {r: stored.get(r, 0) for r in ids}
+    by_text = {records[c].text: w.kinds for c, w in every.items() if records[c].user_id == "u"}
     assert by_text[TEXTS[0]] == PLACE | TIME and by_text[TEXTS[2]] == 0
     assert by_text[TEXTS[4]] & (PERSON | TIME) == PERSON | TIME
     # The filter applies as in ``locate``: another user's chunks are left out.
     only_u = store.locate_whole(ns, chunks, Cmp("str", "user_id", "$eq", "u"))
-    assert {w.record.user_id for w in only_u.values()} == {"u"} and len(only_u) == 6
+    assert {w.record().user_id for w in only_u.values()} == {"u"} and len(only_u) == 6
     assert store.locate_whole(ns, [], None) == {}
     assert store.locate_whole("elsewhere", chunks, None) == {}
 
@@ -112,7 +112,7 @@ def test_a_candidate_the_whole_read_misses_is_ranked_as_never_found(
 
     def whole_hiding(namespace: str, chunk_ids: list[int], node: Any) -> Any:
         got = real_whole(namespace, chunk_ids, node)
-        return {c: w for c, w in got.items() if w.record.id != gone}
+        return {c: w for c, w in got.items() if w.located[0] != gone}
 
     monkeypatch.setattr(store, "locate_whole", whole_hiding)
     hidden = page(kinds_mem, user_id="u")
