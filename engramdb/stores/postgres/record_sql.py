@@ -16,6 +16,9 @@ from engramdb.stores.rows import HISTORY_SQL, RECORD_SELECT, row_to_record
 from engramdb.stores.transfer_rows import HISTORY_COLUMNS, insert_sql
 
 COLS = RECORD_SELECT.format(meta="metadata_raw")
+# The same columns with the tags as JSON text: psycopg decodes a ``jsonb`` column of every
+# row it fetches, while ``row_to_record`` decodes text only for the records it builds.
+COLS_TAGS_TEXT = COLS.replace("r.tags,", "r.tags::text,")
 INSERT_HISTORY = insert_sql("history", HISTORY_COLUMNS, "%s")
 SELECT_HISTORY = HISTORY_SQL.format(p="%s")
 

@@ -53,7 +53,7 @@ from engramdb.stores.postgres.keyword_prune import (
     left_out,
     scope_only,
 )
-from engramdb.stores.postgres.record_sql import COLS
+from engramdb.stores.postgres.record_sql import COLS_TAGS_TEXT
 from engramdb.stores.postgres.search_sql import (
     ann_statement,
     bits_statement,
@@ -699,7 +699,7 @@ class Search:
         with self._db.read("reading search hits", route=True) as c:
             rows = c.execute(
                 "SELECT c.id, c.start_pos, c.end_pos, coalesce(k.kinds, 0), "
-                f"{COLS} FROM chunks c JOIN records r ON r.rid = c.rid "
+                f"{COLS_TAGS_TEXT} FROM chunks c JOIN records r ON r.rid = c.rid "
                 "LEFT JOIN record_answer_kinds k ON k.namespace = r.namespace "
                 "AND k.record_id = r.id WHERE c.id = ANY(%s) AND c.namespace = %s AND "
                 f"r.namespace = %s AND {where}",

@@ -34,7 +34,7 @@ def kinds_mem(postgres_url: str) -> Iterator[Memory]:
     """Records of two users, extracted in the write (answer kinds recorded), with the
     answer-kind boost and the question penalty high enough to move the page."""
     m = open_memory(postgres_url, extract="inline", answer_kind_weight=1.0, question_penalty=0.3)
-    m.add(TEXTS, user_id="u")
+    m.add(TEXTS, user_id="u", tags=["travel", 'été "quoted"'])
     m.add(TEXTS[:4], user_id="v")
     yield m
     m.close()
@@ -69,6 +69,7 @@ def test_locate_whole_is_locate_with_the_record_and_its_answer_kinds(kinds_mem: 
     assert all(every[c].located[:2] == (r.id, r.version) for c, r in records.items())
     ids = [r.id for r in records.values()]
     assert {r.id: r for r in records.values()} == {r.id: r for r in store.get_records(ns, ids)}
+    assert {tuple(r.tags) for r in records.values()} == {(), ("travel", 'été "quoted"')}
     stored = store.answer_kinds(ns, ids)
     assert {w.located[0]: w.kinds for w in every.values()} == {r: stored.get(r, 0) for r in ids}
     by_text = {records[c].text: w.kinds for c, w in every.items() if records[c].user_id == "u"}
