@@ -38,6 +38,7 @@ import numpy as np
 from bench.common import finish, latency, log, machine, ratio
 from bench.data import DataConfig, store_config
 from bench.data import describe as describe_workload
+from bench.pg_hybrid_parts import hybrid_parts
 from bench.store import (
     BATCH,
     K,
@@ -434,6 +435,8 @@ def run(
         hybrid_f, hybrid_u = hybrid_latencies(mem, w, nq)
         search["engramdb_hybrid_filtered_extraction_stopped"] = latency(hybrid_f)
         search["engramdb_hybrid_unfiltered_extraction_stopped"] = latency(hybrid_u)
+        log("filtered hybrid search: each part alone, and the floor")
+        search["engramdb_hybrid_filtered_parts"] = hybrid_parts(mem, w, nq)
 
         # ------------------------------------------------- COPY vs executemany (pipeline)
         log("COPY vs executemany into an indexed pgvector table")
@@ -491,6 +494,9 @@ def run(
         ]["p95_ms"],
         "engramdb_hybrid_unfiltered_extraction_stopped_p95_ms": s[
             "engramdb_hybrid_unfiltered_extraction_stopped"
+        ]["p95_ms"],
+        "engramdb_hybrid_filtered_floor_p95_ms": s["engramdb_hybrid_filtered_parts"][
+            "floor: vector side + read after fusion"
         ]["p95_ms"],
         "engramdb_recall_at_10": s["recall_at_10"]["engramdb_filtered"],
         "pgvector_recall_at_10": s["recall_at_10"]["pgvector_filtered"],

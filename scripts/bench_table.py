@@ -314,6 +314,12 @@ ROWS: list[tuple[str, str, str, str]] = [
     ),
     (
         "postgres",
+        "engramdb_hybrid_filtered_floor_p95_ms",
+        "PostgreSQL hybrid filtered: its vector side + its one read after fusion, p95 ms (floor)",
+        "",
+    ),
+    (
+        "postgres",
         "engramdb_keyword_index_build_s",
         "PostgreSQL keyword index build in a process, s",
         "",

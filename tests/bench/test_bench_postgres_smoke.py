@@ -26,6 +26,7 @@ REQUIRED = [
     "pgvector_disk_mb",
     "engramdb_cold_open_first_search_s",
     "engramdb_hybrid_filtered_extraction_stopped_p95_ms",
+    "engramdb_hybrid_filtered_floor_p95_ms",
 ]
 
 
@@ -60,6 +61,13 @@ def test_postgres_bench_quick_hash_vectors(tmp_path: Path) -> None:
     assert report["bulk_load"]["records"] == 1500
     assert report["bulk_load"]["unfiltered_recall_at_10_after_load"] >= 0.9
     assert report["workload"]["vectors"] == "hash"
+    # Each part of a filtered hybrid search is timed alone on the same queries; the floor
+    # is, per query, the vector side plus the one read after fusion.
+    parts = report["search"]["engramdb_hybrid_filtered_parts"]
+    assert {p["n"] for p in parts.values()} == {parts["search"]["n"]} and parts["search"]["n"] > 0
+    floor = parts["floor: vector side + read after fusion"]["mean_ms"]
+    alone = parts["vector side alone"]["mean_ms"] + parts["read after fusion alone"]["mean_ms"]
+    assert floor == pytest.approx(alone, abs=1e-3)
 
 
 @pytest.mark.slow
