@@ -490,6 +490,14 @@ HEADLINE: list[tuple[str, str, str, str, str, str]] = [
     ),
     (
         "postgres",
+        "engramdb_hybrid_filtered_floor_p95_ms",
+        "",
+        "PostgreSQL: the same search's vector side + its one read after fusion, p95 ms (its floor)",
+        "",
+        "",
+    ),
+    (
+        "postgres",
         "engramdb_hybrid_unfiltered_p95_ms",
         "",
         "PostgreSQL: hybrid unfiltered p95, ms",
