@@ -210,16 +210,16 @@ class Searcher:
             if whole is not None:
                 unread = [c for c in (ranking.best_chunk[r] for r in wanted) if c not in whole]
                 got = self.store.locate_whole(namespace, unread, full) if unread else {}
-                if got is None:  # reads in process: locate only what is not located yet
+                if got is None:  # reads in process: locate below what is not located yet
                     whole = None
+                else:
+                    whole.update(got)
+                    known.update((c, h.located) for c, h in got.items())
+                    gone = [r for r in wanted if ranking.best_chunk[r] not in whole]
+                    if not gone:
+                        break
+                    ranking.drop(gone)
                     continue
-                whole.update(got)
-                known.update((c, h.located) for c, h in got.items())
-                gone = [r for r in wanted if ranking.best_chunk[r] not in whole]
-                if not gone:
-                    break
-                ranking.drop(gone)
-                continue
             unread = [c for c in (ranking.best_chunk[r] for r in wanted) if c not in known]
             if unread:
                 known.update(self.store.locate(namespace, unread, full))
