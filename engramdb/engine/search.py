@@ -215,16 +215,14 @@ class Searcher:
                 else:
                     whole.update(got)
                     known.update((c, h.located) for c, h in got.items())
-                    gone = [r for r in wanted if ranking.best_chunk[r] not in whole]
-                    if not gone:
-                        break
-                    ranking.drop(gone)
-                    continue
-            unread = [c for c in (ranking.best_chunk[r] for r in wanted) if c not in known]
-            if unread:
-                known.update(self.store.locate(namespace, unread, full))
+            if whole is None:
+                unread = [c for c in (ranking.best_chunk[r] for r in wanted) if c not in known]
+                if unread:
+                    known.update(self.store.locate(namespace, unread, full))
             # Gone since the candidates were read, or outside the filter: as if never found.
-            gone = [r for r in wanted if ranking.best_chunk[r] not in known]
+            # (A candidate read whole is checked against that read, not an earlier location.)
+            read = known if whole is None else whole
+            gone = [r for r in wanted if ranking.best_chunk[r] not in read]
             if not gone:
                 break
             ranking.drop(gone)
