@@ -239,13 +239,13 @@ class Store(Protocol):
         self, namespace: str, chunk_ids: list[int], node: Node | None
     ) -> dict[int, WholeHit] | None:
         """:meth:`locate`, with each located chunk's whole record and answer kinds, in one
-        read; None from a store whose reads cost no round trip.
+        read; None from a store without such a read (the engine then reads as it goes).
 
         Why: after fusion a hybrid search locates the candidates that can reach the page,
         reads their answer kinds, then the page's records. Over the network those are three
         round trips on the search's path, where reading the few candidates within reach
-        whole is one. In process, reading more records than the page costs more than the
-        reads it saves, so such a store returns None and the engine reads as it goes.
+        whole is one; in process, three statements where one does. The records are built
+        only for the page (``WholeHit.record``), so the rows read beyond it cost little.
         """
         ...
 

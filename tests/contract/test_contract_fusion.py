@@ -113,34 +113,36 @@ def test_a_candidate_that_cannot_be_located_is_ranked_as_never_found(
     mem = sqlite_twins
     query = QUERIES[0]
     whole = expected(mem, query)
-    # The best record found by the vector side alone: only ``locate`` says where it is.
+    # The best record found by the vector side alone: only the read after fusion
+    # (``locate_whole``) says where it is.
     gone = next(h["id"] for h in whole if h["keyword_rank"] is None)
     store = mem.engine.store
-    real = store.locate
+    real = store.locate_whole
 
-    def locate_hiding(namespace: str, chunk_ids: list[int], node: Any) -> dict[int, Any]:
-        return {c: loc for c, loc in real(namespace, chunk_ids, node).items() if loc[0] != gone}
+    def whole_hiding(namespace: str, chunk_ids: list[int], node: Any) -> dict[int, Any]:
+        found = real(namespace, chunk_ids, node)
+        return {c: w for c, w in found.items() if w.located[0] != gone}
 
-    store.locate = locate_hiding  # type: ignore[method-assign]
+    store.locate_whole = whole_hiding  # type: ignore[method-assign]
     try:
         page = got(mem, query, top_k=len(whole))
     finally:
-        del store.locate
+        del store.locate_whole
     assert gone not in [h["id"] for h in page]
     same(page, expected(mem, query, hidden=frozenset({gone})))
 
 
-def test_only_the_candidates_that_can_reach_the_page_are_located(sqlite_twins: Memory) -> None:
+def test_only_the_candidates_that_can_reach_the_page_are_read(sqlite_twins: Memory) -> None:
     mem = sqlite_twins
     query = QUERIES[3]  # its records found by the vector side alone score apart
     whole = expected(mem, query)
     store = mem.engine.store
-    real = store.locate
+    real = store.locate_whole
     asked: list[str] = []
 
     def recording(namespace: str, chunk_ids: list[int], node: Any) -> dict[int, Any]:
         found = real(namespace, chunk_ids, node)
-        asked.extend(loc[0] for loc in found.values())
+        asked.extend(w.located[0] for w in found.values())
         return found
 
     # A page that takes some records the vector side alone found, but not all of them.
@@ -148,11 +150,11 @@ def test_only_the_candidates_that_can_reach_the_page_are_located(sqlite_twins: M
     first = next(i for i, h in enumerate(whole) if h["keyword_rank"] is None)
     top_k = first + 2
     assert len(vector_only) > 4 and top_k < len(whole) - 2
-    store.locate = recording  # type: ignore[method-assign]
+    store.locate_whole = recording  # type: ignore[method-assign]
     try:
         page = got(mem, query, top_k=top_k)
     finally:
-        del store.locate
+        del store.locate_whole
     same(page, whole[:top_k])
     # Located: the page, and the candidates tied with one of its records on a side (a rank
     # breaks ties by record id); not the other records the vector side alone found.

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from engramdb.query.filters import Node
-from engramdb.stores.prepared import PreparedChunk
-from engramdb.stores.rows import RECORD_SELECT
+from engramdb.stores.prepared import PreparedChunk, WholeHit
+from engramdb.stores.rows import ID_COL, RECORD_SELECT, VERSION_COL, row_to_record
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
 
@@ -34,6 +34,8 @@ def _record_cols(n: int) -> str:
         for col in RECORD_SELECT.format(meta="metadata").split(", ")
     )
 
+
+_WHOLE_COLS = RECORD_SELECT.format(meta="metadata")
 
 INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end) VALUES (?,?,?,?)"
 INSERT_VECTOR = "INSERT INTO chunk_vectors(chunk_id, vector) VALUES (?, ?)"
@@ -155,6 +157,38 @@ def locate(
         (json.dumps(chunk_ids), namespace, *params),
     )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def locate_whole(
+    db: Connections, namespace: str, chunk_ids: list[int], node: Node | None
+) -> dict[int, WholeHit]:
+    """:func:`locate`, with each located chunk's record row and answer kinds, in one
+    statement (``Store.locate_whole``).
+
+    The rows come from the records' own pages, which locating reads anyway, so the page's
+    records and the candidates' answer kinds cost no statement of their own; a record is
+    built only when the engine asks for it (the page's).
+    """
+    if not chunk_ids:
+        return {}
+    where, params = compile_sqlite(node)
+    rows = db.query(
+        "reading search hits",
+        f"SELECT c.id, c.start, c.end, coalesce(k.kinds, 0), {_WHOLE_COLS} FROM chunks c "
+        "CROSS JOIN records r ON r.rid = c.rid LEFT JOIN record_answer_kinds k "
+        "ON k.namespace = r.namespace AND k.record_id = r.id "
+        "WHERE c.id IN (SELECT value FROM json_each(?)) "
+        f"AND r.namespace = ? AND {where}",
+        (json.dumps(chunk_ids), namespace, *params),
+    )
+    return {
+        row[0]: WholeHit(
+            (row[4 + ID_COL], row[4 + VERSION_COL], row[1], row[2]),
+            row[3],
+            functools.partial(row_to_record, row, 4),
+        )
+        for row in rows
+    }
 
 
 def locate_with_records(

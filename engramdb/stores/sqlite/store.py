@@ -65,7 +65,7 @@ from engramdb.stores.sqlite.archive import Archive
 from engramdb.stores.sqlite.backup import Backups
 from engramdb.stores.sqlite.bulk import SQLiteBulkLoad
 from engramdb.stores.sqlite.checkpoints import CheckpointTables
-from engramdb.stores.sqlite.chunks import locate
+from engramdb.stores.sqlite.chunks import locate, locate_whole
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.doctor import Doctor
 from engramdb.stores.sqlite.entities import Entities
@@ -277,9 +277,9 @@ class SQLiteStore:
 
     def locate_whole(
         self, namespace: str, chunk_ids: list[int], node: Node | None
-    ) -> dict[int, WholeHit] | None:
-        """None: reads in process cost no round trip (see ``Store.locate_whole``)."""
-        return None
+    ) -> dict[int, WholeHit]:
+        """``locate``, with each chunk's record and answer kinds, in one statement."""
+        return locate_whole(self._db, namespace, chunk_ids, node)
 
     def set_index_texts(self, namespace: str, texts: list[tuple[int, str]]) -> None:
         """Rewrite the keyword-index text of chunks (skipping chunks deleted meanwhile)."""

@@ -1,13 +1,16 @@
-"""Helpers of the PostgreSQL store tests: opening a Memory, reading the catalog, counting calls."""
+"""Helpers of the PostgreSQL store tests: opening a Memory, reading the catalog, counting calls
+(``count_calls``, shared with the other suites)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg
-import pytest
+from call_counts import count_calls
 
 from engramdb import HashEmbedder, Memory, Settings
+
+__all__ = ["chunk_indexes", "count_calls", "hnsw_definition", "open_memory"]
 
 
 def open_memory(url: str, **settings: Any) -> Memory:
@@ -31,17 +34,3 @@ def chunk_indexes(url: str) -> set[str]:
             "WHERE i.indisvalid AND i.indrelid = to_regclass('chunks')"
         ).fetchall()
     return {str(r[0]) for r in rows}
-
-
-def count_calls(monkeypatch: pytest.MonkeyPatch, obj: object, names: list[str]) -> dict:
-    """Count calls of the named methods of ``obj`` (the real methods still run)."""
-    calls = dict.fromkeys(names, 0)
-    for name in names:
-        real = getattr(obj, name)
-
-        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
-            calls[_name] += 1
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(obj, name, counted)
-    return calls
