@@ -26,7 +26,18 @@ def minmax(scores: Mapping[K, float]) -> dict[K, float]:
 
     A missing or non-finite score (a chunk not yet in the vector index) becomes 0.
     """
-    finite = [s for s in scores.values() if math.isfinite(s)]
+    if not scores:
+        return {}
+    values = scores.values()
+    # Every search scales both sides: when all scores are finite (their sum is), the
+    # bounds need no per-score check.
+    if math.isfinite(sum(values)):
+        lo, hi = min(values), max(values)
+        span = hi - lo
+        if span == 0:
+            return dict.fromkeys(scores, 1.0)
+        return {key: (s - lo) / span for key, s in scores.items()}
+    finite = [s for s in values if math.isfinite(s)]
     if not finite:
         return dict.fromkeys(scores, 0.0)
     lo, hi = min(finite), max(finite)
@@ -46,12 +57,13 @@ def convex(
     ahead even when the vector side ranks it low. A candidate absent from one side scores 0
     there. It ranks better than plain or weighted RRF on LoCoMo (docs/tuning.md).
     """
-    nv = minmax(vector)
-    nk = minmax(keyword)
-    return {
-        key: vector_weight * nv.get(key, 0.0) + (1.0 - vector_weight) * nk.get(key, 0.0)
-        for key in nv.keys() | nk.keys()
-    }
+    keyword_weight = 1.0 - vector_weight
+    fused = {key: vector_weight * s for key, s in minmax(vector).items()}
+    for key, s in minmax(keyword).items():
+        # The same sum as weighting a missing side's 0: adding 0.0 changes no score.
+        part = keyword_weight * s
+        fused[key] = fused[key] + part if key in fused else part
+    return fused
 
 
 def within_reach(fused: Mapping[K, float], need: int, boost: float) -> list[K]:

@@ -328,13 +328,12 @@ class Ranking:
         side: a rank breaks such ties by record id, which only a located candidate has."""
         vec = {self.vec_score[r] for r in rows if r in self.vec_score}
         kw = {self.kw_score[r] for r in rows if r in self.kw_score}
-        chosen = set(rows)
-        extra = [
-            r
-            for r in self.best_chunk
-            if r not in chosen and (self.vec_score.get(r) in vec or self.kw_score.get(r) in kw)
-        ]
-        return rows + extra
+        tied = {r for r, s in self.vec_score.items() if s in vec}
+        tied.update(r for r, s in self.kw_score.items() if s in kw)
+        tied.difference_update(rows)
+        if not tied:  # the usual case: no other candidate shares a score with the rows
+            return rows
+        return rows + [r for r in self.best_chunk if r in tied]
 
     def drop(self, rows: list[int]) -> None:
         """Forget these candidates (their records are gone, or fail the filter)."""
@@ -360,7 +359,7 @@ class Ranking:
         wanted = [r for r in rows if r in members]
         if not wanted:
             return {}
-        ordered = sorted(scores[r] for r in side)  # ascending: bisect finds a score's run
+        ordered = sorted(map(scores.__getitem__, side))  # ascending: bisect finds a run
         n = len(ordered)
         out = {}
         for r in wanted:
