@@ -35,6 +35,7 @@ def _record_cols(n: int) -> str:
     )
 
 
+# A located chunk's whole record row, as ``row_to_record`` reads it (``locate_whole``).
 _WHOLE_COLS = RECORD_SELECT.format(meta="metadata")
 
 INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end) VALUES (?,?,?,?)"

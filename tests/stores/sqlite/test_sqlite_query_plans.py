@@ -148,3 +148,13 @@ def test_search_hits_are_located_without_reading_chunk_vectors(
                         sql,
                         plan,
                     )
+                    # The hybrid search's whole read takes each record's answer kinds by key.
+                    if "record_answer_kinds" in sql:
+                        assert any(
+                            step.startswith(
+                                "SEARCH k USING PRIMARY KEY (namespace=? AND record_id=?)"
+                            )
+                            for step in plan
+                        ), (name, plan)
+                whole = [s for s in lookups if "record_answer_kinds" in s]
+                assert len(whole) == (1 if name == "hybrid" else 0), name
