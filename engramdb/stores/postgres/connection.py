@@ -25,10 +25,9 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from engramdb.deadline import check, remaining_ms
+from engramdb.deadline import check
 from engramdb.errors import EngramError, StoreError, StoreUnavailableError, ValidationError
 from engramdb.stores.postgres.faults import (
     WATCHDOG,
@@ -39,6 +38,7 @@ from engramdb.stores.postgres.faults import (
     remaining,
     translate,
 )
+from engramdb.stores.postgres.read_timeout import budgeted, restore_default
 from engramdb.stores.postgres.replica import (
     CHECKOUT_S,
     INSERT_LSN_SQL,
@@ -62,21 +62,6 @@ def sqlalchemy_free_conninfo(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
     return url
-
-
-@contextmanager
-def _budgeted(conn: psycopg.Connection[Any]) -> Iterator[None]:
-    """Bound the statements of a read by what is left of its budget (engramdb.deadline)."""
-    left = remaining_ms()
-    if left is None:
-        yield
-        return
-    conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(max(1, left)),))
-    try:
-        yield
-    finally:
-        if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
-            conn.execute("SET statement_timeout = DEFAULT")
 
 
 def probe(url: str, connect_timeout_s: float) -> None:
@@ -350,6 +335,14 @@ class Database:
         answered within ``io_timeout_s`` (a hung server must not hang the caller). Driver
         errors are not translated: the caller names what it was doing.
         """
+        with self._primary() as conn:
+            # A budgeted read may have left its statement_timeout (read_timeout.py).
+            restore_default(conn)
+            yield conn
+
+    @contextmanager
+    def _primary(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection of the primary, as the last user left it."""
         pool = self._pool_now()
         with self._using(pool, self._checkout(pool)) as conn:
             yield conn
@@ -447,7 +440,7 @@ class Database:
             self.router.served(replica is not None)
         try:
             if replica is None:
-                with self.connection() as conn, _budgeted(conn):
+                with self._primary() as conn, budgeted(conn):
                     if snapshot:
                         with conn.transaction():
                             conn.execute(
@@ -458,7 +451,7 @@ class Database:
                         yield conn
             else:
                 try:
-                    with self._using(*replica) as conn, _budgeted(conn):
+                    with self._using(*replica) as conn, budgeted(conn):
                         if snapshot:
                             with conn.transaction():
                                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
