@@ -23,6 +23,9 @@ from engramdb.stores.rows import ID_COL, RECORD_SELECT, VERSION_COL, row_to_reco
 from engramdb.stores.sqlite.connection import Connections
 from engramdb.stores.sqlite.filters import compile_sqlite
 
+# A record's row as ``row_to_record`` reads it (``metadata`` is SQLite's JSON text column).
+RECORD_COLS = RECORD_SELECT.format(meta="metadata")
+
 
 @functools.lru_cache(maxsize=64)
 def _record_cols(n: int) -> str:
@@ -30,13 +33,9 @@ def _record_cols(n: int) -> str:
     read only for the first ``n`` chunks asked for (``j.key``: the position in the id
     array); one string per page size, built once."""
     return ", ".join(
-        f"CASE WHEN j.key < {int(n)} THEN {col} END"
-        for col in RECORD_SELECT.format(meta="metadata").split(", ")
+        f"CASE WHEN j.key < {int(n)} THEN {col} END" for col in RECORD_COLS.split(", ")
     )
 
-
-# A located chunk's whole record row, as ``row_to_record`` reads it (``locate_whole``).
-_WHOLE_COLS = RECORD_SELECT.format(meta="metadata")
 
 INSERT_CHUNK = "INSERT INTO chunks(rid, ord, start, end) VALUES (?,?,?,?)"
 INSERT_VECTOR = "INSERT INTO chunk_vectors(chunk_id, vector) VALUES (?, ?)"
@@ -175,7 +174,7 @@ def locate_whole(
     where, params = compile_sqlite(node)
     rows = db.query(
         "reading search hits",
-        f"SELECT c.id, c.start, c.end, coalesce(k.kinds, 0), {_WHOLE_COLS} FROM chunks c "
+        f"SELECT c.id, c.start, c.end, coalesce(k.kinds, 0), {RECORD_COLS} FROM chunks c "
         "CROSS JOIN records r ON r.rid = c.rid LEFT JOIN record_answer_kinds k "
         "ON k.namespace = r.namespace AND k.record_id = r.id "
         "WHERE c.id IN (SELECT value FROM json_each(?)) "

@@ -25,7 +25,6 @@ from engramdb.stores.rows import (
     DISTINCT_USERS_SQL,
     HISTORY_SQL,
     NEXT_EXPIRY_SQL,
-    RECORD_SELECT,
     change_row,
     check_quota,
     checked_for_update,
@@ -38,6 +37,7 @@ from engramdb.stores.rows import (
 )
 from engramdb.stores.sqlite import gates
 from engramdb.stores.sqlite.chunks import (
+    RECORD_COLS,
     delete_chunks_of,
     insert_chunk_batch,
     insert_chunks,
@@ -51,7 +51,7 @@ from engramdb.stores.sqlite.value_index import index_values
 from engramdb.stores.transfer_rows import HISTORY_COLUMNS, insert_sql
 from engramdb.timeutil import from_us_req, now_us
 
-COLS = RECORD_SELECT.format(meta="metadata")
+COLS = RECORD_COLS
 INSERT_HISTORY = insert_sql("history", HISTORY_COLUMNS, "?")
 _INSERT_RECORD = (
     "INSERT INTO records(id, namespace, user_id, agent_id, thread_id, type, text, "
