@@ -285,6 +285,29 @@ def score_all(
     return out
 
 
+def by_conversation(
+    rankings: Rankings, held: dict[str, dict[str, set[str]]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each mode's Recall@10 and NDCG@10 per conversation (adversarial apart): a change
+    that gains overall but loses in some conversation fits a few questions, not the data."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for mode, rows in rankings.items():
+        groups: dict[str, dict[bool, list[dict[str, float]]]] = {}
+        for conv_id, cat, evidence, ids in rows:
+            figures = score([held[conv_id].get(rid, set()) for rid in ids], evidence)
+            groups.setdefault(conv_id, {True: [], False: []})[cat == ADVERSARIAL].append(figures)
+        out[mode] = {}
+        for conv_id, parts in groups.items():
+            main, adv = mean_figures(parts[False]), mean_figures(parts[True])
+            out[mode][conv_id] = {
+                "questions": len(parts[False]),
+                "recall_at_10": main.get("recall_at_10", 0.0),
+                "ndcg_at_10": main.get("ndcg_at_10", 0.0),
+                "adversarial_recall_at_10": adv.get("recall_at_10", 0.0),
+            }
+    return out
+
+
 def mode_entries(
     per_mode: dict[str, list[tuple[int, dict[str, float]]]],
     latency: dict[str, list[float]],
@@ -437,6 +460,8 @@ def run(
     tmp.cleanup()
     per_mode = score_all(rankings, held)
     entries, summary = mode_entries(per_mode, latency, modes)
+    for mode, convs_figures in by_conversation(rankings, held).items():
+        entries[mode]["by_conversation"] = convs_figures
     report: dict[str, Any] = {
         "data": str(data),
         "store": "postgresql" if url and url.startswith("postgres") else "sqlite",

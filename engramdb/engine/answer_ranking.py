@@ -4,7 +4,7 @@
 naming a time (:mod:`engramdb.extract.answer_types`). The question's kinds come from word
 rules, so a search parses nothing; the candidates' kinds were recorded by extraction. Each
 fused candidate holding one of the asked kinds gains ``answer_kind_weight``, which is on the
-scale of convex fusion's scores (each side min-max scaled to [0, 1]). A candidate whose text
+scale of convex fusion's scores (each side scaled to [0, 1]). A candidate whose text
 is itself a question loses ``question_penalty`` on the same scale, whatever the question: it
 shares the words of a later question about its subject, but the answer is in what follows.
 

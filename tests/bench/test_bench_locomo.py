@@ -115,3 +115,24 @@ def test_credit_merges_follows_chains_and_empties_the_merged() -> None:
     assert moved == {"c": {"s": {"D1:1", "D1:2", "D1:3"}, "x": {"D1:4"}}}
     # A cycle (never written by consolidation) ends instead of looping.
     assert locomo.credit_merges({"c": {"a": {"1"}}}, {"a": "b", "b": "a"}) == {"c": {"b": {"1"}}}
+
+
+def test_figures_per_conversation_keep_adversarial_apart() -> None:
+    held = {"c1": {"r1": {"D1:1"}, "r2": {"D1:2"}}, "c2": {"r3": {"D1:1"}}}
+    rankings = {
+        "hybrid": [
+            ("c1", 1, {"D1:1"}, ["r1", "r2"]),  # found first
+            ("c1", 2, {"D1:2"}, ["r1"]),  # missed
+            ("c1", locomo.ADVERSARIAL, {"D1:2"}, ["r2"]),
+            ("c2", 1, {"D1:1"}, ["r3"]),
+        ]
+    }
+    got = locomo.by_conversation(rankings, held)["hybrid"]
+    assert got["c1"]["questions"] == 2 and got["c1"]["recall_at_10"] == 0.5
+    assert got["c1"]["adversarial_recall_at_10"] == 1.0
+    assert got["c2"] == {
+        "questions": 1,
+        "recall_at_10": 1.0,
+        "ndcg_at_10": 1.0,
+        "adversarial_recall_at_10": 0.0,
+    }

@@ -33,8 +33,9 @@ def twins(mem: Memory) -> list[str]:
 
 def expected(mem: Memory, query: str, hidden: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The whole hybrid ranking, computed from each side's exact scores over every record
-    (the corpus is smaller than the candidate pool): min-max scaled, fused convexly, ties
-    by record id, and each side's rank by score then record id."""
+    (the corpus is smaller than the candidate pool): the vector side min-max scaled, the
+    keyword side scaled by its best score, fused convexly, ties by record id, and each
+    side's rank by score then record id."""
     n = 2 * len(CORPUS)
     vec = {h.record.id: h.parts.vector for h in mem.search(query, mode="vector", top_k=n).hits}
     kw = {h.record.id: h.parts.keyword for h in mem.search(query, mode="keyword", top_k=n).hits}
@@ -45,8 +46,12 @@ def expected(mem: Memory, query: str, hidden: frozenset[str] = frozenset()) -> l
         lo, hi = min(side.values()), max(side.values())
         return {r: 1.0 if hi == lo else (s - lo) / (hi - lo) for r, s in side.items()}
 
+    def by_best(side: dict[str, Any]) -> dict[str, float]:
+        hi = max(side.values())
+        return {r: s / hi for r, s in side.items()}
+
     w = mem.settings.hybrid_vector_weight
-    nv, nk = scaled(vec), scaled(kw)
+    nv, nk = scaled(vec), by_best(kw)
     fused = {r: w * nv[r] + (1 - w) * nk.get(r, 0.0) for r in vec}
     vrank = {r: i + 1 for i, r in enumerate(sorted(vec, key=lambda r: (-vec[r], r)))}
     krank = {r: i + 1 for i, r in enumerate(sorted(kw, key=lambda r: (-kw[r], r)))}
