@@ -1,7 +1,8 @@
 """What a cached search answer is keyed on, and until when it holds. Pure: no I/O.
 
 Two searches share a cached answer only when everything that shapes the page is equal: the
-query as validated, the paging, the filter tree, the embedder and the settings of fusion.
+query as validated, the paging, the filter tree, the embedder, the settings of fusion and
+the release's ranking rules.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ import numpy as np
 from engramdb.config import Settings
 from engramdb.embedders.base import Embedder
 from engramdb.query.filters import Bool, Live, Node, ValidAt
+
+# The engine's ranking rules, numbered. Bump it with any change that ranks the same
+# candidates differently under the same settings (2: the keyword side scaled by its best
+# score), so that a shared cache never serves one release's page to another release.
+RANKING = 2
 
 
 def search_key(
@@ -42,6 +48,7 @@ def search_key(
         "vector": None
         if query_vector is None
         else hashlib.sha256(np.asarray(query_vector, np.float32).tobytes()).hexdigest(),
+        "ranking": RANKING,
         "settings": [
             settings.search_pool,
             settings.hybrid_fusion,
