@@ -286,15 +286,15 @@ def score_all(
 
 
 def by_conversation(
-    rankings: Rankings, held: dict[str, dict[str, set[str]]]
+    rankings: Rankings, per_mode: dict[str, list[tuple[int, dict[str, float]]]]
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Each mode's Recall@10 and NDCG@10 per conversation (adversarial apart): a change
-    that gains overall but loses in some conversation fits a few questions, not the data."""
+    """Each mode's Recall@10 and NDCG@10 per conversation (adversarial apart), from the
+    per-question figures of :func:`score_all` (in the order of ``rankings``): a change that
+    gains overall but loses in some conversation fits a few questions, not the data."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for mode, rows in rankings.items():
         groups: dict[str, dict[bool, list[dict[str, float]]]] = {}
-        for conv_id, cat, evidence, ids in rows:
-            figures = score([held[conv_id].get(rid, set()) for rid in ids], evidence)
+        for (conv_id, *_), (cat, figures) in zip(rows, per_mode[mode], strict=True):
             groups.setdefault(conv_id, {True: [], False: []})[cat == ADVERSARIAL].append(figures)
         out[mode] = {}
         for conv_id, parts in groups.items():
@@ -460,7 +460,7 @@ def run(
     tmp.cleanup()
     per_mode = score_all(rankings, held)
     entries, summary = mode_entries(per_mode, latency, modes)
-    for mode, convs_figures in by_conversation(rankings, held).items():
+    for mode, convs_figures in by_conversation(rankings, per_mode).items():
         entries[mode]["by_conversation"] = convs_figures
     report: dict[str, Any] = {
         "data": str(data),

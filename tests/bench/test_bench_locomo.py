@@ -127,7 +127,7 @@ def test_figures_per_conversation_keep_adversarial_apart() -> None:
             ("c2", 1, {"D1:1"}, ["r3"]),
         ]
     }
-    got = locomo.by_conversation(rankings, held)["hybrid"]
+    got = locomo.by_conversation(rankings, locomo.score_all(rankings, held))["hybrid"]
     assert got["c1"]["questions"] == 2 and got["c1"]["recall_at_10"] == 0.5
     assert got["c1"]["adversarial_recall_at_10"] == 1.0
     assert got["c2"] == {
