@@ -3,7 +3,10 @@
 Why not a plain dict: a sidecar loaded on open holds every chunk of the store, and filling a
 dict with a million entries (a tuple each) took ~0.4 s of the first search and ~130 MB.
 Here the loaded chunks stay in numpy arrays: their ids sorted, with each one's row in the
-sidecar's concatenated blocks (0.06 s to sort at a million, 16 bytes a chunk). What changes
+sidecar's concatenated blocks (0.06 s to sort at a million, 16 bytes a chunk), and, while the
+ids are dense enough, a table from chunk id straight to row (4 bytes per id up to the
+largest): a search looks up a few hundred chunks, and a binary search of a million sorted
+ids misses the CPU caches at every step, where the table reads one entry. What changes
 after the load (chunks added, rows moved by a swap-remove, chunks removed) is kept in a dict
 of overrides, so a process that writes a lot ends up with today's dict for its own writes
 while the loaded history stays in the arrays.
@@ -19,6 +22,11 @@ import numpy as np
 
 BlockKey = tuple[str, str]
 Location = tuple[BlockKey, int]
+# The id -> row table is kept while the largest loaded id is below this many times the
+# number of loaded chunks (plus DENSE_SLACK): past that, deletes have left the ids so sparse
+# that the table would outweigh the sorted arrays, and lookups binary-search those.
+DENSE_SPREAD = 4
+DENSE_SLACK = 1024
 
 
 class ChunkMap:
@@ -28,12 +36,13 @@ class ChunkMap:
     and iteration, plus :meth:`locate` for many ids at once.
     """
 
-    __slots__ = ("_ids", "_keys", "_overrides", "_rows", "_size", "_starts")
+    __slots__ = ("_dense", "_ids", "_keys", "_overrides", "_rows", "_size", "_starts")
 
     def __init__(self) -> None:
         self._ids = np.empty(0, np.int64)  # loaded chunk ids, sorted
         self._rows = np.empty(0, np.int64)  # each one's row in the concatenated blocks
         self._starts = np.empty(0, np.int64)  # first concatenated row of each loaded block
+        self._dense: np.ndarray | None = None  # loaded chunk id -> its row, -1: not loaded
         self._keys: list[BlockKey] = []  # key of each loaded block
         self._overrides: dict[int, Location | None] = {}
         self._size = 0
@@ -49,16 +58,34 @@ class ChunkMap:
         out._starts = np.array([start for _, start, _ in blocks], dtype=np.int64)
         out._keys = [key for key, _, _ in blocks]
         out._size = len(ids)
+        if len(ids) and out._ids[0] >= 0 and out._ids[-1] < DENSE_SPREAD * len(ids) + DENSE_SLACK:
+            out._dense = np.full(int(out._ids[-1]) + 1, -1, np.int32)
+            out._dense[out._ids] = out._rows
         return out
 
-    def _base(self, chunk_id: int) -> Location | None:
+    def _loaded_rows(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """Each id's row in the loaded concatenation, -1 for an id not loaded."""
+        dense = self._dense
+        if dense is not None:
+            inside = (chunk_ids >= 0) & (chunk_ids < len(dense))
+            return np.where(inside, dense[np.where(inside, chunk_ids, 0)], -1)
         ids = self._ids
-        if not len(ids) or chunk_id < ids[0] or chunk_id > ids[-1]:
+        pos = np.minimum(np.searchsorted(ids, chunk_ids), len(ids) - 1)
+        return np.where(ids[pos] == chunk_ids, self._rows[pos], -1)
+
+    def _base(self, chunk_id: int) -> Location | None:
+        """Where the load put the chunk (None: not loaded), whatever changed since."""
+        dense = self._dense
+        if dense is not None:
+            row = int(dense[chunk_id]) if 0 <= chunk_id < len(dense) else -1
+        else:
+            ids = self._ids
+            if not len(ids) or chunk_id < ids[0] or chunk_id > ids[-1]:
+                return None
+            i = int(np.searchsorted(ids, chunk_id))
+            row = int(self._rows[i]) if ids[i] == chunk_id else -1
+        if row < 0:
             return None
-        i = int(np.searchsorted(ids, chunk_id))
-        if ids[i] != chunk_id:
-            return None
-        row = int(self._rows[i])
         block = int(np.searchsorted(self._starts, row, side="right")) - 1
         return self._keys[block], row - int(self._starts[block])
 
@@ -113,16 +140,15 @@ class ChunkMap:
         n = len(chunk_ids)
         if not len(self._ids) or not n:
             return np.empty(0, np.int64), np.empty(0, np.int64), list(range(n))
-        arr = np.asarray(chunk_ids, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self._ids, arr), len(self._ids) - 1)
-        hit = self._ids[pos] == arr
+        rows = self._loaded_rows(np.asarray(chunk_ids, dtype=np.int64))
+        hit = rows >= 0
         overrides = self._overrides
         if overrides:
             changed = [i for i, cid in enumerate(chunk_ids) if cid in overrides]
             if changed:
                 hit[changed] = False
         idx = np.flatnonzero(hit)
-        return idx, self._rows[pos[idx]], np.flatnonzero(~hit).tolist()
+        return idx, rows[idx].astype(np.int64), np.flatnonzero(~hit).tolist()
 
     def locate(self, chunk_ids: Sequence[int]) -> list[Location | None]:
         """Each chunk's location (None: not indexed), the loaded ones looked up together."""

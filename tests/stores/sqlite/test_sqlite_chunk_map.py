@@ -1,7 +1,8 @@
 """The exact vector index's chunk map: loaded chunks in sorted arrays, changes in a dict.
 
 Every answer must be the one a plain dict of the same history would give, whether a chunk
-was loaded, added after the load, moved by a swap-remove or removed (and added again).
+was loaded, added after the load, moved by a swap-remove or removed (and added again), and
+whether the loaded chunks are looked up through the id -> row table or by binary search.
 """
 
 from __future__ import annotations
@@ -9,11 +10,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from engramdb.stores.sqlite import chunk_map
 from engramdb.stores.sqlite.chunk_map import ChunkMap, Location
 from engramdb.stores.sqlite.vector_index import VectorIndex
 
 DIM = 8
+
+
+@pytest.fixture(params=["table", "binary search"])
+def lookup(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the loaded chunks found through the id -> row table, then with the
+    table never built (ids as sparse as many deletes leave them)."""
+    if request.param == "binary search":
+        monkeypatch.setattr(chunk_map, "DENSE_SPREAD", 0)
+        monkeypatch.setattr(chunk_map, "DENSE_SLACK", 0)
+    return str(request.param)
 
 
 def _loaded(rng: np.random.Generator) -> tuple[ChunkMap, dict[int, Location]]:
@@ -39,9 +52,21 @@ def _same(chunks: ChunkMap, model: dict[int, Location], probe: list[int]) -> Non
         assert chunks.get(cid) == model.get(cid)
 
 
-def test_a_map_answers_as_a_dict_of_the_same_history() -> None:
+def test_the_table_is_built_only_while_the_loaded_ids_are_dense() -> None:
+    compact = ChunkMap.loaded(np.arange(10, 0, -1, dtype=np.int64), [(("ns", "u"), 0, 10)])
+    assert compact._dense is not None and compact._dense.tolist() == [-1, *range(9, -1, -1)]
+    spread = chunk_map.DENSE_SPREAD * 10 + chunk_map.DENSE_SLACK
+    sparse = ChunkMap.loaded(
+        np.array([1, 2, spread], dtype=np.int64), [(("ns", "u"), 0, 2), (("ns", "v"), 2, 1)]
+    )
+    assert sparse._dense is None
+    assert sparse.locate([spread, 2, 3, -1]) == [(("ns", "v"), 0), (("ns", "u"), 1), None, None]
+
+
+def test_a_map_answers_as_a_dict_of_the_same_history(lookup: str) -> None:
     rng = np.random.default_rng(11)
     chunks, model = _loaded(rng)
+    assert (chunks._dense is not None) == (lookup == "table")
     probe = list(range(0, 1300))  # loaded ids, ids between them, beyond both ends
     _same(chunks, model, probe)
     next_id = 2000
@@ -74,7 +99,7 @@ def _rid(chunk_id: int) -> int:
 
 
 def test_a_loaded_index_serves_the_vectors_it_saved_through_later_changes(
-    tmp_path: Path,
+    tmp_path: Path, lookup: str
 ) -> None:
     rng = np.random.default_rng(5)
     index = VectorIndex(dim=DIM, epoch="e")
@@ -86,6 +111,7 @@ def test_a_loaded_index_serves_the_vectors_it_saved_through_later_changes(
     index.save(tmp_path / "side")
     loaded = VectorIndex.load(tmp_path / "side", DIM, "e")
     assert loaded is not None and isinstance(loaded.where, ChunkMap)
+    assert (loaded.where._dense is not None) == (lookup == "table")
     for cid in rng.choice(sorted(live), size=300, replace=False).tolist():  # swap-removes
         loaded.remove(cid)
         del live[cid]
