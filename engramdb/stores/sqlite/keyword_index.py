@@ -178,21 +178,14 @@ class Segment:
             pos = self.p_row[s:e].astype(np.intp)
             f = self.p_tf[s:e].astype(np.float64)
             tail = K1 * (1 - B + B * self.doclen[pos] / avgdl) if norm is None else norm[pos]
+            # A term has one posting per row, and every term adds a positive score: the rows
+            # still at zero are the ones no earlier term touched, so the rows collected are
+            # distinct without a sort of all of them.
+            touched.append(pos[acc[pos] == 0.0])
             acc[pos] += idf * ((f * (K1 + 1.0)) / (f + tail))
-            touched.append(pos)
         if not touched:
             return np.empty(0, np.int64), np.empty(0, np.float64)
-        # Only touched rows are non-zero (every term adds a positive score): one pass over
-        # the scratch array is cheaper than sorting the touched positions, unless they are
-        # few (one user's rows of a large segment).
-        if len(touched) == 1:
-            cand = touched[0]
-        elif sum(len(t) for t in touched) * 64 < len(acc):
-            cand = np.unique(np.concatenate(touched))
-        else:
-            # Through a mask: numpy's nonzero over booleans is vectorised, over doubles it
-            # is not (about ten times slower on a large segment).
-            cand = np.flatnonzero(acc != 0.0)
+        cand = touched[0] if len(touched) == 1 else np.concatenate(touched)
         sc = acc[cand]
         acc[cand] = 0.0
         live = self.alive[cand]
