@@ -3,10 +3,11 @@
 Why not a plain dict: a sidecar loaded on open holds every chunk of the store, and filling a
 dict with a million entries (a tuple each) took ~0.4 s of the first search and ~130 MB.
 Here the loaded chunks stay in numpy arrays: their ids sorted, with each one's row in the
-sidecar's concatenated blocks (0.06 s to sort at a million, 16 bytes a chunk), and, while the
+sidecar's concatenated blocks (0.06 s to sort at a million, 16 bytes a chunk); while the
 ids are dense enough, a table from chunk id straight to row (4 bytes per id up to the
-largest): a search looks up a few hundred chunks, and a binary search of a million sorted
-ids misses the CPU caches at every step, where the table reads one entry. What changes
+largest) takes the rows' place: a search looks up a few hundred chunks, and a binary
+search of a million sorted ids misses the CPU caches at every step, where the table reads
+one entry. What changes
 after the load (chunks added, rows moved by a swap-remove, chunks removed) is kept in a dict
 of overrides, so a process that writes a lot ends up with today's dict for its own writes
 while the loaded history stays in the arrays.
@@ -40,7 +41,8 @@ class ChunkMap:
 
     def __init__(self) -> None:
         self._ids = np.empty(0, np.int64)  # loaded chunk ids, sorted
-        self._rows = np.empty(0, np.int64)  # each one's row in the concatenated blocks
+        # Each one's row in the concatenated blocks (empty when ``_dense`` has them).
+        self._rows = np.empty(0, np.int64)
         self._starts = np.empty(0, np.int64)  # first concatenated row of each loaded block
         self._dense: np.ndarray | None = None  # loaded chunk id -> its row, -1: not loaded
         self._keys: list[BlockKey] = []  # key of each loaded block
@@ -61,6 +63,8 @@ class ChunkMap:
         if len(ids) and out._ids[0] >= 0 and out._ids[-1] < DENSE_SPREAD * len(ids) + DENSE_SLACK:
             out._dense = np.full(int(out._ids[-1]) + 1, -1, np.int32)
             out._dense[out._ids] = out._rows
+            # The table answers every lookup: the sorted rows are not kept beside it.
+            out._rows = np.empty(0, np.int64)
         return out
 
     def _loaded_rows(self, chunk_ids: np.ndarray) -> np.ndarray:
@@ -74,7 +78,11 @@ class ChunkMap:
         return np.where(ids[pos] == chunk_ids, self._rows[pos], -1)
 
     def _base(self, chunk_id: int) -> Location | None:
-        """Where the load put the chunk (None: not loaded), whatever changed since."""
+        """Where the load put the chunk (None: not loaded), whatever changed since.
+
+        The one-id form of :meth:`_loaded_rows`, kept apart because every add asks it
+        (``in``), where building arrays for one id would cost several times the lookup.
+        """
         dense = self._dense
         if dense is not None:
             row = int(dense[chunk_id]) if 0 <= chunk_id < len(dense) else -1
