@@ -21,6 +21,8 @@ Subcommands:
   alternated round by round (``search_pair.json``);
 - ``keyword-floor``: hybrid search beside the parts it is made of and the floor of its
   exact keyword side, on ``search-pair``'s store (``keyword_floor.json``);
+- ``core-share``: search beside a busy second core (a counting loop, a matrix product,
+  the spaCy pipeline) against search alone, wall and CPU time (``core_share.json``);
 - ``langgraph``: ``EngramStore`` and ``EngramSaver`` against LangGraph's in-memory,
   SQLite and PostgreSQL backends (``langgraph.json``);
 - ``consolidate``: consolidation of 100,000 records with 10% planted near-duplicates:
@@ -223,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
         "temporary folder)",
     )
     p = sub.add_parser(
+        "core-share",
+        help="search beside a busy second core against search alone (core_share.json)",
+        description="On search-pair's store: hybrid and vector search, filtered to the user "
+        "and over the namespace, alone and beside a niced neighbour process on the other "
+        "core (a counting loop, a matrix product, the spaCy pipeline), in rotating blocks; "
+        "each search's wall time and its thread's CPU time.",
+    )
+    _common(p)
+    _store_args(p)
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the built store here and reuse it (search-pair's layout; default: a "
+        "temporary folder)",
+    )
+    p = sub.add_parser(
         "langgraph",
         help="EngramStore/EngramSaver vs LangGraph's own stores and savers (langgraph.json)",
         description="LangGraph items from the store workload: put throughput, top-10 search "
@@ -401,6 +420,18 @@ def main(argv: list[str]) -> int:
         from bench import keyword_floor
 
         keyword_floor.main(
+            args.out,
+            args.records,
+            args.quick,
+            args.hash_vectors,
+            users=args.users,
+            queries=args.queries,
+            workdir=args.workdir,
+        )
+    if args.command == "core-share":
+        from bench import core_share
+
+        core_share.main(
             args.out,
             args.records,
             args.quick,

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -110,18 +112,63 @@ def timed_search(
     return dt, [row_of_text.get(h.record.text, -1) for h in page.hits]
 
 
-def hybrid_latencies(mem: Any, w: Workload, nq: int) -> tuple[list[float], list[float]]:
+def hybrid_latencies(
+    mem: Any, w: Workload, queries: int | Sequence[int]
+) -> tuple[list[float], list[float]]:
     """Seconds of each query in engramdb's default mode (vector + keyword, fused), filtered
     to the asking user and not; the query vector is given, so no embedding is timed. No
-    alternative here has a keyword side, so these figures stand alone."""
+    alternative here has a keyword side, so these figures stand alone. ``queries``: how
+    many of the workload's first queries, or which."""
     filtered: list[float] = []
     unfiltered: list[float] = []
-    for i in range(nq):
+    for i in range(queries) if isinstance(queries, int) else queries:
         for uid, out in ((w.user_name(w.query_users[i]), filtered), (None, unfiltered)):
             t0 = time.perf_counter()
             mem.search(w.query_texts[i], top_k=K, user_id=uid, query_vector=w.query_vectors[i])
             out.append(time.perf_counter() - t0)
     return filtered, unfiltered
+
+
+@contextlib.contextmanager
+def backlog_paused() -> Iterator[None]:
+    """This process's extraction helper frozen (``SIGSTOP``) for the block, if one runs.
+
+    The engine's extraction worker then waits on the helper's pipe, so no part of the
+    backlog runs: neither the parsing nor the writing of its results. The library has no
+    pause of its own; this reaches into the helper module on purpose, for the benchmark.
+    """
+    from engramdb.extract import process
+
+    helper = process._helper
+    pid = helper.proc.pid if helper is not None and helper.alive() else None
+    if pid is not None:
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.1)  # a batch being written when the helper stopped is finished
+    try:
+        yield
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+
+
+def hybrid_beside_backlog(mem: Any, w: Workload, nq: int) -> dict[str, list[float]]:
+    """Hybrid search with the extraction backlog running (``h_f``, ``h_u``) and paused
+    (``h_f_quiet``, ``h_u_quiet``), block by block.
+
+    Why blocks: timed one phase after the other, the second phase also ran warmer than the
+    first, which the comparison would charge to the backlog. Each block of
+    :data:`SEARCH_BLOCK` queries runs in both conditions, which one goes first alternating.
+    """
+    lat: dict[str, list[float]] = {k: [] for k in ("h_f", "h_u", "h_f_quiet", "h_u_quiet")}
+    for b, start in enumerate(range(0, nq, SEARCH_BLOCK)):
+        block = range(start, min(nq, start + SEARCH_BLOCK))
+        for paused in (False, True) if b % 2 == 0 else (True, False):
+            with backlog_paused() if paused else contextlib.nullcontext():
+                f, u = hybrid_latencies(mem, w, block)
+            suffix = "_quiet" if paused else ""
+            lat["h_f" + suffix] += f
+            lat["h_u" + suffix] += u
+    return lat
 
 
 Search = Callable[[int, bool], tuple[float, list[int]]]
@@ -260,6 +307,18 @@ def _files_mb(folder: Path) -> dict[str, float]:
         if p.is_file()
     }
     return dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:8])
+
+
+def _disk_floors(sizes: dict[str, Any]) -> dict[str, float | None]:
+    """The breakdown's floors (``bench.footprint``) as ratios to Chroma's size on disk:
+    what the disk ratio could shrink to without the exact float32 copy, and with nothing but
+    the float32 vectors, the records and the FTS5 index."""
+    parts = sizes["engramdb_breakdown"]
+    chroma_bytes = sizes["chroma_mb"] * 2**20
+    return {
+        f"disk_floor_{name}_vs_chroma": ratio(per_record * parts["records"], chroma_bytes)
+        for name, per_record in parts.get("floors", {}).items()  # none without dbstat
+    }
 
 
 def _cold_open(system: str, path: Path, w: Workload, tmp: Path, runs: int) -> dict[str, Any]:
@@ -434,15 +493,13 @@ def run(
                 rec[key].append(recall_at_k(got[key][i], all_rows, all_scores))
         log("hybrid search: waiting for the keyword index")
         kindex = wait_for_keyword_index(mem, w.query_texts[0], w.query_vectors[0])
-        log(f"hybrid search: {nq} queries, filtered and unfiltered, engramdb")
+        log(f"hybrid search: {nq} queries, filtered and unfiltered, backlog running / paused")
         pending = mem.stats()["entities"].get("pending")
-        lat["h_f"], lat["h_u"] = hybrid_latencies(mem, w, nq)
         # The default extraction mode runs the ingest's backlog in a helper process beside
         # every phase above (tens of records/s: the whole run at 100k). The same queries
-        # again with it stopped show what the backlog costs the searches on this machine.
+        # with it paused, block by block, show what the backlog costs the searches here.
+        lat.update(hybrid_beside_backlog(mem, w, nq))
         mem._engine._entities.close()
-        log("hybrid search again, entity extraction stopped")
-        lat["h_f_quiet"], lat["h_u_quiet"] = hybrid_latencies(mem, w, nq)
         # The vector phase above ran beside the backlog too (Chroma has none): engramdb's
         # vector searches again, alone, give its steady state beside the figure in the race.
         log("vector search again, entity extraction stopped")
@@ -599,6 +656,7 @@ def run(
             cold_e["median"]["open_plus_first_search_s"],
         ),
         "disk_ratio_vs_chroma": ratio(sizes["engramdb_mb"], sizes["chroma_mb"]),
+        **_disk_floors(sizes),
         "rss_ratio_vs_chroma": ratio(
             cold_e["median"]["rss_after_warm_searches_mb"],
             cold_c["median"]["rss_after_warm_searches_mb"],

@@ -64,6 +64,17 @@ def test_store_bench_quick_hash_vectors(tmp_path: Path) -> None:
     assert parts["by_category"]["keyword index (FTS5)"] > 0
     total = sum(parts["by_category"].values()) + sum(parts["beside_the_database"].values())
     assert abs(total - parts["bytes_per_record"]) < 1.0
+    # The floors: the whole without the sidecar's float32 copy, and the bare minimum of a
+    # float32 vector, its record and its FTS5 entry, each below the whole.
+    beside, floors = parts["beside_the_database"], parts["floors"]
+    exact = beside["vector sidecar: exact float32 blocks"]
+    assert exact >= 384 * 4 * 0.99
+    assert abs(floors["without_exact_copy"] - (parts["bytes_per_record"] - exact)) < 0.2
+    bare = sum(parts["by_category"][c] for c in ("chunk vectors", "records"))
+    assert floors["vectors_text_and_fts"] > bare
+    assert floors["vectors_text_and_fts"] < floors["without_exact_copy"]
+    ratios = [summary[f"disk_floor_{n}_vs_chroma"] for n in floors]
+    assert all(0 < r < summary["disk_ratio_vs_chroma"] for r in ratios)
 
 
 @pytest.mark.slow
@@ -147,6 +158,7 @@ def test_every_subcommand_has_help() -> None:
         "langgraph",
         "search-pair",
         "keyword-floor",
+        "core-share",
         "extract",
         "consolidate",
         "service",
@@ -208,3 +220,51 @@ def test_keyword_floor_times_every_part_and_its_floor_finds_the_same_pages(
         both = lat[f"floor_plus_vector_{scope}"]
         assert both["n"] == 30
         assert both["max_ms"] >= lat[f"keyword_floor_{scope}"]["max_ms"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_core_share_times_every_search_beside_every_neighbour_and_stops_them(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    args = ["core-share", "--quick", "--records", "3000", "--queries", "30"]
+    assert main([*args, "--hash-vectors", "--out", str(out)]) == 0
+    report = json.loads((out / "core_share_quick.json").read_text())
+    assert set(report["neighbour_pids"]) == {"spin", "numpy", "spacy"}
+    for pid in report["neighbour_pids"].values():  # killed and reaped, none left running
+        assert not Path(f"/proc/{pid}").exists()
+    lat = report["latency"]
+    assert len(lat) == 4 * 2 * 2
+    for fig in lat.values():
+        for clock in ("wall", "cpu"):
+            assert fig[clock]["n"] == 30 and 0 < fig[clock]["p50_ms"] <= fig[clock]["p95_ms"]
+    s = report["summary"]
+    for name in ("spin", "numpy", "spacy"):
+        got = s[f"{name}_hybrid_filtered_p95_vs_none"]
+        want = s[f"{name}_hybrid_filtered_p95_ms"] / s["none_hybrid_filtered_p95_ms"]
+        assert abs(got - want) < 0.01
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_backlog_paused_freezes_the_extraction_helper_for_the_block_only() -> None:
+    from bench.store import backlog_paused
+    from engramdb.extract import process
+
+    extractor = process.ProcessExtractor(8)
+    found = extractor.extract(["John works for Microsoft in Seattle."])  # starts the helper
+    assert {e.name for e in found[0].entities} >= {"John", "Microsoft", "Seattle"}
+    helper = process._helper
+    assert helper is not None and helper.alive()
+    with backlog_paused():
+        assert _state(helper.proc.pid) == "T"
+    assert _state(helper.proc.pid) != "T"
+    # Resumed, it parses again.
+    again = extractor.extract(["Mary lives in Paris."])
+    assert "Paris" in {e.name for e in again[0].entities}
