@@ -59,6 +59,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _pair_store_args(p: argparse.ArgumentParser) -> None:
+    """The options of a benchmark that searches ``search-pair``'s store."""
+    _common(p)
+    _store_args(p)
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the built store here and reuse it (search-pair's layout; default: a "
+        "temporary folder)",
+    )
+
+
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--records",
@@ -215,15 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "keyword index alone, and that index told the page's last score in advance (the "
         "floor of exact MaxScore), over the whole namespace and filtered to the user.",
     )
-    _common(p)
-    _store_args(p)
-    p.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        help="keep the built store here and reuse it (search-pair's layout; default: a "
-        "temporary folder)",
-    )
+    _pair_store_args(p)
     p = sub.add_parser(
         "core-share",
         help="search beside a busy second core against search alone (core_share.json)",
@@ -232,15 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "core (a counting loop, a matrix product, the spaCy pipeline), in rotating blocks; "
         "each search's wall time and its thread's CPU time.",
     )
-    _common(p)
-    _store_args(p)
-    p.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        help="keep the built store here and reuse it (search-pair's layout; default: a "
-        "temporary folder)",
-    )
+    _pair_store_args(p)
     p = sub.add_parser(
         "langgraph",
         help="EngramStore/EngramSaver vs LangGraph's own stores and savers (langgraph.json)",
@@ -416,22 +413,11 @@ def main(argv: list[str]) -> int:
             queries=args.queries,
             workdir=args.workdir,
         )
-    if args.command == "keyword-floor":
-        from bench import keyword_floor
+    if args.command in ("keyword-floor", "core-share"):
+        from bench import core_share, keyword_floor
 
-        keyword_floor.main(
-            args.out,
-            args.records,
-            args.quick,
-            args.hash_vectors,
-            users=args.users,
-            queries=args.queries,
-            workdir=args.workdir,
-        )
-    if args.command == "core-share":
-        from bench import core_share
-
-        core_share.main(
+        run = keyword_floor.main if args.command == "keyword-floor" else core_share.main
+        run(
             args.out,
             args.records,
             args.quick,

@@ -29,7 +29,6 @@ million records).
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import signal
 import subprocess
@@ -43,16 +42,9 @@ import numpy as np
 
 from bench.common import finish, latency, log, machine
 from bench.data import store_config
-from bench.search_pair import store_copies, workload_options
-from bench.store import (
-    SEARCH_BLOCK,
-    K,
-    LookupEmbedder,
-    embedder_name,
-    wait_for_ann,
-    wait_for_keyword_index,
-)
-from bench.synthetic import result_name, workload
+from bench.search_pair import searched_copy, workload_options
+from bench.store import SEARCH_BLOCK, K
+from bench.synthetic import result_name
 
 NEIGHBOURS = ("none", "spin", "numpy", "spacy")
 MODES = ("hybrid", "vector")
@@ -171,8 +163,6 @@ def main(
     workdir: Path | None = None,
 ) -> dict[str, Any]:
     """Build (or reuse) the store, time the searches beside each neighbour, write the JSON."""
-    from engramdb import Memory, Settings
-
     workload_args = workload_options(records, quick, hash_vectors, users, queries)
     report: dict[str, Any] = {
         "benchmark": "core_share",
@@ -181,37 +171,26 @@ def main(
         "neighbour_nice": NICE,
     }
     cfg = store_config(**workload_args)  # type: ignore[arg-type]
-    with store_copies(workdir, workload_args, ("share",), "engram-share-") as (copies, built):
-        report["build"] = built
-        w = workload(cfg)
-        texts, vectors = list(w.query_texts), np.array(w.query_vectors)
-        query_users = [w.user_name(int(u)) for u in w.query_users]
-        parse = list(w.texts[:512])
-        emb = LookupEmbedder(embedder_name(cfg), texts, vectors)
-        del w
-        gc.collect()
+    with searched_copy(workdir, workload_args, "share", report) as (mem, q):
+        texts = q.texts
         log("starting the neighbours (spaCy loads its pipeline)")
         started: dict[str, _Neighbour | None] = {"none": None}
         try:
             for name in NEIGHBOURS[1:]:
-                started[name] = _Neighbour(name, parse)
+                started[name] = _Neighbour(name, q.sample)
             report["neighbour_pids"] = {n: p.proc.pid for n, p in started.items() if p}
-            settings = Settings(extract="off")
-            with Memory(f"sqlite:///{copies['share']}", embedder=emb, settings=settings) as mem:
-                report["ann"] = wait_for_ann(mem, vectors[0], query_users)
-                report["keyword_index"] = wait_for_keyword_index(mem, texts[0], vectors[0])
-                for i in range(min(len(texts), 2 * SEARCH_BLOCK)):  # warm-up
-                    for mode in MODES:
-                        mem.search(texts[i], top_k=K, mode=mode, query_vector=vectors[i])
-                log(f"timing {len(texts)} queries beside {len(NEIGHBOURS)} neighbours")
-                before = {n: p.cpu_seconds() for n, p in started.items() if p}
-                t0 = time.perf_counter()
-                wall, cpu = _time_blocks(mem, started, texts, vectors, query_users)
-                elapsed = time.perf_counter() - t0
-                report["neighbour_cpu_s"] = {
-                    n: round(p.cpu_seconds() - before[n], 2) for n, p in started.items() if p
-                }
-                report["elapsed_s"] = round(elapsed, 1)
+            for i in range(min(len(texts), 2 * SEARCH_BLOCK)):  # warm-up
+                for mode in MODES:
+                    mem.search(texts[i], top_k=K, mode=mode, query_vector=q.vectors[i])
+            log(f"timing {len(texts)} queries beside {len(NEIGHBOURS)} neighbours")
+            before = {n: p.cpu_seconds() for n, p in started.items() if p}
+            t0 = time.perf_counter()
+            wall, cpu = _time_blocks(mem, started, texts, q.vectors, q.users)
+            elapsed = time.perf_counter() - t0
+            report["neighbour_cpu_s"] = {
+                n: round(p.cpu_seconds() - before[n], 2) for n, p in started.items() if p
+            }
+            report["elapsed_s"] = round(elapsed, 1)
         finally:
             for neighbour in started.values():
                 if neighbour:

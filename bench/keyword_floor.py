@@ -29,7 +29,6 @@ million records).
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,16 +38,9 @@ import numpy as np
 
 from bench.common import finish, latency, log, machine
 from bench.data import store_config
-from bench.search_pair import store_copies, workload_options
-from bench.store import (
-    SEARCH_BLOCK,
-    K,
-    LookupEmbedder,
-    embedder_name,
-    wait_for_ann,
-    wait_for_keyword_index,
-)
-from bench.synthetic import result_name, workload
+from bench.search_pair import searched_copy, workload_options
+from bench.store import SEARCH_BLOCK, K
+from bench.synthetic import result_name
 
 CONTENDERS = ("hybrid", "vector", "keyword", "keyword_index", "keyword_floor")
 
@@ -130,8 +122,6 @@ def main(
     workdir: Path | None = None,
 ) -> dict[str, Any]:
     """Build (or reuse) the store, time every contender, write the JSON."""
-    from engramdb import Memory, Settings
-
     workload_args = workload_options(records, quick, hash_vectors, users, queries)
     report: dict[str, Any] = {
         "benchmark": "keyword_floor",
@@ -139,25 +129,15 @@ def main(
         "config": dict(workload_args),
     }
     cfg = store_config(**workload_args)  # type: ignore[arg-type]
-    with store_copies(workdir, workload_args, ("floor",), "engram-floor-") as (copies, built):
-        report["build"] = built
-        w = workload(cfg)
-        texts, vectors = list(w.query_texts), np.array(w.query_vectors)
-        query_users = [w.user_name(int(u)) for u in w.query_users]
-        emb = LookupEmbedder(embedder_name(cfg), texts, vectors)
-        del w
-        gc.collect()
-        settings = Settings(extract="off")
-        with Memory(f"sqlite:///{copies['floor']}", embedder=emb, settings=settings) as mem:
-            report["ann"] = wait_for_ann(mem, vectors[0], query_users)
-            report["keyword_index"] = wait_for_keyword_index(mem, texts[0], vectors[0])
-            qs = _Queries(mem, texts, vectors, query_users)
-            report["keyword_index"]["segments"] = len(qs.index.segments)
-            log(f"timing {len(CONTENDERS)} contenders over {len(texts)} queries, twice each")
-            for i in range(min(len(texts), 2 * SEARCH_BLOCK)):  # warm-up
-                for name in CONTENDERS:
-                    qs.run(name, i, False)
-            lat = time_blocks(qs.run, len(texts))
+    with searched_copy(workdir, workload_args, "floor", report) as (mem, q):
+        texts = q.texts
+        qs = _Queries(mem, texts, q.vectors, q.users)
+        report["keyword_index"]["segments"] = len(qs.index.segments)
+        log(f"timing {len(CONTENDERS)} contenders over {len(texts)} queries, twice each")
+        for i in range(min(len(texts), 2 * SEARCH_BLOCK)):  # warm-up
+            for name in CONTENDERS:
+                qs.run(name, i, False)
+        lat = time_blocks(qs.run, len(texts))
     figures: dict[str, Any] = {}
     for (name, filtered), samples in lat.items():
         figures[f"{name}_{'filtered' if filtered else 'unfiltered'}"] = latency(samples)

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,46 @@ def store_copies(
             shutil.copytree(made.parent, folder / name)
             copies[name] = folder / name / made.name
         yield copies, built
+
+
+@dataclass
+class PairQueries:
+    """The workload's queries as a benchmark on the pair's store asks them, and a sample of
+    the store's own texts."""
+
+    texts: list[str]
+    vectors: np.ndarray
+    users: list[str]
+    sample: list[str]
+
+
+@contextlib.contextmanager
+def searched_copy(
+    workdir: Path | None, workload_args: dict[str, Any], name: str, report: dict[str, Any]
+) -> Iterator[tuple[Any, PairQueries]]:
+    """A copy of the pair's store opened with extraction off, its ANN graphs and derived
+    keyword index ready, with the workload's queries: what ``keyword-floor`` and
+    ``core-share`` search. What building and waiting took goes into ``report``."""
+    from engramdb import Memory, Settings
+
+    cfg = store_config(**workload_args)
+    with store_copies(workdir, workload_args, (name,), f"engram-{name}-") as (copies, built):
+        report["build"] = built
+        w = workload(cfg)
+        q = PairQueries(
+            list(w.query_texts),
+            np.array(w.query_vectors),
+            [w.user_name(int(u)) for u in w.query_users],
+            list(w.texts[:512]),
+        )
+        emb = LookupEmbedder(embedder_name(cfg), q.texts, q.vectors)
+        del w
+        gc.collect()
+        settings = Settings(extract="off")
+        with Memory(f"sqlite:///{copies[name]}", embedder=emb, settings=settings) as mem:
+            report["ann"] = wait_for_ann(mem, q.vectors[0], q.users)
+            report["keyword_index"] = wait_for_keyword_index(mem, q.texts[0], q.vectors[0])
+            yield mem, q
 
 
 def run_child(
