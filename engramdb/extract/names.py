@@ -66,6 +66,18 @@ def alias_links(people: Sequence[ScopeEntity]) -> list[tuple[int, int, str]]:
         titled, core = _core(e.norm)
         if e.canonical_id is None and not titled and len(core) >= 2:
             full[e.id] = core
+    # The full names indexed by what a short form may match (all its words, its last word,
+    # its first or last word), so a scope of n people costs one pass, not n × n: the step
+    # runs in the write transaction of every extraction batch that finds a person.
+    by_words: dict[tuple[str, ...], list[int]] = {}
+    by_last: dict[str, list[int]] = {}
+    by_end: dict[str, list[int]] = {}
+    for i, words in full.items():
+        by_words.setdefault(tuple(words), []).append(i)
+        by_last.setdefault(words[-1], []).append(i)
+        for word in dict.fromkeys((words[0], words[-1])):
+            by_end.setdefault(word, []).append(i)
+    names = {p.id: p.name for p in people}
     links: list[tuple[int, int, str]] = []
     for e in people:
         if e.canonical_id is not None or e.pinned or e.id in full:
@@ -74,12 +86,12 @@ def alias_links(people: Sequence[ScopeEntity]) -> list[tuple[int, int, str]]:
         if not core:
             continue
         if len(core) >= 2:
-            matches = [i for i, words in full.items() if words == core]
+            matches = by_words.get(tuple(core), [])
         elif titled:
-            matches = [i for i, words in full.items() if words[-1] == core[0]]
+            matches = by_last.get(core[0], [])
         else:
-            matches = [i for i, words in full.items() if core[0] in (words[0], words[-1])]
+            matches = by_end.get(core[0], [])
         if len(matches) == 1:
-            target = next(p for p in people if p.id == matches[0])
-            links.append((e.id, target.id, f"{e.name!r} can only be {target.name!r} in this scope"))
+            target = matches[0]
+            links.append((e.id, target, f"{e.name!r} can only be {names[target]!r} in this scope"))
     return links
