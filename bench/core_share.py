@@ -29,6 +29,7 @@ million records).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -76,7 +77,6 @@ class _Neighbour:
     """A busy process at the helper's priority, frozen until :meth:`running`."""
 
     def __init__(self, name: str, texts: list[str]) -> None:
-        self.name = name
         body = f"import os\nos.nice({NICE})\n" + _CODE[name]
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
@@ -135,20 +135,14 @@ def _time_blocks(
         turn = b % len(NEIGHBOURS)
         for name in NEIGHBOURS[turn:] + NEIGHBOURS[:turn]:
             neighbour = neighbours[name]
+            block = range(start, min(nq, start + SEARCH_BLOCK))
             with neighbour.running() if neighbour else contextlib.nullcontext():
-                for mode in MODES:
-                    for filtered in (True, False):
-                        for i in range(start, min(nq, start + SEARCH_BLOCK)):
-                            c0, t0 = time.thread_time(), time.perf_counter()
-                            mem.search(
-                                texts[i],
-                                top_k=K,
-                                user_id=users[i] if filtered else None,
-                                mode=mode,
-                                query_vector=vectors[i],
-                            )
-                            wall[(name, mode, filtered)].append(time.perf_counter() - t0)
-                            cpu[(name, mode, filtered)].append(time.thread_time() - c0)
+                for mode, filtered, i in itertools.product(MODES, (True, False), block):
+                    c0, t0 = time.thread_time(), time.perf_counter()
+                    user = users[i] if filtered else None
+                    mem.search(texts[i], top_k=K, user_id=user, mode=mode, query_vector=vectors[i])
+                    wall[(name, mode, filtered)].append(time.perf_counter() - t0)
+                    cpu[(name, mode, filtered)].append(time.thread_time() - c0)
     return wall, cpu
 
 

@@ -7,10 +7,9 @@ sidecar's concatenated blocks (0.06 s to sort at a million, 16 bytes a chunk); w
 ids are dense enough, a table from chunk id straight to row (4 bytes per id up to the
 largest) takes the rows' place: a search looks up a few hundred chunks, and a binary
 search of a million sorted ids misses the CPU caches at every step, where the table reads
-one entry. What changes
-after the load (chunks added, rows moved by a swap-remove, chunks removed) is kept in a dict
-of overrides, so a process that writes a lot ends up with today's dict for its own writes
-while the loaded history stays in the arrays.
+one entry. What changes after the load (chunks added, rows moved by a swap-remove, chunks
+removed) is kept in a dict of overrides, so a process that writes a lot ends up with
+today's dict for its own writes while the loaded history stays in the arrays.
 
 A lookup reads the overrides first (``None`` there means removed), then the arrays.
 """
